@@ -1,0 +1,1 @@
+// Lets a library with no sources yet be a valid CMake target.

@@ -1,0 +1,106 @@
+// CUDA device: built only when LOOM_WITH_CUDA; cuda_device_stub.cc stands in otherwise.
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/device.h"
+#include "runtime/status.h"
+
+namespace loom {
+namespace {
+
+class CudaDeviceImpl final : public Device {
+ public:
+  explicit CudaDeviceImpl(int index) : index_(index) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, index) == cudaSuccess) name_ = prop.name;
+  }
+  DeviceKind kind() const override { return DeviceKind::kCuda; }
+  int index() const override { return index_; }
+  std::string Name() const override { return absl::StrCat("cuda:", index_, " (", name_, ")"); }
+  absl::StatusOr<void*> RawAllocate(size_t bytes) override {
+    LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    void* p = nullptr;
+    LOOM_CUDA_CHECK(cudaMalloc(&p, bytes));
+    return p;
+  }
+  void RawFree(void* ptr) override {
+    cudaSetDevice(index_);
+    cudaFree(ptr);
+  }
+  absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    return absl::OkStatus();
+  }
+  absl::Status CopyFromHost(void* dst, const void* src, size_t bytes) override {
+    LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    return absl::OkStatus();
+  }
+  absl::Status CopyWithin(void* dst, const void* src, size_t bytes) override {
+    LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+    return absl::OkStatus();
+  }
+  absl::Status Memset(void* dst, int value, size_t bytes) override {
+    LOOM_CUDA_CHECK(cudaMemset(dst, value, bytes));
+    return absl::OkStatus();
+  }
+  absl::Status Synchronize() override {
+    LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    LOOM_CUDA_CHECK(cudaDeviceSynchronize());
+    return absl::OkStatus();
+  }
+  MemoryInfo GetMemoryInfo() const override {
+    MemoryInfo info;
+    cudaSetDevice(index_);
+    cudaMemGetInfo(&info.free_bytes, &info.total_bytes);
+    return info;
+  }
+
+ private:
+  int index_;
+  std::string name_ = "unknown";
+};
+
+}  // namespace
+
+int CudaDeviceCount() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    return 0;
+  }
+  return n;
+}
+
+std::string CudaUnavailableReason() {
+  int n = 0;
+  cudaError_t rc = cudaGetDeviceCount(&n);
+  if (rc != cudaSuccess) {
+    cudaGetLastError();
+    return absl::StrCat("no CUDA device answers: ", cudaGetErrorString(rc));
+  }
+  if (n == 0) return "no CUDA device is visible";
+  return "";
+}
+
+absl::StatusOr<Device*> CudaDevice(int index) {
+  static std::mutex mu;
+  static std::vector<std::unique_ptr<CudaDeviceImpl>>* devices =
+      new std::vector<std::unique_ptr<CudaDeviceImpl>>();
+  std::string why = CudaUnavailableReason();
+  if (!why.empty()) return absl::UnavailableError(why);
+  int n = CudaDeviceCount();
+  if (index < 0 || index >= n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", index, " requested but ", n, " are visible"));
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  if (devices->empty()) devices->resize(n);
+  if (!(*devices)[index]) (*devices)[index] = std::make_unique<CudaDeviceImpl>(index);
+  return (*devices)[index].get();
+}
+
+}  // namespace loom

@@ -1,0 +1,61 @@
+// Streams and events. On CUDA they wrap cudaStream_t / cudaEvent_t so compute and
+// communication can overlap, ordered by events; on the CPU they are no-ops (work is
+// synchronous), so code written against them runs unchanged on both backends.
+#pragma once
+
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "runtime/device.h"
+
+namespace loom {
+
+class Event;
+
+class Stream {
+ public:
+  // The default (legacy) stream of a device; for the CPU, a no-op stream.
+  static Stream Default(Device* device) { return Stream(device, nullptr); }
+  // A new non-blocking stream on the device (a no-op stream on the CPU).
+  static absl::StatusOr<std::shared_ptr<Stream>> Create(Device* device);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  Stream(Stream&& o) noexcept : device_(o.device_), handle_(o.handle_), owned_(o.owned_) {
+    o.owned_ = false;
+  }
+
+  Device* device() const { return device_; }
+  // cudaStream_t on CUDA (nullptr = the default stream); nullptr on the CPU.
+  void* handle() const { return handle_; }
+  absl::Status Synchronize();
+  // Makes later work on this stream wait for `event`.
+  absl::Status Wait(const Event& event);
+
+ private:
+  Stream(Device* device, void* handle, bool owned = false)
+      : device_(device), handle_(handle), owned_(owned) {}
+  Device* device_;
+  void* handle_;
+  bool owned_ = false;
+};
+
+class Event {
+ public:
+  static absl::StatusOr<std::unique_ptr<Event>> Create(Device* device);
+  ~Event();
+  // Marks the point in `stream`'s work that Wait()/Synchronize() refer to.
+  absl::Status Record(const Stream& stream);
+  absl::Status Synchronize();
+  // Milliseconds between two recorded events (CUDA); 0 on the CPU.
+  absl::StatusOr<float> ElapsedMs(const Event& start) const;
+  void* handle() const { return handle_; }
+
+ private:
+  Event(Device* device, void* handle) : device_(device), handle_(handle) {}
+  Device* device_;
+  void* handle_;
+};
+
+}  // namespace loom

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Configures and builds loom (Release) into build/. With a CUDA toolkit at $CUDA_HOME or
+# /usr/local/cuda the CUDA backend is included; LOOM_CUDA=OFF forces a CPU-only build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR="${BUILD_DIR:-build}"
+cuda_home="${CUDA_HOME:-/usr/local/cuda}"
+args=(-DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DLOOM_CUDA="${LOOM_CUDA:-AUTO}")
+if [[ -x "$cuda_home/bin/nvcc" && "${LOOM_CUDA:-AUTO}" != "OFF" ]]; then
+  args+=(-DCMAKE_CUDA_COMPILER="$cuda_home/bin/nvcc" -DLOOM_CUDA_ARCHS="${LOOM_CUDA_ARCHS:-90}")
+fi
+cmake -S . -B "$BUILD_DIR" "${args[@]}" >/dev/null
+cmake --build "$BUILD_DIR" -j "${JOBS:-$(nproc)}" "$@"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what loom's build needs from Debian's packages, only what is missing, and says what
+# it found. Runs `apt-get update` only when something must be installed. Re-running it on a
+# ready machine takes a second or two.
+set -euo pipefail
+
+PKGS=(cmake g++ make pkg-config git libopenmpi-dev openmpi-bin libprotobuf-dev protobuf-compiler
+      libabsl-dev libopenblas-dev libgtest-dev libgmock-dev python3)
+# Optional: PyTorch (fixture generators, side-by-side benchmark) with LOOM_SETUP_TORCH=1.
+if [[ "${LOOM_SETUP_TORCH:-0}" == "1" ]]; then PKGS+=(python3-torch python3-numpy); fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: all build packages present"
+fi
+
+cuda_home="${CUDA_HOME:-/usr/local/cuda}"
+if [[ -x "$cuda_home/bin/nvcc" ]]; then
+  echo "setup: CUDA toolkit found at $cuda_home ($("$cuda_home/bin/nvcc" --version | grep -o 'release [0-9.]*')): the CUDA backend will be built (sm_90 by default)"
+else
+  echo "setup: no CUDA toolkit (looked in $cuda_home): CPU-only build"
+fi
+echo "setup: $(cmake --version | head -1), $(g++ --version | head -1), $(mpirun --version 2>/dev/null | head -1)"
