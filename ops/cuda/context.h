@@ -1,0 +1,49 @@
+// Per-device state shared by every CUDA op: a cuBLAS handle, a cuBLASLt handle, a 32 MiB
+// cuBLASLt workspace, the device's SM count and the stream all ops of that device are issued
+// on. Created lazily on first use, once per device, and kept for the life of the process (ops
+// are called from the training loop every step, so nothing here is torn down).
+//
+// Ops take no stream argument: they run on the device's op stream, which is the legacy default
+// stream until SetOpStream() picks another (the trainer does this once at start-up). Keeping
+// one stream per device also makes the single workspace safe: cuBLASLt calls that share it are
+// ordered on that stream.
+#pragma once
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "absl/status/statusor.h"
+#include "runtime/tensor.h"
+
+namespace loom::ops::cuda {
+
+inline constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
+struct DeviceContext {
+  int device = 0;
+  cublasHandle_t cublas = nullptr;
+  cublasLtHandle_t cublaslt = nullptr;
+  void* workspace = nullptr;  // kCublasWorkspaceBytes of device memory for cuBLASLt
+  size_t workspace_bytes = 0;
+  cudaStream_t stream = nullptr;  // the op stream (nullptr = legacy default stream)
+  int num_sms = 0;
+};
+
+// Makes `device` current on the calling thread and returns its context, creating it on first
+// use. Thread-safe.
+absl::StatusOr<DeviceContext*> GetDeviceContext(int device);
+
+// The context of the device `t` lives on (which must be a CUDA device); makes it current.
+absl::StatusOr<DeviceContext*> ContextFor(const Tensor& t);
+
+// Issues every later op of `device` (kernels and cuBLAS calls) on `stream`.
+absl::Status SetOpStream(int device, cudaStream_t stream);
+
+// Turns the error of the last kernel launch (bad configuration, no kernel image for this GPU)
+// into a Status naming the kernel.
+absl::Status CheckLaunch(const char* kernel_name);
+
+}  // namespace loom::ops::cuda
