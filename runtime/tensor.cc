@@ -85,7 +85,7 @@ absl::StatusOr<Tensor> Tensor::To(Device* device) const {
   return t;
 }
 
-absl::Status Tensor::CopyFrom(const Tensor& src) {
+absl::Status Tensor::CopyFrom(const Tensor& src) const {
   if (src.numel() != numel() || src.dtype() != dtype_) {
     return absl::InvalidArgumentError(
         absl::StrCat("CopyFrom: ", src.DebugString(), " into ", DebugString()));
@@ -93,7 +93,7 @@ absl::Status Tensor::CopyFrom(const Tensor& src) {
   return CopyBytes(device_, data_, src.device_, src.data_, nbytes());
 }
 
-absl::Status Tensor::Fill0() { return device_->Memset(data_, 0, nbytes()); }
+absl::Status Tensor::Fill0() const { return device_->Memset(data_, 0, nbytes()); }
 
 absl::StatusOr<std::vector<float>> Tensor::ToFloatVector() const {
   std::vector<char> host(nbytes());
@@ -111,7 +111,7 @@ absl::StatusOr<std::vector<float>> Tensor::ToFloatVector() const {
   return out;
 }
 
-absl::Status Tensor::CopyFromFloats(absl::Span<const float> values) {
+absl::Status Tensor::CopyFromFloats(absl::Span<const float> values) const {
   if (static_cast<int64_t>(values.size()) != numel()) {
     return absl::InvalidArgumentError(absl::StrCat("CopyFromFloats: ", values.size(),
                                                    " values into ", DebugString()));

@@ -93,11 +93,12 @@ class Tensor {
 
   // Copies to another device (or a fresh copy on the same device).
   absl::StatusOr<Tensor> To(Device* device) const;
-  absl::Status CopyFrom(const Tensor& src);
-  absl::Status Fill0();
+  // Writers are const: a Tensor is a view, and writing through it does not change the view.
+  absl::Status CopyFrom(const Tensor& src) const;
+  absl::Status Fill0() const;
   // Reads all elements as floats (any float dtype, from any device) / writes from floats.
   absl::StatusOr<std::vector<float>> ToFloatVector() const;
-  absl::Status CopyFromFloats(absl::Span<const float> values);
+  absl::Status CopyFromFloats(absl::Span<const float> values) const;
 
   std::string DebugString() const;  // "f32[4, 64] on cpu"
 

@@ -1,0 +1,78 @@
+// Trainer: runs one training job as the config describes it: builds the model on the chosen
+// backend (random init from the seed, or model.init_from), opens the token shards, and loops
+// over optimizer steps: gradient accumulation to the global batch, data-parallel gradient
+// all-reduce, global-norm clipping, AdamW with the LR schedule, metrics to the console,
+// metrics.jsonl and TensorBoard, periodic validation loss and text samples.
+//
+// Everything that can be wrong with the job (config, data, init file) is reported by Create,
+// before any large allocation. Tensor and pipeline parallelism are not in this trainer yet:
+// a job asking for tp or pp > 1 is refused with that reason.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "launcher/config.h"
+#include "launcher/data_loader.h"
+#include "launcher/metrics.h"
+#include "launcher/tensorboard.h"
+#include "launcher/tokenizer.h"
+#include "model/adamw.h"
+#include "model/gpt.h"
+#include "parallel/mpi_world.h"
+#include "proto/job.pb.h"
+
+namespace loom {
+
+// The model shape a job describes (defaults applied, vocab padded).
+GptConfig GptConfigFromJob(const JobConfig& job);
+
+class Trainer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const JobConfig& config, MpiWorld* world);
+
+  // Runs from the current step to runtime.stop_at_step (or total_steps).
+  absl::Status Run();
+  // One optimizer step; returns the mean training loss over the global batch.
+  absl::StatusOr<float> Step();
+  // Mean validation loss over logging.eval_batches micro-batches per data-parallel rank.
+  absl::StatusOr<float> Evaluate();
+  // Continues `prompt` by `length` tokens (top-k sampling, k = 40, seeded by (seed, step)).
+  absl::StatusOr<std::vector<int32_t>> Sample(const std::vector<int32_t>& prompt, int length);
+
+  GptModel& model() { return *model_; }
+  int64_t step() const { return step_; }
+  const DerivedNumbers& numbers() const { return numbers_; }
+  double last_grad_norm() const { return last_grad_norm_; }
+
+ private:
+  Trainer() = default;
+  absl::Status AllReduceGrads();
+  absl::StatusOr<double> GradNorm();
+  absl::Status LogStep(float loss, std::optional<float> val_loss, double step_seconds);
+
+  JobConfig config_;
+  DerivedNumbers numbers_;
+  MpiWorld* world_ = nullptr;
+  Device* device_ = nullptr;
+  std::unique_ptr<GptModel> model_;
+  std::optional<AdamW> optimizer_;
+  std::unique_ptr<DataLoader> train_data_, val_data_;
+  std::optional<ByteTokenizer> tokenizer_;
+  std::unique_ptr<MetricsLogger> metrics_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  Tensor norm_acc_;  // f32 [1] on the device
+  std::vector<int32_t> inputs_, targets_;
+  int64_t step_ = 0;  // optimizer steps done
+  double last_grad_norm_ = 0;
+  double flops_per_token_ = 0;
+  double peak_flops_ = 0;
+  double elapsed_s_ = 0;
+  double interval_seconds_ = 0;
+  int64_t interval_tokens_ = 0;
+};
+
+}  // namespace loom

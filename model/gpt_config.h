@@ -1,0 +1,41 @@
+// GptConfig: the shape of a GPT-family model, independent of how it is parallelised or where
+// it came from (job file, llm.c checkpoint, test). GPT-2 style: learned positions, LayerNorm,
+// GeLU MLP, biases, embedding tied to the LM head. LLaMA style: RoPE, RMSNorm, SwiGLU, no
+// biases, untied head, grouped-query attention.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace loom {
+
+enum class ModelFamily { kGpt2, kLlama };
+
+struct GptConfig {
+  ModelFamily family = ModelFamily::kGpt2;
+  int layers = 0;
+  int heads = 0;
+  int kv_heads = 0;  // == heads for GPT-2
+  int hidden = 0;    // C
+  int ffn_hidden = 0;
+  int64_t vocab = 0;         // real vocabulary (e.g. 50257)
+  int64_t padded_vocab = 0;  // rows of the embedding / head (>= vocab, padded rows stay zero)
+  int max_seq = 0;
+  bool tied_embeddings = true;
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+
+  int head_dim() const { return hidden / heads; }
+  int qkv_dim() const { return (heads + 2 * kv_heads) * head_dim(); }
+  bool is_llama() const { return family == ModelFamily::kLlama; }
+  // Refuses sizes the model cannot be built with, naming the field.
+  absl::Status Validate() const;
+};
+
+// Flops of one training step per token, the standard 6N + 6*L*C*T (forward + backward of the
+// parameter GEMMs, plus the attention score and value GEMMs with the causal half counted).
+double TrainingFlopsPerToken(const GptConfig& c, int64_t num_params, int seq_len);
+
+}  // namespace loom
