@@ -1,0 +1,118 @@
+// `loom bench step --config F [--set ...] [--steps N] [--warmup N]`: times whole training steps
+// (forward, backward, AdamW) of the job's model on random tokens, single process, and prints
+// ms/step, tokens/s, the achieved FLOP rate against the device's peak (for the CPU, the sgemm
+// rate it measures itself) and a breakdown by op family.
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "launcher/command.h"
+#include "launcher/config.h"
+#include "launcher/device_peak.h"
+#include "launcher/trainer.h"
+#include "model/adamw.h"
+#include "model/gpt.h"
+#include "runtime/philox.h"
+#include "runtime/profiler.h"
+#include "runtime/status.h"
+#include "runtime/timer.h"
+
+namespace loom {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: loom bench step --config F [--set path=value ...] [--steps N] [--warmup N]\n"
+    "  Times training steps of the job's model (one micro-batch of parallel.micro_batch_size x\n"
+    "  data.seq_len random tokens per step, forward + backward + AdamW) on one process and\n"
+    "  prints ms/step, tokens/s, FLOP rate vs the device peak and a per-op-family breakdown.";
+
+absl::Status RunBenchStep(const std::vector<std::string>& argv) {
+  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
+  std::vector<std::string> args = argv;
+  std::string path;
+  std::vector<std::string> overrides;
+  LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &path, &overrides));
+  int steps = 3, warmup = 1;
+  for (size_t i = 0; i < args.size(); ++i) {
+    int* dst = args[i] == "--steps" ? &steps : args[i] == "--warmup" ? &warmup : nullptr;
+    if (dst == nullptr || i + 1 >= args.size() || !absl::SimpleAtoi(args[i + 1], dst) || *dst < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("bad argument '", args[i], "'\n", kUsage));
+    }
+    ++i;
+  }
+  if (path.empty()) return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
+  LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
+  LOOM_RETURN_IF_ERROR(ValidateJobConfig(config, /*world_size=*/1));
+  const GptConfig gpt = GptConfigFromJob(config);
+  Device* device = CpuDevice();
+  if (config.runtime().backend() != RuntimeConfig::CPU && CudaDeviceCount() > 0) {
+    LOOM_ASSIGN_OR_RETURN(device, CudaDevice(0));
+  }
+  LOOM_ASSIGN_OR_RETURN(auto model, GptModel::Create(gpt, device));
+  LOOM_RETURN_IF_ERROR(InitParams(model->layout(), config.runtime().seed(), model->params()));
+  LOOM_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(model->layout(), AdamWSettings{}, device));
+  const int B = config.parallel().micro_batch_size(), T = config.data().seq_len();
+  std::vector<int32_t> tokens(B * (T + 1));
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    tokens[i] = static_cast<int32_t>(UniformAt(7, i) * gpt.vocab) % static_cast<int32_t>(gpt.vocab);
+  }
+  std::vector<int32_t> in(B * T), tg(B * T);
+  for (int b = 0; b < B; ++b) {
+    for (int t = 0; t < T; ++t) {
+      in[b * T + t] = tokens[b * (T + 1) + t];
+      tg[b * T + t] = tokens[b * (T + 1) + t + 1];
+    }
+  }
+  Tensor tin = Tensor::View(in.data(), Shape{B, T}, DType::kI32, CpuDevice());
+  Tensor ttg = Tensor::View(tg.data(), Shape{B, T}, DType::kI32, CpuDevice());
+  const DevicePeak peak = GetDevicePeak(device);
+  const int64_t params = ParameterCount(config.model());
+  const double flops_per_step = TrainingFlopsPerToken(gpt, params, T) * B * T;
+
+  std::printf("bench step: %s, %d layers, C=%d, %d heads, V=%lld, B=%d, T=%d on %s\n",
+              gpt.is_llama() ? "LLaMA" : "GPT-2", gpt.layers, gpt.hidden, gpt.heads,
+              static_cast<long long>(gpt.vocab), B, T, device->Name().c_str());
+  std::printf("  model: %lld parameters; a step is %.1f GFLOP (6N + 6*L*C*T per token)\n",
+              static_cast<long long>(params), flops_per_step / 1e9);
+  std::printf("  device peak: %.1f GFLOP/s (%s)\n", peak.flops / 1e9, peak.source.c_str());
+  auto one_step = [&](int64_t step) -> absl::Status {
+    LOOM_RETURN_IF_ERROR(model->ZeroGrads());
+    LOOM_ASSIGN_OR_RETURN(float loss, model->ForwardBackward(tin, ttg, 1.0f));
+    (void)loss;
+    OpProfiler::Scope scope("optimizer", device);
+    return opt.Step(model->params(), model->grads(), 1e-4f, step, 1.0f);
+  };
+  for (int i = 0; i < warmup; ++i) LOOM_RETURN_IF_ERROR(one_step(i + 1));
+  LOOM_RETURN_IF_ERROR(device->Synchronize());
+  Timer timer;
+  for (int i = 0; i < steps; ++i) LOOM_RETURN_IF_ERROR(one_step(warmup + i + 1));
+  LOOM_RETURN_IF_ERROR(device->Synchronize());
+  const double s = timer.Seconds() / std::max(1, steps);
+  // A second, profiled pass for the breakdown (synchronising per op distorts GPU totals a bit).
+  OpProfiler::Reset();
+  OpProfiler::Enable(true);
+  for (int i = 0; i < std::max(1, steps); ++i) LOOM_RETURN_IF_ERROR(one_step(warmup + steps + i + 1));
+  OpProfiler::Enable(false);
+  std::printf("  %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of the device peak\n", s * 1e3,
+              B * T / s, flops_per_step / s / 1e9,
+              peak.flops > 0 ? 100.0 * flops_per_step / s / peak.flops : 0.0);
+  double total = 0;
+  auto report = OpProfiler::Report();
+  for (const auto& [family, t] : report) total += t.seconds;
+  std::printf("  breakdown by op family (profiled pass, per step):\n");
+  for (const auto& [family, t] : report) {
+    std::printf("    %-14s %9.2f ms  %5.1f%%  (%lld calls)\n", family.c_str(),
+                t.seconds * 1e3 / std::max(1, steps), total > 0 ? 100.0 * t.seconds / total : 0.0,
+                static_cast<long long>(t.calls / std::max(1, steps)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+LOOM_REGISTER_COMMAND(bench_step, "bench step", "time training steps of a job's model", kUsage,
+                      RunBenchStep);
+
+}  // namespace loom
