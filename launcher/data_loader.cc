@@ -1,0 +1,146 @@
+#include "launcher/data_loader.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "runtime/status.h"
+
+namespace loom {
+
+namespace {
+
+// splitmix64: a tiny, well-mixed generator; the shuffle must be identical on every machine and
+// compiler, which rules out std:: distributions.
+uint64_t SplitMix64(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Uniform in [0, bound) without modulo bias (multiply-shift with rejection).
+uint64_t Below(uint64_t bound, uint64_t* state) {
+  const uint64_t threshold = (0 - bound) % bound;
+  for (;;) {
+    const unsigned __int128 m = static_cast<unsigned __int128>(SplitMix64(state)) * bound;
+    if (static_cast<uint64_t>(m) >= threshold) return static_cast<uint64_t>(m >> 64);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DataLoader>> DataLoader::Open(const DataLoaderOptions& options) {
+  if (options.seq_len < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data loader: seq_len must be >= 1, got ", options.seq_len));
+  }
+  if (options.vocab_size < 1 || options.vocab_size > 65536) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data loader: vocab_size must be in 1..65536 (uint16 tokens), got ", options.vocab_size));
+  }
+  if (options.dp_size < 1 || options.dp_rank < 0 || options.dp_rank >= options.dp_size) {
+    return absl::InvalidArgumentError(absl::StrCat("data loader: dp_rank ", options.dp_rank,
+                                                   " is not in 0..dp_size-1 (dp_size ",
+                                                   options.dp_size, ")"));
+  }
+  auto loader = std::unique_ptr<DataLoader>(new DataLoader(options));
+  LOOM_ASSIGN_OR_RETURN(std::vector<std::string> paths, ExpandShardGlobs(options.patterns));
+  const int64_t t = options.seq_len;
+  for (const std::string& path : paths) {
+    LOOM_ASSIGN_OR_RETURN(std::unique_ptr<TokenShard> shard,
+                          TokenShard::Open(path, options.format, options.vocab_size));
+    const int64_t n = static_cast<int64_t>(shard->size());
+    const int64_t samples = n >= t + 1 ? (n - 1) / t : 0;
+    loader->first_sample_.push_back(loader->num_samples_);
+    loader->num_samples_ += samples;
+    loader->num_tokens_ += n;
+    loader->dropped_tokens_ += n - samples * t;
+    loader->shards_.push_back(std::move(shard));
+  }
+  loader->first_sample_.push_back(loader->num_samples_);
+  loader->samples_per_rank_ = loader->num_samples_ / options.dp_size;
+  if (loader->samples_per_rank_ == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data loader: ", absl::StrJoin(options.patterns, ", "), " holds ", loader->num_tokens_,
+        " tokens in ", paths.size(), " shard(s), which give ", loader->num_samples_,
+        " sample(s) of seq_len+1 = ", t + 1, " tokens; need at least dp_size = ", options.dp_size));
+  }
+  loader->Rewind();
+  return loader;
+}
+
+void DataLoader::BuildOrder(int64_t epoch, std::vector<int64_t>* order) const {
+  order->resize(num_samples_);
+  std::iota(order->begin(), order->end(), int64_t{0});
+  if (!options_.shuffle) return;
+  // Seed and epoch both go through the mixer, so nearby seeds or epochs give unrelated orders.
+  uint64_t mix = options_.seed;
+  uint64_t state = SplitMix64(&mix);
+  uint64_t epoch_mix = static_cast<uint64_t>(epoch) ^ 0x5DEECE66Dull;
+  state ^= SplitMix64(&epoch_mix);
+  for (int64_t i = num_samples_ - 1; i > 0; --i) {
+    const int64_t j = static_cast<int64_t>(Below(static_cast<uint64_t>(i) + 1, &state));
+    std::swap((*order)[i], (*order)[j]);
+  }
+}
+
+int64_t DataLoader::SampleAt(int64_t epoch, int64_t index) const {
+  const int64_t position = index * options_.dp_size + options_.dp_rank;
+  if (epoch == order_epoch_) return order_[position];
+  std::vector<int64_t> order;
+  BuildOrder(epoch, &order);
+  return order[position];
+}
+
+void DataLoader::ReadSample(int64_t sample, int32_t* inputs, int32_t* targets) const {
+  const size_t s =
+      static_cast<size_t>(std::upper_bound(first_sample_.begin(), first_sample_.end(), sample) -
+                          first_sample_.begin() - 1);
+  const int64_t t = options_.seq_len;
+  const uint16_t* x = shards_[s]->tokens().data() + (sample - first_sample_[s]) * t;
+  for (int64_t i = 0; i < t; ++i) {
+    inputs[i] = x[i];
+    targets[i] = x[i + 1];
+  }
+}
+
+absl::Status DataLoader::NextBatch(int batch, absl::Span<int32_t> inputs,
+                                   absl::Span<int32_t> targets) {
+  const size_t t = static_cast<size_t>(options_.seq_len);
+  if (batch < 1 || inputs.size() != batch * t || targets.size() != batch * t) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data loader: NextBatch(", batch, ") with seq_len ", t, " needs inputs and targets of ",
+        static_cast<int64_t>(batch) * t, " ids, got ", inputs.size(), " and ", targets.size()));
+  }
+  for (int b = 0; b < batch; ++b) {
+    if (state_.index == samples_per_rank_) {
+      state_.epoch += 1;
+      state_.index = 0;
+    }
+    if (order_epoch_ != state_.epoch) {
+      BuildOrder(state_.epoch, &order_);
+      order_epoch_ = state_.epoch;
+    }
+    const int64_t sample = order_[state_.index * options_.dp_size + options_.dp_rank];
+    ReadSample(sample, inputs.data() + b * t, targets.data() + b * t);
+    state_.index += 1;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataLoader::SetState(const DataLoaderState& state) {
+  if (state.epoch < 0 || state.index < 0 || state.index > samples_per_rank_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data loader: position (epoch ", state.epoch, ", index ", state.index,
+                     ") does not fit this data: each epoch has ", samples_per_rank_,
+                     " samples per rank (did the shards, seq_len or dp size change?)"));
+  }
+  state_ = state;
+  return absl::OkStatus();
+}
+
+void DataLoader::Rewind() { state_ = DataLoaderState{}; }
+
+}  // namespace loom

@@ -1,0 +1,248 @@
+#include "launcher/data_prepare.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "launcher/token_shard.h"
+#include "launcher/tokenizer.h"
+#include "runtime/files.h"
+#include "runtime/status.h"
+
+namespace loom {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool IsShardName(const std::string& name) {
+  for (const char* prefix : {"train_", "val_"}) {
+    const std::string p = prefix;
+    if (name.size() == p.size() + 10 && name.compare(0, p.size(), p) == 0 &&
+        name.compare(name.size() - 4, 4, ".bin") == 0) {
+      bool digits = true;
+      for (size_t i = p.size(); i < p.size() + 6; ++i) digits &= std::isdigit(name[i]) != 0;
+      if (digits) return true;
+    }
+  }
+  return false;
+}
+
+// Files of the inputs, in the documented order. Paths inside `skip_dir` (the output) are left
+// out so that re-running with the output under an input does not read old shards.
+absl::StatusOr<std::vector<std::string>> CollectDocuments(const std::vector<std::string>& inputs,
+                                                          const fs::path& skip_dir) {
+  std::vector<std::string> documents;
+  std::set<fs::path> seen;
+  auto add = [&](const fs::path& p) -> absl::Status {
+    std::error_code ec;
+    fs::path canonical = fs::weakly_canonical(p, ec);
+    if (ec) canonical = p;
+    if (!seen.insert(canonical).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data prepare: ", p.string(), " is given twice (directly or inside an input directory)"));
+    }
+    documents.push_back(p.string());
+    return absl::OkStatus();
+  };
+  for (const std::string& input : inputs) {
+    std::error_code ec;
+    const fs::file_status st = fs::status(input, ec);
+    if (ec || !fs::exists(st)) {
+      return absl::NotFoundError(absl::StrCat("data prepare: input ", input, " does not exist"));
+    }
+    if (fs::is_regular_file(st)) {
+      LOOM_RETURN_IF_ERROR(add(input));
+      continue;
+    }
+    if (!fs::is_directory(st)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("data prepare: input ", input, " is neither a file nor a directory"));
+    }
+    std::vector<fs::path> files;
+    fs::recursive_directory_iterator it(input, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+      std::error_code canon_ec;
+      if (it->is_directory() && fs::weakly_canonical(it->path(), canon_ec) == skip_dir) {
+        it.disable_recursion_pending();
+        continue;
+      }
+      if (it->is_regular_file()) files.push_back(it->path());
+    }
+    if (ec) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("data prepare: cannot walk input directory ", input, ": ", ec.message()));
+    }
+    std::sort(files.begin(), files.end(),
+              [](const fs::path& a, const fs::path& b) { return a.string() < b.string(); });
+    for (const fs::path& f : files) LOOM_RETURN_IF_ERROR(add(f));
+  }
+  return documents;
+}
+
+// Accumulates one split's tokens and writes a shard whenever shard_tokens are buffered.
+class ShardSink {
+ public:
+  ShardSink(std::string dir, std::string split, int64_t shard_tokens)
+      : dir_(std::move(dir)), split_(std::move(split)), shard_tokens_(shard_tokens) {}
+
+  absl::Status Append(const std::vector<uint16_t>& tokens) {
+    size_t i = 0;
+    while (i < tokens.size()) {
+      const size_t room = static_cast<size_t>(shard_tokens_) - buffer_.size();
+      const size_t take = std::min(room, tokens.size() - i);
+      buffer_.insert(buffer_.end(), tokens.begin() + i, tokens.begin() + i + take);
+      i += take;
+      if (buffer_.size() == static_cast<size_t>(shard_tokens_)) LOOM_RETURN_IF_ERROR(Flush());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Flush() {
+    if (buffer_.empty()) return absl::OkStatus();
+    const std::string path =
+        (fs::path(dir_) / absl::StrFormat("%s_%06d.bin", split_, shards_.size())).string();
+    LOOM_RETURN_IF_ERROR(WriteShard(path, buffer_, ShardFormat::kLlmc));
+    tokens_ += static_cast<int64_t>(buffer_.size());
+    shards_.push_back(path);
+    buffer_.clear();
+    return absl::OkStatus();
+  }
+
+  int64_t tokens() const { return tokens_; }
+  const std::vector<std::string>& shards() const { return shards_; }
+
+ private:
+  std::string dir_;
+  std::string split_;
+  int64_t shard_tokens_;
+  std::vector<uint16_t> buffer_;
+  std::vector<std::string> shards_;
+  int64_t tokens_ = 0;
+};
+
+// Encodes one document (streamed in 1 MiB pieces, so any file size works) followed by EOT.
+absl::Status EncodeDocument(const std::string& path, const ByteTokenizer& tokenizer,
+                            ShardSink* sink) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return FileError(errno, "data prepare: open document", path);
+  std::string chunk(1 << 20, '\0');
+  std::vector<uint16_t> tokens;
+  absl::Status status;
+  for (;;) {
+    const size_t n = std::fread(chunk.data(), 1, chunk.size(), f);
+    tokens.clear();
+    tokenizer.Encode(std::string_view(chunk.data(), n), &tokens);
+    if (n < chunk.size()) {
+      if (std::ferror(f)) {
+        status = FileError(errno, "data prepare: read document", path);
+        break;
+      }
+      tokens.push_back(static_cast<uint16_t>(tokenizer.eot()));
+      status = sink->Append(tokens);
+      break;
+    }
+    status = sink->Append(tokens);
+    if (!status.ok()) break;
+  }
+  std::fclose(f);
+  return status;
+}
+
+}  // namespace
+
+std::vector<int64_t> ValidationDocuments(int64_t documents, double val_fraction) {
+  std::vector<int64_t> val;
+  if (!(val_fraction > 0) || documents < 2) return val;
+  const int64_t n_val =
+      std::clamp<int64_t>(std::llround(val_fraction * documents), 1, documents - 1);
+  // Document i is chosen when floor((i+1) * n_val / D) steps up: exactly n_val documents,
+  // spread evenly over the (sorted) inputs rather than bunched at one end.
+  for (int64_t i = 0; i < documents; ++i) {
+    if ((i + 1) * n_val / documents > i * n_val / documents) val.push_back(i);
+  }
+  return val;
+}
+
+absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options) {
+  if (options.inputs.empty()) {
+    return absl::InvalidArgumentError("data prepare: no --input given");
+  }
+  if (options.out_dir.empty()) return absl::InvalidArgumentError("data prepare: no --out given");
+  if (!(options.val_fraction >= 0 && options.val_fraction < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data prepare: --val-fraction must be in [0, 1), got ", options.val_fraction));
+  }
+  if (options.shard_tokens < 1 || options.shard_tokens > INT32_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat("data prepare: --shard-tokens must be in 1..",
+                                                   INT32_MAX,
+                                                   " (the llm.c header holds an "
+                                                   "int32 count), got ",
+                                                   options.shard_tokens));
+  }
+  LOOM_RETURN_IF_ERROR(MakeDirs(options.out_dir));
+  std::error_code ec;
+  fs::path out_dir = fs::weakly_canonical(options.out_dir, ec);
+  if (ec) out_dir = options.out_dir;
+
+  // Shards from an earlier run would be picked up by a train_*.bin glob next to the new ones.
+  std::vector<fs::path> stale;
+  for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (IsShardName(it->path().filename().string())) stale.push_back(it->path());
+  }
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("data prepare: cannot list ", options.out_dir, ": ", ec.message()));
+  }
+  if (!stale.empty() && !options.overwrite) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "data prepare: ", options.out_dir, " already holds shards (", stale.front().string(),
+        stale.size() > 1 ? absl::StrCat(" and ", stale.size() - 1, " more") : std::string(),
+        "); use an empty directory or pass --overwrite"));
+  }
+
+  LOOM_ASSIGN_OR_RETURN(std::vector<std::string> documents,
+                        CollectDocuments(options.inputs, out_dir));
+  if (documents.empty()) {
+    return absl::InvalidArgumentError("data prepare: the inputs hold no files");
+  }
+  for (const fs::path& p : stale) {
+    if (!fs::remove(p, ec) || ec) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("data prepare: cannot remove old shard ", p.string(), ": ", ec.message()));
+    }
+  }
+
+  DataPrepareResult result;
+  result.documents = static_cast<int64_t>(documents.size());
+  const std::vector<int64_t> val = ValidationDocuments(result.documents, options.val_fraction);
+  ByteTokenizer tokenizer;
+  ShardSink train(out_dir.string(), "train", options.shard_tokens);
+  ShardSink valid(out_dir.string(), "val", options.shard_tokens);
+  size_t next_val = 0;
+  for (int64_t i = 0; i < result.documents; ++i) {
+    const bool is_val = next_val < val.size() && val[next_val] == i;
+    if (is_val) ++next_val;
+    LOOM_RETURN_IF_ERROR(EncodeDocument(documents[i], tokenizer, is_val ? &valid : &train));
+  }
+  LOOM_RETURN_IF_ERROR(train.Flush());
+  LOOM_RETURN_IF_ERROR(valid.Flush());
+
+  result.tokenizer_path = (out_dir / "tokenizer.json").string();
+  LOOM_RETURN_IF_ERROR(AtomicWriteFile(result.tokenizer_path, tokenizer.DescriptionJson()));
+  result.val_documents = static_cast<int64_t>(val.size());
+  result.train_documents = result.documents - result.val_documents;
+  result.train_tokens = train.tokens();
+  result.val_tokens = valid.tokens();
+  result.train_shards = train.shards();
+  result.val_shards = valid.shards();
+  return result;
+}
+
+}  // namespace loom
