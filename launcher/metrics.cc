@@ -2,7 +2,6 @@
 
 #include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/numbers.h"
@@ -21,8 +20,7 @@ constexpr char kMetricsFile[] = "metrics.jsonl";
 absl::StatusOr<std::FILE*> OpenFile(const std::string& path, const char* mode) {
   std::FILE* f = std::fopen(path.c_str(), mode);
   if (f == nullptr) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("metrics: cannot open ", path, ": ", std::strerror(errno)));
+    return FileError(errno, "metrics: open", path);
   }
   return f;
 }
@@ -150,8 +148,7 @@ absl::Status MetricsLogger::Log(const StepMetrics& m) {
   std::string line = FormatJsonLine(m);
   line.push_back('\n');
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
-    return absl::DataLossError(
-        absl::StrCat("metrics: cannot write ", path_, ": ", std::strerror(errno)));
+    return FileError(errno, "metrics: write", path_);
   }
   return absl::OkStatus();
 }
