@@ -1,0 +1,116 @@
+#include "ops/cpu/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ops/cpu/vec_exp.h"
+
+namespace loom::ops::cpu {
+namespace {
+
+template <typename T>
+T RowMax(const T* row, int64_t valid) {
+  T mx = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < valid; ++j) mx = std::max(mx, row[j]);
+  return mx;
+}
+
+template <typename T>
+T RowSumExp(const T* row, int64_t valid, T mx) {
+  if (valid == 0) return T(0);
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < valid; ++j) sum += VecExp(row[j] - mx);
+  return static_cast<T>(sum);
+}
+
+template <typename T>
+T RowTarget(const T* row, int32_t target, int64_t vocab_start, int64_t v) {
+  const int64_t local = static_cast<int64_t>(target) - vocab_start;
+  return (target >= 0 && local >= 0 && local < v) ? row[local] : T(0);
+}
+
+// Reads the whole row before writing it, so drow may alias row.
+template <typename T>
+void FinishRow(const T* row, int32_t target, int64_t vocab_start, T mx, T sum, T target_logit,
+               int64_t v, int64_t valid, T* loss, T* drow, T dloss) {
+  if (target < 0) {
+    *loss = T(0);
+    if (drow) std::fill(drow, drow + v, T(0));
+    return;
+  }
+  *loss = static_cast<T>(std::log(static_cast<double>(sum)) + mx - target_logit);
+  if (!drow) return;
+  const T scale = static_cast<T>(dloss / static_cast<double>(sum));
+#pragma omp simd
+  for (int64_t j = 0; j < valid; ++j) drow[j] = VecExp(row[j] - mx) * scale;
+  std::fill(drow + valid, drow + v, T(0));
+  const int64_t local = static_cast<int64_t>(target) - vocab_start;
+  if (local >= 0 && local < valid) drow[local] -= dloss;
+}
+
+}  // namespace
+
+template <typename T>
+void LogitsRowMax(const T* logits, int64_t n, int64_t v, int64_t valid, T* row_max) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) row_max[r] = RowMax(logits + r * v, valid);
+}
+
+template <typename T>
+void LogitsSumExp(const T* logits, const T* global_max, int64_t n, int64_t v, int64_t valid,
+                  T* sum_exp) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) sum_exp[r] = RowSumExp(logits + r * v, valid, global_max[r]);
+}
+
+template <typename T>
+void TargetLogit(const T* logits, const int32_t* targets, int64_t vocab_start, int64_t n,
+                 int64_t v, T* target_logit) {
+  for (int64_t r = 0; r < n; ++r) {
+    target_logit[r] = RowTarget(logits + r * v, targets[r], vocab_start, v);
+  }
+}
+
+template <typename T>
+void VocabParallelCrossEntropyFinish(const T* logits, const int32_t* targets, int64_t vocab_start,
+                                     const T* global_max, const T* global_sum_exp,
+                                     const T* global_target_logit, int64_t n, int64_t v,
+                                     int64_t valid, T* losses, T* dlogits, T dloss) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    FinishRow(logits + r * v, targets[r], vocab_start, global_max[r], global_sum_exp[r],
+              global_target_logit[r], v, valid, losses + r, dlogits ? dlogits + r * v : nullptr,
+              dloss);
+  }
+}
+
+template <typename T>
+void CrossEntropyForwardBackward(const T* logits, const int32_t* targets, int64_t n, int64_t v,
+                                 int64_t valid, T* losses, T* dlogits, T dloss) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    const T* row = logits + r * v;
+    const T mx = RowMax(row, valid);
+    const T sum = RowSumExp(row, valid, mx);
+    const T target = RowTarget(row, targets[r], 0, v);
+    FinishRow(row, targets[r], 0, mx, sum, target, v, valid, losses + r,
+              dlogits ? dlogits + r * v : nullptr, dloss);
+  }
+}
+
+#define LOOM_INSTANTIATE_CE(T)                                                                 \
+  template void CrossEntropyForwardBackward<T>(const T*, const int32_t*, int64_t, int64_t,     \
+                                               int64_t, T*, T*, T);                            \
+  template void LogitsRowMax<T>(const T*, int64_t, int64_t, int64_t, T*);                      \
+  template void LogitsSumExp<T>(const T*, const T*, int64_t, int64_t, int64_t, T*);            \
+  template void TargetLogit<T>(const T*, const int32_t*, int64_t, int64_t, int64_t, T*);       \
+  template void VocabParallelCrossEntropyFinish<T>(const T*, const int32_t*, int64_t, const T*, \
+                                                   const T*, const T*, int64_t, int64_t,       \
+                                                   int64_t, T*, T*, T);
+LOOM_INSTANTIATE_CE(float)
+LOOM_INSTANTIATE_CE(double)
+#undef LOOM_INSTANTIATE_CE
+
+}  // namespace loom::ops::cpu

@@ -1,0 +1,48 @@
+#include "ops/cpu/rope.h"
+
+#include <cmath>
+#include <vector>
+
+namespace loom::ops::cpu {
+
+float RopeAngle(int64_t pos, int i, int hd, float theta) {
+  const float inv_freq = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * i / hd));
+  return static_cast<float>(pos) * inv_freq;
+}
+
+template <typename T>
+void RopeApply(T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, float theta,
+               int64_t pos_offset, bool inverse) {
+  const int half = hd / 2;
+  const int64_t row = static_cast<int64_t>(nh + 2 * nkv) * hd;
+  const int rotated_heads = nh + nkv;  // q heads then k heads are contiguous at the row start
+#pragma omp parallel
+  {
+    std::vector<T> cs(half), sn(half);
+#pragma omp for schedule(static)
+    for (int64_t tt = 0; tt < t; ++tt) {
+      for (int i = 0; i < half; ++i) {
+        const double angle = RopeAngle(pos_offset + tt, i, hd, theta);
+        cs[i] = static_cast<T>(std::cos(angle));
+        sn[i] = static_cast<T>(inverse ? -std::sin(angle) : std::sin(angle));
+      }
+      for (int64_t bb = 0; bb < b; ++bb) {
+        T* tok = qkv + (bb * t + tt) * row;
+        for (int h = 0; h < rotated_heads; ++h) {
+          T* x = tok + static_cast<int64_t>(h) * hd;
+          for (int i = 0; i < half; ++i) {
+            const T x1 = x[i];
+            const T x2 = x[i + half];
+            x[i] = x1 * cs[i] - x2 * sn[i];
+            x[i + half] = x2 * cs[i] + x1 * sn[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+template void RopeApply<float>(float*, int64_t, int64_t, int, int, int, float, int64_t, bool);
+template void RopeApply<double>(double*, int64_t, int64_t, int, int, int, float, int64_t, bool);
+
+}  // namespace loom::ops::cpu
