@@ -97,6 +97,8 @@ absl::Status InitParams(const ParamLayout& layout, uint64_t seed, const Tensor& 
     const int64_t n = s.numel();
     const int64_t row = s.shape.rank() > 1 ? n / s.shape[0] : n;
     const uint64_t key = seed ^ NameHash(s.name);
+    // Elements are independent (counter-based RNG), so threads may split them freely.
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       float v = 0.0f;
       switch (s.init) {
