@@ -16,6 +16,9 @@ namespace {
 // Query rows per task. Smaller blocks skip more of the masked upper triangle, larger ones make
 // bigger GEMMs; 64 wastes ~6% at T = 1024 and keeps the GEMMs efficient.
 constexpr int64_t kBlock = 64;
+// Below this many multiply-adds (B * NH * T^2 * HD) a parallel region costs more than it
+// saves.
+constexpr int64_t kMinParallelWork = int64_t{1} << 20;
 
 // Row-major GEMM: c = alpha * op(a) @ op(b) + beta * c.
 void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -81,7 +84,7 @@ void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int h
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nh * nblocks;
-#pragma omp parallel
+#pragma omp parallel if (b * nh * t * t * hd >= kMinParallelWork)
   {
     std::vector<T> s(static_cast<size_t>(kBlock * t));
     std::vector<T> inv_sum(kBlock);
@@ -130,7 +133,7 @@ void AttentionBackward(const T* dout, const T* qkv, const T* out, const T* lse, 
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nkv;
-#pragma omp parallel
+#pragma omp parallel if (b * nh * t * t * hd >= kMinParallelWork)
   {
     std::vector<T> p(static_cast<size_t>(kBlock * t));
     std::vector<T> ds(static_cast<size_t>(kBlock * t));

@@ -9,6 +9,9 @@
 namespace loom::ops::cpu {
 namespace {
 
+// Below this many logits a parallel region costs more than it saves.
+constexpr int64_t kMinParallelWork = int64_t{1} << 15;
+
 template <typename T>
 T RowMax(const T* row, int64_t valid) {
   T mx = -std::numeric_limits<T>::infinity();
@@ -54,14 +57,14 @@ void FinishRow(const T* row, int32_t target, int64_t vocab_start, T mx, T sum, T
 
 template <typename T>
 void LogitsRowMax(const T* logits, int64_t n, int64_t v, int64_t valid, T* row_max) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * v >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) row_max[r] = RowMax(logits + r * v, valid);
 }
 
 template <typename T>
 void LogitsSumExp(const T* logits, const T* global_max, int64_t n, int64_t v, int64_t valid,
                   T* sum_exp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * v >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) sum_exp[r] = RowSumExp(logits + r * v, valid, global_max[r]);
 }
 
@@ -78,7 +81,7 @@ void VocabParallelCrossEntropyFinish(const T* logits, const int32_t* targets, in
                                      const T* global_max, const T* global_sum_exp,
                                      const T* global_target_logit, int64_t n, int64_t v,
                                      int64_t valid, T* losses, T* dlogits, T dloss) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * v >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     FinishRow(logits + r * v, targets[r], vocab_start, global_max[r], global_sum_exp[r],
               global_target_logit[r], v, valid, losses + r, dlogits ? dlogits + r * v : nullptr,
@@ -89,7 +92,7 @@ void VocabParallelCrossEntropyFinish(const T* logits, const int32_t* targets, in
 template <typename T>
 void CrossEntropyForwardBackward(const T* logits, const int32_t* targets, int64_t n, int64_t v,
                                  int64_t valid, T* losses, T* dlogits, T dloss) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * v >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     const T* row = logits + r * v;
     const T mx = RowMax(row, valid);

@@ -9,6 +9,8 @@ namespace {
 // Column blocks for the parameter-gradient pass: each thread owns whole columns and sums
 // every row in order, so dweight/dbias do not depend on the thread count.
 constexpr int64_t kColBlock = 64;
+// Below this many elements a parallel region costs more than it saves.
+constexpr int64_t kMinParallelWork = int64_t{1} << 15;
 
 template <typename T>
 void LayerNormRow(const T* x, const T* weight, const T* bias, double eps, int64_t c, T* out,
@@ -44,7 +46,7 @@ template <typename T>
 void NormParamGrads(const T* dout, const T* x, const T* mean, const T* rstd, int64_t n,
                     int64_t c, T* dweight, T* dbias) {
   const int64_t blocks = (c + kColBlock - 1) / kColBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kMinParallelWork)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t c0 = blk * kColBlock;
     const int64_t c1 = std::min(c, c0 + kColBlock);
@@ -72,7 +74,7 @@ void NormParamGrads(const T* dout, const T* x, const T* mean, const T* rstd, int
 template <typename T>
 void LayerNormForward(const T* x, const T* weight, const T* bias, double eps, int64_t n,
                       int64_t c, T* out, T* mean, T* rstd) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     LayerNormRow(x + r * c, weight, bias, eps, c, out + r * c, mean + r, rstd + r);
   }
@@ -82,7 +84,7 @@ template <typename T>
 void FusedResidualLayerNormForward(const T* a, const T* b, const T* weight, const T* bias,
                                    double eps, int64_t n, int64_t c, T* residual_out, T* out,
                                    T* mean, T* rstd) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     T* res = residual_out + r * c;
     for (int64_t j = 0; j < c; ++j) res[j] = a[r * c + j] + b[r * c + j];
@@ -94,7 +96,7 @@ template <typename T>
 void LayerNormBackward(const T* dout, const T* x, const T* weight, const T* mean, const T* rstd,
                        int64_t n, int64_t c, T* dx, T* dweight, T* dbias) {
   NormParamGrads(dout, x, mean, rstd, n, c, dweight, dbias);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     const T* dy = dout + r * c;
     const T* xr = x + r * c;
@@ -121,14 +123,14 @@ void LayerNormBackward(const T* dout, const T* x, const T* weight, const T* mean
 template <typename T>
 void RMSNormForward(const T* x, const T* weight, double eps, int64_t n, int64_t c, T* out,
                     T* rstd) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) RMSNormRow(x + r * c, weight, eps, c, out + r * c, rstd + r);
 }
 
 template <typename T>
 void FusedResidualRMSNormForward(const T* a, const T* b, const T* weight, double eps, int64_t n,
                                  int64_t c, T* residual_out, T* out, T* rstd) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     T* res = residual_out + r * c;
     for (int64_t j = 0; j < c; ++j) res[j] = a[r * c + j] + b[r * c + j];
@@ -140,7 +142,7 @@ template <typename T>
 void RMSNormBackward(const T* dout, const T* x, const T* weight, const T* rstd, int64_t n,
                      int64_t c, T* dx, T* dweight) {
   NormParamGrads<T>(dout, x, nullptr, rstd, n, c, dweight, nullptr);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     const T* dy = dout + r * c;
     const T* xr = x + r * c;

@@ -16,7 +16,7 @@ void RopeApply(T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, float thet
   const int half = hd / 2;
   const int64_t row = static_cast<int64_t>(nh + 2 * nkv) * hd;
   const int rotated_heads = nh + nkv;  // q heads then k heads are contiguous at the row start
-#pragma omp parallel
+#pragma omp parallel if (b * t * rotated_heads * hd >= (int64_t{1} << 15))
   {
     std::vector<T> cs(half), sn(half);
 #pragma omp for schedule(static)
