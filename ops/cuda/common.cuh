@@ -79,6 +79,21 @@ inline bool IsAligned(const void* p, size_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
+// ---- GPT-2 GeLU (tanh approximation), shared by the activation kernels and the linear
+// epilogue fallback so both compute the same function ----
+__device__ __forceinline__ float GeluTanh(float x) {
+  constexpr float kScale = 0.7978845608028654f;  // sqrt(2 / pi)
+  const float u = kScale * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(u));
+}
+__device__ __forceinline__ float GeluTanhGrad(float x) {
+  constexpr float kScale = 0.7978845608028654f;
+  const float u = kScale * (x + 0.044715f * x * x * x);
+  const float th = tanhf(u);
+  const float du = kScale * (1.0f + 3.0f * 0.044715f * x * x);
+  return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
+
 // ---- reductions ----
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll

@@ -1,5 +1,6 @@
 #include "ops/cuda/context.h"
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -71,6 +72,22 @@ absl::Status SetOpStream(int device, cudaStream_t stream) {
   ctx->stream = stream;
   LOOM_CUBLAS_CHECK(cublasSetStream(ctx->cublas, stream));
   return absl::OkStatus();
+}
+
+absl::StatusOr<void*> OpScratch(DeviceContext* ctx, size_t bytes) {
+  if (bytes <= ctx->scratch_bytes) return ctx->scratch;
+  // Grow geometrically so a few calls of increasing size do not each reallocate.
+  size_t grown = std::max<size_t>({bytes, 2 * ctx->scratch_bytes, size_t{1} << 20});
+  if (ctx->scratch != nullptr) {
+    // Work already queued may still read the old buffer.
+    LOOM_CUDA_CHECK(cudaDeviceSynchronize());
+    LOOM_CUDA_CHECK(cudaFree(ctx->scratch));
+    ctx->scratch = nullptr;
+    ctx->scratch_bytes = 0;
+  }
+  LOOM_CUDA_CHECK(cudaMalloc(&ctx->scratch, grown));
+  ctx->scratch_bytes = grown;
+  return ctx->scratch;
 }
 
 absl::Status CheckLaunch(const char* kernel_name) {

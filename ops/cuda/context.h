@@ -30,6 +30,8 @@ struct DeviceContext {
   size_t workspace_bytes = 0;
   cudaStream_t stream = nullptr;  // the op stream (nullptr = legacy default stream)
   int num_sms = 0;
+  void* scratch = nullptr;  // see OpScratch()
+  size_t scratch_bytes = 0;
 };
 
 // Makes `device` current on the calling thread and returns its context, creating it on first
@@ -41,6 +43,12 @@ absl::StatusOr<DeviceContext*> ContextFor(const Tensor& t);
 
 // Issues every later op of `device` (kernels and cuBLAS calls) on `stream`.
 absl::Status SetOpStream(int device, cudaStream_t stream);
+
+// At least `bytes` of device memory (256-byte aligned) for the op being issued now: partial
+// sums, sort buffers. It stays valid for work queued on the op stream until the next op asks
+// for scratch, so an op must not call another op while it still needs its scratch. Grows on
+// demand (growth synchronises the device once; steady-state training does not allocate).
+absl::StatusOr<void*> OpScratch(DeviceContext* ctx, size_t bytes);
 
 // Turns the error of the last kernel launch (bad configuration, no kernel image for this GPU)
 // into a Status naming the kernel.
