@@ -1,14 +1,13 @@
 #include "ops/cpu/attention.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <type_traits>
 #include <vector>
 
-#include "ops/cpu/vec_exp.h"
+#include "ops/cpu/softmax_rows.h"
 
 namespace loom::ops::cpu {
 namespace {
@@ -32,25 +31,41 @@ void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
               k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-
-// row[j] = exp(row[j] - shift) for j < valid; returns the sum.
-template <typename T>
-double ExpRow(T* row, int64_t valid, T shift) {
-  double sum = 0.0;
-  if constexpr (std::is_same_v<T, float>) {
-    float fsum = 0.0f;  // partial sums of at most a few thousand values in [0, 1]
-#pragma omp simd reduction(+ : fsum)
-    for (int64_t j = 0; j < valid; ++j) {
-      row[j] = VecExp(row[j] - shift);
-      fsum += row[j];
-    }
-    sum = fsum;
-  } else {
-    for (int64_t j = 0; j < valid; ++j) {
-      row[j] = std::exp(row[j] - shift);
-      sum += row[j];
-    }
+// OpenBLAS's pthreads build, called from several OpenMP threads at once that each ask for its
+// own pool of BLAS threads, oversubscribes the cores and serialises on the pool (measured 20x
+// slower at B=8, T=1024). The tasks here are already parallel, so while they run every GEMM
+// is single-threaded; the caller's setting comes back afterwards. (Assumes, as loom does, that
+// one thread per process issues ops.)
+class SingleThreadedBlas {
+ public:
+  explicit SingleThreadedBlas(bool active) : saved_(active ? openblas_get_num_threads() : 1) {
+    if (saved_ > 1) openblas_set_num_threads(1);
   }
+  ~SingleThreadedBlas() {
+    if (saved_ > 1) openblas_set_num_threads(saved_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_;
+};
+
+bool RunParallel(int64_t work) { return work >= kMinParallelWork && omp_get_max_threads() > 1; }
+
+// Softmax row helpers: the float ones are the vectorised kernels of softmax_rows.h; the double
+// ones (gradient checks only) are plain loops with libm's exp.
+float MaxOf(const float* row, int64_t n) { return RowMax(row, n); }
+double MaxOf(const double* row, int64_t n) {
+  double mx = row[0];
+  for (int64_t j = 1; j < n; ++j) mx = std::max(mx, row[j]);
+  return mx;
+}
+// row[j] = exp(row[j] - shift) for j < n; returns the sum.
+double ExpRow(float* row, int64_t n, float shift) { return ExpInPlaceAndSum(row, n, shift); }
+double ExpRow(double* row, int64_t n, double shift) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - shift));
   return sum;
 }
 
@@ -84,7 +99,9 @@ void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int h
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nh * nblocks;
-#pragma omp parallel if (b * nh * t * t * hd >= kMinParallelWork)
+  const bool parallel = RunParallel(b * nh * t * t * hd);
+  SingleThreadedBlas blas_guard(parallel);
+#pragma omp parallel if (parallel)
   {
     std::vector<T> s(static_cast<size_t>(kBlock * t));
     std::vector<T> inv_sum(kBlock);
@@ -110,8 +127,7 @@ void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int h
       for (int64_t i = 0; i < m; ++i) {
         T* srow = s.data() + i * kn;
         const int64_t valid = r0 + i + 1;  // causal: keys 0..r0+i
-        T mx = srow[0];
-        for (int64_t j = 1; j < valid; ++j) mx = std::max(mx, srow[j]);
+        const T mx = MaxOf(srow, valid);
         const double sum = ExpRow(srow, valid, mx);
         std::fill(srow + valid, srow + kn, T(0));
         lse_row[i] = static_cast<T>(mx + std::log(sum));
@@ -133,7 +149,9 @@ void AttentionBackward(const T* dout, const T* qkv, const T* out, const T* lse, 
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nkv;
-#pragma omp parallel if (b * nh * t * t * hd >= kMinParallelWork)
+  const bool parallel = RunParallel(b * nh * t * t * hd);
+  SingleThreadedBlas blas_guard(parallel);
+#pragma omp parallel if (parallel)
   {
     std::vector<T> p(static_cast<size_t>(kBlock * t));
     std::vector<T> ds(static_cast<size_t>(kBlock * t));

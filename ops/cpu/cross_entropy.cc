@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "ops/cpu/vec_exp.h"
+#include "ops/cpu/softmax_rows.h"
 
 namespace loom::ops::cpu {
 namespace {
@@ -12,20 +12,30 @@ namespace {
 // Below this many logits a parallel region costs more than it saves.
 constexpr int64_t kMinParallelWork = int64_t{1} << 15;
 
-template <typename T>
-T RowMax(const T* row, int64_t valid) {
-  T mx = -std::numeric_limits<T>::infinity();
-  for (int64_t j = 0; j < valid; ++j) mx = std::max(mx, row[j]);
+// Row loops: float uses the vectorised kernels of softmax_rows.h, double (gradient checks)
+// plain loops with libm's exp.
+float MaxOf(const float* row, int64_t n) { return RowMax(row, n); }
+double MaxOf(const double* row, int64_t n) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
   return mx;
+}
+double SumExp(const float* row, int64_t n, float mx) { return SumExpShifted(row, n, mx); }
+double SumExp(const double* row, int64_t n, double mx) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += std::exp(row[j] - mx);
+  return sum;
+}
+void ScaledExp(const float* row, float* out, int64_t n, float mx, float scale) {
+  ScaledExpShifted(row, out, n, mx, scale);
+}
+void ScaledExp(const double* row, double* out, int64_t n, double mx, double scale) {
+  for (int64_t j = 0; j < n; ++j) out[j] = std::exp(row[j] - mx) * scale;
 }
 
 template <typename T>
 T RowSumExp(const T* row, int64_t valid, T mx) {
-  if (valid == 0) return T(0);
-  double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < valid; ++j) sum += VecExp(row[j] - mx);
-  return static_cast<T>(sum);
+  return valid == 0 ? T(0) : static_cast<T>(SumExp(row, valid, mx));
 }
 
 template <typename T>
@@ -46,8 +56,7 @@ void FinishRow(const T* row, int32_t target, int64_t vocab_start, T mx, T sum, T
   *loss = static_cast<T>(std::log(static_cast<double>(sum)) + mx - target_logit);
   if (!drow) return;
   const T scale = static_cast<T>(dloss / static_cast<double>(sum));
-#pragma omp simd
-  for (int64_t j = 0; j < valid; ++j) drow[j] = VecExp(row[j] - mx) * scale;
+  ScaledExp(row, drow, valid, mx, scale);
   std::fill(drow + valid, drow + v, T(0));
   const int64_t local = static_cast<int64_t>(target) - vocab_start;
   if (local >= 0 && local < valid) drow[local] -= dloss;
@@ -58,7 +67,7 @@ void FinishRow(const T* row, int32_t target, int64_t vocab_start, T mx, T sum, T
 template <typename T>
 void LogitsRowMax(const T* logits, int64_t n, int64_t v, int64_t valid, T* row_max) {
 #pragma omp parallel for schedule(static) if (n * v >= kMinParallelWork)
-  for (int64_t r = 0; r < n; ++r) row_max[r] = RowMax(logits + r * v, valid);
+  for (int64_t r = 0; r < n; ++r) row_max[r] = MaxOf(logits + r * v, valid);
 }
 
 template <typename T>
@@ -95,7 +104,7 @@ void CrossEntropyForwardBackward(const T* logits, const int32_t* targets, int64_
 #pragma omp parallel for schedule(static) if (n * v >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     const T* row = logits + r * v;
-    const T mx = RowMax(row, valid);
+    const T mx = MaxOf(row, valid);
     const T sum = RowSumExp(row, valid, mx);
     const T target = RowTarget(row, targets[r], 0, v);
     FinishRow(row, targets[r], 0, mx, sum, target, v, valid, losses + r,

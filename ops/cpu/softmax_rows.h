@@ -1,0 +1,21 @@
+// The hot row loops of the CPU softmaxes (attention, cross-entropy) in float: max, exp with a
+// shift, sums. They are plain arithmetic (a polynomial exp instead of libm's expf call) so the
+// compiler vectorises them, and on x86-64 GCC builds each is compiled for AVX-512, AVX2+FMA
+// and the baseline ISA, the loader picking the best one the CPU has (loom itself is built for
+// baseline x86-64). exp is accurate to 2 ulp; arguments below -87 give ~1e-38 instead of 0.
+#pragma once
+
+#include <cstdint>
+
+namespace loom::ops::cpu {
+
+// max of x[0, n); -inf when n == 0.
+float RowMax(const float* x, int64_t n);
+// x[j] = exp(x[j] - shift) for j < n; returns their sum (float accumulation).
+float ExpInPlaceAndSum(float* x, int64_t n, float shift);
+// sum of exp(x[j] - shift) for j < n, accumulated in double.
+double SumExpShifted(const float* x, int64_t n, float shift);
+// out[j] = exp(x[j] - shift) * scale for j < n; out may alias x.
+void ScaledExpShifted(const float* x, float* out, int64_t n, float shift, float scale);
+
+}  // namespace loom::ops::cpu
