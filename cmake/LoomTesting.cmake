@@ -1,5 +1,6 @@
 # Test registration helpers.
 #   loom_add_test(NAME SOURCES a.cc b.cc LIBS x y [LABELS l] [GPU])
+#     (one OpenMP thread: ctest runs two tests at once on a 2-core machine)
 #     one GoogleTest binary run by ctest; GPU tests get the `gpu` label and must GTEST_SKIP
 #     with a reason when no CUDA device answers.
 #   loom_add_mpi_test(NAME RANKS N SOURCES ... LIBS ...)
@@ -19,7 +20,7 @@ function(loom_add_test name)
     set(T_TIMEOUT 300)
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT}
-      ENVIRONMENT "OMP_NUM_THREADS=2;OPENBLAS_NUM_THREADS=1;LOOM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+      ENVIRONMENT "OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=1;LOOM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
   if(labels)
     set_tests_properties(${name} PROPERTIES LABELS "${labels}")
   endif()
