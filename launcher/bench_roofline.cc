@@ -1,0 +1,110 @@
+#include "launcher/bench_roofline.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "runtime/status.h"
+#include "runtime/tensor.h"
+#include "runtime/timer.h"
+
+namespace loom::bench {
+namespace {
+
+// Best rate of C[m, n] = A[m, k] @ B[k, n] over a few runs after one warm-up.
+double SgemmRate(int m, int n, int k) {
+  std::vector<float> a(size_t{1} * m * k), b(size_t{1} * k * n), c(size_t{1} * m * n);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = 0.001f * static_cast<float>(i % 997) - 0.5f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = 0.002f * static_cast<float>(i % 991) - 1.0f;
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    Timer t;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.data(), k, b.data(), n,
+                0.0f, c.data(), n);
+    const double s = t.Seconds();
+    if (rep > 0) best = std::max(best, 2.0 * m * n * k / s);
+  }
+  return best;
+}
+
+// Best read+write rate of copying 128 MiB, split over the OpenMP threads (ops use the same).
+double CopyRate() {
+  const size_t bytes = size_t{128} << 20;
+  std::vector<char> src(bytes), dst(bytes);
+  std::memset(src.data(), 1, bytes);  // touch every page before timing
+  std::memset(dst.data(), 2, bytes);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    Timer t;
+#pragma omp parallel
+    {
+      const size_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+      const size_t chunk = (bytes + nt - 1) / nt;
+      const size_t lo = std::min(bytes, id * chunk), hi = std::min(bytes, lo + chunk);
+      std::memcpy(dst.data() + lo, src.data() + lo, hi - lo);
+    }
+    const double s = t.Seconds();
+    if (rep > 0) best = std::max(best, 2.0 * bytes / s);
+  }
+  return best;
+}
+
+// Device-to-device copy of 1 GiB (read + write counted), best of a few.
+absl::StatusOr<double> DeviceCopyRate(Device* device) {
+  const int64_t n = int64_t{1} << 28;  // f32 elements
+  LOOM_ASSIGN_OR_RETURN(Tensor a, Tensor::Zeros(Shape{n}, DType::kF32, device));
+  LOOM_ASSIGN_OR_RETURN(Tensor b, Tensor::Zeros(Shape{n}, DType::kF32, device));
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    LOOM_RETURN_IF_ERROR(device->Synchronize());
+    Timer t;
+    LOOM_RETURN_IF_ERROR(device->CopyWithin(b.data(), a.data(), a.nbytes()));
+    LOOM_RETURN_IF_ERROR(device->Synchronize());
+    const double s = t.Seconds();
+    if (rep > 0) best = std::max(best, 2.0 * a.nbytes() / s);
+  }
+  return best;
+}
+
+}  // namespace
+
+absl::StatusOr<Roofline> GetRoofline(Device* device) {
+  Roofline r;
+  if (device->is_cpu()) {
+    const double cube = SgemmRate(1024, 1024, 1024);
+    const double mlp = SgemmRate(2048, 3072, 768);
+    r.flops = std::max(cube, mlp);
+    r.bytes_per_s = CopyRate();
+    r.measured_copy_bps = r.bytes_per_s;
+    r.description = absl::StrFormat(
+        "compute: measured cblas_sgemm, best of 1024^3 (%.1f GFLOP/s) and "
+        "2048x3072x768 (%.1f GFLOP/s)\nmemory: measured memcpy of 128 MiB over %d OpenMP "
+        "threads, read+write bytes: %.1f GB/s",
+        cube / 1e9, mlp / 1e9, omp_get_max_threads(), r.bytes_per_s / 1e9);
+    return r;
+  }
+  const std::string name = device->Name();
+  if (name.find("H200") != std::string::npos || name.find("H100") != std::string::npos) {
+    r.flops = 790e12;
+    r.bytes_per_s = 4.3e12;
+  } else {
+    return absl::UnimplementedError(absl::StrCat(
+        "no roofline is known for ", name,
+        " (loom bench ops knows H100/H200); add its dense bf16 rate and copy bandwidth to "
+        "launcher/bench_roofline.cc"));
+  }
+  LOOM_ASSIGN_OR_RETURN(r.measured_copy_bps, DeviceCopyRate(device));
+  r.description = absl::StrFormat(
+      "compute: assumed %.0f TFLOP/s dense bf16 for %s (a measured 8192^3 bf16 GEMM rate)\n"
+      "memory: assumed %.1f TB/s (a measured device copy rate); this run measured a 1 GiB "
+      "device copy at %.2f TB/s",
+      r.flops / 1e12, name, r.bytes_per_s / 1e12, r.measured_copy_bps / 1e12);
+  return r;
+}
+
+}  // namespace loom::bench
