@@ -40,11 +40,15 @@ absl::StatusOr<std::vector<std::string>> CollectDocuments(const std::vector<std:
                                                           const fs::path& skip_dir) {
   std::vector<std::string> documents;
   std::set<fs::path> seen;
-  auto add = [&](const fs::path& p) -> absl::Status {
+  // A symbolic link met while walking a directory is an alias of its target (Debian's
+  // /usr/share/common-licenses has GPL -> GPL-3): it is skipped when the target is read too.
+  // Anything else seen twice is an error, since a document would silently count double.
+  auto add = [&](const fs::path& p, bool link_in_dir = false) -> absl::Status {
     std::error_code ec;
     fs::path canonical = fs::weakly_canonical(p, ec);
     if (ec) canonical = p;
     if (!seen.insert(canonical).second) {
+      if (link_in_dir) return absl::OkStatus();
       return absl::InvalidArgumentError(absl::StrCat(
           "data prepare: ", p.string(), " is given twice (directly or inside an input directory)"));
     }
@@ -65,7 +69,7 @@ absl::StatusOr<std::vector<std::string>> CollectDocuments(const std::vector<std:
       return absl::InvalidArgumentError(
           absl::StrCat("data prepare: input ", input, " is neither a file nor a directory"));
     }
-    std::vector<fs::path> files;
+    std::vector<fs::path> files, links;
     fs::recursive_directory_iterator it(input, ec), end;
     for (; !ec && it != end; it.increment(ec)) {
       std::error_code canon_ec;
@@ -73,7 +77,7 @@ absl::StatusOr<std::vector<std::string>> CollectDocuments(const std::vector<std:
         it.disable_recursion_pending();
         continue;
       }
-      if (it->is_regular_file()) files.push_back(it->path());
+      if (it->is_regular_file()) (it->is_symlink() ? links : files).push_back(it->path());
     }
     if (ec) {
       return absl::PermissionDeniedError(
@@ -81,7 +85,10 @@ absl::StatusOr<std::vector<std::string>> CollectDocuments(const std::vector<std:
     }
     std::sort(files.begin(), files.end(),
               [](const fs::path& a, const fs::path& b) { return a.string() < b.string(); });
+    auto by_name = [](const fs::path& a, const fs::path& b) { return a.string() < b.string(); };
+    std::sort(links.begin(), links.end(), by_name);
     for (const fs::path& f : files) LOOM_RETURN_IF_ERROR(add(f));
+    for (const fs::path& f : links) LOOM_RETURN_IF_ERROR(add(f, /*link_in_dir=*/true));
   }
   return documents;
 }

@@ -51,6 +51,23 @@ TEST(ValidationDocumentsTest, DeterministicSpreadAndBounds) {
   EXPECT_EQ(ValidationDocuments(1000, 0.1).size(), 100u);
 }
 
+TEST(DataPrepareTest, SymlinkInsideADirectoryIsAnAliasNotASecondDocument) {
+  // Debian's /usr/share/common-licenses holds GPL -> GPL-3 and friends.
+  const fs::path root = testing::FreshTestDir();
+  WriteText(root / "in/GPL-3", "gnu");
+  WriteText(root / "in/MIT", "mit");
+  fs::create_symlink("GPL-3", root / "in/GPL");
+  fs::create_symlink(root / "elsewhere.txt", root / "in/zz-link");  // target outside the walk
+  WriteText(root / "elsewhere.txt", "outside");
+  DataPrepareOptions o;
+  o.inputs = {(root / "in").string()};
+  o.out_dir = (root / "out").string();
+  o.val_fraction = 0;
+  auto r = PrepareData(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->documents, 3);  // GPL-3, MIT and the link to a file read nowhere else
+}
+
 TEST(DataPrepareTest, EndToEnd) {
   const fs::path root = testing::FreshTestDir();
   // Inputs: a directory (walked recursively, sorted) and a single file given after it.
