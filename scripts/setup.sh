@@ -27,6 +27,19 @@ else
   echo "setup: all build packages present"
 fi
 
+# The TensorBoard event-file test reads our files back with the real `tensorboard` package
+# (PyPI), for the python3 that CMake will find on PATH.
+if command -v python3 >/dev/null; then
+  if python3 -c "import tensorboard" 2>/dev/null; then
+    echo "setup: python3 has tensorboard"
+  elif python3 -m pip install --quiet --disable-pip-version-check tensorboard >/dev/null 2>&1 ||
+       python3 -m pip install --quiet --disable-pip-version-check --break-system-packages tensorboard >/dev/null 2>&1; then
+    echo "setup: installed tensorboard for $(command -v python3)"
+  else
+    echo "setup: could not pip-install tensorboard: its event-file test will be skipped"
+  fi
+fi
+
 cuda_home="${CUDA_HOME:-/usr/local/cuda}"
 if [[ -x "$cuda_home/bin/nvcc" ]]; then
   echo "setup: CUDA toolkit found at $cuda_home ($("$cuda_home/bin/nvcc" --version | grep -o 'release [0-9.]*')): the CUDA backend will be built (sm_90 by default)"
