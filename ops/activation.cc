@@ -23,15 +23,13 @@ absl::Status CheckLike(const Tensor& t, const Tensor& ref, const char* op, const
   if (t.shape() != ref.shape()) {
     return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " has shape ",
                                                    t.shape().ToString(), "; expected ",
-                                                   ref.shape().ToString(), " (as ", ref_name,
-                                                   ")"));
+                                                   ref.shape().ToString(), " (as ", ref_name, ")"));
   }
   LOOM_RETURN_IF_ERROR(CheckSameDeviceArg(ref, t, op, name));
   if (t.dtype() != ref.dtype()) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", TensorDesc(t),
-                                                   "; expected dtype ",
-                                                   std::string(DTypeName(ref.dtype())), " (as ",
-                                                   ref_name, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": ", name, " is ", TensorDesc(t), "; expected dtype ",
+                     std::string(DTypeName(ref.dtype())), " (as ", ref_name, ")"));
   }
   return absl::OkStatus();
 }
@@ -99,9 +97,9 @@ absl::Status SwiGLUForward(const Tensor& inp, const Tensor& out) {
   constexpr const char* kOp = "SwiGLUForward";
   int64_t n = 0, h = 0;
   LOOM_RETURN_IF_ERROR(SwiGLUDims(inp, kOp, &n, &h));
-  LOOM_RETURN_IF_ERROR(CheckMatrixLike(out, n, h, inp, kOp, "out",
-                                       absl::StrCat("half the columns of inp ",
-                                                    inp.shape().ToString())));
+  LOOM_RETURN_IF_ERROR(
+      CheckMatrixLike(out, n, h, inp, kOp, "out",
+                      absl::StrCat("half the columns of inp ", inp.shape().ToString())));
   if (inp.is_cpu()) {
     cpu::SwiGLUForward<float>(inp.data_as<float>(), out.data_as<float>(), n, h);
     return absl::OkStatus();
@@ -116,9 +114,9 @@ absl::Status SwiGLUBackward(const Tensor& dout, const Tensor& inp, const Tensor&
   constexpr const char* kOp = "SwiGLUBackward";
   int64_t n = 0, h = 0;
   LOOM_RETURN_IF_ERROR(SwiGLUDims(inp, kOp, &n, &h));
-  LOOM_RETURN_IF_ERROR(CheckMatrixLike(dout, n, h, inp, kOp, "dout",
-                                       absl::StrCat("half the columns of inp ",
-                                                    inp.shape().ToString())));
+  LOOM_RETURN_IF_ERROR(
+      CheckMatrixLike(dout, n, h, inp, kOp, "dout",
+                      absl::StrCat("half the columns of inp ", inp.shape().ToString())));
   LOOM_RETURN_IF_ERROR(CheckMatrixLike(dinp, n, 2 * h, inp, kOp, "dinp", "as inp"));
   if (inp.is_cpu()) {
     cpu::SwiGLUBackward<float>(dout.data_as<float>(), inp.data_as<float>(), dinp.data_as<float>(),

@@ -33,8 +33,8 @@ absl::Status CheckDTypeArg(const Tensor& t, DType want, const char* op, const ch
   return absl::OkStatus();
 }
 
-absl::Status CheckDTypeInArg(const Tensor& t, std::initializer_list<DType> allowed,
-                             const char* op, const char* name) {
+absl::Status CheckDTypeInArg(const Tensor& t, std::initializer_list<DType> allowed, const char* op,
+                             const char* name) {
   std::string names;
   for (DType d : allowed) {
     if (t.dtype() == d) return absl::OkStatus();
@@ -46,9 +46,9 @@ absl::Status CheckDTypeInArg(const Tensor& t, std::initializer_list<DType> allow
 
 absl::Status CheckFloatOperandArg(const Tensor& t, const char* op, const char* name) {
   if (t.is_cpu() && t.dtype() != DType::kF32) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": ", name, " must be f32 on the CPU (the CPU backend is fp32 only), got ",
-        TensorDesc(t)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": ", name, " must be f32 on the CPU (the CPU backend is fp32 only), got ",
+                     TensorDesc(t)));
   }
   return CheckDTypeInArg(t, {DType::kF32, DType::kBF16}, op, name);
 }
@@ -65,8 +65,8 @@ absl::Status CheckMatrixArg(const Tensor& t, int64_t rows, int64_t cols, const c
   MatrixDims(t, &t_rows, &t_cols);
   if (t.rank() < 1 || t_rows != rows || t_cols != cols) {
     return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " has shape ",
-                                                   t.shape().ToString(), "; expected [", rows,
-                                                   ", ", cols, "] (", why, ")"));
+                                                   t.shape().ToString(), "; expected [", rows, ", ",
+                                                   cols, "] (", why, ")"));
   }
   return absl::OkStatus();
 }
@@ -74,18 +74,16 @@ absl::Status CheckMatrixArg(const Tensor& t, int64_t rows, int64_t cols, const c
 absl::Status CheckNumelArg(const Tensor& t, int64_t n, const char* op, const char* name,
                            const std::string& why) {
   if (t.numel() != n) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " has shape ",
-                                                   t.shape().ToString(), " (", t.numel(),
-                                                   " elements); expected ", n, " elements (",
-                                                   why, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": ", name, " has shape ", t.shape().ToString(), " (", t.numel(),
+                     " elements); expected ", n, " elements (", why, ")"));
   }
   return absl::OkStatus();
 }
 
 absl::Status NoBackendError(const char* op, const Tensor& t) {
-  return absl::UnimplementedError(
-      absl::StrCat(op, ": no backend for ", t.DebugString(),
-                   " (CUDA tensors need a build with LOOM_WITH_CUDA)"));
+  return absl::UnimplementedError(absl::StrCat(op, ": no backend for ", t.DebugString(),
+                                               " (CUDA tensors need a build with LOOM_WITH_CUDA)"));
 }
 
 }  // namespace loom::ops

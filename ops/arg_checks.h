@@ -20,8 +20,8 @@ absl::Status CheckDefinedArg(const Tensor& t, const char* op, const char* name);
 absl::Status CheckSameDeviceArg(const Tensor& ref, const Tensor& t, const char* op,
                                 const char* name);
 absl::Status CheckDTypeArg(const Tensor& t, DType want, const char* op, const char* name);
-absl::Status CheckDTypeInArg(const Tensor& t, std::initializer_list<DType> allowed,
-                             const char* op, const char* name);
+absl::Status CheckDTypeInArg(const Tensor& t, std::initializer_list<DType> allowed, const char* op,
+                             const char* name);
 // An activation / weight operand: f32 on the CPU (the CPU backend is fp32 only), f32 or bf16
 // on CUDA.
 absl::Status CheckFloatOperandArg(const Tensor& t, const char* op, const char* name);

@@ -26,9 +26,8 @@ absl::Status CheckTokens(const Tensor& tokens, const char* op, int64_t vocab_sta
   LOOM_RETURN_IF_ERROR(CheckDefinedArg(tokens, op, "tokens"));
   LOOM_RETURN_IF_ERROR(CheckDTypeArg(tokens, DType::kI32, op, "tokens"));
   if (tokens.rank() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": tokens has shape ",
-                                                   tokens.shape().ToString(),
-                                                   "; expected [B, T]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": tokens has shape ", tokens.shape().ToString(), "; expected [B, T]"));
   }
   if (vocab_start < 0) {
     return absl::InvalidArgumentError(
@@ -44,9 +43,8 @@ absl::Status CheckTable(const Tensor& t, const Tensor& tokens, const char* op, c
                         const char* rows_name) {
   LOOM_RETURN_IF_ERROR(CheckDefinedArg(t, op, name));
   if (t.rank() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " has shape ",
-                                                   t.shape().ToString(), "; expected [",
-                                                   rows_name, ", C]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": ", name, " has shape ", t.shape().ToString(), "; expected [", rows_name, ", C]"));
   }
   return CheckSameDeviceArg(tokens, t, op, name);
 }
@@ -55,10 +53,9 @@ absl::Status CheckTable(const Tensor& t, const Tensor& tokens, const char* op, c
 absl::Status CheckPositions(const Tensor& t, const EmbeddingDims& d, const char* op,
                             const char* name) {
   if (t.rank() != 2 || t.dim(0) < d.t || t.dim(1) != d.c) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " has shape ",
-                                                   t.shape().ToString(), "; expected [maxT >= ",
-                                                   d.t, ", ", d.c, "] (T from tokens, C from ",
-                                                   "the token table)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": ", name, " has shape ", t.shape().ToString(), "; expected [maxT >= ", d.t, ", ", d.c,
+        "] (T from tokens, C from ", "the token table)"));
   }
   return absl::OkStatus();
 }
@@ -80,10 +77,10 @@ absl::Status EmbeddingForward(const Tensor& tokens, const Tensor& wte, const Ten
     LOOM_RETURN_IF_ERROR(CheckDTypeArg(*wpe, wte.dtype(), kOp, "wpe (dtype of wte)"));
   }
   LOOM_RETURN_IF_ERROR(CheckDefinedArg(out, kOp, "out"));
-  LOOM_RETURN_IF_ERROR(CheckMatrixArg(out, d.b * d.t, d.c, kOp, "out",
-                                      absl::StrCat("[B, T, C]: B*T from tokens ",
-                                                   tokens.shape().ToString(), ", C from wte ",
-                                                   wte.shape().ToString())));
+  LOOM_RETURN_IF_ERROR(
+      CheckMatrixArg(out, d.b * d.t, d.c, kOp, "out",
+                     absl::StrCat("[B, T, C]: B*T from tokens ", tokens.shape().ToString(),
+                                  ", C from wte ", wte.shape().ToString())));
   LOOM_RETURN_IF_ERROR(CheckSameDeviceArg(tokens, out, kOp, "out"));
   LOOM_RETURN_IF_ERROR(CheckDTypeArg(out, wte.dtype(), kOp, "out (dtype of wte)"));
   if (tokens.is_cpu()) {
@@ -109,10 +106,10 @@ absl::Status EmbeddingBackward(const Tensor& tokens, const Tensor& dout, const T
   d.v = dwte.dim(0);
   d.c = dwte.dim(1);
   LOOM_RETURN_IF_ERROR(CheckDefinedArg(dout, kOp, "dout"));
-  LOOM_RETURN_IF_ERROR(CheckMatrixArg(dout, d.b * d.t, d.c, kOp, "dout",
-                                      absl::StrCat("[B, T, C]: B*T from tokens ",
-                                                   tokens.shape().ToString(), ", C from dwte ",
-                                                   dwte.shape().ToString())));
+  LOOM_RETURN_IF_ERROR(
+      CheckMatrixArg(dout, d.b * d.t, d.c, kOp, "dout",
+                     absl::StrCat("[B, T, C]: B*T from tokens ", tokens.shape().ToString(),
+                                  ", C from dwte ", dwte.shape().ToString())));
   LOOM_RETURN_IF_ERROR(CheckSameDeviceArg(tokens, dout, kOp, "dout"));
   LOOM_RETURN_IF_ERROR(CheckFloatOperandArg(dout, kOp, "dout"));
   if (dwte.is_cuda()) {
@@ -126,10 +123,9 @@ absl::Status EmbeddingBackward(const Tensor& tokens, const Tensor& dout, const T
     LOOM_RETURN_IF_ERROR(CheckDTypeArg(*dwpe, dwte.dtype(), kOp, "dwpe (dtype of dwte)"));
   }
   if (tokens.is_cpu()) {
-    cpu::EmbeddingBackward<float>(tokens.data_as<int32_t>(), dout.data_as<float>(),
-                                  dwte.data_as<float>(),
-                                  dwpe != nullptr ? dwpe->data_as<float>() : nullptr, d.b, d.t,
-                                  d.c, d.v, vocab_start);
+    cpu::EmbeddingBackward<float>(
+        tokens.data_as<int32_t>(), dout.data_as<float>(), dwte.data_as<float>(),
+        dwpe != nullptr ? dwpe->data_as<float>() : nullptr, d.b, d.t, d.c, d.v, vocab_start);
     return absl::OkStatus();
   }
 #ifdef LOOM_WITH_CUDA

@@ -55,10 +55,9 @@ absl::Status CheckBiasLike(const Tensor& t, int64_t oc, const Tensor& weight, co
                            const char* name) {
   LOOM_RETURN_IF_ERROR(CheckDefinedArg(t, op, name));
   if (t.rank() != 1 || t.dim(0) != oc) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " has shape ",
-                                                   t.shape().ToString(), "; expected [", oc,
-                                                   "] (OC from weight ",
-                                                   weight.shape().ToString(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": ", name, " has shape ", t.shape().ToString(), "; expected [", oc,
+                     "] (OC from weight ", weight.shape().ToString(), ")"));
   }
   return absl::OkStatus();
 }
@@ -101,11 +100,10 @@ absl::Status LinearForward(const Tensor& inp, const Tensor& weight, const Tensor
 
   if (inp.is_cpu()) {
     LOOM_RETURN_IF_ERROR(CheckBlasDims(n, oc, ic, kOp));
-    cpu::LinearForward<float>(inp.data_as<float>(), weight.data_as<float>(),
-                              bias != nullptr ? bias->data_as<float>() : nullptr,
-                              out.data_as<float>(),
-                              pre_gelu != nullptr ? pre_gelu->data_as<float>() : nullptr, n, ic,
-                              oc);
+    cpu::LinearForward<float>(
+        inp.data_as<float>(), weight.data_as<float>(),
+        bias != nullptr ? bias->data_as<float>() : nullptr, out.data_as<float>(),
+        pre_gelu != nullptr ? pre_gelu->data_as<float>() : nullptr, n, ic, oc);
     return absl::OkStatus();
   }
 #ifdef LOOM_WITH_CUDA
@@ -152,8 +150,7 @@ absl::Status LinearBackward(const Tensor& dout, const Tensor& inp, const Tensor&
 
   if (inp.is_cpu()) {
     LOOM_RETURN_IF_ERROR(CheckBlasDims(n, oc, ic, kOp));
-    cpu::LinearBackward<float>(dout.data_as<float>(), inp.data_as<float>(),
-                               weight.data_as<float>(),
+    cpu::LinearBackward<float>(dout.data_as<float>(), inp.data_as<float>(), weight.data_as<float>(),
                                dinp != nullptr ? dinp->data_as<float>() : nullptr,
                                dweight.data_as<float>(),
                                dbias != nullptr ? dbias->data_as<float>() : nullptr, n, ic, oc);
@@ -183,10 +180,10 @@ absl::Status Gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
   const int64_t kb = trans_b ? b.dim(1) : b.dim(0);
   const int64_t n = trans_b ? b.dim(0) : b.dim(1);
   if (k != kb) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kOp, ": inner dimensions differ: op(a) is [", m, ", ", k, "] (a ", a.shape().ToString(),
-        trans_a ? " transposed" : "", "), op(b) is [", kb, ", ", n, "] (b ",
-        b.shape().ToString(), trans_b ? " transposed" : "", ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": inner dimensions differ: op(a) is [", m, ", ", k, "] (a ",
+                     a.shape().ToString(), trans_a ? " transposed" : "", "), op(b) is [", kb, ", ",
+                     n, "] (b ", b.shape().ToString(), trans_b ? " transposed" : "", ")"));
   }
   if (c.dim(0) != m || c.dim(1) != n) {
     return absl::InvalidArgumentError(absl::StrCat(kOp, ": c has shape ", c.shape().ToString(),

@@ -81,12 +81,12 @@ void Add(const T* a, const T* b, T* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
-#define LOOM_INSTANTIATE_ACTIVATION(T)                                     \
-  template T GeluValue<T>(T);                                              \
-  template T GeluDerivative<T>(T);                                         \
-  template void GeluForward<T>(const T*, T*, int64_t);                     \
-  template void GeluBackward<T>(const T*, const T*, T*, int64_t);          \
-  template void SwiGLUForward<T>(const T*, T*, int64_t, int64_t);          \
+#define LOOM_INSTANTIATE_ACTIVATION(T)                                       \
+  template T GeluValue<T>(T);                                                \
+  template T GeluDerivative<T>(T);                                           \
+  template void GeluForward<T>(const T*, T*, int64_t);                       \
+  template void GeluBackward<T>(const T*, const T*, T*, int64_t);            \
+  template void SwiGLUForward<T>(const T*, T*, int64_t, int64_t);            \
   template void SwiGLUBackward<T>(const T*, const T*, T*, int64_t, int64_t); \
   template void Add<T>(const T*, const T*, T*, int64_t);
 LOOM_INSTANTIATE_ACTIVATION(float)

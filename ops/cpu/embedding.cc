@@ -29,8 +29,8 @@ void EmbeddingForward(const int32_t* tokens, const T* wte, const T* wpe, T* out,
 }
 
 template <typename T>
-void EmbeddingBackward(const int32_t* tokens, const T* dout, T* dwte, T* dwpe, int64_t b,
-                       int64_t t, int64_t c, int64_t v, int64_t vocab_start) {
+void EmbeddingBackward(const int32_t* tokens, const T* dout, T* dwte, T* dwpe, int64_t b, int64_t t,
+                       int64_t c, int64_t v, int64_t vocab_start) {
   const int64_t num_blocks = (c + kChannelBlock - 1) / kChannelBlock;
 #pragma omp parallel for schedule(static)
   for (int64_t blk = 0; blk < num_blocks; ++blk) {
@@ -51,11 +51,11 @@ void EmbeddingBackward(const int32_t* tokens, const T* dout, T* dwte, T* dwpe, i
   }
 }
 
-#define LOOM_INSTANTIATE_EMBEDDING(T)                                                      \
-  template void EmbeddingForward<T>(const int32_t*, const T*, const T*, T*, int64_t,      \
-                                    int64_t, int64_t, int64_t, int64_t);                   \
-  template void EmbeddingBackward<T>(const int32_t*, const T*, T*, T*, int64_t, int64_t,  \
-                                     int64_t, int64_t, int64_t);
+#define LOOM_INSTANTIATE_EMBEDDING(T)                                                             \
+  template void EmbeddingForward<T>(const int32_t*, const T*, const T*, T*, int64_t, int64_t,     \
+                                    int64_t, int64_t, int64_t);                                   \
+  template void EmbeddingBackward<T>(const int32_t*, const T*, T*, T*, int64_t, int64_t, int64_t, \
+                                     int64_t, int64_t);
 LOOM_INSTANTIATE_EMBEDDING(float)
 LOOM_INSTANTIATE_EMBEDDING(double)
 #undef LOOM_INSTANTIATE_EMBEDDING

@@ -16,7 +16,7 @@ void EmbeddingForward(const int32_t* tokens, const T* wte, const T* wpe, T* out,
 // Threads split the channels, so every element is summed in token order: deterministic for
 // any thread count.
 template <typename T>
-void EmbeddingBackward(const int32_t* tokens, const T* dout, T* dwte, T* dwpe, int64_t b,
-                       int64_t t, int64_t c, int64_t v, int64_t vocab_start);
+void EmbeddingBackward(const int32_t* tokens, const T* dout, T* dwte, T* dwpe, int64_t b, int64_t t,
+                       int64_t c, int64_t v, int64_t vocab_start);
 
 }  // namespace loom::ops::cpu

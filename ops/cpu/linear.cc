@@ -15,8 +15,7 @@ void BlasGemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float
   cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 void BlasGemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, double alpha,
-              const double* a, int lda, const double* b, int ldb, double beta, double* c,
-              int ldc) {
+              const double* a, int lda, const double* b, int ldb, double beta, double* c, int ldc) {
   cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
@@ -27,8 +26,8 @@ constexpr int64_t kColumnBlock = 64;
 }  // namespace
 
 template <typename T>
-void Gemm(const T* a, bool trans_a, const T* b, bool trans_b, T* c, int64_t m, int64_t n,
-          int64_t k, T alpha, T beta) {
+void Gemm(const T* a, bool trans_a, const T* b, bool trans_b, T* c, int64_t m, int64_t n, int64_t k,
+          T alpha, T beta) {
   if (m == 0 || n == 0) return;
   // BLAS rejects leading dimensions below 1 even when the matrix is empty (k == 0).
   const int64_t lda = std::max<int64_t>(1, trans_a ? m : k);
@@ -72,13 +71,11 @@ void LinearBackward(const T* dout, const T* inp, const T* weight, T* dinp, T* dw
   }
 }
 
-#define LOOM_INSTANTIATE_LINEAR(T)                                                         \
-  template void Gemm<T>(const T*, bool, const T*, bool, T*, int64_t, int64_t, int64_t, T, \
-                        T);                                                                \
-  template void LinearForward<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t,  \
-                                 int64_t);                                                 \
-  template void LinearBackward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,      \
-                                  int64_t, int64_t);
+#define LOOM_INSTANTIATE_LINEAR(T)                                                                 \
+  template void Gemm<T>(const T*, bool, const T*, bool, T*, int64_t, int64_t, int64_t, T, T);      \
+  template void LinearForward<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, int64_t); \
+  template void LinearBackward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t,      \
+                                  int64_t);
 LOOM_INSTANTIATE_LINEAR(float)
 LOOM_INSTANTIATE_LINEAR(double)
 #undef LOOM_INSTANTIATE_LINEAR

@@ -10,8 +10,8 @@ namespace loom::ops::cpu {
 // c[M, N] = alpha * op(a) @ op(b) + beta * c; op(a) is [M, K] (a stored [K, M] when trans_a),
 // op(b) is [K, N] (b stored [N, K] when trans_b). Dims must fit in a BLAS int.
 template <typename T>
-void Gemm(const T* a, bool trans_a, const T* b, bool trans_b, T* c, int64_t m, int64_t n,
-          int64_t k, T alpha, T beta);
+void Gemm(const T* a, bool trans_a, const T* b, bool trans_b, T* c, int64_t m, int64_t n, int64_t k,
+          T alpha, T beta);
 
 // out[N, OC] = inp[N, IC] @ weight[OC, IC]^T + bias (bias may be null). With pre_gelu non-null,
 // pre_gelu receives that value and out = GeLU(pre_gelu).

@@ -33,8 +33,8 @@ f16 Store<f16>(float x) {
 }  // namespace
 
 template <typename G, typename C>
-void AdamWUpdate(float* params, const G* grads, float* m, float* v, int64_t n,
-                 const AdamWParams& p, C* params_copy) {
+void AdamWUpdate(float* params, const G* grads, float* m, float* v, int64_t n, const AdamWParams& p,
+                 C* params_copy) {
   // Bias corrections in double: beta^step underflows gracefully and 1 - beta^step keeps its
   // digits for small steps.
   const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(p.beta1), p.step));
@@ -95,13 +95,13 @@ template void AdamWUpdate<bf16, float>(float*, const bf16*, float*, float*, int6
 template void AdamWUpdate<bf16, bf16>(float*, const bf16*, float*, float*, int64_t,
                                       const AdamWParams&, bf16*);
 
-#define LOOM_INSTANTIATE_CAST_FROM(S)                        \
-  template void Cast<S, float>(const S*, float*, int64_t);   \
-  template void Cast<S, bf16>(const S*, bf16*, int64_t);     \
+#define LOOM_INSTANTIATE_CAST_FROM(S)                      \
+  template void Cast<S, float>(const S*, float*, int64_t); \
+  template void Cast<S, bf16>(const S*, bf16*, int64_t);   \
   template void Cast<S, f16>(const S*, f16*, int64_t);
-#define LOOM_INSTANTIATE_FLOAT_TYPE(T)              \
+#define LOOM_INSTANTIATE_FLOAT_TYPE(T)                \
   template double SumOfSquares<T>(const T*, int64_t); \
-  template void Scale<T>(T*, int64_t, float);       \
+  template void Scale<T>(T*, int64_t, float);         \
   LOOM_INSTANTIATE_CAST_FROM(T)
 LOOM_INSTANTIATE_FLOAT_TYPE(float)
 LOOM_INSTANTIATE_FLOAT_TYPE(bf16)

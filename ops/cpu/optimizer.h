@@ -13,8 +13,8 @@ namespace loom::ops::cpu {
 // AdamW on n elements. G: float or bf16 (gradients); C: float or bf16 (copy-out of the updated
 // params, skipped when null).
 template <typename G, typename C>
-void AdamWUpdate(float* params, const G* grads, float* m, float* v, int64_t n,
-                 const AdamWParams& p, C* params_copy);
+void AdamWUpdate(float* params, const G* grads, float* m, float* v, int64_t n, const AdamWParams& p,
+                 C* params_copy);
 
 // Sum of x^2 in double; the summation order is fixed (chunks of a constant size, partials
 // added in chunk order), so the result does not depend on the thread count.

@@ -104,8 +104,8 @@ __device__ __forceinline__ void SwiGLUGrad(float d, float g, float u, float* dg,
 }
 
 template <typename T>
-__global__ void SwiGLUBackwardKernel(const T* dout, const T* inp, T* dinp, int64_t rows,
-                                     int64_t h, bool vec) {
+__global__ void SwiGLUBackwardKernel(const T* dout, const T* inp, T* dinp, int64_t rows, int64_t h,
+                                     bool vec) {
   constexpr int V = kVec128<T>;
   const int64_t total = rows * h;
   const int64_t stride = int64_t{gridDim.x} * blockDim.x * V;
@@ -168,8 +168,8 @@ absl::Status LaunchMap2(const Tensor& a, const Tensor& b, const Tensor& out, Op 
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(a));
   const bool vec = Aligned16({a.data(), b.data(), out.data()});
   Map2Kernel<T, Op><<<Blocks(n, kVec128<T>, ctx), kThreads, 0, ctx->stream>>>(
-      static_cast<const T*>(a.data()), static_cast<const T*>(b.data()),
-      static_cast<T*>(out.data()), n, vec, op);
+      static_cast<const T*>(a.data()), static_cast<const T*>(b.data()), static_cast<T*>(out.data()),
+      n, vec, op);
   return CheckLaunch(name);
 }
 

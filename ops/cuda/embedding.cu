@@ -7,10 +7,10 @@
 // of equal keys sums the run's dout rows, in position order and in fp32, for its slice of
 // channels and adds the sum into dwte once. Every element of dwte is written by exactly one
 // warp in an order fixed by the input, so the result is bitwise reproducible.
-#include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cub/device/device_radix_sort.cuh>
 
 #include "absl/strings/str_cat.h"
 #include "ops/cuda/common.cuh"
@@ -130,11 +130,11 @@ absl::Status LaunchForward(DeviceContext* ctx, const Tensor& tokens, const Tenso
   const void* wpe_ptr = wpe != nullptr ? wpe->data() : nullptr;
   const bool vec = c % V == 0 && IsAligned(wte.data(), 16) && IsAligned(out.data(), 16) &&
                    (wpe_ptr == nullptr || IsAligned(wpe_ptr, 16));
-  EmbeddingForwardKernel<T><<<GridStrideBlocks(CeilDiv(b * t * c, V), ctx), kThreads, 0,
-                              ctx->stream>>>(
-      tokens.data_as<int32_t>(), static_cast<const T*>(wte.data()),
-      static_cast<const T*>(wpe_ptr), static_cast<T*>(out.data()), b * t, t, c, v, vocab_start,
-      vec);
+  EmbeddingForwardKernel<T>
+      <<<GridStrideBlocks(CeilDiv(b * t * c, V), ctx), kThreads, 0, ctx->stream>>>(
+          tokens.data_as<int32_t>(), static_cast<const T*>(wte.data()),
+          static_cast<const T*>(wpe_ptr), static_cast<T*>(out.data()), b * t, t, c, v, vocab_start,
+          vec);
   return CheckLaunch("EmbeddingForwardKernel");
 }
 
@@ -142,8 +142,8 @@ size_t RoundUp256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 template <typename G, typename D>
 absl::Status LaunchBackward(DeviceContext* ctx, const Tensor& tokens, const Tensor& dout,
-                            const Tensor& dwte, const Tensor* dwpe, int64_t b, int64_t t,
-                            int64_t c, int64_t v, int64_t vocab_start) {
+                            const Tensor& dwte, const Tensor* dwpe, int64_t b, int64_t t, int64_t c,
+                            int64_t v, int64_t vocab_start) {
   const int64_t n = b * t;
   const G* dout_ptr = static_cast<const G*>(dout.data());
   if (dwpe != nullptr && t * c > 0) {
@@ -153,8 +153,8 @@ absl::Status LaunchBackward(DeviceContext* ctx, const Tensor& tokens, const Tens
   }
   if (n == 0 || c == 0 || v == 0) return absl::OkStatus();
   if (n > INT32_MAX || v >= UINT32_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "EmbeddingBackward: B*T = ", n, " and V = ", v, " must fit the 32-bit sort keys"));
+    return absl::InvalidArgumentError(absl::StrCat("EmbeddingBackward: B*T = ", n, " and V = ", v,
+                                                   " must fit the 32-bit sort keys"));
   }
   // Radix-sort only the bits a key can use (keys are at most v).
   int end_bit = 1;

@@ -194,10 +194,9 @@ absl::StatusOr<bool> TryMatmul(DeviceContext* ctx, const MatmulCall& mm) {
 absl::Status RunMatmul(DeviceContext* ctx, const MatmulCall& mm, const char* what) {
   LOOM_ASSIGN_OR_RETURN(bool ran, TryMatmul(ctx, mm));
   if (!ran) {
-    return absl::InternalError(absl::StrCat(what, ": cuBLASLt has no algorithm for m=", mm.m,
-                                            " n=", mm.n, " k=", mm.k, " (A/B type ",
-                                            static_cast<int>(mm.ab_type), ", D type ",
-                                            static_cast<int>(mm.d_type), ")"));
+    return absl::InternalError(absl::StrCat(
+        what, ": cuBLASLt has no algorithm for m=", mm.m, " n=", mm.n, " k=", mm.k, " (A/B type ",
+        static_cast<int>(mm.ab_type), ", D type ", static_cast<int>(mm.d_type), ")"));
   }
   return absl::OkStatus();
 }
@@ -235,7 +234,8 @@ absl::Status LinearForward(const Tensor& inp, const Tensor& weight, const Tensor
       fused.bias_type = CudaType(bias->dtype());
     }
     if (pre_gelu != nullptr) {
-      fused.epilogue = bias != nullptr ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+      fused.epilogue =
+          bias != nullptr ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
       fused.aux = pre_gelu->data();
       // cuBLASLt wants the aux leading dimension a multiple of 8 and the buffer aligned.
       try_fused = try_fused && oc % 8 == 0 && AlignmentOf(pre_gelu->data()) >= 16;

@@ -17,8 +17,7 @@ constexpr int kThreads = 256;
 
 // target = target + bias[col]; with gelu_out, gelu_out = GeLU(target) as well.
 template <typename T, typename B>
-__global__ void BiasGeluKernel(T* target, const B* bias, T* gelu_out, int64_t total,
-                               int64_t oc) {
+__global__ void BiasGeluKernel(T* target, const B* bias, T* gelu_out, int64_t total, int64_t oc) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
        i += int64_t{gridDim.x} * blockDim.x) {
     float v = ToF32(target[i]);
@@ -59,8 +58,7 @@ __global__ void ColumnSumPartialKernel(const T* dout, float* partial, int64_t n,
 
 // Pass 2: dbias[col] += sum over slabs of partial[slab, col], in slab order.
 template <typename D>
-__global__ void ColumnSumFinishKernel(const float* partial, D* dbias, int64_t slabs,
-                                      int64_t oc) {
+__global__ void ColumnSumFinishKernel(const float* partial, D* dbias, int64_t slabs, int64_t oc) {
   const int64_t col = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (col >= oc) return;
   float s = 0.0f;
@@ -79,14 +77,15 @@ absl::Status LaunchBiasGelu(DeviceContext* ctx, const Tensor& target, const Tens
                             const Tensor* gelu_out, int64_t n, int64_t oc) {
   const int64_t total = n * oc;
   BiasGeluKernel<T, B><<<BlocksFor(total, ctx), kThreads, 0, ctx->stream>>>(
-      static_cast<T*>(target.data()), bias != nullptr ? static_cast<const B*>(bias->data()) : nullptr,
+      static_cast<T*>(target.data()),
+      bias != nullptr ? static_cast<const B*>(bias->data()) : nullptr,
       gelu_out != nullptr ? static_cast<T*>(gelu_out->data()) : nullptr, total, oc);
   return CheckLaunch("BiasGeluKernel");
 }
 
 template <typename T, typename D>
-absl::Status LaunchBiasGrad(DeviceContext* ctx, const Tensor& dout, const Tensor& dbias,
-                            int64_t n, int64_t oc) {
+absl::Status LaunchBiasGrad(DeviceContext* ctx, const Tensor& dout, const Tensor& dbias, int64_t n,
+                            int64_t oc) {
   // About 1024 blocks (enough to fill any GPU), slabs of at least 64 rows. The split depends
   // on (n, oc) only, so the summation order, and the result, is the same on every GPU.
   const int64_t col_tiles = CeilDiv(oc, kColTile);
@@ -95,9 +94,9 @@ absl::Status LaunchBiasGrad(DeviceContext* ctx, const Tensor& dout, const Tensor
   const int64_t slabs = CeilDiv(n, rows_per_slab);
   LOOM_ASSIGN_OR_RETURN(void* scratch, OpScratch(ctx, slabs * oc * sizeof(float)));
   float* partial = static_cast<float*>(scratch);
-  ColumnSumPartialKernel<T><<<dim3(col_tiles, slabs), dim3(kColTile, kRowThreads), 0,
-                              ctx->stream>>>(static_cast<const T*>(dout.data()), partial, n, oc,
-                                             rows_per_slab);
+  ColumnSumPartialKernel<T>
+      <<<dim3(col_tiles, slabs), dim3(kColTile, kRowThreads), 0, ctx->stream>>>(
+          static_cast<const T*>(dout.data()), partial, n, oc, rows_per_slab);
   LOOM_RETURN_IF_ERROR(CheckLaunch("ColumnSumPartialKernel"));
   ColumnSumFinishKernel<D><<<CeilDiv(oc, kThreads), kThreads, 0, ctx->stream>>>(
       partial, static_cast<D*>(dbias.data()), slabs, oc);
@@ -144,11 +143,11 @@ absl::Status AddF32Into(const float* partial, const Tensor& dbias, int64_t oc) {
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(dbias));
   const int blocks = static_cast<int>(CeilDiv(oc, kThreads));
   if (dbias.dtype() == DType::kBF16) {
-    AddF32IntoKernel<bf16_t><<<blocks, kThreads, 0, ctx->stream>>>(
-        partial, static_cast<bf16_t*>(dbias.data()), oc);
+    AddF32IntoKernel<bf16_t>
+        <<<blocks, kThreads, 0, ctx->stream>>>(partial, static_cast<bf16_t*>(dbias.data()), oc);
   } else {
-    AddF32IntoKernel<float><<<blocks, kThreads, 0, ctx->stream>>>(
-        partial, static_cast<float*>(dbias.data()), oc);
+    AddF32IntoKernel<float>
+        <<<blocks, kThreads, 0, ctx->stream>>>(partial, static_cast<float*>(dbias.data()), oc);
   }
   return CheckLaunch("AddF32IntoKernel");
 }

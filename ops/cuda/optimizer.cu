@@ -34,8 +34,8 @@ __device__ __forceinline__ void AdamWElement(float& w, float g, float& m, float&
 }
 
 template <typename G, typename C>
-__global__ void AdamWKernel(float* params, const G* grads, float* m, float* v, C* copy,
-                            int64_t n, bool vec, AdamWScalars s) {
+__global__ void AdamWKernel(float* params, const G* grads, float* m, float* v, C* copy, int64_t n,
+                            bool vec, AdamWScalars s) {
   const int64_t stride = int64_t{gridDim.x} * blockDim.x * kVec;
   for (int64_t base = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) * kVec; base < n;
        base += stride) {

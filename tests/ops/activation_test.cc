@@ -144,8 +144,7 @@ TEST(ActivationErrorsTest, NameArgumentAndShapes) {
   Tensor xb = *Tensor::Zeros({4, 6}, DType::kBF16, CpuDevice());
   s = Add(x, xb, x);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("b is bf16[4, 6]; expected dtype f32"), absl::string_view::npos)
-      << s;
+  EXPECT_NE(s.message().find("b is bf16[4, 6]; expected dtype f32"), absl::string_view::npos) << s;
 }
 
 }  // namespace

@@ -59,8 +59,8 @@ TEST_P(EmbeddingGpuTest, ForwardMatchesCpu) {
   Tensor c_wpe = Tensor::FromVector(wpe_v, {max_t, k.c});
   Tensor c_out = *Tensor::Zeros({k.b, k.t, k.c}, DType::kF32, CpuDevice());
   ASSERT_TRUE(EmbeddingForward(Tensor::FromVectorI32(tok, {k.b, k.t}),
-                               Tensor::FromVector(wte_v, {k.v, k.c}),
-                               k.with_wpe ? &c_wpe : nullptr, c_out, k.vocab_start)
+                               Tensor::FromVector(wte_v, {k.v, k.c}), k.with_wpe ? &c_wpe : nullptr,
+                               c_out, k.vocab_start)
                   .ok());
   const double tol = k.dtype == DType::kF32 ? 0.0 : 1e-2;
   EXPECT_TRUE(AllClose(HostValues(out), HostValues(c_out), tol, tol));

@@ -97,13 +97,12 @@ TEST(EmbeddingGradCheck, MatchesFiniteDifferences) {
   const std::vector<double> probe = RandomDoubles(kB * kT * kC, 12);
   auto loss = [&]() {
     std::vector<double> out(kB * kT * kC);
-    cpu::EmbeddingForward<double>(tok.data(), wte.data(), wpe.data(), out.data(), kB, kT, kC, v,
-                                  0);
+    cpu::EmbeddingForward<double>(tok.data(), wte.data(), wpe.data(), out.data(), kB, kT, kC, v, 0);
     return Dot(out, probe);
   };
   std::vector<double> dwte(v * kC, 0.0), dwpe(kMaxT * kC, 0.0);
-  cpu::EmbeddingBackward<double>(tok.data(), probe.data(), dwte.data(), dwpe.data(), kB, kT, kC,
-                                 v, 0);
+  cpu::EmbeddingBackward<double>(tok.data(), probe.data(), dwte.data(), dwpe.data(), kB, kT, kC, v,
+                                 0);
   EXPECT_TRUE(GradientMatches(loss, &wte, dwte));
   EXPECT_TRUE(GradientMatches(loss, &wpe, dwpe));
 }
@@ -122,8 +121,7 @@ TEST(EmbeddingErrorsTest, NameArgumentAndShapes) {
   Tensor bad_out = *Tensor::Zeros({kB, kT, kC + 1}, DType::kF32, CpuDevice());
   s = EmbeddingForward(tokens, wte, nullptr, bad_out);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("out has shape [2, 5, 7]; expected [10, 6]"),
-            absl::string_view::npos)
+  EXPECT_NE(s.message().find("out has shape [2, 5, 7]; expected [10, 6]"), absl::string_view::npos)
       << s;
 
   Tensor float_tokens = *Tensor::Zeros({kB, kT}, DType::kF32, CpuDevice());

@@ -35,8 +35,7 @@ inline std::vector<double> RandomDoubles(size_t n, uint64_t seed, double lo = -1
   return out;
 }
 
-inline std::vector<float> RandomFloats(size_t n, uint64_t seed, float lo = -1.0f,
-                                       float hi = 1.0f) {
+inline std::vector<float> RandomFloats(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   std::vector<double> d = RandomDoubles(n, seed, lo, hi);
   return std::vector<float>(d.begin(), d.end());
 }
@@ -94,9 +93,9 @@ template <typename A, typename E>
     }
   }
   if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " of " << actual.size()
-                                       << " entries differ (rtol " << rtol << ", atol " << atol
-                                       << ", worst abs error " << worst << "):" << shown;
+  return ::testing::AssertionFailure()
+         << bad << " of " << actual.size() << " entries differ (rtol " << rtol << ", atol " << atol
+         << ", worst abs error " << worst << "):" << shown;
 }
 
 // Checks an analytic gradient of `loss` w.r.t. *x against central differences.

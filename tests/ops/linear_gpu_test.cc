@@ -86,8 +86,8 @@ TEST_P(LinearGpuTest, BackwardMatchesCpuAndAccumulates) {
 
   Tensor c_dinp = *Tensor::Zeros({n, ic}, DType::kF32, CpuDevice());
   Tensor c_dw = Cpu(dw0, {oc, ic}), c_db = Cpu(db0, {oc});
-  ASSERT_TRUE(LinearBackward(Cpu(dout_v, {n, oc}), Cpu(inp_v, {n, ic}), Cpu(w_v, {oc, ic}),
-                             &c_dinp, c_dw, &c_db)
+  ASSERT_TRUE(LinearBackward(Cpu(dout_v, {n, oc}), Cpu(inp_v, {n, ic}), Cpu(w_v, {oc, ic}), &c_dinp,
+                             c_dw, &c_db)
                   .ok());
   const double dinp_atol = dt == DType::kF32 ? 1e-4 : 3e-2;
   EXPECT_TRUE(AllClose(HostValues(dinp), HostValues(c_dinp), Rtol(), dinp_atol)) << "dinp";
@@ -131,8 +131,8 @@ TEST_P(GemmGpuTest, MatchesCpuForEveryTransposeCombination) {
   ASSERT_TRUE(Gemm(MakeTensor(a_v, a_shape, DType::kF32, Gpu()), trans_a,
                    MakeTensor(b_v, b_shape, DType::kF32, Gpu()), trans_b, c, 0.5f, -1.0f)
                   .ok());
-  ASSERT_TRUE(Gemm(Cpu(a_v, a_shape), trans_a, Cpu(b_v, b_shape), trans_b, c_ref, 0.5f, -1.0f)
-                  .ok());
+  ASSERT_TRUE(
+      Gemm(Cpu(a_v, a_shape), trans_a, Cpu(b_v, b_shape), trans_b, c_ref, 0.5f, -1.0f).ok());
   EXPECT_TRUE(AllClose(HostValues(c), HostValues(c_ref), 1e-4, 1e-4));
 }
 

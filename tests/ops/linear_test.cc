@@ -28,8 +28,7 @@ std::vector<float> Values(const Tensor& t) {
 
 // out[r, o] = sum_i inp[r, i] * w[o, i] + b[o], in double.
 std::vector<double> NaiveLinear(const std::vector<float>& inp, const std::vector<float>& w,
-                                const std::vector<float>* b, int64_t n, int64_t ic,
-                                int64_t oc) {
+                                const std::vector<float>* b, int64_t n, int64_t ic, int64_t oc) {
   std::vector<double> out(n * oc);
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t o = 0; o < oc; ++o) {
@@ -130,13 +129,13 @@ TEST(LinearGradCheck, MatchesFiniteDifferences) {
   const std::vector<double> probe = RandomDoubles(n * oc, 23);
   auto loss = [&]() {
     std::vector<double> out(n * oc);
-    cpu::LinearForward<double>(inp.data(), weight.data(), bias.data(), out.data(), nullptr, n,
-                               ic, oc);
+    cpu::LinearForward<double>(inp.data(), weight.data(), bias.data(), out.data(), nullptr, n, ic,
+                               oc);
     return Dot(out, probe);
   };
   std::vector<double> dinp(n * ic), dweight(oc * ic, 0.0), dbias(oc, 0.0);
-  cpu::LinearBackward<double>(probe.data(), inp.data(), weight.data(), dinp.data(),
-                              dweight.data(), dbias.data(), n, ic, oc);
+  cpu::LinearBackward<double>(probe.data(), inp.data(), weight.data(), dinp.data(), dweight.data(),
+                              dbias.data(), n, ic, oc);
   EXPECT_TRUE(GradientMatches(loss, &inp, dinp));
   EXPECT_TRUE(GradientMatches(loss, &weight, dweight));
   EXPECT_TRUE(GradientMatches(loss, &bias, dbias));
@@ -158,8 +157,8 @@ TEST(LinearGradCheck, GeluPathMatchesFiniteDifferences) {
   loss();
   std::vector<double> dpre(n * oc), dinp(n * ic), dweight(oc * ic, 0.0), dbias(oc, 0.0);
   cpu::GeluBackward<double>(probe.data(), pre.data(), dpre.data(), n * oc);
-  cpu::LinearBackward<double>(dpre.data(), inp.data(), weight.data(), dinp.data(),
-                              dweight.data(), dbias.data(), n, ic, oc);
+  cpu::LinearBackward<double>(dpre.data(), inp.data(), weight.data(), dinp.data(), dweight.data(),
+                              dbias.data(), n, ic, oc);
   EXPECT_TRUE(GradientMatches(loss, &inp, dinp));
   EXPECT_TRUE(GradientMatches(loss, &weight, dweight));
   EXPECT_TRUE(GradientMatches(loss, &bias, dbias));

@@ -40,9 +40,9 @@ TEST_P(AdamWGpuTest, MatchesCpuOverSeveralSteps) {
   for (int64_t step = 1; step <= 3; ++step) {
     p.step = step;
     const auto g = RoundTo(RandomFloats(n, 10 + step, -2.0f, 2.0f), grad_dt);
-    ASSERT_TRUE(AdamWUpdate(w, MakeTensor(g, {n}, grad_dt, Gpu()), m, v, p,
-                            with_copy ? &copy : nullptr)
-                    .ok());
+    ASSERT_TRUE(
+        AdamWUpdate(w, MakeTensor(g, {n}, grad_dt, Gpu()), m, v, p, with_copy ? &copy : nullptr)
+            .ok());
     ASSERT_TRUE(AdamWUpdate(c_w, Tensor::FromVector(g, {n}), c_m, c_v, p).ok());
   }
   const auto w_gpu = HostValues(w);
@@ -82,7 +82,7 @@ TEST(ScaleCastGpuTest, MatchCpuExactly) {
   LOOM_SKIP_WITHOUT_CUDA();
   const int64_t n = 1027;
   auto v = RandomFloats(n, 30, -70000.0f, 70000.0f);  // beyond f16 range: inf on both sides
-  v[0] = 1.0f + 1.0f / 256;                            // a bf16 tie
+  v[0] = 1.0f + 1.0f / 256;                           // a bf16 tie
   for (DType src : {DType::kF32, DType::kBF16, DType::kF16}) {
     const auto src_v = RoundTo(v, src);
     for (DType dst : {DType::kF32, DType::kBF16, DType::kF16}) {

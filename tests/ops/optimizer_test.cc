@@ -98,8 +98,10 @@ TEST(AdamWTest, Bf16GradientsAndCopyOut) {
   for (int64_t i = 0; i < n; ++i) g_rounded[i] = ToFloat(grads_bf16.data_as<bf16>()[i]);
 
   Tensor p1 = Tensor::FromVector(w0, {n}), p2 = Tensor::FromVector(w0, {n});
-  Tensor m1 = *Tensor::Zeros({n}, DType::kF32, CpuDevice()), m2 = *Tensor::Zeros({n}, DType::kF32, CpuDevice());
-  Tensor v1 = *Tensor::Zeros({n}, DType::kF32, CpuDevice()), v2 = *Tensor::Zeros({n}, DType::kF32, CpuDevice());
+  Tensor m1 = *Tensor::Zeros({n}, DType::kF32, CpuDevice()),
+         m2 = *Tensor::Zeros({n}, DType::kF32, CpuDevice());
+  Tensor v1 = *Tensor::Zeros({n}, DType::kF32, CpuDevice()),
+         v2 = *Tensor::Zeros({n}, DType::kF32, CpuDevice());
   Tensor copy = *Tensor::Zeros({n}, DType::kBF16, CpuDevice());
   AdamWParams p;
   ASSERT_TRUE(AdamWUpdate(p1, grads_bf16, m1, v1, p, &copy).ok());
@@ -195,8 +197,7 @@ TEST(OptimizerErrorsTest, NameArgumentAndProblem) {
   Tensor ints = *Tensor::Zeros({8}, DType::kI32, CpuDevice());
   s = Cast(w, ints);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("dst must be f32 or bf16 or f16, got i32[8]"),
-            absl::string_view::npos)
+  EXPECT_NE(s.message().find("dst must be f32 or bf16 or f16, got i32[8]"), absl::string_view::npos)
       << s;
 }
 
