@@ -48,6 +48,7 @@ absl::Status SetOpStream(int device, cudaStream_t stream);
 // sums, sort buffers. It stays valid for work queued on the op stream until the next op asks
 // for scratch, so an op must not call another op while it still needs its scratch. Grows on
 // demand (growth synchronises the device once; steady-state training does not allocate).
+// Like the ops themselves, not for concurrent use from several host threads on one device.
 absl::StatusOr<void*> OpScratch(DeviceContext* ctx, size_t bytes);
 
 // Turns the error of the last kernel launch (bad configuration, no kernel image for this GPU)
