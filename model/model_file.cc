@@ -13,6 +13,24 @@ namespace {
 
 constexpr int kHeaderInts = 256;
 
+// A header's model must be valid, and small enough for the file to hold it (every layer has at
+// least `hidden` elements): checked before the layout is built, so a corrupt header cannot ask
+// for billions of layers.
+absl::Status CheckHeaderModel(const std::string& path, const GptConfig& c, size_t size,
+                              size_t elem) {
+  absl::Status valid = c.Validate();
+  if (!valid.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": the header describes no valid model: ", valid.message()));
+  }
+  if (static_cast<double>(c.layers) * c.hidden * elem > static_cast<double>(size)) {
+    return absl::DataLossError(absl::StrCat(path, ": file is ", size, " bytes, too short for the ",
+                                            c.layers, " layers of hidden ", c.hidden,
+                                            " its header describes"));
+  }
+  return absl::OkStatus();
+}
+
 // llm.c's 16 GPT-2 tensors in file order: our per-layer name suffix (or global name) and
 // whether the tensor is stacked over layers.
 struct LlmcTensor {
@@ -71,9 +89,9 @@ absl::StatusOr<LoadedWeights> ReadLlmc(const std::string& path, const int32_t* h
   c.padded_vocab = h[7];
   c.ffn_hidden = 4 * c.hidden;
   c.tied_embeddings = true;
-  LOOM_RETURN_IF_ERROR(c.Validate());
-  ParamLayout layout = ParamLayout::ForGpt(c);
   const size_t elem = version == 3 ? 4 : 2;
+  LOOM_RETURN_IF_ERROR(CheckHeaderModel(path, c, size, elem));
+  ParamLayout layout = ParamLayout::ForGpt(c);
   const size_t need = kHeaderInts * 4 + static_cast<size_t>(layout.total()) * elem;
   if (size < need) {
     return absl::DataLossError(absl::StrCat(path, ": file is ", size, " bytes, but its header (L=",
@@ -110,6 +128,10 @@ absl::StatusOr<LoadedWeights> ReadLoom(const std::string& path, const int32_t* h
     return absl::InvalidArgumentError(absl::StrCat(path, ": unknown model family ", h[2]));
   }
   c.family = h[2] == 1 ? ModelFamily::kLlama : ModelFamily::kGpt2;
+  if (h[12] != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": parameter dtype code ", h[12], " is not supported (expected 0 = f32)"));
+  }
   c.layers = h[3];
   c.heads = h[4];
   c.kv_heads = h[5];
@@ -121,7 +143,7 @@ absl::StatusOr<LoadedWeights> ReadLoom(const std::string& path, const int32_t* h
   c.tied_embeddings = h[11] != 0;
   c.norm_eps = IntBitsToFloat(h[13]);
   c.rope_theta = IntBitsToFloat(h[14]);
-  LOOM_RETURN_IF_ERROR(c.Validate());
+  LOOM_RETURN_IF_ERROR(CheckHeaderModel(path, c, size, 4));
   ParamLayout layout = ParamLayout::ForGpt(c);
   const size_t need = kHeaderInts * 4 + static_cast<size_t>(layout.total()) * 4;
   if (size != need) {

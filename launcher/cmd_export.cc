@@ -1,0 +1,113 @@
+// `loom export --format llmc|loom (--config F [--set ...] | --from FILE) --out PATH [--bf16]`:
+// writes a model's weights. With a job config: the job's model as training would start it
+// (model.init_from, or the random init from runtime.seed). With --from: converts a model file
+// (llm.c or loom) to the other format, or rewrites it (e.g. llm.c fp32 to bf16).
+#include <iostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "launcher/command.h"
+#include "launcher/config.h"
+#include "launcher/model_export.h"
+#include "model/param_layout.h"
+#include "runtime/status.h"
+
+namespace loom {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: loom export --format llmc|loom --out PATH (--config F [--set a.b=v ...] | --from "
+    "FILE)\n"
+    "                   [--bf16]\n"
+    "  Writes model weights to PATH.\n"
+    "  --format llmc   llm.c GPT-2 model file (GPT2 family, tied embeddings, ffn = 4 * hidden)\n"
+    "  --format loom   loom model file: any family, the whole model shape in its header\n"
+    "  --config F      the job's model as training starts it: model.init_from when set, else\n"
+    "                  the random init from runtime.seed (--set overrides fields as in train)\n"
+    "  --from FILE     convert an existing llm.c or loom model file instead\n"
+    "  --bf16          llm.c version 5 (bf16 weights) instead of fp32; --format llmc only";
+
+// Takes "--name VALUE" or "--name=VALUE" at args[*i]; true when it matched.
+absl::StatusOr<bool> TakeValue(const std::vector<std::string>& args, size_t* i,
+                               const std::string& name, std::string* value) {
+  const std::string& a = args[*i];
+  if (a == name) {
+    if (*i + 1 >= args.size()) return absl::InvalidArgumentError(name + " needs a value");
+    *value = args[++*i];
+    return true;
+  }
+  if (absl::StartsWith(a, name + "=")) {
+    *value = a.substr(name.size() + 1);
+    return true;
+  }
+  return false;
+}
+
+absl::Status RunExport(const std::vector<std::string>& argv) {
+  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
+  std::vector<std::string> args = argv;
+  std::string config_path;
+  std::vector<std::string> overrides;
+  LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &config_path, &overrides));
+  std::string format_name, out, from;
+  bool bf16 = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    LOOM_ASSIGN_OR_RETURN(bool f, TakeValue(args, &i, "--format", &format_name));
+    if (f) continue;
+    LOOM_ASSIGN_OR_RETURN(bool o, TakeValue(args, &i, "--out", &out));
+    if (o) continue;
+    LOOM_ASSIGN_OR_RETURN(bool m, TakeValue(args, &i, "--from", &from));
+    if (m) continue;
+    if (args[i] == "--bf16") {
+      bf16 = true;
+      continue;
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument '", args[i], "'\n", kUsage));
+  }
+  if (format_name.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--format is required\n", kUsage));
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("--out is required\n", kUsage));
+  if (config_path.empty() == from.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("give exactly one of --config and --from\n", kUsage));
+  }
+  if (!from.empty() && !overrides.empty()) {
+    return absl::InvalidArgumentError("--set applies to --config only, not to --from");
+  }
+  LOOM_ASSIGN_OR_RETURN(ExportFormat format, ParseExportFormat(format_name));
+
+  LoadedWeights weights;
+  std::string source;
+  if (!from.empty()) {
+    LOOM_ASSIGN_OR_RETURN(weights, ReadModelFile(from));
+    source = from;
+  } else {
+    LOOM_ASSIGN_OR_RETURN(JobConfig job, LoadJobConfig(config_path, overrides));
+    auto w = JobInitialWeights(job);
+    if (!w.ok()) {
+      return absl::Status(w.status().code(), absl::StrCat(config_path, ": ", w.status().message()));
+    }
+    weights = std::move(*w);
+    source = job.model().init_from().empty()
+                 ? absl::StrCat("random init, runtime.seed ", job.runtime().seed())
+                 : job.model().init_from();
+  }
+  LOOM_RETURN_IF_ERROR(WriteModelWeights(out, format, weights, bf16));
+  const GptConfig& c = weights.config;
+  std::cout << "wrote " << out << " ("
+            << (format == ExportFormat::kLlmc ? (bf16 ? "llm.c bf16" : "llm.c fp32") : "loom f32")
+            << "): " << (c.is_llama() ? "LLaMA" : "GPT-2") << ", " << c.layers << " layers, hidden "
+            << c.hidden << ", " << c.heads << " heads (" << c.kv_heads << " kv), vocab " << c.vocab
+            << " (padded " << c.padded_vocab << "), " << ParamLayout::ForGpt(c).total()
+            << " values, from " << source << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+LOOM_REGISTER_COMMAND(model_export, "export",
+                      "write model weights (llm.c or loom file) from a job config or a model file",
+                      kUsage, RunExport);
+
+}  // namespace loom

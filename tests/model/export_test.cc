@@ -1,0 +1,202 @@
+// `loom export`, run through the CLI registry: the weights it writes from a job config are the
+// weights training starts from (so model.init_from of the exported file reproduces the random
+// init bit for bit), --from converts between formats losslessly, and bad requests are refused
+// with the reason.
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "gtest/gtest.h"
+#include "launcher/command.h"
+#include "launcher/model_export.h"
+#include "launcher/token_shard.h"
+#include "launcher/trainer.h"
+#include "model/model_file.h"
+#include "parallel/mpi_world.h"
+#include "runtime/dtype.h"
+#include "runtime/files.h"
+#include "tests/model/job_testing.h"
+
+namespace loom {
+namespace {
+
+constexpr char kGpt2Job[] = R"(
+model { family: GPT2 layers: 2 heads: 2 hidden: 16 vocab: 100 max_seq: 16 }
+parallel { micro_batch_size: 1 global_batch_size: 1 }
+optimizer { lr: 0.001 }
+lr_schedule { total_steps: 1 }
+data { train: "$DIR/train.bin" seq_len: 8 }
+runtime { backend: CPU seed: 4242 }
+)";
+
+constexpr char kLlamaJob[] = R"(
+model { family: LLAMA layers: 2 heads: 4 kv_heads: 2 hidden: 16 ffn_hidden: 40 vocab: 100
+        max_seq: 16 rope_theta: 500000 }
+parallel { micro_batch_size: 1 global_batch_size: 1 }
+optimizer { lr: 0.001 }
+lr_schedule { total_steps: 1 }
+data { train: "$DIR/train.bin" seq_len: 8 }
+runtime { backend: CPU seed: 4242 }
+)";
+
+class ExportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::FreshTempDir("export");
+    std::vector<uint16_t> ids(64);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<uint16_t>(i % 100);
+    ASSERT_TRUE(WriteShard(dir_ + "/train.bin", ids, ShardFormat::kLlmc).ok());
+    ASSERT_TRUE(
+        AtomicWriteFile(dir_ + "/gpt2.textproto", absl::StrReplaceAll(kGpt2Job, {{"$DIR", dir_}}))
+            .ok());
+    ASSERT_TRUE(
+        AtomicWriteFile(dir_ + "/llama.textproto", absl::StrReplaceAll(kLlamaJob, {{"$DIR", dir_}}))
+            .ok());
+  }
+
+  static absl::Status Export(const std::vector<std::string>& args) {
+    auto it = CommandRegistry().find("export");
+    if (it == CommandRegistry().end()) return absl::NotFoundError("no export command");
+    return it->second.run(args);
+  }
+
+  // The parameters a trainer for `job_file` (with overrides) starts from.
+  std::vector<float> TrainerParams(const std::string& job_file,
+                                   const std::vector<std::string>& overrides) {
+    auto text = ReadFile(dir_ + "/" + job_file);
+    EXPECT_TRUE(text.ok());
+    auto job = testing::JobFromText(*text, dir_, overrides);
+    EXPECT_TRUE(job.ok()) << job.status();
+    auto world = MpiWorld::Get();
+    EXPECT_TRUE(world.ok());
+    auto t = Trainer::Create(*job, *world);
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (!t.ok()) return {};
+    return *(*t)->model().params().ToFloatVector();
+  }
+
+  std::string P(const std::string& name) const { return dir_ + "/" + name; }
+  std::string dir_;
+};
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), 4 * a.size()) == 0;
+}
+
+TEST_F(ExportTest, Gpt2ExportThenInitFromReproducesTheInit) {
+  const std::vector<float> want = TrainerParams("gpt2.textproto", {});
+  ASSERT_FALSE(want.empty());
+  for (const std::string format : {"llmc", "loom"}) {
+    const std::string out = P("gpt2." + format);
+    absl::Status s = Export({"--format", format, "--config", P("gpt2.textproto"), "--out", out});
+    ASSERT_TRUE(s.ok()) << s;
+    // Another seed, but the weights come from the file.
+    EXPECT_TRUE(SameBits(
+        TrainerParams("gpt2.textproto", {"runtime.seed=1", "model.init_from=" + out}), want))
+        << format;
+  }
+  // A --set reaches the export: another seed, other weights.
+  ASSERT_TRUE(Export({"--format=llmc", "--config", P("gpt2.textproto"), "--set", "runtime.seed=5",
+                      "--out", P("seed5.bin")})
+                  .ok());
+  auto seed5 = ReadModelFile(P("seed5.bin"));
+  ASSERT_TRUE(seed5.ok()) << seed5.status();
+  EXPECT_FALSE(SameBits(seed5->params, want));
+  EXPECT_TRUE(SameBits(seed5->params, TrainerParams("gpt2.textproto", {"runtime.seed=5"})));
+}
+
+TEST_F(ExportTest, LlamaExportsAsLoomOnly) {
+  const std::vector<float> want = TrainerParams("llama.textproto", {});
+  ASSERT_FALSE(want.empty());
+  absl::Status s =
+      Export({"--format", "loom", "--config", P("llama.textproto"), "--out", P("llama.bin")});
+  ASSERT_TRUE(s.ok()) << s;
+  auto w = ReadModelFile(P("llama.bin"));
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_TRUE(w->config.is_llama());
+  EXPECT_EQ(w->config.rope_theta, 500000.0f);
+  EXPECT_EQ(w->config.padded_vocab, 128);
+  EXPECT_TRUE(SameBits(w->params, want));
+  EXPECT_TRUE(SameBits(
+      TrainerParams("llama.textproto", {"runtime.seed=9", "model.init_from=" + P("llama.bin")}),
+      want));
+
+  s = Export({"--format", "llmc", "--config", P("llama.textproto"), "--out", P("llama.llmc")});
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(absl::StrContains(s.message(), "--format loom")) << s;
+}
+
+// The job's init_from goes through export unchanged (the fixture model, as a loom file).
+TEST_F(ExportTest, ConfigWithInitFromExportsThoseWeights) {
+  auto fx = testing::LoadModelFixture("gpt2");
+  ASSERT_TRUE(fx.ok());
+  auto job = testing::FixtureJob(*fx, "gpt2", dir_, 2);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE(AtomicWriteFile(P("fixture.textproto"), JobConfigToText(*job)).ok());
+  absl::Status s =
+      Export({"--format", "loom", "--config", P("fixture.textproto"), "--out", P("fx.loom")});
+  ASSERT_TRUE(s.ok()) << s;
+  auto got = ReadModelFile(P("fx.loom"));
+  auto want = ReadModelFile(testing::ModelFixturePath("gpt2.llmc.bin"));
+  ASSERT_TRUE(got.ok() && want.ok());
+  EXPECT_TRUE(SameBits(got->params, want->params));
+}
+
+TEST_F(ExportTest, FromConvertsLosslessly) {
+  const std::string src = testing::ModelFixturePath("gpt2.llmc.bin");
+  ASSERT_TRUE(Export({"--format", "loom", "--from", src, "--out", P("a.loom")}).ok());
+  ASSERT_TRUE(Export({"--format", "llmc", "--from", P("a.loom"), "--out", P("b.llmc")}).ok());
+  auto original = ReadFile(src);
+  auto back = ReadFile(P("b.llmc"));
+  ASSERT_TRUE(original.ok() && back.ok());
+  EXPECT_TRUE(*original == *back) << "llm.c -> loom -> llm.c changed the file";
+
+  // bf16 from fp32 is the rounding PyTorch does (the generator's bf16 file).
+  ASSERT_TRUE(Export({"--format", "llmc", "--bf16", "--from", src, "--out", P("c.llmc")}).ok());
+  auto bf16 = ReadFile(P("c.llmc"));
+  auto want_bf16 = ReadFile(testing::ModelFixturePath("gpt2.llmc_bf16.bin"));
+  ASSERT_TRUE(bf16.ok() && want_bf16.ok());
+  EXPECT_TRUE(*bf16 == *want_bf16);
+
+  const std::string llama = testing::ModelFixturePath("llama.loom.bin");
+  ASSERT_TRUE(Export({"--format", "loom", "--from", llama, "--out", P("l.loom")}).ok());
+  EXPECT_TRUE(*ReadFile(llama) == *ReadFile(P("l.loom")));
+}
+
+TEST_F(ExportTest, RefusesBadRequests) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string want;
+  };
+  const std::string cfg = P("gpt2.textproto");
+  const std::vector<Case> cases = {
+      {{"--config", cfg, "--out", P("x")}, "--format is required"},
+      {{"--format", "llmc", "--config", cfg}, "--out is required"},
+      {{"--format", "llmc", "--out", P("x")}, "exactly one of --config and --from"},
+      {{"--format", "llmc", "--config", cfg, "--from", P("y"), "--out", P("x")},
+       "exactly one of --config and --from"},
+      {{"--format", "onnx", "--config", cfg, "--out", P("x")}, "'onnx'"},
+      {{"--format", "loom", "--bf16", "--config", cfg, "--out", P("x")}, "--bf16"},
+      {{"--format", "loom", "--config", cfg, "--out", P("x"), "--wat"}, "'--wat'"},
+      {{"--format", "loom", "--from", P("missing.bin"), "--out", P("x")}, P("missing.bin")},
+      {{"--format", "loom", "--config", cfg, "--set", "model.init_from=" + P("gone.bin"), "--out",
+        P("x")},
+       "model.init_from"},
+      {{"--format", "loom", "--config", cfg, "--set", "model.heads=3", "--out", P("x")},
+       "model.heads"},
+  };
+  for (const Case& c : cases) {
+    absl::Status s = Export(c.args);
+    EXPECT_FALSE(s.ok()) << absl::StrJoin(c.args, " ");
+    EXPECT_TRUE(absl::StrContains(s.message(), c.want))
+        << absl::StrJoin(c.args, " ") << ": " << s.message();
+  }
+  EXPECT_FALSE(std::filesystem::exists(P("x")));
+}
+
+}  // namespace
+}  // namespace loom
