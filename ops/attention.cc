@@ -1,5 +1,6 @@
 // Checks for ops/attention.h, then dispatch. HD is derived from the packed width:
-// HD = qkv.dim(2) / (n_head + 2 * n_kv_head). The CUDA kernels are compiled for HD 64 and 128.
+// HD = qkv.dim(2) / (n_head + 2 * n_kv_head). The CUDA kernels take any HD up to 128 (compiled
+// for 64 and 128, smaller head dims padded with zeros).
 #include "ops/attention.h"
 
 #include <string>
@@ -31,18 +32,18 @@ absl::StatusOr<Dims> CheckQkv(const char* op, const Tensor& qkv, int n_head, int
   const std::string p = absl::StrCat(op, ": ");
   if (!qkv.defined()) return absl::InvalidArgumentError(p + "qkv is undefined");
   if (n_head <= 0 || n_kv_head <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "n_head (", n_head, ") and n_kv_head (",
-                                                   n_kv_head, ") must be positive"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "n_head (", n_head, ") and n_kv_head (", n_kv_head, ") must be positive"));
   }
   if (n_head % n_kv_head != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        p, "n_head (", n_head, ") must be a multiple of n_kv_head (", n_kv_head, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "n_head (", n_head, ") must be a multiple of n_kv_head (", n_kv_head, ")"));
   }
   const int64_t heads = n_head + 2 * static_cast<int64_t>(n_kv_head);
   if (qkv.rank() != 3 || qkv.dim(2) == 0 || qkv.dim(2) % heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        p, "qkv: expected [B, T, (n_head + 2*n_kv_head) * HD] = [B, T, ", heads, " * HD], got ",
-        qkv.shape().ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "qkv: expected [B, T, (n_head + 2*n_kv_head) * HD] = [B, T, ", heads,
+                     " * HD], got ", qkv.shape().ToString()));
   }
   Dims d{qkv.dim(0), qkv.dim(1), static_cast<int>(qkv.dim(2) / heads)};
   if (qkv.is_cpu()) {
@@ -52,10 +53,10 @@ absl::StatusOr<Dims> CheckQkv(const char* op, const Tensor& qkv, int n_head, int
       return absl::InvalidArgumentError(
           absl::StrCat(p, "qkv: expected dtype f32 or bf16, got ", qkv.DebugString()));
     }
-    if (d.hd != 64 && d.hd != 128) {
+    if (d.hd > 128) {
       return absl::InvalidArgumentError(absl::StrCat(
           p, "head dim HD = ", d.hd, " (qkv width ", qkv.dim(2), " / ", heads,
-          " heads) is not supported by the CUDA kernel (HD must be 64 or 128)"));
+          " heads) is not supported by the CUDA kernel (at most 128)"));
     }
   }
   return d;
@@ -68,8 +69,8 @@ absl::Status AttentionForward(const Tensor& qkv, int n_head, int n_kv_head, cons
   const char* op = "AttentionForward";
   LOOM_ASSIGN_OR_RETURN(Dims d, CheckQkv(op, qkv, n_head, n_kv_head));
   const std::string p = absl::StrCat(op, ": ");
-  LOOM_RETURN_IF_ERROR(CheckTensor(out, qkv, Shape({d.b, d.t, int64_t{n_head} * d.hd}),
-                                   qkv.dtype(), p + "out"));
+  LOOM_RETURN_IF_ERROR(
+      CheckTensor(out, qkv, Shape({d.b, d.t, int64_t{n_head} * d.hd}), qkv.dtype(), p + "out"));
   LOOM_RETURN_IF_ERROR(
       CheckTensor(lse, qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, p + "lse"));
   if (d.b == 0 || d.t == 0) return absl::OkStatus();
@@ -99,8 +100,8 @@ absl::Status AttentionBackward(const Tensor& dout, const Tensor& qkv, const Tens
   if (d.b == 0 || d.t == 0) return absl::OkStatus();
   if (qkv.is_cpu()) {
     cpu::AttentionBackward<float>(dout.data_as<const float>(), qkv.data_as<const float>(),
-                                  out.data_as<const float>(), lse.data_as<const float>(), d.b,
-                                  d.t, n_head, n_kv_head, d.hd, dqkv.data_as<float>());
+                                  out.data_as<const float>(), lse.data_as<const float>(), d.b, d.t,
+                                  n_head, n_kv_head, d.hd, dqkv.data_as<float>());
     return absl::OkStatus();
   }
 #ifdef LOOM_WITH_CUDA

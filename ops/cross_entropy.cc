@@ -20,8 +20,7 @@ struct Dims {
   int64_t n = 0, v = 0, valid = 0;
 };
 
-absl::StatusOr<Dims> CheckLogits(const std::string& p, const Tensor& logits,
-                                 int64_t valid_vocab) {
+absl::StatusOr<Dims> CheckLogits(const std::string& p, const Tensor& logits, int64_t valid_vocab) {
   if (!logits.defined()) return absl::InvalidArgumentError(p + "logits is undefined");
   if (logits.rank() != 2) {
     return absl::InvalidArgumentError(
@@ -35,8 +34,8 @@ absl::StatusOr<Dims> CheckLogits(const std::string& p, const Tensor& logits,
   }
   Dims d{logits.dim(0), logits.dim(1), valid_vocab < 0 ? logits.dim(1) : valid_vocab};
   if (d.valid > d.v) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        p, "valid_vocab (", valid_vocab, ") exceeds the logits' width V = ", d.v));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "valid_vocab (", valid_vocab, ") exceeds the logits' width V = ", d.v));
   }
   return d;
 }
@@ -58,9 +57,11 @@ absl::Status CheckDLogits(const std::string& p, const Tensor* dlogits, const Ten
   return CheckSameDevice(*dlogits, logits, what.c_str());
 }
 
+#ifndef LOOM_WITH_CUDA
 absl::Status NoCuda(const std::string& p) {
   return absl::UnimplementedError(p + "CUDA tensor in a build without CUDA");
 }
+#endif
 
 float* OptF(const Tensor* t) { return t ? t->data_as<float>() : nullptr; }
 
@@ -81,9 +82,8 @@ absl::Status CrossEntropyForwardBackward(const Tensor& logits, const Tensor& tar
     const int32_t* tg = targets.data_as<const int32_t>();
     for (int64_t r = 0; r < d.n; ++r) {
       if (tg[r] >= d.valid) {
-        return absl::InvalidArgumentError(absl::StrCat(p, "targets[", r, "] = ", tg[r],
-                                                       " is outside the vocabulary [0, ",
-                                                       d.valid, ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            p, "targets[", r, "] = ", tg[r], " is outside the vocabulary [0, ", d.valid, ")"));
       }
     }
     cpu::CrossEntropyForwardBackward<float>(logits.data_as<const float>(), tg, d.n, d.v, d.valid,
@@ -121,8 +121,8 @@ absl::Status LogitsSumExp(const Tensor& logits, const Tensor& global_max, const 
   LOOM_RETURN_IF_ERROR(CheckRows(p + "global_max", global_max, logits, DType::kF32, d.n));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "sum_exp", sum_exp, logits, DType::kF32, d.n));
   if (logits.is_cpu()) {
-    cpu::LogitsSumExp<float>(logits.data_as<const float>(), global_max.data_as<const float>(),
-                             d.n, d.v, d.valid, sum_exp.data_as<float>());
+    cpu::LogitsSumExp<float>(logits.data_as<const float>(), global_max.data_as<const float>(), d.n,
+                             d.v, d.valid, sum_exp.data_as<float>());
     return absl::OkStatus();
   }
 #ifdef LOOM_WITH_CUDA
@@ -137,8 +137,8 @@ absl::Status TargetLogit(const Tensor& logits, const Tensor& targets, int64_t vo
   const std::string p = "TargetLogit: ";
   LOOM_ASSIGN_OR_RETURN(Dims d, CheckLogits(p, logits, -1));
   if (vocab_start < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "vocab_start must be >= 0, got ",
-                                                   vocab_start));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "vocab_start must be >= 0, got ", vocab_start));
   }
   LOOM_RETURN_IF_ERROR(CheckRows(p + "targets", targets, logits, DType::kI32, d.n));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "target_logit", target_logit, logits, DType::kF32, d.n));
@@ -163,13 +163,12 @@ absl::Status VocabParallelCrossEntropyFinish(const Tensor& logits, const Tensor&
   const std::string p = "VocabParallelCrossEntropyFinish: ";
   LOOM_ASSIGN_OR_RETURN(Dims d, CheckLogits(p, logits, valid_vocab));
   if (vocab_start < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "vocab_start must be >= 0, got ",
-                                                   vocab_start));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "vocab_start must be >= 0, got ", vocab_start));
   }
   LOOM_RETURN_IF_ERROR(CheckRows(p + "targets", targets, logits, DType::kI32, d.n));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "global_max", global_max, logits, DType::kF32, d.n));
-  LOOM_RETURN_IF_ERROR(
-      CheckRows(p + "global_sum_exp", global_sum_exp, logits, DType::kF32, d.n));
+  LOOM_RETURN_IF_ERROR(CheckRows(p + "global_sum_exp", global_sum_exp, logits, DType::kF32, d.n));
   LOOM_RETURN_IF_ERROR(
       CheckRows(p + "global_target_logit", global_target_logit, logits, DType::kF32, d.n));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "losses", losses, logits, DType::kF32, d.n));

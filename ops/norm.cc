@@ -27,9 +27,9 @@ bool IsFloat(DType t) { return t == DType::kF32 || t == DType::kBF16; }
 absl::StatusOr<Rows> RowsOf(const Tensor& x, const std::string& what) {
   if (!x.defined()) return absl::InvalidArgumentError(absl::StrCat(what, ": tensor is undefined"));
   if (x.rank() < 1 || x.dim(-1) <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": expected [N, C] with C > 0 (leading dims are flattened), got ",
-        x.shape().ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": expected [N, C] with C > 0 (leading dims are flattened), got ",
+                     x.shape().ToString()));
   }
   if (!IsFloat(x.dtype())) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": expected dtype f32 or bf16, got ",
@@ -80,9 +80,8 @@ absl::Status CheckSameDType(const Tensor& t, const Tensor& like, const std::stri
 absl::Status CheckStats(const Tensor& t, const Tensor& x, int64_t n, const std::string& what) {
   if (!t.defined()) return absl::InvalidArgumentError(absl::StrCat(what, ": tensor is undefined"));
   if (t.numel() != n) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": expected ", n,
-                                                   " elements (one per row), got shape ",
-                                                   t.shape().ToString()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": expected ", n, " elements (one per row), got shape ", t.shape().ToString()));
   }
   LOOM_RETURN_IF_ERROR(CheckDType(t, DType::kF32, what.c_str()));
   return CheckSameDevice(t, x, what.c_str());
@@ -92,17 +91,19 @@ absl::Status CheckStats(const Tensor& t, const Tensor& x, int64_t n, const std::
 absl::Status CheckCpuF32(std::initializer_list<const Tensor*> ts, const char* op) {
   for (const Tensor* t : ts) {
     if (t && t->defined() && t->dtype() != DType::kF32) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          op, ": the CPU backend supports f32 only, got ", t->DebugString()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(op, ": the CPU backend supports f32 only, got ", t->DebugString()));
     }
   }
   return absl::OkStatus();
 }
 
+#ifndef LOOM_WITH_CUDA
 absl::Status NoCuda(const char* op) {
   return absl::UnimplementedError(
       absl::StrCat(op, ": tensors are on a CUDA device but loom was built without CUDA"));
 }
+#endif
 
 // Checks shared by the four forwards. a/b: the inputs (b null unless fused); bias null for RMS.
 absl::Status CheckForward(const char* op, const Tensor& a, const Tensor* b, const Tensor& weight,
@@ -177,8 +178,8 @@ absl::Status LayerNormBackward(const Tensor& dout, const Tensor& x, const Tensor
                                const Tensor& mean, const Tensor& rstd, const Tensor& dx,
                                const Tensor& dweight, const Tensor& dbias) {
   Rows r;
-  LOOM_RETURN_IF_ERROR(CheckBackward("LayerNormBackward", dout, x, weight, &mean, rstd, dx,
-                                     dweight, &dbias, &r));
+  LOOM_RETURN_IF_ERROR(
+      CheckBackward("LayerNormBackward", dout, x, weight, &mean, rstd, dx, dweight, &dbias, &r));
   if (x.is_cpu()) {
     cpu::LayerNormBackward<float>(F(dout), F(x), F(weight), F(mean), F(rstd), r.n, r.c, Fm(dx),
                                   Fm(dweight), Fm(dbias));
@@ -201,8 +202,7 @@ absl::Status RMSNormForward(const Tensor& x, const Tensor& weight, float eps, co
     return absl::OkStatus();
   }
 #ifdef LOOM_WITH_CUDA
-  return cuda::NormForward(x, nullptr, weight, nullptr, eps, r.n, r.c, nullptr, out, nullptr,
-                           rstd);
+  return cuda::NormForward(x, nullptr, weight, nullptr, eps, r.n, r.c, nullptr, out, nullptr, rstd);
 #else
   return NoCuda("RMSNormForward");
 #endif
@@ -211,11 +211,10 @@ absl::Status RMSNormForward(const Tensor& x, const Tensor& weight, float eps, co
 absl::Status RMSNormBackward(const Tensor& dout, const Tensor& x, const Tensor& weight,
                              const Tensor& rstd, const Tensor& dx, const Tensor& dweight) {
   Rows r;
-  LOOM_RETURN_IF_ERROR(CheckBackward("RMSNormBackward", dout, x, weight, nullptr, rstd, dx,
-                                     dweight, nullptr, &r));
+  LOOM_RETURN_IF_ERROR(
+      CheckBackward("RMSNormBackward", dout, x, weight, nullptr, rstd, dx, dweight, nullptr, &r));
   if (x.is_cpu()) {
-    cpu::RMSNormBackward<float>(F(dout), F(x), F(weight), F(rstd), r.n, r.c, Fm(dx),
-                                Fm(dweight));
+    cpu::RMSNormBackward<float>(F(dout), F(x), F(weight), F(rstd), r.n, r.c, Fm(dx), Fm(dweight));
     return absl::OkStatus();
   }
 #ifdef LOOM_WITH_CUDA
@@ -251,8 +250,8 @@ absl::Status FusedResidualRMSNormForward(const Tensor& a, const Tensor& b, const
   LOOM_RETURN_IF_ERROR(CheckForward("FusedResidualRMSNormForward", a, &b, weight, nullptr,
                                     &residual_out, out, nullptr, rstd, eps, &r));
   if (a.is_cpu()) {
-    cpu::FusedResidualRMSNormForward<float>(F(a), F(b), F(weight), eps, r.n, r.c,
-                                            Fm(residual_out), Fm(out), Fm(rstd));
+    cpu::FusedResidualRMSNormForward<float>(F(a), F(b), F(weight), eps, r.n, r.c, Fm(residual_out),
+                                            Fm(out), Fm(rstd));
     return absl::OkStatus();
   }
 #ifdef LOOM_WITH_CUDA

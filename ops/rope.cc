@@ -19,19 +19,18 @@ absl::StatusOr<int> CheckRope(const char* op, const Tensor& qkv, int n_head, int
   const std::string p = absl::StrCat(op, ": ");
   if (!qkv.defined()) return absl::InvalidArgumentError(p + "qkv is undefined");
   if (n_head <= 0 || n_kv_head <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "n_head (", n_head, ") and n_kv_head (",
-                                                   n_kv_head, ") must be positive"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "n_head (", n_head, ") and n_kv_head (", n_kv_head, ") must be positive"));
   }
   if (n_head % n_kv_head != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "n_head (", n_head,
-                                                   ") must be a multiple of n_kv_head (",
-                                                   n_kv_head, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "n_head (", n_head, ") must be a multiple of n_kv_head (", n_kv_head, ")"));
   }
   const int64_t heads = n_head + 2 * static_cast<int64_t>(n_kv_head);
   if (qkv.rank() != 3 || qkv.dim(2) % heads != 0 || qkv.dim(2) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        p, "qkv: expected [B, T, (n_head + 2*n_kv_head) * HD] = [B, T, ", heads,
-        " * HD], got ", qkv.shape().ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "qkv: expected [B, T, (n_head + 2*n_kv_head) * HD] = [B, T, ", heads,
+                     " * HD], got ", qkv.shape().ToString()));
   }
   const int64_t hd = qkv.dim(2) / heads;
   if (hd % 2 != 0) {
@@ -42,12 +41,11 @@ absl::StatusOr<int> CheckRope(const char* op, const Tensor& qkv, int n_head, int
     return absl::InvalidArgumentError(absl::StrCat(p, "theta must be > 0, got ", theta));
   }
   if (pos_offset < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(p, "pos_offset must be >= 0, got ", pos_offset));
+    return absl::InvalidArgumentError(absl::StrCat(p, "pos_offset must be >= 0, got ", pos_offset));
   }
   if (qkv.dtype() != DType::kF32 && !(qkv.is_cuda() && qkv.dtype() == DType::kBF16)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        p, "qkv: expected f32 (or bf16 on CUDA), got ", qkv.DebugString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "qkv: expected f32 (or bf16 on CUDA), got ", qkv.DebugString()));
   }
   return static_cast<int>(hd);
 }

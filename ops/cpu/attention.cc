@@ -86,15 +86,15 @@ struct Layout {
 };
 
 Layout MakeLayout(int64_t t, int nh, int nkv, int hd) {
-  return Layout{t, static_cast<int64_t>(nh + 2 * nkv) * hd, static_cast<int64_t>(nh) * hd,
-                nh,  nkv, hd, nh / nkv};
+  return Layout{
+      t,       static_cast<int64_t>(nh + 2 * nkv) * hd, static_cast<int64_t>(nh) * hd, nh, nkv, hd,
+      nh / nkv};
 }
 
 }  // namespace
 
 template <typename T>
-void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, T* out,
-                      T* lse) {
+void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, T* out, T* lse) {
   const Layout L = MakeLayout(t, nh, nkv, hd);
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
@@ -218,7 +218,7 @@ template void AttentionForward<double>(const double*, int64_t, int64_t, int, int
                                        double*);
 template void AttentionBackward<float>(const float*, const float*, const float*, const float*,
                                        int64_t, int64_t, int, int, int, float*);
-template void AttentionBackward<double>(const double*, const double*, const double*,
-                                        const double*, int64_t, int64_t, int, int, int, double*);
+template void AttentionBackward<double>(const double*, const double*, const double*, const double*,
+                                        int64_t, int64_t, int, int, int, double*);
 
 }  // namespace loom::ops::cpu

@@ -14,8 +14,7 @@ namespace loom::ops::cpu {
 
 // qkv: [b, t, (nh + 2*nkv) * hd]; out: [b, t, nh * hd]; lse: [b, nh, t].
 template <typename T>
-void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, T* out,
-                      T* lse);
+void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, T* out, T* lse);
 
 // dout, out: [b, t, nh * hd]; dqkv: like qkv (overwrite). Parallel over (batch, kv head) so a
 // kv head's dK/dV, summed over the query heads of its group, has one writer and a fixed order.

@@ -78,8 +78,8 @@ void LogitsSumExp(const T* logits, const T* global_max, int64_t n, int64_t v, in
 }
 
 template <typename T>
-void TargetLogit(const T* logits, const int32_t* targets, int64_t vocab_start, int64_t n,
-                 int64_t v, T* target_logit) {
+void TargetLogit(const T* logits, const int32_t* targets, int64_t vocab_start, int64_t n, int64_t v,
+                 T* target_logit) {
   for (int64_t r = 0; r < n; ++r) {
     target_logit[r] = RowTarget(logits + r * v, targets[r], vocab_start, v);
   }
@@ -112,15 +112,15 @@ void CrossEntropyForwardBackward(const T* logits, const int32_t* targets, int64_
   }
 }
 
-#define LOOM_INSTANTIATE_CE(T)                                                                 \
-  template void CrossEntropyForwardBackward<T>(const T*, const int32_t*, int64_t, int64_t,     \
-                                               int64_t, T*, T*, T);                            \
-  template void LogitsRowMax<T>(const T*, int64_t, int64_t, int64_t, T*);                      \
-  template void LogitsSumExp<T>(const T*, const T*, int64_t, int64_t, int64_t, T*);            \
-  template void TargetLogit<T>(const T*, const int32_t*, int64_t, int64_t, int64_t, T*);       \
-  template void VocabParallelCrossEntropyFinish<T>(const T*, const int32_t*, int64_t, const T*, \
-                                                   const T*, const T*, int64_t, int64_t,       \
-                                                   int64_t, T*, T*, T);
+#define LOOM_INSTANTIATE_CE(T)                                                                    \
+  template void CrossEntropyForwardBackward<T>(const T*, const int32_t*, int64_t, int64_t,        \
+                                               int64_t, T*, T*, T);                               \
+  template void LogitsRowMax<T>(const T*, int64_t, int64_t, int64_t, T*);                         \
+  template void LogitsSumExp<T>(const T*, const T*, int64_t, int64_t, int64_t, T*);               \
+  template void TargetLogit<T>(const T*, const int32_t*, int64_t, int64_t, int64_t, T*);          \
+  template void VocabParallelCrossEntropyFinish<T>(const T*, const int32_t*, int64_t, const T*,   \
+                                                   const T*, const T*, int64_t, int64_t, int64_t, \
+                                                   T*, T*, T);
 LOOM_INSTANTIATE_CE(float)
 LOOM_INSTANTIATE_CE(double)
 #undef LOOM_INSTANTIATE_CE

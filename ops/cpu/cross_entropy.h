@@ -26,8 +26,8 @@ void LogitsSumExp(const T* logits, const T* global_max, int64_t n, int64_t v, in
                   T* sum_exp);
 // target_logit[r] = logits[r, targets[r] - vocab_start] when that column is in [0, v), else 0.
 template <typename T>
-void TargetLogit(const T* logits, const int32_t* targets, int64_t vocab_start, int64_t n,
-                 int64_t v, T* target_logit);
+void TargetLogit(const T* logits, const int32_t* targets, int64_t vocab_start, int64_t n, int64_t v,
+                 T* target_logit);
 // losses[r] = log(sum) + max - target (0 for ignored rows); dlogits (null, or may alias
 // logits) = dloss * (exp(logit - max) / sum - onehot) on the valid columns, 0 on padding and on
 // ignored rows.

@@ -43,8 +43,8 @@ void RMSNormRow(const T* x, const T* weight, double eps, int64_t c, T* out, T* r
 // dweight[j] += sum_r dout[r, j] * xhat[r, j]; dbias[j] += sum_r dout[r, j] (dbias optional).
 // xhat = (x - mean) * rstd, with mean == nullptr meaning 0 (RMSNorm).
 template <typename T>
-void NormParamGrads(const T* dout, const T* x, const T* mean, const T* rstd, int64_t n,
-                    int64_t c, T* dweight, T* dbias) {
+void NormParamGrads(const T* dout, const T* x, const T* mean, const T* rstd, int64_t n, int64_t c,
+                    T* dweight, T* dbias) {
   const int64_t blocks = (c + kColBlock - 1) / kColBlock;
 #pragma omp parallel for schedule(static) if (n * c >= kMinParallelWork)
   for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -72,8 +72,8 @@ void NormParamGrads(const T* dout, const T* x, const T* mean, const T* rstd, int
 }  // namespace
 
 template <typename T>
-void LayerNormForward(const T* x, const T* weight, const T* bias, double eps, int64_t n,
-                      int64_t c, T* out, T* mean, T* rstd) {
+void LayerNormForward(const T* x, const T* weight, const T* bias, double eps, int64_t n, int64_t c,
+                      T* out, T* mean, T* rstd) {
 #pragma omp parallel for schedule(static) if (n * c >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     LayerNormRow(x + r * c, weight, bias, eps, c, out + r * c, mean + r, rstd + r);
@@ -160,18 +160,18 @@ void RMSNormBackward(const T* dout, const T* x, const T* weight, const T* rstd, 
   }
 }
 
-#define LOOM_INSTANTIATE_NORM(T)                                                              \
-  template void LayerNormForward<T>(const T*, const T*, const T*, double, int64_t, int64_t,   \
-                                    T*, T*, T*);                                              \
-  template void FusedResidualLayerNormForward<T>(const T*, const T*, const T*, const T*,      \
-                                                 double, int64_t, int64_t, T*, T*, T*, T*);   \
-  template void LayerNormBackward<T>(const T*, const T*, const T*, const T*, const T*,        \
-                                     int64_t, int64_t, T*, T*, T*);                           \
-  template void RMSNormForward<T>(const T*, const T*, double, int64_t, int64_t, T*, T*);      \
-  template void FusedResidualRMSNormForward<T>(const T*, const T*, const T*, double, int64_t, \
-                                               int64_t, T*, T*, T*);                          \
-  template void RMSNormBackward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t,  \
-                                   T*, T*);
+#define LOOM_INSTANTIATE_NORM(T)                                                                 \
+  template void LayerNormForward<T>(const T*, const T*, const T*, double, int64_t, int64_t, T*,  \
+                                    T*, T*);                                                     \
+  template void FusedResidualLayerNormForward<T>(const T*, const T*, const T*, const T*, double, \
+                                                 int64_t, int64_t, T*, T*, T*, T*);              \
+  template void LayerNormBackward<T>(const T*, const T*, const T*, const T*, const T*, int64_t,  \
+                                     int64_t, T*, T*, T*);                                       \
+  template void RMSNormForward<T>(const T*, const T*, double, int64_t, int64_t, T*, T*);         \
+  template void FusedResidualRMSNormForward<T>(const T*, const T*, const T*, double, int64_t,    \
+                                               int64_t, T*, T*, T*);                             \
+  template void RMSNormBackward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, \
+                                   T*);
 LOOM_INSTANTIATE_NORM(float)
 LOOM_INSTANTIATE_NORM(double)
 #undef LOOM_INSTANTIATE_NORM

@@ -11,8 +11,8 @@ namespace loom::ops::cpu {
 
 // x, out: [n, c]; weight, bias: [c]; mean, rstd: [n].
 template <typename T>
-void LayerNormForward(const T* x, const T* weight, const T* bias, double eps, int64_t n,
-                      int64_t c, T* out, T* mean, T* rstd);
+void LayerNormForward(const T* x, const T* weight, const T* bias, double eps, int64_t n, int64_t c,
+                      T* out, T* mean, T* rstd);
 // residual_out = a + b, then LayerNorm of residual_out.
 template <typename T>
 void FusedResidualLayerNormForward(const T* a, const T* b, const T* weight, const T* bias,
@@ -24,8 +24,7 @@ void LayerNormBackward(const T* dout, const T* x, const T* weight, const T* mean
                        int64_t n, int64_t c, T* dx, T* dweight, T* dbias);
 
 template <typename T>
-void RMSNormForward(const T* x, const T* weight, double eps, int64_t n, int64_t c, T* out,
-                    T* rstd);
+void RMSNormForward(const T* x, const T* weight, double eps, int64_t n, int64_t c, T* out, T* rstd);
 template <typename T>
 void FusedResidualRMSNormForward(const T* a, const T* b, const T* weight, double eps, int64_t n,
                                  int64_t c, T* residual_out, T* out, T* rstd);

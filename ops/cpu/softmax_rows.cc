@@ -6,8 +6,7 @@
 
 // Function multiversioning: GCC on x86-64 only (the attribute is an ELF ifunc).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define LOOM_SIMD_CLONES \
-  __attribute__((target_clones("avx512f", "avx2", "default")))
+#define LOOM_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define LOOM_SIMD_CLONES
 #endif

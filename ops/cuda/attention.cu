@@ -21,14 +21,17 @@ constexpr int kLdP = kTile + 1;  // odd strides keep shared-memory accesses conf
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// Geometry of one attention call, shared by the kernels.
+// Geometry of one attention call, shared by the kernels. The kernels are compiled for a
+// padded head dim HDP (64 or 128); the real hd <= HDP, and the columns beyond it are zero in
+// shared memory (they add nothing to any dot product) and never written.
 struct Geometry {
   int64_t t;           // sequence length
+  int hd;              // head dim
   int nh, nkv, group;  // query heads, kv heads, query heads per kv head
-  int64_t qkv_row;     // elements per token of qkv: (nh + 2 nkv) * HD
-  int64_t out_row;     // elements per token of out: nh * HD
-  float scale_log2;    // log2(e) / sqrt(HD): scores go straight to the exp2 domain
-  bool vec;            // 128-bit loads are safe (aligned base pointers)
+  int64_t qkv_row;     // elements per token of qkv: (nh + 2 nkv) * hd
+  int64_t out_row;     // elements per token of out: nh * hd
+  float scale_log2;    // log2(e) / sqrt(hd): scores go straight to the exp2 domain
+  bool vec;            // 128-bit loads are safe (aligned rows, hd a multiple of the vector)
 };
 
 // acc[i][j] += sum_k A(r_i, k) * B(k, c_j) over k < K, for r_i = ty + 16 i, c_j = tx + 16 j.
@@ -41,9 +44,11 @@ __device__ __forceinline__ void TileMma(float (&acc)[4][NC], const float* A, int
   for (int k = 0; k < K; ++k) {
     float a[4], b[NC];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = kTransA ? A[k * lda + ty + 16 * i] : A[(ty + 16 * i) * lda + k];
+    for (int i = 0; i < 4; ++i)
+      a[i] = kTransA ? A[k * lda + ty + 16 * i] : A[(ty + 16 * i) * lda + k];
 #pragma unroll
-    for (int j = 0; j < NC; ++j) b[j] = kTransB ? B[(tx + 16 * j) * ldb + k] : B[k * ldb + tx + 16 * j];
+    for (int j = 0; j < NC; ++j)
+      b[j] = kTransB ? B[(tx + 16 * j) * ldb + k] : B[k * ldb + tx + 16 * j];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
 #pragma unroll
@@ -73,20 +78,21 @@ __device__ __forceinline__ float RowMax16(float v) {
   return v;
 }
 
-// Copies rows [row0, row0 + 64) x HD of a strided global matrix into shared memory as fp32
-// (row stride HD + 1); rows at or beyond t are zero so they add nothing to any product.
-template <typename T, int HD>
+// Copies rows [row0, row0 + 64) x hd of a strided global matrix into shared memory as fp32
+// (row stride HDP + 1); rows at or beyond t and columns at or beyond hd are zero so they add
+// nothing to any product.
+template <typename T, int HDP>
 __device__ __forceinline__ void LoadTile(float* dst, const T* src, int64_t stride, int64_t row0,
-                                         int64_t t, bool vec) {
-  constexpr int kLd = HD + 1;
-  if (vec) {
+                                         int64_t t, int hd, bool vec) {
+  constexpr int kLd = HDP + 1;
+  if (vec) {  // hd is a multiple of kVec here
     constexpr int kVec = kVec128<T>;
-    constexpr int kPerRow = HD / kVec;
+    constexpr int kPerRow = HDP / kVec;
     for (int idx = threadIdx.x; idx < kTile * kPerRow; idx += kThreads) {
       const int r = idx / kPerRow;
       const int c = (idx % kPerRow) * kVec;
       float v[kVec];
-      if (row0 + r < t) {
+      if (row0 + r < t && c < hd) {
         LoadFloats<kVec>(src + (row0 + r) * stride + c, v);
       } else {
 #pragma unroll
@@ -96,22 +102,22 @@ __device__ __forceinline__ void LoadTile(float* dst, const T* src, int64_t strid
       for (int k = 0; k < kVec; ++k) dst[r * kLd + c + k] = v[k];
     }
   } else {
-    for (int idx = threadIdx.x; idx < kTile * HD; idx += kThreads) {
-      const int r = idx / HD;
-      const int c = idx % HD;
-      dst[r * kLd + c] = row0 + r < t ? ToF32(src[(row0 + r) * stride + c]) : 0.0f;
+    for (int idx = threadIdx.x; idx < kTile * HDP; idx += kThreads) {
+      const int r = idx / HDP;
+      const int c = idx % HDP;
+      dst[r * kLd + c] = (row0 + r < t && c < hd) ? ToF32(src[(row0 + r) * stride + c]) : 0.0f;
     }
   }
 }
 
 // ---------------------------------------------------------------------------------------
 // Forward. Grid: (query tiles, B * NH); the last (longest) query tiles are scheduled first.
-// Shared memory: Q, K, V tiles [64][HD + 1] and P [64][65], fp32.
-template <typename T, int HD>
+// Shared memory: Q, K, V tiles [64][HDP + 1] and P [64][65], fp32.
+template <typename T, int HDP>
 __global__ void __launch_bounds__(kThreads)
     AttentionForwardKernel(const T* qkv, T* out, float* lse, Geometry geo) {
-  constexpr int kLd = HD + 1;
-  constexpr int NC = HD / 16;
+  constexpr int kLd = HDP + 1;
+  constexpr int NC = HDP / 16;
   extern __shared__ float smem[];
   float* qs = smem;
   float* ks = qs + kTile * kLd;
@@ -128,12 +134,12 @@ __global__ void __launch_bounds__(kThreads)
   const int h = static_cast<int>(bh % geo.nh);
   const int g = h / geo.group;
   const T* batch = qkv + bi * t * geo.qkv_row;
-  const T* q = batch + static_cast<int64_t>(h) * HD;
-  const T* k = batch + static_cast<int64_t>(geo.nh + g) * HD;
-  const T* v = batch + static_cast<int64_t>(geo.nh + geo.nkv + g) * HD;
+  const T* q = batch + static_cast<int64_t>(h) * geo.hd;
+  const T* k = batch + static_cast<int64_t>(geo.nh + g) * geo.hd;
+  const T* v = batch + static_cast<int64_t>(geo.nh + geo.nkv + g) * geo.hd;
   const int64_t q0 = static_cast<int64_t>(qt) * kTile;
 
-  LoadTile<T, HD>(qs, q, geo.qkv_row, q0, t, geo.vec);
+  LoadTile<T, HDP>(qs, q, geo.qkv_row, q0, t, geo.hd, geo.vec);
 
   float o[4][NC];
   Zero(o);
@@ -150,13 +156,13 @@ __global__ void __launch_bounds__(kThreads)
   for (int kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = static_cast<int64_t>(kt) * kTile;
     __syncthreads();  // the previous tile's K, V and P are no longer read
-    LoadTile<T, HD>(ks, k, geo.qkv_row, k0, t, geo.vec);
-    LoadTile<T, HD>(vs, v, geo.qkv_row, k0, t, geo.vec);
+    LoadTile<T, HDP>(ks, k, geo.qkv_row, k0, t, geo.hd, geo.vec);
+    LoadTile<T, HDP>(vs, v, geo.qkv_row, k0, t, geo.hd, geo.vec);
     __syncthreads();
 
     float s[4][4];
     Zero(s);
-    TileMma<4, false, true>(s, qs, kLd, ks, kLd, HD, ty, tx);
+    TileMma<4, false, true>(s, qs, kLd, ks, kLd, geo.hd, ty, tx);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int64_t row = q0 + ty + 16 * i;
@@ -191,9 +197,11 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t row = q0 + ty + 16 * i;
     if (row >= t) continue;
     const float inv = 1.0f / total;
-    T* orow = out + (bi * t + row) * geo.out_row + static_cast<int64_t>(h) * HD;
+    T* orow = out + (bi * t + row) * geo.out_row + static_cast<int64_t>(h) * geo.hd;
 #pragma unroll
-    for (int j = 0; j < NC; ++j) orow[tx + 16 * j] = FromF32<T>(o[i][j] * inv);
+    for (int j = 0; j < NC; ++j) {
+      if (tx + 16 * j < geo.hd) orow[tx + 16 * j] = FromF32<T>(o[i][j] * inv);
+    }
     if (tx == 0) lse[bh * t + row] = m[i] * kLn2 + logf(total);
   }
 }
@@ -201,17 +209,17 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------------------
 // Backward pre-pass: dsum[bh * t + row] = sum_c dO[row, h, c] * O[row, h, c]. One warp per
 // (token, head).
-template <typename T, int HD>
+template <typename T>
 __global__ void AttentionRowDotKernel(const T* dout, const T* out, float* dsum, int64_t b,
-                                      int64_t t, int nh) {
+                                      int64_t t, int nh, int hd) {
   const int lane = threadIdx.x % 32;
   const int64_t w = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (w >= b * t * nh) return;
   const int h = static_cast<int>(w % nh);
   const int64_t token = w / nh;  // bi * t + row
-  const int64_t off = token * nh * HD + static_cast<int64_t>(h) * HD;
+  const int64_t off = (token * nh + h) * hd;
   float acc = 0.0f;
-  for (int c = lane; c < HD; c += 32) acc += ToF32(dout[off + c]) * ToF32(out[off + c]);
+  for (int c = lane; c < hd; c += 32) acc += ToF32(dout[off + c]) * ToF32(out[off + c]);
   acc = WarpSum(acc);
   if (lane == 0) {
     const int64_t bi = token / t;
@@ -223,8 +231,7 @@ __global__ void AttentionRowDotKernel(const T* dout, const T* out, float* dsum, 
 // Loads the per-row lse (scaled to the log2 domain) and D of rows [q0, q0 + 64); zero for
 // padded rows (their probabilities are masked to 0 anyway).
 __device__ __forceinline__ void LoadRowStats(float* lse_s, float* d_s, const float* lse,
-                                             const float* dsum, int64_t bh, int64_t q0,
-                                             int64_t t) {
+                                             const float* dsum, int64_t bh, int64_t q0, int64_t t) {
   for (int r = threadIdx.x; r < kTile; r += kThreads) {
     const int64_t row = q0 + r;
     lse_s[r] = row < t ? lse[bh * t + row] * kLog2e : 0.0f;
@@ -237,8 +244,8 @@ __device__ __forceinline__ void LoadRowStats(float* lse_s, float* d_s, const flo
 // dS = P * (dP - D). Writes dS to ds_s and, when p_s is given, P to p_s ([64][65] each).
 __device__ __forceinline__ void ProbsAndDs(const float (&s)[4][4], const float (&dp)[4][4],
                                            const float* lse_s, const float* d_s, int64_t q0,
-                                           int64_t k0, int64_t t, float scale_log2, int ty,
-                                           int tx, float* p_s, float* ds_s) {
+                                           int64_t k0, int64_t t, float scale_log2, int ty, int tx,
+                                           float* p_s, float* ds_s) {
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int r = ty + 16 * i;
@@ -257,13 +264,13 @@ __device__ __forceinline__ void ProbsAndDs(const float (&s)[4][4], const float (
 
 // dK / dV. Grid: (key tiles, B * NKV). A block owns 64 keys of one kv head, loops over the
 // query heads of its group and the query tiles at or after its key tile.
-// Shared memory: K, V, Q, dO tiles [64][HD + 1], P and dS [64][65], lse and D [64].
-template <typename T, int HD>
+// Shared memory: K, V, Q, dO tiles [64][HDP + 1], P and dS [64][65], lse and D [64].
+template <typename T, int HDP>
 __global__ void __launch_bounds__(kThreads)
     AttentionBackwardKVKernel(const T* dout, const T* qkv, const float* lse, const float* dsum,
                               T* dqkv, Geometry geo) {
-  constexpr int kLd = HD + 1;
-  constexpr int NC = HD / 16;
+  constexpr int kLd = HDP + 1;
+  constexpr int NC = HDP / 16;
   extern __shared__ float smem[];
   float* ks = smem;
   float* vs = ks + kTile * kLd;
@@ -285,33 +292,34 @@ __global__ void __launch_bounds__(kThreads)
   const T* batch = qkv + bi * t * geo.qkv_row;
   const int64_t k0 = static_cast<int64_t>(kt) * kTile;
 
-  LoadTile<T, HD>(ks, batch + static_cast<int64_t>(geo.nh + g) * HD, geo.qkv_row, k0, t, geo.vec);
-  LoadTile<T, HD>(vs, batch + static_cast<int64_t>(geo.nh + geo.nkv + g) * HD, geo.qkv_row, k0,
-                  t, geo.vec);
+  LoadTile<T, HDP>(ks, batch + static_cast<int64_t>(geo.nh + g) * geo.hd, geo.qkv_row, k0, t,
+                   geo.hd, geo.vec);
+  LoadTile<T, HDP>(vs, batch + static_cast<int64_t>(geo.nh + geo.nkv + g) * geo.hd, geo.qkv_row, k0,
+                   t, geo.hd, geo.vec);
 
   float dk[4][NC], dv[4][NC];  // rows = keys ty + 16 i, columns tx + 16 j
   Zero(dk);
   Zero(dv);
   for (int h = g * geo.group; h < (g + 1) * geo.group; ++h) {
     const int64_t bh = bi * geo.nh + h;
-    const T* q = batch + static_cast<int64_t>(h) * HD;
-    const T* dob = dout + bi * t * geo.out_row + static_cast<int64_t>(h) * HD;
+    const T* q = batch + static_cast<int64_t>(h) * geo.hd;
+    const T* dob = dout + bi * t * geo.out_row + static_cast<int64_t>(h) * geo.hd;
     for (int qt = kt; qt < num_tiles; ++qt) {
       const int64_t q0 = static_cast<int64_t>(qt) * kTile;
       __syncthreads();  // the previous iteration's tiles are no longer read
-      LoadTile<T, HD>(qs, q, geo.qkv_row, q0, t, geo.vec);
-      LoadTile<T, HD>(dos, dob, geo.out_row, q0, t, geo.vec);
+      LoadTile<T, HDP>(qs, q, geo.qkv_row, q0, t, geo.hd, geo.vec);
+      LoadTile<T, HDP>(dos, dob, geo.out_row, q0, t, geo.hd, geo.vec);
       LoadRowStats(lse_s, d_s, lse, dsum, bh, q0, t);
       __syncthreads();
 
       float s[4][4], dp[4][4];  // rows = queries, columns = keys
       Zero(s);
       Zero(dp);
-      TileMma<4, false, true>(s, qs, kLd, ks, kLd, HD, ty, tx);
-      TileMma<4, false, true>(dp, dos, kLd, vs, kLd, HD, ty, tx);
+      TileMma<4, false, true>(s, qs, kLd, ks, kLd, geo.hd, ty, tx);
+      TileMma<4, false, true>(dp, dos, kLd, vs, kLd, geo.hd, ty, tx);
       ProbsAndDs(s, dp, lse_s, d_s, q0, k0, t, geo.scale_log2, ty, tx, p_s, ds_s);
       __syncthreads();
-      // dV += P^T dO and dK += dS^T Q (the 1/sqrt(HD) of dK is applied at the end).
+      // dV += P^T dO and dK += dS^T Q (the 1/sqrt(hd) of dK is applied at the end).
       TileMma<NC, true, false>(dv, p_s, kLdP, dos, kLd, kTile, ty, tx);
       TileMma<NC, true, false>(dk, ds_s, kLdP, qs, kLd, kTile, ty, tx);
     }
@@ -323,10 +331,11 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t key = k0 + ty + 16 * i;
     if (key >= t) continue;
     T* tok = dqkv + (bi * t + key) * geo.qkv_row;
-    T* dkrow = tok + static_cast<int64_t>(geo.nh + g) * HD;
-    T* dvrow = tok + static_cast<int64_t>(geo.nh + geo.nkv + g) * HD;
+    T* dkrow = tok + static_cast<int64_t>(geo.nh + g) * geo.hd;
+    T* dvrow = tok + static_cast<int64_t>(geo.nh + geo.nkv + g) * geo.hd;
 #pragma unroll
     for (int j = 0; j < NC; ++j) {
+      if (tx + 16 * j >= geo.hd) continue;
       dkrow[tx + 16 * j] = FromF32<T>(dk[i][j] * scale);
       dvrow[tx + 16 * j] = FromF32<T>(dv[i][j]);
     }
@@ -335,13 +344,13 @@ __global__ void __launch_bounds__(kThreads)
 
 // dQ. Grid: (query tiles, B * NH), longest first. A block owns 64 query rows of one head and
 // loops over the key tiles up to the causal limit.
-// Shared memory: Q, dO, K, V tiles [64][HD + 1], dS [64][65], lse and D [64].
-template <typename T, int HD>
+// Shared memory: Q, dO, K, V tiles [64][HDP + 1], dS [64][65], lse and D [64].
+template <typename T, int HDP>
 __global__ void __launch_bounds__(kThreads)
     AttentionBackwardQKernel(const T* dout, const T* qkv, const float* lse, const float* dsum,
                              T* dqkv, Geometry geo) {
-  constexpr int kLd = HD + 1;
-  constexpr int NC = HD / 16;
+  constexpr int kLd = HDP + 1;
+  constexpr int NC = HDP / 16;
   extern __shared__ float smem[];
   float* qs = smem;
   float* dos = qs + kTile * kLd;
@@ -361,13 +370,14 @@ __global__ void __launch_bounds__(kThreads)
   const int h = static_cast<int>(bh % geo.nh);
   const int g = h / geo.group;
   const T* batch = qkv + bi * t * geo.qkv_row;
-  const T* k = batch + static_cast<int64_t>(geo.nh + g) * HD;
-  const T* v = batch + static_cast<int64_t>(geo.nh + geo.nkv + g) * HD;
+  const T* k = batch + static_cast<int64_t>(geo.nh + g) * geo.hd;
+  const T* v = batch + static_cast<int64_t>(geo.nh + geo.nkv + g) * geo.hd;
   const int64_t q0 = static_cast<int64_t>(qt) * kTile;
 
-  LoadTile<T, HD>(qs, batch + static_cast<int64_t>(h) * HD, geo.qkv_row, q0, t, geo.vec);
-  LoadTile<T, HD>(dos, dout + bi * t * geo.out_row + static_cast<int64_t>(h) * HD, geo.out_row,
-                  q0, t, geo.vec);
+  LoadTile<T, HDP>(qs, batch + static_cast<int64_t>(h) * geo.hd, geo.qkv_row, q0, t, geo.hd,
+                   geo.vec);
+  LoadTile<T, HDP>(dos, dout + bi * t * geo.out_row + static_cast<int64_t>(h) * geo.hd, geo.out_row,
+                   q0, t, geo.hd, geo.vec);
   LoadRowStats(lse_s, d_s, lse, dsum, bh, q0, t);
 
   float dq[4][NC];  // rows = queries ty + 16 i, columns tx + 16 j
@@ -375,14 +385,14 @@ __global__ void __launch_bounds__(kThreads)
   for (int kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = static_cast<int64_t>(kt) * kTile;
     __syncthreads();
-    LoadTile<T, HD>(ks, k, geo.qkv_row, k0, t, geo.vec);
-    LoadTile<T, HD>(vs, v, geo.qkv_row, k0, t, geo.vec);
+    LoadTile<T, HDP>(ks, k, geo.qkv_row, k0, t, geo.hd, geo.vec);
+    LoadTile<T, HDP>(vs, v, geo.qkv_row, k0, t, geo.hd, geo.vec);
     __syncthreads();
     float s[4][4], dp[4][4];
     Zero(s);
     Zero(dp);
-    TileMma<4, false, true>(s, qs, kLd, ks, kLd, HD, ty, tx);
-    TileMma<4, false, true>(dp, dos, kLd, vs, kLd, HD, ty, tx);
+    TileMma<4, false, true>(s, qs, kLd, ks, kLd, geo.hd, ty, tx);
+    TileMma<4, false, true>(dp, dos, kLd, vs, kLd, geo.hd, ty, tx);
     ProbsAndDs(s, dp, lse_s, d_s, q0, k0, t, geo.scale_log2, ty, tx, nullptr, ds_s);
     __syncthreads();
     TileMma<NC, false, false>(dq, ds_s, kLdP, ks, kLd, kTile, ty, tx);  // dQ += dS K
@@ -393,26 +403,28 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < 4; ++i) {
     const int64_t row = q0 + ty + 16 * i;
     if (row >= t) continue;
-    T* dqrow = dqkv + (bi * t + row) * geo.qkv_row + static_cast<int64_t>(h) * HD;
+    T* dqrow = dqkv + (bi * t + row) * geo.qkv_row + static_cast<int64_t>(h) * geo.hd;
 #pragma unroll
-    for (int j = 0; j < NC; ++j) dqrow[tx + 16 * j] = FromF32<T>(dq[i][j] * scale);
+    for (int j = 0; j < NC; ++j) {
+      if (tx + 16 * j < geo.hd) dqrow[tx + 16 * j] = FromF32<T>(dq[i][j] * scale);
+    }
   }
 }
 
 // ---------------------------------------------------------------------------------------
 // Host side.
 
-template <int HD>
+template <int HDP>
 constexpr size_t ForwardSmem() {
-  return sizeof(float) * (3 * kTile * (HD + 1) + kTile * kLdP);
+  return sizeof(float) * (3 * kTile * (HDP + 1) + kTile * kLdP);
 }
-template <int HD>
+template <int HDP>
 constexpr size_t BackwardKVSmem() {
-  return sizeof(float) * (4 * kTile * (HD + 1) + 2 * kTile * kLdP + 2 * kTile);
+  return sizeof(float) * (4 * kTile * (HDP + 1) + 2 * kTile * kLdP + 2 * kTile);
 }
-template <int HD>
+template <int HDP>
 constexpr size_t BackwardQSmem() {
-  return sizeof(float) * (4 * kTile * (HD + 1) + kTile * kLdP + 2 * kTile);
+  return sizeof(float) * (4 * kTile * (HDP + 1) + kTile * kLdP + 2 * kTile);
 }
 
 // Kernels above 48 KiB of dynamic shared memory must opt in (Hopper allows 227 KiB).
@@ -423,9 +435,21 @@ absl::Status AllowSmem(Kernel kernel, size_t bytes) {
   return absl::OkStatus();
 }
 
+// 128-bit loads need every row start 16-byte aligned: aligned base pointers and a head dim
+// that is a whole number of vectors (the row strides are multiples of it).
+template <typename T>
+bool CanVectorize(int hd, std::initializer_list<const Tensor*> ts) {
+  if ((static_cast<size_t>(hd) * sizeof(T)) % 16 != 0) return false;
+  for (const Tensor* t : ts) {
+    if (!IsAligned(t->data(), 16)) return false;
+  }
+  return true;
+}
+
 Geometry MakeGeometry(int64_t t, int nh, int nkv, int hd, bool vec) {
   Geometry g;
   g.t = t;
+  g.hd = hd;
   g.nh = nh;
   g.nkv = nkv;
   g.group = nh / nkv;
@@ -438,34 +462,33 @@ Geometry MakeGeometry(int64_t t, int nh, int nkv, int hd, bool vec) {
 
 absl::Status CheckGrid(int64_t tiles, int64_t y, const char* what) {
   if (tiles > INT32_MAX || y > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": grid of ", tiles, " x ", y, " blocks exceeds the CUDA limits (B * heads must "
-        "be at most 65535)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": grid of ", tiles, " x ", y,
+                     " blocks exceeds the CUDA limits (B * heads must "
+                     "be at most 65535)"));
   }
   return absl::OkStatus();
 }
 
-template <typename T, int HD>
-absl::Status Forward(const Tensor& qkv, int64_t b, int64_t t, int nh, int nkv, const Tensor& out,
-                     const Tensor& lse, cudaStream_t stream) {
-  const bool vec = IsAligned(qkv.data(), 16);
-  const Geometry geo = MakeGeometry(t, nh, nkv, HD, vec);
+template <typename T, int HDP>
+absl::Status Forward(const Tensor& qkv, int64_t b, int64_t t, int nh, int nkv, int hd,
+                     const Tensor& out, const Tensor& lse, cudaStream_t stream) {
+  const Geometry geo = MakeGeometry(t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv}));
   const int64_t tiles = (t + kTile - 1) / kTile;
   LOOM_RETURN_IF_ERROR(CheckGrid(tiles, b * nh, "AttentionForward"));
-  constexpr size_t smem = ForwardSmem<HD>();
-  LOOM_RETURN_IF_ERROR(AllowSmem(AttentionForwardKernel<T, HD>, smem));
+  constexpr size_t smem = ForwardSmem<HDP>();
+  LOOM_RETURN_IF_ERROR(AllowSmem(AttentionForwardKernel<T, HDP>, smem));
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(b * nh));
-  AttentionForwardKernel<T, HD><<<grid, kThreads, smem, stream>>>(
+  AttentionForwardKernel<T, HDP><<<grid, kThreads, smem, stream>>>(
       qkv.data_as<const T>(), out.data_as<T>(), lse.data_as<float>(), geo);
   return CheckLaunch("AttentionForwardKernel");
 }
 
-template <typename T, int HD>
+template <typename T, int HDP>
 absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
-                      int64_t b, int64_t t, int nh, int nkv, const Tensor& dqkv,
+                      int64_t b, int64_t t, int nh, int nkv, int hd, const Tensor& dqkv,
                       cudaStream_t stream) {
-  const bool vec = IsAligned(qkv.data(), 16) && IsAligned(dout.data(), 16);
-  const Geometry geo = MakeGeometry(t, nh, nkv, HD, vec);
+  const Geometry geo = MakeGeometry(t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv, &dout}));
   const int64_t tiles = (t + kTile - 1) / kTile;
   LOOM_RETURN_IF_ERROR(CheckGrid(tiles, b * nh, "AttentionBackward"));
 
@@ -473,44 +496,42 @@ absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, 
   // ordered after these kernels because every op of the device runs on the same stream.
   LOOM_ASSIGN_OR_RETURN(Tensor dsum, Tensor::Empty(Shape({b, nh, t}), DType::kF32, qkv.device()));
   const int64_t rows = b * t * nh;
-  const int64_t dot_blocks = (rows + 7) / 8;
-  AttentionRowDotKernel<T, HD><<<static_cast<unsigned>(dot_blocks), 256, 0, stream>>>(
-      dout.data_as<const T>(), out.data_as<const T>(), dsum.data_as<float>(), b, t, nh);
+  const int64_t dot_blocks = (rows + 7) / 8;  // 8 warps per block, a warp per row
+  AttentionRowDotKernel<T><<<static_cast<unsigned>(dot_blocks), 256, 0, stream>>>(
+      dout.data_as<const T>(), out.data_as<const T>(), dsum.data_as<float>(), b, t, nh, hd);
   LOOM_RETURN_IF_ERROR(CheckLaunch("AttentionRowDotKernel"));
 
-  constexpr size_t kv_smem = BackwardKVSmem<HD>();
-  LOOM_RETURN_IF_ERROR(AllowSmem(AttentionBackwardKVKernel<T, HD>, kv_smem));
+  constexpr size_t kv_smem = BackwardKVSmem<HDP>();
+  LOOM_RETURN_IF_ERROR(AllowSmem(AttentionBackwardKVKernel<T, HDP>, kv_smem));
   const dim3 kv_grid(static_cast<unsigned>(tiles), static_cast<unsigned>(b * nkv));
-  AttentionBackwardKVKernel<T, HD><<<kv_grid, kThreads, kv_smem, stream>>>(
+  AttentionBackwardKVKernel<T, HDP><<<kv_grid, kThreads, kv_smem, stream>>>(
       dout.data_as<const T>(), qkv.data_as<const T>(), lse.data_as<const float>(),
       dsum.data_as<const float>(), dqkv.data_as<T>(), geo);
   LOOM_RETURN_IF_ERROR(CheckLaunch("AttentionBackwardKVKernel"));
 
-  constexpr size_t q_smem = BackwardQSmem<HD>();
-  LOOM_RETURN_IF_ERROR(AllowSmem(AttentionBackwardQKernel<T, HD>, q_smem));
+  constexpr size_t q_smem = BackwardQSmem<HDP>();
+  LOOM_RETURN_IF_ERROR(AllowSmem(AttentionBackwardQKernel<T, HDP>, q_smem));
   const dim3 q_grid(static_cast<unsigned>(tiles), static_cast<unsigned>(b * nh));
-  AttentionBackwardQKernel<T, HD><<<q_grid, kThreads, q_smem, stream>>>(
+  AttentionBackwardQKernel<T, HDP><<<q_grid, kThreads, q_smem, stream>>>(
       dout.data_as<const T>(), qkv.data_as<const T>(), lse.data_as<const float>(),
       dsum.data_as<const float>(), dqkv.data_as<T>(), geo);
   return CheckLaunch("AttentionBackwardQKernel");
 }
 
-// Calls F<T, HD> for the tensor's dtype and head dim.
-#define LOOM_ATTENTION_DISPATCH(DTYPE, HD_VALUE, CALL)                                  \
-  do {                                                                                  \
-    const bool f32_ = (DTYPE) == DType::kF32;                                           \
-    if ((DTYPE) != DType::kF32 && (DTYPE) != DType::kBF16) {                            \
-      return absl::InvalidArgumentError(absl::StrCat(                                   \
-          "attention: unsupported dtype ", std::string(DTypeName(DTYPE))));             \
-    }                                                                                   \
-    if ((HD_VALUE) == 64) {                                                             \
-      return f32_ ? CALL(float, 64) : CALL(bf16_t, 64);                                 \
-    }                                                                                   \
-    if ((HD_VALUE) == 128) {                                                            \
-      return f32_ ? CALL(float, 128) : CALL(bf16_t, 128);                               \
-    }                                                                                   \
-    return absl::InvalidArgumentError(                                                  \
-        absl::StrCat("attention: head dim ", HD_VALUE, " is not supported (64 or 128)")); \
+// Calls CALL(T, HDP) for the tensor's dtype and the padded head dim (64 or 128).
+#define LOOM_ATTENTION_DISPATCH(DTYPE, HD_VALUE, CALL)                                         \
+  do {                                                                                         \
+    if ((DTYPE) != DType::kF32 && (DTYPE) != DType::kBF16) {                                   \
+      return absl::InvalidArgumentError(                                                       \
+          absl::StrCat("attention: unsupported dtype ", std::string(DTypeName(DTYPE))));       \
+    }                                                                                          \
+    const bool f32_ = (DTYPE) == DType::kF32;                                                  \
+    if ((HD_VALUE) >= 1 && (HD_VALUE) <= 64) return f32_ ? CALL(float, 64) : CALL(bf16_t, 64); \
+    if ((HD_VALUE) > 64 && (HD_VALUE) <= 128) {                                                \
+      return f32_ ? CALL(float, 128) : CALL(bf16_t, 128);                                      \
+    }                                                                                          \
+    return absl::InvalidArgumentError(                                                         \
+        absl::StrCat("attention: head dim ", HD_VALUE, " is not supported (at most 128)"));    \
   } while (0)
 
 }  // namespace
@@ -519,7 +540,7 @@ absl::Status AttentionForward(const Tensor& qkv, int64_t b, int64_t t, int nh, i
                               const Tensor& out, const Tensor& lse) {
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(qkv));
   if (b == 0 || t == 0) return absl::OkStatus();
-#define LOOM_CALL(T, HD) Forward<T, HD>(qkv, b, t, nh, nkv, out, lse, ctx->stream)
+#define LOOM_CALL(T, HDP) Forward<T, HDP>(qkv, b, t, nh, nkv, hd, out, lse, ctx->stream)
   LOOM_ATTENTION_DISPATCH(qkv.dtype(), hd, LOOM_CALL);
 #undef LOOM_CALL
 }
@@ -529,7 +550,8 @@ absl::Status AttentionBackward(const Tensor& dout, const Tensor& qkv, const Tens
                                const Tensor& dqkv) {
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(qkv));
   if (b == 0 || t == 0) return absl::OkStatus();
-#define LOOM_CALL(T, HD) Backward<T, HD>(dout, qkv, out, lse, b, t, nh, nkv, dqkv, ctx->stream)
+#define LOOM_CALL(T, HDP) \
+  Backward<T, HDP>(dout, qkv, out, lse, b, t, nh, nkv, hd, dqkv, ctx->stream)
   LOOM_ATTENTION_DISPATCH(qkv.dtype(), hd, LOOM_CALL);
 #undef LOOM_CALL
 }

@@ -1,5 +1,6 @@
 // CUDA causal grouped-query attention (ops/attention.h), f32 or bf16 activations with fp32
-// math, HD 64 or 128, on the device's op stream. Called by ops/attention.cc after its checks.
+// math, any HD up to 128 (kernels compiled for 64 and 128; a smaller head dim is zero-padded in
+// shared memory), on the device's op stream. Called by ops/attention.cc after its checks.
 //
 // Forward (FlashAttention-2 style): a block owns 64 query rows of one (batch, head), keeps
 // them in shared memory, and walks the 64-key tiles up to the causal limit with an online

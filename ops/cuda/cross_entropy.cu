@@ -41,8 +41,8 @@ __device__ MaxSum BlockMerge(MaxSum v, MaxSum* scratch) {
   const int warp = threadIdx.x / 32;
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {
-    v = Merge(v, MaxSum{__shfl_xor_sync(0xffffffffu, v.m, off),
-                        __shfl_xor_sync(0xffffffffu, v.s, off)});
+    v = Merge(
+        v, MaxSum{__shfl_xor_sync(0xffffffffu, v.m, off), __shfl_xor_sync(0xffffffffu, v.s, off)});
   }
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
@@ -50,8 +50,8 @@ __device__ MaxSum BlockMerge(MaxSum v, MaxSum* scratch) {
   v = lane < static_cast<int>(blockDim.x / 32) ? scratch[lane] : MaxSum{-INFINITY, 0.0f};
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {
-    v = Merge(v, MaxSum{__shfl_xor_sync(0xffffffffu, v.m, off),
-                        __shfl_xor_sync(0xffffffffu, v.s, off)});
+    v = Merge(
+        v, MaxSum{__shfl_xor_sync(0xffffffffu, v.m, off), __shfl_xor_sync(0xffffffffu, v.s, off)});
   }
   return v;
 }
@@ -184,8 +184,8 @@ __global__ void __launch_bounds__(kThreads)
   const float sum = global_sum_exp[row];
   if (threadIdx.x == 0) losses[row] = logf(sum) + mx - global_target_logit[row];
   if (dx) {
-    WriteGradRow<kVec>(logits + row * v, dx, v, valid,
-                       static_cast<int64_t>(target) - vocab_start, mx, sum, dloss);
+    WriteGradRow<kVec>(logits + row * v, dx, v, valid, static_cast<int64_t>(target) - vocab_start,
+                       mx, sum, dloss);
   }
 }
 
@@ -206,8 +206,8 @@ absl::Status Dispatch(const Tensor& logits, const Tensor* dlogits, int64_t v, co
       if (aligned(kVec128<bf16_t>)) return body.template operator()<bf16_t, kVec128<bf16_t>>();
       return body.template operator()<bf16_t, 1>();
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          op, ": unsupported logits dtype ", std::string(DTypeName(logits.dtype()))));
+      return absl::InvalidArgumentError(
+          absl::StrCat(op, ": unsupported logits dtype ", std::string(DTypeName(logits.dtype()))));
   }
 }
 
@@ -239,8 +239,8 @@ struct RowMaxBody {
   cudaStream_t stream;
   template <typename T, int kVec>
   absl::Status operator()() const {
-    LogitsRowMaxKernel<T, kVec><<<Rows(n), kThreads, 0, stream>>>(
-        logits.data_as<const T>(), v, valid, row_max.data_as<float>());
+    LogitsRowMaxKernel<T, kVec><<<Rows(n), kThreads, 0, stream>>>(logits.data_as<const T>(), v,
+                                                                  valid, row_max.data_as<float>());
     return CheckLaunch("LogitsRowMaxKernel");
   }
 };
@@ -319,8 +319,8 @@ absl::Status TargetLogit(const Tensor& logits, const Tensor& targets, int64_t vo
           target_logit.data_as<float>());
       break;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "TargetLogit: unsupported logits dtype ", std::string(DTypeName(logits.dtype()))));
+      return absl::InvalidArgumentError(absl::StrCat("TargetLogit: unsupported logits dtype ",
+                                                     std::string(DTypeName(logits.dtype()))));
   }
   return CheckLaunch("TargetLogitKernel");
 }
@@ -334,8 +334,8 @@ absl::Status VocabParallelCrossEntropyFinish(const Tensor& logits, const Tensor&
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(logits));
   if (n == 0) return absl::OkStatus();
   return Dispatch(logits, dlogits, v, "VocabParallelCrossEntropyFinish",
-                  FinishBody{logits, targets, global_max, global_sum_exp, global_target_logit, losses,
-                       dlogits, vocab_start, n, v, valid, dloss, ctx->stream});
+                  FinishBody{logits, targets, global_max, global_sum_exp, global_target_logit,
+                             losses, dlogits, vocab_start, n, v, valid, dloss, ctx->stream});
 }
 
 }  // namespace loom::ops::cuda

@@ -31,8 +31,8 @@ absl::Status DispatchFloat(DType dtype, const char* what, F&& f) {
     case DType::kBF16:
       return f(TypeTag<bf16_t>{});
     default:
-      return absl::InvalidArgumentError(absl::StrCat(what, ": unsupported dtype ",
-                                                     std::string(DTypeName(dtype))));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": unsupported dtype ", std::string(DTypeName(dtype))));
   }
 }
 
@@ -47,8 +47,8 @@ __device__ __forceinline__ float RoundTo(float x) {
 // No __restrict__: residual_out may alias a or b (an in-place residual stream).
 template <typename T, typename W, int kVec, bool kRms, bool kResidual>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    NormForwardKernel(const T* a, const T* b, const W* weight, const W* bias, float eps,
-                      int64_t n, int c, T* residual_out, T* out, float* mean, float* rstd) {
+    NormForwardKernel(const T* a, const T* b, const W* weight, const W* bias, float eps, int64_t n,
+                      int c, T* residual_out, T* out, float* mean, float* rstd) {
   const int lane = threadIdx.x % 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   if (row >= n) return;
@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 // +rows_per_chunk) for kColTile columns, then over its row lanes in a fixed order, and writes
 // one fp32 partial per (chunk, column).
 template <typename T, bool kRms>
-__global__ void __launch_bounds__(kColTile * kRowLanes)
+__global__ void __launch_bounds__(kColTile* kRowLanes)
     NormParamGradPartialKernel(const T* dout, const T* x, const float* mean, const float* rstd,
                                int64_t n, int c, int64_t rows_per_chunk, float* partial_dw,
                                float* partial_db) {
@@ -232,9 +232,9 @@ absl::Status ForwardVariant(const Tensor& a, const Tensor* b, const Tensor& weig
                             const Tensor& rstd, cudaStream_t stream) {
   const bool rms = bias == nullptr;
   const bool residual = b != nullptr;
-#define LOOM_NORM_FWD(RMS, RES)                                                             \
-  return LaunchForward<T, W, kVec, RMS, RES>(a, b, weight, bias, eps, n, c, residual_out,  \
-                                             out, mean, rstd, stream)
+#define LOOM_NORM_FWD(RMS, RES)                                                                \
+  return LaunchForward<T, W, kVec, RMS, RES>(a, b, weight, bias, eps, n, c, residual_out, out, \
+                                             mean, rstd, stream)
   if (rms && residual) LOOM_NORM_FWD(true, true);
   if (rms) LOOM_NORM_FWD(true, false);
   if (residual) LOOM_NORM_FWD(false, true);
@@ -244,12 +244,12 @@ absl::Status ForwardVariant(const Tensor& a, const Tensor* b, const Tensor& weig
 
 }  // namespace
 
-absl::Status NormForward(const Tensor& a, const Tensor* b, const Tensor& weight,
-                         const Tensor* bias, float eps, int64_t n, int64_t c,
-                         const Tensor* residual_out, const Tensor& out, const Tensor* mean,
-                         const Tensor& rstd) {
+absl::Status NormForward(const Tensor& a, const Tensor* b, const Tensor& weight, const Tensor* bias,
+                         float eps, int64_t n, int64_t c, const Tensor* residual_out,
+                         const Tensor& out, const Tensor* mean, const Tensor& rstd) {
   if (c > INT_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat("norm: C = ", c, " exceeds the CUDA kernel's "
+    return absl::InvalidArgumentError(absl::StrCat("norm: C = ", c,
+                                                   " exceeds the CUDA kernel's "
                                                    "int range"));
   }
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(a));
@@ -261,11 +261,11 @@ absl::Status NormForward(const Tensor& a, const Tensor* b, const Tensor& weight,
       using W = typename decltype(w_tag)::type;
       constexpr int kVec = kVec128<T>;
       if (c % kVec == 0 && AllAligned16({&a, b, residual_out, &out})) {
-        return ForwardVariant<T, W, kVec>(a, b, weight, bias, eps, n, ci, residual_out, out,
-                                          mean, rstd, ctx->stream);
+        return ForwardVariant<T, W, kVec>(a, b, weight, bias, eps, n, ci, residual_out, out, mean,
+                                          rstd, ctx->stream);
       }
-      return ForwardVariant<T, W, 1>(a, b, weight, bias, eps, n, ci, residual_out, out, mean,
-                                     rstd, ctx->stream);
+      return ForwardVariant<T, W, 1>(a, b, weight, bias, eps, n, ci, residual_out, out, mean, rstd,
+                                     ctx->stream);
     });
   });
 }
@@ -274,7 +274,8 @@ absl::Status NormBackward(const Tensor& dout, const Tensor& x, const Tensor& wei
                           const Tensor* mean, const Tensor& rstd, int64_t n, int64_t c,
                           const Tensor& dx, const Tensor& dweight, const Tensor* dbias) {
   if (c > INT_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat("norm: C = ", c, " exceeds the CUDA kernel's "
+    return absl::InvalidArgumentError(absl::StrCat("norm: C = ", c,
+                                                   " exceeds the CUDA kernel's "
                                                    "int range"));
   }
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(x));
@@ -324,10 +325,10 @@ absl::Status NormBackward(const Tensor& dout, const Tensor& x, const Tensor& wei
       const int64_t blocks = CeilDiv(n, kWarpsPerBlock);
       const float* mp = Ptr<float>(mean);
       const float* rp = rstd.data_as<const float>();
-#define LOOM_NORM_DX(VEC, RMS)                                                           \
-  NormBackwardDxKernel<T, W, VEC, RMS><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(      \
-      dout.data_as<const T>(), x.data_as<const T>(), weight.data_as<const W>(), mp, rp, n, \
-      ci, dx.data_as<T>())
+#define LOOM_NORM_DX(VEC, RMS)                                                                 \
+  NormBackwardDxKernel<T, W, VEC, RMS><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(            \
+      dout.data_as<const T>(), x.data_as<const T>(), weight.data_as<const W>(), mp, rp, n, ci, \
+      dx.data_as<T>())
       if (vec && rms) {
         LOOM_NORM_DX(kVec, true);
       } else if (vec) {

@@ -17,10 +17,9 @@ namespace loom::ops::cuda {
 
 // LayerNorm when bias and mean are given, RMSNorm when both are null. With b given, a + b is
 // written to residual_out (rounded to the activation dtype) and normalised.
-absl::Status NormForward(const Tensor& a, const Tensor* b, const Tensor& weight,
-                         const Tensor* bias, float eps, int64_t n, int64_t c,
-                         const Tensor* residual_out, const Tensor& out, const Tensor* mean,
-                         const Tensor& rstd);
+absl::Status NormForward(const Tensor& a, const Tensor* b, const Tensor& weight, const Tensor* bias,
+                         float eps, int64_t n, int64_t c, const Tensor* residual_out,
+                         const Tensor& out, const Tensor* mean, const Tensor& rstd);
 
 // LayerNorm backward when mean (and dbias) are given, RMSNorm when null.
 absl::Status NormBackward(const Tensor& dout, const Tensor& x, const Tensor& weight,

@@ -62,8 +62,8 @@ absl::Status Launch(const Tensor& qkv, int nh, int nkv, int hd, float theta, int
 
 }  // namespace
 
-absl::Status RopeApply(const Tensor& qkv, int nh, int nkv, int hd, float theta,
-                       int64_t pos_offset, bool inverse) {
+absl::Status RopeApply(const Tensor& qkv, int nh, int nkv, int hd, float theta, int64_t pos_offset,
+                       bool inverse) {
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(qkv));
   switch (qkv.dtype()) {
     case DType::kF32:
@@ -71,8 +71,8 @@ absl::Status RopeApply(const Tensor& qkv, int nh, int nkv, int hd, float theta,
     case DType::kBF16:
       return Launch<bf16_t>(qkv, nh, nkv, hd, theta, pos_offset, inverse, ctx->stream);
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "RopeApply: unsupported dtype ", std::string(DTypeName(qkv.dtype()))));
+      return absl::InvalidArgumentError(
+          absl::StrCat("RopeApply: unsupported dtype ", std::string(DTypeName(qkv.dtype()))));
   }
 }
 

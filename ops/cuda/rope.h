@@ -12,7 +12,7 @@
 namespace loom::ops::cuda {
 
 // qkv: [B, T, (nh + 2*nkv) * hd], checked by ops/rope.cc. inverse: the backward rotation.
-absl::Status RopeApply(const Tensor& qkv, int nh, int nkv, int hd, float theta,
-                       int64_t pos_offset, bool inverse);
+absl::Status RopeApply(const Tensor& qkv, int nh, int nkv, int hd, float theta, int64_t pos_offset,
+                       bool inverse);
 
 }  // namespace loom::ops::cuda

@@ -67,13 +67,12 @@ void NaiveAttention(const std::vector<float>& qkv, const Dims& d, std::vector<do
 
 TEST(AttentionTest, ForwardMatchesNaiveLoopsAcrossBlocks) {
   for (const Dims& d : {Dims{2, 7, 3, 3, 8}, Dims{2, 130, 4, 2, 16}, Dims{1, 65, 4, 1, 8}}) {
-    SCOPED_TRACE(::testing::Message() << "B" << d.b << " T" << d.t << " NH" << d.nh << " NKV"
-                                    << d.nkv << " HD" << d.hd);
+    SCOPED_TRACE(::testing::Message()
+                 << "B" << d.b << " T" << d.t << " NH" << d.nh << " NKV" << d.nkv << " HD" << d.hd);
     const auto x = RandomFloats(d.b * d.t * d.width(), 1, -2.0f, 2.0f);
     Tensor out = ZerosF32({d.b, d.t, d.nh * d.hd}), lse = ZerosF32({d.b, d.nh, d.t});
     ASSERT_TRUE(
-        AttentionForward(Tensor::FromVector(x, {d.b, d.t, d.width()}), d.nh, d.nkv, out, lse)
-            .ok());
+        AttentionForward(Tensor::FromVector(x, {d.b, d.t, d.width()}), d.nh, d.nkv, out, lse).ok());
     std::vector<double> ro, rl;
     NaiveAttention(x, d, &ro, &rl);
     EXPECT_TRUE(AllClose(Floats(out), ro, 1e-5, 1e-6));

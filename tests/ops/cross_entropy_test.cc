@@ -95,7 +95,9 @@ TEST(CrossEntropyTest, GradientMatchesFiniteDifferences) {
   // Padding columns and ignored rows get exactly zero gradient.
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t j = 0; j < v; ++j) {
-      if (j >= valid || targets[r] < 0) EXPECT_EQ(dlogits[r * v + j], 0.0) << r << "," << j;
+      if (j >= valid || targets[r] < 0) {
+        EXPECT_EQ(dlogits[r * v + j], 0.0) << r << "," << j;
+      }
     }
   }
 }
@@ -121,8 +123,8 @@ TEST(CrossEntropyTest, InPlaceGradientAndLossOnlyAgree) {
 // runs the pieces, combines max / sum / target logit by hand as the all-reduces would, and
 // compares losses and the concatenated gradients with the fused op on the whole row.
 void CheckVocabParallel(int slices, int64_t vs, int64_t pad) {
-  SCOPED_TRACE(::testing::Message() << slices << " slices of " << vs << ", " << pad
-                                    << " padding columns");
+  SCOPED_TRACE(::testing::Message()
+               << slices << " slices of " << vs << ", " << pad << " padding columns");
   const int64_t n = 10, v = slices * vs, valid = v - pad;
   const auto full = RandomFloats(n * v, 7 + slices, -5.0f, 5.0f);
   auto targets = MakeTargets(n, valid, 8);
@@ -185,7 +187,9 @@ void CheckVocabParallel(int slices, int64_t vs, int64_t pad) {
   // Ignored rows and padding are exactly zero in both.
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t j = 0; j < v; ++j) {
-      if (targets[r] < 0 || j >= valid) ASSERT_EQ(grad[r * v + j], 0.0f) << r << "," << j;
+      if (targets[r] < 0 || j >= valid) {
+        ASSERT_EQ(grad[r * v + j], 0.0f) << r << "," << j;
+      }
     }
   }
 }
@@ -217,8 +221,8 @@ TEST(CrossEntropyTest, BadArgumentsAreNamed) {
   ExpectError(CrossEntropyForwardBackward(ZerosF32({n * v}), tg, losses, nullptr, 1.0f),
               {"logits", "[N, V]"});
   ExpectError(LogitsRowMax(logits, ZerosF32({2})), {"LogitsRowMax", "row_max"});
-  ExpectError(LogitsSumExp(logits, ZerosF32({n}), ZerosF32({n}), 10), {"LogitsSumExp",
-                                                                       "valid_vocab (10)"});
+  ExpectError(LogitsSumExp(logits, ZerosF32({n}), ZerosF32({n}), 10),
+              {"LogitsSumExp", "valid_vocab (10)"});
   ExpectError(TargetLogit(logits, tg, -4, ZerosF32({n})), {"TargetLogit", "vocab_start"});
   ExpectError(VocabParallelCrossEntropyFinish(logits, tg, 0, ZerosF32({n}), ZerosF32({n + 2}),
                                               ZerosF32({n}), losses, nullptr, 1.0f),

@@ -52,8 +52,8 @@ TEST(LayerNormTest, ForwardMatchesNaiveLoops) {
   const auto w = RandomFloats(c, 2, 0.5f, 1.5f);
   const auto b = RandomFloats(c, 3);
   Tensor out = ZerosF32({n, c}), mean = ZerosF32({n}), rstd = ZerosF32({n});
-  ASSERT_TRUE(LayerNormForward(F32(x, {n, c}), F32(w, {c}), F32(b, {c}), 1e-5f, out, mean, rstd)
-                  .ok());
+  ASSERT_TRUE(
+      LayerNormForward(F32(x, {n, c}), F32(w, {c}), F32(b, {c}), 1e-5f, out, mean, rstd).ok());
   std::vector<double> ro, rm, rr;
   NaiveNorm(x, w, &b, 1e-5, n, c, false, &ro, &rm, &rr);
   EXPECT_TRUE(AllClose(Floats(out), ro, 1e-5, 1e-6));
@@ -83,8 +83,8 @@ TEST(LayerNormTest, BackwardMatchesFiniteDifferences) {
   const auto g = RandomDoubles(n * c, 13);
   auto loss = [&]() {
     std::vector<double> out(n * c), mean(n), rstd(n);
-    cpu::LayerNormForward<double>(x.data(), w.data(), b.data(), eps, n, c, out.data(),
-                                  mean.data(), rstd.data());
+    cpu::LayerNormForward<double>(x.data(), w.data(), b.data(), eps, n, c, out.data(), mean.data(),
+                                  rstd.data());
     return Dot(out, g);
   };
   std::vector<double> out(n * c), mean(n), rstd(n);
@@ -139,9 +139,9 @@ TEST(FusedResidualNormTest, GradientsThroughResidualMatchFiniteDifferences) {
         cpu::FusedResidualRMSNormForward<double>(a.data(), bb.data(), w.data(), eps, n, c,
                                                  res.data(), out.data(), rstd.data());
       } else {
-        cpu::FusedResidualLayerNormForward<double>(a.data(), bb.data(), w.data(), bias.data(),
-                                                   eps, n, c, res.data(), out.data(),
-                                                   mean.data(), rstd.data());
+        cpu::FusedResidualLayerNormForward<double>(a.data(), bb.data(), w.data(), bias.data(), eps,
+                                                   n, c, res.data(), out.data(), mean.data(),
+                                                   rstd.data());
       }
     };
     auto loss = [&]() {
@@ -152,11 +152,11 @@ TEST(FusedResidualNormTest, GradientsThroughResidualMatchFiniteDifferences) {
     for (int64_t i = 0; i < n * c; ++i) ASSERT_DOUBLE_EQ(res[i], a[i] + bb[i]);
     std::vector<double> dres(n * c), dw(c, 0.0), db(c, 0.0);
     if (rms) {
-      cpu::RMSNormBackward<double>(g1.data(), res.data(), w.data(), rstd.data(), n, c,
-                                   dres.data(), dw.data());
+      cpu::RMSNormBackward<double>(g1.data(), res.data(), w.data(), rstd.data(), n, c, dres.data(),
+                                   dw.data());
     } else {
-      cpu::LayerNormBackward<double>(g1.data(), res.data(), w.data(), mean.data(), rstd.data(),
-                                     n, c, dres.data(), dw.data(), db.data());
+      cpu::LayerNormBackward<double>(g1.data(), res.data(), w.data(), mean.data(), rstd.data(), n,
+                                     c, dres.data(), dw.data(), db.data());
     }
     for (int64_t i = 0; i < n * c; ++i) dres[i] += g2[i];
     EXPECT_TRUE(GradientMatches(loss, &a, dres));
@@ -170,8 +170,7 @@ TEST(FusedResidualNormTest, EqualsAddThenNorm) {
   const auto w = RandomFloats(c, 42, 0.5f, 1.5f), bias = RandomFloats(c, 43);
   std::vector<float> sum(n * c);
   for (int64_t i = 0; i < n * c; ++i) sum[i] = a[i] + b[i];
-  Tensor res = ZerosF32({n, c}), out = ZerosF32({n, c}), mean = ZerosF32({n}),
-         rstd = ZerosF32({n});
+  Tensor res = ZerosF32({n, c}), out = ZerosF32({n, c}), mean = ZerosF32({n}), rstd = ZerosF32({n});
   ASSERT_TRUE(FusedResidualLayerNormForward(F32(a, {n, c}), F32(b, {n, c}), F32(w, {c}),
                                             F32(bias, {c}), 1e-5f, res, out, mean, rstd)
                   .ok());
@@ -185,8 +184,8 @@ TEST(FusedResidualNormTest, EqualsAddThenNorm) {
   EXPECT_EQ(Floats(rstd), Floats(rstd2));
 
   Tensor rres = ZerosF32({n, c}), rout = ZerosF32({n, c}), rrstd = ZerosF32({n});
-  ASSERT_TRUE(FusedResidualRMSNormForward(F32(a, {n, c}), F32(b, {n, c}), F32(w, {c}), 1e-6f,
-                                          rres, rout, rrstd)
+  ASSERT_TRUE(FusedResidualRMSNormForward(F32(a, {n, c}), F32(b, {n, c}), F32(w, {c}), 1e-6f, rres,
+                                          rout, rrstd)
                   .ok());
   Tensor rout2 = ZerosF32({n, c}), rrstd2 = ZerosF32({n});
   ASSERT_TRUE(RMSNormForward(F32(sum, {n, c}), F32(w, {c}), 1e-6f, rout2, rrstd2).ok());
@@ -201,18 +200,16 @@ TEST(LayerNormTest, BackwardAccumulatesParamGradsAndMayRunInPlace) {
   const auto x = RandomFloats(n * c, 50), w = RandomFloats(c, 51, 0.5f, 1.5f);
   const auto b = RandomFloats(c, 52), dy = RandomFloats(n * c, 53);
   Tensor out = ZerosF32({n, c}), mean = ZerosF32({n}), rstd = ZerosF32({n});
-  ASSERT_TRUE(LayerNormForward(F32(x, {n, c}), F32(w, {c}), F32(b, {c}), 1e-5f, out, mean, rstd)
-                  .ok());
+  ASSERT_TRUE(
+      LayerNormForward(F32(x, {n, c}), F32(w, {c}), F32(b, {c}), 1e-5f, out, mean, rstd).ok());
   Tensor dx = F32(std::vector<float>(n * c, 99.0f), {n, c});
   Tensor dw = ZerosF32({c}), db = ZerosF32({c});
   ASSERT_TRUE(
-      LayerNormBackward(F32(dy, {n, c}), F32(x, {n, c}), F32(w, {c}), mean, rstd, dx, dw, db)
-          .ok());
+      LayerNormBackward(F32(dy, {n, c}), F32(x, {n, c}), F32(w, {c}), mean, rstd, dx, dw, db).ok());
   const auto dw1 = Floats(dw), db1 = Floats(db), dx1 = Floats(dx);
   // Second call, in place (dx is dout): dx identical, parameter grads doubled.
   Tensor dyx = F32(dy, {n, c});
-  ASSERT_TRUE(
-      LayerNormBackward(dyx, F32(x, {n, c}), F32(w, {c}), mean, rstd, dyx, dw, db).ok());
+  ASSERT_TRUE(LayerNormBackward(dyx, F32(x, {n, c}), F32(w, {c}), mean, rstd, dyx, dw, db).ok());
   EXPECT_EQ(Floats(dyx), dx1);
   std::vector<float> dw2(c), db2(c);
   for (int64_t j = 0; j < c; ++j) {
@@ -256,8 +253,8 @@ TEST(NormErrorsTest, BadArgumentsAreNamed) {
   ExpectError(LayerNormBackward(ZerosF32({n + 1, c}), x, w, mean, rstd, ZerosF32({n, c}),
                                 ZerosF32({c}), ZerosF32({c})),
               {"LayerNormBackward", "dout"});
-  ExpectError(FusedResidualLayerNormForward(x, ZerosF32({n, 2}), w, b, 1e-5f, ZerosF32({n, c}),
-                                            out, mean, rstd),
+  ExpectError(FusedResidualLayerNormForward(x, ZerosF32({n, 2}), w, b, 1e-5f, ZerosF32({n, c}), out,
+                                            mean, rstd),
               {"FusedResidualLayerNormForward", "b"});
   ExpectError(FusedResidualRMSNormForward(x, x, w, 1e-5f, ZerosF32({1, c}), out, rstd),
               {"FusedResidualRMSNormForward", "residual_out"});

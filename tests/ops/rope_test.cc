@@ -23,8 +23,8 @@ using ::loom::testing::RandomFloats;
 std::vector<float> Floats(const Tensor& t) { return *t.ToFloatVector(); }
 
 // Reference: angles in double straight from the formula (not the float recipe of the kernel).
-std::vector<double> NaiveRope(const std::vector<float>& qkv, int64_t b, int64_t t, int nh,
-                              int nkv, int hd, double theta, int64_t pos_offset) {
+std::vector<double> NaiveRope(const std::vector<float>& qkv, int64_t b, int64_t t, int nh, int nkv,
+                              int hd, double theta, int64_t pos_offset) {
   std::vector<double> out(qkv.begin(), qkv.end());
   const int64_t row = static_cast<int64_t>(nh + 2 * nkv) * hd;
   for (int64_t bi = 0; bi < b; ++bi) {
