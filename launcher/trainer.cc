@@ -85,16 +85,17 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
         "checkpoint.dir = \"", config.checkpoint().dir(),
         "\": this build cannot save checkpoints yet; clear the field to train without them"));
   }
-  if (config.precision() == JobConfig::BF16) {
-    return absl::UnimplementedError(
-        "precision: BF16 is not wired into the trainer yet; use FP32");
-  }
   SetLogRankInfo(world->rank(), world->rank(), 0, 0);
   if (config.runtime().threads_per_rank() > 0) {
     omp_set_num_threads(config.runtime().threads_per_rank());
     openblas_set_num_threads(config.runtime().threads_per_rank());
   }
   LOOM_ASSIGN_OR_RETURN(t->device_, ChooseDevice(config));
+  const bool bf16 = config.precision() == JobConfig::BF16;
+  if (bf16 && !t->device_->is_cuda()) {
+    return absl::InvalidArgumentError(
+        "precision: BF16 needs the CUDA backend; the CPU backend computes in FP32");
+  }
 
   // Data first: a missing or bad shard is reported before the model takes any memory.
   DataLoaderOptions opts;
@@ -137,14 +138,21 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     LOOM_RETURN_IF_ERROR(CheckSameShape(gpt, w->config, config.model().init_from()));
     init = std::move(*w);
   }
-  LOOM_ASSIGN_OR_RETURN(t->model_, GptModel::Create(gpt, t->device_));
+  LOOM_ASSIGN_OR_RETURN(t->model_,
+                        GptModel::Create(gpt, t->device_, bf16 ? DType::kBF16 : DType::kF32));
+  if (bf16) {
+    LOOM_ASSIGN_OR_RETURN(t->master_, Tensor::Empty(Shape{t->model_->layout().total()},
+                                                    DType::kF32, t->device_));
+  } else {
+    t->master_ = t->model_->params();
+  }
   if (init) {
-    LOOM_RETURN_IF_ERROR(t->model_->params().CopyFromFloats(init->params));
+    LOOM_RETURN_IF_ERROR(t->master_.CopyFromFloats(init->params));
   } else {
     LOOM_RETURN_IF_ERROR(InitParams(t->model_->layout(),
-                                    static_cast<uint64_t>(config.runtime().seed()),
-                                    t->model_->params()));
+                                    static_cast<uint64_t>(config.runtime().seed()), t->master_));
   }
+  if (bf16) LOOM_RETURN_IF_ERROR(ops::Cast(t->master_, t->model_->params()));
   AdamWSettings adam;
   adam.beta1 = static_cast<float>(config.optimizer().beta1());
   adam.beta2 = static_cast<float>(config.optimizer().beta2());
@@ -230,7 +238,8 @@ absl::StatusOr<float> Trainer::Step() {
   const float lr = static_cast<float>(LearningRate(config_, step_));
   ++step_;
   LOOM_RETURN_IF_ERROR(
-      optimizer_->Step(model_->params(), model_->grads(), lr, step_, grad_scale));
+      optimizer_->Step(master_, model_->grads(), lr, step_, grad_scale,
+                       model_->dtype() == DType::kF32 ? nullptr : &model_->params()));
   if (!std::isfinite(loss_mean[0])) {
     return absl::InternalError(absl::StrCat("training loss is ", loss_mean[0], " at step ", step_,
                                             ": the run diverged (lower optimizer.lr?)"));

@@ -65,6 +65,9 @@ class Trainer {
   std::unique_ptr<MetricsLogger> metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;
   Tensor norm_acc_;  // f32 [1] on the device
+  // fp32 master weights when the model computes in bf16 (AdamW updates these and casts into
+  // the model's params in the same pass); with fp32 compute they are the model's params.
+  Tensor master_;
   std::vector<int32_t> inputs_, targets_;
   int64_t step_ = 0;  // optimizer steps done
   double last_grad_norm_ = 0;

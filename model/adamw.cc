@@ -23,7 +23,7 @@ absl::StatusOr<AdamW> AdamW::Create(const ParamLayout& layout, const AdamWSettin
 }
 
 absl::Status AdamW::Step(const Tensor& params, const Tensor& grads, float lr, int64_t step,
-                         float grad_scale) {
+                         float grad_scale, const Tensor* params_copy) {
   ops::AdamWParams p;
   p.lr = lr;
   p.beta1 = settings_.beta1;
@@ -33,10 +33,12 @@ absl::Status AdamW::Step(const Tensor& params, const Tensor& grads, float lr, in
   p.grad_scale = grad_scale;
   for (const Span& s : spans_) {
     p.weight_decay = s.decay ? settings_.weight_decay : 0.0f;
-    LOOM_RETURN_IF_ERROR(ops::AdamWUpdate(params.FlatView(s.offset, s.count),
-                                          grads.FlatView(s.offset, s.count),
-                                          m_.FlatView(s.offset, s.count),
-                                          v_.FlatView(s.offset, s.count), p));
+    Tensor copy;
+    if (params_copy != nullptr) copy = params_copy->FlatView(s.offset, s.count);
+    LOOM_RETURN_IF_ERROR(ops::AdamWUpdate(
+        params.FlatView(s.offset, s.count), grads.FlatView(s.offset, s.count),
+        m_.FlatView(s.offset, s.count), v_.FlatView(s.offset, s.count), p,
+        params_copy != nullptr ? &copy : nullptr));
   }
   return absl::OkStatus();
 }

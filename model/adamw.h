@@ -21,9 +21,10 @@ class AdamW {
   static absl::StatusOr<AdamW> Create(const ParamLayout& layout, const AdamWSettings& settings,
                                       Device* device);
   // One update of every parameter: step is 1-based (bias correction), grad_scale multiplies
-  // the gradients first (clipping).
+  // the gradients first (clipping). params are the fp32 (master) weights; when params_copy is
+  // given (a bf16 model's weights) the updated values are also written there, in the same pass.
   absl::Status Step(const Tensor& params, const Tensor& grads, float lr, int64_t step,
-                    float grad_scale);
+                    float grad_scale, const Tensor* params_copy = nullptr);
   const Tensor& m() const { return m_; }
   const Tensor& v() const { return v_; }
 

@@ -24,9 +24,14 @@ GptModel::GptModel(const GptConfig& config, Device* device)
     : config_(config), layout_(ParamLayout::ForGpt(config)), device_(device) {}
 
 absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const GptConfig& config,
-                                                           Device* device) {
+                                                           Device* device, DType dtype) {
   LOOM_RETURN_IF_ERROR(config.Validate());
+  if (dtype != DType::kF32 && dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat("model compute dtype must be f32 or bf16, got ",
+                                                   std::string(DTypeName(dtype))));
+  }
   std::unique_ptr<GptModel> m(new GptModel(config, device));
+  m->dtype_ = dtype;
   LOOM_ASSIGN_OR_RETURN(m->params_, Tensor::Zeros(Shape{m->layout_.total()}, m->dtype_, device));
   LOOM_ASSIGN_OR_RETURN(m->grads_, Tensor::Zeros(Shape{m->layout_.total()}, m->dtype_, device));
   return m;

@@ -21,11 +21,15 @@ namespace loom {
 
 class GptModel {
  public:
-  static absl::StatusOr<std::unique_ptr<GptModel>> Create(const GptConfig& config, Device* device);
+  // dtype is the compute dtype of parameters, gradients and activations: f32, or bf16 (GPU;
+  // the trainer then keeps fp32 master weights and casts into params() after each update).
+  static absl::StatusOr<std::unique_ptr<GptModel>> Create(const GptConfig& config, Device* device,
+                                                          DType dtype = DType::kF32);
 
   const GptConfig& config() const { return config_; }
   const ParamLayout& layout() const { return layout_; }
   Device* device() const { return device_; }
+  DType dtype() const { return dtype_; }
   const Tensor& params() const { return params_; }
   const Tensor& grads() const { return grads_; }
   // A view of one parameter (or its gradient) by spec.
