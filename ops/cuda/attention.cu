@@ -1,9 +1,13 @@
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "ops/cuda/attention.h"
+#include "ops/cuda/attention_internal.h"
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/context.h"
 #include "runtime/status.h"
@@ -11,28 +15,17 @@
 namespace loom::ops::cuda {
 namespace {
 
+using attn::Geometry;
+using attn::kLn2;
+using attn::kLog2e;
+using attn::kTile;
+
 // Tiles: 64 query rows x 64 keys, 256 threads as a 16 x 16 grid. In every tile product a
 // thread owns rows ty + 16 i (i < 4) and columns tx + 16 j (j < NC) of the result, so rows
 // are spread over the warps and 16 consecutive lanes share a row (row reductions are 4
 // xor-shuffles inside a half-warp).
-constexpr int kTile = 64;
 constexpr int kThreads = 256;
 constexpr int kLdP = kTile + 1;  // odd strides keep shared-memory accesses conflict-free
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
-
-// Geometry of one attention call, shared by the kernels. The kernels are compiled for a
-// padded head dim HDP (64 or 128); the real hd <= HDP, and the columns beyond it are zero in
-// shared memory (they add nothing to any dot product) and never written.
-struct Geometry {
-  int64_t t;           // sequence length
-  int hd;              // head dim
-  int nh, nkv, group;  // query heads, kv heads, query heads per kv head
-  int64_t qkv_row;     // elements per token of qkv: (nh + 2 nkv) * hd
-  int64_t out_row;     // elements per token of out: nh * hd
-  float scale_log2;    // log2(e) / sqrt(hd): scores go straight to the exp2 domain
-  bool vec;            // 128-bit loads are safe (aligned rows, hd a multiple of the vector)
-};
 
 // acc[i][j] += sum_k A(r_i, k) * B(k, c_j) over k < K, for r_i = ty + 16 i, c_j = tx + 16 j.
 // A(r, k) = kTransA ? A[k * lda + r] : A[r * lda + k];
@@ -446,8 +439,9 @@ bool CanVectorize(int hd, std::initializer_list<const Tensor*> ts) {
   return true;
 }
 
-Geometry MakeGeometry(int64_t t, int nh, int nkv, int hd, bool vec) {
+Geometry MakeGeometry(int64_t b, int64_t t, int nh, int nkv, int hd, bool vec) {
   Geometry g;
+  g.b = b;
   g.t = t;
   g.hd = hd;
   g.nh = nh;
@@ -464,18 +458,34 @@ absl::Status CheckGrid(int64_t tiles, int64_t y, const char* what) {
   if (tiles > INT32_MAX || y > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": grid of ", tiles, " x ", y,
-                     " blocks exceeds the CUDA limits (B * heads must "
-                     "be at most 65535)"));
+                     " blocks exceeds the CUDA limits (B * heads must be at most 65535)"));
   }
   return absl::OkStatus();
+}
+
+// The kernel family for bf16: tensor cores unless LOOM_ATTENTION_KERNEL=simt was set at
+// start-up or a test chose otherwise.
+std::atomic<Bf16AttentionKernel>& Bf16Kernel() {
+  static std::atomic<Bf16AttentionKernel> kernel{[] {
+    const char* env = std::getenv("LOOM_ATTENTION_KERNEL");
+    return env != nullptr && std::string(env) == "simt" ? Bf16AttentionKernel::kSimt
+                                                        : Bf16AttentionKernel::kTensorCore;
+  }()};
+  return kernel;
+}
+
+template <typename T>
+bool UseTensorCores() {
+  return std::is_same_v<T, bf16_t> && Bf16Kernel().load() == Bf16AttentionKernel::kTensorCore;
 }
 
 template <typename T, int HDP>
 absl::Status Forward(const Tensor& qkv, int64_t b, int64_t t, int nh, int nkv, int hd,
                      const Tensor& out, const Tensor& lse, cudaStream_t stream) {
-  const Geometry geo = MakeGeometry(t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv}));
+  const Geometry geo = MakeGeometry(b, t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv}));
   const int64_t tiles = (t + kTile - 1) / kTile;
   LOOM_RETURN_IF_ERROR(CheckGrid(tiles, b * nh, "AttentionForward"));
+  if (UseTensorCores<T>()) return attn::ForwardTensorCore<HDP>(qkv, geo, out, lse, stream);
   constexpr size_t smem = ForwardSmem<HDP>();
   LOOM_RETURN_IF_ERROR(AllowSmem(AttentionForwardKernel<T, HDP>, smem));
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(b * nh));
@@ -488,7 +498,7 @@ template <typename T, int HDP>
 absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
                       int64_t b, int64_t t, int nh, int nkv, int hd, const Tensor& dqkv,
                       cudaStream_t stream) {
-  const Geometry geo = MakeGeometry(t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv, &dout}));
+  const Geometry geo = MakeGeometry(b, t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv, &dout}));
   const int64_t tiles = (t + kTile - 1) / kTile;
   LOOM_RETURN_IF_ERROR(CheckGrid(tiles, b * nh, "AttentionBackward"));
 
@@ -500,6 +510,9 @@ absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, 
   AttentionRowDotKernel<T><<<static_cast<unsigned>(dot_blocks), 256, 0, stream>>>(
       dout.data_as<const T>(), out.data_as<const T>(), dsum.data_as<float>(), b, t, nh, hd);
   LOOM_RETURN_IF_ERROR(CheckLaunch("AttentionRowDotKernel"));
+  if (UseTensorCores<T>()) {
+    return attn::BackwardTensorCore<HDP>(dout, qkv, lse, dsum, geo, dqkv, stream);
+  }
 
   constexpr size_t kv_smem = BackwardKVSmem<HDP>();
   LOOM_RETURN_IF_ERROR(AllowSmem(AttentionBackwardKVKernel<T, HDP>, kv_smem));
@@ -535,6 +548,9 @@ absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, 
   } while (0)
 
 }  // namespace
+
+void SetBf16AttentionKernel(Bf16AttentionKernel kernel) { Bf16Kernel().store(kernel); }
+Bf16AttentionKernel GetBf16AttentionKernel() { return Bf16Kernel().load(); }
 
 absl::Status AttentionForward(const Tensor& qkv, int64_t b, int64_t t, int nh, int nkv, int hd,
                               const Tensor& out, const Tensor& lse) {

@@ -4,8 +4,10 @@
 // dtype), so it is checked on its own. Tolerances:
 //   f32: out rtol 1e-4 / atol 5e-5, lse atol 1e-4, dqkv rtol 1e-4 / atol 1e-4 (fp32 sums in
 //        other orders, exp2f vs the CPU's polynomial exp);
-//   bf16: out and dqkv rtol 2e-2 / atol 2e-2 (fp32 math on identical inputs, then one bf16
-//        rounding of the output), lse atol 1e-4 (fp32 either way).
+//   bf16: out and dqkv rtol 2e-2 / atol 2e-2 (fp32 sums on identical inputs, then one bf16
+//        rounding of the output; the tensor-core kernels also round P and dS to bf16 before
+//        their products), lse atol 1e-4 (fp32 either way).
+// bf16 runs twice: with the tensor-core kernels (the default) and the SIMT kernels.
 // Shapes cover T = 1, T below / at / above one 64-row tile, many tiles, MHA and GQA groups of
 // 2, 3 and 4, HD 64 and 128, padded head dims (40, 8) and a head dim that rules out vector
 // loads (6).
@@ -15,6 +17,9 @@
 
 #include "gtest/gtest.h"
 #include "ops/attention.h"
+#ifdef LOOM_WITH_CUDA
+#include "ops/cuda/attention.h"
+#endif
 #include "tests/ops/gpu_test_util.h"
 #include "tests/ops/gradcheck.h"
 
@@ -39,10 +44,32 @@ std::vector<AttnCase> Cases() {
           AttnCase{1, 33, 3, 3, 8},   AttnCase{1, 20, 2, 1, 6},   AttnCase{1, 512, 2, 2, 64}};
 }
 
-class AttentionGpuTest : public ::testing::TestWithParam<DType> {
+struct KernelCase {
+  DType dtype;
+  bool tensor_cores;  // bf16 only: which kernel family
+};
+
+class AttentionGpuTest : public ::testing::TestWithParam<KernelCase> {
  protected:
-  DType dt() const { return GetParam(); }
+  void SetUp() override {
+#ifdef LOOM_WITH_CUDA
+    saved_ = cuda::GetBf16AttentionKernel();
+    cuda::SetBf16AttentionKernel(GetParam().tensor_cores ? cuda::Bf16AttentionKernel::kTensorCore
+                                                         : cuda::Bf16AttentionKernel::kSimt);
+#endif
+  }
+  void TearDown() override {
+#ifdef LOOM_WITH_CUDA
+    cuda::SetBf16AttentionKernel(saved_);
+#endif
+  }
+  DType dt() const { return GetParam().dtype; }
   bool f32() const { return dt() == DType::kF32; }
+
+ private:
+#ifdef LOOM_WITH_CUDA
+  cuda::Bf16AttentionKernel saved_ = cuda::Bf16AttentionKernel::kTensorCore;
+#endif
 };
 
 TEST_P(AttentionGpuTest, ForwardMatchesCpu) {
@@ -129,9 +156,14 @@ TEST(AttentionGpuEndToEndTest, ForwardThenBackwardOnDevice) {
   EXPECT_TRUE(AllClose(HostValues(g_dqkv), HostValues(c_dqkv), 1e-4, 1e-4));
 }
 
-INSTANTIATE_TEST_SUITE_P(DTypes, AttentionGpuTest, ::testing::Values(DType::kF32, DType::kBF16),
-                         [](const ::testing::TestParamInfo<DType>& info) {
-                           return std::string(DTypeName(info.param));
+INSTANTIATE_TEST_SUITE_P(Kernels, AttentionGpuTest,
+                         ::testing::Values(KernelCase{DType::kF32, false},
+                                           KernelCase{DType::kBF16, true},
+                                           KernelCase{DType::kBF16, false}),
+                         [](const ::testing::TestParamInfo<KernelCase>& info) {
+                           if (info.param.dtype == DType::kF32) return std::string("f32");
+                           return std::string(info.param.tensor_cores ? "bf16_tensor_cores"
+                                                                      : "bf16_simt");
                          });
 
 }  // namespace
