@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "launcher/command.h"
 #include "launcher/config.h"
-#include "launcher/device_peak.h"
+#include "launcher/bench_roofline.h"
 #include "launcher/trainer.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
@@ -67,7 +67,7 @@ absl::Status RunBenchStep(const std::vector<std::string>& argv) {
   }
   Tensor tin = Tensor::View(in.data(), Shape{B, T}, DType::kI32, CpuDevice());
   Tensor ttg = Tensor::View(tg.data(), Shape{B, T}, DType::kI32, CpuDevice());
-  const DevicePeak peak = GetDevicePeak(device);
+  LOOM_ASSIGN_OR_RETURN(const bench::Roofline peak, bench::GetRoofline(device));
   const int64_t params = ParameterCount(config.model());
   const double flops_per_step = TrainingFlopsPerToken(gpt, params, T) * B * T;
 
@@ -76,7 +76,7 @@ absl::Status RunBenchStep(const std::vector<std::string>& argv) {
               static_cast<long long>(gpt.vocab), B, T, device->Name().c_str());
   std::printf("  model: %lld parameters; a step is %.1f GFLOP (6N + 6*L*C*T per token)\n",
               static_cast<long long>(params), flops_per_step / 1e9);
-  std::printf("  device peak: %.1f GFLOP/s (%s)\n", peak.flops / 1e9, peak.source.c_str());
+  std::printf("  device peak: %.1f GFLOP/s (%s)\n", peak.flops / 1e9, peak.description.c_str());
   auto one_step = [&](int64_t step) -> absl::Status {
     LOOM_RETURN_IF_ERROR(model->ZeroGrads());
     LOOM_ASSIGN_OR_RETURN(float loss, model->ForwardBackward(tin, ttg, 1.0f));

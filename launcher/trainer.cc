@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "launcher/device_peak.h"
+#include "launcher/bench_roofline.h"
 #include "launcher/lr_schedule.h"
 #include "model/model_file.h"
 #include "ops/optimizer.h"
@@ -173,7 +173,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   }
   const int T = config.data().seq_len();
   t->flops_per_token_ = TrainingFlopsPerToken(gpt, n.parameters, T);
-  t->peak_flops_ = GetDevicePeak(t->device_).flops * world->size();
+  // MFU's denominator: the device's GEMM peak (measured sgemm on the CPU), or none (MFU is then
+  // not reported) for a GPU loom has no figures for.
+  auto roof = bench::GetRoofline(t->device_);
+  std::string peak_source = roof.ok() ? roof->description : std::string(roof.status().message());
+  t->peak_flops_ = roof.ok() ? roof->flops * world->size() : 0.0;
+  peak_source = peak_source.substr(0, peak_source.find('\n'));  // the compute line only
   const int64_t micro = config.parallel().micro_batch_size();
   t->inputs_.resize(micro * T);
   t->targets_.resize(micro * T);
@@ -190,7 +195,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
                  << " tokens per step";
   LOOM_LOG(INFO) << "MFU counts 6N + 6*L*C*T = " << absl::StrFormat("%.3g", t->flops_per_token_)
                  << " flop/token against a peak of " << absl::StrFormat("%.3g", t->peak_flops_)
-                 << " flop/s (" << GetDevicePeak(t->device_).source << ")";
+                 << " flop/s (" << peak_source << ")";
   return t;
 }
 
