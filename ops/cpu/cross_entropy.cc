@@ -26,11 +26,20 @@ double SumExp(const double* row, int64_t n, double mx) {
   for (int64_t j = 0; j < n; ++j) sum += std::exp(row[j] - mx);
   return sum;
 }
-void ScaledExp(const float* row, float* out, int64_t n, float mx, float scale) {
-  ScaledExpShifted(row, out, n, mx, scale);
+// drow = exp(row - mx) on the valid columns (drow may alias row); returns the sum.
+double ExpAndSum(const float* row, float* drow, int64_t n, float mx,
+                 const float* prefetch = nullptr) {
+  return ExpShiftedAndSum(row, drow, n, mx, prefetch);
 }
-void ScaledExp(const double* row, double* out, int64_t n, double mx, double scale) {
-  for (int64_t j = 0; j < n; ++j) out[j] = std::exp(row[j] - mx) * scale;
+double ExpAndSum(const double* row, double* drow, int64_t n, double mx,
+                 const double* /*prefetch*/ = nullptr) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += (drow[j] = std::exp(row[j] - mx));
+  return sum;
+}
+void Scale(float* x, int64_t n, float scale) { ScaleInPlace(x, n, scale); }
+void Scale(double* x, int64_t n, double scale) {
+  for (int64_t j = 0; j < n; ++j) x[j] *= scale;
 }
 
 template <typename T>
@@ -56,7 +65,8 @@ void FinishRow(const T* row, int32_t target, int64_t vocab_start, T mx, T sum, T
   *loss = static_cast<T>(std::log(static_cast<double>(sum)) + mx - target_logit);
   if (!drow) return;
   const T scale = static_cast<T>(dloss / static_cast<double>(sum));
-  ScaledExp(row, drow, valid, mx, scale);
+  ExpAndSum(row, drow, valid, mx);  // the same two steps as the fused op
+  Scale(drow, valid, scale);
   std::fill(drow + valid, drow + v, T(0));
   const int64_t local = static_cast<int64_t>(target) - vocab_start;
   if (local >= 0 && local < valid) drow[local] -= dloss;
@@ -98,17 +108,34 @@ void VocabParallelCrossEntropyFinish(const T* logits, const int32_t* targets, in
   }
 }
 
+// One pass fewer than the pieces: the exponentials are written to dlogits while they are
+// summed, then scaled in place, so each logit costs one exp. The numbers are those of
+// FinishRow: exp(x - max) rounded to T, times the same scale.
 template <typename T>
 void CrossEntropyForwardBackward(const T* logits, const int32_t* targets, int64_t n, int64_t v,
                                  int64_t valid, T* losses, T* dlogits, T dloss) {
 #pragma omp parallel for schedule(static) if (n * v >= kMinParallelWork)
   for (int64_t r = 0; r < n; ++r) {
     const T* row = logits + r * v;
+    T* drow = dlogits ? dlogits + r * v : nullptr;
+    const int32_t tg = targets[r];
+    if (tg < 0) {
+      FinishRow<T>(row, tg, 0, T(0), T(1), T(0), v, valid, losses + r, drow, dloss);
+      continue;
+    }
     const T mx = MaxOf(row, valid);
-    const T sum = RowSumExp(row, valid, mx);
-    const T target = RowTarget(row, targets[r], 0, v);
-    FinishRow(row, targets[r], 0, mx, sum, target, v, valid, losses + r,
-              dlogits ? dlogits + r * v : nullptr, dloss);
+    const T target = RowTarget(row, tg, 0, v);  // read before drow overwrites it
+    if (!drow) {
+      FinishRow(row, tg, 0, mx, RowSumExp(row, valid, mx), target, v, valid, losses + r, drow,
+                dloss);
+      continue;
+    }
+    const T* next = r + 1 < n ? row + v : nullptr;
+    const T sum = static_cast<T>(ExpAndSum(row, drow, valid, mx, next));
+    losses[r] = static_cast<T>(std::log(static_cast<double>(sum)) + mx - target);
+    Scale(drow, valid, static_cast<T>(dloss / static_cast<double>(sum)));
+    std::fill(drow + valid, drow + v, T(0));
+    if (tg < valid) drow[tg] -= dloss;
   }
 }
 

@@ -3,7 +3,39 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/cpu/simd_clones.h"
+
 namespace loom::ops::cpu {
+namespace {
+
+// Rotates pairs (x[i], x[i + half]) of `heads` consecutive heads of one token.
+template <typename T>
+LOOM_SIMD_INLINE void RotateHeadsT(T* tok, int heads, int hd, const T* cs, const T* sn) {
+  const int half = hd / 2;
+  for (int h = 0; h < heads; ++h) {
+    T* x = tok + static_cast<int64_t>(h) * hd;
+#pragma omp simd
+    for (int i = 0; i < half; ++i) {
+      const T x1 = x[i];
+      const T x2 = x[i + half];
+      x[i] = x1 * cs[i] - x2 * sn[i];
+      x[i + half] = x2 * cs[i] + x1 * sn[i];
+    }
+  }
+}
+
+LOOM_SIMD_CLONES void RotateHeadsF(float* tok, int heads, int hd, const float* cs,
+                                   const float* sn) {
+  RotateHeadsT(tok, heads, hd, cs, sn);
+}
+void RotateHeads(float* tok, int heads, int hd, const float* cs, const float* sn) {
+  RotateHeadsF(tok, heads, hd, cs, sn);
+}
+void RotateHeads(double* tok, int heads, int hd, const double* cs, const double* sn) {
+  RotateHeadsT(tok, heads, hd, cs, sn);
+}
+
+}  // namespace
 
 float RopeAngle(int64_t pos, int i, int hd, float theta) {
   const float inv_freq = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * i / hd));
@@ -27,16 +59,7 @@ void RopeApply(T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, float thet
         sn[i] = static_cast<T>(inverse ? -std::sin(angle) : std::sin(angle));
       }
       for (int64_t bb = 0; bb < b; ++bb) {
-        T* tok = qkv + (bb * t + tt) * row;
-        for (int h = 0; h < rotated_heads; ++h) {
-          T* x = tok + static_cast<int64_t>(h) * hd;
-          for (int i = 0; i < half; ++i) {
-            const T x1 = x[i];
-            const T x2 = x[i + half];
-            x[i] = x1 * cs[i] - x2 * sn[i];
-            x[i + half] = x2 * cs[i] + x1 * sn[i];
-          }
-        }
+        RotateHeads(qkv + (bb * t + tt) * row, rotated_heads, hd, cs.data(), sn.data());
       }
     }
   }

@@ -4,12 +4,7 @@
 #include <cstring>
 #include <limits>
 
-// Function multiversioning: GCC on x86-64 only (the attribute is an ELF ifunc).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define LOOM_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LOOM_SIMD_CLONES
-#endif
+#include "ops/cpu/simd_clones.h"
 
 namespace loom::ops::cpu {
 namespace {
@@ -43,9 +38,19 @@ inline float VecExp(float x) {
 }  // namespace
 
 LOOM_SIMD_CLONES float RowMax(const float* x, int64_t n) {
+  // 16 running maxima as explicit lanes: a `reduction(max)` over std::max does not vectorise
+  // with GCC here, this compare-and-select form does (it is exactly maxps).
+  constexpr int kLanes = 16;
+  float lanes[kLanes];
+  for (int k = 0; k < kLanes; ++k) lanes[k] = -std::numeric_limits<float>::infinity();
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+#pragma omp simd
+    for (int k = 0; k < kLanes; ++k) lanes[k] = x[j + k] > lanes[k] ? x[j + k] : lanes[k];
+  }
   float mx = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : mx)
-  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
+  for (; j < n; ++j) mx = x[j] > mx ? x[j] : mx;
+  for (int k = 0; k < kLanes; ++k) mx = lanes[k] > mx ? lanes[k] : mx;
   return mx;
 }
 
@@ -59,17 +64,45 @@ LOOM_SIMD_CLONES float ExpInPlaceAndSum(float* x, int64_t n, float shift) {
   return sum;
 }
 
+// Double sums are accumulated from float partial sums of kChunk terms: a float -> double
+// reduction inside the vector loop keeps GCC from vectorising it.
+constexpr int64_t kChunk = 256;
+
 LOOM_SIMD_CLONES double SumExpShifted(const float* x, int64_t n, float shift) {
   double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < n; ++j) sum += VecExp(x[j] - shift);
+  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+    const int64_t j1 = std::min(n, j0 + kChunk);
+    float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+    for (int64_t j = j0; j < j1; ++j) part += VecExp(x[j] - shift);
+    sum += part;
+  }
   return sum;
 }
 
-LOOM_SIMD_CLONES void ScaledExpShifted(const float* x, float* out, int64_t n, float shift,
-                                       float scale) {
+LOOM_SIMD_CLONES double ExpShiftedAndSum(const float* x, float* out, int64_t n, float shift,
+                                         const float* prefetch) {
+  double sum = 0.0;
+  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+    const int64_t j1 = std::min(n, j0 + kChunk);
+    if (prefetch) {
+      for (int64_t j = j0; j < j1; j += 16) __builtin_prefetch(prefetch + j);  // 64-byte lines
+    }
+    float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+    for (int64_t j = j0; j < j1; ++j) {
+      const float e = VecExp(x[j] - shift);
+      out[j] = e;
+      part += e;
+    }
+    sum += part;
+  }
+  return sum;
+}
+
+LOOM_SIMD_CLONES void ScaleInPlace(float* x, int64_t n, float scale) {
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) out[j] = VecExp(x[j] - shift) * scale;
+  for (int64_t j = 0; j < n; ++j) x[j] *= scale;
 }
 
 }  // namespace loom::ops::cpu

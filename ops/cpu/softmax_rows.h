@@ -1,8 +1,7 @@
 // The hot row loops of the CPU softmaxes (attention, cross-entropy) in float: max, exp with a
 // shift, sums. They are plain arithmetic (a polynomial exp instead of libm's expf call) so the
-// compiler vectorises them, and on x86-64 GCC builds each is compiled for AVX-512, AVX2+FMA
-// and the baseline ISA, the loader picking the best one the CPU has (loom itself is built for
-// baseline x86-64). exp is accurate to 2 ulp; arguments below -87 give ~1e-38 instead of 0.
+// compiler vectorises them, and each is compiled for AVX-512, AVX2 and baseline x86-64
+// (ops/cpu/simd_clones.h). exp is accurate to 2 ulp; arguments below -87 give ~1e-38 instead of 0.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +14,12 @@ float RowMax(const float* x, int64_t n);
 float ExpInPlaceAndSum(float* x, int64_t n, float shift);
 // sum of exp(x[j] - shift) for j < n, accumulated in double.
 double SumExpShifted(const float* x, int64_t n, float shift);
-// out[j] = exp(x[j] - shift) * scale for j < n; out may alias x.
-void ScaledExpShifted(const float* x, float* out, int64_t n, float shift, float scale);
+// out[j] = exp(x[j] - shift) for j < n (out may alias x); returns their sum, accumulated in
+// double. When `prefetch` is given, the n floats there are pulled into the cache along the way
+// (the next row: this loop is compute-bound, the next row's first pass memory-bound).
+double ExpShiftedAndSum(const float* x, float* out, int64_t n, float shift,
+                        const float* prefetch = nullptr);
+// x[j] *= scale for j < n.
+void ScaleInPlace(float* x, int64_t n, float scale);
 
 }  // namespace loom::ops::cpu
