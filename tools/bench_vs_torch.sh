@@ -15,7 +15,7 @@ $PY -c "import torch" 2>/dev/null || { echo "bench_vs_torch: PyTorch missing (LO
 echo "== loom =="
 loom_out=$(OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$LOOM" bench step \
   --config configs/gpt2_124m.textproto --set parallel.micro_batch_size=4 --set data.seq_len=64 \
-  --set runtime.backend=CPU --steps "$STEPS" --warmup 1)
+  --set runtime.backend=CPU --set precision=FP32 --steps "$STEPS" --warmup 1)
 echo "$loom_out"
 echo "== PyTorch eager =="
 torch_out=$(OMP_NUM_THREADS=$THREADS $PY tools/torch_gpt2_step.py --batch 4 --seq 64 \
