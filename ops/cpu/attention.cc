@@ -31,26 +31,9 @@ void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
               k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-// OpenBLAS's pthreads build, called from several OpenMP threads at once that each ask for its
-// own pool of BLAS threads, oversubscribes the cores and serialises on the pool (measured 20x
-// slower at B=8, T=1024). The tasks here are already parallel, so while they run every GEMM
-// is single-threaded; the caller's setting comes back afterwards. (Assumes, as loom does, that
-// one thread per process issues ops.)
-class SingleThreadedBlas {
- public:
-  explicit SingleThreadedBlas(bool active) : saved_(active ? openblas_get_num_threads() : 1) {
-    if (saved_ > 1) openblas_set_num_threads(1);
-  }
-  ~SingleThreadedBlas() {
-    if (saved_ > 1) openblas_set_num_threads(saved_);
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int saved_;
-};
-
+// loom links OpenBLAS's OpenMP build (see the top-level CMakeLists.txt): a GEMM called inside
+// one of our parallel regions runs on the calling thread, so the tasks below can each call
+// sgemm without oversubscribing the cores.
 bool RunParallel(int64_t work) { return work >= kMinParallelWork && omp_get_max_threads() > 1; }
 
 // Per-thread scratch that outlives the call: a fresh 256 KiB+ vector per call comes from mmap
@@ -111,7 +94,6 @@ void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int h
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nh * nblocks;
   const bool parallel = RunParallel(b * nh * t * t * hd);
-  SingleThreadedBlas blas_guard(parallel);
 #pragma omp parallel if (parallel)
   {
     T* s = Scratch<T>(0, static_cast<size_t>(kBlock * t));
@@ -161,7 +143,6 @@ void AttentionBackward(const T* dout, const T* qkv, const T* out, const T* lse, 
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nkv;
   const bool parallel = RunParallel(b * nh * t * t * hd);
-  SingleThreadedBlas blas_guard(parallel);
 #pragma omp parallel if (parallel)
   {
     T* p = Scratch<T>(0, static_cast<size_t>(kBlock * t));
