@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include "ops/cpu/fast_exp.h"
+#include "ops/cpu/simd_clones.h"
+
 namespace loom::ops::cpu {
 namespace {
 
@@ -11,24 +14,29 @@ template <typename T>
 constexpr T kGeluCubic = T(0.044715);
 
 template <typename T>
-T Sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
+LOOM_SIMD_INLINE T Sigmoid(T x) {
+  return T(1) / (T(1) + Exp(-x));
+}
+
+// GeLU through the sigmoid: 0.5 (1 + tanh(u)) == sigmoid(2u) and 0.5 (1 - tanh(u)^2) ==
+// 2 s (1 - s), which needs one exp and no tanh (and has no cancellation near 0).
+template <typename T>
+LOOM_SIMD_INLINE T GeluInner(T x) {
+  return kGeluScale<T> * (x + kGeluCubic<T> * x * x * x);
 }
 
 }  // namespace
 
 template <typename T>
 T GeluValue(T x) {
-  const T u = kGeluScale<T> * (x + kGeluCubic<T> * x * x * x);
-  return T(0.5) * x * (T(1) + std::tanh(u));
+  return x * Sigmoid(T(2) * GeluInner(x));
 }
 
 template <typename T>
 T GeluDerivative(T x) {
-  const T u = kGeluScale<T> * (x + kGeluCubic<T> * x * x * x);
-  const T th = std::tanh(u);
+  const T s = Sigmoid(T(2) * GeluInner(x));
   const T du = kGeluScale<T> * (T(1) + T(3) * kGeluCubic<T> * x * x);
-  return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * du;
+  return s + T(2) * x * s * (T(1) - s) * du;
 }
 
 template <typename T>
