@@ -55,6 +55,11 @@ double MaxOf(const double* row, int64_t n) {
   for (int64_t j = 1; j < n; ++j) mx = std::max(mx, row[j]);
   return mx;
 }
+// ds[j] = p[j] * (ds[j] - d).
+void DsRow(const float* p, float* ds, int64_t n, float d) { SoftmaxBackwardRow(p, ds, n, d); }
+void DsRow(const double* p, double* ds, int64_t n, double d) {
+  for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - d);
+}
 // row[j] = exp(row[j] - shift) for j < n; returns the sum.
 double ExpRow(float* row, int64_t n, float shift) { return ExpInPlaceAndSum(row, n, shift); }
 double ExpRow(double* row, int64_t n, double shift) {
@@ -188,12 +193,7 @@ void AttentionBackward(const T* dout, const T* qkv, const T* out, const T* lse, 
           }
           // dP = dO v^T, then dS = P * (dP - D) in place.
           Gemm(false, true, m, kn, hd, T(1), dob, L.out_row, v, L.row, T(0), ds, kn);
-          for (int64_t i = 0; i < m; ++i) {
-            const T* prow = p + i * kn;
-            T* dsrow = ds + i * kn;
-            const T di = dsum[i];
-            for (int64_t j = 0; j < kn; ++j) dsrow[j] = prow[j] * (dsrow[j] - di);
-          }
+          for (int64_t i = 0; i < m; ++i) DsRow(p + i * kn, ds + i * kn, kn, dsum[i]);
           // dV += P^T dO; dQ = scale * dS k; dK += scale * dS^T q.
           Gemm(true, false, kn, hd, m, T(1), p, kn, dob, L.out_row, T(1), dv, L.row);
           Gemm(false, false, m, hd, kn, scale, ds, kn, k, L.row, T(0), dq, L.row);

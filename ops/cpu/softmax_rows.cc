@@ -100,6 +100,11 @@ LOOM_SIMD_CLONES double ExpShiftedAndSum(const float* x, float* out, int64_t n, 
   return sum;
 }
 
+LOOM_SIMD_CLONES void SoftmaxBackwardRow(const float* p, float* ds, int64_t n, float d) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - d);
+}
+
 LOOM_SIMD_CLONES void ScaleInPlace(float* x, int64_t n, float scale) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) x[j] *= scale;

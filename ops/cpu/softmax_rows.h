@@ -19,6 +19,8 @@ double SumExpShifted(const float* x, int64_t n, float shift);
 // (the next row: this loop is compute-bound, the next row's first pass memory-bound).
 double ExpShiftedAndSum(const float* x, float* out, int64_t n, float shift,
                         const float* prefetch = nullptr);
+// ds[j] = p[j] * (ds[j] - d) for j < n: the softmax backward, with ds holding dP on entry.
+void SoftmaxBackwardRow(const float* p, float* ds, int64_t n, float d);
 // x[j] *= scale for j < n.
 void ScaleInPlace(float* x, int64_t n, float scale);
 
