@@ -16,6 +16,9 @@ class MpiWorld {
  public:
   // Initialises MPI if needed. Safe to call more than once; returns the process's world.
   static absl::StatusOr<MpiWorld*> Get();
+  // A world of this process alone (rank 0 of 1) whose collectives are no-ops: for a reference
+  // run inside a multi-rank job (tests comparing layouts) and for tools.
+  static MpiWorld* Self();
   int rank() const { return rank_; }
   int size() const { return size_; }
 
