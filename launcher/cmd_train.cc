@@ -2,6 +2,8 @@
 // several ranks). The config is validated against the world size before anything is built.
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
+
 #include "launcher/command.h"
 #include "launcher/config.h"
 #include "launcher/trainer.h"
@@ -30,15 +32,14 @@ absl::Status RunTrain(const std::vector<std::string>& argv) {
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
   LOOM_ASSIGN_OR_RETURN(MpiWorld * world, MpiWorld::Get());
   auto trainer = Trainer::Create(config, world);
-  if (!trainer.ok()) {
-    return absl::Status(trainer.status().code(),
-                        absl::StrCat("rank ", world->rank(), ": ", trainer.status().message()));
-  }
-  absl::Status s = (*trainer)->Run();
+  absl::Status s = trainer.ok() ? (*trainer)->Run() : trainer.status();
   if (!s.ok() && world->size() > 1) {
-    std::cerr << "loom train: rank " << world->rank() << ": " << s.message() << "\n";
-    world->Abort(1);  // peers may be waiting in a collective: end them all
+    // A peer may already be waiting in a collective for this rank: end them all rather than
+    // leave the job hanging.
+    std::cerr << "loom train: error: rank " << world->rank() << ": " << s.message() << "\n";
+    world->Abort(s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1);
   }
+  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("rank 0: ", s.message()));
   return s;
 }
 

@@ -132,7 +132,8 @@ absl::StatusOr<std::vector<std::string>> ExpandShardGlobs(absl::Span<const std::
   std::set<std::string> seen;
   for (const std::string& pattern : patterns) {
     glob_t g;
-    const int rc = glob(pattern.c_str(), GLOB_ERR, nullptr, &g);
+    // No GLOB_ERR: a directory of the pattern that is missing is "matches no file", not an abort.
+    const int rc = glob(pattern.c_str(), 0, nullptr, &g);
     std::vector<std::string> matches;
     if (rc == 0) matches.assign(g.gl_pathv, g.gl_pathv + g.gl_pathc);
     globfree(&g);
