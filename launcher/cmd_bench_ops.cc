@@ -1,5 +1,5 @@
 // `loom bench ops`: per-op forward/backward timings at GPT-2 124M shapes against the device's
-// roofline, one table row per op with PASS/MISS against its target (launcher/bench_ops.h has
+// roofline, one table row per op with PASS/MISS against its target (benchmarks/op_bench.h has
 // the targets and the timing rules). A MISS is a finding, not an error: the command exits 0
 // once every op ran.
 #include <cblas.h>
@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "launcher/bench_ops.h"
-#include "launcher/bench_roofline.h"
+#include "benchmarks/op_bench.h"
+#include "benchmarks/roofline.h"
 #include "launcher/command.h"
 #include "runtime/device.h"
 #include "runtime/status.h"

@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "launcher/command.h"
 #include "launcher/config.h"
-#include "launcher/bench_roofline.h"
+#include "benchmarks/roofline.h"
 #include "launcher/trainer.h"
 #include "model/adamw.h"
 #include "model/gpt.h"

@@ -1,11 +1,11 @@
 // `loom data prepare`: text files in, llm.c token shards and tokenizer.json out (see
-// launcher/data_prepare.h for what it promises).
+// data/data_prepare.h for what it promises).
 #include <iostream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/command.h"
-#include "launcher/data_prepare.h"
+#include "data/data_prepare.h"
 #include "runtime/status.h"
 
 namespace loom {

@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "launcher/bench_roofline.h"
+#include "benchmarks/roofline.h"
 #include "launcher/lr_schedule.h"
 #include "model/model_file.h"
 #include "ops/optimizer.h"

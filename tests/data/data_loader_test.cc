@@ -1,6 +1,6 @@
 // DataLoader: what a sample holds, deterministic shuffles that change per epoch, disjoint and
 // covering data-parallel shares, exact resume from a saved position, and validation order.
-#include "launcher/data_loader.h"
+#include "data/data_loader.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

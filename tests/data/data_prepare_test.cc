@@ -1,6 +1,6 @@
 // `data prepare` end to end on a temporary directory: documents become shards the loader reads
 // back token for token, the validation split is deterministic, and bad inputs are named.
-#include "launcher/data_prepare.h"
+#include "data/data_prepare.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "launcher/data_loader.h"
-#include "launcher/token_shard.h"
-#include "launcher/tokenizer.h"
+#include "data/data_loader.h"
+#include "data/token_shard.h"
+#include "data/tokenizer.h"
 #include "tests/data/test_dir.h"
 
 namespace loom {

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "launcher/token_shard.h"
+#include "data/token_shard.h"
 #include "runtime/files.h"
 #include "tests/data/test_dir.h"
 

@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "launcher/tokenizer.h"
+#include "data/tokenizer.h"
 #include "runtime/files.h"
 #include "tests/data/test_dir.h"
 

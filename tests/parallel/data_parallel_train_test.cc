@@ -11,10 +11,10 @@
 
 #include "gtest/gtest.h"
 #include "launcher/trainer.h"
-#include "launcher/tokenizer.h"
+#include "data/tokenizer.h"
 #include "parallel/mpi_world.h"
 #include "runtime/files.h"
-#include "tests/model/job_testing.h"
+#include "tests/launcher/job_testing.h"
 
 namespace loom {
 namespace {

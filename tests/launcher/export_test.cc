@@ -13,13 +13,13 @@
 #include "gtest/gtest.h"
 #include "launcher/command.h"
 #include "launcher/model_export.h"
-#include "launcher/token_shard.h"
+#include "data/token_shard.h"
 #include "launcher/trainer.h"
 #include "model/model_file.h"
 #include "parallel/mpi_world.h"
 #include "runtime/dtype.h"
 #include "runtime/files.h"
-#include "tests/model/job_testing.h"
+#include "tests/launcher/job_testing.h"
 
 namespace loom {
 namespace {

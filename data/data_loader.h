@@ -27,7 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "launcher/token_shard.h"
+#include "data/token_shard.h"
 
 namespace loom {
 

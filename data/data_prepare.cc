@@ -1,4 +1,4 @@
-#include "launcher/data_prepare.h"
+#include "data/data_prepare.h"
 
 #include <algorithm>
 #include <cctype>
@@ -10,8 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "launcher/token_shard.h"
-#include "launcher/tokenizer.h"
+#include "data/token_shard.h"
+#include "data/tokenizer.h"
 #include "runtime/files.h"
 #include "runtime/status.h"
 

@@ -1,4 +1,4 @@
-#include "launcher/tokenizer.h"
+#include "data/tokenizer.h"
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"

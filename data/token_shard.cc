@@ -1,4 +1,4 @@
-#include "launcher/token_shard.h"
+#include "data/token_shard.h"
 
 #include <glob.h>
 

@@ -1,4 +1,4 @@
-#include "launcher/data_loader.h"
+#include "data/data_loader.h"
 
 #include <algorithm>
 #include <numeric>

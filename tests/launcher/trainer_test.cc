@@ -16,11 +16,11 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "launcher/config.h"
-#include "launcher/token_shard.h"
-#include "launcher/tokenizer.h"
+#include "data/token_shard.h"
+#include "data/tokenizer.h"
 #include "parallel/mpi_world.h"
 #include "runtime/files.h"
-#include "tests/model/job_testing.h"
+#include "tests/launcher/job_testing.h"
 
 namespace loom {
 namespace {

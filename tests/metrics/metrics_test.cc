@@ -1,6 +1,6 @@
 // Metrics: the console line, JSONL numbers that round-trip float32 exactly, and the JSONL file
 // across a resume.
-#include "launcher/metrics.h"
+#include "metrics/metrics.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

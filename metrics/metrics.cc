@@ -1,4 +1,4 @@
-#include "launcher/metrics.h"
+#include "metrics/metrics.h"
 
 #include <cerrno>
 #include <cmath>

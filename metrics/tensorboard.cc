@@ -1,4 +1,4 @@
-#include "launcher/tensorboard.h"
+#include "metrics/tensorboard.h"
 
 #include <fcntl.h>
 #include <unistd.h>

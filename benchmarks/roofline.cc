@@ -1,4 +1,4 @@
-#include "launcher/bench_roofline.h"
+#include "benchmarks/roofline.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -96,7 +96,7 @@ absl::StatusOr<Roofline> GetRoofline(Device* device) {
     return absl::UnimplementedError(absl::StrCat(
         "no roofline is known for ", name,
         " (loom bench ops knows H100/H200); add its dense bf16 rate and copy bandwidth to "
-        "launcher/bench_roofline.cc"));
+        "benchmarks/roofline.cc"));
   }
   LOOM_ASSIGN_OR_RETURN(r.measured_copy_bps, DeviceCopyRate(device));
   r.description = absl::StrFormat(

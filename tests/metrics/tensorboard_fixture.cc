@@ -3,7 +3,7 @@
 // values it expects).
 #include <iostream>
 
-#include "launcher/tensorboard.h"
+#include "metrics/tensorboard.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

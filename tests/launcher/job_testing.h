@@ -12,7 +12,7 @@
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "launcher/config.h"
-#include "launcher/token_shard.h"
+#include "data/token_shard.h"
 #include "runtime/status.h"
 #include "tests/model/model_testing.h"
 

@@ -1,4 +1,4 @@
-#include "launcher/bench_ops.h"
+#include "benchmarks/op_bench.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,7 @@
 // TensorBoard event files: TFRecord framing and CRCs byte by byte, Events decoded back by our
 // own reader, corruption detected with its offset. (tools/read_tensorboard.py checks the same
 // files with the real TensorBoard; see CMakeLists.txt.)
-#include "launcher/tensorboard.h"
+#include "metrics/tensorboard.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
