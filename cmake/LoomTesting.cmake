@@ -31,10 +31,22 @@ function(loom_add_mpi_test name)
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  set(gpu_flag)
+  if(T_GPU)
+    set(gpu_flag GPU)
+  endif()
+  loom_add_mpi_run(${name} TARGET ${name} RANKS ${T_RANKS} TIMEOUT ${T_TIMEOUT} LABELS ${T_LABELS}
+                   ${gpu_flag})
+endfunction()
+
+#   loom_add_mpi_run(NAME TARGET t RANKS N) registers one more run of an existing mpi test
+#     binary (the same tests at another world size).
+function(loom_add_mpi_run name)
+  cmake_parse_arguments(T "GPU" "TARGET;RANKS;TIMEOUT" "LABELS" ${ARGN})
   add_test(NAME ${name}
            COMMAND ${MPIEXEC_EXECUTABLE} -np ${T_RANKS} --oversubscribe --bind-to none
                    -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 -x LOOM_SOURCE_DIR
-                   $<TARGET_FILE:${name}>)
+                   $<TARGET_FILE:${T_TARGET}>)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()

@@ -7,7 +7,7 @@
 #include "launcher/command.h"
 #include "launcher/config.h"
 #include "launcher/trainer.h"
-#include "parallel/mpi_world.h"
+#include "parallel/world.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -30,7 +30,7 @@ absl::Status RunTrain(const std::vector<std::string>& argv) {
     return absl::InvalidArgumentError("unexpected argument '" + args[0] + "'\n" + kUsage);
   }
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
-  LOOM_ASSIGN_OR_RETURN(MpiWorld * world, MpiWorld::Get());
+  LOOM_ASSIGN_OR_RETURN(World * world, World::Get());
   auto trainer = Trainer::Create(config, world);
   absl::Status s = trainer.ok() ? (*trainer)->Run() : trainer.status();
   if (!s.ok() && world->size() > 1) {

@@ -69,7 +69,7 @@ std::optional<ByteTokenizer> FindTokenizer(const DataLoader& data) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config,
-                                                         MpiWorld* world) {
+                                                         World* world) {
   std::unique_ptr<Trainer> t(new Trainer());
   t->config_ = config;
   t->world_ = world;
@@ -205,9 +205,7 @@ absl::Status Trainer::AllReduceGrads() {
     return absl::UnimplementedError("data parallelism on CUDA needs the NCCL communicator");
   }
   const Tensor& g = model_->grads();
-  LOOM_RETURN_IF_ERROR(
-      world_->AllReduceSum(absl::MakeSpan(g.data_as<float>(), static_cast<size_t>(g.numel()))));
-  return ops::Scale(g, 1.0f / static_cast<float>(world_->size()));
+  return world_->comm().AllReduce(g, ReduceOp::kAvg);
 }
 
 absl::StatusOr<double> Trainer::GradNorm() {
@@ -234,8 +232,7 @@ absl::StatusOr<float> Trainer::Step() {
   }
   LOOM_RETURN_IF_ERROR(AllReduceGrads());
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
-  LOOM_RETURN_IF_ERROR(world_->AllReduceSum(absl::MakeSpan(loss_mean, 1)));
-  loss_mean[0] /= world_->size();
+  LOOM_RETURN_IF_ERROR(world_->comm().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
   LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNorm());
   const double clip = config_.optimizer().grad_clip();
   float grad_scale = 1.0f;
@@ -267,7 +264,7 @@ absl::StatusOr<float> Trainer::Evaluate() {
     LOOM_ASSIGN_OR_RETURN(float loss, model_->ForwardBackward(in, tg, 1.0f, /*backward=*/false));
     sum[0] += loss;
   }
-  LOOM_RETURN_IF_ERROR(world_->AllReduceSum(absl::MakeSpan(sum, 1)));
+  LOOM_RETURN_IF_ERROR(world_->comm().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
   return static_cast<float>(sum[0] / (static_cast<double>(batches) * world_->size()));
 }
 

@@ -22,7 +22,7 @@
 #include "data/tokenizer.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
-#include "parallel/mpi_world.h"
+#include "parallel/world.h"
 #include "proto/job.pb.h"
 
 namespace loom {
@@ -32,7 +32,7 @@ GptConfig GptConfigFromJob(const JobConfig& job);
 
 class Trainer {
  public:
-  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const JobConfig& config, MpiWorld* world);
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const JobConfig& config, World* world);
 
   // Runs from the current step to runtime.stop_at_step (or total_steps).
   absl::Status Run();
@@ -56,7 +56,7 @@ class Trainer {
 
   JobConfig config_;
   DerivedNumbers numbers_;
-  MpiWorld* world_ = nullptr;
+  World* world_ = nullptr;
   Device* device_ = nullptr;
   std::unique_ptr<GptModel> model_;
   std::optional<AdamW> optimizer_;

@@ -16,7 +16,7 @@
 #include "data/token_shard.h"
 #include "launcher/trainer.h"
 #include "model/model_file.h"
-#include "parallel/mpi_world.h"
+#include "parallel/world.h"
 #include "runtime/dtype.h"
 #include "runtime/files.h"
 #include "tests/launcher/job_testing.h"
@@ -71,7 +71,7 @@ class ExportTest : public ::testing::Test {
     EXPECT_TRUE(text.ok());
     auto job = testing::JobFromText(*text, dir_, overrides);
     EXPECT_TRUE(job.ok()) << job.status();
-    auto world = MpiWorld::Get();
+    auto world = World::Get();
     EXPECT_TRUE(world.ok());
     auto t = Trainer::Create(*job, *world);
     EXPECT_TRUE(t.ok()) << t.status();

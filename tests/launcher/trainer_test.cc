@@ -18,15 +18,15 @@
 #include "launcher/config.h"
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
-#include "parallel/mpi_world.h"
+#include "parallel/world.h"
 #include "runtime/files.h"
 #include "tests/launcher/job_testing.h"
 
 namespace loom {
 namespace {
 
-MpiWorld* World() {
-  auto w = MpiWorld::Get();
+World* TestWorld() {
+  auto w = World::Get();
   EXPECT_TRUE(w.ok()) << w.status();
   return *w;
 }
@@ -47,7 +47,7 @@ TEST_P(TrainerGoldenTest, StepsMatchPyTorch) {
   const std::string dir = testing::FreshTempDir("trainer_golden");
   auto job = testing::FixtureJob(*fx, fc.name, dir, fc.micro_batch);
   ASSERT_TRUE(job.ok()) << job.status();
-  auto trainer = Trainer::Create(*job, World());
+  auto trainer = Trainer::Create(*job, TestWorld());
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   EXPECT_EQ((*trainer)->numbers().grad_accum_steps, 2 / fc.micro_batch);
   // The trainer's model is the fixture's: same layout size, same padded vocab.
@@ -102,7 +102,7 @@ class TrainerRunTest : public ::testing::Test {
 
   // Steps a fresh trainer `n` times and returns the losses.
   std::vector<float> StepLosses(const JobConfig& job, int n) {
-    auto t = Trainer::Create(job, World());
+    auto t = Trainer::Create(job, TestWorld());
     EXPECT_TRUE(t.ok()) << t.status();
     if (!t.ok()) return {};
     std::vector<float> losses;
@@ -121,7 +121,7 @@ class TrainerRunTest : public ::testing::Test {
 TEST_F(TrainerRunTest, ShortRunLearnsAndLogsEveryStep) {
   auto job = Job();
   ASSERT_TRUE(job.ok()) << job.status();
-  auto trainer = Trainer::Create(*job, World());
+  auto trainer = Trainer::Create(*job, TestWorld());
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   ASSERT_TRUE((*trainer)->Run().ok());
   EXPECT_EQ((*trainer)->step(), 30);
@@ -176,7 +176,7 @@ TEST_F(TrainerRunTest, SameSeedSameLossesBitForBit) {
 TEST_F(TrainerRunTest, BadDataPathNamesTheField) {
   auto job = Job({absl::StrCat("data.train=", dir_, "/nowhere/train_*.bin")});
   ASSERT_TRUE(job.ok()) << job.status();
-  auto t = Trainer::Create(*job, World());
+  auto t = Trainer::Create(*job, TestWorld());
   ASSERT_FALSE(t.ok());
   EXPECT_TRUE(absl::StrContains(t.status().message(), "data.train")) << t.status();
   EXPECT_TRUE(absl::StrContains(t.status().message(), "nowhere")) << t.status();
@@ -186,7 +186,7 @@ TEST_F(TrainerRunTest, MissingInitFileNamesTheField) {
   const std::string missing = dir_ + "/no_such_model.bin";
   auto job = Job({"model.init_from=" + missing});
   ASSERT_TRUE(job.ok()) << job.status();
-  auto t = Trainer::Create(*job, World());
+  auto t = Trainer::Create(*job, TestWorld());
   ASSERT_FALSE(t.ok());
   EXPECT_TRUE(absl::StrContains(t.status().message(), "model.init_from")) << t.status();
   EXPECT_TRUE(absl::StrContains(t.status().message(), missing)) << t.status();
@@ -197,7 +197,7 @@ TEST_F(TrainerRunTest, InitFileOfAnotherShapeNamesTheFields) {
   const std::string other = testing::ModelFixturePath("gpt2.llmc.bin");
   auto job = Job({"model.init_from=" + other});
   ASSERT_TRUE(job.ok()) << job.status();
-  auto t = Trainer::Create(*job, World());
+  auto t = Trainer::Create(*job, TestWorld());
   ASSERT_FALSE(t.ok());
   EXPECT_TRUE(absl::StrContains(t.status().message(), "model.init_from")) << t.status();
   EXPECT_TRUE(absl::StrContains(t.status().message(), "model.vocab: job has 257, file has 64"))

@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "launcher/trainer.h"
 #include "data/tokenizer.h"
-#include "parallel/mpi_world.h"
+#include "parallel/world.h"
 #include "runtime/files.h"
 #include "tests/launcher/job_testing.h"
 
@@ -41,7 +41,7 @@ std::vector<float> Losses(Trainer& t, int steps) {
 }
 
 TEST(DataParallelTrainTest, TwoRanksMatchOneRankStepByStep) {
-  auto world = MpiWorld::Get();
+  auto world = World::Get();
   ASSERT_TRUE(world.ok()) << world.status();
   ASSERT_EQ((*world)->size(), 2) << "run under mpirun -np 2";
   const int rank = (*world)->rank();
@@ -75,7 +75,7 @@ TEST(DataParallelTrainTest, TwoRanksMatchOneRankStepByStep) {
 
   if (rank == 0) {
     // The same job on one rank: the whole global batch through gradient accumulation.
-    auto dp1 = Trainer::Create(*job, MpiWorld::Self());
+    auto dp1 = Trainer::Create(*job, World::Self());
     ASSERT_TRUE(dp1.ok()) << dp1.status();
     EXPECT_EQ((*dp1)->numbers().dp, 1);
     EXPECT_EQ((*dp1)->numbers().grad_accum_steps, 4);
@@ -94,7 +94,7 @@ TEST(DataParallelTrainTest, TwoRanksMatchOneRankStepByStep) {
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   // Only rank 0 prints gtest's report; every rank still runs and fails on its own.
-  auto world = loom::MpiWorld::Get();
+  auto world = loom::World::Get();
   if (world.ok() && (*world)->rank() != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());

@@ -1,0 +1,31 @@
+// MpiBackend: the CPU side of a Communicator, over one MPI communicator. Every operation is
+// MPI's nonblocking form (MPI_Iallreduce, MPI_Ireduce_scatter_block, MPI_Iallgather(v),
+// MPI_Ibcast, MPI_Isend/Irecv, MPI_Ibarrier); waits poll MPI_Testall against the deadline in
+// the shared CommState, spinning briefly and then yielding the core, so an oversubscribed job
+// (more ranks than cores) does not starve the rank it waits for.
+//
+// Element counts above INT_MAX are split into several requests for the element-wise operations
+// (all-reduce, broadcast, send/recv); gathers and reduce-scatters refuse them per member with a
+// message. bf16/f16/u16 move as 16-bit words; only f32 and i32 reduce.
+#pragma once
+
+#include <mpi.h>
+
+#include <memory>
+
+#include "parallel/communicator.h"
+
+namespace loom {
+
+// An MPI communicator; frees it on destruction when `owned` (and MPI is still running).
+struct MpiCommHandle {
+  MPI_Comm comm = MPI_COMM_NULL;
+  bool owned = false;
+  ~MpiCommHandle();
+};
+
+// The backend over `handle->comm`, which it keeps alive.
+std::unique_ptr<CommBackend> MakeMpiBackend(std::shared_ptr<MpiCommHandle> handle,
+                                            std::shared_ptr<CommState> state);
+
+}  // namespace loom

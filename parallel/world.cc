@@ -1,0 +1,106 @@
+#include "parallel/world.h"
+
+#include <mpi.h>
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "parallel/mpi_backend.h"
+#include "runtime/status.h"
+
+namespace loom {
+
+namespace {
+
+absl::Status EnsureMpi() {
+  int initialized = 0;
+  LOOM_MPI_CHECK(MPI_Initialized(&initialized));
+  if (initialized) return absl::OkStatus();
+  int provided = 0;
+  LOOM_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided));
+  // Return errors as codes so they become Statuses instead of killing the process silently.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+  std::atexit([] {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  });
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<World*> World::Get() {
+  static World* world = nullptr;
+  if (world != nullptr) return world;
+  LOOM_RETURN_IF_ERROR(EnsureMpi());
+  auto* w = new World();
+  w->mpi_ = std::make_shared<MpiCommHandle>();
+  w->mpi_->comm = MPI_COMM_WORLD;
+  LOOM_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank_));
+  LOOM_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &w->size_));
+  // Node-local rank: the processes that share memory with this one.
+  MPI_Comm node = MPI_COMM_NULL;
+  LOOM_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank_, MPI_INFO_NULL, &node));
+  LOOM_MPI_CHECK(MPI_Comm_rank(node, &w->local_rank_));
+  LOOM_MPI_CHECK(MPI_Comm_size(node, &w->local_size_));
+  MPI_Comm_free(&node);
+  w->state_ = std::make_shared<CommState>();
+  std::vector<int> members(w->size_);
+  for (int r = 0; r < w->size_; ++r) members[r] = r;
+  w->comm_ = std::make_unique<Communicator>("world", members, w->rank_, w->state_,
+                                            MakeMpiBackend(w->mpi_, w->state_));
+  world = w;
+  return world;
+}
+
+World* World::Self() {
+  static World* self = [] {
+    auto* w = new World();
+    (void)EnsureMpi();
+    w->mpi_ = std::make_shared<MpiCommHandle>();
+    w->mpi_->comm = MPI_COMM_SELF;
+    w->state_ = std::make_shared<CommState>();
+    w->comm_ = std::make_unique<Communicator>("self", std::vector<int>{0}, 0, w->state_,
+                                              MakeMpiBackend(w->mpi_, w->state_));
+    return w;
+  }();
+  return self;
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> World::Split(const std::string& name,
+                                                           const std::vector<int>& members) const {
+  int index = -1;
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (members[i] == rank_) index = static_cast<int>(i);
+  }
+  if (index < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("group ", name, " [", FormatRankList(members),
+                                                   "] does not contain this rank (", rank_, ")"));
+  }
+  auto handle = std::make_shared<MpiCommHandle>();
+  handle->owned = true;
+  // Colour by the group's first member: the groups of one call partition the world, so each
+  // group has a distinct first member; the key orders ranks as `members` does.
+  LOOM_MPI_CHECK(MPI_Comm_split(mpi_->comm, members[0], index, &handle->comm));
+  MPI_Comm_set_errhandler(handle->comm, MPI_ERRORS_RETURN);
+  int size = 0;
+  LOOM_MPI_CHECK(MPI_Comm_size(handle->comm, &size));
+  if (size != static_cast<int>(members.size())) {
+    return absl::InternalError(absl::StrCat(
+        "group ", name, " [", FormatRankList(members), "]: MPI made a group of ", size,
+        " ranks: the ranks did not agree on the groups (each rank must pass its own group, and "
+        "the groups must partition the world)"));
+  }
+  return std::make_unique<Communicator>(name, members, index, state_,
+                                        MakeMpiBackend(handle, state_));
+}
+
+void World::Abort(int code) const {
+  if (size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  std::exit(code);
+}
+
+}  // namespace loom

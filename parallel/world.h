@@ -1,0 +1,53 @@
+// World: the processes of one job as MPI sees them. Initialises MPI once (MPI_Init_thread with
+// MPI_THREAD_FUNNELED: only the main thread calls MPI), gives each process its world rank, its
+// node-local rank (MPI_Comm_split_type SHARED, which picks the GPU), the world Communicator and
+// the CommState every communicator of the job shares, and makes sub-communicators for groups of
+// ranks. A process started without mpirun is a world of one.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "parallel/communicator.h"
+
+namespace loom {
+
+struct MpiCommHandle;  // mpi_backend.h: keeps mpi.h out of this header
+
+class World {
+ public:
+  // Initialises MPI if needed. Safe to call more than once; returns the process's world.
+  static absl::StatusOr<World*> Get();
+  // A world of this process alone (rank 0 of 1, over MPI_COMM_SELF): for a reference run
+  // inside a multi-rank job (tests comparing layouts) and for tools. Initialises MPI if needed.
+  static World* Self();
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  // Rank among the processes of this node, and how many there are.
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+  Communicator& comm() const { return *comm_; }
+  const std::shared_ptr<CommState>& state() const { return state_; }
+
+  // A communicator over `members` (world ranks, in the order that gives their group ranks),
+  // which must contain this rank. Collective over the whole world: every rank calls it at the
+  // same point with the members of its own group, and the groups of one call partition the
+  // world (as the tp, dp, pp groups of a rank grid do).
+  absl::StatusOr<std::unique_ptr<Communicator>> Split(const std::string& name,
+                                                      const std::vector<int>& members) const;
+
+  // Ends every rank of the job (used when one rank fails, so no peer hangs in a collective).
+  [[noreturn]] void Abort(int code) const;
+
+ private:
+  World() = default;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  std::shared_ptr<MpiCommHandle> mpi_;  // MPI_COMM_WORLD or MPI_COMM_SELF
+  std::shared_ptr<CommState> state_;
+  std::unique_ptr<Communicator> comm_;
+};
+
+}  // namespace loom
