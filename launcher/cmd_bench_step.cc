@@ -12,7 +12,7 @@
 #include "launcher/config.h"
 #include "benchmarks/roofline.h"
 #include "launcher/trainer.h"
-#include "model/adamw.h"
+#include "parallel/adamw.h"
 #include "model/gpt.h"
 #include "runtime/philox.h"
 #include "runtime/profiler.h"

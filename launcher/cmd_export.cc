@@ -9,7 +9,7 @@
 #include "launcher/command.h"
 #include "launcher/config.h"
 #include "launcher/model_export.h"
-#include "model/param_layout.h"
+#include "model/gpt_params.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -99,7 +99,7 @@ absl::Status RunExport(const std::vector<std::string>& argv) {
             << (format == ExportFormat::kLlmc ? (bf16 ? "llm.c bf16" : "llm.c fp32") : "loom f32")
             << "): " << (c.is_llama() ? "LLaMA" : "GPT-2") << ", " << c.layers << " layers, hidden "
             << c.hidden << ", " << c.heads << " heads (" << c.kv_heads << " kv), vocab " << c.vocab
-            << " (padded " << c.padded_vocab << "), " << ParamLayout::ForGpt(c).total()
+            << " (padded " << c.padded_vocab << "), " << GptParamLayout(c).total()
             << " values, from " << source << "\n";
   return absl::OkStatus();
 }

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "launcher/trainer.h"
-#include "model/param_layout.h"
+#include "model/gpt_params.h"
 #include "runtime/status.h"
 #include "runtime/tensor.h"
 
@@ -35,7 +35,7 @@ absl::StatusOr<LoadedWeights> JobInitialWeights(const JobConfig& job) {
     w.params = std::move(file->params);
     return w;
   }
-  const ParamLayout layout = ParamLayout::ForGpt(w.config);
+  const ParamTable layout = GptParamLayout(w.config);
   LOOM_ASSIGN_OR_RETURN(Tensor params,
                         Tensor::Zeros(Shape{layout.total()}, DType::kF32, CpuDevice()));
   LOOM_RETURN_IF_ERROR(InitParams(layout, static_cast<uint64_t>(job.runtime().seed()), params));

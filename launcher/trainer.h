@@ -20,7 +20,7 @@
 #include "metrics/metrics.h"
 #include "metrics/tensorboard.h"
 #include "data/tokenizer.h"
-#include "model/adamw.h"
+#include "parallel/adamw.h"
 #include "model/gpt.h"
 #include "parallel/world.h"
 #include "proto/job.pb.h"

@@ -1,5 +1,7 @@
 #include "model/gpt.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
@@ -20,20 +22,36 @@
 
 namespace loom {
 
-GptModel::GptModel(const GptConfig& config, Device* device)
-    : config_(config), layout_(ParamLayout::ForGpt(config)), device_(device) {}
+GptModel::GptModel(const GptConfig& config, Device* device, ParamTable layout)
+    : config_(config), layout_(std::move(layout)), device_(device) {}
 
 absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const GptConfig& config,
-                                                           Device* device, DType dtype) {
+                                                           Device* device, DType dtype,
+                                                           TensorParallelism tpar) {
   LOOM_RETURN_IF_ERROR(config.Validate());
   if (dtype != DType::kF32 && dtype != DType::kBF16) {
     return absl::InvalidArgumentError(absl::StrCat("model compute dtype must be f32 or bf16, got ",
                                                    std::string(DTypeName(dtype))));
   }
-  std::unique_ptr<GptModel> m(new GptModel(config, device));
+  const int tp = tpar.tp != nullptr ? tpar.tp->size() : 1;
+  const int tp_rank = tpar.tp != nullptr ? tpar.tp->rank() : 0;
+  LOOM_ASSIGN_OR_RETURN(ParamTable table, GptParamTable(config, tp, tp_rank));
+  std::unique_ptr<GptModel> m(new GptModel(config, device, std::move(table)));
   m->dtype_ = dtype;
+  m->tp_ = tp > 1 ? tpar.tp : nullptr;
+  m->tp_size_ = tp;
+  m->tp_rank_ = tp_rank;
+  m->sp_ = tpar.sequence_parallel && tp > 1;
+  m->heads_ = config.heads / tp;
+  m->kv_heads_ = config.kv_heads / tp;
+  m->local_vocab_ = config.padded_vocab / tp;
+  m->vocab_start_ = tp_rank * m->local_vocab_;
+  m->valid_local_vocab_ =
+      std::clamp<int64_t>(config.vocab - m->vocab_start_, 0, m->local_vocab_);
   LOOM_ASSIGN_OR_RETURN(m->params_, Tensor::Zeros(Shape{m->layout_.total()}, m->dtype_, device));
-  LOOM_ASSIGN_OR_RETURN(m->grads_, Tensor::Zeros(Shape{m->layout_.total()}, m->dtype_, device));
+  // Gradients are fp32 whatever the compute dtype: micro-batches accumulate into them and the
+  // data-parallel reduction sums them, both of which lose too much in bf16.
+  LOOM_ASSIGN_OR_RETURN(m->grads_, Tensor::Zeros(Shape{m->layout_.total()}, DType::kF32, device));
   return m;
 }
 
@@ -49,14 +67,55 @@ absl::StatusOr<Tensor> GptModel::ParamByName(const std::string& name) const {
   return Param(*s);
 }
 
-// Names are fixed by ParamLayout::ForGpt, so a failed lookup is a programming error.
+// Names are fixed by GptParamDescs, so a failed lookup is a programming error.
 Tensor GptModel::P(const std::string& name) const { return Param(**layout_.Find(name)); }
 Tensor GptModel::G(const std::string& name) const { return Grad(**layout_.Find(name)); }
 
 absl::Status GptModel::ZeroGrads() { return grads_.Fill0(); }
 
 absl::StatusOr<Tensor> GptModel::Scratch(const Shape& shape, DType dtype) {
-  return Tensor::Empty(shape, dtype, device_);
+  LOOM_ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(shape, dtype, device_));
+  activation_bytes_ += static_cast<int64_t>(t.nbytes());
+  return t;
+}
+
+absl::Status GptModel::TpAllReduce(const Tensor& t) {
+  if (tp_ == nullptr) return absl::OkStatus();
+  return tp_->AllReduce(t, ReduceOp::kSum);
+}
+
+absl::Status GptModel::GatherRows(const Tensor& shard, const Tensor& full) {
+  return tp_->AllGather(shard, full);
+}
+
+absl::Status GptModel::ScatterRows(const Tensor& full, const Tensor& shard) {
+  return tp_->ReduceScatter(full, shard, ReduceOp::kSum);
+}
+
+absl::Status GptModel::ReduceRowParallel(const Tensor& full, const Tensor& shard) {
+  if (sp_) return ScatterRows(full, shard);
+  return TpAllReduce(full);
+}
+
+absl::Status GptModel::ReduceInputGrad(const Tensor& partial_full, const Tensor& shard) {
+  return ReduceRowParallel(partial_full, shard);
+}
+
+absl::Status GptModel::GradsReady(std::initializer_list<const char*> suffixes,
+                                  const std::string& prefix) {
+  if (!final_backward_) return absl::OkStatus();
+  for (const char* suffix : suffixes) {
+    const std::string name = prefix + suffix;
+    const auto& specs = layout_.specs();
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (specs[i].name != name) continue;
+      // Under sequence parallelism each rank computed this replicated parameter's gradient from
+      // its own rows (or, for row-parallel biases and positions, rank 0 alone): sum them.
+      if (sp_ && specs[i].grad_replicated_over_tp()) LOOM_RETURN_IF_ERROR(TpAllReduce(Grad(specs[i])));
+      if (grad_ready_) LOOM_RETURN_IF_ERROR(grad_ready_(static_cast<int>(i)));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status GptModel::EnsureActivations(int64_t B, int64_t T) {
@@ -65,91 +124,145 @@ absl::Status GptModel::EnsureActivations(int64_t B, int64_t T) {
     return absl::InvalidArgumentError(absl::StrCat("sequence length ", T,
                                                    " exceeds model.max_seq ", config_.max_seq));
   }
-  const int64_t N = B * T, C = config_.hidden, F = config_.ffn_hidden;
+  const int64_t N = B * T, C = config_.hidden, hd = config_.head_dim();
+  if (sp_ && N % tp_size_ != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sequence parallelism splits the ", N, " rows of a micro-batch (micro_batch_size x "
+        "seq_len) over tp = ", tp_size_, ", which does not divide them"));
+  }
+  const int64_t Ns = sp_ ? N / tp_size_ : N;
+  const int64_t F = config_.ffn_hidden / tp_size_;
   const int64_t fc_width = config_.is_llama() ? 2 * F : F;
+  const int64_t qkv = (heads_ + 2 * kv_heads_) * hd, attn = heads_ * hd;
   const DType dt = dtype_, f32 = DType::kF32;
+  activation_bytes_ = 0;
   acts_.clear();
   acts_.resize(config_.layers);
   LOOM_ASSIGN_OR_RETURN(tokens_dev_, Scratch(Shape{B, T}, DType::kI32));
   LOOM_ASSIGN_OR_RETURN(targets_dev_, Scratch(Shape{N}, DType::kI32));
-  LOOM_ASSIGN_OR_RETURN(emb_, Scratch(Shape{N, C}, dt));
+  LOOM_ASSIGN_OR_RETURN(emb_, Scratch(Shape{Ns, C}, dt));
   for (LayerActs& a : acts_) {
-    LOOM_ASSIGN_OR_RETURN(a.norm1, Scratch(Shape{N, C}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.mean1, Scratch(Shape{N}, f32));
-    LOOM_ASSIGN_OR_RETURN(a.rstd1, Scratch(Shape{N}, f32));
-    LOOM_ASSIGN_OR_RETURN(a.qkv, Scratch(Shape{N, config_.qkv_dim()}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.atty, Scratch(Shape{N, C}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.lse, Scratch(Shape{B, config_.heads, T}, f32));
-    LOOM_ASSIGN_OR_RETURN(a.res2, Scratch(Shape{N, C}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.norm2, Scratch(Shape{N, C}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.mean2, Scratch(Shape{N}, f32));
-    LOOM_ASSIGN_OR_RETURN(a.rstd2, Scratch(Shape{N}, f32));
+    LOOM_ASSIGN_OR_RETURN(a.norm1, Scratch(Shape{Ns, C}, dt));
+    LOOM_ASSIGN_OR_RETURN(a.mean1, Scratch(Shape{Ns}, f32));
+    LOOM_ASSIGN_OR_RETURN(a.rstd1, Scratch(Shape{Ns}, f32));
+    LOOM_ASSIGN_OR_RETURN(a.qkv, Scratch(Shape{N, qkv}, dt));
+    LOOM_ASSIGN_OR_RETURN(a.atty, Scratch(Shape{N, attn}, dt));
+    LOOM_ASSIGN_OR_RETURN(a.lse, Scratch(Shape{B, heads_, T}, f32));
+    LOOM_ASSIGN_OR_RETURN(a.res2, Scratch(Shape{Ns, C}, dt));
+    LOOM_ASSIGN_OR_RETURN(a.norm2, Scratch(Shape{Ns, C}, dt));
+    LOOM_ASSIGN_OR_RETURN(a.mean2, Scratch(Shape{Ns}, f32));
+    LOOM_ASSIGN_OR_RETURN(a.rstd2, Scratch(Shape{Ns}, f32));
     LOOM_ASSIGN_OR_RETURN(a.fc, Scratch(Shape{N, fc_width}, dt));
     LOOM_ASSIGN_OR_RETURN(a.act, Scratch(Shape{N, F}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.res3, Scratch(Shape{N, C}, dt));
+    LOOM_ASSIGN_OR_RETURN(a.res3, Scratch(Shape{Ns, C}, dt));
   }
   LOOM_ASSIGN_OR_RETURN(proj_, Scratch(Shape{N, C}, dt));
-  LOOM_ASSIGN_OR_RETURN(normf_, Scratch(Shape{N, C}, dt));
-  LOOM_ASSIGN_OR_RETURN(meanf_, Scratch(Shape{N}, f32));
-  LOOM_ASSIGN_OR_RETURN(rstdf_, Scratch(Shape{N}, f32));
-  LOOM_ASSIGN_OR_RETURN(logits_, Scratch(Shape{N, config_.padded_vocab}, dt));
+  proj_s_ = proj_;
+  if (sp_) {
+    LOOM_ASSIGN_OR_RETURN(proj_s_, Scratch(Shape{Ns, C}, dt));
+    LOOM_ASSIGN_OR_RETURN(gathered_, Scratch(Shape{N, C}, dt));
+  }
+  LOOM_ASSIGN_OR_RETURN(normf_, Scratch(Shape{Ns, C}, dt));
+  LOOM_ASSIGN_OR_RETURN(meanf_, Scratch(Shape{Ns}, f32));
+  LOOM_ASSIGN_OR_RETURN(rstdf_, Scratch(Shape{Ns}, f32));
+  LOOM_ASSIGN_OR_RETURN(logits_, Scratch(Shape{N, local_vocab_}, dt));
   LOOM_ASSIGN_OR_RETURN(losses_, Scratch(Shape{N}, f32));
-  LOOM_ASSIGN_OR_RETURN(d_res_, Scratch(Shape{N, C}, dt));
-  LOOM_ASSIGN_OR_RETURN(d_tmp_, Scratch(Shape{N, C}, dt));
+  if (tp_ != nullptr) {
+    LOOM_ASSIGN_OR_RETURN(row_max_, Scratch(Shape{N}, f32));
+    LOOM_ASSIGN_OR_RETURN(sum_exp_, Scratch(Shape{N}, f32));
+    LOOM_ASSIGN_OR_RETURN(target_logit_, Scratch(Shape{N}, f32));
+  }
+  LOOM_ASSIGN_OR_RETURN(d_res_, Scratch(Shape{Ns, C}, dt));
+  LOOM_ASSIGN_OR_RETURN(d_tmp_, Scratch(Shape{Ns, C}, dt));
   LOOM_ASSIGN_OR_RETURN(d_norm_, Scratch(Shape{N, C}, dt));
-  LOOM_ASSIGN_OR_RETURN(d_qkv_, Scratch(Shape{N, config_.qkv_dim()}, dt));
-  LOOM_ASSIGN_OR_RETURN(d_atty_, Scratch(Shape{N, C}, dt));
+  d_full_ = d_res_;
+  d_norm_s_ = d_norm_;
+  if (sp_) {
+    LOOM_ASSIGN_OR_RETURN(d_full_, Scratch(Shape{N, C}, dt));
+    LOOM_ASSIGN_OR_RETURN(d_norm_s_, Scratch(Shape{Ns, C}, dt));
+  }
+  LOOM_ASSIGN_OR_RETURN(d_qkv_, Scratch(Shape{N, qkv}, dt));
+  LOOM_ASSIGN_OR_RETURN(d_atty_, Scratch(Shape{N, attn}, dt));
   LOOM_ASSIGN_OR_RETURN(d_fc_, Scratch(Shape{N, fc_width}, dt));
   LOOM_ASSIGN_OR_RETURN(d_act_, Scratch(Shape{N, F}, dt));
   B_ = B;
   T_ = T;
+  Ns_ = Ns;
   return absl::OkStatus();
 }
+
+// The input of a column-parallel GEMM: the norm output itself, or with sequence parallelism all
+// rows of it gathered from the tensor group.
+#define LOOM_FULL_ROWS(out, shard)                                  \
+  Tensor out = shard;                                               \
+  if (sp_) {                                                        \
+    LOOM_TIMED_OP("tp_comm", GatherRows(shard, gathered_));         \
+    out = gathered_;                                                \
+  }
 
 absl::Status GptModel::RunForward(const Tensor& tokens) {
   const GptConfig& c = config_;
   const bool llama = c.is_llama();
   const float eps = c.norm_eps;
   const int64_t B = B_, T = T_;
+  const bool rank0 = tp_rank_ == 0;
   Tensor wpe;
   if (!llama) wpe = P("wpe.weight");
-  LOOM_ASSIGN_OR_RETURN(Tensor emb3, emb_.Reshape(Shape{B, T, c.hidden}));
-  LOOM_TIMED_OP("embedding", ops::EmbeddingForward(tokens, P("wte.weight"), llama ? nullptr : &wpe, emb3));
+  // Position embeddings are added once, by tensor rank 0, before the reduction.
+  const Tensor* wpe_here = (!llama && rank0) ? &wpe : nullptr;
+  const Tensor& emb_full = sp_ ? proj_ : emb_;
+  LOOM_ASSIGN_OR_RETURN(Tensor emb3, emb_full.Reshape(Shape{B, T, c.hidden}));
+  LOOM_TIMED_OP("embedding",
+                ops::EmbeddingForward(tokens, P("wte.weight"), wpe_here, emb3, vocab_start_));
+  if (tp_ != nullptr) LOOM_TIMED_OP(sp_ ? "sp_comm" : "tp_comm", ReduceRowParallel(emb_full, emb_));
+  // The row-parallel reduction's result: proj_ (all-reduced) or its rows proj_s_ (SP).
+  const Tensor& proj_out = proj_s_;
+  const char* row_comm = sp_ ? "sp_comm" : "tp_comm";
   Tensor x = emb_;
   for (int l = 0; l < c.layers; ++l) {
     LayerActs& a = acts_[l];
     const std::string p = absl::StrCat("blocks.", l, ".");
     if (llama) {
       LOOM_TIMED_OP("norm", ops::RMSNormForward(x, P(p + "attn_norm.weight"), eps, a.norm1, a.rstd1));
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.norm1, P(p + "attn.qkv.weight"), nullptr, a.qkv));
+      LOOM_FULL_ROWS(in1, a.norm1);
+      LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(p + "attn.qkv.weight"), nullptr, a.qkv));
     } else {
       LOOM_TIMED_OP("norm", ops::LayerNormForward(x, P(p + "ln1.weight"), P(p + "ln1.bias"), eps,
                                                  a.norm1, a.mean1, a.rstd1));
+      LOOM_FULL_ROWS(in1, a.norm1);
       Tensor qkv_b = P(p + "attn.qkv.bias");
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.norm1, P(p + "attn.qkv.weight"), &qkv_b, a.qkv));
+      LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(p + "attn.qkv.weight"), &qkv_b, a.qkv));
     }
-    LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, c.qkv_dim()}));
-    LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, c.hidden}));
-    if (llama) LOOM_TIMED_OP("rope", ops::RopeForward(qkv3, c.heads, c.kv_heads, c.rope_theta));
-    LOOM_TIMED_OP("attention", ops::AttentionForward(qkv3, c.heads, c.kv_heads, atty3, a.lse));
+    const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
+    LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
+    LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
+    if (llama) LOOM_TIMED_OP("rope", ops::RopeForward(qkv3, heads_, kv_heads_, c.rope_theta));
+    LOOM_TIMED_OP("attention", ops::AttentionForward(qkv3, heads_, kv_heads_, atty3, a.lse));
     if (llama) {
       LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(p + "attn.proj.weight"), nullptr, proj_));
-      LOOM_TIMED_OP("norm", ops::FusedResidualRMSNormForward(x, proj_, P(p + "mlp_norm.weight"), eps,
-                                                            a.res2, a.norm2, a.rstd2));
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.norm2, P(p + "mlp.gate_up.weight"), nullptr, a.fc));
+      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
+      LOOM_TIMED_OP("norm", ops::FusedResidualRMSNormForward(x, proj_out, P(p + "mlp_norm.weight"),
+                                                            eps, a.res2, a.norm2, a.rstd2));
+      LOOM_FULL_ROWS(in2, a.norm2);
+      LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(p + "mlp.gate_up.weight"), nullptr, a.fc));
       LOOM_TIMED_OP("activation", ops::SwiGLUForward(a.fc, a.act));
       LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(p + "mlp.down.weight"), nullptr, proj_));
     } else {
       Tensor proj_b = P(p + "attn.proj.bias");
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(p + "attn.proj.weight"), &proj_b, proj_));
+      LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(p + "attn.proj.weight"),
+                                                 rank0 ? &proj_b : nullptr, proj_));
+      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
       LOOM_TIMED_OP("norm", ops::FusedResidualLayerNormForward(
-          x, proj_, P(p + "ln2.weight"), P(p + "ln2.bias"), eps, a.res2, a.norm2, a.mean2, a.rstd2));
+          x, proj_out, P(p + "ln2.weight"), P(p + "ln2.bias"), eps, a.res2, a.norm2, a.mean2, a.rstd2));
+      LOOM_FULL_ROWS(in2, a.norm2);
       Tensor fc_b = P(p + "mlp.fc.bias");
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.norm2, P(p + "mlp.fc.weight"), &fc_b, a.act, &a.fc));
+      LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(p + "mlp.fc.weight"), &fc_b, a.act, &a.fc));
       Tensor mproj_b = P(p + "mlp.proj.bias");
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(p + "mlp.proj.weight"), &mproj_b, proj_));
+      LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(p + "mlp.proj.weight"),
+                                                 rank0 ? &mproj_b : nullptr, proj_));
     }
-    LOOM_TIMED_OP("residual", ops::Add(a.res2, proj_, a.res3));
+    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
+    LOOM_TIMED_OP("residual", ops::Add(a.res2, proj_out, a.res3));
     x = a.res3;
   }
   if (llama) {
@@ -157,8 +270,9 @@ absl::Status GptModel::RunForward(const Tensor& tokens) {
   } else {
     LOOM_TIMED_OP("norm", ops::LayerNormForward(x, P("ln_f.weight"), P("ln_f.bias"), eps, normf_, meanf_, rstdf_));
   }
+  LOOM_FULL_ROWS(inf, normf_);
   const Tensor head = c.tied_embeddings ? P("wte.weight") : P("lm_head.weight");
-  LOOM_TIMED_OP("linear", ops::LinearForward(normf_, head, nullptr, logits_));
+  LOOM_TIMED_OP("linear", ops::LinearForward(inf, head, nullptr, logits_));
   return absl::OkStatus();
 }
 
@@ -166,76 +280,117 @@ absl::Status GptModel::RunBackward(const Tensor& tokens) {
   const GptConfig& c = config_;
   const bool llama = c.is_llama();
   const int64_t B = B_, T = T_;
+  const bool rank0 = tp_rank_ == 0;
+  const char* row_comm = sp_ ? "sp_comm" : "tp_comm";
+  // Replicated parameters whose gradient needs all rows (row-parallel biases, positions): every
+  // rank computes it from the full gradient without SP; rank 0 alone with SP (then summed).
+  const bool full_row_grads_here = !sp_ || rank0;
   const std::string head_name = c.tied_embeddings ? "wte.weight" : "lm_head.weight";
-  // logits_ now holds dlogits (the fused cross-entropy wrote them in place).
-  LOOM_TIMED_OP("linear", ops::LinearBackward(logits_, normf_, P(head_name), &d_norm_, G(head_name),
-                                           nullptr));
+  // logits_ now holds dlogits (the cross-entropy wrote them in place); with SP, gathered_ still
+  // holds the gathered final-norm output from the forward pass.
+  const Tensor& inf = sp_ ? gathered_ : normf_;
+  LOOM_TIMED_OP("linear", ops::LinearBackward(logits_, inf, P(head_name), &d_norm_, G(head_name),
+                                              nullptr));
+  if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+  if (!c.tied_embeddings) LOOM_RETURN_IF_ERROR(GradsReady({"lm_head.weight"}, ""));
   const Tensor& x_last = c.layers > 0 ? acts_.back().res3 : emb_;
   if (llama) {
-    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_, x_last, P("final_norm.weight"), rstdf_,
+    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, x_last, P("final_norm.weight"), rstdf_,
                                               d_res_, G("final_norm.weight")));
+    LOOM_RETURN_IF_ERROR(GradsReady({"final_norm.weight"}, ""));
   } else {
-    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_, x_last, P("ln_f.weight"), meanf_, rstdf_,
+    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_last, P("ln_f.weight"), meanf_, rstdf_,
                                                 d_res_, G("ln_f.weight"), G("ln_f.bias")));
+    LOOM_RETURN_IF_ERROR(GradsReady({"ln_f.weight", "ln_f.bias"}, ""));
   }
   for (int l = c.layers - 1; l >= 0; --l) {
     LayerActs& a = acts_[l];
     const Tensor& x_in = l == 0 ? emb_ : acts_[l - 1].res3;
     const std::string p = absl::StrCat("blocks.", l, ".");
-    // d_res_ holds dL/d(block output); the MLP branch first.
+    // d_res_ holds dL/d(block output) for this rank's rows; the MLP branch first.
+    if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
     if (llama) {
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_res_, a.act, P(p + "mlp.down.weight"), &d_act_,
-                                               G(p + "mlp.down.weight"), nullptr));
+      LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(p + "mlp.down.weight"), &d_act_,
+                                                  G(p + "mlp.down.weight"), nullptr));
       LOOM_TIMED_OP("activation", ops::SwiGLUBackward(d_act_, a.fc, d_fc_));
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, a.norm2, P(p + "mlp.gate_up.weight"),
-                                               &d_norm_, G(p + "mlp.gate_up.weight"), nullptr));
-      LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_, a.res2, P(p + "mlp_norm.weight"), a.rstd2,
-                                                d_tmp_, G(p + "mlp_norm.weight")));
+      LOOM_FULL_ROWS(in2, a.norm2);
+      LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, in2, P(p + "mlp.gate_up.weight"),
+                                                  &d_norm_, G(p + "mlp.gate_up.weight"), nullptr));
+      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+      LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, a.res2, P(p + "mlp_norm.weight"),
+                                                 a.rstd2, d_tmp_, G(p + "mlp_norm.weight")));
     } else {
       Tensor g_mproj_b = G(p + "mlp.proj.bias");
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_res_, a.act, P(p + "mlp.proj.weight"), &d_act_,
-                                               G(p + "mlp.proj.weight"), &g_mproj_b));
+      LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(p + "mlp.proj.weight"), &d_act_,
+                                                  G(p + "mlp.proj.weight"),
+                                                  full_row_grads_here ? &g_mproj_b : nullptr));
       LOOM_TIMED_OP("activation", ops::GeluBackward(d_act_, a.fc, d_fc_));
+      LOOM_FULL_ROWS(in2, a.norm2);
       Tensor g_fc_b = G(p + "mlp.fc.bias");
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, a.norm2, P(p + "mlp.fc.weight"), &d_norm_,
-                                               G(p + "mlp.fc.weight"), &g_fc_b));
-      LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_, a.res2, P(p + "ln2.weight"), a.mean2,
-                                                  a.rstd2, d_tmp_, G(p + "ln2.weight"),
-                                                  G(p + "ln2.bias")));
+      LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, in2, P(p + "mlp.fc.weight"), &d_norm_,
+                                                  G(p + "mlp.fc.weight"), &g_fc_b));
+      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+      LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, a.res2, P(p + "ln2.weight"), a.mean2,
+                                                   a.rstd2, d_tmp_, G(p + "ln2.weight"),
+                                                   G(p + "ln2.bias")));
     }
     LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d res2
     // Attention branch.
+    if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
     Tensor g_proj_b;
     if (!llama) g_proj_b = G(p + "attn.proj.bias");
-    LOOM_TIMED_OP("linear", ops::LinearBackward(d_res_, a.atty, P(p + "attn.proj.weight"), &d_atty_,
-                                             G(p + "attn.proj.weight"), llama ? nullptr : &g_proj_b));
-    LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, c.qkv_dim()}));
-    LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, c.hidden}));
-    LOOM_ASSIGN_OR_RETURN(Tensor datty3, d_atty_.Reshape(Shape{B, T, c.hidden}));
-    LOOM_ASSIGN_OR_RETURN(Tensor dqkv3, d_qkv_.Reshape(Shape{B, T, c.qkv_dim()}));
-    LOOM_TIMED_OP("attention", ops::AttentionBackward(datty3, qkv3, atty3, a.lse, c.heads, c.kv_heads, dqkv3));
+    LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.atty, P(p + "attn.proj.weight"), &d_atty_,
+                                                G(p + "attn.proj.weight"),
+                                                (llama || !full_row_grads_here) ? nullptr : &g_proj_b));
+    const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
+    LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
+    LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
+    LOOM_ASSIGN_OR_RETURN(Tensor datty3, d_atty_.Reshape(Shape{B, T, attn_dim}));
+    LOOM_ASSIGN_OR_RETURN(Tensor dqkv3, d_qkv_.Reshape(Shape{B, T, qkv_dim}));
+    LOOM_TIMED_OP("attention", ops::AttentionBackward(datty3, qkv3, atty3, a.lse, heads_, kv_heads_, dqkv3));
+    LOOM_FULL_ROWS(in1, a.norm1);
     if (llama) {
-      LOOM_TIMED_OP("rope", ops::RopeBackward(dqkv3, c.heads, c.kv_heads, c.rope_theta));
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, a.norm1, P(p + "attn.qkv.weight"), &d_norm_,
-                                               G(p + "attn.qkv.weight"), nullptr));
-      LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_, x_in, P(p + "attn_norm.weight"), a.rstd1,
-                                                d_tmp_, G(p + "attn_norm.weight")));
+      LOOM_TIMED_OP("rope", ops::RopeBackward(dqkv3, heads_, kv_heads_, c.rope_theta));
+      LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, in1, P(p + "attn.qkv.weight"), &d_norm_,
+                                                  G(p + "attn.qkv.weight"), nullptr));
+      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+      LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, x_in, P(p + "attn_norm.weight"), a.rstd1,
+                                                 d_tmp_, G(p + "attn_norm.weight")));
     } else {
       Tensor g_qkv_b = G(p + "attn.qkv.bias");
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, a.norm1, P(p + "attn.qkv.weight"), &d_norm_,
-                                               G(p + "attn.qkv.weight"), &g_qkv_b));
-      LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_, x_in, P(p + "ln1.weight"), a.mean1,
-                                                  a.rstd1, d_tmp_, G(p + "ln1.weight"),
-                                                  G(p + "ln1.bias")));
+      LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, in1, P(p + "attn.qkv.weight"), &d_norm_,
+                                                  G(p + "attn.qkv.weight"), &g_qkv_b));
+      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+      LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_in, P(p + "ln1.weight"), a.mean1,
+                                                   a.rstd1, d_tmp_, G(p + "ln1.weight"),
+                                                   G(p + "ln1.bias")));
     }
     LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d x_in
+    if (llama) {
+      LOOM_RETURN_IF_ERROR(GradsReady({"attn_norm.weight", "attn.qkv.weight", "attn.proj.weight",
+                                       "mlp_norm.weight", "mlp.gate_up.weight", "mlp.down.weight"},
+                                      p));
+    } else {
+      LOOM_RETURN_IF_ERROR(GradsReady(
+          {"ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
+           "attn.proj.bias", "ln2.weight", "ln2.bias", "mlp.fc.weight", "mlp.fc.bias",
+           "mlp.proj.weight", "mlp.proj.bias"},
+          p));
+    }
   }
+  if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
   Tensor g_wpe;
   if (!llama) g_wpe = G("wpe.weight");
-  LOOM_ASSIGN_OR_RETURN(Tensor dres3, d_res_.Reshape(Shape{B, T, c.hidden}));
-  LOOM_TIMED_OP("embedding", ops::EmbeddingBackward(tokens, dres3, G("wte.weight"), llama ? nullptr : &g_wpe));
-  return absl::OkStatus();
+  LOOM_ASSIGN_OR_RETURN(Tensor dres3, d_full_.Reshape(Shape{B, T, c.hidden}));
+  LOOM_TIMED_OP("embedding",
+                ops::EmbeddingBackward(tokens, dres3, G("wte.weight"),
+                                       (llama || !full_row_grads_here) ? nullptr : &g_wpe,
+                                       vocab_start_));
+  if (llama) return GradsReady({"wte.weight"}, "");
+  return GradsReady({"wte.weight", "wpe.weight"}, "");
 }
+
+#undef LOOM_FULL_ROWS
 
 absl::StatusOr<float> GptModel::ForwardBackward(const Tensor& tokens, const Tensor& targets,
                                                 float loss_weight, bool backward) {
@@ -249,10 +404,26 @@ absl::StatusOr<float> GptModel::ForwardBackward(const Tensor& tokens, const Tens
   LOOM_RETURN_IF_ERROR(targets_dev_.CopyFrom(targets));
   LOOM_RETURN_IF_ERROR(RunForward(tokens_dev_));
   const int64_t N = B_ * T_;
-  LOOM_TIMED_OP("cross_entropy", ops::CrossEntropyForwardBackward(logits_, targets_dev_, losses_,
-                                                        backward ? &logits_ : nullptr,
-                                                        loss_weight / static_cast<float>(N),
-                                                        config_.vocab));
+  const float dloss = loss_weight / static_cast<float>(N);
+  const Tensor* dlogits = backward ? &logits_ : nullptr;
+  if (tp_ == nullptr) {
+    LOOM_TIMED_OP("cross_entropy", ops::CrossEntropyForwardBackward(logits_, targets_dev_, losses_,
+                                                                    dlogits, dloss, config_.vocab));
+  } else {
+    // Vocab-parallel: max, sum of exponentials and target logit reduced over the tensor group.
+    LOOM_TIMED_OP("cross_entropy", ops::LogitsRowMax(logits_, row_max_, valid_local_vocab_));
+    LOOM_TIMED_OP("tp_comm", tp_->AllReduce(row_max_, ReduceOp::kMax));
+    LOOM_TIMED_OP("cross_entropy",
+                  ops::LogitsSumExp(logits_, row_max_, sum_exp_, valid_local_vocab_));
+    LOOM_TIMED_OP("cross_entropy",
+                  ops::TargetLogit(logits_, targets_dev_, vocab_start_, target_logit_));
+    LOOM_TIMED_OP("tp_comm", tp_->AllReduce(sum_exp_, ReduceOp::kSum));
+    LOOM_TIMED_OP("tp_comm", tp_->AllReduce(target_logit_, ReduceOp::kSum));
+    LOOM_TIMED_OP("cross_entropy", ops::VocabParallelCrossEntropyFinish(
+                                       logits_, targets_dev_, vocab_start_, row_max_, sum_exp_,
+                                       target_logit_, losses_, dlogits, dloss,
+                                       valid_local_vocab_));
+  }
   LOOM_ASSIGN_OR_RETURN(std::vector<float> losses, losses_.ToFloatVector());
   double sum = 0.0;
   for (float v : losses) sum += v;

@@ -1,33 +1,56 @@
-// GptModel: a whole GPT-2 or LLaMA-style model on one device: parameters in one contiguous
-// buffer, gradients in another with the same layout, and the activations one forward pass
-// keeps for its backward pass (allocated for a (B, T) on first use and reused).
+// GptModel: a GPT-2 or LLaMA-style model, or this tensor rank's share of one: parameters in one
+// contiguous buffer laid out by the parameter table (model/gpt_params.h), fp32 gradients in
+// another with the same layout, and the activations one forward pass keeps for its backward
+// pass (allocated for a (B, T) on first use and reused).
 //
 // ForwardBackward computes the mean cross-entropy over the micro-batch and, when asked, ADDS
 // loss_weight * d(mean loss)/d(params) into the gradient buffer, so calling it once per
 // micro-batch with loss_weight = 1 / micro_batches accumulates the gradient of the mean loss
 // over the whole batch. Compute runs in the parameters' dtype (f32 on the CPU); norm
 // statistics, log-sum-exps and losses are always f32.
+//
+// Tensor parallelism (Megatron): with a tensor group of size tp, QKV and FC1 / gate_up are
+// column-parallel (attention runs on the local heads), the attention and MLP output projections
+// row-parallel (all-reduce of their output in forward, of their input's gradient in backward),
+// the embedding and LM head vocab-parallel with a vocab-parallel cross-entropy. A row-parallel
+// bias is added by tensor rank 0 only, before the reduction, so it counts once. With sequence
+// parallelism the activations between the column- and row-parallel regions (norms, residuals,
+// the embedding output) hold only this rank's contiguous block of the B*T rows: an all-gather
+// precedes each column-parallel GEMM (repeated in backward rather than stored) and a
+// reduce-scatter follows each row-parallel one; the gradients of replicated parameters are then
+// partial per rank and are all-reduced over the tensor group once they are final.
 #pragma once
 
 #include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include <functional>
+
 #include "model/gpt_config.h"
-#include "model/param_layout.h"
+#include "model/gpt_params.h"
+#include "parallel/communicator.h"
 #include "runtime/tensor.h"
 
 namespace loom {
 
+// How the model is split over its tensor group (none: the whole model on this rank).
+struct TensorParallelism {
+  Communicator* tp = nullptr;  // null or size 1: no tensor parallelism
+  bool sequence_parallel = false;
+};
+
 class GptModel {
  public:
-  // dtype is the compute dtype of parameters, gradients and activations: f32, or bf16 (GPU;
-  // the trainer then keeps fp32 master weights and casts into params() after each update).
+  // dtype is the compute dtype of parameters and activations: f32, or bf16 (GPU; the trainer
+  // then keeps fp32 master weights and casts into params() after each update). Refuses heads,
+  // kv heads, ffn or padded vocab that do not divide by tp.
   static absl::StatusOr<std::unique_ptr<GptModel>> Create(const GptConfig& config, Device* device,
-                                                          DType dtype = DType::kF32);
+                                                          DType dtype = DType::kF32,
+                                                          TensorParallelism tp = {});
 
   const GptConfig& config() const { return config_; }
-  const ParamLayout& layout() const { return layout_; }
+  const ParamTable& layout() const { return layout_; }
   Device* device() const { return device_; }
   DType dtype() const { return dtype_; }
   const Tensor& params() const { return params_; }
@@ -39,6 +62,22 @@ class GptModel {
 
   absl::Status ZeroGrads();
 
+  // Called with a parameter's index in layout().specs() once its gradient is final, in backward
+  // order, during backward passes made with final_backward = true (the last micro-batch of a
+  // step): the data-parallel reduction starts buckets from here while backward continues.
+  using GradReadyHook = std::function<absl::Status(int param_index)>;
+  void set_grad_ready_hook(GradReadyHook hook) { grad_ready_ = std::move(hook); }
+  // Marks the next backward passes as (not) the step's last: sequence parallelism all-reduces
+  // the replicated parameters' gradients over the tensor group then, and the hook fires.
+  void set_final_backward(bool final) { final_backward_ = final; }
+
+  int tp_size() const { return tp_size_; }
+  int tp_rank() const { return tp_rank_; }
+  bool sequence_parallel() const { return sp_; }
+  // Bytes of the activations kept for backward plus the forward/backward scratch, at the
+  // current (B, T).
+  int64_t activation_bytes() const { return activation_bytes_; }
+
   // tokens, targets: i32 [B, T] (host or device). Returns the mean loss over the B*T rows.
   absl::StatusOr<float> ForwardBackward(const Tensor& tokens, const Tensor& targets,
                                         float loss_weight, bool backward = true);
@@ -47,7 +86,7 @@ class GptModel {
   absl::StatusOr<Tensor> Forward(const Tensor& tokens);
 
  private:
-  GptModel(const GptConfig& config, Device* device);
+  GptModel(const GptConfig& config, Device* device, ParamTable layout);
   struct LayerActs {
     Tensor norm1, mean1, rstd1, qkv, atty, lse, res2, norm2, mean2, rstd2, fc, act, res3;
   };
@@ -57,22 +96,47 @@ class GptModel {
   Tensor P(const std::string& name) const;
   Tensor G(const std::string& name) const;
   absl::StatusOr<Tensor> Scratch(const Shape& shape, DType dtype);
+  // Tensor-parallel collectives (no-ops without a tensor group).
+  absl::Status TpAllReduce(const Tensor& t);
+  // Sequence-parallel: rows of this rank <-> all rows.
+  absl::Status GatherRows(const Tensor& shard, const Tensor& full);
+  absl::Status ScatterRows(const Tensor& full, const Tensor& shard);  // reduce-scatter (sum)
+  // The reduction after a row-parallel GEMM (all-reduce, or reduce-scatter into `shard`).
+  absl::Status ReduceRowParallel(const Tensor& full, const Tensor& shard);
+  // The conjugate before backward of a column-parallel GEMM's input gradient.
+  absl::Status ReduceInputGrad(const Tensor& partial_full, const Tensor& shard);
+  // The step's gradient of these parameters is complete (final backward only).
+  absl::Status GradsReady(std::initializer_list<const char*> suffixes, const std::string& prefix);
 
   GptConfig config_;
-  ParamLayout layout_;
+  ParamTable layout_;
   Device* device_;
   DType dtype_ = DType::kF32;
   Tensor params_, grads_;
   std::vector<const ParamSpec*> by_index_;
 
   int64_t B_ = 0, T_ = 0;
+  int64_t Ns_ = 0;  // rows of the activations between blocks: B*T, or B*T/tp with SP
+  Communicator* tp_ = nullptr;
+  int tp_size_ = 1, tp_rank_ = 0;
+  bool sp_ = false;
+  int heads_ = 0, kv_heads_ = 0;  // local heads
+  int64_t vocab_start_ = 0, local_vocab_ = 0, valid_local_vocab_ = 0;
+  GradReadyHook grad_ready_;
+  bool final_backward_ = true;
+  int64_t activation_bytes_ = 0;
+  Tensor gathered_;  // [N, C]: an all-gathered norm output (SP)
+  Tensor row_max_, sum_exp_, target_logit_;  // vocab-parallel cross-entropy, f32 [N]
   Tensor tokens_dev_, targets_dev_;
   Tensor emb_;  // [N, C] block 0 input
   std::vector<LayerActs> acts_;
-  Tensor proj_;  // forward scratch: output of a projection before its residual add
+  Tensor proj_;  // forward scratch: output of a projection before its residual add ([N, C])
+  Tensor proj_s_;  // its reduce-scattered rows (SP)
   Tensor normf_, meanf_, rstdf_, logits_, losses_;
   // Backward scratch.
   Tensor d_res_, d_tmp_, d_norm_, d_qkv_, d_atty_, d_fc_, d_act_;
+  Tensor d_full_;    // [N, C]: all rows of d_res_ (SP; otherwise d_res_ itself)
+  Tensor d_norm_s_;  // this rank's rows of d_norm_ after its reduction (SP; otherwise d_norm_)
 };
 
 }  // namespace loom

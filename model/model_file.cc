@@ -58,7 +58,7 @@ int32_t FloatToIntBits(float f) {
 
 // Walks llm.c's order, calling fn(global spec, layer-stacked chunk index) for each chunk.
 template <typename Fn>
-absl::Status ForEachLlmcChunk(const ParamLayout& layout, int layers, Fn fn) {
+absl::Status ForEachLlmcChunk(const ParamTable& layout, int layers, Fn fn) {
   for (const LlmcTensor& t : kLlmcOrder) {
     int reps = t.per_layer ? layers : 1;
     for (int l = 0; l < reps; ++l) {
@@ -91,7 +91,7 @@ absl::StatusOr<LoadedWeights> ReadLlmc(const std::string& path, const int32_t* h
   c.tied_embeddings = true;
   const size_t elem = version == 3 ? 4 : 2;
   LOOM_RETURN_IF_ERROR(CheckHeaderModel(path, c, size, elem));
-  ParamLayout layout = ParamLayout::ForGpt(c);
+  ParamTable layout = GptParamLayout(c);
   const size_t need = kHeaderInts * 4 + static_cast<size_t>(layout.total()) * elem;
   if (size < need) {
     return absl::DataLossError(absl::StrCat(path, ": file is ", size, " bytes, but its header (L=",
@@ -144,7 +144,7 @@ absl::StatusOr<LoadedWeights> ReadLoom(const std::string& path, const int32_t* h
   c.norm_eps = IntBitsToFloat(h[13]);
   c.rope_theta = IntBitsToFloat(h[14]);
   LOOM_RETURN_IF_ERROR(CheckHeaderModel(path, c, size, 4));
-  ParamLayout layout = ParamLayout::ForGpt(c);
+  ParamTable layout = GptParamLayout(c);
   const size_t need = kHeaderInts * 4 + static_cast<size_t>(layout.total()) * 4;
   if (size != need) {
     return absl::DataLossError(absl::StrCat(path, ": file is ", size,
@@ -179,7 +179,7 @@ absl::Status WriteLlmcModelFile(const std::string& path, const GptConfig& c,
     return absl::InvalidArgumentError(
         "llm.c's format holds GPT-2 models only (GPT2 family, tied embeddings, ffn = 4 * hidden)");
   }
-  ParamLayout layout = ParamLayout::ForGpt(c);
+  ParamTable layout = GptParamLayout(c);
   if (static_cast<int64_t>(params.size()) != layout.total()) {
     return absl::InvalidArgumentError(absl::StrCat("expected ", layout.total(), " parameters, got ",
                                                    params.size()));
@@ -211,7 +211,7 @@ absl::Status WriteLlmcModelFile(const std::string& path, const GptConfig& c,
 
 absl::Status WriteLoomModelFile(const std::string& path, const GptConfig& c,
                                 const std::vector<float>& params) {
-  ParamLayout layout = ParamLayout::ForGpt(c);
+  ParamTable layout = GptParamLayout(c);
   if (static_cast<int64_t>(params.size()) != layout.total()) {
     return absl::InvalidArgumentError(absl::StrCat("expected ", layout.total(), " parameters, got ",
                                                    params.size()));

@@ -3,7 +3,7 @@
 //    V, L, NH, C, Vp; then the 16 tensors in llm.c's order), so users can start from converted
 //    GPT-2 weights (`model.init_from`) and export back (`loom export --format llmc`).
 //  - loom model files (magic 20241128, version 1): any family, the header holds the full
-//    GptConfig and the parameters follow as f32 in ParamLayout order. Used for LLaMA-style
+//    GptConfig and the parameters follow as f32 in ParamTable order. Used for LLaMA-style
 //    models, which llm.c's format cannot describe.
 // Readers check the header, the size and the shape against what the caller expects and name
 // the file and the field in every error.
@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/gpt_config.h"
-#include "model/param_layout.h"
+#include "model/gpt_params.h"
 
 namespace loom {
 
@@ -23,7 +23,7 @@ inline constexpr int kLoomModelMagic = 20241128;
 
 struct LoadedWeights {
   GptConfig config;
-  std::vector<float> params;  // in ParamLayout::ForGpt(config) order
+  std::vector<float> params;  // in GptParamLayout(config) order
 };
 
 // Reads either format (told apart by the magic number).

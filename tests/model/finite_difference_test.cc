@@ -33,7 +33,7 @@ void CheckFiniteDifferences(bool llama) {
   auto m = GptModel::Create(c, CpuDevice());
   ASSERT_TRUE(m.ok()) << m.status();
   GptModel& model = **m;
-  const ParamLayout& layout = model.layout();
+  const ParamTable& layout = model.layout();
   std::vector<float> p(layout.total());
   for (const ParamSpec& s : layout.specs()) {
     const int64_t row = s.shape.rank() > 1 ? s.shape[1] : s.numel();

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "model/adamw.h"
+#include "parallel/adamw.h"
 #include "model/gpt.h"
 #include "model/model_file.h"
 #include "runtime/dtype.h"
@@ -61,7 +61,7 @@ TEST_P(GoldenTest, ModelFileHoldsTheFixtureWeights) {
   ASSERT_TRUE(p.ok());
   ASSERT_EQ(w->params.size(), p->size());
   EXPECT_EQ(std::memcmp(w->params.data(), p->data(), p->size() * 4), 0)
-      << file << " does not hold the fixture's parameters in ParamLayout order";
+      << file << " does not hold the fixture's parameters in ParamTable order";
 }
 
 TEST_P(GoldenTest, Logits) {

@@ -1,4 +1,4 @@
-// ParamLayout and InitParams: the flat layout is contiguous and flags decay on exactly the 2-D
+// ParamTable and InitParams: the flat layout is contiguous and flags decay on exactly the 2-D
 // weights; the init is a pure function of (seed, name, element), has GPT-2's statistics
 // (std 0.02, residual projections 0.02 / sqrt(2 * layers), norm weights 1, biases 0) and
 // leaves padded vocab rows zero.
@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "model/gpt_config.h"
-#include "model/param_layout.h"
+#include "model/gpt_params.h"
 #include "runtime/tensor.h"
 
 namespace loom {
@@ -46,7 +46,7 @@ GptConfig Llama() {
   return c;
 }
 
-std::vector<float> Init(const ParamLayout& layout, uint64_t seed) {
+std::vector<float> Init(const ParamTable& layout, uint64_t seed) {
   auto t = Tensor::Zeros(Shape{layout.total()}, DType::kF32, CpuDevice());
   EXPECT_TRUE(t.ok());
   absl::Status s = InitParams(layout, seed, *t);
@@ -54,9 +54,9 @@ std::vector<float> Init(const ParamLayout& layout, uint64_t seed) {
   return *t->ToFloatVector();
 }
 
-TEST(ParamLayout, ContiguousAndDecayOnTwoDimensionalWeights) {
+TEST(ParamTable, ContiguousAndDecayOnTwoDimensionalWeights) {
   for (const GptConfig& c : {Gpt2(2), Llama()}) {
-    ParamLayout l = ParamLayout::ForGpt(c);
+    ParamTable l = GptParamLayout(c);
     int64_t offset = 0;
     for (const ParamSpec& s : l.specs()) {
       EXPECT_EQ(s.offset, offset) << s.name;
@@ -66,18 +66,18 @@ TEST(ParamLayout, ContiguousAndDecayOnTwoDimensionalWeights) {
     }
     EXPECT_EQ(offset, l.total());
   }
-  ParamLayout l = ParamLayout::ForGpt(Gpt2(2));
+  ParamTable l = GptParamLayout(Gpt2(2));
   auto missing = l.Find("blocks.9.ln1.weight");
   ASSERT_FALSE(missing.ok());
   EXPECT_TRUE(absl::StrContains(missing.status().message(), "blocks.9.ln1.weight"));
   // GPT-2: 16 llm.c tensors; LLaMA has no wpe / biases and an untied head.
   EXPECT_EQ(l.specs().size(), 2u + 12u * 2 + 2u);
-  EXPECT_TRUE(ParamLayout::ForGpt(Llama()).Find("lm_head.weight").ok());
-  EXPECT_FALSE(ParamLayout::ForGpt(Llama()).Find("wpe.weight").ok());
+  EXPECT_TRUE(GptParamLayout(Llama()).Find("lm_head.weight").ok());
+  EXPECT_FALSE(GptParamLayout(Llama()).Find("wpe.weight").ok());
 }
 
 TEST(InitParams, SameSeedSameParamsOtherSeedOther) {
-  ParamLayout l = ParamLayout::ForGpt(Gpt2(2));
+  ParamTable l = GptParamLayout(Gpt2(2));
   std::vector<float> a = Init(l, 1337), b = Init(l, 1337), c = Init(l, 1338);
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
   // Every normal-initialised element differs between seeds (up to chance coincidences).
@@ -97,7 +97,7 @@ TEST(InitParams, SameSeedSameParamsOtherSeedOther) {
 // An element's value depends on (seed, name, index) only: a deeper model shares the shallower
 // model's parameters of the same name, wherever they sit in the buffer.
 TEST(InitParams, ValueDependsOnNameNotPosition) {
-  ParamLayout l2 = ParamLayout::ForGpt(Gpt2(2)), l4 = ParamLayout::ForGpt(Gpt2(4));
+  ParamTable l2 = GptParamLayout(Gpt2(2)), l4 = GptParamLayout(Gpt2(4));
   std::vector<float> a = Init(l2, 7), b = Init(l4, 7);
   int shared = 0;
   for (const ParamSpec& s : l2.specs()) {
@@ -122,7 +122,7 @@ TEST(InitParams, ValueDependsOnNameNotPosition) {
 }
 
 void CheckStatistics(const GptConfig& c) {
-  ParamLayout l = ParamLayout::ForGpt(c);
+  ParamTable l = GptParamLayout(c);
   std::vector<float> p = Init(l, 42);
   const float proj_std = 0.02f / std::sqrt(2.0f * c.layers);
   for (const ParamSpec& s : l.specs()) {
@@ -171,7 +171,7 @@ TEST(InitParams, Gpt2Statistics) { CheckStatistics(Gpt2(4)); }
 TEST(InitParams, LlamaStatistics) { CheckStatistics(Llama()); }
 
 TEST(InitParams, RefusesWrongBuffer) {
-  ParamLayout l = ParamLayout::ForGpt(Gpt2(2));
+  ParamTable l = GptParamLayout(Gpt2(2));
   auto t = Tensor::Zeros(Shape{l.total() - 1}, DType::kF32, CpuDevice());
   ASSERT_TRUE(t.ok());
   absl::Status s = InitParams(l, 1, *t);

@@ -11,7 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "model/param_layout.h"
+#include "model/gpt_params.h"
 #include "runtime/dtype.h"
 #include "runtime/files.h"
 #include "tests/model/model_testing.h"
@@ -51,7 +51,7 @@ GptConfig Llama() {
 }
 
 std::vector<float> RandomParams(const GptConfig& c, uint64_t seed) {
-  ParamLayout l = ParamLayout::ForGpt(c);
+  ParamTable l = GptParamLayout(c);
   auto t = Tensor::Zeros(Shape{l.total()}, DType::kF32, CpuDevice());
   EXPECT_TRUE(t.ok());
   EXPECT_TRUE(InitParams(l, seed, *t).ok());
@@ -115,14 +115,14 @@ TEST_F(ModelFileTest, LlmcBf16RoundTrip) {
   }
 }
 
-// llm.c's file order is not ParamLayout's: wte, wpe, then each per-layer tensor stacked over
+// llm.c's file order is not ParamTable's: wte, wpe, then each per-layer tensor stacked over
 // the layers. Check one element of each kind at the offset llm.c puts it.
 TEST_F(ModelFileTest, LlmcBodyIsInLlmcOrder) {
   const GptConfig c = Gpt2();
   std::vector<float> p = RandomParams(c, 5);
   ASSERT_TRUE(WriteLlmcModelFile(Path("m.bin"), c, p).ok());
   std::string bytes = FileBytes("m.bin");
-  ParamLayout l = ParamLayout::ForGpt(c);
+  ParamTable l = GptParamLayout(c);
   const int64_t C = c.hidden, L = c.layers, Vp = c.padded_vocab;
   auto at = [&](int64_t file_elem) {
     float v;

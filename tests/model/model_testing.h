@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "model/adamw.h"
+#include "parallel/adamw.h"
 #include "model/gpt.h"
 #include "model/gpt_config.h"
-#include "model/param_layout.h"
+#include "model/gpt_params.h"
 #include "ops/optimizer.h"
 #include "runtime/status.h"
 #include "tests/ops/fixture.h"
@@ -74,7 +74,7 @@ inline absl::StatusOr<GptConfig> ConfigFromFixture(const Fixture& fx) {
 // The fixture's "param/<name>" tensors laid out flat in `layout` order; every spec must be
 // there with its shape.
 inline absl::StatusOr<std::vector<float>> ParamsFromFixture(const Fixture& fx,
-                                                            const ParamLayout& layout) {
+                                                            const ParamTable& layout) {
   std::vector<float> flat(layout.total());
   for (const ParamSpec& s : layout.specs()) {
     LOOM_ASSIGN_OR_RETURN(Tensor t, fx.Get("param/" + s.name));

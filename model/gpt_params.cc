@@ -1,0 +1,88 @@
+#include "model/gpt_params.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace loom {
+
+namespace {
+
+class Builder {
+ public:
+  void Add(std::string name, Shape shape, TpSplit split, InitKind init, float std, bool decay,
+           std::vector<int64_t> parts = {}, int64_t zero_rows_from = -1, int64_t unit = 1) {
+    ParamDesc d;
+    d.name = std::move(name);
+    d.shape = std::move(shape);
+    d.split = split;
+    d.parts = std::move(parts);
+    d.init = init;
+    d.std = std;
+    d.decay = decay;
+    d.zero_rows_from = zero_rows_from;
+    d.split_unit = unit;
+    descs.push_back(std::move(d));
+  }
+  std::vector<ParamDesc> descs;
+};
+
+}  // namespace
+
+std::vector<ParamDesc> GptParamDescs(const GptConfig& c) {
+  Builder b;
+  const int64_t C = c.hidden, F = c.ffn_hidden, Vp = c.padded_vocab, hd = c.head_dim();
+  const std::vector<int64_t> qkv_parts = {c.heads * hd, c.kv_heads * hd, c.kv_heads * hd};
+  const float std = 0.02f;
+  // Residual projections are scaled by 1/sqrt(2 * layers) (GPT-2): each block adds two of them
+  // to the residual stream, so this keeps its variance independent of depth.
+  const float proj_std = std / std::sqrt(2.0f * c.layers);
+  const auto kN = InitKind::kNormal, kOnes = InitKind::kOnes, kZeros = InitKind::kZeros;
+  const auto kRep = TpSplit::kReplicated, kCol = TpSplit::kColumn, kRow = TpSplit::kRow;
+  b.Add("wte.weight", Shape{Vp, C}, TpSplit::kVocab, kN, std, true, {}, c.vocab);
+  if (!c.is_llama()) b.Add("wpe.weight", Shape{c.max_seq, C}, kRep, kN, std, true);
+  for (int i = 0; i < c.layers; ++i) {
+    std::string p = absl::StrCat("blocks.", i, ".");
+    if (c.is_llama()) {
+      b.Add(p + "attn_norm.weight", Shape{C}, kRep, kOnes, 0, false);
+      b.Add(p + "attn.qkv.weight", Shape{c.qkv_dim(), C}, kCol, kN, std, true, qkv_parts, -1, hd);
+      b.Add(p + "attn.proj.weight", Shape{C, C}, kRow, kN, proj_std, true);
+      b.Add(p + "mlp_norm.weight", Shape{C}, kRep, kOnes, 0, false);
+      b.Add(p + "mlp.gate_up.weight", Shape{2 * F, C}, kCol, kN, std, true, {F, F});
+      b.Add(p + "mlp.down.weight", Shape{C, F}, kRow, kN, proj_std, true);
+    } else {
+      b.Add(p + "ln1.weight", Shape{C}, kRep, kOnes, 0, false);
+      b.Add(p + "ln1.bias", Shape{C}, kRep, kZeros, 0, false);
+      b.Add(p + "attn.qkv.weight", Shape{c.qkv_dim(), C}, kCol, kN, std, true, qkv_parts, -1, hd);
+      b.Add(p + "attn.qkv.bias", Shape{c.qkv_dim()}, kCol, kZeros, 0, false, qkv_parts, -1, hd);
+      b.Add(p + "attn.proj.weight", Shape{C, C}, kRow, kN, proj_std, true);
+      b.Add(p + "attn.proj.bias", Shape{C}, kRep, kZeros, 0, false);
+      b.Add(p + "ln2.weight", Shape{C}, kRep, kOnes, 0, false);
+      b.Add(p + "ln2.bias", Shape{C}, kRep, kZeros, 0, false);
+      b.Add(p + "mlp.fc.weight", Shape{F, C}, kCol, kN, std, true);
+      b.Add(p + "mlp.fc.bias", Shape{F}, kCol, kZeros, 0, false);
+      b.Add(p + "mlp.proj.weight", Shape{C, F}, kRow, kN, proj_std, true);
+      b.Add(p + "mlp.proj.bias", Shape{C}, kRep, kZeros, 0, false);
+    }
+  }
+  if (c.is_llama()) {
+    b.Add("final_norm.weight", Shape{C}, kRep, kOnes, 0, false);
+  } else {
+    b.Add("ln_f.weight", Shape{C}, kRep, kOnes, 0, false);
+    b.Add("ln_f.bias", Shape{C}, kRep, kZeros, 0, false);
+  }
+  if (!c.tied_embeddings) {
+    b.Add("lm_head.weight", Shape{Vp, C}, TpSplit::kVocab, kN, std, true, {}, c.vocab);
+  }
+  return b.descs;
+}
+
+absl::StatusOr<ParamTable> GptParamTable(const GptConfig& config, int tp, int tp_rank) {
+  return ParamTable::Create(GptParamDescs(config), tp, tp_rank);
+}
+
+ParamTable GptParamLayout(const GptConfig& config) {
+  return *ParamTable::Create(GptParamDescs(config), 1, 0);
+}
+
+}  // namespace loom
