@@ -290,19 +290,24 @@ TEST(PipelineSimulatorTest, InterleavedInFlightIsMegatronsWarmupPlusOne) {
 }
 
 // Forward 1, backward 2 per chunk: the pipeline runs (m*v + p - 1) * 3, so idle / makespan is
-// (p-1)/(m+p-1) without chunks and (p-1)/(v*m+p-1) with them, on every stage.
+// (p-1)/(m+p-1) without chunks and (p-1)/(v*m+p-1) with them, on every stage. The makespan
+// (m*v + p - 1) * (forward + backward) holds for other backward costs too.
 TEST(PipelineSimulatorTest, BubbleFractionsAreTheFormulas) {
   for (const Case& c : AllCases()) {
     const int p = c.shape.stages, m = c.shape.micro_batches, v = c.shape.virtual_stages;
     const double expected = static_cast<double>(p - 1) / (v * m + p - 1);
+    const PipelineSchedule schedule = Build(c);
     for (SendMode mode : {SendMode::kRendezvous, SendMode::kEager}) {
-      PipelineCosts costs;
-      costs.send_mode = mode;
-      const PipelineSimulation sim = Simulate(Build(c), c.shape, costs);
-      EXPECT_NEAR(sim.makespan, 3.0 * (v * m + p - 1), 1e-9) << c.Name();
-      EXPECT_NEAR(sim.bubble_fraction, expected, 1e-9) << c.Name();
-      for (const StageReport& r : sim.stages) {
-        EXPECT_NEAR(r.bubble_fraction, expected, 1e-9) << c.Name();
+      for (double backward : {2.0, 0.5, 3.0}) {
+        PipelineCosts costs;
+        costs.send_mode = mode;
+        costs.backward = backward;
+        const PipelineSimulation sim = Simulate(schedule, c.shape, costs);
+        EXPECT_NEAR(sim.makespan, (1 + backward) * (v * m + p - 1), 1e-9) << c.Name();
+        EXPECT_NEAR(sim.bubble_fraction, expected, 1e-9) << c.Name();
+        for (const StageReport& r : sim.stages) {
+          EXPECT_NEAR(r.bubble_fraction, expected, 1e-9) << c.Name();
+        }
       }
     }
   }
