@@ -81,10 +81,10 @@ std::string ActionName(const Action& a, const PipelineShape& shape) {
 absl::Status ValidatePipelineShape(PipelineScheduleKind kind, const PipelineShape& shape) {
   const char* name = PipelineScheduleName(kind);
   if (shape.stages < 1 || shape.micro_batches < 1 || shape.virtual_stages < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pipeline schedule ", name, ": stages (", shape.stages, "), micro-batches (",
-        shape.micro_batches, ") and virtual stages (", shape.virtual_stages,
-        ") must each be >= 1"));
+    return absl::InvalidArgumentError(absl::StrCat("pipeline schedule ", name, ": stages (",
+                                                   shape.stages, "), micro-batches (",
+                                                   shape.micro_batches, ") and virtual stages (",
+                                                   shape.virtual_stages, ") must each be >= 1"));
   }
   if (kind == PipelineScheduleKind::kInterleaved) {
     if (shape.stages < 2 || shape.virtual_stages < 2) {
@@ -110,8 +110,8 @@ namespace {
 
 absl::Status CheckStage(const PipelineShape& shape, int stage) {
   if (stage < 0 || stage >= shape.stages) {
-    return absl::InvalidArgumentError(absl::StrCat("pipeline stage index ", stage,
-                                                   " is outside 0..", shape.stages - 1));
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipeline stage index ", stage, " is outside 0..", shape.stages - 1));
   }
   return absl::OkStatus();
 }
@@ -140,8 +140,7 @@ void Neighbour(const PipelineShape& shape, int stage, int chunk, bool before, in
   }
 }
 
-Transfer MakeTransfer(const PipelineShape& shape, int stage, TransferKind kind, int mb,
-                      int chunk) {
+Transfer MakeTransfer(const PipelineShape& shape, int stage, TransferKind kind, int mb, int chunk) {
   // Receiving an activation and sending a gradient use the edge before this chunk; the other
   // two use the edge after it.
   const bool before = kind == TransferKind::kRecvActivation || kind == TransferKind::kSendGrad;
@@ -159,11 +158,10 @@ void AppendInputs(const PipelineShape& shape, int stage, const Action& a,
                   std::vector<Transfer>* out) {
   const int k = shape.VirtualStage(stage, a.chunk), last = shape.virtual_total() - 1;
   if (a.kind == ActionKind::kForward && k > 0) {
-    out->push_back(MakeTransfer(shape, stage, TransferKind::kRecvActivation, a.micro_batch,
-                                a.chunk));
-  } else if (a.kind == ActionKind::kBackward && k < last) {
     out->push_back(
-        MakeTransfer(shape, stage, TransferKind::kRecvGrad, a.micro_batch, a.chunk));
+        MakeTransfer(shape, stage, TransferKind::kRecvActivation, a.micro_batch, a.chunk));
+  } else if (a.kind == ActionKind::kBackward && k < last) {
+    out->push_back(MakeTransfer(shape, stage, TransferKind::kRecvGrad, a.micro_batch, a.chunk));
   }
 }
 
@@ -172,11 +170,10 @@ void AppendOutputs(const PipelineShape& shape, int stage, const Action& a,
                    std::vector<Transfer>* out) {
   const int k = shape.VirtualStage(stage, a.chunk), last = shape.virtual_total() - 1;
   if (a.kind == ActionKind::kForward && k < last) {
-    out->push_back(MakeTransfer(shape, stage, TransferKind::kSendActivation, a.micro_batch,
-                                a.chunk));
-  } else if (a.kind == ActionKind::kBackward && k > 0) {
     out->push_back(
-        MakeTransfer(shape, stage, TransferKind::kSendGrad, a.micro_batch, a.chunk));
+        MakeTransfer(shape, stage, TransferKind::kSendActivation, a.micro_batch, a.chunk));
+  } else if (a.kind == ActionKind::kBackward && k > 0) {
+    out->push_back(MakeTransfer(shape, stage, TransferKind::kSendGrad, a.micro_batch, a.chunk));
   }
 }
 
@@ -223,7 +220,8 @@ absl::StatusOr<Steps> ComputeSteps(PipelineScheduleKind kind, const PipelineShap
       const int warmup = std::min((p - stage - 1) * 2 + (shape.virtual_stages - 1) * p, total);
       for (int k = 0; k < warmup; ++k) steps.push_back({InterleavedUnit(shape, k, true)});
       for (int k = 0; k < total - warmup; ++k) {
-        steps.push_back({InterleavedUnit(shape, warmup + k, true), InterleavedUnit(shape, k, false)});
+        steps.push_back(
+            {InterleavedUnit(shape, warmup + k, true), InterleavedUnit(shape, k, false)});
       }
       for (int k = total - warmup; k < total; ++k) {
         steps.push_back({InterleavedUnit(shape, k, false)});

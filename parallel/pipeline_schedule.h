@@ -58,28 +58,28 @@ inline bool IsGrad(TransferKind k) {
 // One point-to-point message as seen by one end. The message is identified by (activation or
 // gradient, micro_batch, boundary): `boundary` b is the edge between virtual stages b and b + 1,
 // which the activation crosses forwards and its gradient backwards. The other end holds the
-// same triple with the opposite direction; `boundary` * 2 * m style tags are the runtime's
-// business (MessageTag below gives one).
+// same triple with the opposite direction (a send there for a receive here); MessageTag turns
+// the triple into a point-to-point tag.
 struct Transfer {
   TransferKind kind;
-  int peer = -1;         // the neighbouring stage at the other end
+  int peer = -1;  // the neighbouring stage at the other end
   int micro_batch = -1;
-  int chunk = -1;        // this stage's chunk whose input (recv) or output (send) this is
-  int peer_chunk = -1;   // the chunk at the other end
-  int boundary = -1;     // virtual-stage edge crossed, 0 .. p*v - 2
+  int chunk = -1;       // this stage's chunk whose input (recv) or output (send) this is
+  int peer_chunk = -1;  // the chunk at the other end
+  int boundary = -1;    // virtual-stage edge crossed, 0 .. p*v - 2
   bool operator==(const Transfer&) const = default;
 };
 
-// A tag unique among the messages of one step: 2 * ((boundary * m) + micro_batch) + is_grad.
+// A tag unique among the messages of one step: 2 * (boundary * m + micro_batch) + is_grad.
 int MessageTag(const Transfer& t, const PipelineShape& shape);
 
 enum class ActionKind { kForward, kBackward, kExchange };
 
 struct Action {
   ActionKind kind;
-  int micro_batch = -1;              // Forward / Backward
-  int chunk = -1;                    // Forward / Backward
-  std::vector<Transfer> transfers;   // Exchange: issued together, completed together
+  int micro_batch = -1;             // Forward / Backward
+  int chunk = -1;                   // Forward / Backward
+  std::vector<Transfer> transfers;  // Exchange: issued together, completed together
 
   static Action Forward(int mb, int chunk) { return {ActionKind::kForward, mb, chunk, {}}; }
   static Action Backward(int mb, int chunk) { return {ActionKind::kBackward, mb, chunk, {}}; }

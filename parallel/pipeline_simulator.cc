@@ -37,7 +37,7 @@ std::string At(int stage, size_t index, const Action& a, const PipelineShape& sh
 // Checks indices and that each transfer names the neighbour its boundary implies, then pairs the
 // ends of every message.
 absl::StatusOr<std::map<MessageKey, MessageEnds>> PairMessages(const PipelineSchedule& schedule,
-                                                                const PipelineShape& shape) {
+                                                               const PipelineShape& shape) {
   const int p = shape.stages, v = shape.virtual_stages, m = shape.micro_batches;
   std::map<MessageKey, MessageEnds> messages;
   for (int s = 0; s < p; ++s) {
@@ -45,9 +45,9 @@ absl::StatusOr<std::map<MessageKey, MessageEnds>> PairMessages(const PipelineSch
       const Action& a = schedule[s][i];
       if (a.kind != ActionKind::kExchange) {
         if (a.micro_batch < 0 || a.micro_batch >= m || a.chunk < 0 || a.chunk >= v) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(At(s, i, a, shape), ": micro-batch must be in 0..", m - 1,
-                           " and chunk in 0..", v - 1));
+          return absl::InvalidArgumentError(absl::StrCat(At(s, i, a, shape),
+                                                         ": micro-batch must be in 0..", m - 1,
+                                                         " and chunk in 0..", v - 1));
         }
         if (!a.transfers.empty()) {
           return absl::InvalidArgumentError(
@@ -60,13 +60,13 @@ absl::StatusOr<std::map<MessageKey, MessageEnds>> PairMessages(const PipelineSch
       }
       for (const Transfer& t : a.transfers) {
         if (t.micro_batch < 0 || t.micro_batch >= m || t.chunk < 0 || t.chunk >= v) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(At(s, i, a, shape), ": transfer micro-batch must be in 0..", m - 1,
-                           " and chunk in 0..", v - 1));
+          return absl::InvalidArgumentError(absl::StrCat(At(s, i, a, shape),
+                                                         ": transfer micro-batch must be in 0..",
+                                                         m - 1, " and chunk in 0..", v - 1));
         }
         const int k = shape.VirtualStage(s, t.chunk);
-        const bool before = t.kind == TransferKind::kRecvActivation ||
-                            t.kind == TransferKind::kSendGrad;
+        const bool before =
+            t.kind == TransferKind::kRecvActivation || t.kind == TransferKind::kSendGrad;
         const int boundary = before ? k - 1 : k;
         const int other = before ? k - 1 : k + 1;  // the virtual stage at the other end
         if (other < 0 || other >= shape.virtual_total() || t.boundary != boundary ||
@@ -79,10 +79,9 @@ absl::StatusOr<std::map<MessageKey, MessageEnds>> PairMessages(const PipelineSch
         MessageEnds& e = messages[KeyOf(t)];
         int& end = IsSend(t.kind) ? e.send_stage : e.recv_stage;
         if (end != -1) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(At(s, i, a, shape), ": ", IsSend(t.kind) ? "sends " : "receives ",
-                           "the ", MessageName(KeyOf(t)), " a second time (first on stage ",
-                           end, ")"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              At(s, i, a, shape), ": ", IsSend(t.kind) ? "sends " : "receives ", "the ",
+              MessageName(KeyOf(t)), " a second time (first on stage ", end, ")"));
         }
         end = s;
       }
@@ -102,9 +101,9 @@ absl::StatusOr<std::map<MessageKey, MessageEnds>> PairMessages(const PipelineSch
 
 // What one stage has done so far.
 struct StageState {
-  size_t pc = 0;          // next action
-  double t = 0;           // when the stage is free
-  bool posted = false;    // the exchange at pc has been posted
+  size_t pc = 0;                                        // next action
+  double t = 0;                                         // when the stage is free
+  bool posted = false;                                  // the exchange at pc has been posted
   std::set<std::pair<int, int>> forwarded, backwarded;  // (mb, chunk)
   std::set<MessageKey> received;
   int in_flight = 0;
@@ -123,29 +122,27 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
                                                     const PipelineCosts& costs) {
   const int p = shape.stages;
   if (p < 1 || shape.micro_batches < 1 || shape.virtual_stages < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pipeline simulation: stages (", p, "), micro-batches (", shape.micro_batches,
-        ") and virtual stages (", shape.virtual_stages, ") must each be >= 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipeline simulation: stages (", p, "), micro-batches (", shape.micro_batches,
+                     ") and virtual stages (", shape.virtual_stages, ") must each be >= 1"));
   }
   if (static_cast<int>(schedule.size()) != p) {
     return absl::InvalidArgumentError(absl::StrCat("pipeline simulation: the schedule has ",
-                                                   schedule.size(), " stage lists, expected ",
-                                                   p));
+                                                   schedule.size(), " stage lists, expected ", p));
   }
   for (const auto* per : {&costs.stage_forward, &costs.stage_backward}) {
     if (!per->empty() && static_cast<int>(per->size()) != p) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "pipeline simulation: per-stage durations have ", per->size(), " entries, expected ",
-          p));
+          "pipeline simulation: per-stage durations have ", per->size(), " entries, expected ", p));
     }
   }
   for (int s = 0; s < p; ++s) {
     if (!(Duration(costs, s, true) >= 0) || !(Duration(costs, s, false) >= 0) ||
         !(costs.latency >= 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "pipeline simulation: durations and latency must be >= 0 (stage ", s, ": forward ",
-          Duration(costs, s, true), ", backward ", Duration(costs, s, false), ", latency ",
-          costs.latency, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("pipeline simulation: durations and latency must be >= 0 (stage ", s,
+                       ": forward ", Duration(costs, s, true), ", backward ",
+                       Duration(costs, s, false), ", latency ", costs.latency, ")"));
     }
   }
   auto paired = PairMessages(schedule, shape);
@@ -209,9 +206,9 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
               const bool ready = IsGrad(t.kind) ? st.backwarded.count({t.micro_batch, c}) > 0
                                                 : st.forwarded.count({t.micro_batch, c}) > 0;
               if (!ready) {
-                return absl::InvalidArgumentError(
-                    absl::StrCat(At(s, st.pc, a, shape), " sends the ", MessageName(KeyOf(t)),
-                                 " before computing it"));
+                return absl::InvalidArgumentError(absl::StrCat(At(s, st.pc, a, shape),
+                                                               " sends the ", MessageName(KeyOf(t)),
+                                                               " before computing it"));
               }
               messages[KeyOf(t)].send_posted = st.t;
             } else {
@@ -263,8 +260,8 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
         waits.push_back(absl::StrCat("stage ", t.peer, " to send the ", MessageName(KeyOf(t))));
       }
     }
-    stuck.push_back(absl::StrCat(At(s, st.pc, a, shape), " waits for ",
-                                 absl::StrJoin(waits, " and ")));
+    stuck.push_back(
+        absl::StrCat(At(s, st.pc, a, shape), " waits for ", absl::StrJoin(waits, " and ")));
   }
   if (!stuck.empty()) {
     return absl::FailedPreconditionError(
@@ -278,9 +275,9 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
         for (bool fwd : {true, false}) {
           const auto& done = fwd ? state[s].forwarded : state[s].backwarded;
           if (!done.count({mb, c})) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("stage ", s, " never runs the ", fwd ? "forward" : "backward",
-                             " of micro-batch ", mb, " chunk ", c));
+            return absl::InvalidArgumentError(absl::StrCat("stage ", s, " never runs the ",
+                                                           fwd ? "forward" : "backward",
+                                                           " of micro-batch ", mb, " chunk ", c));
           }
         }
       }
@@ -335,9 +332,9 @@ std::string FormatTimeline(const PipelineSchedule& schedule, const PipelineShape
                                         "idle", "exchange", "finish", "in-flight", "bubble"));
   for (size_t s = 0; s < sim.stages.size(); ++s) {
     const StageReport& r = sim.stages[s];
-    absl::StrAppend(&out, absl::StrFormat("%-6d %10.4g %10.4g %10.4g %10.4g %9d %7.4f\n", s,
-                                          r.busy, r.idle, r.exchange_wait, r.finish,
-                                          r.max_in_flight, r.bubble_fraction));
+    absl::StrAppend(
+        &out, absl::StrFormat("%-6d %10.4g %10.4g %10.4g %10.4g %9d %7.4f\n", s, r.busy, r.idle,
+                              r.exchange_wait, r.finish, r.max_in_flight, r.bubble_fraction));
   }
   absl::StrAppend(&out, absl::StrFormat("makespan %.4g, bubble fraction %.4f\n", sim.makespan,
                                         sim.bubble_fraction));

@@ -47,12 +47,12 @@ struct ActionTime {
 };
 
 struct StageReport {
-  double busy = 0;           // sum of compute durations
-  double idle = 0;           // makespan - busy
-  double exchange_wait = 0;  // time between posting exchanges and their completion
-  double finish = 0;         // end of the stage's last action
-  int max_in_flight = 0;     // most (mb, chunk) forwards done whose backward had not run
-  double bubble_fraction = 0;  // idle / makespan
+  double busy = 0;                // sum of compute durations
+  double idle = 0;                // makespan - busy
+  double exchange_wait = 0;       // time between posting exchanges and their completion
+  double finish = 0;              // end of the stage's last action
+  int max_in_flight = 0;          // most (mb, chunk) forwards done whose backward had not run
+  double bubble_fraction = 0;     // idle / makespan
   std::vector<ActionTime> times;  // one per action of the stage's list
 };
 

@@ -3,6 +3,8 @@
 // all stages together finish for many (p, m, v); the in-flight bounds of 1F1B and GPipe; the
 // bubble fractions (p-1)/(m+p-1) and (p-1)/(v*m+p-1), exactly; deadlocks and malformed
 // schedules are reported by name; the text forms.
+#include "parallel/pipeline_schedule.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -13,7 +15,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "parallel/pipeline_schedule.h"
 #include "parallel/pipeline_simulator.h"
 
 namespace loom {
@@ -75,16 +76,15 @@ TEST(PipelineScheduleTest, EachForwardOnceThenItsBackwardOnce) {
         if (a.kind == ActionKind::kExchange) continue;
         auto& at = a.kind == ActionKind::kForward ? forward_at : backward_at;
         const bool first = at.emplace(std::make_pair(a.micro_batch, a.chunk), i).second;
-        EXPECT_TRUE(first) << c.Name() << " stage " << s << " repeats "
-                           << ActionName(a, c.shape);
+        EXPECT_TRUE(first) << c.Name() << " stage " << s << " repeats " << ActionName(a, c.shape);
       }
       const size_t units = static_cast<size_t>(c.shape.micro_batches) * c.shape.virtual_stages;
       EXPECT_EQ(forward_at.size(), units) << c.Name() << " stage " << s;
       EXPECT_EQ(backward_at.size(), units) << c.Name() << " stage " << s;
       for (const auto& [id, at] : backward_at) {
         ASSERT_TRUE(forward_at.count(id)) << c.Name() << " stage " << s;
-        EXPECT_LT(forward_at[id], at) << c.Name() << " stage " << s << " micro-batch "
-                                      << id.first << " chunk " << id.second;
+        EXPECT_LT(forward_at[id], at)
+            << c.Name() << " stage " << s << " micro-batch " << id.first << " chunk " << id.second;
       }
     }
   }
@@ -376,10 +376,8 @@ TEST(PipelineSimulatorTest, ReportsADeadlockNamingStagesAndActions) {
   const PipelineShape sh{2, 1, 1};
   // Stage 0 waits for the gradient before it sends the activation the gradient comes from.
   const PipelineSchedule schedule = {
-      {Action::Forward(0, 0), X({T(kRecvG, 1, 0)}), X({T(kSendA, 1, 0)}),
-       Action::Backward(0, 0)},
-      {X({T(kRecvA, 0, 0)}), Action::Forward(0, 0), Action::Backward(0, 0),
-       X({T(kSendG, 0, 0)})},
+      {Action::Forward(0, 0), X({T(kRecvG, 1, 0)}), X({T(kSendA, 1, 0)}), Action::Backward(0, 0)},
+      {X({T(kRecvA, 0, 0)}), Action::Forward(0, 0), Action::Backward(0, 0), X({T(kSendG, 0, 0)})},
   };
   for (SendMode mode : {SendMode::kRendezvous, SendMode::kEager}) {
     PipelineCosts costs;
@@ -388,11 +386,13 @@ TEST(PipelineSimulatorTest, ReportsADeadlockNamingStagesAndActions) {
     ASSERT_FALSE(sim.ok());
     const std::string msg(sim.status().message());
     EXPECT_TRUE(absl::StrContains(msg, "pipeline deadlock")) << msg;
-    EXPECT_TRUE(absl::StrContains(msg, "stage 0 action 1 (X[recv g0 from s1]) waits for stage 1 "
-                                       "to send the gradient of micro-batch 0"))
+    EXPECT_TRUE(absl::StrContains(msg,
+                                  "stage 0 action 1 (X[recv g0 from s1]) waits for stage 1 "
+                                  "to send the gradient of micro-batch 0"))
         << msg;
-    EXPECT_TRUE(absl::StrContains(msg, "stage 1 action 0 (X[recv a0 from s0]) waits for stage 0 "
-                                       "to send the activation of micro-batch 0"))
+    EXPECT_TRUE(absl::StrContains(msg,
+                                  "stage 1 action 0 (X[recv a0 from s0]) waits for stage 0 "
+                                  "to send the activation of micro-batch 0"))
         << msg;
   }
 }
@@ -405,11 +405,9 @@ TEST(PipelineSimulatorTest, UnpairedSendsDeadlockWhenSendsWaitForReceives) {
   const PipelineShape sh{2, 2, 1};
   const PipelineSchedule split = {
       {Action::Forward(0, 0), X({T(kSendA, 1, 0)}), Action::Forward(1, 0), X({T(kSendA, 1, 1)}),
-       X({T(kRecvG, 1, 0)}), Action::Backward(0, 0), X({T(kRecvG, 1, 1)}),
-       Action::Backward(1, 0)},
+       X({T(kRecvG, 1, 0)}), Action::Backward(0, 0), X({T(kRecvG, 1, 1)}), Action::Backward(1, 0)},
       {X({T(kRecvA, 0, 0)}), Action::Forward(0, 0), Action::Backward(0, 0), X({T(kSendG, 0, 0)}),
-       X({T(kRecvA, 0, 1)}), Action::Forward(1, 0), Action::Backward(1, 0),
-       X({T(kSendG, 0, 1)})},
+       X({T(kRecvA, 0, 1)}), Action::Forward(1, 0), Action::Backward(1, 0), X({T(kSendG, 0, 1)})},
   };
   PipelineCosts eager;
   eager.send_mode = SendMode::kEager;
@@ -418,11 +416,13 @@ TEST(PipelineSimulatorTest, UnpairedSendsDeadlockWhenSendsWaitForReceives) {
   auto strict = SimulatePipeline(split, sh, {});
   ASSERT_FALSE(strict.ok());
   const std::string msg(strict.status().message());
-  EXPECT_TRUE(absl::StrContains(msg, "stage 0 action 3 (X[send a1 to s1]) waits for stage 1 to "
-                                     "receive the activation of micro-batch 1"))
+  EXPECT_TRUE(absl::StrContains(msg,
+                                "stage 0 action 3 (X[send a1 to s1]) waits for stage 1 to "
+                                "receive the activation of micro-batch 1"))
       << msg;
-  EXPECT_TRUE(absl::StrContains(msg, "stage 1 action 3 (X[send g0 to s0]) waits for stage 0 to "
-                                     "receive the gradient of micro-batch 0"))
+  EXPECT_TRUE(absl::StrContains(msg,
+                                "stage 1 action 3 (X[send g0 to s0]) waits for stage 0 to "
+                                "receive the gradient of micro-batch 0"))
       << msg;
   // The same computes paired by the rule finish either way, in the same time.
   const PipelineSimulation paired = Simulate(Build({Kind::kOneFOneB, sh}), sh);
@@ -443,8 +443,9 @@ TEST(PipelineSimulatorTest, RejectsMalformedSchedules) {
   // run without input).
   PipelineSchedule no_recv = good;
   no_recv[1].erase(no_recv[1].begin());
-  expect_error(no_recv, "activation of micro-batch 0 across virtual-stage boundary 0 is sent by "
-                        "stage 0 but never received");
+  expect_error(no_recv,
+               "activation of micro-batch 0 across virtual-stage boundary 0 is sent by "
+               "stage 0 but never received");
   // Stage 1 runs the forward before receiving its input.
   PipelineSchedule early = good;
   std::swap(early[1][0], early[1][1]);
