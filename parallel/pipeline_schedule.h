@@ -12,7 +12,10 @@
 //   compute's input comes before that compute;
 // - the pairing rule: the exchange between two consecutive computes of a stage holds the
 //   outputs of the first (its sends) and the inputs of the second (its receives); issued that
-//   way the stages cannot deadlock, even when a send completes only once its receive is posted.
+//   way the stages cannot deadlock, even when a send completes only once its receive is posted;
+// - between any two stages, the messages one sends the other (in list order, and in order within
+//   an exchange) are received in that same order, so a transport that matches by order alone
+//   (NCCL, or MPI with one tag) pairs them right. MessageTag gives a tag per message anyway.
 //
 // Chunk numbering follows Megatron and DerivedNumbers::chunk_layers: model chunk c of stage s is
 // virtual stage c * p + s in model order (chunk 0 on stages 0..p-1, then chunk 1, ...).

@@ -142,6 +142,25 @@ TEST(PipelineScheduleTest, EverySendHasExactlyOneReceiveOnTheNeighbour) {
   }
 }
 
+// NCCL matches sends and receives between two ranks by order alone (and MPI does with one
+// tag): for every ordered pair of stages, the messages one sends to the other, in list order,
+// are the messages the other receives from it, in the same order.
+TEST(PipelineScheduleTest, MessagesBetweenTwoStagesAreReceivedInTheOrderSent) {
+  for (const Case& c : AllCases()) {
+    const PipelineSchedule schedule = Build(c);
+    std::map<std::pair<int, int>, std::vector<std::tuple<bool, int, int>>> sent, received;
+    for (int s = 0; s < c.shape.stages; ++s) {
+      for (const Action& a : schedule[s]) {
+        for (const Transfer& t : a.transfers) {
+          auto& seq = IsSend(t.kind) ? sent[{s, t.peer}] : received[{t.peer, s}];
+          seq.push_back({IsGrad(t.kind), t.micro_batch, t.boundary});
+        }
+      }
+    }
+    EXPECT_EQ(sent, received) << c.Name();
+  }
+}
+
 // Each compute's inputs are received in the exchange right before its step and its outputs
 // sent in the exchange right after: the builder's transfers are the ones the chunk numbering
 // implies, nothing more.
