@@ -594,9 +594,9 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
       }
     }
   }
-  if (vs > 1 && p.schedule() == ParallelConfig::ONE_F_ONE_B) {
-    add("parallel.virtual_stages (", vs,
-        ") > 1 needs parallel.schedule INTERLEAVED (got ONE_F_ONE_B)");
+  if (vs > 1 && p.schedule() != ParallelConfig::INTERLEAVED) {
+    add("parallel.virtual_stages (", vs, ") > 1 needs parallel.schedule INTERLEAVED (got ",
+        ParallelConfig::Schedule_Name(p.schedule()), ")");
   }
   if (vs > 1 && pp == 1) {
     add("parallel.virtual_stages (", vs, ") > 1 needs parallel.pp > 1 (got 1)");

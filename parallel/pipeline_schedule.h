@@ -1,0 +1,118 @@
+// Pipeline schedules as plain data. A schedule is a pure function of (pipeline stages p,
+// micro-batches m, virtual stages v, stage index) returning that stage's ordered actions:
+// Forward(mb, chunk), Backward(mb, chunk) and Exchange, a group of sends and receives of
+// activations and their gradients that a runtime issues together as one batched isend/irecv and
+// waits for as a whole. Nothing here communicates; the simulator (pipeline_simulator.h) runs all
+// stages' lists together to prove they finish and to time them. docs/pipeline.md has the model.
+//
+// Promises, for every shape the builders accept (checked by tests/parallel/pipeline_schedule_test):
+// - each (micro-batch, chunk) of a stage is run forward exactly once and backward exactly once,
+//   the forward first;
+// - every send has exactly one matching receive on the neighbouring stage, and the receive of a
+//   compute's input comes before that compute;
+// - the pairing rule: the exchange between two consecutive computes of a stage holds the
+//   outputs of the first (its sends) and the inputs of the second (its receives); issued that
+//   way the stages cannot deadlock, even when a send completes only once its receive is posted;
+// - between any two stages, the messages one sends the other (in list order, and in order within
+//   an exchange) are received in that same order, so a transport that matches by order alone
+//   (NCCL, or MPI with one tag) pairs them right. MessageTag gives a tag per message anyway.
+//
+// Chunk numbering follows Megatron and DerivedNumbers::chunk_layers: model chunk c of stage s is
+// virtual stage c * p + s in model order (chunk 0 on stages 0..p-1, then chunk 1, ...).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/job.pb.h"
+
+namespace loom {
+
+enum class PipelineScheduleKind {
+  kGPipe,        // all forwards, then all backwards (GPipe); v must be 1
+  kOneFOneB,     // PipeDream-flush / Megatron's non-interleaved 1F1B; v must be 1
+  kInterleaved,  // Megatron's interleaved 1F1B over v >= 2 chunks per stage; m % p == 0
+};
+
+// "gpipe", "1f1b", "interleaved".
+const char* PipelineScheduleName(PipelineScheduleKind kind);
+// The config's parallel.schedule as a kind.
+PipelineScheduleKind PipelineScheduleFromConfig(ParallelConfig::Schedule schedule);
+
+struct PipelineShape {
+  int stages = 1;          // p, pipeline-parallel ranks
+  int micro_batches = 1;   // m, micro-batches per step on one data-parallel rank
+  int virtual_stages = 1;  // v, model chunks per stage
+  int virtual_total() const { return stages * virtual_stages; }
+  // Global (model-order) index of chunk `chunk` of stage `stage`.
+  int VirtualStage(int stage, int chunk) const { return chunk * stages + stage; }
+};
+
+enum class TransferKind { kSendActivation, kRecvActivation, kSendGrad, kRecvGrad };
+const char* TransferKindName(TransferKind kind);  // "send_act", "recv_act", "send_grad", ...
+inline bool IsSend(TransferKind k) {
+  return k == TransferKind::kSendActivation || k == TransferKind::kSendGrad;
+}
+inline bool IsGrad(TransferKind k) {
+  return k == TransferKind::kSendGrad || k == TransferKind::kRecvGrad;
+}
+
+// One point-to-point message as seen by one end. The message is identified by (activation or
+// gradient, micro_batch, boundary): `boundary` b is the edge between virtual stages b and b + 1,
+// which the activation crosses forwards and its gradient backwards. The other end holds the
+// same triple with the opposite direction (a send there for a receive here); MessageTag turns
+// the triple into a point-to-point tag.
+struct Transfer {
+  TransferKind kind;
+  int peer = -1;  // the neighbouring stage at the other end
+  int micro_batch = -1;
+  int chunk = -1;       // this stage's chunk whose input (recv) or output (send) this is
+  int peer_chunk = -1;  // the chunk at the other end
+  int boundary = -1;    // virtual-stage edge crossed, 0 .. p*v - 2
+  bool operator==(const Transfer&) const = default;
+};
+
+// A tag unique among the messages of one step: 2 * (boundary * m + micro_batch) + is_grad.
+int MessageTag(const Transfer& t, const PipelineShape& shape);
+
+enum class ActionKind { kForward, kBackward, kExchange };
+
+struct Action {
+  ActionKind kind;
+  int micro_batch = -1;             // Forward / Backward
+  int chunk = -1;                   // Forward / Backward
+  std::vector<Transfer> transfers;  // Exchange: issued together, completed together
+
+  static Action Forward(int mb, int chunk) { return {ActionKind::kForward, mb, chunk, {}}; }
+  static Action Backward(int mb, int chunk) { return {ActionKind::kBackward, mb, chunk, {}}; }
+  bool operator==(const Action&) const = default;
+};
+
+// "F3" / "B3" for v == 1, "F3.1" (micro-batch 3, chunk 1) otherwise; an exchange as
+// "X[send_act mb3 c0->s1c0, recv_grad mb2 c0<-s1c0]".
+std::string ActionName(const Action& a, const PipelineShape& shape);
+
+// Checks p >= 1, m >= 1, v >= 1 and what `kind` needs (v == 1 for GPipe and 1F1B; p >= 2,
+// v >= 2 and m % p == 0 for interleaved), naming the numbers in the error.
+absl::Status ValidatePipelineShape(PipelineScheduleKind kind, const PipelineShape& shape);
+
+// The compute order alone (Forward/Backward actions, no exchanges) of `stage`.
+absl::StatusOr<std::vector<Action>> PipelineComputeOrder(PipelineScheduleKind kind,
+                                                         const PipelineShape& shape, int stage);
+
+// The full action list of `stage`: the compute order with the exchanges of the pairing rule.
+absl::StatusOr<std::vector<Action>> BuildStageSchedule(PipelineScheduleKind kind,
+                                                       const PipelineShape& shape, int stage);
+
+// All stages' lists, index = stage.
+using PipelineSchedule = std::vector<std::vector<Action>>;
+absl::StatusOr<PipelineSchedule> BuildPipelineSchedule(PipelineScheduleKind kind,
+                                                       const PipelineShape& shape);
+
+// The action lists, one line per stage: "stage 0: F0 X[...] F1 ...". For debugging and tests;
+// FormatTimeline (pipeline_simulator.h) shows them in time.
+std::string FormatSchedule(const PipelineSchedule& schedule, const PipelineShape& shape,
+                           bool show_exchanges = true);
+
+}  // namespace loom
