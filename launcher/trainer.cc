@@ -75,17 +75,20 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   t->world_ = world;
   LOOM_ASSIGN_OR_RETURN(t->numbers_, DeriveNumbers(config, world->size()));
   const DerivedNumbers& n = t->numbers_;
-  if (n.tp > 1 || n.pp > 1) {
+  if (n.pp > 1) {
     return absl::UnimplementedError(absl::StrCat(
-        "parallel.tp = ", n.tp, " and parallel.pp = ", n.pp,
-        ": this trainer runs data parallelism only so far (tp = pp = 1)"));
+        "parallel.pp = ", n.pp,
+        ": this trainer runs data and tensor parallelism only so far (pp = 1)"));
   }
   if (!config.checkpoint().dir().empty()) {
     return absl::UnimplementedError(absl::StrCat(
         "checkpoint.dir = \"", config.checkpoint().dir(),
         "\": this build cannot save checkpoints yet; clear the field to train without them"));
   }
-  SetLogRankInfo(world->rank(), world->rank(), 0, 0);
+  LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp));
+  LOOM_ASSIGN_OR_RETURN(t->groups_, ProcessGroups::Create(*world, grid));
+  const GridCoord& coord = t->groups_->coord();
+  SetLogRankInfo(world->rank(), coord.dp, coord.pp, coord.tp);
   if (config.runtime().threads_per_rank() > 0) {
     omp_set_num_threads(config.runtime().threads_per_rank());
     openblas_set_num_threads(config.runtime().threads_per_rank());
@@ -106,7 +109,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   opts.seq_len = config.data().seq_len();
   opts.seed = static_cast<uint64_t>(config.data().seed());
   opts.shuffle = config.data().shuffle();
-  opts.dp_rank = world->rank();
+  opts.dp_rank = coord.dp;
   opts.dp_size = n.dp;
   {
     auto data = DataLoader::Open(opts);
@@ -138,8 +141,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     LOOM_RETURN_IF_ERROR(CheckSameShape(gpt, w->config, config.model().init_from()));
     init = std::move(*w);
   }
-  LOOM_ASSIGN_OR_RETURN(t->model_,
-                        GptModel::Create(gpt, t->device_, bf16 ? DType::kBF16 : DType::kF32));
+  TensorParallelism tpar;
+  tpar.tp = &t->groups_->tp();
+  tpar.sequence_parallel = config.parallel().sequence_parallel();
+  LOOM_ASSIGN_OR_RETURN(
+      t->model_, GptModel::Create(gpt, t->device_, bf16 ? DType::kBF16 : DType::kF32, tpar));
   if (bf16) {
     LOOM_ASSIGN_OR_RETURN(t->master_, Tensor::Empty(Shape{t->model_->layout().total()},
                                                     DType::kF32, t->device_));
@@ -147,7 +153,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     t->master_ = t->model_->params();
   }
   if (init) {
-    LOOM_RETURN_IF_ERROR(t->master_.CopyFromFloats(init->params));
+    LOOM_ASSIGN_OR_RETURN(std::vector<float> mine,
+                          SliceGlobalParams(t->model_->layout(), init->params));
+    LOOM_RETURN_IF_ERROR(t->master_.CopyFromFloats(mine));
   } else {
     LOOM_RETURN_IF_ERROR(InitParams(t->model_->layout(),
                                     static_cast<uint64_t>(config.runtime().seed()), t->master_));
@@ -161,6 +169,16 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(t->model_->layout(), adam, t->device_));
   t->optimizer_ = std::move(opt);
   LOOM_ASSIGN_OR_RETURN(t->norm_acc_, Tensor::Zeros(Shape{1}, DType::kF32, t->device_));
+  // The gradient norm counts each parameter once: a parameter replicated over the tensor group
+  // is counted on tensor rank 0 only, the slices of split ones on every rank.
+  for (const ParamSpec& s : t->model_->layout().specs()) {
+    if (s.grad_replicated_over_tp() && coord.tp != 0) continue;
+    if (!t->norm_runs_.empty() && t->norm_runs_.back().second == s.offset) {
+      t->norm_runs_.back().second = s.offset + s.numel();
+    } else {
+      t->norm_runs_.push_back({s.offset, s.offset + s.numel()});
+    }
+  }
 
   const std::string& run_dir = config.logging().run_dir();
   if (world->rank() == 0 && !run_dir.empty()) {
@@ -200,19 +218,24 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
 }
 
 absl::Status Trainer::AllReduceGrads() {
-  if (world_->size() == 1) return absl::OkStatus();
-  if (!device_->is_cpu()) {
-    return absl::UnimplementedError("data parallelism on CUDA needs the NCCL communicator");
-  }
-  const Tensor& g = model_->grads();
-  return world_->comm().AllReduce(g, ReduceOp::kAvg);
+  Communicator& dp = groups_->dp();
+  if (dp.size() == 1) return absl::OkStatus();
+  Timer timer;
+  LOOM_RETURN_IF_ERROR(dp.AllReduce(model_->grads(), ReduceOp::kAvg));
+  dp_comm_s_ += timer.Seconds();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<double> Trainer::GradNorm() {
   LOOM_RETURN_IF_ERROR(norm_acc_.Fill0());
-  LOOM_RETURN_IF_ERROR(ops::SumOfSquaresAccumulate(model_->grads(), norm_acc_));
+  for (const auto& [begin, end] : norm_runs_) {
+    LOOM_RETURN_IF_ERROR(
+        ops::SumOfSquaresAccumulate(model_->grads().FlatView(begin, end - begin), norm_acc_));
+  }
   LOOM_ASSIGN_OR_RETURN(std::vector<float> v, norm_acc_.ToFloatVector());
-  return std::sqrt(static_cast<double>(v[0]));
+  double sq[1] = {static_cast<double>(v[0])};
+  LOOM_RETURN_IF_ERROR(groups_->model().AllReduceHost(absl::MakeSpan(sq, 1), ReduceOp::kSum));
+  return std::sqrt(sq[0]);
 }
 
 absl::StatusOr<float> Trainer::Step() {
@@ -226,13 +249,16 @@ absl::StatusOr<float> Trainer::Step() {
                                                 absl::MakeSpan(targets_)));
     Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
+    // The last micro-batch's backward finalises each gradient (sequence parallelism sums the
+    // replicated parameters' gradients over the tensor group then).
+    model_->set_final_backward(k == accum - 1);
     LOOM_ASSIGN_OR_RETURN(float loss,
                           model_->ForwardBackward(in, tg, 1.0f / static_cast<float>(accum)));
     loss_sum += loss;
   }
   LOOM_RETURN_IF_ERROR(AllReduceGrads());
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
-  LOOM_RETURN_IF_ERROR(world_->comm().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
+  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
   LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNorm());
   const double clip = config_.optimizer().grad_clip();
   float grad_scale = 1.0f;
@@ -264,8 +290,9 @@ absl::StatusOr<float> Trainer::Evaluate() {
     LOOM_ASSIGN_OR_RETURN(float loss, model_->ForwardBackward(in, tg, 1.0f, /*backward=*/false));
     sum[0] += loss;
   }
-  LOOM_RETURN_IF_ERROR(world_->comm().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
-  return static_cast<float>(sum[0] / (static_cast<double>(batches) * world_->size()));
+  // Tensor ranks hold the same loss; the data-parallel replicas saw different batches.
+  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
+  return static_cast<float>(sum[0] / (static_cast<double>(batches) * groups_->dp().size()));
 }
 
 absl::StatusOr<std::vector<int32_t>> Trainer::Sample(const std::vector<int32_t>& prompt,
@@ -282,8 +309,17 @@ absl::StatusOr<std::vector<int32_t>> Trainer::Sample(const std::vector<int32_t>&
     std::copy(seq.end() - len, seq.end(), window.begin());
     Tensor in = Tensor::View(window.data(), Shape{1, T}, DType::kI32, CpuDevice());
     LOOM_ASSIGN_OR_RETURN(Tensor logits, model_->Forward(in));
-    LOOM_ASSIGN_OR_RETURN(Tensor row, logits.Slice(len - 1, len).Reshape(Shape{Vp}));
+    // This rank's vocab slice of the last position's logits; the tensor group gathers the rest.
+    const int64_t Vl = logits.dim(1);
+    LOOM_ASSIGN_OR_RETURN(Tensor row, logits.Slice(len - 1, len).Reshape(Shape{Vl}));
     LOOM_ASSIGN_OR_RETURN(std::vector<float> l, row.ToFloatVector());
+    if (Vl != Vp) {
+      std::vector<float> all(Vp);
+      Tensor mine = Tensor::View(l.data(), Shape{Vl}, DType::kF32, CpuDevice());
+      LOOM_RETURN_IF_ERROR(groups_->tp().AllGather(
+          mine, Tensor::View(all.data(), Shape{Vp}, DType::kF32, CpuDevice())));
+      l = std::move(all);
+    }
     // Top-k: softmax over the k largest real-vocab logits, then one Philox uniform draw.
     std::vector<int32_t> ids(V);
     for (int64_t v = 0; v < V; ++v) ids[v] = static_cast<int32_t>(v);
@@ -308,6 +344,7 @@ absl::StatusOr<std::vector<int32_t>> Trainer::Sample(const std::vector<int32_t>&
 
 absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double step_seconds) {
   interval_seconds_ += step_seconds;
+  interval_step_seconds_ += step_seconds;
   interval_tokens_ += numbers_.tokens_per_step;
   const int64_t total = numbers_.steps_this_run;
   const bool last = step_ == total;
@@ -326,6 +363,17 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
   interval_tokens_ = 0;
   const double eta = elapsed_s_ / std::max<int64_t>(1, step_) * (total - step_);
   LOOM_LOG(INFO) << FormatConsoleLine(m, total, elapsed_s_, eta);
+  if (numbers_.tp > 1 || numbers_.dp > 1) {
+    const double per = 1e3 / std::max<int64_t>(1, interval_steps_);
+    const double comm = tp_comm_s_ + sp_comm_s_ + dp_comm_s_;
+    LOOM_LOG(INFO) << absl::StrFormat(
+        "communication per step: tensor-parallel %.1f ms, sequence-parallel %.1f ms, "
+        "data-parallel %.1f ms (%.0f%% of the step)",
+        tp_comm_s_ * per, sp_comm_s_ * per, dp_comm_s_ * per,
+        interval_step_seconds_ > 0 ? 100.0 * comm / interval_step_seconds_ : 0.0);
+  }
+  tp_comm_s_ = sp_comm_s_ = dp_comm_s_ = interval_step_seconds_ = 0;
+  interval_steps_ = 0;
   if (metrics_) LOOM_RETURN_IF_ERROR(metrics_->Log(m));
   if (tensorboard_) LOOM_RETURN_IF_ERROR(tensorboard_->WriteScalars(step_, TensorBoardScalars(m)));
   return absl::OkStatus();
@@ -340,12 +388,25 @@ absl::Status Trainer::Run() {
     LOOM_ASSIGN_OR_RETURN(float loss, Step());
     const double seconds = timer.Seconds();
     elapsed_s_ += seconds;
+    const GptModel::CommTimes ct = model_->TakeCommTimes();
+    tp_comm_s_ += ct.tp_seconds;
+    sp_comm_s_ += ct.sp_seconds;
+    ++interval_steps_;
+    if (step_ == 1) {
+      LOOM_LOG(INFO) << "activations: "
+                     << absl::StrFormat("%.1f MiB", model_->activation_bytes() / 1048576.0)
+                     << " per rank at micro-batch " << config_.parallel().micro_batch_size()
+                     << " x " << config_.data().seq_len() << " (tp " << numbers_.tp
+                     << ", sequence parallel " << (model_->sequence_parallel() ? "on" : "off")
+                     << ")";
+    }
     std::optional<float> val;
     if (val_data_ && eval_every > 0 && (step_ % eval_every == 0 || step_ == total)) {
       LOOM_ASSIGN_OR_RETURN(val, Evaluate());
     }
     LOOM_RETURN_IF_ERROR(LogStep(loss, val, seconds));
-    if (sample_every > 0 && tokenizer_ && world_->rank() == 0 &&
+    // The tensor group of the first replica samples together (its ranks hold vocab slices).
+    if (sample_every > 0 && tokenizer_ && groups_->coord().dp == 0 && groups_->coord().pp == 0 &&
         (step_ % sample_every == 0 || step_ == total)) {
       LOOM_ASSIGN_OR_RETURN(std::vector<int32_t> out,
                             Sample({tokenizer_->eot()}, config_.logging().sample_length()));

@@ -22,6 +22,7 @@
 #include "data/tokenizer.h"
 #include "parallel/adamw.h"
 #include "model/gpt.h"
+#include "parallel/process_groups.h"
 #include "parallel/world.h"
 #include "proto/job.pb.h"
 
@@ -44,6 +45,7 @@ class Trainer {
   absl::StatusOr<std::vector<int32_t>> Sample(const std::vector<int32_t>& prompt, int length);
 
   GptModel& model() { return *model_; }
+  ProcessGroups& groups() { return *groups_; }
   int64_t step() const { return step_; }
   const DerivedNumbers& numbers() const { return numbers_; }
   double last_grad_norm() const { return last_grad_norm_; }
@@ -57,6 +59,12 @@ class Trainer {
   JobConfig config_;
   DerivedNumbers numbers_;
   World* world_ = nullptr;
+  std::unique_ptr<ProcessGroups> groups_;
+  // Flat-buffer ranges whose squares this rank adds to the gradient norm.
+  std::vector<std::pair<int64_t, int64_t>> norm_runs_;
+  // Seconds in communication since the last log line, by kind, and the steps' own seconds.
+  double dp_comm_s_ = 0, tp_comm_s_ = 0, sp_comm_s_ = 0, interval_step_seconds_ = 0;
+  int64_t interval_steps_ = 0;
   Device* device_ = nullptr;
   std::unique_ptr<GptModel> model_;
   std::optional<AdamW> optimizer_;

@@ -12,6 +12,7 @@
 #include "ops/rope.h"
 #include "runtime/profiler.h"
 #include "runtime/status.h"
+#include "runtime/timer.h"
 
 // Runs one op, charging its time to `family` when the profiler is on (loom bench step).
 #define LOOM_TIMED_OP(family, expr)                      \
@@ -79,17 +80,26 @@ absl::StatusOr<Tensor> GptModel::Scratch(const Shape& shape, DType dtype) {
   return t;
 }
 
-absl::Status GptModel::TpAllReduce(const Tensor& t) {
+absl::Status GptModel::TpAllReduce(const Tensor& t, ReduceOp op) {
   if (tp_ == nullptr) return absl::OkStatus();
-  return tp_->AllReduce(t, ReduceOp::kSum);
+  Timer timer;
+  absl::Status s = tp_->AllReduce(t, op);
+  comm_.tp_seconds += timer.Seconds();
+  return s;
 }
 
 absl::Status GptModel::GatherRows(const Tensor& shard, const Tensor& full) {
-  return tp_->AllGather(shard, full);
+  Timer timer;
+  absl::Status s = tp_->AllGather(shard, full);
+  comm_.sp_seconds += timer.Seconds();
+  return s;
 }
 
 absl::Status GptModel::ScatterRows(const Tensor& full, const Tensor& shard) {
-  return tp_->ReduceScatter(full, shard, ReduceOp::kSum);
+  Timer timer;
+  absl::Status s = tp_->ReduceScatter(full, shard, ReduceOp::kSum);
+  comm_.sp_seconds += timer.Seconds();
+  return s;
 }
 
 absl::Status GptModel::ReduceRowParallel(const Tensor& full, const Tensor& shard) {
@@ -412,13 +422,13 @@ absl::StatusOr<float> GptModel::ForwardBackward(const Tensor& tokens, const Tens
   } else {
     // Vocab-parallel: max, sum of exponentials and target logit reduced over the tensor group.
     LOOM_TIMED_OP("cross_entropy", ops::LogitsRowMax(logits_, row_max_, valid_local_vocab_));
-    LOOM_TIMED_OP("tp_comm", tp_->AllReduce(row_max_, ReduceOp::kMax));
+    LOOM_TIMED_OP("tp_comm", TpAllReduce(row_max_, ReduceOp::kMax));
     LOOM_TIMED_OP("cross_entropy",
                   ops::LogitsSumExp(logits_, row_max_, sum_exp_, valid_local_vocab_));
     LOOM_TIMED_OP("cross_entropy",
                   ops::TargetLogit(logits_, targets_dev_, vocab_start_, target_logit_));
-    LOOM_TIMED_OP("tp_comm", tp_->AllReduce(sum_exp_, ReduceOp::kSum));
-    LOOM_TIMED_OP("tp_comm", tp_->AllReduce(target_logit_, ReduceOp::kSum));
+    LOOM_TIMED_OP("tp_comm", TpAllReduce(sum_exp_));
+    LOOM_TIMED_OP("tp_comm", TpAllReduce(target_logit_));
     LOOM_TIMED_OP("cross_entropy", ops::VocabParallelCrossEntropyFinish(
                                        logits_, targets_dev_, vocab_start_, row_max_, sum_exp_,
                                        target_logit_, losses_, dlogits, dloss,

@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include <functional>
+#include <utility>
 
 #include "model/gpt_config.h"
 #include "model/gpt_params.h"
@@ -77,6 +78,13 @@ class GptModel {
   // Bytes of the activations kept for backward plus the forward/backward scratch, at the
   // current (B, T).
   int64_t activation_bytes() const { return activation_bytes_; }
+  // Host seconds spent in tensor-parallel collectives (all-reduces of activations, their
+  // gradients and the vocab-parallel cross-entropy) and in sequence-parallel all-gathers and
+  // reduce-scatters, since the last TakeCommTimes(). On the GPU this is the time to enqueue.
+  struct CommTimes {
+    double tp_seconds = 0, sp_seconds = 0;
+  };
+  CommTimes TakeCommTimes() { return std::exchange(comm_, CommTimes{}); }
 
   // tokens, targets: i32 [B, T] (host or device). Returns the mean loss over the B*T rows.
   absl::StatusOr<float> ForwardBackward(const Tensor& tokens, const Tensor& targets,
@@ -97,7 +105,7 @@ class GptModel {
   Tensor G(const std::string& name) const;
   absl::StatusOr<Tensor> Scratch(const Shape& shape, DType dtype);
   // Tensor-parallel collectives (no-ops without a tensor group).
-  absl::Status TpAllReduce(const Tensor& t);
+  absl::Status TpAllReduce(const Tensor& t, ReduceOp op = ReduceOp::kSum);
   // Sequence-parallel: rows of this rank <-> all rows.
   absl::Status GatherRows(const Tensor& shard, const Tensor& full);
   absl::Status ScatterRows(const Tensor& full, const Tensor& shard);  // reduce-scatter (sum)
@@ -125,6 +133,7 @@ class GptModel {
   GradReadyHook grad_ready_;
   bool final_backward_ = true;
   int64_t activation_bytes_ = 0;
+  CommTimes comm_;
   Tensor gathered_;  // [N, C]: an all-gathered norm output (SP)
   Tensor row_max_, sum_exp_, target_logit_;  // vocab-parallel cross-entropy, f32 [N]
   Tensor tokens_dev_, targets_dev_;

@@ -246,4 +246,27 @@ absl::StatusOr<std::vector<float>> GatherGlobalParams(const ParamTable& table, c
   return out;
 }
 
+absl::StatusOr<std::vector<float>> SliceGlobalParams(const ParamTable& table,
+                                                     absl::Span<const float> global) {
+  if (static_cast<int64_t>(global.size()) != table.global_total()) {
+    return absl::InvalidArgumentError(absl::StrCat("the model holds ", table.global_total(),
+                                                   " parameters (global shapes), got ",
+                                                   global.size()));
+  }
+  std::vector<float> out(table.total());
+  int64_t global_offset = 0;
+  for (const ParamSpec& s : table.specs()) {
+    int64_t at = s.offset;
+    const float* src = global.data() + global_offset;
+    for (const TensorBox& box : s.pieces) {
+      ForEachRun(s.global_shape, box, at, [&](int64_t g, int64_t l, int64_t cnt) {
+        std::copy(src + g, src + g + cnt, out.begin() + l);
+      });
+      at += box.numel();
+    }
+    global_offset += s.global_shape.numel();
+  }
+  return out;
+}
+
 }  // namespace loom

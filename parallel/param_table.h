@@ -105,4 +105,9 @@ absl::Status InitParams(const ParamTable& table, uint64_t seed, const Tensor& pa
 absl::StatusOr<std::vector<float>> GatherGlobalParams(const ParamTable& table, const Tensor& local,
                                                       Communicator& tp);
 
+// The inverse: this rank's flat buffer (laid out as `table`) cut from the whole model in global
+// layout. InvalidArgument when `global` does not hold global_total() elements.
+absl::StatusOr<std::vector<float>> SliceGlobalParams(const ParamTable& table,
+                                                     absl::Span<const float> global);
+
 }  // namespace loom
