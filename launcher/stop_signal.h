@@ -7,9 +7,10 @@
 // re-raises it, so a run stuck inside a step can still be ended at once (Ctrl-C twice).
 //
 // Under mpirun, signal the loom processes themselves (a cluster scheduler does; by hand:
-// `kill -TERM <pid of each rank>`), or one of them: every rank stops at the same step. Open
-// MPI's mpirun forwards a SIGTERM it receives to the ranks but kills them odls_base_sigkill_timeout
-// seconds later (mpirun --mca odls_base_sigkill_timeout 60 leaves them time to finish a step).
+// `kill -TERM <pid>` of one rank is enough): every rank stops at the same step and mpirun exits
+// 0. A SIGTERM / SIGINT sent to mpirun is forwarded to the ranks, which stop the same way, but
+// mpirun itself then exits 1 (Open MPI 4.1), and it kills ranks that take longer than its
+// odls_base_sigkill_timeout to finish their step.
 #pragma once
 
 namespace loom {
