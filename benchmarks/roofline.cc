@@ -121,8 +121,8 @@ absl::StatusOr<GemmPeakFlops> GemmPeak(Device* device) {
   GemmPeakFlops peak;
   if (!device->is_cpu()) {
     LOOM_ASSIGN_OR_RETURN(peak.flops, AssumedGpuPeak(device->Name()));
-    peak.description = absl::StrFormat("assumed %.0f TFLOP/s dense bf16 for %s",
-                                       peak.flops / 1e12, device->Name());
+    peak.description = absl::StrFormat("assumed %.0f TFLOP/s dense bf16 for %s", peak.flops / 1e12,
+                                       device->Name());
     return peak;
   }
   // Tabs and newlines would break the file's lines; a CPU name has none, but be safe.

@@ -6,7 +6,9 @@
 // prints nothing on stdout and returns InvalidArgument listing every problem (exit code 2).
 // `loom config` alone (or with --help) lists the config subcommands.
 #include <algorithm>
+#include <cstdint>
 #include <iostream>
+#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -64,7 +66,10 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args_in) {
   if (!config.ok()) return config.status();
   const ParallelConfig& p = config->parallel();
   if (!world_given) {
-    world_size = std::max(1, p.dp()) * std::max(1, p.tp()) * std::max(1, p.pp());
+    // In 64 bits: absurd degrees are reported by the check, not overflowed here.
+    const int64_t product =
+        int64_t{std::max(1, p.dp())} * std::max(1, p.tp()) * std::max(1, p.pp());
+    world_size = static_cast<int>(std::min<int64_t>(product, std::numeric_limits<int>::max()));
   }
   const JobCheck check = CheckJob(*config, world_size);
   absl::Status verdict = JobCheckStatus(check, world_size);

@@ -7,7 +7,6 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
-
 #include "launcher/command.h"
 #include "launcher/config.h"
 #include "launcher/job_check.h"
@@ -31,8 +30,7 @@ constexpr char kUsage[] =
 
 // The job as loaded and checked on this rank, and every rank's agreement on whether it runs.
 absl::StatusOr<JobConfig> LoadAndCheck(const std::string& path,
-                                       const std::vector<std::string>& overrides,
-                                       MpiWorld* world) {
+                                       const std::vector<std::string>& overrides, MpiWorld* world) {
   absl::StatusOr<JobConfig> config = LoadJobConfig(path, overrides);
   absl::Status verdict = config.status();
   if (config.ok()) verdict = JobCheckStatus(CheckJob(*config, world->size()), world->size());
@@ -42,7 +40,8 @@ absl::StatusOr<JobConfig> LoadAndCheck(const std::string& path,
   if (refused[1] == 0) return config;
   if (world->size() == 1) return verdict;
   if (!verdict.ok() && (world->rank() == 0 || refused[0] == 0)) {
-    return absl::Status(verdict.code(), absl::StrCat("rank ", world->rank(), ": ", verdict.message()));
+    return absl::Status(verdict.code(),
+                        absl::StrCat("rank ", world->rank(), ": ", verdict.message()));
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "rank ", world->rank(), ": the job is refused (", static_cast<int>(refused[1]),
@@ -64,7 +63,8 @@ absl::Status RunTrain(const std::vector<std::string>& argv) {
       rest.push_back(a);
     }
   }
-  if (path.empty()) return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
+  if (path.empty())
+    return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
   if (!rest.empty()) {
     return absl::InvalidArgumentError("unexpected argument '" + rest[0] + "'\n" + kUsage);
   }

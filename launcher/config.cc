@@ -29,6 +29,11 @@ namespace {
 
 namespace pb = google::protobuf;
 
+// Defaults used beyond ApplyDefaults (by functions that accept a config without defaults, or
+// that compare against the default): one definition each.
+constexpr int kDefaultVocabPadMultiple = 128;
+constexpr int kDefaultCollectiveTimeoutS = 300;
+
 // Upper bounds of job sizes that are not the model's (those are in model/gpt_config.h).
 constexpr int64_t kMaxGridDegree = 1 << 16;
 constexpr int64_t kMaxGlobalBatch = int64_t{1} << 30;
@@ -421,7 +426,7 @@ void ApplyDefaults(JobConfig* c) {
   if (!m->has_tied_embeddings()) m->set_tied_embeddings(!llama);
   if (!m->has_norm_eps()) m->set_norm_eps(1e-5);
   if (!m->has_rope_theta()) m->set_rope_theta(10000.0);
-  if (!m->has_vocab_pad_multiple()) m->set_vocab_pad_multiple(128);
+  if (!m->has_vocab_pad_multiple()) m->set_vocab_pad_multiple(kDefaultVocabPadMultiple);
 
   ParallelConfig* p = c->mutable_parallel();
   if (!p->has_tp()) p->set_tp(1);
@@ -442,7 +447,7 @@ void ApplyDefaults(JobConfig* c) {
 
   RuntimeConfig* rt = c->mutable_runtime();
   if (!rt->has_backend()) rt->set_backend(RuntimeConfig::AUTO);
-  if (!rt->has_collective_timeout_s()) rt->set_collective_timeout_s(300);
+  if (!rt->has_collective_timeout_s()) rt->set_collective_timeout_s(kDefaultCollectiveTimeoutS);
   if (!rt->has_seed()) rt->set_seed(1337);
 
   DataConfig* d = c->mutable_data();
@@ -533,9 +538,9 @@ absl::Status ExtractConfigFlags(std::vector<std::string>* args, std::string* pat
     if (!is_config.ok()) return is_config.status();
     if (*is_config) {
       if (!path->empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--config is given twice ('", *path, "' and '", v,
-            "'); give one job file and change fields with --set"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--config is given twice ('", *path, "' and '", v,
+                         "'); give one job file and change fields with --set"));
       }
       *path = v;
       continue;
@@ -575,7 +580,8 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
   };
 
   // Model shape: the rules live with the model (GptConfig::Problems), named as job fields.
-  for (std::string& problem : GptConfigFromJob(c).Problems()) problems.push_back(std::move(problem));
+  for (std::string& problem : GptConfigFromJob(c).Problems())
+    problems.push_back(std::move(problem));
   at_least("model.vocab_pad_multiple", m.vocab_pad_multiple(), 1);
   if (m.vocab() > 65536) {
     add("model.vocab (", m.vocab(),
@@ -819,8 +825,9 @@ std::vector<std::string> NotYetSupported(const JobConfig& c) {
         "\" is a directory (a checkpoint): this build initialises only from a model file "
         "(llm.c or loom format)");
   }
-  // The default (300) is allowed: a job that does not ask for a timeout is not refused for it.
-  if (c.runtime().has_collective_timeout_s() && c.runtime().collective_timeout_s() != 300 &&
+  // The default is allowed: a job that does not ask for a timeout is not refused for it.
+  if (c.runtime().has_collective_timeout_s() &&
+      c.runtime().collective_timeout_s() != kDefaultCollectiveTimeoutS &&
       c.runtime().collective_timeout_s() >= 1) {
     add("runtime.collective_timeout_s = ", c.runtime().collective_timeout_s(),
         ": this build does not time out collectives yet; remove the field");
@@ -837,8 +844,8 @@ std::vector<std::string> NotYetSupported(const JobConfig& c) {
 
 int64_t PaddedVocab(const JobConfig& config) {
   const int64_t vocab = config.model().vocab();
-  const int64_t pad =
-      config.model().has_vocab_pad_multiple() ? config.model().vocab_pad_multiple() : 128;
+  const int64_t pad = config.model().has_vocab_pad_multiple() ? config.model().vocab_pad_multiple()
+                                                              : kDefaultVocabPadMultiple;
   const int64_t tp = config.parallel().has_tp() ? config.parallel().tp() : 1;
   const int64_t multiple = std::max<int64_t>(1, pad) * std::max<int64_t>(1, tp);
   return (vocab + multiple - 1) / multiple * multiple;

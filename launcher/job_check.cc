@@ -58,8 +58,7 @@ JobCheck CheckJob(const JobConfig& config, int world_size) {
   }
 
   if (config.runtime().backend() == RuntimeConfig::CUDA && CudaDeviceCount() == 0) {
-    check.problems.push_back(
-        absl::StrCat("runtime.backend CUDA, but ", CudaUnavailableReason()));
+    check.problems.push_back(absl::StrCat("runtime.backend CUDA, but ", CudaUnavailableReason()));
   }
 
   // Memory, for a config whose numbers can be derived.
@@ -72,8 +71,8 @@ JobCheck CheckJob(const JobConfig& config, int world_size) {
       check.on_gpu = JobRunsOnGpu(config);
       check.reserve = check.on_gpu ? kGpuMemoryReserve : kCpuMemoryReserve;
       check.ranks_per_host = check.on_gpu ? 1 : RanksPerHost();
-      auto available = check.on_gpu && CudaDeviceCount() > 0 ? CudaAvailableMemory(0)
-                                                              : HostAvailableMemory();
+      auto available =
+          check.on_gpu && CudaDeviceCount() > 0 ? CudaAvailableMemory(0) : HostAvailableMemory();
       if (!available.ok()) {
         check.problems.push_back(absl::StrCat("memory: ", available.status().message()));
       } else {

@@ -46,18 +46,19 @@ MemoryEstimate EstimateMemoryPerRank(const JobConfig& config, const LayoutDegree
   const GptConfig g = GptConfigFromJob(config);
   const bool llama = g.is_llama();
   const bool bf16 = config.precision() == JobConfig::BF16;
-  const int dp = std::max(1, layout.dp), tp = std::max(1, layout.tp),
-            pp = std::max(1, layout.pp), vs = std::max(1, layout.virtual_stages);
+  const int dp = std::max(1, layout.dp), tp = std::max(1, layout.tp), pp = std::max(1, layout.pp),
+            vs = std::max(1, layout.virtual_stages);
   const bool sp = config.parallel().sequence_parallel() && tp > 1;
   const bool dist_opt = config.parallel().distributed_optimizer();
 
-  const double C = g.hidden, F = g.ffn_hidden, H = g.heads, Vp = static_cast<double>(g.padded_vocab);
+  const double C = g.hidden, F = g.ffn_hidden, H = g.heads,
+               Vp = static_cast<double>(g.padded_vocab);
   const double qkv = (g.heads + 2.0 * g.kv_heads) * (g.heads > 0 ? g.hidden / g.heads : 0);
   const double fc_width = llama ? 2 * F : F;
   const double B = config.parallel().micro_batch_size(), T = config.data().seq_len();
   const double N = B * T;
   const double dt = bf16 ? 2 : 4, f32 = 4, i32 = 4;
-  const double inner = 1.0 / tp;          // inside attention and the MLP
+  const double inner = 1.0 / tp;           // inside attention and the MLP
   const double outer = sp ? 1.0 / tp : 1;  // everything else, split only with sequence parallelism
   const double global = config.parallel().global_batch_size();
   const double micro_batches = std::max(1.0, std::floor(global / (B * dp)));

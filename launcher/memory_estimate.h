@@ -55,7 +55,7 @@ struct MemoryEstimate {
   int64_t optimizer_moments = 0;  // AdamW m and v
   int64_t activations = 0;        // at parallel.micro_batch_size, micro-batches in flight included
   int64_t total = 0;
-  int stage = 0;                  // the pipeline stage the figures are for (the largest)
+  int stage = 0;  // the pipeline stage the figures are for (the largest)
   int64_t micro_batches_in_flight = 1;
 };
 

@@ -4,8 +4,9 @@
 // JSON floats are written with 9 significant digits ("%.9g"), enough for every float32 value to
 // read back bit for bit; a non-finite value (a diverged loss) is written as null, since JSON has
 // no NaN. Each line goes to the kernel whole or not at all (metrics/append_file.h), so neither a
-// crash nor a full disk leaves half a line. A resumed run opens the file for resume: lines of steps after the resume step (logged
-// after the checkpoint the run restarts from) are dropped, so each step appears once.
+// crash nor a full disk leaves half a line. A resumed run opens the file for resume: lines of steps
+// after the resume step (logged after the checkpoint the run restarts from) are dropped, so each
+// step appears once.
 #pragma once
 
 #include <cstdint>

@@ -23,7 +23,7 @@ namespace loom {
 struct RunDirOptions {
   bool jsonl = true;
   bool tensorboard = true;
-  bool overwrite = false;               // delete an earlier run's metrics instead of refusing
+  bool overwrite = false;              // delete an earlier run's metrics instead of refusing
   std::optional<int64_t> resume_step;  // set when the run resumes after this step
 };
 
@@ -39,7 +39,7 @@ class MetricsSinks {
   // Errors: the run_dir holds metrics (fresh run without overwrite), or a file cannot be
   // created, named.
   static absl::StatusOr<std::unique_ptr<MetricsSinks>> Open(const std::string& run_dir,
-                                                             const RunDirOptions& options);
+                                                            const RunDirOptions& options);
   // Writes the step to every working sink. Never fails: see the file comment.
   void Log(const StepMetrics& m);
 

@@ -5,8 +5,9 @@
 // (little-endian) whose data is a serialized tb::Event. The first record carries file_version
 // "brain.Event:2"; each later one holds the scalars of one step. Every record goes to the OS
 // whole or not at all as soon as it is written (metrics/append_file.h), so a running TensorBoard
-// sees each step, and neither a crash nor a full disk leaves a torn record. The reader below checks both CRCs of every record; tests use it, and so can
-// anyone who wants the numbers back without Python.
+// sees each step, and neither a crash nor a full disk leaves a torn record. The reader below checks
+// both CRCs of every record; tests use it, and so can anyone who wants the numbers back without
+// Python.
 #pragma once
 
 #include <cstdint>

@@ -43,9 +43,9 @@ struct GptConfig {
 // Sane upper bounds on the model's sizes (far beyond any real model, low enough that no
 // product of them overflows).
 inline constexpr int64_t kMaxLayers = 10'000;
-inline constexpr int64_t kMaxHidden = 1 << 18;        // 262,144
-inline constexpr int64_t kMaxFfnHidden = 1 << 21;     // 2,097,152
-inline constexpr int64_t kMaxSeq = 1 << 22;           // 4,194,304 tokens
+inline constexpr int64_t kMaxHidden = 1 << 18;     // 262,144
+inline constexpr int64_t kMaxFfnHidden = 1 << 21;  // 2,097,152
+inline constexpr int64_t kMaxSeq = 1 << 22;        // 4,194,304 tokens
 inline constexpr int64_t kMaxPaddedVocab = 1 << 24;
 
 // Flops of one training step per token, the standard 6N + 6*L*C*T (forward + backward of the

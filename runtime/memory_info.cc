@@ -64,8 +64,7 @@ struct Candidate {
 
 // The smallest (limit - usage) over the cgroup directories that have both files.
 void AddCgroupLimits(const std::vector<std::string>& dirs, const char* limit_file,
-                     const char* usage_file, const char* version,
-                     std::vector<Candidate>* out) {
+                     const char* usage_file, const char* version, std::vector<Candidate>* out) {
   for (const std::string& dir : dirs) {
     std::string limit_text, usage_text;
     if (!ReadSmallFile(dir + "/" + limit_file, &limit_text) ||
@@ -100,11 +99,20 @@ absl::StatusOr<int64_t> MemoryLimitFromEnv() {
   int64_t scale = 1;
   if (!v.empty()) {
     switch (absl::ascii_toupper(v.back())) {
-      case 'K': scale = int64_t{1} << 10; break;
-      case 'M': scale = int64_t{1} << 20; break;
-      case 'G': scale = int64_t{1} << 30; break;
-      case 'T': scale = int64_t{1} << 40; break;
-      default: break;
+      case 'K':
+        scale = int64_t{1} << 10;
+        break;
+      case 'M':
+        scale = int64_t{1} << 20;
+        break;
+      case 'G':
+        scale = int64_t{1} << 30;
+        break;
+      case 'T':
+        scale = int64_t{1} << 40;
+        break;
+      default:
+        break;
     }
     if (scale != 1) v.pop_back();
   }
@@ -130,8 +138,8 @@ absl::StatusOr<AvailableMemory> HostAvailableMemory() {
       }
     }
   }
-  AddCgroupLimits(CgroupDirs("/sys/fs/cgroup", OwnCgroupPath("")), "memory.max",
-                  "memory.current", "v2", &candidates);
+  AddCgroupLimits(CgroupDirs("/sys/fs/cgroup", OwnCgroupPath("")), "memory.max", "memory.current",
+                  "v2", &candidates);
   AddCgroupLimits(CgroupDirs("/sys/fs/cgroup/unified", OwnCgroupPath("")), "memory.max",
                   "memory.current", "v2", &candidates);
   AddCgroupLimits(CgroupDirs("/sys/fs/cgroup/memory", OwnCgroupPath("memory")),
@@ -144,9 +152,9 @@ absl::StatusOr<AvailableMemory> HostAvailableMemory() {
         "cannot tell how much host memory is available (no /proc/meminfo MemAvailable, no "
         "cgroup memory limit)");
   }
-  const Candidate& best = *std::min_element(
-      candidates.begin(), candidates.end(),
-      [](const Candidate& a, const Candidate& b) { return a.bytes < b.bytes; });
+  const Candidate& best =
+      *std::min_element(candidates.begin(), candidates.end(),
+                        [](const Candidate& a, const Candidate& b) { return a.bytes < b.bytes; });
   return AvailableMemory{best.bytes, best.source};
 }
 

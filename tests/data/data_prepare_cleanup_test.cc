@@ -52,7 +52,9 @@ TEST(DataPrepareCleanupTest, AFailedRunCreatesNoOutputDirectory) {
 TEST(DataPrepareCleanupTest, BinaryInputsAreListed) {
   const fs::path dir = testing::FreshTestDir();
   Write(dir / "in" / "a.txt", "plain text, no surprises\n");
-  Write(dir / "in" / "b.bin", std::string("\x7f" "ELF\x02\x01\x01\0\0\0", 10));
+  Write(dir / "in" / "b.bin", std::string("\x7f"
+                                          "ELF\x02\x01\x01\0\0\0",
+                                          10));
   Write(dir / "in" / "c.txt", "more text\n");
   DataPrepareOptions options;
   options.inputs = {(dir / "in").string()};

@@ -5,7 +5,6 @@
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cstdlib>
@@ -744,8 +743,7 @@ TEST(ConfigCheckCommandTest, PrintsResolvedConfigDerivedNumbersAndMemory) {
   // The output is itself a job file: it parses back to the resolved config.
   auto reparsed = ParseJobConfigText(out, "stdout");
   ASSERT_TRUE(reparsed.ok()) << reparsed.status();
-  auto expected = LoadJobConfig(
-      tiny, Concat({"parallel.micro_batch_size=1"}, SetsOf(data)));
+  auto expected = LoadJobConfig(tiny, Concat({"parallel.micro_batch_size=1"}, SetsOf(data)));
   ASSERT_TRUE(expected.ok());
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*reparsed, *expected));
 }

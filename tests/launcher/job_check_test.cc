@@ -4,12 +4,14 @@
 // limit before allocating; the trainer stops at a step boundary when asked; a disk that fills
 // mid-run costs the metrics, not the run; non-finite init weights are refused naming the
 // tensor; the GEMM peak comes from its cache.
+#include "launcher/job_check.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cmath>
-#include <cstdio>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -25,7 +27,6 @@
 #include "data/token_shard.h"
 #include "launcher/command.h"
 #include "launcher/config.h"
-#include "launcher/job_check.h"
 #include "launcher/memory_estimate.h"
 #include "launcher/stop_signal.h"
 #include "launcher/trainer.h"
@@ -174,11 +175,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadJob{"ValGlobMatchesNothing", {"data.val=$DIR/data/valid_*.bin"}, "data.val: "},
         BadJob{"RunDirHoldsMetrics", {}, "already holds an earlier run's metrics"},
         BadJob{"OverflowingLayers", {"model.layers=2147483647"}, "model.layers (2147483647)"},
-        BadJob{"DoesNotFitMemory",
-               {},
-               "memory: the job needs",
-               kMemoryLimitEnv,
-               "1M"}),
+        BadJob{"DoesNotFitMemory", {}, "memory: the job needs", kMemoryLimitEnv, "1M"}),
     [](const ::testing::TestParamInfo<BadJob>& info) { return info.param.name; });
 
 TEST_F(JobTest, OverwriteLetsAFreshRunReplaceTheOldMetrics) {
@@ -242,8 +239,8 @@ TEST_F(JobTest, EstimateShardsAsMegatronDoes) {
   EXPECT_GT(tp2.parameters, one.parameters * 0.5);
   EXPECT_LT(tp2.activations, one.activations);
   // Sequence parallelism splits the rest of the activations too.
-  auto sp_job = Job({"model.layers=4", "model.heads=4", "model.hidden=64",
-                     "parallel.sequence_parallel=true"});
+  auto sp_job = Job(
+      {"model.layers=4", "model.heads=4", "model.hidden=64", "parallel.sequence_parallel=true"});
   ASSERT_TRUE(sp_job.ok());
   const MemoryEstimate sp = EstimateMemoryPerRank(*sp_job, LayoutDegrees{1, 2, 1, 1});
   EXPECT_EQ(sp.parameters, tp2.parameters);
@@ -391,8 +388,7 @@ TEST(GemmPeakTest, MeasuredOnceThenReadFromTheCache) {
   auto first = bench::GemmPeak(CpuDevice());
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_GT(first->flops, 1e8);
-  EXPECT_TRUE(absl::StrContains(first->description, "now cached in " + path))
-      << first->description;
+  EXPECT_TRUE(absl::StrContains(first->description, "now cached in " + path)) << first->description;
   // The cached figure is what the next run uses (proved by editing it).
   auto text = ReadFile(path);
   ASSERT_TRUE(text.ok()) << text.status();
