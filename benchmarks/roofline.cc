@@ -4,11 +4,19 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "runtime/files.h"
 #include "runtime/status.h"
 #include "runtime/tensor.h"
 #include "runtime/timer.h"
@@ -71,7 +79,88 @@ absl::StatusOr<double> DeviceCopyRate(Device* device) {
   return best;
 }
 
+double CpuSgemmPeak() { return std::max(SgemmRate(1024, 1024, 1024), SgemmRate(2048, 3072, 768)); }
+
+// "model name" of /proc/cpuinfo, or "unknown cpu".
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "model name")) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+      }
+    }
+  }
+  return "unknown cpu";
+}
+
+// The GPU parts loom knows, with their assumed dense bf16 GEMM peaks.
+absl::StatusOr<double> AssumedGpuPeak(const std::string& name) {
+  if (name.find("H200") != std::string::npos || name.find("H100") != std::string::npos) {
+    return 790e12;
+  }
+  return absl::UnimplementedError(absl::StrCat(
+      "no roofline is known for ", name,
+      " (loom bench ops knows H100/H200); add its dense bf16 rate and copy bandwidth to "
+      "benchmarks/roofline.cc"));
+}
+
 }  // namespace
+
+std::string GemmPeakCachePath() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && *xdg != '\0') return absl::StrCat(xdg, "/loom/gemm_peak.tsv");
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') return absl::StrCat(home, "/.cache/loom/gemm_peak.tsv");
+  return "";
+}
+
+absl::StatusOr<GemmPeakFlops> GemmPeak(Device* device) {
+  GemmPeakFlops peak;
+  if (!device->is_cpu()) {
+    LOOM_ASSIGN_OR_RETURN(peak.flops, AssumedGpuPeak(device->Name()));
+    peak.description = absl::StrFormat("assumed %.0f TFLOP/s dense bf16 for %s", peak.flops / 1e12,
+                                       device->Name());
+    return peak;
+  }
+  // Tabs and newlines would break the file's lines; a CPU name has none, but be safe.
+  std::string key = absl::StrCat(CpuModel(), " | omp ", omp_get_max_threads(), " | openblas ",
+                                 openblas_get_num_threads());
+  for (char& ch : key) {
+    if (ch == '\t' || ch == '\n') ch = ' ';
+  }
+  const std::string path = GemmPeakCachePath();
+  std::string cached;
+  if (!path.empty()) {
+    auto text = ReadFile(path);
+    if (text.ok()) cached = *text;
+  }
+  for (absl::string_view line : absl::StrSplit(cached, '\n')) {
+    std::vector<absl::string_view> fields = absl::StrSplit(line, '\t');
+    double flops = 0;
+    if (fields.size() == 2 && fields[0] == key && absl::SimpleAtod(fields[1], &flops) &&
+        flops > 0) {
+      peak.flops = flops;
+      peak.description = absl::StrFormat("measured cblas_sgemm peak %.1f GFLOP/s (cached in %s)",
+                                         flops / 1e9, path);
+      return peak;
+    }
+  }
+  peak.flops = CpuSgemmPeak();
+  peak.description = absl::StrFormat("measured cblas_sgemm peak %.1f GFLOP/s", peak.flops / 1e9);
+  if (!path.empty()) {
+    std::string updated = cached;
+    if (!updated.empty() && updated.back() != '\n') updated.push_back('\n');
+    absl::StrAppend(&updated, key, "\t", absl::StrFormat("%.6g", peak.flops), "\n");
+    const std::string dir = path.substr(0, path.rfind('/'));
+    if (MakeDirs(dir).ok() && AtomicWriteFile(path, updated).ok()) {
+      absl::StrAppend(&peak.description, " (now cached in ", path, ")");
+    }
+  }
+  return peak;
+}
 
 absl::StatusOr<Roofline> GetRoofline(Device* device) {
   Roofline r;
@@ -89,15 +178,8 @@ absl::StatusOr<Roofline> GetRoofline(Device* device) {
     return r;
   }
   const std::string name = device->Name();
-  if (name.find("H200") != std::string::npos || name.find("H100") != std::string::npos) {
-    r.flops = 790e12;
-    r.bytes_per_s = 4.3e12;
-  } else {
-    return absl::UnimplementedError(absl::StrCat(
-        "no roofline is known for ", name,
-        " (loom bench ops knows H100/H200); add its dense bf16 rate and copy bandwidth to "
-        "benchmarks/roofline.cc"));
-  }
+  LOOM_ASSIGN_OR_RETURN(r.flops, AssumedGpuPeak(name));
+  r.bytes_per_s = 4.3e12;  // H100/H200, the parts AssumedGpuPeak knows
   LOOM_ASSIGN_OR_RETURN(r.measured_copy_bps, DeviceCopyRate(device));
   r.description = absl::StrFormat(
       "compute: assumed %.0f TFLOP/s dense bf16 for %s (a measured 8192^3 bf16 GEMM rate)\n"

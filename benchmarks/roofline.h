@@ -25,4 +25,19 @@ struct Roofline {
 // Measures the CPU ceilings (~1 s) or looks up the GPU's; `device` names which.
 absl::StatusOr<Roofline> GetRoofline(Device* device);
 
+// The GEMM peak the trainer's MFU divides by, without the cost of measuring it on every run.
+// CPU: the measured sgemm rate (as in GetRoofline), cached per machine in GemmPeakCachePath()
+// under the key (CPU model, OpenMP threads, OpenBLAS threads); only a run that finds no entry
+// measures (~1 s) and adds one. A cache that cannot be read or written only costs the
+// measurement. GPU: the assumed peak of the named part (no copy measurement).
+struct GemmPeakFlops {
+  double flops = 0;
+  std::string description;  // how it was obtained, one line
+};
+absl::StatusOr<GemmPeakFlops> GemmPeak(Device* device);
+
+// $XDG_CACHE_HOME/loom/gemm_peak.tsv, else $HOME/.cache/loom/gemm_peak.tsv; empty when neither
+// variable is set (then nothing is cached).
+std::string GemmPeakCachePath();
+
 }  // namespace loom::bench

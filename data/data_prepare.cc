@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -136,7 +137,7 @@ class ShardSink {
 
 // Encodes one document (streamed in 1 MiB pieces, so any file size works) followed by EOT.
 absl::Status EncodeDocument(const std::string& path, const ByteTokenizer& tokenizer,
-                            ShardSink* sink) {
+                            ShardSink* sink, bool* binary) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) return FileError(errno, "data prepare: open document", path);
   std::string chunk(1 << 20, '\0');
@@ -144,6 +145,7 @@ absl::Status EncodeDocument(const std::string& path, const ByteTokenizer& tokeni
   absl::Status status;
   for (;;) {
     const size_t n = std::fread(chunk.data(), 1, chunk.size(), f);
+    if (std::memchr(chunk.data(), '\0', n) != nullptr) *binary = true;
     tokens.clear();
     tokenizer.Encode(std::string_view(chunk.data(), n), &tokens);
     if (n < chunk.size()) {
@@ -177,6 +179,13 @@ std::vector<int64_t> ValidationDocuments(int64_t documents, double val_fraction)
   return val;
 }
 
+namespace {
+// Encodes `documents` into out_dir (which exists).
+absl::StatusOr<DataPrepareResult> PrepareInto(const DataPrepareOptions& options,
+                                              const std::vector<std::string>& documents,
+                                              const fs::path& out_dir);
+}  // namespace
+
 absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options) {
   if (options.inputs.empty()) {
     return absl::InvalidArgumentError("data prepare: no --input given");
@@ -193,19 +202,21 @@ absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options)
                                                    "int32 count), got ",
                                                    options.shard_tokens));
   }
-  LOOM_RETURN_IF_ERROR(MakeDirs(options.out_dir));
   std::error_code ec;
   fs::path out_dir = fs::weakly_canonical(options.out_dir, ec);
   if (ec) out_dir = options.out_dir;
+  const bool out_existed = fs::exists(out_dir, ec);
 
   // Shards from an earlier run would be picked up by a train_*.bin glob next to the new ones.
   std::vector<fs::path> stale;
-  for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (IsShardName(it->path().filename().string())) stale.push_back(it->path());
-  }
-  if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("data prepare: cannot list ", options.out_dir, ": ", ec.message()));
+  if (out_existed) {
+    for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
+      if (IsShardName(it->path().filename().string())) stale.push_back(it->path());
+    }
+    if (ec) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("data prepare: cannot list ", options.out_dir, ": ", ec.message()));
+    }
   }
   if (!stale.empty() && !options.overwrite) {
     return absl::AlreadyExistsError(absl::StrCat(
@@ -225,7 +236,26 @@ absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options)
           absl::StrCat("data prepare: cannot remove old shard ", p.string(), ": ", ec.message()));
     }
   }
+  // The outermost directory this call creates (out_dir, or an ancestor that is missing too).
+  fs::path created = out_dir;
+  while (!out_existed && created.has_parent_path() && created.parent_path() != created &&
+         !fs::exists(created.parent_path(), ec)) {
+    created = created.parent_path();
+  }
+  LOOM_RETURN_IF_ERROR(MakeDirs(out_dir.string()));
+  auto result = PrepareInto(options, documents, out_dir);
+  if (!result.ok() && !out_existed) {
+    // The directories are this call's own: leave nothing behind.
+    fs::remove_all(created, ec);
+  }
+  return result;
+}
 
+namespace {
+
+absl::StatusOr<DataPrepareResult> PrepareInto(const DataPrepareOptions& options,
+                                              const std::vector<std::string>& documents,
+                                              const fs::path& out_dir) {
   DataPrepareResult result;
   result.documents = static_cast<int64_t>(documents.size());
   const std::vector<int64_t> val = ValidationDocuments(result.documents, options.val_fraction);
@@ -236,7 +266,10 @@ absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options)
   for (int64_t i = 0; i < result.documents; ++i) {
     const bool is_val = next_val < val.size() && val[next_val] == i;
     if (is_val) ++next_val;
-    LOOM_RETURN_IF_ERROR(EncodeDocument(documents[i], tokenizer, is_val ? &valid : &train));
+    bool binary = false;
+    LOOM_RETURN_IF_ERROR(
+        EncodeDocument(documents[i], tokenizer, is_val ? &valid : &train, &binary));
+    if (binary) result.binary_documents.push_back(documents[i]);
   }
   LOOM_RETURN_IF_ERROR(train.Flush());
   LOOM_RETURN_IF_ERROR(valid.Flush());
@@ -251,5 +284,7 @@ absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options)
   result.val_shards = valid.shards();
   return result;
 }
+
+}  // namespace
 
 }  // namespace loom

@@ -35,6 +35,7 @@ struct DataPrepareResult {
   std::vector<std::string> train_shards;
   std::vector<std::string> val_shards;
   std::string tokenizer_path;
+  std::vector<std::string> binary_documents;  // inputs that contain NUL bytes, in input order
 };
 
 // Errors: a missing input (naming it), an input listed twice, no documents, a bad option, an

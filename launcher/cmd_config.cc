@@ -1,15 +1,21 @@
-// `loom config check`: loads a job config with its overrides, validates it for a world size and
-// prints the resolved config (text format, every default filled) followed by the derived numbers
-// as `#` comments, so the output is itself a valid job file. A config with problems prints
-// nothing on stdout and returns InvalidArgument listing every problem.
+// `loom config check`: loads a job config with its overrides, checks it for a world size on this
+// machine with the same verdict `loom train` reaches (launcher/job_check.h: the config, what
+// this build cannot do yet, the data globs, the run dir, the memory) and prints the resolved
+// config (text format, every default filled) followed by the derived numbers and the memory
+// per rank as `#` comments, so the output is itself a valid job file. A job with problems
+// prints nothing on stdout and returns InvalidArgument listing every problem (exit code 2).
+// `loom config` alone (or with --help) lists the config subcommands.
 #include <algorithm>
+#include <cstdint>
 #include <iostream>
+#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/command.h"
 #include "launcher/config.h"
+#include "launcher/job_check.h"
 
 namespace loom {
 namespace {
@@ -17,9 +23,12 @@ namespace {
 constexpr char kUsage[] =
     "usage: loom config check --config FILE [--world-size N] [--set path.to.field=value ...]\n"
     "  Loads FILE (a text-format JobConfig, see proto/job.proto), applies each --set in order,\n"
-    "  fills the defaults and checks the job for N ranks. Prints the resolved config and the\n"
-    "  derived numbers (parameters, padded vocab, accumulation steps, layers per stage), or every\n"
-    "  problem found, with exit status 2.\n"
+    "  fills the defaults and checks the job for N ranks on this machine, as `loom train` does:\n"
+    "  the config, features this build lacks, data globs that match no file, a run_dir holding\n"
+    "  earlier metrics, and the memory a rank needs against the memory available (host RAM\n"
+    "  with its cgroup limit, or the GPU's; LOOM_MEMORY_LIMIT_BYTES=N caps it). Prints the\n"
+    "  resolved config, the derived numbers (parameters, padded vocab, accumulation steps,\n"
+    "  layers per stage) and the memory per rank, or every problem found, with exit status 2.\n"
     "  --world-size N   ranks of the job; default parallel.dp * tp * pp (dp 0 counts as 1)\n"
     "  --set a.b=v      override a field: numbers, true/false, strings, enum names, lists [1,2]";
 
@@ -57,22 +66,43 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args_in) {
   if (!config.ok()) return config.status();
   const ParallelConfig& p = config->parallel();
   if (!world_given) {
-    world_size = std::max(1, p.dp()) * std::max(1, p.tp()) * std::max(1, p.pp());
+    // In 64 bits: absurd degrees are reported by the check, not overflowed here.
+    const int64_t product =
+        int64_t{std::max(1, p.dp())} * std::max(1, p.tp()) * std::max(1, p.pp());
+    world_size = static_cast<int>(std::min<int64_t>(product, std::numeric_limits<int>::max()));
   }
-  absl::StatusOr<DerivedNumbers> derived = DeriveNumbers(*config, world_size);
-  if (!derived.ok()) {
-    return absl::Status(derived.status().code(),
-                        absl::StrCat(path, ": ", derived.status().message()));
+  const JobCheck check = CheckJob(*config, world_size);
+  absl::Status verdict = JobCheckStatus(check, world_size);
+  if (!verdict.ok()) {
+    return absl::Status(verdict.code(), absl::StrCat(path, ": ", verdict.message()));
   }
   std::cout << "# loom config check: " << path << ", world size " << world_size
             << (world_given ? "" : " (from parallel.dp * tp * pp)") << "\n";
   for (const auto& o : overrides) std::cout << "# --set " << o << "\n";
   std::cout << JobConfigToText(*config);
-  std::cout << "# derived numbers:\n" << FormatDerivedNumbers(*derived, "#   ");
+  std::cout << "# derived numbers:\n" << FormatDerivedNumbers(*check.numbers, "#   ");
+  std::cout << FormatJobMemory(check, "#   ");
   return absl::OkStatus();
 }
 
+constexpr char kConfigUsage[] =
+    "usage: loom config <subcommand> ...\n"
+    "  check   validate a job config for a world size on this machine and print it resolved,\n"
+    "          with its derived numbers and memory per rank (loom config check --help)";
+
+absl::Status RunConfig(const std::vector<std::string>& args) {
+  if (WantsHelp(args, kConfigUsage)) return absl::OkStatus();
+  if (args.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("a subcommand is needed\n", kConfigUsage));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown config subcommand '", args[0], "'\n", kConfigUsage));
+}
+
 }  // namespace
+
+LOOM_REGISTER_COMMAND(config, "config", "job config tools (loom config check)", kConfigUsage,
+                      RunConfig);
 
 LOOM_REGISTER_COMMAND(config_check, "config check",
                       "validate a job config and print it resolved, with its derived numbers",

@@ -17,9 +17,10 @@ constexpr char kUsage[] =
     "  Encodes every file under the inputs (files or directories, walked recursively in sorted\n"
     "  order) as one document with the byte tokenizer (vocab 257: bytes, then end-of-text) and\n"
     "  writes llm.c token shards DIR/train_000000.bin ... and DIR/val_000000.bin ..., plus\n"
-    "  DIR/tokenizer.json.\n"
+    "  DIR/tokenizer.json. Files holding NUL bytes (binary) are encoded too, with a warning.\n"
     "  --input PATH...     files or directories; the flag may also be repeated\n"
-    "  --out DIR           output directory (created if missing)\n"
+    "  --out DIR           output directory (created if missing; removed again if the run\n"
+    "                      fails)\n"
     "  --val-fraction F    fraction of documents for validation, spread evenly (default 0.05;\n"
     "                      0 for none; at least one document when > 0 and there are >= 2)\n"
     "  --shard-tokens N    tokens per shard (default 100000000)\n"
@@ -97,6 +98,18 @@ absl::Status RunDataPrepare(const std::vector<std::string>& args) {
             << "val: " << r.val_tokens << " tokens in " << r.val_shards.size() << " shard(s)"
             << shards(r.val_shards) << "\n";
   std::cout << "tokenizer: " << r.tokenizer_path << "\n";
+  if (!r.binary_documents.empty()) {
+    std::cerr << "loom data prepare: warning: " << r.binary_documents.size()
+              << " input file(s) look binary (they contain NUL bytes) and were encoded byte for "
+                 "byte anyway; remove them from the inputs if they are not text:\n";
+    constexpr size_t kShown = 10;
+    for (size_t i = 0; i < r.binary_documents.size() && i < kShown; ++i) {
+      std::cerr << "  " << r.binary_documents[i] << "\n";
+    }
+    if (r.binary_documents.size() > kShown) {
+      std::cerr << "  ... and " << r.binary_documents.size() - kShown << " more\n";
+    }
+  }
   return absl::OkStatus();
 }
 

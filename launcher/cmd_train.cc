@@ -1,11 +1,16 @@
-// `loom train --config F [--set path=value ...]`: runs a training job (under mpirun for
-// several ranks). The config is validated against the world size before anything is built.
+// `loom train --config F [--set path=value ...] [--overwrite]`: runs a training job (under
+// mpirun for several ranks). The job is checked as `loom config check` checks it
+// (launcher/job_check.h) before anything is built; a bad job exits with code 2, and under mpirun
+// only rank 0 prints the list of problems (every other rank one line), unless rank 0 found none
+// and another rank did (memory or files that differ between hosts), which then prints its own.
+// SIGTERM / SIGINT stop the run at the next step boundary with exit code 0.
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
-
 #include "launcher/command.h"
 #include "launcher/config.h"
+#include "launcher/job_check.h"
+#include "launcher/stop_signal.h"
 #include "launcher/trainer.h"
 #include "parallel/world.h"
 #include "runtime/status.h"
@@ -14,23 +19,57 @@ namespace loom {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: loom train --config F [--set path.to.field=value ...]\n"
+    "usage: loom train --config F [--set path.to.field=value ...] [--overwrite]\n"
     "  Trains the model the job file describes. Run under mpirun for several ranks:\n"
     "    mpirun -np 2 loom train --config configs/tiny.textproto\n"
-    "  --set overrides any field, e.g. --set lr_schedule.total_steps=100";
+    "  --set overrides any field, e.g. --set lr_schedule.total_steps=100\n"
+    "  --overwrite   replace the metrics an earlier run left in logging.run_dir\n"
+    "                (the same as --set logging.overwrite=true)\n"
+    "  SIGTERM or SIGINT (Ctrl-C) stops at the next step boundary with exit code 0; a second\n"
+    "  one ends the process at once.";
+
+// The job as loaded and checked on this rank, and every rank's agreement on whether it runs.
+absl::StatusOr<JobConfig> LoadAndCheck(const std::string& path,
+                                       const std::vector<std::string>& overrides, World* world) {
+  absl::StatusOr<JobConfig> config = LoadJobConfig(path, overrides);
+  absl::Status verdict = config.status();
+  if (config.ok()) verdict = JobCheckStatus(CheckJob(*config, world->size()), world->size());
+  // [rank 0 refused, ranks that refused]: each rank learns whether rank 0 has said why.
+  double refused[2] = {world->rank() == 0 && !verdict.ok() ? 1.0 : 0.0, verdict.ok() ? 0.0 : 1.0};
+  LOOM_RETURN_IF_ERROR(world->comm().AllReduceHost(absl::MakeSpan(refused, 2), ReduceOp::kSum));
+  if (refused[1] == 0) return config;
+  if (world->size() == 1) return verdict;
+  if (!verdict.ok() && (world->rank() == 0 || refused[0] == 0)) {
+    return absl::Status(verdict.code(),
+                        absl::StrCat("rank ", world->rank(), ": ", verdict.message()));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "rank ", world->rank(), ": the job is refused (", static_cast<int>(refused[1]),
+      " rank(s) found problems; ", refused[0] > 0 ? "rank 0 lists them" : "they list them", ")"));
+}
 
 absl::Status RunTrain(const std::vector<std::string>& argv) {
   if (WantsHelp(argv, kUsage)) return absl::OkStatus();
+  InstallStopSignalHandlers();
   std::vector<std::string> args = argv;
   std::string path;
   std::vector<std::string> overrides;
   LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &path, &overrides));
-  if (path.empty()) return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
-  if (!args.empty()) {
-    return absl::InvalidArgumentError("unexpected argument '" + args[0] + "'\n" + kUsage);
+  std::vector<std::string> rest;
+  for (const std::string& a : args) {
+    if (a == "--overwrite") {
+      overrides.push_back("logging.overwrite=true");
+    } else {
+      rest.push_back(a);
+    }
   }
-  LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
+  if (path.empty())
+    return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
+  if (!rest.empty()) {
+    return absl::InvalidArgumentError("unexpected argument '" + rest[0] + "'\n" + kUsage);
+  }
   LOOM_ASSIGN_OR_RETURN(World * world, World::Get());
+  LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadAndCheck(path, overrides, world));
   auto trainer = Trainer::Create(config, world);
   absl::Status s = trainer.ok() ? (*trainer)->Run() : trainer.status();
   if (!s.ok() && world->size() > 1) {
@@ -39,7 +78,6 @@ absl::Status RunTrain(const std::vector<std::string>& argv) {
     std::cerr << "loom train: error: rank " << world->rank() << ": " << s.message() << "\n";
     world->Abort(s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1);
   }
-  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("rank 0: ", s.message()));
   return s;
 }
 

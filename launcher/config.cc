@@ -5,9 +5,11 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -20,11 +22,25 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "runtime/device.h"
 
 namespace loom {
 namespace {
 
 namespace pb = google::protobuf;
+
+// Defaults used beyond ApplyDefaults (by functions that accept a config without defaults, or
+// that compare against the default): one definition each.
+constexpr int kDefaultVocabPadMultiple = 128;
+constexpr int kDefaultCollectiveTimeoutS = 300;
+
+// Upper bounds of job sizes that are not the model's (those are in model/gpt_config.h).
+constexpr int64_t kMaxGridDegree = 1 << 16;
+constexpr int64_t kMaxGlobalBatch = int64_t{1} << 30;
+constexpr int64_t kMaxSteps = int64_t{1} << 40;
+constexpr int64_t kMaxEvalBatches = 1 << 20;
+// Parse errors reported at most, and the ones after a broken block are not attempted.
+constexpr int kMaxParseErrors = 20;
 
 // ---------------------------------------------------------------------------------------------
 // Field paths: the text-format parser names message types ("loom.ModelConfig"), a user thinks
@@ -93,6 +109,7 @@ class ConfigErrorCollector : public pb::io::ErrorCollector {
       : source_(source), text_(text) {}
 
   void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
+    lines_.push_back(line);
     std::string where = absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ");
     const std::string path = FieldPathAt(text_, line, column);
     if (!path.empty()) absl::StrAppend(&where, path, ": ");
@@ -110,6 +127,8 @@ class ConfigErrorCollector : public pb::io::ErrorCollector {
 
   const std::vector<std::string>& errors() const { return errors_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
+  // 0-based line of each error.
+  const std::vector<int>& lines() const { return lines_; }
 
  private:
   // " (model has: family, layers, ...)" for an unknown field at `path`.
@@ -130,6 +149,7 @@ class ConfigErrorCollector : public pb::io::ErrorCollector {
   const std::string& text_;
   std::vector<std::string> errors_;
   std::vector<std::string> warnings_;
+  std::vector<int> lines_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -273,18 +293,54 @@ std::vector<int> ChunkLayers(const JobConfig& c) {
 // ---------------------------------------------------------------------------------------------
 
 absl::StatusOr<JobConfig> ParseJobConfigText(const std::string& text, const std::string& source) {
-  JobConfig config;
-  ConfigErrorCollector errors(source, text);
-  pb::TextFormat::Parser parser;
-  parser.RecordErrorsTo(&errors);
-  const bool ok = parser.ParseFromString(text, &config);
-  if (!ok || !errors.errors().empty()) {
-    std::vector<std::string> lines = errors.errors();
-    if (lines.empty()) lines.push_back(absl::StrCat(source, ": not a valid text-format JobConfig"));
-    lines.insert(lines.end(), errors.warnings().begin(), errors.warnings().end());
-    return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
+  // The text-format parser stops at its first error. To report them all, the line of each error
+  // is blanked (kept as a line, so later positions stay true) and the text parsed again. A line
+  // that opens or closes a block is not blanked: the braces would no longer match and every
+  // later error would be an echo of this one, so the report stops there.
+  std::string work = text;
+  std::vector<std::string> errors, warnings;
+  std::vector<int> blanked;
+  for (int round = 0; round < kMaxParseErrors; ++round) {
+    JobConfig config;
+    ConfigErrorCollector collector(source, work);
+    pb::TextFormat::Parser parser;
+    parser.RecordErrorsTo(&collector);
+    const bool ok = parser.ParseFromString(work, &config);
+    if (ok && collector.errors().empty()) {
+      if (errors.empty()) return config;
+      break;
+    }
+    if (collector.errors().empty()) {
+      errors.push_back(absl::StrCat(source, ": not a valid text-format JobConfig"));
+      break;
+    }
+    errors.push_back(collector.errors()[0]);
+    if (warnings.empty()) warnings = collector.warnings();
+    const int line = collector.lines()[0];
+    // Find the error's line in the text.
+    size_t begin = 0;
+    for (int l = 0; l < line && begin != std::string::npos; ++l) {
+      begin = work.find('\n', begin);
+      if (begin != std::string::npos) ++begin;
+    }
+    if (begin == std::string::npos || begin >= work.size()) break;  // at the end of the text
+    size_t end = work.find('\n', begin);
+    if (end == std::string::npos) end = work.size();
+    const std::string_view content(work.data() + begin, end - begin);
+    if (content.find_first_of("{}<>[]") != std::string_view::npos ||
+        std::find(blanked.begin(), blanked.end(), line) != blanked.end()) {
+      break;
+    }
+    blanked.push_back(line);
+    for (size_t i = begin; i < end; ++i) work[i] = ' ';
   }
-  return config;
+  std::vector<std::string> lines;
+  if (errors.size() > 1) {
+    lines.push_back(absl::StrCat(errors.size(), " errors in ", source, ":"));
+  }
+  lines.insert(lines.end(), errors.begin(), errors.end());
+  lines.insert(lines.end(), warnings.begin(), warnings.end());
+  return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
 }
 
 absl::Status ApplyOverride(JobConfig* config, const std::string& assignment) {
@@ -370,7 +426,7 @@ void ApplyDefaults(JobConfig* c) {
   if (!m->has_tied_embeddings()) m->set_tied_embeddings(!llama);
   if (!m->has_norm_eps()) m->set_norm_eps(1e-5);
   if (!m->has_rope_theta()) m->set_rope_theta(10000.0);
-  if (!m->has_vocab_pad_multiple()) m->set_vocab_pad_multiple(128);
+  if (!m->has_vocab_pad_multiple()) m->set_vocab_pad_multiple(kDefaultVocabPadMultiple);
 
   ParallelConfig* p = c->mutable_parallel();
   if (!p->has_tp()) p->set_tp(1);
@@ -391,7 +447,7 @@ void ApplyDefaults(JobConfig* c) {
 
   RuntimeConfig* rt = c->mutable_runtime();
   if (!rt->has_backend()) rt->set_backend(RuntimeConfig::AUTO);
-  if (!rt->has_collective_timeout_s()) rt->set_collective_timeout_s(300);
+  if (!rt->has_collective_timeout_s()) rt->set_collective_timeout_s(kDefaultCollectiveTimeoutS);
   if (!rt->has_seed()) rt->set_seed(1337);
 
   DataConfig* d = c->mutable_data();
@@ -423,6 +479,11 @@ void ApplyDefaults(JobConfig* c) {
 
 absl::StatusOr<JobConfig> LoadJobConfig(const std::string& path,
                                         const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "job config '", path, "' is a directory; --config takes a text-format JobConfig file"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;
@@ -433,10 +494,20 @@ absl::StatusOr<JobConfig> LoadJobConfig(const std::string& path,
   buffer << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat("error reading job config '", path, "'"));
   auto config = ParseJobConfigText(buffer.str(), path);
-  if (!config.ok()) return config.status();
+  // Every --set is tried even when the file or an earlier --set failed, so one run names every
+  // mistake (on a blank config when the file did not parse: a path or value error shows anyway).
+  JobConfig scratch;
+  JobConfig* target = config.ok() ? &*config : &scratch;
+  std::vector<std::string> errors;
+  if (!config.ok()) errors.push_back(std::string(config.status().message()));
   for (const std::string& o : overrides) {
-    absl::Status s = ApplyOverride(&*config, o);
-    if (!s.ok()) return s;
+    absl::Status s = ApplyOverride(target, o);
+    if (!s.ok()) errors.push_back(std::string(s.message()));
+  }
+  if (!errors.empty()) {
+    if (config.ok() && errors.size() == 1) return absl::InvalidArgumentError(errors[0]);
+    if (!config.ok() && errors.size() == 1) return config.status();
+    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   }
   ApplyDefaults(&*config);
   return config;
@@ -466,6 +537,11 @@ absl::Status ExtractConfigFlags(std::vector<std::string>* args, std::string* pat
     auto is_config = value_of("--config", &v);
     if (!is_config.ok()) return is_config.status();
     if (*is_config) {
+      if (!path->empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--config is given twice ('", *path, "' and '", v,
+                         "'); give one job file and change fields with --set"));
+      }
       *path = v;
       continue;
     }
@@ -497,39 +573,20 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
   auto at_least = [&](const char* field, int64_t v, int64_t min) {
     if (v < min) add(field, " must be >= ", min, " (got ", v, ")");
   };
+  // Upper bounds keep every product of sizes within int64 (and name the field the user wrote
+  // rather than a derived number that overflowed).
+  auto at_most = [&](const char* field, int64_t v, int64_t max) {
+    if (v > max) add(field, " (", v, ") exceeds ", max, ", the most loom accepts");
+  };
 
-  // Model shape.
-  at_least("model.layers", m.layers(), 1);
-  at_least("model.heads", m.heads(), 1);
-  if (m.heads() > 0) at_least("model.kv_heads", m.kv_heads(), 1);
-  at_least("model.hidden", m.hidden(), 1);
-  if (m.hidden() > 0) at_least("model.ffn_hidden", m.ffn_hidden(), 1);
-  at_least("model.vocab", m.vocab(), 1);
-  at_least("model.max_seq", m.max_seq(), 1);
+  // Model shape: the rules live with the model (GptConfig::Problems), named as job fields.
+  for (std::string& problem : GptConfigFromJob(c).Problems())
+    problems.push_back(std::move(problem));
   at_least("model.vocab_pad_multiple", m.vocab_pad_multiple(), 1);
   if (m.vocab() > 65536) {
     add("model.vocab (", m.vocab(),
         ") exceeds 65536, the most token ids uint16 token shards "
         "(data.format LLMC or RAW_U16) can hold");
-  }
-  if (m.heads() > 0 && m.hidden() > 0 && m.hidden() % m.heads() != 0) {
-    add("model.hidden (", m.hidden(), ") is not divisible by model.heads (", m.heads(), ")");
-  }
-  if (m.heads() > 0 && m.kv_heads() > 0 && m.heads() % m.kv_heads() != 0) {
-    add("model.heads (", m.heads(), ") is not divisible by model.kv_heads (", m.kv_heads(), ")");
-  }
-  if (m.family() == ModelConfig::GPT2 && m.kv_heads() != m.heads()) {
-    add("model.kv_heads (", m.kv_heads(), ") must equal model.heads (", m.heads(),
-        ") for model.family GPT2 (GPT-2 has no grouped-query attention; use LLAMA)");
-  }
-  if (m.family() == ModelConfig::LLAMA && m.heads() > 0 && m.hidden() > 0 &&
-      m.hidden() % m.heads() == 0 && (m.hidden() / m.heads()) % 2 != 0) {
-    add("model.hidden (", m.hidden(), ") / model.heads (", m.heads(), ") = head dim ",
-        m.hidden() / m.heads(), " must be even for rotary embeddings (model.family LLAMA)");
-  }
-  if (!(m.norm_eps() > 0)) add("model.norm_eps must be > 0 (got ", Num(m.norm_eps()), ")");
-  if (m.family() == ModelConfig::LLAMA && !(m.rope_theta() > 0)) {
-    add("model.rope_theta must be > 0 (got ", Num(m.rope_theta()), ")");
   }
 
   // The grid.
@@ -539,6 +596,10 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
   at_least("parallel.tp", tp, 1);
   at_least("parallel.pp", pp, 1);
   at_least("parallel.virtual_stages", vs, 1);
+  at_most("parallel.tp", tp, kMaxGridDegree);
+  at_most("parallel.pp", pp, kMaxGridDegree);
+  at_most("parallel.virtual_stages", vs, kMaxGridDegree);
+  at_most("parallel.dp", dp, kMaxGridDegree);
   if (dp < 0) add("parallel.dp must be >= 0 (0 = derive from the world size; got ", dp, ")");
   if (tp >= 1 && pp >= 1 && world_size >= 1 && dp >= 0) {
     if (dp == 0) {
@@ -609,6 +670,7 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
   const int64_t micro = p.micro_batch_size(), global = p.global_batch_size();
   at_least("parallel.micro_batch_size", micro, 1);
   at_least("parallel.global_batch_size", global, 1);
+  at_most("parallel.global_batch_size", global, kMaxGlobalBatch);
   if (micro >= 1 && global >= 1 && dp >= 1) {
     if (global % (micro * dp) != 0) {
       add("parallel.global_batch_size (", global,
@@ -653,6 +715,7 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
     add("optimizer.grad_clip must be >= 0 (0 = no clipping; got ", Num(o.grad_clip()), ")");
   }
   at_least("lr_schedule.total_steps", s.total_steps(), 1);
+  at_most("lr_schedule.total_steps", s.total_steps(), kMaxSteps);
   at_least("lr_schedule.warmup_steps", s.warmup_steps(), 0);
   if (s.total_steps() >= 1 && s.warmup_steps() > s.total_steps()) {
     add("lr_schedule.warmup_steps (", s.warmup_steps(), ") exceeds lr_schedule.total_steps (",
@@ -679,6 +742,7 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
     add("checkpoint.interval (", k.interval(), ") is set but checkpoint.dir is empty");
   }
   at_least("logging.interval", l.interval(), 1);
+  if (l.eval_interval() > 0) at_most("logging.eval_batches", l.eval_batches(), kMaxEvalBatches);
   at_least("logging.eval_interval", l.eval_interval(), 0);
   at_least("logging.sample_interval", l.sample_interval(), 0);
   if (l.eval_interval() > 0) {
@@ -713,10 +777,66 @@ absl::Status ValidateJobConfig(const JobConfig& config, int world_size) {
                                                  "):\n  - ", absl::StrJoin(problems, "\n  - ")));
 }
 
+GptConfig GptConfigFromJob(const JobConfig& job) {
+  const ModelConfig& m = job.model();
+  GptConfig c;
+  c.family = m.family() == ModelConfig::LLAMA ? ModelFamily::kLlama : ModelFamily::kGpt2;
+  c.layers = m.layers();
+  c.heads = m.heads();
+  c.kv_heads = m.kv_heads() > 0 ? m.kv_heads() : m.heads();
+  c.hidden = m.hidden();
+  c.ffn_hidden = m.ffn_hidden();
+  c.vocab = m.vocab();
+  c.padded_vocab = PaddedVocab(job);
+  c.max_seq = m.max_seq();
+  c.tied_embeddings = m.tied_embeddings();
+  c.norm_eps = static_cast<float>(m.norm_eps());
+  c.rope_theta = static_cast<float>(m.rope_theta());
+  return c;
+}
+
+std::vector<std::string> NotYetSupported(const JobConfig& c) {
+  std::vector<std::string> out;
+  auto add = [&](auto&&... parts) { out.push_back(absl::StrCat(parts...)); };
+  const ParallelConfig& p = c.parallel();
+  const CheckpointConfig& k = c.checkpoint();
+  if (p.pp() > 1) {
+    add("parallel.pp = ", p.pp(),
+        ": this build trains with data and tensor parallelism only (pp = 1)");
+  }
+  if (p.distributed_optimizer()) {
+    add("parallel.distributed_optimizer: this build keeps the whole optimizer state on every "
+        "rank; set it to false");
+  }
+  if (!k.dir().empty()) {
+    add("checkpoint.dir = \"", k.dir(),
+        "\": this build cannot save checkpoints yet; clear the field to train without them");
+  }
+  const bool resume_path = !k.resume().empty() && k.resume() != "AUTO" && k.resume() != "NONE";
+  if (resume_path && k.dir().empty()) {
+    add("checkpoint.resume = \"", k.resume(),
+        "\": this build cannot resume from a checkpoint yet; clear the field (or set NONE)");
+  }
+  std::error_code ec;
+  if (!c.model().init_from().empty() && std::filesystem::is_directory(c.model().init_from(), ec)) {
+    add("model.init_from = \"", c.model().init_from(),
+        "\" is a directory (a checkpoint): this build initialises only from a model file "
+        "(llm.c or loom format)");
+  }
+  // BF16 with an explicit CPU backend is a contradiction ConfigProblems reports; here the
+  // backend AUTO falls to the CPU for lack of a GPU.
+  if (c.precision() == JobConfig::BF16 && c.runtime().backend() != RuntimeConfig::CPU &&
+      CudaDeviceCount() == 0) {
+    add("precision BF16 needs a CUDA GPU, but ", CudaUnavailableReason(),
+        " (the CPU backend computes in FP32 only)");
+  }
+  return out;
+}
+
 int64_t PaddedVocab(const JobConfig& config) {
   const int64_t vocab = config.model().vocab();
-  const int64_t pad =
-      config.model().has_vocab_pad_multiple() ? config.model().vocab_pad_multiple() : 128;
+  const int64_t pad = config.model().has_vocab_pad_multiple() ? config.model().vocab_pad_multiple()
+                                                              : kDefaultVocabPadMultiple;
   const int64_t tp = config.parallel().has_tp() ? config.parallel().tp() : 1;
   const int64_t multiple = std::max<int64_t>(1, pad) * std::max<int64_t>(1, tp);
   return (vocab + multiple - 1) / multiple * multiple;

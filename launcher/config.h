@@ -17,12 +17,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "model/gpt_config.h"
 #include "proto/job.pb.h"
 
 namespace loom {
 
 // Parses text-format JobConfig. `source` (usually the file name) prefixes error messages.
-// Applies no defaults.
+// Applies no defaults. Reports every error it can find (up to 20), one line each; after an error
+// on a line that opens or closes a block it stops, since later errors would be its echoes.
 absl::StatusOr<JobConfig> ParseJobConfigText(const std::string& text, const std::string& source);
 
 // Applies one override "path.to.field=value" in place. Scalars of every type and enums (by
@@ -35,18 +37,26 @@ absl::Status ApplyOverride(JobConfig* config, const std::string& assignment);
 // Call it after the overrides so derived defaults (kv_heads, ffn_hidden, seq_len) follow them.
 void ApplyDefaults(JobConfig* config);
 
-// Reads `path`, applies the overrides in order, then the defaults.
+// Reads `path`, applies the overrides in order, then the defaults. A directory is refused; parse
+// errors and every failing override are reported together.
 absl::StatusOr<JobConfig> LoadJobConfig(const std::string& path,
                                         const std::vector<std::string>& overrides);
 
 // Pulls "--config F" / "--config=F" and every "--set a=b" / "--set=a=b" out of `args`, leaving
-// the other arguments in order. `path` stays empty when --config is absent.
+// the other arguments in order. `path` stays empty when --config is absent; --config given twice
+// is an error.
 absl::Status ExtractConfigFlags(std::vector<std::string>* args, std::string* path,
                                 std::vector<std::string>* overrides);
 
 // Every problem with `config` (defaults applied) for a job of `world_size` ranks, one sentence
 // each naming the fields and numbers. Empty when the config is runnable.
 std::vector<std::string> ConfigProblems(const JobConfig& config, int world_size);
+
+// What this build cannot do yet, for a config with defaults applied: one sentence per feature
+// the job asks for, naming the field. Kept apart from ConfigProblems (which says what is wrong
+// with a job in itself) so each entry can be deleted as its feature lands. Both `loom config
+// check` and `loom train` refuse a job with any entry (see launcher/job_check.h).
+std::vector<std::string> NotYetSupported(const JobConfig& config);
 
 // ConfigProblems as one InvalidArgument status ("N problem(s) in the job config:" followed by one
 // "  - ..." line per problem), or OK.
@@ -59,6 +69,9 @@ int64_t LlamaFfnHidden(int64_t hidden);
 // model.vocab_pad_multiple * parallel.tp (Megatron's padding), so each tensor rank holds an equal
 // slice. The padded rows are not trained (their logits are masked) and not counted as parameters.
 int64_t PaddedVocab(const JobConfig& config);
+
+// The model shape a job describes (defaults applied, vocab padded).
+GptConfig GptConfigFromJob(const JobConfig& job);
 
 // Exact trainable parameter count of the model (unpadded vocab).
 // GPT2: wte V*C + wpe maxT*C + per layer (LN 2C, qkv 3C^2+3C, proj C^2+C, LN 2C, fc C*F+F,

@@ -10,7 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "benchmarks/roofline.h"
+#include "launcher/job_check.h"
 #include "launcher/lr_schedule.h"
+#include "launcher/stop_signal.h"
 #include "model/model_file.h"
 #include "ops/optimizer.h"
 #include "runtime/logging.h"
@@ -19,24 +21,6 @@
 #include "runtime/timer.h"
 
 namespace loom {
-
-GptConfig GptConfigFromJob(const JobConfig& job) {
-  const ModelConfig& m = job.model();
-  GptConfig c;
-  c.family = m.family() == ModelConfig::LLAMA ? ModelFamily::kLlama : ModelFamily::kGpt2;
-  c.layers = m.layers();
-  c.heads = m.heads();
-  c.kv_heads = m.kv_heads() > 0 ? m.kv_heads() : m.heads();
-  c.hidden = m.hidden();
-  c.ffn_hidden = m.ffn_hidden();
-  c.vocab = m.vocab();
-  c.padded_vocab = PaddedVocab(job);
-  c.max_seq = m.max_seq();
-  c.tied_embeddings = m.tied_embeddings();
-  c.norm_eps = static_cast<float>(m.norm_eps());
-  c.rope_theta = static_cast<float>(m.rope_theta());
-  return c;
-}
 
 namespace {
 
@@ -73,18 +57,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   std::unique_ptr<Trainer> t(new Trainer());
   t->config_ = config;
   t->world_ = world;
-  LOOM_ASSIGN_OR_RETURN(t->numbers_, DeriveNumbers(config, world->size()));
+  // The same verdict as `loom config check` (what this build cannot do yet included), before
+  // anything large is allocated.
+  const JobCheck check = CheckJob(config, world->size());
+  LOOM_RETURN_IF_ERROR(JobCheckStatus(check, world->size()));
+  t->numbers_ = *check.numbers;
   const DerivedNumbers& n = t->numbers_;
-  if (n.pp > 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "parallel.pp = ", n.pp,
-        ": this trainer runs data and tensor parallelism only so far (pp = 1)"));
-  }
-  if (!config.checkpoint().dir().empty()) {
-    return absl::UnimplementedError(absl::StrCat(
-        "checkpoint.dir = \"", config.checkpoint().dir(),
-        "\": this build cannot save checkpoints yet; clear the field to train without them"));
-  }
+  // Every wait on a collective of this job has the job's deadline.
+  world->state()->timeout = absl::Seconds(config.runtime().collective_timeout_s());
   LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp));
   LOOM_ASSIGN_OR_RETURN(t->groups_, ProcessGroups::Create(*world, grid));
   const GridCoord& coord = t->groups_->coord();
@@ -95,10 +75,6 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   }
   LOOM_ASSIGN_OR_RETURN(t->device_, ChooseDevice(config));
   const bool bf16 = config.precision() == JobConfig::BF16;
-  if (bf16 && !t->device_->is_cuda()) {
-    return absl::InvalidArgumentError(
-        "precision: BF16 needs the CUDA backend; the CPU backend computes in FP32");
-  }
 
   // Data first: a missing or bad shard is reported before the model takes any memory.
   DataLoaderOptions opts;
@@ -182,21 +158,20 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
 
   const std::string& run_dir = config.logging().run_dir();
   if (world->rank() == 0 && !run_dir.empty()) {
-    if (config.logging().jsonl()) {
-      LOOM_ASSIGN_OR_RETURN(t->metrics_, MetricsLogger::Create(run_dir));
-    }
-    if (config.logging().tensorboard()) {
-      LOOM_ASSIGN_OR_RETURN(t->tensorboard_, TensorBoardWriter::Create(run_dir));
-    }
+    RunDirOptions sinks;
+    sinks.jsonl = config.logging().jsonl();
+    sinks.tensorboard = config.logging().tensorboard();
+    sinks.overwrite = config.logging().overwrite();
+    LOOM_ASSIGN_OR_RETURN(t->sinks_, MetricsSinks::Open(run_dir, sinks));
   }
   const int T = config.data().seq_len();
   t->flops_per_token_ = TrainingFlopsPerToken(gpt, n.parameters, T);
   // MFU's denominator: the device's GEMM peak (measured sgemm on the CPU), or none (MFU is then
   // not reported) for a GPU loom has no figures for.
-  auto roof = bench::GetRoofline(t->device_);
-  std::string peak_source = roof.ok() ? roof->description : std::string(roof.status().message());
+  auto roof = bench::GemmPeak(t->device_);
+  const std::string peak_source =
+      roof.ok() ? roof->description : std::string(roof.status().message());
   t->peak_flops_ = roof.ok() ? roof->flops * world->size() : 0.0;
-  peak_source = peak_source.substr(0, peak_source.find('\n'));  // the compute line only
   const int64_t micro = config.parallel().micro_batch_size();
   t->inputs_.resize(micro * T);
   t->targets_.resize(micro * T);
@@ -242,6 +217,7 @@ absl::StatusOr<float> Trainer::Step() {
   const int micro = config_.parallel().micro_batch_size();
   const int T = config_.data().seq_len();
   const int64_t accum = numbers_.grad_accum_steps;
+  world_->state()->step = step_ + 1;  // named by a collective that times out
   LOOM_RETURN_IF_ERROR(model_->ZeroGrads());
   double loss_sum = 0;
   for (int64_t k = 0; k < accum; ++k) {
@@ -374,9 +350,16 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
   }
   tp_comm_s_ = sp_comm_s_ = dp_comm_s_ = interval_step_seconds_ = 0;
   interval_steps_ = 0;
-  if (metrics_) LOOM_RETURN_IF_ERROR(metrics_->Log(m));
-  if (tensorboard_) LOOM_RETURN_IF_ERROR(tensorboard_->WriteScalars(step_, TensorBoardScalars(m)));
+  if (sinks_) sinks_->Log(m);  // a failing sink is switched off, never the run
   return absl::OkStatus();
+}
+
+// Every rank must stop at the same step boundary, or a peer would wait forever in the next
+// step's collectives: the stop flags are summed over the world, the one place this happens.
+absl::StatusOr<bool> Trainer::AnyRankAskedToStop() {
+  double flag[1] = {StopSignalReceived() != 0 ? 1.0 : 0.0};
+  LOOM_RETURN_IF_ERROR(world_->comm().AllReduceHost(absl::MakeSpan(flag, 1), ReduceOp::kSum));
+  return flag[0] > 0;
 }
 
 absl::Status Trainer::Run() {
@@ -384,6 +367,14 @@ absl::Status Trainer::Run() {
   const int eval_every = config_.logging().eval_interval();
   const int sample_every = config_.logging().sample_interval();
   while (step_ < total) {
+    LOOM_ASSIGN_OR_RETURN(const bool stop, AnyRankAskedToStop());
+    if (stop) {
+      // The place for a save on stop once checkpoints exist.
+      LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << total << " ("
+                     << (StopSignalReceived() != 0 ? StopSignalName() : "a peer rank's signal")
+                     << ") after " << FormatDuration(elapsed_s_);
+      return absl::OkStatus();
+    }
     Timer timer;
     LOOM_ASSIGN_OR_RETURN(float loss, Step());
     const double seconds = timer.Seconds();

@@ -4,9 +4,11 @@
 // all-reduce, global-norm clipping, AdamW with the LR schedule, metrics to the console,
 // metrics.jsonl and TensorBoard, periodic validation loss and text samples.
 //
-// Everything that can be wrong with the job (config, data, init file) is reported by Create,
-// before any large allocation. Tensor and pipeline parallelism are not in this trainer yet:
-// a job asking for tp or pp > 1 is refused with that reason.
+// Everything that can be wrong with the job (config, data, init file, memory) is reported by
+// Create, before any large allocation, with the verdict `loom config check` gives
+// (launcher/job_check.h); what this build cannot do yet is listed in NotYetSupported
+// (launcher/config.h). Run stops cleanly at a step boundary on SIGTERM / SIGINT
+// (launcher/stop_signal.h), every rank at the same step.
 #pragma once
 
 #include <memory>
@@ -18,7 +20,7 @@
 #include "launcher/config.h"
 #include "data/data_loader.h"
 #include "metrics/metrics.h"
-#include "metrics/tensorboard.h"
+#include "metrics/run_dir.h"
 #include "data/tokenizer.h"
 #include "parallel/adamw.h"
 #include "model/gpt.h"
@@ -28,14 +30,12 @@
 
 namespace loom {
 
-// The model shape a job describes (defaults applied, vocab padded).
-GptConfig GptConfigFromJob(const JobConfig& job);
-
 class Trainer {
  public:
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const JobConfig& config, World* world);
 
-  // Runs from the current step to runtime.stop_at_step (or total_steps).
+  // Runs from the current step to runtime.stop_at_step (or total_steps), or until a stop signal
+  // (checked before each step; then "stopped at step N" is logged and the result is OK).
   absl::Status Run();
   // One optimizer step; returns the mean training loss over the global batch.
   absl::StatusOr<float> Step();
@@ -55,6 +55,7 @@ class Trainer {
   absl::Status AllReduceGrads();
   absl::StatusOr<double> GradNorm();
   absl::Status LogStep(float loss, std::optional<float> val_loss, double step_seconds);
+  absl::StatusOr<bool> AnyRankAskedToStop();
 
   JobConfig config_;
   DerivedNumbers numbers_;
@@ -70,8 +71,7 @@ class Trainer {
   std::optional<AdamW> optimizer_;
   std::unique_ptr<DataLoader> train_data_, val_data_;
   std::optional<ByteTokenizer> tokenizer_;
-  std::unique_ptr<MetricsLogger> metrics_;
-  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  std::unique_ptr<MetricsSinks> sinks_;  // rank 0 with a run_dir
   Tensor norm_acc_;  // f32 [1] on the device
   // fp32 master weights when the model computes in bf16 (AdamW updates these and casts into
   // the model's params in the same pass); with fp32 compute they are the model's params.

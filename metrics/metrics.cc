@@ -17,14 +17,6 @@ namespace {
 
 constexpr char kMetricsFile[] = "metrics.jsonl";
 
-absl::StatusOr<std::FILE*> OpenFile(const std::string& path, const char* mode) {
-  std::FILE* f = std::fopen(path.c_str(), mode);
-  if (f == nullptr) {
-    return FileError(errno, "metrics: open", path);
-  }
-  return f;
-}
-
 // The step of a line this logger wrote ({"step":N,...}); nullopt for anything else, such as
 // a line cut short by a crash.
 std::optional<int64_t> StepOfLine(const std::string& line) {
@@ -121,8 +113,9 @@ std::vector<std::pair<std::string, float>> TensorBoardScalars(const StepMetrics&
 absl::StatusOr<std::unique_ptr<MetricsLogger>> MetricsLogger::Create(const std::string& run_dir) {
   LOOM_RETURN_IF_ERROR(MakeDirs(run_dir));
   std::string path = (std::filesystem::path(run_dir) / kMetricsFile).string();
-  LOOM_ASSIGN_OR_RETURN(std::FILE * f, OpenFile(path, "w"));
-  return std::unique_ptr<MetricsLogger>(new MetricsLogger(std::move(path), f));
+  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<AppendFile> f,
+                        AppendFile::Open(path, AppendFile::Mode::kTruncate));
+  return std::unique_ptr<MetricsLogger>(new MetricsLogger(std::move(f)));
 }
 
 absl::StatusOr<std::unique_ptr<MetricsLogger>> MetricsLogger::OpenForResume(
@@ -138,19 +131,15 @@ absl::StatusOr<std::unique_ptr<MetricsLogger>> MetricsLogger::OpenForResume(
     }
     LOOM_RETURN_IF_ERROR(AtomicWriteFile(path, kept));
   }
-  LOOM_ASSIGN_OR_RETURN(std::FILE * f, OpenFile(path, "a"));
-  return std::unique_ptr<MetricsLogger>(new MetricsLogger(std::move(path), f));
+  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<AppendFile> f,
+                        AppendFile::Open(path, AppendFile::Mode::kAppend));
+  return std::unique_ptr<MetricsLogger>(new MetricsLogger(std::move(f)));
 }
-
-MetricsLogger::~MetricsLogger() { std::fclose(file_); }
 
 absl::Status MetricsLogger::Log(const StepMetrics& m) {
   std::string line = FormatJsonLine(m);
   line.push_back('\n');
-  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
-    return FileError(errno, "metrics: write", path_);
-  }
-  return absl::OkStatus();
+  return file_->Append(line);
 }
 
 }  // namespace loom

@@ -3,13 +3,13 @@
 //
 // JSON floats are written with 9 significant digits ("%.9g"), enough for every float32 value to
 // read back bit for bit; a non-finite value (a diverged loss) is written as null, since JSON has
-// no NaN. The JSONL file is flushed after every line so a crash loses at most the line being
-// written. A resumed run opens the file for resume: lines of steps after the resume step (logged
-// after the checkpoint the run restarts from) are dropped, so each step appears once.
+// no NaN. Each line goes to the kernel whole or not at all (metrics/append_file.h), so neither a
+// crash nor a full disk leaves half a line. A resumed run opens the file for resume: lines of steps
+// after the resume step (logged after the checkpoint the run restarts from) are dropped, so each
+// step appears once.
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "metrics/append_file.h"
 
 namespace loom {
 
@@ -65,18 +66,16 @@ class MetricsLogger {
   // steps <= resume_step and drops later ones. A missing file is started afresh.
   static absl::StatusOr<std::unique_ptr<MetricsLogger>> OpenForResume(const std::string& run_dir,
                                                                       int64_t resume_step);
-  ~MetricsLogger();
   MetricsLogger(const MetricsLogger&) = delete;
   MetricsLogger& operator=(const MetricsLogger&) = delete;
 
-  // Appends one line and flushes it.
+  // Appends one line, whole or not at all.
   absl::Status Log(const StepMetrics& m);
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_->path(); }
 
  private:
-  MetricsLogger(std::string path, std::FILE* file) : path_(std::move(path)), file_(file) {}
-  std::string path_;
-  std::FILE* file_;
+  explicit MetricsLogger(std::unique_ptr<AppendFile> file) : file_(std::move(file)) {}
+  std::unique_ptr<AppendFile> file_;
 };
 
 }  // namespace loom

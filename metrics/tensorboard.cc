@@ -1,6 +1,5 @@
 #include "metrics/tensorboard.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -98,29 +97,24 @@ absl::StatusOr<std::unique_ptr<TensorBoardWriter>> TensorBoardWriter::Create(
        absl::StrCat("events.out.tfevents.", absl::ToUnixSeconds(absl::Now()), ".", HostName()))
           .string();
   std::string path = base;
-  int fd = -1;
-  for (int n = 1; fd < 0; ++n) {
-    fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0 && (errno != EEXIST || n > 1000)) {
-      return FileError(errno, "create TensorBoard event file", path);
+  std::unique_ptr<AppendFile> file;
+  for (int n = 1; file == nullptr; ++n) {
+    auto opened = AppendFile::Open(path, AppendFile::Mode::kCreateNew);
+    if (opened.ok()) {
+      file = std::move(*opened);
+    } else if (absl::IsAlreadyExists(opened.status()) && n <= 1000) {
+      path = absl::StrCat(base, ".", n);
+    } else {
+      return opened.status();
     }
-    if (fd < 0) path = absl::StrCat(base, ".", n);
   }
-  std::FILE* file = fdopen(fd, "wb");
-  if (file == nullptr) {
-    const int err = errno;
-    close(fd);
-    return FileError(err, "open TensorBoard event file", path);
-  }
-  auto writer = std::unique_ptr<TensorBoardWriter>(new TensorBoardWriter(path, file));
+  auto writer = std::unique_ptr<TensorBoardWriter>(new TensorBoardWriter(std::move(file)));
   tb::Event first;
   first.set_wall_time(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
   first.set_file_version(kTensorBoardFileVersion);
   LOOM_RETURN_IF_ERROR(writer->WriteEvent(first));
   return writer;
 }
-
-TensorBoardWriter::~TensorBoardWriter() { std::fclose(file_); }
 
 absl::Status TensorBoardWriter::WriteScalars(
     int64_t step, absl::Span<const std::pair<std::string, float>> scalars) {
@@ -142,12 +136,7 @@ absl::Status TensorBoardWriter::WriteScalars(
 }
 
 absl::Status TensorBoardWriter::WriteEvent(const tb::Event& event) {
-  const std::string record = TfRecordFrame(event.SerializeAsString());
-  if (std::fwrite(record.data(), 1, record.size(), file_) != record.size() ||
-      std::fflush(file_) != 0) {
-    return FileError(errno, "write TensorBoard event file", path_);
-  }
-  return absl::OkStatus();
+  return file_->Append(TfRecordFrame(event.SerializeAsString()));
 }
 
 }  // namespace loom

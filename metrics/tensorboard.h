@@ -3,14 +3,14 @@
 // A file is a sequence of TFRecords, each
 //   uint64 length | uint32 masked_crc32c(length bytes) | data | uint32 masked_crc32c(data)
 // (little-endian) whose data is a serialized tb::Event. The first record carries file_version
-// "brain.Event:2"; each later one holds the scalars of one step. Every record is flushed to the
-// OS as soon as it is written, so a running TensorBoard sees each step and a crash loses none
-// that were written. The reader below checks both CRCs of every record; tests use it, and so can
-// anyone who wants the numbers back without Python.
+// "brain.Event:2"; each later one holds the scalars of one step. Every record goes to the OS
+// whole or not at all as soon as it is written (metrics/append_file.h), so a running TensorBoard
+// sees each step, and neither a crash nor a full disk leaves a torn record. The reader below checks
+// both CRCs of every record; tests use it, and so can anyone who wants the numbers back without
+// Python.
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "metrics/append_file.h"
 #include "proto/tensorboard.pb.h"
 
 namespace loom {
@@ -40,7 +41,6 @@ class TensorBoardWriter {
   // that name is taken, e.g. by a resume within the same second) and writes the file_version
   // record. TensorBoard reads every events file of a directory, so a resumed run simply adds one.
   static absl::StatusOr<std::unique_ptr<TensorBoardWriter>> Create(const std::string& run_dir);
-  ~TensorBoardWriter();
   TensorBoardWriter(const TensorBoardWriter&) = delete;
   TensorBoardWriter& operator=(const TensorBoardWriter&) = delete;
 
@@ -51,14 +51,13 @@ class TensorBoardWriter {
   absl::Status WriteScalars(int64_t step, absl::Span<const std::pair<std::string, float>> scalars,
                             double wall_time);
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_->path(); }
 
  private:
-  TensorBoardWriter(std::string path, std::FILE* file) : path_(std::move(path)), file_(file) {}
+  explicit TensorBoardWriter(std::unique_ptr<AppendFile> file) : file_(std::move(file)) {}
   absl::Status WriteEvent(const tb::Event& event);
 
-  std::string path_;
-  std::FILE* file_;
+  std::unique_ptr<AppendFile> file_;
 };
 
 }  // namespace loom

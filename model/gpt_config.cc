@@ -7,37 +7,53 @@
 
 namespace loom {
 
-absl::Status GptConfig::Validate() const {
+std::vector<std::string> GptConfig::Problems() const {
   std::vector<std::string> errs;
-  auto positive = [&](const char* f, int64_t v) {
-    if (v <= 0) errs.push_back(absl::StrCat(f, " must be > 0, got ", v));
+  auto add = [&](auto&&... parts) { errs.push_back(absl::StrCat(parts...)); };
+  auto in_range = [&](const char* field, int64_t v, int64_t max) {
+    if (v < 1) {
+      add(field, " must be >= 1 (got ", v, ")");
+    } else if (v > max) {
+      add(field, " (", v, ") exceeds ", max, ", the most loom accepts");
+    }
   };
-  positive("model.layers", layers);
-  positive("model.heads", heads);
-  positive("model.kv_heads", kv_heads);
-  positive("model.hidden", hidden);
-  positive("model.ffn_hidden", ffn_hidden);
-  positive("model.vocab", vocab);
-  positive("model.max_seq", max_seq);
-  if (heads > 0 && hidden % heads != 0) {
-    errs.push_back(absl::StrCat("model.hidden (", hidden, ") must be divisible by model.heads (",
-                                heads, ")"));
+  in_range("model.layers", layers, kMaxLayers);
+  in_range("model.heads", heads, kMaxHidden);
+  if (heads > 0) in_range("model.kv_heads", kv_heads, kMaxHidden);
+  in_range("model.hidden", hidden, kMaxHidden);
+  if (hidden > 0 && hidden <= kMaxHidden) in_range("model.ffn_hidden", ffn_hidden, kMaxFfnHidden);
+  in_range("model.vocab", vocab, kMaxPaddedVocab);
+  in_range("model.max_seq", max_seq, kMaxSeq);
+  if (heads > 0 && hidden > 0 && hidden % heads != 0) {
+    add("model.hidden (", hidden, ") is not divisible by model.heads (", heads, ")");
   }
   if (heads > 0 && kv_heads > 0 && heads % kv_heads != 0) {
-    errs.push_back(absl::StrCat("model.heads (", heads, ") must be divisible by model.kv_heads (",
-                                kv_heads, ")"));
-  }
-  if (padded_vocab < vocab) {
-    errs.push_back(absl::StrCat("padded vocab (", padded_vocab, ") is smaller than model.vocab (",
-                                vocab, ")"));
+    add("model.heads (", heads, ") is not divisible by model.kv_heads (", kv_heads, ")");
   }
   if (family == ModelFamily::kGpt2 && kv_heads != heads) {
-    errs.push_back(absl::StrCat("GPT2 family has no grouped-query attention: model.kv_heads (",
-                                kv_heads, ") must equal model.heads (", heads, ")"));
+    add("model.kv_heads (", kv_heads, ") must equal model.heads (", heads,
+        ") for model.family GPT2 (GPT-2 has no grouped-query attention; use LLAMA)");
   }
-  if (heads > 0 && hidden % heads == 0 && family == ModelFamily::kLlama && head_dim() % 2 != 0) {
-    errs.push_back(absl::StrCat("RoPE needs an even head dim, got ", head_dim()));
+  if (family == ModelFamily::kLlama && heads > 0 && hidden > 0 && hidden % heads == 0 &&
+      head_dim() % 2 != 0) {
+    add("model.hidden (", hidden, ") / model.heads (", heads, ") = head dim ", head_dim(),
+        " must be even for rotary embeddings (model.family LLAMA)");
   }
+  if (vocab >= 1 && padded_vocab < vocab) {
+    add("padded vocab (", padded_vocab, ") is smaller than model.vocab (", vocab, ")");
+  } else if (padded_vocab > kMaxPaddedVocab) {
+    add("padded vocab (", padded_vocab, ") exceeds ", kMaxPaddedVocab,
+        " (lower model.vocab_pad_multiple)");
+  }
+  if (!(norm_eps > 0)) add("model.norm_eps must be > 0 (got ", norm_eps, ")");
+  if (family == ModelFamily::kLlama && !(rope_theta > 0)) {
+    add("model.rope_theta must be > 0 (got ", rope_theta, ")");
+  }
+  return errs;
+}
+
+absl::Status GptConfig::Validate() const {
+  const std::vector<std::string> errs = Problems();
   if (errs.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrJoin(errs, "; "));
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -30,9 +31,22 @@ struct GptConfig {
   int head_dim() const { return hidden / heads; }
   int qkv_dim() const { return (heads + 2 * kv_heads) * head_dim(); }
   bool is_llama() const { return family == ModelFamily::kLlama; }
-  // Refuses sizes the model cannot be built with, naming the field.
+  // Every reason the model cannot be built with these sizes, one sentence each naming the job
+  // field (model.layers, ...) and the numbers. This is the one home of the model-shape rules:
+  // the job validation (launcher/config.cc) reports these too. Upper bounds keep every size
+  // product the trainer and the memory estimate form within int64.
+  std::vector<std::string> Problems() const;
+  // Problems() as one InvalidArgument status, or OK.
   absl::Status Validate() const;
 };
+
+// Sane upper bounds on the model's sizes (far beyond any real model, low enough that no
+// product of them overflows).
+inline constexpr int64_t kMaxLayers = 10'000;
+inline constexpr int64_t kMaxHidden = 1 << 18;     // 262,144
+inline constexpr int64_t kMaxFfnHidden = 1 << 21;  // 2,097,152
+inline constexpr int64_t kMaxSeq = 1 << 22;        // 4,194,304 tokens
+inline constexpr int64_t kMaxPaddedVocab = 1 << 24;
 
 // Flops of one training step per token, the standard 6N + 6*L*C*T (forward + backward of the
 // parameter GEMMs, plus the attention score and value GEMMs with the causal half counted).

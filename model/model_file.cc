@@ -1,5 +1,6 @@
 #include "model/model_file.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,9 @@
 #include "runtime/status.h"
 
 namespace loom {
+
+absl::StatusOr<LoadedWeights> ReadModelFileUnchecked(const std::string& path);
+
 namespace {
 
 constexpr int kHeaderInts = 256;
@@ -157,7 +161,34 @@ absl::StatusOr<LoadedWeights> ReadLoom(const std::string& path, const int32_t* h
 
 }  // namespace
 
+// Non-finite weights would make the first step's loss NaN, and the divergence message would
+// then blame the learning rate: refused here, naming the file and the tensor.
+absl::Status CheckFiniteWeights(const std::string& path, const LoadedWeights& w) {
+  const ParamLayout layout = ParamLayout::ForGpt(w.config);
+  for (const ParamSpec& s : layout.specs()) {
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < s.numel(); ++i) {
+      if (!std::isfinite(w.params[s.offset + i])) {
+        if (bad++ == 0) first = i;
+      }
+    }
+    if (bad > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": tensor ", s.name, " holds ", bad, " non-finite value(s) (NaN or Inf; the first, ",
+          w.params[s.offset + first], ", at element ", first, " of ", s.numel(),
+          "); these weights cannot be trained from"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<LoadedWeights> ReadModelFile(const std::string& path) {
+  auto w = ReadModelFileUnchecked(path);
+  if (w.ok()) LOOM_RETURN_IF_ERROR(CheckFiniteWeights(path, *w));
+  return w;
+}
+
+absl::StatusOr<LoadedWeights> ReadModelFileUnchecked(const std::string& path) {
   LOOM_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
   if (file.size() < kHeaderInts * 4) {
     return absl::DataLossError(absl::StrCat(path, ": file is ", file.size(),

@@ -26,7 +26,8 @@ struct LoadedWeights {
   std::vector<float> params;  // in GptParamLayout(config) order
 };
 
-// Reads either format (told apart by the magic number).
+// Reads either format (told apart by the magic number). Weights that are not all finite are
+// refused, naming the file and the tensor.
 absl::StatusOr<LoadedWeights> ReadModelFile(const std::string& path);
 
 // Writes GPT-2 weights in llm.c's format (version 3 fp32, or 5 bf16 when bf16 is true).

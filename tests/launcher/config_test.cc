@@ -5,6 +5,7 @@
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -15,7 +16,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "data/token_shard.h"
 #include "launcher/command.h"
+#include "runtime/device.h"
+#include "runtime/files.h"
 
 namespace loom {
 namespace {
@@ -694,31 +698,66 @@ absl::Status RunCommand(const std::vector<std::string>& args, std::string* out) 
   return s;
 }
 
-TEST(ConfigCheckCommandTest, PrintsResolvedConfigAndDerivedNumbers) {
+// A temp dir with one train and one val shard, and the --set flags that point tiny.textproto at
+// them and at a fresh run dir there (the shipped data/demo may not exist where tests run).
+std::vector<std::string> TinyDataFlags(const std::string& name) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / absl::StrCat("loom_config_", getpid(), name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::vector<uint16_t> tokens(200, 7);
+  EXPECT_TRUE(WriteShard((dir / "train_000.bin").string(), tokens, ShardFormat::kLlmc).ok());
+  EXPECT_TRUE(WriteShard((dir / "val_000.bin").string(), tokens, ShardFormat::kLlmc).ok());
+  return {"--set", absl::StrCat("data.train=", (dir / "train_*.bin").string()),
+          "--set", absl::StrCat("data.val=", (dir / "val_*.bin").string()),
+          "--set", absl::StrCat("logging.run_dir=", (dir / "run").string())};
+}
+
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// The --set values of a flag list, for LoadJobConfig.
+std::vector<std::string> SetsOf(const std::vector<std::string>& flags) {
+  std::vector<std::string> sets;
+  for (size_t i = 0; i + 1 < flags.size(); ++i) {
+    if (flags[i] == "--set") sets.push_back(flags[i + 1]);
+  }
+  return sets;
+}
+
+TEST(ConfigCheckCommandTest, PrintsResolvedConfigDerivedNumbersAndMemory) {
   const std::string tiny = SourceDir() + "/configs/tiny.textproto";
+  const std::vector<std::string> data = TinyDataFlags("print");
   std::string out;
-  absl::Status s = RunCommand({"--config", tiny, "--world-size", "4", "--set", "parallel.tp=2",
-                               "--set=parallel.sequence_parallel=true"},
-                              &out);
+  absl::Status s = RunCommand(
+      Concat({"--config", tiny, "--world-size", "4", "--set=parallel.micro_batch_size=1"}, data),
+      &out);
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_CONTAINS(out, "world size 4");
-  EXPECT_CONTAINS(out, "tp: 2");
-  EXPECT_CONTAINS(out, "dp 2 x tp 2 x pp 1");
-  EXPECT_CONTAINS(out, "padded vocab: 512");
+  EXPECT_CONTAINS(out, "micro_batch_size: 1");
+  EXPECT_CONTAINS(out, "dp 4 x tp 1 x pp 1");
+  EXPECT_CONTAINS(out, "padded vocab: 384");
   EXPECT_CONTAINS(out, "parameters: ");
+  EXPECT_CONTAINS(out, "#   memory per rank (pipeline stage 0, ");
+  EXPECT_CONTAINS(out, "#     AdamW moments");
+  EXPECT_CONTAINS(out, "#     total ");
+  EXPECT_CONTAINS(out, "#   available: ");
   // The output is itself a job file: it parses back to the resolved config.
   auto reparsed = ParseJobConfigText(out, "stdout");
   ASSERT_TRUE(reparsed.ok()) << reparsed.status();
-  auto expected = LoadJobConfig(tiny, {"parallel.tp=2", "parallel.sequence_parallel=true"});
+  auto expected = LoadJobConfig(tiny, Concat({"parallel.micro_batch_size=1"}, SetsOf(data)));
   ASSERT_TRUE(expected.ok());
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*reparsed, *expected));
 }
 
 TEST(ConfigCheckCommandTest, RefusesWithEveryProblem) {
   const std::string tiny = SourceDir() + "/configs/tiny.textproto";
+  const std::vector<std::string> data = TinyDataFlags("refuse");
   std::string out;
-  absl::Status s =
-      RunCommand({"--config", tiny, "--world-size", "3", "--set", "data.seq_len=65"}, &out);
+  absl::Status s = RunCommand(
+      Concat({"--config", tiny, "--world-size", "3", "--set", "data.seq_len=65"}, data), &out);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_CONTAINS(std::string(s.message()), "tiny.textproto");
   EXPECT_CONTAINS(std::string(s.message()), "2 problems");
@@ -726,11 +765,143 @@ TEST(ConfigCheckCommandTest, RefusesWithEveryProblem) {
   EXPECT_CONTAINS(std::string(s.message()), "data.seq_len (65)");
   EXPECT_TRUE(out.empty());
 
+  // The shipped data globs, pointed nowhere: each is named.
+  s = RunCommand({"--config", tiny, "--set", "data.train=/nowhere/train_*.bin", "--set",
+                  "data.val=/nowhere/val_*.bin", "--set", "logging.run_dir="},
+                 &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(std::string(s.message()), "2 problems");
+  EXPECT_CONTAINS(std::string(s.message()), "data.train: ");
+  EXPECT_CONTAINS(std::string(s.message()), "data.val: ");
+  EXPECT_CONTAINS(std::string(s.message()), "/nowhere/val_*.bin");
+
   EXPECT_EQ(RunCommand({"--world-size", "2"}, &out).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RunCommand({"--config", tiny, "--bogus"}, &out).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RunCommand({"--config", tiny, "--world-size", "zero"}, &out).code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunCommand({"--config", tiny, "--config", tiny}, &out).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ConfigCheckCommandTest, ConfigAloneAndWithHelpListsTheSubcommands) {
+  auto it = CommandRegistry().find("config");
+  ASSERT_NE(it, CommandRegistry().end()) << "`loom config --help` would be an unknown command";
+  ::testing::internal::CaptureStdout();
+  absl::Status s = it->second.run({"--help"});
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_CONTAINS(out, "check");
+  EXPECT_EQ(it->second.run({}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(it->second.run({"chek"}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every error at once, bounds, what this build cannot do yet.
+
+TEST(ParseTest, ReportsEveryErrorNotJustTheFirst) {
+  auto c = ParseJobConfigText(
+      "model {\n  layers: x\n  heads: 4\n  hidden: y\n}\nparallel {\n  tp: z\n}\n", "cfg");
+  ASSERT_FALSE(c.ok());
+  const std::string msg(c.status().message());
+  EXPECT_CONTAINS(msg, "3 errors in cfg:");
+  EXPECT_CONTAINS(msg, "cfg:2:");
+  EXPECT_CONTAINS(msg, "model.layers");
+  EXPECT_CONTAINS(msg, "cfg:4:");
+  EXPECT_CONTAINS(msg, "model.hidden");
+  EXPECT_CONTAINS(msg, "cfg:7:");
+  EXPECT_CONTAINS(msg, "parallel.tp");
+  // An error on a line that opens a block ends the report (what follows would be echoes).
+  auto braces = ParseJobConfigText("model {\n  layerz: 1\n}\nmodle {\n  layers: 2\n}\n", "cfg");
+  ASSERT_FALSE(braces.ok());
+  const std::string two(braces.status().message());
+  EXPECT_CONTAINS(two, "2 errors in cfg:");
+  EXPECT_CONTAINS(two, "model.layerz");
+  EXPECT_CONTAINS(two, "cfg:4:");
+}
+
+TEST(ConfigsTest, LoadReportsEveryBadOverrideAndTheFileErrorsWithThem) {
+  const std::string tiny = SourceDir() + "/configs/tiny.textproto";
+  auto bad = LoadJobConfig(tiny, {"model.heads=x", "model.layerz=2", "model.layers=3"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(std::string(bad.status().message()), "--set model.heads=x");
+  EXPECT_CONTAINS(std::string(bad.status().message()), "--set model.layerz=2");
+
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / absl::StrCat("loom_config_", getpid(), "_bad");
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "bad.textproto").string();
+  ASSERT_TRUE(AtomicWriteFile(file, "model { layers: x }\n").ok());
+  auto both = LoadJobConfig(file, {"parallel.tp=two"});
+  ASSERT_FALSE(both.ok());
+  EXPECT_CONTAINS(std::string(both.status().message()), "bad.textproto:1:");
+  EXPECT_CONTAINS(std::string(both.status().message()), "--set parallel.tp=two");
+
+  // A directory is not a job file (it would read as an empty job).
+  auto as_dir = LoadJobConfig(dir.string(), {});
+  ASSERT_FALSE(as_dir.ok());
+  EXPECT_EQ(as_dir.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(std::string(as_dir.status().message()), "is a directory");
+}
+
+TEST(OverrideTest, ConfigGivenTwiceIsAnError) {
+  std::vector<std::string> args = {"--config", "a.textproto", "--config=b.textproto"};
+  std::string path;
+  std::vector<std::string> overrides;
+  absl::Status s = ExtractConfigFlags(&args, &path, &overrides);
+  ASSERT_FALSE(s.ok());
+  EXPECT_CONTAINS(std::string(s.message()), "'a.textproto' and 'b.textproto'");
+}
+
+TEST(ValidateTest, OverflowingSizesNameTheFieldWritten) {
+  // 107 trillion parameters: refused for model.layers, nothing derived from it.
+  auto layers = ConfigProblems(With({"model.layers=2147483647"}), 1);
+  ASSERT_EQ(layers.size(), 1u) << absl::StrJoin(layers, "\n");
+  EXPECT_CONTAINS(layers[0], "model.layers (2147483647) exceeds 10000");
+  // A huge hidden would make the derived ffn_hidden overflow: only model.hidden is named.
+  auto hidden = ConfigProblems(With({"model.hidden=1073741824"}), 1);
+  ASSERT_EQ(hidden.size(), 1u) << absl::StrJoin(hidden, "\n");
+  EXPECT_CONTAINS(hidden[0], "model.hidden (1073741824) exceeds 262144");
+  for (const char* set : {"model.max_seq=2147483647", "model.ffn_hidden=2147483647",
+                          "parallel.global_batch_size=2147483647", "parallel.tp=2147483647",
+                          "lr_schedule.total_steps=9223372036854775807"}) {
+    JobConfig c = With({set});
+    const std::string field = std::string(set).substr(0, std::string(set).find('='));
+    const std::string all = absl::StrJoin(ConfigProblems(c, 1), "\n");
+    EXPECT_CONTAINS(all, field + " (");
+    EXPECT_CONTAINS(all, "exceeds");
+    EXPECT_FALSE(DeriveNumbers(c, 1).ok()) << set;
+  }
+}
+
+TEST(NotYetSupportedTest, EachEntryNamesItsField) {
+  EXPECT_TRUE(NotYetSupported(With({})).empty()) << absl::StrJoin(NotYetSupported(With({})), "\n");
+  const std::string a_dir = ::testing::TempDir();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"parallel.tp=2", "parallel.tp = 2"},
+      {"parallel.pp=2", "parallel.pp = 2"},
+      {"parallel.distributed_optimizer=true", "parallel.distributed_optimizer"},
+      {"checkpoint.dir=/tmp/ckpt", "checkpoint.dir = \"/tmp/ckpt\""},
+      {"checkpoint.resume=/ckpt/step_00000010", "checkpoint.resume = \"/ckpt/step_00000010\""},
+      {"model.init_from=" + a_dir, "is a directory (a checkpoint)"},
+      {"runtime.collective_timeout_s=60", "runtime.collective_timeout_s = 60"},
+  };
+  for (const auto& [set, expected] : cases) {
+    std::vector<std::string> entries = NotYetSupported(With({set}));
+    ASSERT_EQ(entries.size(), 1u) << set << ":\n" << absl::StrJoin(entries, "\n");
+    EXPECT_CONTAINS(entries[0], expected);
+  }
+  // resume NONE / AUTO and the default timeout are not features asked for.
+  EXPECT_TRUE(NotYetSupported(With({"checkpoint.resume=none"})).empty());
+  EXPECT_TRUE(NotYetSupported(With({"runtime.collective_timeout_s=300"})).empty());
+  // BF16: the CPU backend is FP32 only, said once (by ConfigProblems for an explicit CPU).
+  if (CudaDeviceCount() == 0) {
+    auto bf16 = NotYetSupported(With({"precision=BF16"}));
+    ASSERT_EQ(bf16.size(), 1u);
+    EXPECT_CONTAINS(bf16[0], "precision BF16 needs a CUDA GPU");
+    EXPECT_TRUE(NotYetSupported(With({"precision=BF16", "runtime.backend=CPU"})).empty());
+  }
 }
 
 }  // namespace

@@ -240,12 +240,18 @@ TEST_F(ModelFileTest, ImpossibleHeaderNamesFileAndField) {
   EXPECT_TRUE(absl::StrContains(s.message(), Path("bad_kv.bin"))) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "model.kv_heads")) << s;
 
-  // A corrupt layer count is refused from the file size, before any layout is built.
+  // A corrupt layer count is refused before any layout is built: beyond the model bounds by
+  // GptConfig::Validate, within them from the file size.
   bytes = FileBytes("m.bin");
   SetHeader(&bytes, 3, 1000000000);
   s = ReadError("huge_layers.bin", bytes);
   EXPECT_TRUE(absl::StrContains(s.message(), Path("huge_layers.bin"))) << s;
-  EXPECT_TRUE(absl::StrContains(s.message(), "1000000000 layers")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "model.layers (1000000000) exceeds")) << s;
+  bytes = FileBytes("m.bin");
+  SetHeader(&bytes, 3, 5000);
+  s = ReadError("many_layers.bin", bytes);
+  EXPECT_TRUE(absl::StrContains(s.message(), Path("many_layers.bin"))) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "5000 layers")) << s;
 
   bytes = FileBytes("m.bin");
   SetHeader(&bytes, 12, 1);

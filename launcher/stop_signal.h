@@ -1,0 +1,28 @@
+// A clean stop on SIGTERM or SIGINT: the handlers only record the signal; the training loop
+// looks at step boundaries (Trainer::Run), finishes the step it is in, agrees with every other
+// rank to stop at the same step, logs "stopped at step N" and returns normally (exit code 0).
+// That boundary is also where a checkpoint save on stop belongs.
+//
+// A second SIGTERM or SIGINT while the first is pending restores the default action and
+// re-raises it, so a run stuck inside a step can still be ended at once (Ctrl-C twice).
+//
+// Under mpirun, signal the loom processes themselves (a cluster scheduler does; by hand:
+// `kill -TERM <pid>` of one rank is enough): every rank stops at the same step and mpirun exits
+// 0. A SIGTERM / SIGINT sent to mpirun is forwarded to the ranks, which stop the same way, but
+// mpirun itself then exits 1 (Open MPI 4.1), and it kills ranks that take longer than its
+// odls_base_sigkill_timeout to finish their step.
+#pragma once
+
+namespace loom {
+
+// Installs the handlers (idempotent).
+void InstallStopSignalHandlers();
+// The signal that asked this process to stop (SIGTERM, SIGINT), or 0.
+int StopSignalReceived();
+// "SIGTERM", "SIGINT", or "" when none arrived.
+const char* StopSignalName();
+// For tests: forget a received signal, or pretend one arrived.
+void ResetStopSignalForTesting();
+void RaiseStopForTesting(int signal_number);
+
+}  // namespace loom

@@ -1,0 +1,98 @@
+#include "metrics/run_dir.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "runtime/logging.h"
+#include "runtime/status.h"
+
+namespace loom {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> ExistingMetricsFiles(const std::string& run_dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  if (run_dir.empty() || !fs::is_directory(run_dir, ec)) return found;
+  for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code size_ec;
+    if (name == "metrics.jsonl" && it->is_regular_file() && it->file_size(size_ec) > 0) {
+      found.push_back(it->path().string());
+    } else if (absl::StartsWith(name, "events.out.tfevents.")) {
+      found.push_back(it->path().string());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+std::string RunDirInUseProblem(const std::string& run_dir) {
+  const std::vector<std::string> files = ExistingMetricsFiles(run_dir);
+  if (files.empty()) return "";
+  return absl::StrCat("logging.run_dir ", run_dir, " already holds an earlier run's metrics (",
+                      files.front(),
+                      files.size() > 1 ? absl::StrCat(" and ", files.size() - 1, " more") : "",
+                      "); choose another run_dir, or set logging.overwrite=true (loom train "
+                      "--overwrite) to delete them");
+}
+
+absl::StatusOr<std::unique_ptr<MetricsSinks>> MetricsSinks::Open(const std::string& run_dir,
+                                                                 const RunDirOptions& options) {
+  std::unique_ptr<MetricsSinks> sinks(new MetricsSinks());
+  if (!options.resume_step.has_value()) {
+    const std::vector<std::string> old = ExistingMetricsFiles(run_dir);
+    if (!old.empty() && !options.overwrite) {
+      return absl::FailedPreconditionError(RunDirInUseProblem(run_dir));
+    }
+    for (const std::string& path : old) {
+      std::error_code ec;
+      if (!fs::remove(path, ec) || ec) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "logging.overwrite: cannot delete the earlier run's ", path, ": ", ec.message()));
+      }
+    }
+    if (!old.empty()) {
+      LOOM_LOG(INFO) << "logging.overwrite: deleted " << old.size() << " metrics file(s) of an "
+                     << "earlier run in " << run_dir;
+    }
+  }
+  if (options.jsonl) {
+    if (options.resume_step.has_value()) {
+      LOOM_ASSIGN_OR_RETURN(sinks->jsonl_,
+                            MetricsLogger::OpenForResume(run_dir, *options.resume_step));
+    } else {
+      LOOM_ASSIGN_OR_RETURN(sinks->jsonl_, MetricsLogger::Create(run_dir));
+    }
+  }
+  if (options.tensorboard) {
+    LOOM_ASSIGN_OR_RETURN(sinks->tensorboard_, TensorBoardWriter::Create(run_dir));
+  }
+  return sinks;
+}
+
+void MetricsSinks::Log(const StepMetrics& m) {
+  if (jsonl_) {
+    absl::Status s = jsonl_->Log(m);
+    if (!s.ok()) {
+      LOOM_LOG(WARNING) << "metrics.jsonl: " << s.message() << "; step " << m.step
+                        << " and later are not written to it (training continues; the file "
+                        << "holds every step before, each line whole)";
+      jsonl_.reset();
+    }
+  }
+  if (tensorboard_) {
+    absl::Status s = tensorboard_->WriteScalars(m.step, TensorBoardScalars(m));
+    if (!s.ok()) {
+      LOOM_LOG(WARNING) << "TensorBoard: " << s.message() << "; step " << m.step
+                        << " and later are not written to it (training continues)";
+      tensorboard_.reset();
+    }
+  }
+}
+
+}  // namespace loom
