@@ -192,12 +192,16 @@ TEST(GradReducerTest, ReduceScatterLeavesTheMeanInOwnedRanges) {
     ASSERT_TRUE((*r)->BeginBackward().ok());
     MarkAll(**r, BackwardOrder(t));
     ASSERT_TRUE((*r)->Finish().ok());
+    // Counted, not asserted: a rank leaving the loop early would leave its peers waiting.
     const std::vector<float> want = MeanGrads(dp.size(), step, t.total());
+    int64_t wrong = 0, first = -1;
     for (const FlatRange& o : (*r)->OwnedRanges()) {
       for (int64_t i = o.begin; i < o.end; ++i) {
-        ASSERT_EQ(g[i], want[i]) << "rank " << dp.rank() << " element " << i << " step " << step;
+        if (g[i] != want[i] && wrong++ == 0) first = i;
       }
     }
+    EXPECT_EQ(wrong, 0) << "rank " << dp.rank() << " step " << step << ", first at element "
+                        << first;
   }
 }
 
