@@ -33,10 +33,10 @@ absl::StatusOr<AdamW> AdamW::Create(const ParamTable& table, const AdamWSettings
   for (size_t i = 0; i < ranges.size(); ++i) {
     const FlatRange& r = ranges[i];
     if (r.begin < prev_end || r.begin >= r.end || r.end > table.total()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "AdamW: range ", i, " [", r.begin, ", ", r.end,
-          ") is empty, overlaps or precedes the one before (ending at ", prev_end,
-          ") or lies outside the buffer of ", table.total(), " elements"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("AdamW: range ", i, " [", r.begin, ", ", r.end,
+                       ") is empty, overlaps or precedes the one before (ending at ", prev_end,
+                       ") or lies outside the buffer of ", table.total(), " elements"));
     }
     prev_end = r.end;
     for (const ParamSpec& s : table.specs()) {
@@ -88,9 +88,8 @@ absl::Status AdamW::Step(const Tensor& params, const Tensor& grads, float lr, in
     }
     LOOM_RETURN_IF_ERROR(ops::AdamWUpdate(
         params.FlatView(params_packed ? s.packed : s.offset, s.count),
-        grads.FlatView(grads_packed ? s.packed : s.offset, s.count),
-        m_.FlatView(s.packed, s.count), v_.FlatView(s.packed, s.count), p,
-        params_copy != nullptr ? &copy : nullptr));
+        grads.FlatView(grads_packed ? s.packed : s.offset, s.count), m_.FlatView(s.packed, s.count),
+        v_.FlatView(s.packed, s.count), p, params_copy != nullptr ? &copy : nullptr));
   }
   return absl::OkStatus();
 }

@@ -1,9 +1,9 @@
 // AdamW over a range (or several) of a parameter table's flat buffer: fp32 first and second
-// moments for those elements only, weight decay on the parameters the table marks (2-D weights), applied decoupled as
-// in Loshchilov & Hutter and torch.optim.AdamW. The range is the whole buffer for the plain
-// optimizer and this rank's data-parallel shard for the distributed one (ZeRO-1): moments then
-// take 8/dp bytes per parameter; with buckets its shard is one range per bucket. Knows nothing of the model: it reads names, offsets and decay
-// flags from the table.
+// moments for those elements only, weight decay on the parameters the table marks (2-D weights),
+// applied decoupled as in Loshchilov & Hutter and torch.optim.AdamW. The range is the whole buffer
+// for the plain optimizer and this rank's data-parallel shard for the distributed one (ZeRO-1):
+// moments then take 8/dp bytes per parameter; with buckets its shard is one range per bucket. Knows
+// nothing of the model: it reads names, offsets and decay flags from the table.
 #pragma once
 
 #include <vector>

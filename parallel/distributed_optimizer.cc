@@ -27,9 +27,8 @@ absl::Status CheckBuffers(const ParamTable& table, Device* device, const Tensor&
       (params.dtype() != DType::kF32 && params.dtype() != DType::kBF16) ||
       params.device() != device) {
     return absl::InvalidArgumentError(absl::StrCat(
-        who, ": the weights must be f32 or bf16 with the table's ", table.total(),
-        " elements on ", device->Name(), ", got ",
-        params.defined() ? params.DebugString() : std::string("none")));
+        who, ": the weights must be f32 or bf16 with the table's ", table.total(), " elements on ",
+        device->Name(), ", got ", params.defined() ? params.DebugString() : std::string("none")));
   }
   if (!grads.defined() || grads.numel() != table.total() || grads.dtype() != DType::kF32 ||
       grads.device() != device) {
@@ -61,9 +60,9 @@ class OptimizerBase : public ModelOptimizer {
   bool bf16() const { return params_.dtype() == DType::kBF16; }
   absl::Status CheckFull(const Tensor& full) const {
     if (!full.defined() || full.dtype() != DType::kF32 || full.numel() != total_) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "LoadWeights: expected the whole f32 buffer of ", total_, " elements, got ",
-          full.defined() ? full.DebugString() : std::string("none")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("LoadWeights: expected the whole f32 buffer of ", total_, " elements, got ",
+                       full.defined() ? full.DebugString() : std::string("none")));
     }
     return absl::OkStatus();
   }
@@ -120,16 +119,16 @@ class DistributedOptimizer : public OptimizerBase {
     int64_t at = 0;
     for (const FlatRange& b : sorted) {
       if (b.begin != at || b.end <= b.begin) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "DistributedOptimizer: the buckets must tile the buffer of ", table.total(),
-            " elements; bucket [", b.begin, ", ", b.end, ") does not start at ", at,
-            " or is empty"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("DistributedOptimizer: the buckets must tile the buffer of ",
+                         table.total(), " elements; bucket [", b.begin, ", ", b.end,
+                         ") does not start at ", at, " or is empty"));
       }
       at = b.end;
     }
     if (at != table.total()) {
-      return absl::InvalidArgumentError(absl::StrCat("DistributedOptimizer: the buckets cover ",
-                                                     at, " of the buffer's ", table.total(),
+      return absl::InvalidArgumentError(absl::StrCat("DistributedOptimizer: the buckets cover ", at,
+                                                     " of the buffer's ", table.total(),
                                                      " elements"));
     }
     auto o = std::make_unique<DistributedOptimizer>();
@@ -182,9 +181,9 @@ class DistributedOptimizer : public OptimizerBase {
     std::vector<std::unique_ptr<CommWork>> works;
     for (const Gather& g : gathers_) {
       LOOM_ASSIGN_OR_RETURN(
-          auto w, dp_->AllGatherVAsync(params_.FlatView(g.own.begin, g.own.size()),
-                                       params_.FlatView(g.bucket.begin, g.bucket.size()),
-                                       g.counts));
+          auto w,
+          dp_->AllGatherVAsync(params_.FlatView(g.own.begin, g.own.size()),
+                               params_.FlatView(g.bucket.begin, g.bucket.size()), g.counts));
       works.push_back(std::move(w));
     }
     for (auto& w : works) LOOM_RETURN_IF_ERROR(w->Wait());
@@ -203,9 +202,11 @@ class DistributedOptimizer : public OptimizerBase {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ModelOptimizer>> CreatePlainOptimizer(
-    const ParamTable& table, const AdamWSettings& settings, Device* device, const Tensor& params,
-    const Tensor& grads) {
+absl::StatusOr<std::unique_ptr<ModelOptimizer>> CreatePlainOptimizer(const ParamTable& table,
+                                                                     const AdamWSettings& settings,
+                                                                     Device* device,
+                                                                     const Tensor& params,
+                                                                     const Tensor& grads) {
   return PlainOptimizer::Create(table, settings, device, params, grads);
 }
 

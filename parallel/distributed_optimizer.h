@@ -64,9 +64,11 @@ class ModelOptimizer {
 };
 
 // params: f32 or bf16, grads: f32, both table.total() elements on `device`.
-absl::StatusOr<std::unique_ptr<ModelOptimizer>> CreatePlainOptimizer(
-    const ParamTable& table, const AdamWSettings& settings, Device* device, const Tensor& params,
-    const Tensor& grads);
+absl::StatusOr<std::unique_ptr<ModelOptimizer>> CreatePlainOptimizer(const ParamTable& table,
+                                                                     const AdamWSettings& settings,
+                                                                     Device* device,
+                                                                     const Tensor& params,
+                                                                     const Tensor& grads);
 
 // buckets: the GradReducer's bucket ranges (GradReducer::BucketRanges(); they must tile the
 // buffer, in any order); this rank owns ShardOf(bucket, dp.size(), dp.rank()) of each, the

@@ -14,18 +14,18 @@ FlatRange ShardOf(const FlatRange& bucket, int dp, int rank) {
 }
 
 absl::StatusOr<std::unique_ptr<GradReducer>> GradReducer::Create(const ParamTable& table,
-                                                                  const Tensor& grads,
-                                                                  Communicator& dp,
-                                                                  Options options) {
+                                                                 const Tensor& grads,
+                                                                 Communicator& dp,
+                                                                 Options options) {
   if (!grads.defined() || grads.dtype() != DType::kF32 || grads.numel() != table.total()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "GradReducer: the gradient buffer must be f32 with the table's ", table.total(),
         " elements, got ", grads.defined() ? grads.DebugString() : std::string("none")));
   }
   if (options.bucket_bytes <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "GradReducer: bucket_bytes must be > 0 (parallel.grad_bucket_mb), got ",
-        options.bucket_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("GradReducer: bucket_bytes must be > 0 (parallel.grad_bucket_mb), got ",
+                     options.bucket_bytes));
   }
   const std::vector<ParamSpec>& specs = table.specs();
   int64_t at = 0;
@@ -109,9 +109,10 @@ absl::Status GradReducer::MarkReady(int param_index) {
         "final only after the last micro-batch)"));
   }
   if (marked_[param_index]) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "GradReducer::MarkReady(", name, ") called twice in one step: its bucket may already be "
-        "in flight, so a later change to its gradient would be lost"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("GradReducer::MarkReady(", name,
+                     ") called twice in one step: its bucket may already be "
+                     "in flight, so a later change to its gradient would be lost"));
   }
   marked_[param_index] = true;
   --unmarked_in_bucket_[bucket_of_[param_index]];
@@ -135,8 +136,8 @@ absl::Status GradReducer::Launch(int b) {
   stats_.bytes += range.size() * 4;
   Communicator& dp = *dp_;
   if (!options_.shard) {
-    LOOM_ASSIGN_OR_RETURN(auto w, dp.AllReduceAsync(grads_.FlatView(range.begin, range.size()),
-                                                    ReduceOp::kAvg));
+    LOOM_ASSIGN_OR_RETURN(
+        auto w, dp.AllReduceAsync(grads_.FlatView(range.begin, range.size()), ReduceOp::kAvg));
     f.works.push_back(std::move(w));
     return absl::OkStatus();
   }

@@ -27,7 +27,8 @@
 //   launched then, without overlap, and Stats::unmarked_at_finish counts them so a log can say
 //   that hooks are missing.
 // - Timing is as the host sees it: a bucket's communication lasts from its launch to the poll
-//   or wait that first finds it complete.
+//   or wait that first finds it complete. On the CPU the reduction is itself CPU work done inside
+//   those polls, so "hidden" time is not free time: see docs/parallel.md for both figures.
 #pragma once
 
 #include <algorithm>
@@ -56,8 +57,8 @@ class GradReducer {
     bool shard = false;                        // reduce-scatter (ZeRO-1) instead of all-reduce
   };
   struct Bucket {
-    FlatRange range;               // elements of the buffer
-    int first_param, last_param;   // table indices, first <= last, all of the range's params
+    FlatRange range;              // elements of the buffer
+    int first_param, last_param;  // table indices, first <= last, all of the range's params
   };
   // Of the last BeginBackward()..Finish().
   struct Stats {
@@ -73,10 +74,11 @@ class GradReducer {
   };
 
   // grads: f32, table.total() elements, on any device `dp` can carry. The table's parameters
-  // must tile the buffer in table order (offsets increasing, no gaps).
+  // must tile the buffer in table order (offsets increasing, no gaps). The table, the buffer's
+  // storage and `dp` must outlive the reducer.
   static absl::StatusOr<std::unique_ptr<GradReducer>> Create(const ParamTable& table,
-                                                             const Tensor& grads,
-                                                             Communicator& dp, Options options);
+                                                             const Tensor& grads, Communicator& dp,
+                                                             Options options);
 
   // Before the last micro-batch's backward: clears the marks of the previous step.
   absl::Status BeginBackward();

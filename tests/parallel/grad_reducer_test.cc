@@ -4,6 +4,8 @@
 // step, index): every rank computes the mean of all ranks' gradients itself, without MPI. The
 // values are multiples of 1/8 below 32, so sums are exact in fp32 in any order and the mean
 // (sum * (1/dp), as the MPI backend computes kAvg) is bitwise reproducible.
+#include "parallel/grad_reducer.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,7 +17,6 @@
 #include "gtest/gtest.h"
 #include "parallel/adamw.h"
 #include "parallel/distributed_optimizer.h"
-#include "parallel/grad_reducer.h"
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 
