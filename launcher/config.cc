@@ -434,6 +434,7 @@ void ApplyDefaults(JobConfig* c) {
   if (!p->has_virtual_stages()) p->set_virtual_stages(1);
   if (!p->has_micro_batch_size()) p->set_micro_batch_size(1);
   if (!p->has_schedule()) p->set_schedule(ParallelConfig::ONE_F_ONE_B);
+  if (!p->has_grad_bucket_mb()) p->set_grad_bucket_mb(25.0);
 
   OptimizerConfig* o = c->mutable_optimizer();
   if (!o->has_beta1()) o->set_beta1(0.9);
@@ -664,6 +665,9 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
   }
   if (p.schedule() == ParallelConfig::INTERLEAVED && vs == 1) {
     add("parallel.schedule INTERLEAVED needs parallel.virtual_stages > 1 (got 1)");
+  }
+  if (!(p.grad_bucket_mb() > 0) || !std::isfinite(p.grad_bucket_mb())) {
+    add("parallel.grad_bucket_mb must be > 0 (got ", Num(p.grad_bucket_mb()), ")");
   }
 
   // Batch.

@@ -15,33 +15,63 @@ absl::StatusOr<AdamW> AdamW::Create(const ParamTable& table, const AdamWSettings
     return absl::InvalidArgumentError(absl::StrCat("AdamW: range [", begin, ", ", end,
                                                    ") outside the buffer of ", table.total()));
   }
+  // One range; an empty one is allowed here (an optimizer with nothing to update).
+  std::vector<FlatRange> ranges;
+  if (begin < end) ranges.push_back({begin, end});
+  LOOM_ASSIGN_OR_RETURN(AdamW opt, Create(table, settings, device, ranges));
+  opt.ranges_ = {FlatRange{begin, end}};
+  return opt;
+}
+
+absl::StatusOr<AdamW> AdamW::Create(const ParamTable& table, const AdamWSettings& settings,
+                                    Device* device, const std::vector<FlatRange>& ranges) {
   AdamW opt;
   opt.settings_ = settings;
-  opt.begin_ = begin;
-  opt.end_ = end;
-  for (const ParamSpec& s : table.specs()) {
-    const int64_t lo = std::max(begin, s.offset), hi = std::min(end, s.offset + s.numel());
-    if (lo >= hi) continue;
-    if (!opt.spans_.empty() && opt.spans_.back().decay == s.decay &&
-        opt.spans_.back().offset + opt.spans_.back().count == lo - begin) {
-      opt.spans_.back().count += hi - lo;
-    } else {
-      opt.spans_.push_back({lo - begin, hi - lo, s.decay});
+  opt.total_ = table.total();
+  opt.ranges_ = ranges;
+  int64_t prev_end = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const FlatRange& r = ranges[i];
+    if (r.begin < prev_end || r.begin >= r.end || r.end > table.total()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("AdamW: range ", i, " [", r.begin, ", ", r.end,
+                       ") is empty, overlaps or precedes the one before (ending at ", prev_end,
+                       ") or lies outside the buffer of ", table.total(), " elements"));
     }
+    prev_end = r.end;
+    for (const ParamSpec& s : table.specs()) {
+      const int64_t lo = std::max(r.begin, s.offset), hi = std::min(r.end, s.offset + s.numel());
+      if (lo >= hi) continue;
+      Span* last = opt.spans_.empty() ? nullptr : &opt.spans_.back();
+      if (last != nullptr && last->decay == s.decay && last->offset + last->count == lo) {
+        last->count += hi - lo;  // contiguous in the buffer and, being one range, packed too
+      } else {
+        opt.spans_.push_back({lo, opt.packed_ + (lo - r.begin), hi - lo, s.decay});
+      }
+    }
+    opt.packed_ += r.size();
   }
-  LOOM_ASSIGN_OR_RETURN(opt.m_, Tensor::Zeros(Shape{end - begin}, DType::kF32, device));
-  LOOM_ASSIGN_OR_RETURN(opt.v_, Tensor::Zeros(Shape{end - begin}, DType::kF32, device));
+  LOOM_ASSIGN_OR_RETURN(opt.m_, Tensor::Zeros(Shape{opt.packed_}, DType::kF32, device));
+  LOOM_ASSIGN_OR_RETURN(opt.v_, Tensor::Zeros(Shape{opt.packed_}, DType::kF32, device));
   return opt;
 }
 
 absl::Status AdamW::Step(const Tensor& params, const Tensor& grads, float lr, int64_t step,
                          float grad_scale, const Tensor* params_copy) {
-  const int64_t n = end_ - begin_;
-  if (params.numel() != n || grads.numel() != n ||
-      (params_copy != nullptr && params_copy->numel() != n)) {
+  // Packed (the moments' layout) or the whole buffer; a tensor that is both (one range covering
+  // the buffer) reads the same either way.
+  auto packed = [&](const Tensor& t, const char* what) -> absl::StatusOr<bool> {
+    if (t.numel() == packed_) return true;
+    if (t.numel() == total_) return false;
     return absl::InvalidArgumentError(absl::StrCat(
-        "AdamW::Step: params, grads (and copy) must hold the optimizer's range of ", n,
-        " elements, got ", params.numel(), " and ", grads.numel()));
+        "AdamW::Step: ", what, " holds ", t.numel(), " elements; expected the optimizer's ",
+        packed_, " (its ranges back to back) or the whole buffer of ", total_));
+  };
+  LOOM_ASSIGN_OR_RETURN(const bool params_packed, packed(params, "params"));
+  LOOM_ASSIGN_OR_RETURN(const bool grads_packed, packed(grads, "grads"));
+  bool copy_packed = false;
+  if (params_copy != nullptr) {
+    LOOM_ASSIGN_OR_RETURN(copy_packed, packed(*params_copy, "params_copy"));
   }
   ops::AdamWParams p;
   p.lr = lr;
@@ -53,11 +83,13 @@ absl::Status AdamW::Step(const Tensor& params, const Tensor& grads, float lr, in
   for (const Span& s : spans_) {
     p.weight_decay = s.decay ? settings_.weight_decay : 0.0f;
     Tensor copy;
-    if (params_copy != nullptr) copy = params_copy->FlatView(s.offset, s.count);
+    if (params_copy != nullptr) {
+      copy = params_copy->FlatView(copy_packed ? s.packed : s.offset, s.count);
+    }
     LOOM_RETURN_IF_ERROR(ops::AdamWUpdate(
-        params.FlatView(s.offset, s.count), grads.FlatView(s.offset, s.count),
-        m_.FlatView(s.offset, s.count), v_.FlatView(s.offset, s.count), p,
-        params_copy != nullptr ? &copy : nullptr));
+        params.FlatView(params_packed ? s.packed : s.offset, s.count),
+        grads.FlatView(grads_packed ? s.packed : s.offset, s.count), m_.FlatView(s.packed, s.count),
+        v_.FlatView(s.packed, s.count), p, params_copy != nullptr ? &copy : nullptr));
   }
   return absl::OkStatus();
 }

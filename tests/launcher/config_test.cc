@@ -293,6 +293,7 @@ TEST(DefaultsTest, FillsLoomDefaults) {
   EXPECT_EQ(c.parallel().dp(), 0);
   EXPECT_EQ(c.parallel().virtual_stages(), 1);
   EXPECT_EQ(c.parallel().micro_batch_size(), 1);
+  EXPECT_DOUBLE_EQ(c.parallel().grad_bucket_mb(), 25.0);
   EXPECT_DOUBLE_EQ(c.optimizer().beta1(), 0.9);
   EXPECT_DOUBLE_EQ(c.optimizer().beta2(), 0.95);
   EXPECT_DOUBLE_EQ(c.optimizer().eps(), 1e-8);
@@ -453,6 +454,10 @@ INSTANTIATE_TEST_SUITE_P(
                  1,
                  {"parallel.micro_batch_size must be >= 1 (got -2)"}},
         RuleCase{"NegativeDp", {"parallel.dp=-1"}, 1, {"parallel.dp must be >= 0"}},
+        RuleCase{"ZeroGradBucket",
+                 {"parallel.grad_bucket_mb=0"},
+                 1,
+                 {"parallel.grad_bucket_mb must be > 0 (got 0)"}},
         RuleCase{"ZeroVocab", {"model.vocab=0"}, 1, {"model.vocab must be >= 1 (got 0)"}},
         RuleCase{"VocabTooBigForShards",
                  {"model.vocab=70000"},
