@@ -40,14 +40,25 @@ GptConfig GptConfigFromJob(const JobConfig& job) {
 
 namespace {
 
-absl::StatusOr<Device*> ChooseDevice(const JobConfig& job) {
+// The GPU of a rank is its local rank's: one GPU per process on each node.
+absl::StatusOr<Device*> LocalGpu(const World& world) {
+  const int visible = CudaDeviceCount();
+  if (visible > 0 && visible < world.local_size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        world.local_size(), " ranks run on this node but only ", visible,
+        " GPU(s) are visible: each local rank needs its own GPU (local rank r uses GPU r)"));
+  }
+  return CudaDevice(world.local_rank());
+}
+
+absl::StatusOr<Device*> ChooseDevice(const JobConfig& job, const World& world) {
   switch (job.runtime().backend()) {
     case RuntimeConfig::CPU:
       return CpuDevice();
     case RuntimeConfig::CUDA:
-      return CudaDevice(0);
+      return LocalGpu(world);
     default:
-      if (CudaDeviceCount() > 0) return CudaDevice(0);
+      if (CudaDeviceCount() > 0) return LocalGpu(world);
       return CpuDevice();
   }
 }
@@ -90,7 +101,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     omp_set_num_threads(config.runtime().threads_per_rank());
     openblas_set_num_threads(config.runtime().threads_per_rank());
   }
-  LOOM_ASSIGN_OR_RETURN(t->device_, ChooseDevice(config));
+  LOOM_ASSIGN_OR_RETURN(t->device_, ChooseDevice(config, *world));
+  // CUDA gradients travel over NCCL (collective: every rank chose the same backend).
+  if (t->device_->is_cuda() && world->size() > 1) LOOM_RETURN_IF_ERROR(world->UseCuda(t->device_));
   const bool bf16 = config.precision() == JobConfig::BF16;
   if (bf16 && !t->device_->is_cuda()) {
     return absl::InvalidArgumentError(
@@ -201,9 +214,6 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
 
 absl::Status Trainer::AllReduceGrads() {
   if (world_->size() == 1) return absl::OkStatus();
-  if (!device_->is_cpu()) {
-    return absl::UnimplementedError("data parallelism on CUDA needs the NCCL communicator");
-  }
   const Tensor& g = model_->grads();
   return world_->comm().AllReduce(g, ReduceOp::kAvg);
 }
