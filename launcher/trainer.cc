@@ -24,14 +24,25 @@ namespace loom {
 
 namespace {
 
-absl::StatusOr<Device*> ChooseDevice(const JobConfig& job) {
+// The GPU of a rank is its local rank's: one GPU per process on each node.
+absl::StatusOr<Device*> LocalGpu(const World& world) {
+  const int visible = CudaDeviceCount();
+  if (visible > 0 && visible < world.local_size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        world.local_size(), " ranks run on this node but only ", visible,
+        " GPU(s) are visible: each local rank needs its own GPU (local rank r uses GPU r)"));
+  }
+  return CudaDevice(world.local_rank());
+}
+
+absl::StatusOr<Device*> ChooseDevice(const JobConfig& job, const World& world) {
   switch (job.runtime().backend()) {
     case RuntimeConfig::CPU:
       return CpuDevice();
     case RuntimeConfig::CUDA:
-      return CudaDevice(0);
+      return LocalGpu(world);
     default:
-      if (CudaDeviceCount() > 0) return CudaDevice(0);
+      if (CudaDeviceCount() > 0) return LocalGpu(world);
       return CpuDevice();
   }
 }
@@ -65,15 +76,21 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   const DerivedNumbers& n = t->numbers_;
   // Every wait on a collective of this job has the job's deadline.
   world->state()->timeout = absl::Seconds(config.runtime().collective_timeout_s());
+  LOOM_ASSIGN_OR_RETURN(t->device_, ChooseDevice(config, *world));
+  // CUDA gradients travel over NCCL (collective: every rank chose the same backend).
+  if (t->device_->is_cuda() && world->size() > 1) LOOM_RETURN_IF_ERROR(world->UseCuda(t->device_));
   LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp));
-  LOOM_ASSIGN_OR_RETURN(t->groups_, ProcessGroups::Create(*world, grid));
+  // Every group gets its NCCL backend when the model lives on a GPU.
+  LOOM_ASSIGN_OR_RETURN(
+      t->groups_, ProcessGroups::Create(*world, grid,
+                                        t->device_->is_cuda() && world->size() > 1 ? t->device_
+                                                                                   : nullptr));
   const GridCoord& coord = t->groups_->coord();
   SetLogRankInfo(world->rank(), coord.dp, coord.pp, coord.tp);
   if (config.runtime().threads_per_rank() > 0) {
     omp_set_num_threads(config.runtime().threads_per_rank());
     openblas_set_num_threads(config.runtime().threads_per_rank());
   }
-  LOOM_ASSIGN_OR_RETURN(t->device_, ChooseDevice(config));
   const bool bf16 = config.precision() == JobConfig::BF16;
 
   // Data first: a missing or bad shard is reported before the model takes any memory.

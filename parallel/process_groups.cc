@@ -6,7 +6,8 @@
 namespace loom {
 
 absl::StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const World& world,
-                                                                     const RankGrid& grid) {
+                                                                     const RankGrid& grid,
+                                                                     Device* cuda) {
   if (grid.world_size() != world.size()) {
     return absl::InvalidArgumentError(absl::StrCat("the rank grid has ", grid.world_size(),
                                                    " ranks but the job runs ", world.size()));
@@ -17,7 +18,7 @@ absl::StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const World
   g->world_ = &world.comm();
   for (GroupKind kind : kAllGroupKinds) {
     LOOM_ASSIGN_OR_RETURN(g->groups_[static_cast<int>(kind)],
-                          world.Split(GroupKindName(kind), grid.Group(kind, world.rank())));
+                          world.Split(GroupKindName(kind), grid.Group(kind, world.rank()), cuda));
   }
   return g;
 }

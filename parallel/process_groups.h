@@ -16,9 +16,11 @@ namespace loom {
 class ProcessGroups {
  public:
   // `world` supplies the world communicator and the MPI splits; grid.world_size() must equal
-  // world->size().
+  // world->size(). With `cuda` (or when the world has one: World::UseCuda) every group also
+  // gets an NCCL backend on that device for CUDA tensors.
   static absl::StatusOr<std::unique_ptr<ProcessGroups>> Create(const World& world,
-                                                               const RankGrid& grid);
+                                                               const RankGrid& grid,
+                                                               Device* cuda = nullptr);
 
   const RankGrid& grid() const { return grid_; }
   const GridCoord& coord() const { return coord_; }

@@ -3,6 +3,10 @@
 // node-local rank (MPI_Comm_split_type SHARED, which picks the GPU), the world Communicator and
 // the CommState every communicator of the job shares, and makes sub-communicators for groups of
 // ranks. A process started without mpirun is a world of one.
+//
+// CPU tensors and host scalars always travel over MPI. Once the world is given a CUDA device
+// (Get(cuda) or UseCuda), its communicator and every later Split also get an NCCL backend on
+// that device for CUDA tensors (parallel/nccl_backend.h).
 #pragma once
 
 #include <memory>
@@ -11,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "parallel/communicator.h"
+#include "runtime/device.h"
 
 namespace loom {
 
@@ -18,8 +23,9 @@ struct MpiCommHandle;  // mpi_backend.h: keeps mpi.h out of this header
 
 class World {
  public:
-  // Initialises MPI if needed. Safe to call more than once; returns the process's world.
-  static absl::StatusOr<World*> Get();
+  // Initialises MPI if needed. Safe to call more than once; returns the process's world. With
+  // `cuda`, also UseCuda(cuda) (collective over the world).
+  static absl::StatusOr<World*> Get(Device* cuda = nullptr);
   // A world of this process alone (rank 0 of 1, over MPI_COMM_SELF): for a reference run
   // inside a multi-rank job (tests comparing layouts) and for tools. Initialises MPI if needed.
   static World* Self();
@@ -31,23 +37,36 @@ class World {
   int local_size() const { return local_size_; }
   Communicator& comm() const { return *comm_; }
   const std::shared_ptr<CommState>& state() const { return state_; }
+  // The CUDA device this process's NCCL communicators run on; nullptr until UseCuda.
+  Device* cuda() const { return cuda_; }
+
+  // Gives the world communicator an NCCL backend on `cuda` (this process's GPU, chosen by
+  // local rank) and makes later Splits get one too. Collective over the world the first time;
+  // again with the same device it does nothing, with another device it is an error.
+  // comm() stays the same object.
+  absl::Status UseCuda(Device* cuda);
 
   // A communicator over `members` (world ranks, in the order that gives their group ranks),
   // which must contain this rank. Collective over the whole world: every rank calls it at the
   // same point with the members of its own group, and the groups of one call partition the
-  // world (as the tp, dp, pp groups of a rank grid do).
+  // world (as the tp, dp, pp groups of a rank grid do). The communicator gets an NCCL backend
+  // on `cuda`, or on cuda() when that is null and UseCuda was called; every rank must pass the
+  // same choice (all with a device or all without).
   absl::StatusOr<std::unique_ptr<Communicator>> Split(const std::string& name,
-                                                      const std::vector<int>& members) const;
+                                                      const std::vector<int>& members,
+                                                      Device* cuda = nullptr) const;
 
   // Ends every rank of the job (used when one rank fails, so no peer hangs in a collective).
   [[noreturn]] void Abort(int code) const;
 
  private:
   World() = default;
+  static absl::StatusOr<World*> Create();  // the MPI_COMM_WORLD world, without NCCL
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::shared_ptr<MpiCommHandle> mpi_;  // MPI_COMM_WORLD or MPI_COMM_SELF
   std::shared_ptr<CommState> state_;
   std::unique_ptr<Communicator> comm_;
+  Device* cuda_ = nullptr;
 };
 
 }  // namespace loom

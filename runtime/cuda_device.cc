@@ -22,13 +22,13 @@ class CudaDeviceImpl final : public Device {
   int index() const override { return index_; }
   std::string Name() const override { return absl::StrCat("cuda:", index_, " (", name_, ")"); }
   absl::StatusOr<void*> RawAllocate(size_t bytes) override {
-    LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
     void* p = nullptr;
     LOOM_CUDA_CHECK(cudaMalloc(&p, bytes));
     return p;
   }
   void RawFree(void* ptr) override {
-    cudaSetDevice(index_);
+    (void)UseCudaDevice(index_);
     cudaFree(ptr);
   }
   absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
@@ -48,13 +48,13 @@ class CudaDeviceImpl final : public Device {
     return absl::OkStatus();
   }
   absl::Status Synchronize() override {
-    LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
     LOOM_CUDA_CHECK(cudaDeviceSynchronize());
     return absl::OkStatus();
   }
   MemoryInfo GetMemoryInfo() const override {
     MemoryInfo info;
-    cudaSetDevice(index_);
+    (void)UseCudaDevice(index_);
     cudaMemGetInfo(&info.free_bytes, &info.total_bytes);
     return info;
   }
@@ -64,26 +64,48 @@ class CudaDeviceImpl final : public Device {
   std::string name_ = "unknown";
 };
 
-}  // namespace
+// The driver's answer to "how many GPUs", asked once: visibility does not change while the
+// process runs, and ops ask for every call.
+struct Visibility {
+  int count = 0;
+  std::string why_unavailable;  // "" when at least one device answers
+};
 
-int CudaDeviceCount() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    return 0;
-  }
-  return n;
+const Visibility& GetVisibility() {
+  static const Visibility* v = [] {
+    auto* out = new Visibility();
+    cudaError_t rc = cudaGetDeviceCount(&out->count);
+    if (rc != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky "no device" error
+      out->count = 0;
+      out->why_unavailable = absl::StrCat("no CUDA device answers: ", cudaGetErrorString(rc));
+    } else if (out->count == 0) {
+      out->why_unavailable = "no CUDA device is visible";
+    }
+    return out;
+  }();
+  return *v;
 }
 
-std::string CudaUnavailableReason() {
-  int n = 0;
-  cudaError_t rc = cudaGetDeviceCount(&n);
-  if (rc != cudaSuccess) {
-    cudaGetLastError();
-    return absl::StrCat("no CUDA device answers: ", cudaGetErrorString(rc));
+// The device this thread last made current through UseCudaDevice (-1: none yet).
+thread_local int current_device = -1;
+
+}  // namespace
+
+int CudaDeviceCount() { return GetVisibility().count; }
+
+std::string CudaUnavailableReason() { return GetVisibility().why_unavailable; }
+
+absl::Status UseCudaDevice(int index) {
+  if (index == current_device) return absl::OkStatus();
+  const int n = CudaDeviceCount();
+  if (index < 0 || index >= n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", index, " requested but ", n, " are visible"));
   }
-  if (n == 0) return "no CUDA device is visible";
-  return "";
+  LOOM_CUDA_CHECK(cudaSetDevice(index));
+  current_device = index;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Device*> CudaDevice(int index) {

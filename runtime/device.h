@@ -36,6 +36,22 @@ class Device;
 // Caches freed blocks by rounded size so steady-state training does no device allocation.
 // Thread-safe. Sizes are rounded up to 512 bytes (256-byte alignment is what CUDA promises
 // and what vectorized kernels assume).
+//
+// Streams: a freed CUDA block is handed out again at once, without an event, so reuse is safe
+// only because every user of device memory is ordered after the block's previous users. The
+// invariant that keeps this true with more than one stream:
+//  - Ops run on one stream per device, the ops' stream (ops/cuda/context.h: the legacy
+//    default stream, or a blocking stream SetOpStream picks), and tensor copies and memsets on
+//    the legacy default stream, which is ordered with it. Work queued there runs in order, so a
+//    block freed on the host while kernels still read it is only reused by work queued after.
+//  - Any other stream (the communication streams of parallel/nccl_backend.cc) touches a block
+//    only between two events: it first waits for the ops' stream as it was when the work was
+//    issued, and the caller keeps the block alive (CommWork holds the tensors) until the ops'
+//    stream has been made to wait for the work's completion (CommWork::Wait). After that the
+//    block's last use is ordered before anything the ops' stream does next, so freeing it is
+//    again plain single-stream reuse.
+// Code that issues work on a side stream must follow the same two rules; releasing a block
+// that a side stream may still use (without one of those waits) is a use-after-free on the GPU.
 class CachingAllocator {
  public:
   explicit CachingAllocator(Device* device) : device_(device) {}
@@ -88,11 +104,17 @@ class Device {
 
 Device* CpuDevice();
 
-// Number of CUDA devices visible (0 without CUDA support or without a GPU).
+// Number of CUDA devices visible (0 without CUDA support or without a GPU). Asked of the driver
+// once per process (visibility does not change while it runs).
 int CudaDeviceCount();
 // Why CUDA is unavailable ("" when it is available).
 std::string CudaUnavailableReason();
 absl::StatusOr<Device*> CudaDevice(int index = 0);
+// Makes CUDA device `index` current on the calling thread. The device last made current is
+// remembered per thread, so calling this before every op costs no driver call when it is
+// already current; loom code sets the device only through this (never cudaSetDevice directly)
+// so that the remembered value stays true. Unavailable in a CPU-only build.
+absl::Status UseCudaDevice(int index);
 
 // Copies between any two devices (host<->device, device<->device on one GPU or peers).
 absl::Status CopyBytes(Device* dst_dev, void* dst, Device* src_dev, const void* src, size_t bytes);

@@ -12,7 +12,7 @@ absl::StatusOr<std::shared_ptr<Stream>> Stream::Create(Device* device) {
   void* handle = nullptr;
 #ifdef LOOM_WITH_CUDA
   if (device->is_cuda()) {
-    LOOM_CUDA_CHECK(cudaSetDevice(device->index()));
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(device->index()));
     cudaStream_t s;
     LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     handle = s;
@@ -50,7 +50,7 @@ absl::StatusOr<std::unique_ptr<Event>> Event::Create(Device* device) {
   void* handle = nullptr;
 #ifdef LOOM_WITH_CUDA
   if (device->is_cuda()) {
-    LOOM_CUDA_CHECK(cudaSetDevice(device->index()));
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(device->index()));
     cudaEvent_t e;
     LOOM_CUDA_CHECK(cudaEventCreate(&e));
     handle = e;

@@ -1,9 +1,9 @@
 #include "ops/cuda/context.h"
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <mutex>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/status.h"
@@ -30,32 +30,33 @@ std::mutex& ContextMutex() {
   return *mu;
 }
 
-// Never destroyed: handles outliving static destruction is harmless, while destroying them
-// after the CUDA runtime has shut down is not.
-std::vector<std::unique_ptr<DeviceContext>>& Contexts() {
-  static auto* contexts = new std::vector<std::unique_ptr<DeviceContext>>();
-  return *contexts;
+constexpr int kMaxDevices = 64;
+
+// One context per device, created on first use and never destroyed: handles outliving static
+// destruction are harmless, while destroying them after the CUDA runtime has shut down is not.
+std::atomic<DeviceContext*>* Slots() {
+  static auto* slots = new std::atomic<DeviceContext*>[kMaxDevices]();
+  return slots;
 }
 
 }  // namespace
 
 absl::StatusOr<DeviceContext*> GetDeviceContext(int device) {
-  int count = 0;
-  LOOM_CUDA_CHECK(cudaGetDeviceCount(&count));
-  if (device < 0 || device >= count) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CUDA device ", device, " requested but ", count, " are visible"));
+  // Every op comes here, so the common case is one thread-local compare (UseCudaDevice) and one
+  // atomic load: no cudaGetDeviceCount / cudaSetDevice per op.
+  LOOM_RETURN_IF_ERROR(UseCudaDevice(device));  // also checks 0 <= device < count
+  if (device >= kMaxDevices) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CUDA device ", device, ": loom supports at most ", kMaxDevices, " per process"));
   }
-  LOOM_CUDA_CHECK(cudaSetDevice(device));
+  std::atomic<DeviceContext*>& slot = Slots()[device];
+  if (DeviceContext* ctx = slot.load(std::memory_order_acquire)) return ctx;
   std::lock_guard<std::mutex> lock(ContextMutex());
-  auto& contexts = Contexts();
-  if (contexts.size() < static_cast<size_t>(count)) contexts.resize(count);
-  if (!contexts[device]) {
-    auto ctx = std::make_unique<DeviceContext>();
-    LOOM_RETURN_IF_ERROR(CreateContext(device, ctx.get()));
-    contexts[device] = std::move(ctx);
-  }
-  return contexts[device].get();
+  if (DeviceContext* ctx = slot.load(std::memory_order_acquire)) return ctx;
+  auto ctx = std::make_unique<DeviceContext>();
+  LOOM_RETURN_IF_ERROR(CreateContext(device, ctx.get()));
+  slot.store(ctx.release(), std::memory_order_release);  // never destroyed (see Slots)
+  return slot.load(std::memory_order_acquire);
 }
 
 absl::StatusOr<DeviceContext*> ContextFor(const Tensor& t) {
@@ -69,6 +70,10 @@ absl::StatusOr<DeviceContext*> ContextFor(const Tensor& t) {
 absl::Status SetOpStream(int device, cudaStream_t stream) {
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, GetDeviceContext(device));
   std::lock_guard<std::mutex> lock(ContextMutex());
+  if (stream == ctx->stream) return absl::OkStatus();
+  // Work already queued on the old stream (and the scratch and workspace it uses) must finish
+  // before the new stream may reuse that memory: the allocator's reuse rule is one op stream.
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
   ctx->stream = stream;
   LOOM_CUBLAS_CHECK(cublasSetStream(ctx->cublas, stream));
   return absl::OkStatus();
@@ -78,14 +83,15 @@ absl::StatusOr<void*> OpScratch(DeviceContext* ctx, size_t bytes) {
   if (bytes <= ctx->scratch_bytes) return ctx->scratch;
   // Grow geometrically so a few calls of increasing size do not each reallocate.
   size_t grown = std::max<size_t>({bytes, 2 * ctx->scratch_bytes, size_t{1} << 20});
-  if (ctx->scratch != nullptr) {
-    // Work already queued may still read the old buffer.
-    LOOM_CUDA_CHECK(cudaDeviceSynchronize());
-    LOOM_CUDA_CHECK(cudaFree(ctx->scratch));
-    ctx->scratch = nullptr;
-    ctx->scratch_bytes = 0;
-  }
-  LOOM_CUDA_CHECK(cudaMalloc(&ctx->scratch, grown));
+  // The scratch comes from the device's caching allocator and goes back to it: work already
+  // queued on the op stream may still read the old block, and the allocator hands it out again
+  // only to work ordered after that (its reuse rule, runtime/device.h). So growing neither
+  // synchronises nor frees: a cudaDeviceSynchronize or cudaFree here would also wait for the
+  // communication streams (and hang on a stuck collective).
+  LOOM_ASSIGN_OR_RETURN(Device * dev, CudaDevice(ctx->device));
+  LOOM_ASSIGN_OR_RETURN(void* fresh, dev->allocator().Allocate(grown));
+  if (ctx->scratch != nullptr) dev->allocator().Free(ctx->scratch);
+  ctx->scratch = fresh;
   ctx->scratch_bytes = grown;
   return ctx->scratch;
 }

@@ -41,13 +41,18 @@ absl::StatusOr<DeviceContext*> GetDeviceContext(int device);
 // The context of the device `t` lives on (which must be a CUDA device); makes it current.
 absl::StatusOr<DeviceContext*> ContextFor(const Tensor& t);
 
-// Issues every later op of `device` (kernels and cuBLAS calls) on `stream`.
+// Issues every later op of `device` (kernels and cuBLAS calls) on `stream`, after the work
+// queued on the previous op stream has finished. `stream` must be the legacy default stream
+// (nullptr) or a stream created without cudaStreamNonBlocking: tensor copies and memsets
+// (runtime/cuda_device.cc) run on the legacy default stream and rely on being ordered with the
+// ops (the caching allocator's reuse rule, runtime/device.h).
 absl::Status SetOpStream(int device, cudaStream_t stream);
 
 // At least `bytes` of device memory (256-byte aligned) for the op being issued now: partial
 // sums, sort buffers. It stays valid for work queued on the op stream until the next op asks
 // for scratch, so an op must not call another op while it still needs its scratch. Grows on
-// demand (growth synchronises the device once; steady-state training does not allocate).
+// demand from the device's caching allocator (growth returns the old block to it without a
+// synchronisation; steady-state training does not allocate).
 // Like the ops themselves, not for concurrent use from several host threads on one device.
 absl::StatusOr<void*> OpScratch(DeviceContext* ctx, size_t bytes);
 
