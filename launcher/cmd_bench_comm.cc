@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "benchmarks/comm_bench.h"
 #include "launcher/command.h"
+#include "runtime/build_info.h"
 #include "parallel/world.h"
 #include "runtime/device.h"
 #include "runtime/status.h"
@@ -118,7 +119,7 @@ absl::Status RunBenchComm(const std::vector<std::string>& argv) {
   }
   const bool lead = world->rank() == 0;
   if (lead) {
-    std::cout << "loom bench comm (git " << LOOM_GIT_HASH << ", " << LOOM_BUILD_TYPE
+    std::cout << "loom bench comm (git " << BuildGitHash() << ", " << BuildType()
               << "): " << world->size() << " ranks, tensors on " << device->Name() << " ("
               << (device->is_cpu() ? "MPI" : "NCCL") << "), " << args.iters
               << " timed calls x 3 rounds (best kept) after " << args.warmup << " warm-up\n";

@@ -16,6 +16,7 @@
 #include "benchmarks/op_bench.h"
 #include "benchmarks/roofline.h"
 #include "launcher/command.h"
+#include "runtime/build_info.h"
 #include "runtime/device.h"
 #include "runtime/status.h"
 
@@ -85,7 +86,7 @@ absl::Status RunBenchOps(const std::vector<std::string>& argv) {
   if (args.device == "cuda") {
     LOOM_ASSIGN_OR_RETURN(device, CudaDevice(0));
   }
-  std::cout << "loom bench ops (git " << LOOM_GIT_HASH << ", " << LOOM_BUILD_TYPE << "): device "
+  std::cout << "loom bench ops (git " << BuildGitHash() << ", " << BuildType() << "): device "
             << device->Name() << ", OpenMP threads " << omp_get_max_threads()
             << ", OpenBLAS threads " << openblas_get_num_threads() << "\n";
   if (device->is_cpu()) {

@@ -8,6 +8,7 @@
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/command.h"
+#include "runtime/build_info.h"
 #include "runtime/device.h"
 
 #ifdef LOOM_WITH_CUDA
@@ -23,7 +24,7 @@ absl::Status RunVersion(const std::vector<std::string>& args) {
                       "and library versions.")) {
     return absl::OkStatus();
   }
-  std::cout << "loom 0.1.0 (git " << LOOM_GIT_HASH << ", " << LOOM_BUILD_TYPE << ")\n";
+  std::cout << "loom 0.1.0 (git " << BuildGitHash() << ", " << BuildType() << ")\n";
 #ifdef LOOM_WITH_CUDA
   int rt = 0;
   cudaRuntimeGetVersion(&rt);

@@ -808,10 +808,6 @@ std::vector<std::string> NotYetSupported(const JobConfig& c) {
     add("parallel.pp = ", p.pp(),
         ": this build trains with data and tensor parallelism only (pp = 1)");
   }
-  if (p.distributed_optimizer()) {
-    add("parallel.distributed_optimizer: this build keeps the whole optimizer state on every "
-        "rank; set it to false");
-  }
   if (!k.dir().empty()) {
     add("checkpoint.dir = \"", k.dir(),
         "\": this build cannot save checkpoints yet; clear the field to train without them");

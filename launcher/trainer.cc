@@ -14,6 +14,8 @@
 #include "launcher/lr_schedule.h"
 #include "launcher/stop_signal.h"
 #include "model/model_file.h"
+#include "parallel/distributed_optimizer.h"
+#include "parallel/grad_reducer.h"
 #include "ops/optimizer.h"
 #include "runtime/logging.h"
 #include "runtime/philox.h"
@@ -139,28 +141,60 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   tpar.sequence_parallel = config.parallel().sequence_parallel();
   LOOM_ASSIGN_OR_RETURN(
       t->model_, GptModel::Create(gpt, t->device_, bf16 ? DType::kBF16 : DType::kF32, tpar));
-  if (bf16) {
-    LOOM_ASSIGN_OR_RETURN(t->master_, Tensor::Empty(Shape{t->model_->layout().total()},
-                                                    DType::kF32, t->device_));
-  } else {
-    t->master_ = t->model_->params();
-  }
-  if (init) {
-    LOOM_ASSIGN_OR_RETURN(std::vector<float> mine,
-                          SliceGlobalParams(t->model_->layout(), init->params));
-    LOOM_RETURN_IF_ERROR(t->master_.CopyFromFloats(mine));
-  } else {
-    LOOM_RETURN_IF_ERROR(InitParams(t->model_->layout(),
-                                    static_cast<uint64_t>(config.runtime().seed()), t->master_));
-  }
-  if (bf16) LOOM_RETURN_IF_ERROR(ops::Cast(t->master_, t->model_->params()));
+  const ParamTable& table = t->model_->layout();
+  // Gradients are reduced over dp in buckets, in backward order, each as soon as the model
+  // reports its last gradient final; with the distributed optimizer by reduce-scatter (ZeRO-1).
+  GradReducer::Options ro;
+  ro.bucket_bytes = static_cast<int64_t>(config.parallel().grad_bucket_mb() * (1 << 20));
+  ro.shard = config.parallel().distributed_optimizer();
+  LOOM_ASSIGN_OR_RETURN(t->reducer_,
+                        GradReducer::Create(table, t->model_->grads(), t->groups_->dp(), ro));
+  GradReducer* reducer = t->reducer_.get();
+  t->model_->set_grad_ready_hook([reducer](int i) {
+    LOOM_RETURN_IF_ERROR(reducer->MarkReady(i));
+    return reducer->Poll();
+  });
   AdamWSettings adam;
   adam.beta1 = static_cast<float>(config.optimizer().beta1());
   adam.beta2 = static_cast<float>(config.optimizer().beta2());
   adam.eps = static_cast<float>(config.optimizer().eps());
   adam.weight_decay = static_cast<float>(config.optimizer().weight_decay());
-  LOOM_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(t->model_->layout(), adam, t->device_));
-  t->optimizer_ = std::move(opt);
+  if (ro.shard) {
+    LOOM_ASSIGN_OR_RETURN(t->optimizer_, CreateDistributedOptimizer(
+                                             table, adam, t->device_, t->groups_->dp(),
+                                             t->model_->params(), t->model_->grads(),
+                                             reducer->BucketRanges()));
+  } else {
+    LOOM_ASSIGN_OR_RETURN(t->optimizer_,
+                          CreatePlainOptimizer(table, adam, t->device_, t->model_->params(),
+                                               t->model_->grads()));
+  }
+  // Initial weights, whole (this tensor rank's slices) in fp32: the optimizer keeps the master
+  // copy it owns and writes the model's weights.
+  {
+    std::vector<float> weights;
+    if (init) {
+      LOOM_ASSIGN_OR_RETURN(weights, SliceGlobalParams(table, init->params));
+    } else {
+      weights.resize(table.total());
+      LOOM_RETURN_IF_ERROR(InitParams(
+          table, static_cast<uint64_t>(config.runtime().seed()),
+          Tensor::View(weights.data(), Shape{table.total()}, DType::kF32, CpuDevice())));
+    }
+    LOOM_ASSIGN_OR_RETURN(Tensor full, Tensor::Empty(Shape{table.total()}, DType::kF32, t->device_));
+    LOOM_RETURN_IF_ERROR(full.CopyFromFloats(weights));
+    LOOM_RETURN_IF_ERROR(t->optimizer_->LoadWeights(full));
+  }
+  {
+    const StateBytes got = t->optimizer_->MeasuredStateBytes();
+    const StateBytes want = ExpectedStateBytes(bf16, ro.shard ? n.dp : 1);
+    LOOM_LOG(INFO) << absl::StrFormat(
+        "model state: %.2f bytes/parameter (weights %.2f, gradients %.2f, master weights %.2f, "
+        "moments %.2f; expected %.2f = %s)",
+        got.total(), got.weights, got.grads, got.master, got.moments, want.total(),
+        bf16 ? absl::StrCat("2 + 4 + 12/", ro.shard ? n.dp : 1)
+             : absl::StrCat("4 + 4 + 8/", ro.shard ? n.dp : 1));
+  }
   LOOM_ASSIGN_OR_RETURN(t->norm_acc_, Tensor::Zeros(Shape{1}, DType::kF32, t->device_));
   // The gradient norm counts each parameter once: a parameter replicated over the tensor group
   // is counted on tensor rank 0 only, the slices of split ones on every rank.
@@ -209,24 +243,32 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   return t;
 }
 
-absl::Status Trainer::AllReduceGrads() {
-  Communicator& dp = groups_->dp();
-  if (dp.size() == 1) return absl::OkStatus();
+absl::Status Trainer::FinishGradReduction() {
   Timer timer;
-  LOOM_RETURN_IF_ERROR(dp.AllReduce(model_->grads(), ReduceOp::kAvg));
-  dp_comm_s_ += timer.Seconds();
+  LOOM_RETURN_IF_ERROR(reducer_->Finish());
+  dp_comm_s_ += timer.Seconds();  // the part of the reduction backward did not hide
+  dp_comm_total_s_ += reducer_->stats().comm_s;
   return absl::OkStatus();
 }
 
 absl::StatusOr<double> Trainer::GradNorm() {
   LOOM_RETURN_IF_ERROR(norm_acc_.Fill0());
-  for (const auto& [begin, end] : norm_runs_) {
-    LOOM_RETURN_IF_ERROR(
-        ops::SumOfSquaresAccumulate(model_->grads().FlatView(begin, end - begin), norm_acc_));
+  // This rank's reduced gradients (all of them, or its shards under ZeRO-1) intersected with
+  // the ranges it counts (replicated parameters on tensor rank 0 only).
+  for (const FlatRange& own : optimizer_->owned_ranges()) {
+    for (const auto& [begin, end] : norm_runs_) {
+      const int64_t lo = std::max(begin, own.begin), hi = std::min(end, own.end);
+      if (lo >= hi) continue;
+      LOOM_RETURN_IF_ERROR(
+          ops::SumOfSquaresAccumulate(model_->grads().FlatView(lo, hi - lo), norm_acc_));
+    }
   }
   LOOM_ASSIGN_OR_RETURN(std::vector<float> v, norm_acc_.ToFloatVector());
   double sq[1] = {static_cast<double>(v[0])};
   LOOM_RETURN_IF_ERROR(groups_->model().AllReduceHost(absl::MakeSpan(sq, 1), ReduceOp::kSum));
+  if (optimizer_->sharded()) {
+    LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sq, 1), ReduceOp::kSum));
+  }
   return std::sqrt(sq[0]);
 }
 
@@ -244,12 +286,14 @@ absl::StatusOr<float> Trainer::Step() {
     Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     // The last micro-batch's backward finalises each gradient (sequence parallelism sums the
     // replicated parameters' gradients over the tensor group then).
-    model_->set_final_backward(k == accum - 1);
+    const bool last = k == accum - 1;
+    model_->set_final_backward(last);
+    if (last) LOOM_RETURN_IF_ERROR(reducer_->BeginBackward());
     LOOM_ASSIGN_OR_RETURN(float loss,
                           model_->ForwardBackward(in, tg, 1.0f / static_cast<float>(accum)));
     loss_sum += loss;
   }
-  LOOM_RETURN_IF_ERROR(AllReduceGrads());
+  LOOM_RETURN_IF_ERROR(FinishGradReduction());
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
   LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNorm());
@@ -258,9 +302,7 @@ absl::StatusOr<float> Trainer::Step() {
   if (clip > 0 && last_grad_norm_ > clip) grad_scale = static_cast<float>(clip / last_grad_norm_);
   const float lr = static_cast<float>(LearningRate(config_, step_));
   ++step_;
-  LOOM_RETURN_IF_ERROR(
-      optimizer_->Step(master_, model_->grads(), lr, step_, grad_scale,
-                       model_->dtype() == DType::kF32 ? nullptr : &model_->params()));
+  LOOM_RETURN_IF_ERROR(optimizer_->Step(lr, step_, grad_scale));
   if (!std::isfinite(loss_mean[0])) {
     return absl::InternalError(absl::StrCat("training loss is ", loss_mean[0], " at step ", step_,
                                             ": the run diverged (lower optimizer.lr?)"));
@@ -361,11 +403,11 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
     const double comm = tp_comm_s_ + sp_comm_s_ + dp_comm_s_;
     LOOM_LOG(INFO) << absl::StrFormat(
         "communication per step: tensor-parallel %.1f ms, sequence-parallel %.1f ms, "
-        "data-parallel %.1f ms (%.0f%% of the step)",
-        tp_comm_s_ * per, sp_comm_s_ * per, dp_comm_s_ * per,
+        "data-parallel %.1f ms exposed of %.1f ms in flight (%.0f%% of the step)",
+        tp_comm_s_ * per, sp_comm_s_ * per, dp_comm_s_ * per, dp_comm_total_s_ * per,
         interval_step_seconds_ > 0 ? 100.0 * comm / interval_step_seconds_ : 0.0);
   }
-  tp_comm_s_ = sp_comm_s_ = dp_comm_s_ = interval_step_seconds_ = 0;
+  tp_comm_s_ = sp_comm_s_ = dp_comm_s_ = dp_comm_total_s_ = interval_step_seconds_ = 0;
   interval_steps_ = 0;
   if (sinks_) sinks_->Log(m);  // a failing sink is switched off, never the run
   return absl::OkStatus();

@@ -24,6 +24,8 @@
 #include "data/tokenizer.h"
 #include "parallel/adamw.h"
 #include "model/gpt.h"
+#include "parallel/distributed_optimizer.h"
+#include "parallel/grad_reducer.h"
 #include "parallel/process_groups.h"
 #include "parallel/world.h"
 #include "proto/job.pb.h"
@@ -52,7 +54,7 @@ class Trainer {
 
  private:
   Trainer() = default;
-  absl::Status AllReduceGrads();
+  absl::Status FinishGradReduction();
   absl::StatusOr<double> GradNorm();
   absl::Status LogStep(float loss, std::optional<float> val_loss, double step_seconds);
   absl::StatusOr<bool> AnyRankAskedToStop();
@@ -64,18 +66,16 @@ class Trainer {
   // Flat-buffer ranges whose squares this rank adds to the gradient norm.
   std::vector<std::pair<int64_t, int64_t>> norm_runs_;
   // Seconds in communication since the last log line, by kind, and the steps' own seconds.
-  double dp_comm_s_ = 0, tp_comm_s_ = 0, sp_comm_s_ = 0, interval_step_seconds_ = 0;
+  double dp_comm_s_ = 0, dp_comm_total_s_ = 0, tp_comm_s_ = 0, sp_comm_s_ = 0, interval_step_seconds_ = 0;
   int64_t interval_steps_ = 0;
   Device* device_ = nullptr;
   std::unique_ptr<GptModel> model_;
-  std::optional<AdamW> optimizer_;
+  std::unique_ptr<GradReducer> reducer_;
+  std::unique_ptr<ModelOptimizer> optimizer_;
   std::unique_ptr<DataLoader> train_data_, val_data_;
   std::optional<ByteTokenizer> tokenizer_;
   std::unique_ptr<MetricsSinks> sinks_;  // rank 0 with a run_dir
   Tensor norm_acc_;  // f32 [1] on the device
-  // fp32 master weights when the model computes in bf16 (AdamW updates these and casts into
-  // the model's params in the same pass); with fp32 compute they are the model's params.
-  Tensor master_;
   std::vector<int32_t> inputs_, targets_;
   int64_t step_ = 0;  // optimizer steps done
   double last_grad_norm_ = 0;

@@ -164,7 +164,7 @@ absl::StatusOr<LoadedWeights> ReadLoom(const std::string& path, const int32_t* h
 // Non-finite weights would make the first step's loss NaN, and the divergence message would
 // then blame the learning rate: refused here, naming the file and the tensor.
 absl::Status CheckFiniteWeights(const std::string& path, const LoadedWeights& w) {
-  const ParamLayout layout = ParamLayout::ForGpt(w.config);
+  const ParamTable layout = GptParamLayout(w.config);
   for (const ParamSpec& s : layout.specs()) {
     int64_t bad = 0, first = -1;
     for (int64_t i = 0; i < s.numel(); ++i) {

@@ -32,7 +32,7 @@
 #include "launcher/trainer.h"
 #include "metrics/append_file.h"
 #include "model/model_file.h"
-#include "model/param_layout.h"
+#include "model/gpt_params.h"
 #include "parallel/world.h"
 #include "runtime/files.h"
 #include "runtime/memory_info.h"
@@ -156,9 +156,6 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadJob{"TensorParallelNeedsTheRanks", {"parallel.tp=2"}, "parallel.tp"},
         BadJob{"PipelineParallel", {"parallel.pp=2"}, "parallel.pp = 2"},
-        BadJob{"DistributedOptimizer",
-               {"parallel.distributed_optimizer=true"},
-               "parallel.distributed_optimizer"},
         BadJob{"CheckpointDir", {"checkpoint.dir=$DIR/ckpt"}, "checkpoint.dir"},
         BadJob{"ResumePathNeverIgnored",
                {"checkpoint.resume=$DIR/ckpt/step_00000005"},
@@ -365,7 +362,7 @@ TEST_F(JobTest, NonFiniteInitWeightsAreRefusedNamingFileAndTensor) {
   auto job = Job({"logging.run_dir="});
   ASSERT_TRUE(job.ok());
   const GptConfig gpt = GptConfigFromJob(*job);
-  const ParamLayout layout = ParamLayout::ForGpt(gpt);
+  const ParamTable layout = GptParamLayout(gpt);
   std::vector<float> params(layout.total(), 0.01f);
   const ParamSpec& victim = layout.specs()[layout.specs().size() / 2];
   params[victim.offset + 3] = std::numeric_limits<float>::quiet_NaN();
