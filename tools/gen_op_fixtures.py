@@ -239,16 +239,32 @@ def rmsnorm_ref(x, w, eps):
     return x * rstd.unsqueeze(-1) * w, rstd
 
 
+# Rows where epsilon matters, appended to the random rows of the norm cases: two with
+# |x| ~ 1e-3 (mean square ~1e-6, the size of RMSNorm's eps and a tenth of LayerNorm's) and one
+# constant row of 1e-3 (variance 0: LayerNorm's rstd is exactly 1/sqrt(eps); RMSNorm's mean
+# square is 1e-6). A norm that drops eps is off by a large factor on them (or divides by 0).
+# They come from a generator of their own so that the shared stream, and with it every other
+# fixture, stays as it was.
+NORM_EPS_ROWS = 3
+
+
+def norm_eps_rows(extra, c):
+    small = extra.randn(2, c, scale=1e-3)
+    constant = torch.full((1, c), 1e-3, dtype=torch.float32).double()
+    return torch.cat([small, constant])
+
+
 def layernorm_case(rng):
     fx = Fixture("layernorm")
     n, c, eps = 7, 24, f32_exact(1e-5)
-    x = leaf(rng.randn(n, c, scale=1.5) + 0.5)
+    extra = Rng(SEED + 1)  # the epsilon rows draw from their own stream (see norm_eps_rows)
+    x = leaf(torch.cat([rng.randn(n, c, scale=1.5) + 0.5, norm_eps_rows(extra, c)]))
     w = leaf(rng.randn(c, scale=0.2) + 1.0)
     b = leaf(rng.randn(c, scale=0.2))
     out, mean, rstd = layernorm_ref(x, w, b, eps)
     # The hand-written reference must agree with PyTorch's own LayerNorm.
     assert torch.allclose(out, F.layer_norm(x, (c,), w, b, eps), rtol=1e-12, atol=1e-12)
-    dout = rng.randn(n, c)
+    dout = torch.cat([rng.randn(n, c), extra.randn(NORM_EPS_ROWS, c)])
     out.backward(dout)
     dw0, db0 = rng.randn(c, scale=0.1), rng.randn(c, scale=0.1)
     fx.f32("x", x)
@@ -270,10 +286,11 @@ def layernorm_case(rng):
 def rmsnorm_case(rng):
     fx = Fixture("rmsnorm")
     n, c, eps = 7, 24, f32_exact(1e-6)
-    x = leaf(rng.randn(n, c, scale=1.5))
+    extra = Rng(SEED + 2)
+    x = leaf(torch.cat([rng.randn(n, c, scale=1.5), norm_eps_rows(extra, c)]))
     w = leaf(rng.randn(c, scale=0.2) + 1.0)
     out, rstd = rmsnorm_ref(x, w, eps)
-    dout = rng.randn(n, c)
+    dout = torch.cat([rng.randn(n, c), extra.randn(NORM_EPS_ROWS, c)])
     out.backward(dout)
     dw0 = rng.randn(c, scale=0.1)
     fx.f32("x", x)
