@@ -237,6 +237,12 @@ absl::StatusOr<float> Trainer::Step() {
   LOOM_RETURN_IF_ERROR(world_->AllReduceSum(absl::MakeSpan(loss_mean, 1)));
   loss_mean[0] /= world_->size();
   LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNorm());
+  // Checked before the optimizer touches the weights: a poisoned update must never be applied.
+  if (!std::isfinite(loss_mean[0]) || !std::isfinite(last_grad_norm_)) {
+    return absl::InternalError(absl::StrCat("training loss is ", loss_mean[0], ", gradient norm ",
+                                            last_grad_norm_, " at step ", step_ + 1,
+                                            ": the run diverged (lower optimizer.lr?)"));
+  }
   const double clip = config_.optimizer().grad_clip();
   float grad_scale = 1.0f;
   if (clip > 0 && last_grad_norm_ > clip) grad_scale = static_cast<float>(clip / last_grad_norm_);
@@ -245,10 +251,6 @@ absl::StatusOr<float> Trainer::Step() {
   LOOM_RETURN_IF_ERROR(
       optimizer_->Step(master_, model_->grads(), lr, step_, grad_scale,
                        model_->dtype() == DType::kF32 ? nullptr : &model_->params()));
-  if (!std::isfinite(loss_mean[0])) {
-    return absl::InternalError(absl::StrCat("training loss is ", loss_mean[0], " at step ", step_,
-                                            ": the run diverged (lower optimizer.lr?)"));
-  }
   return static_cast<float>(loss_mean[0]);
 }
 
