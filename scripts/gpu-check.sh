@@ -223,8 +223,10 @@ run() {
     elif (( rc == 77 )); then verdict="FAIL (ran nothing although a GPU answers)"; failed=1
     elif (( rc != 0 )); then verdict="FAIL (exit $rc)"; failed=1; fi
     local tally
+    # (A binary that skipped as a whole printed no gtest tally: grep finds nothing.)
     tally=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?' "$TMP/$name.log" \
-      | sed -E 's/^\[ *([A-Z]+) *\] ([0-9]+) tests?.*/\2 \1/' | tr '\n' ' ')
+      | sed -E 's/^\[ *([A-Z]+) *\] ([0-9]+) tests?.*/\2 \1/' | tr '\n' ' ' || true)
+    if (( rc == 77 )); then tally=$(grep -m1 '^SKIPPED: ' "$TMP/$name.log" || true); fi
     grep -E '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$TMP/$name.log" | sed 's/^/  /' \
       >>"$TMP/failures" || true
     echo "test $name: $verdict in $(( $(date +%s) - start ))s (${tally% })" | tee -a "$summary"
