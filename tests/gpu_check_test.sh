@@ -38,7 +38,7 @@ if nvidia-smi -L >/dev/null 2>&1; then
   (( rc == 0 )) || fail "gpu-check.sh run exited $rc on a machine with a GPU"
 else
   (( rc == 3 )) || fail "gpu-check.sh run exited $rc without a GPU (want 3)"
-  skipped=$(grep -c "^test .*: SKIPPED (no GPU answers)" "$work/run.log")
+  skipped=$(grep -c "^test .*: SKIPPED (no GPU answers)" "$work/out/summary.txt")
   (( skipped == planned )) || fail "$skipped of $planned binaries reported SKIPPED"
 fi
 echo "gpu_check_test: ok ($planned binaries, bundle ~$mib MiB, run exit $rc, $(( $(date +%s) - start ))s)"

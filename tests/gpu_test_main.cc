@@ -3,6 +3,7 @@
 // ctest's "Skipped", so that "N tests passed" counts only binaries that ran. With a device it
 // runs the tests; if every one of them skipped itself, it exits 77 as well.
 #include <cstdio>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "runtime/device.h"
@@ -14,8 +15,9 @@ constexpr int kSkipped = 77;  // SKIP_RETURN_CODE in cmake/LoomTesting.cmake
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   if (!GTEST_FLAG_GET(list_tests) && loom::CudaDeviceCount() == 0) {
-    std::printf("SKIPPED: no CUDA device answers (%s); none of this binary's %d tests ran\n",
-                loom::CudaUnavailableReason().c_str(),
+    const std::string reason = loom::CudaUnavailableReason();
+    std::printf("SKIPPED: %s; none of this binary's %d tests ran\n",
+                reason.empty() ? "no CUDA device answers" : reason.c_str(),
                 ::testing::UnitTest::GetInstance()->total_test_count());
     return kSkipped;
   }
