@@ -1,15 +1,24 @@
 # Test registration helpers.
 #   loom_add_test(NAME SOURCES a.cc b.cc LIBS x y [LABELS l] [GPU])
 #     (one OpenMP thread: ctest runs two tests at once on a 2-core machine)
-#     one GoogleTest binary run by ctest; GPU tests get the `gpu` label and must GTEST_SKIP
-#     with a reason when no CUDA device answers.
+#     one GoogleTest binary run by ctest; GPU tests get the `gpu` label and tests/gpu_test_main.cc
+#     as their main: without a CUDA device that answers it prints why and exits 77, which ctest
+#     reports as Skipped (SKIP_RETURN_CODE), so a GPU binary that ran nothing never counts as
+#     passed. Their tests still GTEST_SKIP with a reason when run by hand without a GPU.
 #   loom_add_mpi_test(NAME RANKS N SOURCES ... LIBS ...)
 #     the same binary run under `mpirun -np N --oversubscribe`, one OpenMP thread per rank so
 #     that ranks on a 2-core machine do not thrash.
+#   loom_add_mpi_run(NAME TARGET t RANKS N ...): see below.
 function(loom_add_test name)
   cmake_parse_arguments(T "GPU" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
-  add_executable(${name} ${T_SOURCES})
-  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
+  if(T_GPU)
+    # Exits 77 (ctest: Skipped) with the reason when no CUDA device answers.
+    add_executable(${name} ${T_SOURCES} ${PROJECT_SOURCE_DIR}/tests/gpu_test_main.cc)
+    target_link_libraries(${name} PRIVATE ${T_LIBS} loom_runtime GTest::gtest)
+  else()
+    add_executable(${name} ${T_SOURCES})
+    target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
+  endif()
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   add_test(NAME ${name} COMMAND ${name})
   set(labels ${T_LABELS})
@@ -24,6 +33,9 @@ function(loom_add_test name)
   if(labels)
     set_tests_properties(${name} PROPERTIES LABELS "${labels}")
   endif()
+  if(T_GPU)
+    set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77)
+  endif()
 endfunction()
 
 function(loom_add_mpi_test name)
@@ -31,16 +43,16 @@ function(loom_add_mpi_test name)
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
-  set(gpu_flag)
+  set(gpu)
   if(T_GPU)
-    set(gpu_flag GPU)
+    set(gpu GPU)
   endif()
-  loom_add_mpi_run(${name} TARGET ${name} RANKS ${T_RANKS} TIMEOUT ${T_TIMEOUT} LABELS ${T_LABELS}
-                   ${gpu_flag})
+  loom_add_mpi_run(${name} TARGET ${name} RANKS ${T_RANKS} TIMEOUT "${T_TIMEOUT}"
+                   LABELS ${T_LABELS} ${gpu})
 endfunction()
 
-#   loom_add_mpi_run(NAME TARGET t RANKS N) registers one more run of an existing mpi test
-#     binary (the same tests at another world size).
+#   loom_add_mpi_run(NAME TARGET t RANKS N [TIMEOUT s] [LABELS l] [GPU])
+#     one more ctest entry running an existing mpi test binary under another rank count.
 function(loom_add_mpi_run name)
   cmake_parse_arguments(T "GPU" "TARGET;RANKS;TIMEOUT" "LABELS" ${ARGN})
   add_test(NAME ${name}
@@ -52,7 +64,9 @@ function(loom_add_mpi_run name)
   endif()
   set(labels mpi ${T_LABELS})
   if(T_GPU)
+    # A multi-rank GPU test's own main must exit 77 on every rank when no device answers.
     list(APPEND labels gpu)
+    set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77)
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${labels}" PROCESSORS ${T_RANKS}
       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;LOOM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")

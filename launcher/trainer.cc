@@ -297,16 +297,18 @@ absl::StatusOr<float> Trainer::Step() {
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
   LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNorm());
+  // Checked before the optimizer touches the weights: a poisoned update must never be applied.
+  if (!std::isfinite(loss_mean[0]) || !std::isfinite(last_grad_norm_)) {
+    return absl::InternalError(absl::StrCat("training loss is ", loss_mean[0], ", gradient norm ",
+                                            last_grad_norm_, " at step ", step_ + 1,
+                                            ": the run diverged (lower optimizer.lr?)"));
+  }
   const double clip = config_.optimizer().grad_clip();
   float grad_scale = 1.0f;
   if (clip > 0 && last_grad_norm_ > clip) grad_scale = static_cast<float>(clip / last_grad_norm_);
   const float lr = static_cast<float>(LearningRate(config_, step_));
   ++step_;
   LOOM_RETURN_IF_ERROR(optimizer_->Step(lr, step_, grad_scale));
-  if (!std::isfinite(loss_mean[0])) {
-    return absl::InternalError(absl::StrCat("training loss is ", loss_mean[0], " at step ", step_,
-                                            ": the run diverged (lower optimizer.lr?)"));
-  }
   return static_cast<float>(loss_mean[0]);
 }
 

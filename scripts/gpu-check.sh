@@ -17,13 +17,17 @@
 #                                every test binary passed and the benchmark ran; 1 something
 #                                failed; 3 no GPU answered (tests skipped, no benchmark).
 #
-# Environment: BUILD_DIR (default build-gpu), LOOM_CUDA_ARCHS (default 90), JOBS (default 2),
-# BENCH_SHAPES (default all), STEP_TIMEOUT seconds per binary (default 240).
+# Environment: BUILD_DIR (default build-gpu; scripts/test.sh passes its own CUDA build dir so
+# nothing is compiled twice), LOOM_CUDA_ARCHS (default 90), JOBS (default 2), BENCH_SHAPES
+# (default all), STEP_TIMEOUT seconds per binary (default 240), GPU_CHECK_BUNDLE (default
+# .device/bundle; tests/gpu_check_test.sh packs into a temporary one).
+# A gpu test binary that exits 77 ran nothing (tests/gpu_test_main.cc: no CUDA device answers):
+# `run` reports it SKIPPED without a GPU and FAIL where a GPU answers.
 # Multi-rank GPU tests need mpirun, which the GPU machine lacks: `build` lists them as skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-BUNDLE_DIR="$ROOT/.device/bundle"
+BUNDLE_DIR="${GPU_CHECK_BUNDLE:-$ROOT/.device/bundle}"
 BUILD_DIR="${BUILD_DIR:-build-gpu}"
 MAX_BUNDLE_MIB=60
 
@@ -59,20 +63,30 @@ build() {
   local nvcc="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
   [[ -x "$nvcc" ]] || die "no nvcc at $nvcc (set CUDA_HOME)"
   echo "== configure $BUILD_DIR (CUDA archs ${LOOM_CUDA_ARCHS:-90})"
-  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON \
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DLOOM_CUDA=ON \
     -DLOOM_CUDA_ARCHS="${LOOM_CUDA_ARCHS:-90}" -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
 
-  # Which binaries the gpu-labelled tests run, from ctest's own description of them. Before a
-  # test's binary exists ctest cannot resolve its command; loom_add_test names the test after
-  # its target, so that name is what to build. After the build the commands resolve.
+  # Which binaries the gpu-labelled tests run, from ctest's own description of them. ctest
+  # resolves a test's command only once its binary exists: `loom` is built first, so the tests
+  # that run `loom` are recognised as such; a test whose binary is not built yet shows its own
+  # name, which loom_add_test makes the name of its target. Only names that are targets are
+  # built; anything else is an error naming the test.
+  echo "== build loom (-j${JOBS:-2})"
+  cmake --build "$BUILD_DIR" -j "${JOBS:-2}" --target loom
   local plan="$BUILD_DIR/gpu-check-plan.txt"
   gpu_test_plan >"$plan"
-  local targets=(loom)
-  while read -r kind _ exe _; do
-    [[ "$kind" == run ]] && targets+=("$exe")
+  local known targets=()
+  known=$(cmake --build "$BUILD_DIR" --target help | awk '/^\.\.\. / {print $2}')
+  while read -r kind name exe _; do
+    [[ "$kind" == run ]] || continue
+    grep -qx "$exe" <<<"$known" \
+      || die "gpu test $name runs '$exe', which is neither built nor a target of $BUILD_DIR"
+    targets+=("$exe")
   done <"$plan"
-  echo "== build ${targets[*]} (-j${JOBS:-2})"
-  cmake --build "$BUILD_DIR" -j "${JOBS:-2}" --target "${targets[@]}"
+  if (( ${#targets[@]} )); then
+    echo "== build ${targets[*]} (-j${JOBS:-2})"
+    cmake --build "$BUILD_DIR" -j "${JOBS:-2}" --target "${targets[@]}"
+  fi
   gpu_test_plan >"$plan"
 
   echo "== pack"
@@ -205,10 +219,14 @@ run() {
     cat "$TMP/$name.log" >>"$tests_log"
     local verdict="PASS"
     if (( rc == 124 )); then verdict="FAIL (timed out after ${step_timeout}s)"; failed=1
+    elif (( rc == 77 && no_gpu )); then verdict="SKIPPED (no GPU answers)"
+    elif (( rc == 77 )); then verdict="FAIL (ran nothing although a GPU answers)"; failed=1
     elif (( rc != 0 )); then verdict="FAIL (exit $rc)"; failed=1; fi
     local tally
+    # (A binary that skipped as a whole printed no gtest tally: grep finds nothing.)
     tally=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?' "$TMP/$name.log" \
-      | sed -E 's/^\[ *([A-Z]+) *\] ([0-9]+) tests?.*/\2 \1/' | tr '\n' ' ')
+      | sed -E 's/^\[ *([A-Z]+) *\] ([0-9]+) tests?.*/\2 \1/' | tr '\n' ' ' || true)
+    if (( rc == 77 )); then tally=$(grep -m1 '^SKIPPED: ' "$TMP/$name.log" || true); fi
     grep -E '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$TMP/$name.log" | sed 's/^/  /' \
       >>"$TMP/failures" || true
     echo "test $name: $verdict in $(( $(date +%s) - start ))s (${tally% })" | tee -a "$summary"

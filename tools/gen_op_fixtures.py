@@ -239,16 +239,32 @@ def rmsnorm_ref(x, w, eps):
     return x * rstd.unsqueeze(-1) * w, rstd
 
 
+# Rows where epsilon matters, appended to the random rows of the norm cases: two with
+# |x| ~ 1e-3 (mean square ~1e-6, the size of RMSNorm's eps and a tenth of LayerNorm's) and one
+# constant row of 1e-3 (variance 0: LayerNorm's rstd is exactly 1/sqrt(eps); RMSNorm's mean
+# square is 1e-6). A norm that drops eps is off by a large factor on them (or divides by 0).
+# They come from a generator of their own so that the shared stream, and with it every other
+# fixture, stays as it was.
+NORM_EPS_ROWS = 3
+
+
+def norm_eps_rows(extra, c):
+    small = extra.randn(2, c, scale=1e-3)
+    constant = torch.full((1, c), 1e-3, dtype=torch.float32).double()
+    return torch.cat([small, constant])
+
+
 def layernorm_case(rng):
     fx = Fixture("layernorm")
     n, c, eps = 7, 24, f32_exact(1e-5)
-    x = leaf(rng.randn(n, c, scale=1.5) + 0.5)
+    extra = Rng(SEED + 1)  # the epsilon rows draw from their own stream (see norm_eps_rows)
+    x = leaf(torch.cat([rng.randn(n, c, scale=1.5) + 0.5, norm_eps_rows(extra, c)]))
     w = leaf(rng.randn(c, scale=0.2) + 1.0)
     b = leaf(rng.randn(c, scale=0.2))
     out, mean, rstd = layernorm_ref(x, w, b, eps)
     # The hand-written reference must agree with PyTorch's own LayerNorm.
     assert torch.allclose(out, F.layer_norm(x, (c,), w, b, eps), rtol=1e-12, atol=1e-12)
-    dout = rng.randn(n, c)
+    dout = torch.cat([rng.randn(n, c), extra.randn(NORM_EPS_ROWS, c)])
     out.backward(dout)
     dw0, db0 = rng.randn(c, scale=0.1), rng.randn(c, scale=0.1)
     fx.f32("x", x)
@@ -270,10 +286,11 @@ def layernorm_case(rng):
 def rmsnorm_case(rng):
     fx = Fixture("rmsnorm")
     n, c, eps = 7, 24, f32_exact(1e-6)
-    x = leaf(rng.randn(n, c, scale=1.5))
+    extra = Rng(SEED + 2)
+    x = leaf(torch.cat([rng.randn(n, c, scale=1.5), norm_eps_rows(extra, c)]))
     w = leaf(rng.randn(c, scale=0.2) + 1.0)
     out, rstd = rmsnorm_ref(x, w, eps)
-    dout = rng.randn(n, c)
+    dout = torch.cat([rng.randn(n, c), extra.randn(NORM_EPS_ROWS, c)])
     out.backward(dout)
     dw0 = rng.randn(c, scale=0.1)
     fx.f32("x", x)
@@ -371,18 +388,46 @@ def attention_ref(qkv, n_head, n_kv, hd):
     return out, lse
 
 
+def attention_crosscheck(qkv, out, lse, dout, n_head, n_kv, hd):
+    """Checks attention_ref, forward and backward, against PyTorch's own attention module,
+    torch.nn.MultiheadAttention (torch 1.13 has it) with identity projections and a causal
+    mask, in float64; query head h is given kv head h // (NH / NKV) by indexing, so the GQA
+    sums of dK and dV come from autograd through that indexing. The log-sum-exp is checked
+    against an explicit per-head loop."""
+    bsz, t, _ = qkv.shape
+    e = n_head * hd
+    group = n_head // n_kv
+    x = qkv.detach().clone().requires_grad_(True)
+    heads = x.view(bsz, t, n_head + 2 * n_kv, hd)
+    q = heads[:, :, :n_head].reshape(bsz, t, e)
+    k = torch.cat([heads[:, :, n_head + h // group] for h in range(n_head)], dim=-1)
+    v = torch.cat([heads[:, :, n_head + n_kv + h // group] for h in range(n_head)], dim=-1)
+    mha = torch.nn.MultiheadAttention(e, n_head, bias=False, batch_first=True,
+                                      dtype=torch.float64)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.eye(e, dtype=torch.float64).repeat(3, 1))
+        mha.out_proj.weight.copy_(torch.eye(e, dtype=torch.float64))
+    causal = torch.ones(t, t, dtype=torch.bool).triu(1)  # True = may not attend
+    ref, _ = mha(q, k, v, attn_mask=causal, need_weights=False)
+    assert torch.allclose(out.detach(), ref.detach(), rtol=0, atol=1e-10), "attention forward"
+    ref.backward(dout)
+    assert torch.allclose(qkv.grad, x.grad, rtol=0, atol=1e-10), "attention backward"
+    for h in range(n_head):
+        qh = heads[:, :, h].detach()
+        kh = heads[:, :, n_head + h // group].detach()
+        for i in range(t):
+            s = (qh[:, i : i + 1] * kh[:, : i + 1]).sum(-1) / math.sqrt(hd)  # [B, i + 1]
+            want = torch.log(torch.exp(s - s.max(-1, keepdim=True).values).sum(-1)) + s.max(-1).values
+            assert torch.allclose(lse[:, h, i].detach(), want, rtol=0, atol=1e-10), "attention lse"
+
+
 def attention_case(rng, name, bsz, t, n_head, n_kv, hd):
     fx = Fixture(name)
     qkv = leaf(rng.randn(bsz, t, (n_head + 2 * n_kv) * hd))
     out, lse = attention_ref(qkv, n_head, n_kv, hd)
-    # Cross-check against PyTorch's own (non-GQA) path when heads are not grouped.
-    if n_kv == n_head and hasattr(F, "scaled_dot_product_attention"):
-        h = qkv.view(bsz, t, 3 * n_head, hd).transpose(1, 2)
-        ref = F.scaled_dot_product_attention(h[:, :n_head], h[:, n_head:2 * n_head],
-                                             h[:, 2 * n_head:], is_causal=True)
-        assert torch.allclose(out, ref.transpose(1, 2).reshape(bsz, t, -1), atol=1e-10)
     dout = rng.randn(*out.shape)
     out.backward(dout)
+    attention_crosscheck(qkv, out, lse, dout, n_head, n_kv, hd)
     fx.i32("n_head", n_head)
     fx.i32("n_kv_head", n_kv)
     fx.f32("qkv", qkv)

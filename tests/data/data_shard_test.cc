@@ -168,6 +168,19 @@ TEST(TokenShardTest, TokenOutsideVocabNamesFileIndexAndOffset) {
   }
 }
 
+// The largest id equal to the vocab size is already outside it (ids are 0..vocab-1).
+TEST(TokenShardTest, IdEqualToTheVocabSizeIsOutside) {
+  const std::string dir = testing::FreshTestDir();
+  std::vector<uint16_t> tokens = Ramp(100, 257);
+  tokens[10] = 257;
+  const std::string path = Join(dir, "edge.bin");
+  ASSERT_TRUE(WriteShard(path, tokens, ShardFormat::kLlmc).ok());
+  auto shard = TokenShard::Open(path, ShardFormat::kLlmc, 257);
+  ASSERT_FALSE(shard.ok());
+  EXPECT_THAT(shard.status().message(), HasSubstr("token 10 (byte offset 1044) has id 257"));
+  EXPECT_TRUE(TokenShard::Open(path, ShardFormat::kLlmc, 258).ok());
+}
+
 TEST(TokenShardTest, MissingFileIsNamed) {
   const std::string dir = testing::FreshTestDir();
   auto shard = TokenShard::Open(Join(dir, "nope.bin"), ShardFormat::kLlmc, 100);

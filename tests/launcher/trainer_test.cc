@@ -1,13 +1,20 @@
 // The single-process trainer end to end on the CPU backend: it reproduces PyTorch's 10 clipped
 // AdamW steps on the fixture models (with and without gradient accumulation), a shortened run
 // on repetitive text learns, metrics.jsonl has one 9-digit line per step, the same seed gives
-// bit-identical losses, and a bad data path or init file is reported by Create naming the field.
+// bit-identical losses, a bad data path or init file is reported by Create naming the field,
+// BF16 on the CPU is refused, a non-finite loss stops the step before the weights change,
+// samples are seeded and in the vocabulary, and Run writes TensorBoard events.
 #include "launcher/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +23,8 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "launcher/config.h"
+#include "launcher/lr_schedule.h"
+#include "metrics/tensorboard.h"
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "parallel/world.h"
@@ -204,6 +213,152 @@ TEST_F(TrainerRunTest, InitFileOfAnotherShapeNamesTheFields) {
   EXPECT_TRUE(absl::StrContains(t.status().message(), "model.init_from")) << t.status();
   EXPECT_TRUE(absl::StrContains(t.status().message(), "model.vocab: job has 257, file has 64"))
       << t.status();
+}
+
+// BF16 with backend CPU is refused by the config check; with backend AUTO on a machine without
+// a GPU the backend is only known in Create, which refuses it there.
+TEST_F(TrainerRunTest, Bf16OnTheCpuIsRefused) {
+  auto cpu = Job({"precision=BF16"});
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  auto t = Trainer::Create(*cpu, World());
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << t.status();
+  EXPECT_TRUE(absl::StrContains(t.status().message(), "precision BF16 needs a GPU")) << t.status();
+
+  if (CudaDeviceCount() > 0) GTEST_SKIP() << "backend AUTO picks the GPU here";
+  auto autob = Job({"precision=BF16", "runtime.backend=AUTO"});
+  ASSERT_TRUE(autob.ok()) << autob.status();
+  t = Trainer::Create(*autob, World());
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << t.status();
+  EXPECT_TRUE(absl::StrContains(t.status().message(), "BF16 needs the CUDA backend")) << t.status();
+}
+
+// A NaN in the weights poisons the loss and the gradients; the step must fail before AdamW
+// applies them, leaving weights and step count as they were.
+TEST_F(TrainerRunTest, NonFiniteLossFailsTheStepBeforeTheWeightsChange) {
+  auto job = Job();
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto t = Trainer::Create(*job, World());
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Step().ok());
+  auto wpe = (*t)->model().layout().Find("wpe.weight");
+  ASSERT_TRUE(wpe.ok()) << wpe.status();
+  const Tensor& params = (*t)->model().params();
+  params.data_as<float>()[(*wpe)->offset] = std::numeric_limits<float>::quiet_NaN();  // position 0
+  auto before = params.ToFloatVector();
+  ASSERT_TRUE(before.ok());
+
+  auto loss = (*t)->Step();
+  ASSERT_FALSE(loss.ok()) << "loss " << *loss;
+  EXPECT_TRUE(absl::StrContains(loss.status().message(), "at step 2: the run diverged"))
+      << loss.status();
+  auto after = params.ToFloatVector();
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), before->size());
+  size_t changed = 0;
+  for (size_t i = 0; i < after->size(); ++i) {
+    changed += std::memcmp(&(*after)[i], &(*before)[i], sizeof(float)) != 0;
+  }
+  EXPECT_EQ(changed, 0u) << "the failing step updated " << changed << " weights";
+  EXPECT_EQ((*t)->step(), 1);
+}
+
+TEST_F(TrainerRunTest, SamplesAreSeededAndInTheVocabulary) {
+  auto job = Job();
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto a = Trainer::Create(*job, World());
+  auto b = Trainer::Create(*job, World());
+  ASSERT_TRUE(a.ok() && b.ok());
+  // Padded vocabulary rows exist (and must never be sampled).
+  ASSERT_GT((*a)->model().config().padded_vocab, 257);
+  const std::vector<int32_t> prompt = {'t', 'h', 'e'};
+  auto sa = (*a)->Sample(prompt, 20);
+  auto sb = (*b)->Sample(prompt, 20);
+  ASSERT_TRUE(sa.ok() && sb.ok()) << sa.status() << sb.status();
+  ASSERT_EQ(sa->size(), 20u);
+  EXPECT_EQ(*sa, *sb);
+  for (int32_t id : *sa) {
+    EXPECT_GE(id, 0);
+    EXPECT_LT(id, 257);
+  }
+  // The same trainer again: the stream depends on (seed, step) only, not on earlier calls.
+  auto again = (*a)->Sample(prompt, 20);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *sa);
+  // Top-k from a random model: not one token over and over.
+  EXPECT_GT(std::set<int32_t>(sa->begin(), sa->end()).size(), 5u);
+  // Another seed: other weights and another stream.
+  auto other_job = Job({"runtime.seed=99"});
+  ASSERT_TRUE(other_job.ok());
+  auto c = Trainer::Create(*other_job, World());
+  ASSERT_TRUE(c.ok());
+  auto sc = (*c)->Sample(prompt, 20);
+  ASSERT_TRUE(sc.ok());
+  EXPECT_NE(*sc, *sa);
+  EXPECT_FALSE((*a)->Sample({}, 5).ok());
+
+  // The padded vocabulary rows' logits are 0 (zero rows of the tied embedding). Give every real
+  // token the same negative logit (equal real embedding rows, final LayerNorm output a constant
+  // -1 vector): top-k over the padded ids as well would now pick only padded ids.
+  GptModel& m = (*a)->model();
+  auto wte = m.layout().Find("wte.weight");
+  auto lnf_w = m.layout().Find("ln_f.weight");
+  auto lnf_b = m.layout().Find("ln_f.bias");
+  ASSERT_TRUE(wte.ok() && lnf_w.ok() && lnf_b.ok());
+  float* p = m.params().data_as<float>();
+  const int64_t C = m.config().hidden;
+  std::fill(p + (*wte)->offset, p + (*wte)->offset + 257 * C, 0.01f);
+  std::fill(p + (*lnf_w)->offset, p + (*lnf_w)->offset + C, 0.0f);
+  std::fill(p + (*lnf_b)->offset, p + (*lnf_b)->offset + C, -1.0f);
+  auto flat = (*a)->Sample(prompt, 20);
+  ASSERT_TRUE(flat.ok()) << flat.status();
+  ASSERT_EQ(flat->size(), 20u);
+  for (int32_t id : *flat) EXPECT_LT(id, 257) << "sampled a padded vocabulary id";
+}
+
+// Run writes TensorBoard events: one per logged step, with the loss Step returns, the
+// schedule's lr and, at an evaluation step, the validation loss; the last step is evaluated
+// too although 3 is not a multiple of eval_interval = 2.
+TEST_F(TrainerRunTest, RunWritesTensorBoardEvents) {
+  auto job = Job({"logging.tensorboard=true", "logging.jsonl=false", "logging.interval=2",
+                  "lr_schedule.total_steps=3", "logging.eval_interval=2", "logging.eval_batches=2",
+                  absl::StrCat("data.val=", dir_, "/data/train_000.bin")});
+  ASSERT_TRUE(job.ok()) << job.status();
+  {
+    auto t = Trainer::Create(*job, World());
+    ASSERT_TRUE(t.ok()) << t.status();
+    ASSERT_TRUE((*t)->Run().ok());
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/run/metrics.jsonl"));
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir_ + "/run")) {
+    files.push_back(e.path().string());
+  }
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(files[0], "events.out.tfevents.")) << files[0];
+  auto events = ReadEventFile(files[0]);
+  ASSERT_TRUE(events.ok()) << events.status();
+  // The file version, then steps 2 (the interval, evaluated) and 3 (the last step, evaluated).
+  ASSERT_EQ(events->size(), 3u);
+  EXPECT_EQ((*events)[0].file_version(), "brain.Event:2");
+  const std::vector<float> losses = StepLosses(*job, 3);
+  ASSERT_EQ(losses.size(), 3u);
+  for (int k = 1; k <= 2; ++k) {
+    const tb::Event& e = (*events)[k];
+    const int64_t step = k + 1;
+    EXPECT_EQ(e.step(), step);
+    std::map<std::string, float> v;
+    for (const auto& value : e.summary().value()) v[value.tag()] = value.simple_value();
+    ASSERT_TRUE(v.count("train/loss") && v.count("train/lr") && v.count("train/grad_norm"))
+        << "step " << step;
+    EXPECT_EQ(v["train/loss"], losses[step - 1]) << "step " << step;
+    EXPECT_EQ(v["train/lr"], static_cast<float>(LearningRate(*job, step - 1))) << "step " << step;
+    EXPECT_GT(v["train/grad_norm"], 0.0f);
+    ASSERT_EQ(v.count("val/loss"), 1u) << "step " << step;
+    EXPECT_GT(v["val/loss"], 0.0f);
+    EXPECT_LT(v["val/loss"], std::log(257.0f));
+  }
 }
 
 }  // namespace

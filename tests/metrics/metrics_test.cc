@@ -150,6 +150,8 @@ TEST(MetricsTensorBoardTest, Tags) {
   EXPECT_THAT(tags, ElementsAre("train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s",
                                 "train/mfu", "train/peak_memory_gib", "val/loss"));
   EXPECT_EQ(TensorBoardScalars(m)[0].second, 3.123456f);
+  // Peak memory in GiB (2^30 bytes): 1.2 * 2^30 bytes is 1.2.
+  EXPECT_FLOAT_EQ(TensorBoardScalars(m)[5].second, 1.2f);
 }
 
 }  // namespace

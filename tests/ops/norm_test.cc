@@ -46,9 +46,19 @@ void NaiveNorm(const std::vector<float>& x, const std::vector<float>& w,
   }
 }
 
+// Appends the rows where epsilon matters: two with |x| ~ 1e-3 (mean square ~1e-6, RMSNorm's eps
+// and a tenth of LayerNorm's) and a constant row of 1e-3 (variance 0: LayerNorm's rstd is
+// 1/sqrt(eps)). A norm that drops eps is far off on them, or divides by zero.
+constexpr int64_t kEpsRows = 3;
+std::vector<float> WithEpsRows(std::vector<float> x, int64_t c, uint64_t seed) {
+  for (float v : RandomFloats(2 * c, seed, -2e-3f, 2e-3f)) x.push_back(v);
+  for (int64_t j = 0; j < c; ++j) x.push_back(1e-3f);
+  return x;
+}
+
 TEST(LayerNormTest, ForwardMatchesNaiveLoops) {
-  const int64_t n = 5, c = 67;  // odd C: no accidental reliance on multiples of anything
-  const auto x = RandomFloats(n * c, 1, -2.0f, 3.0f);
+  const int64_t n = 5 + kEpsRows, c = 67;  // odd C: no accidental reliance on multiples
+  const auto x = WithEpsRows(RandomFloats((n - kEpsRows) * c, 1, -2.0f, 3.0f), c, 6);
   const auto w = RandomFloats(c, 2, 0.5f, 1.5f);
   const auto b = RandomFloats(c, 3);
   Tensor out = ZerosF32({n, c}), mean = ZerosF32({n}), rstd = ZerosF32({n});
@@ -62,8 +72,8 @@ TEST(LayerNormTest, ForwardMatchesNaiveLoops) {
 }
 
 TEST(RMSNormTest, ForwardMatchesNaiveLoopsWithLeadingDims) {
-  const int64_t b = 2, t = 3, c = 40;
-  const auto x = RandomFloats(b * t * c, 4, -2.0f, 2.0f);
+  const int64_t b = 3, t = 3, c = 40;
+  const auto x = WithEpsRows(RandomFloats((b * t - kEpsRows) * c, 4, -2.0f, 2.0f), c, 7);
   const auto w = RandomFloats(c, 5, 0.5f, 1.5f);
   Tensor out = ZerosF32({b, t, c}), rstd = ZerosF32({b, t});
   ASSERT_TRUE(RMSNormForward(F32(x, {b, t, c}), F32(w, {c}), 1e-6f, out, rstd).ok());
