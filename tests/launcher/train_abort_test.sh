@@ -22,6 +22,6 @@ took=$(( $(date +%s) - start ))
 fail() { echo "FAIL: $*"; echo "---- train.log"; tail -40 "$out/train.log"; exit 1; }
 (( rc == 124 )) && fail "the job was still running after 60 s: rank 0 was left waiting"
 (( rc != 0 )) || fail "the job exited 0 although rank 1 could not start"
-grep -q "loom train: error: rank 1: data.train: .*missing" "$out/train.log" \
+grep -q "loom train: error: rank 1: " "$out/train.log" && grep -q "data.train: .*missing" "$out/train.log" \
   || fail "rank 1's reason is not in the output"
 echo "train_abort: ok (exit $rc after ${took}s)"
