@@ -13,7 +13,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "launcher/command.h"
+#include "parallel/rank_grid.h"
 #include "launcher/config.h"
 #include "launcher/job_check.h"
 
@@ -82,6 +84,17 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args_in) {
   std::cout << JobConfigToText(*config);
   std::cout << "# derived numbers:\n" << FormatDerivedNumbers(*check.numbers, "#   ");
   std::cout << FormatJobMemory(check, "#   ");
+  {
+    // Which rank is where: coordinates and group members, the pattern for large worlds.
+    const DerivedNumbers& n = *check.numbers;
+    auto grid = RankGrid::Create(world_size, n.tp, n.dp, n.pp);
+    if (grid.ok()) {
+      std::cout << "# rank grid:\n";
+      for (absl::string_view line : absl::StrSplit(grid->Describe(16), '\n')) {
+        if (!line.empty()) std::cout << "#   " << line << "\n";
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
