@@ -1,5 +1,6 @@
 #include "launcher/config.h"
 
+
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -15,6 +16,7 @@
 #include <memory>
 #include <sstream>
 
+#include "model/gpt_params.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -843,18 +845,9 @@ int64_t PaddedVocab(const JobConfig& config) {
 }
 
 int64_t ParameterCount(const ModelConfig& m) {
-  const int64_t V = m.vocab(), C = m.hidden(), F = m.ffn_hidden(), L = m.layers();
-  const int64_t hd = m.heads() > 0 ? C / m.heads() : 0;
-  const int64_t kv = static_cast<int64_t>(m.kv_heads()) * hd;  // width of K and of V
-  const int64_t head = m.tied_embeddings() ? 0 : V * C;
-  if (m.family() == ModelConfig::LLAMA) {
-    const int64_t block = C + (C * C + 2 * C * kv + C * C) + C + 3 * C * F;
-    return V * C + L * block + C + head;
-  }
-  const int64_t attn = (C * (C + 2 * kv) + (C + 2 * kv)) + (C * C + C);
-  const int64_t mlp = (C * F + F) + (F * C + C);
-  const int64_t block = 2 * C + attn + 2 * C + mlp;
-  return V * C + static_cast<int64_t>(m.max_seq()) * C + L * block + 2 * C + head;
+  JobConfig job;
+  *job.mutable_model() = m;
+  return GptParameterCount(GptConfigFromJob(job));
 }
 
 absl::StatusOr<DerivedNumbers> DeriveNumbers(const JobConfig& config_in, int world_size) {

@@ -73,7 +73,8 @@ int64_t PaddedVocab(const JobConfig& config);
 // The model shape a job describes (defaults applied, vocab padded).
 GptConfig GptConfigFromJob(const JobConfig& job);
 
-// Exact trainable parameter count of the model (unpadded vocab).
+// Exact trainable parameter count of the model (unpadded vocab), from the model's own parameter
+// descriptions (model/gpt_params.h GptParameterCount), so the formula lives in one place.
 // GPT2: wte V*C + wpe maxT*C + per layer (LN 2C, qkv 3C^2+3C, proj C^2+C, LN 2C, fc C*F+F,
 // proj F*C+C) + final LN 2C, + an untied head V*C. LLAMA: embedding V*C + per layer (RMSNorm C,
 // q C^2, k and v C*kv*hd each, o C^2, RMSNorm C, gate/up/down 3*C*F) + final RMSNorm C + an

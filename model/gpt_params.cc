@@ -81,6 +81,21 @@ absl::StatusOr<ParamTable> GptParamTable(const GptConfig& config, int tp, int tp
   return ParamTable::Create(GptParamDescs(config), tp, tp_rank);
 }
 
+int64_t GptParameterCount(const GptConfig& config) {
+  GptConfig c = config;
+  c.padded_vocab = c.vocab;
+  if (c.heads <= 0) c.heads = c.kv_heads = 1;  // an invalid shape still gets a number
+  auto count = [&c](int layers) {
+    GptConfig d = c;
+    d.layers = layers;
+    int64_t n = 0;
+    for (const ParamDesc& p : GptParamDescs(d)) n += p.shape.numel();
+    return n;
+  };
+  const int64_t outside = count(0);
+  return outside + static_cast<int64_t>(config.layers) * (count(1) - outside);
+}
+
 ParamTable GptParamLayout(const GptConfig& config) {
   return *ParamTable::Create(GptParamDescs(config), 1, 0);
 }

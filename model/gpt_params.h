@@ -23,6 +23,10 @@ std::vector<ParamDesc> GptParamDescs(const GptConfig& config);
 // The table of tensor rank tp_rank of tp. Refuses heads, kv heads, ffn or padded vocab that
 // do not divide by tp (naming the parameter).
 absl::StatusOr<ParamTable> GptParamTable(const GptConfig& config, int tp, int tp_rank);
+// Trainable parameters of the model as GptParamDescs declares them, padded vocabulary rows not
+// counted (config.padded_vocab is ignored). The one home of the parameter count: computed from
+// the descriptions of a 0- and a 1-layer model, so it is cheap for any depth.
+int64_t GptParameterCount(const GptConfig& config);
 // The whole model on one rank (tp = 1), which cannot fail for a validated config.
 ParamTable GptParamLayout(const GptConfig& config);
 
