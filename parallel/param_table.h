@@ -48,6 +48,12 @@ struct ParamDesc {
   float std = 0.0f;             // for kNormal
   int64_t zero_rows_from = -1;  // global rows >= this stay zero (padded vocab rows); -1 = none
   bool decay = false;           // AdamW weight decay applies
+  // This rank holds a copy of a parameter whose primary lives on another pipeline stage (the
+  // last stage's copy of the tied embedding "wte.weight" it uses as the LM head). The copy is
+  // kept identical to the primary (its gradient is summed with the primary's over the embedding
+  // group and both get the same update); it is not counted in the gradient norm nor saved in
+  // checkpoints, and it is loaded from the primary's data.
+  bool tied_copy = false;
 };
 
 // A box of a global tensor: offset and extent per dimension.
