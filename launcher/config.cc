@@ -804,12 +804,7 @@ GptConfig GptConfigFromJob(const JobConfig& job) {
 std::vector<std::string> NotYetSupported(const JobConfig& c) {
   std::vector<std::string> out;
   auto add = [&](auto&&... parts) { out.push_back(absl::StrCat(parts...)); };
-  const ParallelConfig& p = c.parallel();
   const CheckpointConfig& k = c.checkpoint();
-  if (p.pp() > 1) {
-    add("parallel.pp = ", p.pp(),
-        ": this build trains with data and tensor parallelism only (pp = 1)");
-  }
   if (!k.dir().empty()) {
     add("checkpoint.dir = \"", k.dir(),
         "\": this build cannot save checkpoints yet; clear the field to train without them");

@@ -891,7 +891,6 @@ TEST(NotYetSupportedTest, EachEntryNamesItsField) {
   EXPECT_TRUE(NotYetSupported(With({})).empty()) << absl::StrJoin(NotYetSupported(With({})), "\n");
   const std::string a_dir = ::testing::TempDir();
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"parallel.pp=2", "parallel.pp = 2"},
       {"checkpoint.dir=/tmp/ckpt", "checkpoint.dir = \"/tmp/ckpt\""},
       {"checkpoint.resume=/ckpt/step_00000010", "checkpoint.resume = \"/ckpt/step_00000010\""},
       {"model.init_from=" + a_dir, "is a directory (a checkpoint)"},
