@@ -9,7 +9,8 @@
 //            parallelism; pp 2 interleaved over tp 2;
 //   8 ranks: dp 2 x tp 2 x pp 2 with sequence parallelism and the distributed optimizer, 1F1B
 //            and interleaved.
-// The last stage's copy of the tied embedding must stay bitwise equal to the first stage's.
+// The last stage's copy of the tied embedding must stay bitwise equal to the first stage's, and
+// validation and sampling, which also run through the pipeline, give the 1-rank results.
 #include <mpi.h>
 
 #include <algorithm>
@@ -55,8 +56,8 @@ std::string Job(bool llama, const Layout& l, int pad_multiple) {
                       "parallel { ", parallel, " }\n",
                       R"(optimizer { lr: 0.01 weight_decay: 0.1 grad_clip: 1.0 }
 lr_schedule { warmup_steps: 2 decay_style: COSINE min_lr: 0.001 total_steps: 6 }
-data { train: "$DIR/train_*.bin" seq_len: 32 }
-logging { interval: 1 }
+data { train: "$DIR/train_*.bin" val: "$DIR/train_*.bin" seq_len: 32 }
+logging { interval: 1 eval_batches: 2 }
 runtime { backend: CPU seed: 7 }
 )");
 }
@@ -65,6 +66,8 @@ struct TrainRun {
   std::vector<float> losses;
   std::vector<double> grad_norms;
   std::vector<float> weights;  // whole model, global layout
+  float val_loss = 0;           // Evaluate() after training (through the pipeline)
+  std::vector<int32_t> sample;  // Sample() after training (through the pipeline)
 };
 
 // The whole model from every stage: each stage's parameters gathered over tp and placed at their
@@ -124,10 +127,18 @@ TrainRun Train(const JobConfig& job, World* world) {
     run.grad_norms.push_back((*t)->last_grad_norm());
   }
   run.weights = GatherWholeModel(**t);
+  auto val = (*t)->Evaluate();
+  EXPECT_TRUE(val.ok()) << val.status();
+  if (val.ok()) run.val_loss = *val;
+  auto sample = (*t)->Sample({'T', 'h', 'e'}, 6);
+  EXPECT_TRUE(sample.ok()) << sample.status();
+  if (sample.ok()) run.sample = *sample;
   return run;
 }
 
-void ExpectSame(const TrainRun& got, const TrainRun& ref, const std::string& what) {
+// dp > 1 replicas evaluate other validation batches than one rank does (each its share), so the
+// validation loss is compared at dp == 1 only (data_parallel_train_test covers dp).
+void ExpectSame(const TrainRun& got, const TrainRun& ref, const std::string& what, int dp) {
   ASSERT_EQ(got.losses.size(), ref.losses.size()) << what;
   for (size_t i = 0; i < ref.losses.size(); ++i) {
     EXPECT_NEAR(got.losses[i], ref.losses[i], 1e-5 * std::fabs(ref.losses[i]))
@@ -147,6 +158,11 @@ void ExpectSame(const TrainRun& got, const TrainRun& ref, const std::string& wha
   const double rel = std::sqrt(diff / norm);
   EXPECT_LE(rel, 1e-5) << what << ": final weights differ from 1 rank by " << rel
                        << " (relative L2), largest element difference " << worst;
+  if (dp == 1) {
+    EXPECT_NEAR(got.val_loss, ref.val_loss, 1e-5 * std::fabs(ref.val_loss))
+        << what << ": validation loss";
+  }
+  EXPECT_EQ(got.sample, ref.sample) << what << ": sampled tokens";
 }
 
 std::vector<Layout> LayoutsFor(int n) {
@@ -207,7 +223,7 @@ TEST(PipelineTrainTest, EveryLayoutMatchesOneRank) {
       auto job = testing::JobFromText(Job(llama, l, kPad), dir);
       ASSERT_TRUE(job.ok()) << what << ": " << job.status();
       const TrainRun got = Train(*job, world);
-      ExpectSame(got, ref, what);
+      ExpectSame(got, ref, what, l.dp);
       if (world->rank() == 0) std::cout << what << ": matches 1 rank" << std::endl;
     }
   }
