@@ -51,22 +51,14 @@ absl::Status RunBenchPipeline(const std::vector<std::string>& argv) {
   std::vector<std::string> overrides;
   LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &path, &overrides));
   int steps = 4, warmup = 1;
-  std::vector<ParallelConfig::Recompute> modes = {ParallelConfig::NONE, ParallelConfig::FULL};
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--recompute" && i + 1 < args.size()) {
-      modes.clear();
-      for (absl::string_view m : absl::StrSplit(args[i + 1], ',')) {
-        LOOM_ASSIGN_OR_RETURN(auto r, ParseRecompute(std::string(m)));
-        modes.push_back(r);
-      }
-      ++i;
-      continue;
-    }
-    int* dst = args[i] == "--steps" ? &steps : args[i] == "--warmup" ? &warmup : nullptr;
-    if (dst == nullptr || i + 1 >= args.size() || !absl::SimpleAtoi(args[i + 1], dst) || *dst < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("bad argument '", args[i], "'\n", kUsage));
-    }
-    ++i;
+  std::string recompute = "none,full";
+  LOOM_RETURN_IF_ERROR(ParseFlags(
+      args, {{"--steps", &steps}, {"--warmup", &warmup}, {"--recompute", nullptr, &recompute}},
+      kUsage));
+  std::vector<ParallelConfig::Recompute> modes;
+  for (absl::string_view m : absl::StrSplit(recompute, ',')) {
+    LOOM_ASSIGN_OR_RETURN(auto r, ParseRecompute(std::string(m)));
+    modes.push_back(r);
   }
   if (path.empty()) return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
   steps = std::max(1, steps);
