@@ -84,6 +84,16 @@ MemoryEstimate EstimateMemoryPerRank(const JobConfig& config, const LayoutDegree
   // Once on the last stage: final norm output and statistics, logits, losses.
   const double head_acts = outer * (N * C * dt + 2 * N * f32) + inner * N * Vp * dt + N * f32;
 
+  // What each layer keeps per micro-batch in flight, and what is held once for recomputing.
+  double layer_kept = layer_acts, recompute_once = 0;
+  if (layout.recompute == Recompute::kSelective) {
+    recompute_once = inner * (N * C * dt + B * H * T * f32);  // attention output, log-sum-exps
+    layer_kept = layer_acts - recompute_once;
+  } else if (layout.recompute == Recompute::kFull) {
+    layer_kept = outer * N * C * dt;  // the layer's input
+    recompute_once = layer_acts;
+  }
+
   const std::vector<double> stage_layers = StageLayers(config, pp, vs);
   MemoryEstimate best;
   for (int s = 0; s < pp; ++s) {
@@ -93,7 +103,8 @@ MemoryEstimate EstimateMemoryPerRank(const JobConfig& config, const LayoutDegree
     if (last) params += final_norm + head;
     double in_flight = std::min<double>(micro_batches, pp - s);
     if (first && vs > 1 && pp > 1) in_flight *= 1.0 + (pp - 1.0) / (pp * static_cast<double>(vs));
-    double acts = in_flight * (stage_layers[s] * layer_acts + stage_input) + scratch;
+    double acts = in_flight * (stage_layers[s] * layer_kept + stage_input) + scratch;
+    if (stage_layers[s] > 0) acts += recompute_once;
     if (last) acts += head_acts;
     const double shard = dist_opt ? 1.0 / dp : 1.0;
     MemoryEstimate m;
@@ -110,6 +121,18 @@ MemoryEstimate EstimateMemoryPerRank(const JobConfig& config, const LayoutDegree
     if (s == 0 || m.total > best.total) best = m;
   }
   return best;
+}
+
+const char* RecomputeName(Recompute r) {
+  switch (r) {
+    case Recompute::kNone:
+      return "none";
+    case Recompute::kSelective:
+      return "selective";
+    case Recompute::kFull:
+      return "full";
+  }
+  return "?";
 }
 
 std::string FormatMemoryEstimate(const MemoryEstimate& m, const std::string& prefix) {

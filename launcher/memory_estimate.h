@@ -40,11 +40,23 @@
 
 namespace loom {
 
+// Activation recomputation (Korthikanti et al., "Reducing Activation Recomputation in Large
+// Transformer Models"), a planning option: loom's model keeps every activation (kNone); the
+// layout planner (launcher/plan.h) also prices the two recomputing variants.
+//   kSelective: the attention core's outputs (attention output and log-sum-exps) are recomputed
+//     from QKV in backward instead of kept: per layer and micro-batch in flight they are not
+//     held; one layer's worth is.
+//   kFull: only each layer's input is kept per micro-batch in flight; backward recomputes the
+//     layer's forward, holding one layer's activations at a time.
+enum class Recompute { kNone, kSelective, kFull };
+const char* RecomputeName(Recompute r);  // "none", "selective", "full"
+
 struct LayoutDegrees {
   int dp = 1;
   int tp = 1;
   int pp = 1;
   int virtual_stages = 1;
+  Recompute recompute = Recompute::kNone;
 };
 
 struct MemoryEstimate {
