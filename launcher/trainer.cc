@@ -397,6 +397,9 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
   m.peak_bytes = static_cast<int64_t>(device_->allocator().stats().peak_bytes);
   m.skipped_steps = skipped_steps_;
   if (val_loss) m.val_loss = *val_loss;
+  if ((numbers_.tp > 1 || numbers_.dp > 1) && interval_step_seconds_ > 0) {
+    m.comm_share = (tp_comm_s_ + sp_comm_s_ + dp_comm_s_) / interval_step_seconds_;
+  }
   interval_seconds_ = 0;
   interval_tokens_ = 0;
   const double eta = elapsed_s_ / std::max<int64_t>(1, step_) * (total - step_);

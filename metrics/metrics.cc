@@ -92,6 +92,7 @@ std::string FormatJsonLine(const StepMetrics& m) {
       "{\"step\":", m.step, ",\"loss\":", JsonNumber(m.loss), ",\"lr\":", JsonNumber(m.lr),
       ",\"grad_norm\":", JsonNumber(m.grad_norm), ",\"tokens_per_s\":", JsonNumber(m.tokens_per_s));
   if (m.mfu.has_value()) absl::StrAppend(&s, ",\"mfu\":", JsonNumber(*m.mfu));
+  if (m.comm_share.has_value()) absl::StrAppend(&s, ",\"comm_share\":", JsonNumber(*m.comm_share));
   if (m.skipped_steps > 0) absl::StrAppend(&s, ",\"skipped_steps\":", m.skipped_steps);
   absl::StrAppend(&s, ",\"peak_bytes\":", m.peak_bytes);
   if (m.val_loss.has_value()) absl::StrAppend(&s, ",\"val_loss\":", JsonNumber(*m.val_loss));

@@ -32,6 +32,7 @@ struct StepMetrics {
   int64_t peak_bytes = 0;          // peak device memory held by the allocator
   std::optional<double> val_loss;  // set on the steps where validation ran
   int64_t skipped_steps = 0;       // steps skipped so far for a non-finite loss or gradient norm
+  std::optional<double> comm_share;  // share of the step in exposed communication (parallel runs)
 };
 
 // "step   10/100 | loss 3.123456 | lr 3.00e-04 | norm 1.23 | 12.3k tok/s | mfu 45.6% |
@@ -51,8 +52,9 @@ std::string FormatDuration(double seconds);
 std::string JsonNumber(double v);
 
 // The JSON object for one step: {"step":10,"loss":...,"lr":...,"grad_norm":...,
-// "tokens_per_s":...,"mfu":...,"skipped_steps":...,"peak_bytes":...,"val_loss":...} (mfu and
-// val_loss only when set, skipped_steps only when > 0), without a trailing newline.
+// "tokens_per_s":...,"mfu":...,"comm_share":...,"skipped_steps":...,"peak_bytes":...,
+// "val_loss":...} (mfu, comm_share and val_loss only when set, skipped_steps only when > 0),
+// without a trailing newline.
 std::string FormatJsonLine(const StepMetrics& m);
 
 // The scalars TensorBoard shows for a step, by tag: train/loss, train/lr, train/grad_norm,
