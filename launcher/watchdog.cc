@@ -40,7 +40,10 @@ void EndJobAfterError(World* world, const absl::Status& status, int code) {
     what = what.substr(0, what.find(" did not complete within"));
     call = world->TakeRollCall(what, RollCallGrace(world->state()->timeout));
   }
-  std::cerr << "loom train: error: " << WatchdogReport(world->rank(), status, call) << std::endl;
+  // One write, so the reports of ranks ending at the same moment do not interleave.
+  const std::string report =
+      absl::StrCat("loom train: error: ", WatchdogReport(world->rank(), status, call), "\n");
+  std::cerr << report << std::flush;
   world->Abort(code);
 }
 
