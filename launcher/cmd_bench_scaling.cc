@@ -112,11 +112,14 @@ absl::Status RunBenchScaling(const std::vector<std::string>& argv) {
     } else if (name == "--mpirun-args") {
       mpirun_args = value;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", args[i], "'\n", kUsage));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", args[i], "'\n", kUsage));
     }
   }
-  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat("--config is required\n", kUsage));
-  if (ranks.empty()) return absl::InvalidArgumentError(absl::StrCat("--ranks is required\n", kUsage));
+  if (path.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--config is required\n", kUsage));
+  if (ranks.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--ranks is required\n", kUsage));
   if (mode_name != "weak" && mode_name != "strong") {
     return absl::InvalidArgumentError(
         absl::StrCat("--mode expects weak or strong, got '", mode_name, "'"));
@@ -143,16 +146,15 @@ absl::Status RunBenchScaling(const std::vector<std::string>& argv) {
     for (const std::string& o : sets) cmd.insert(cmd.end(), {"--set", o});
     cmd.insert(cmd.end(), {"--set", absl::StrCat("lr_schedule.total_steps=", steps), "--set",
                            "runtime.stop_at_step=0", "--set",
-                           absl::StrCat("logging.run_dir=", run_dir), "--set",
-                           "logging.interval=1", "--set", "logging.overwrite=true", "--set",
-                           "logging.eval_interval=0", "--set", "logging.sample_interval=0",
-                           "--set", "checkpoint.dir="});
+                           absl::StrCat("logging.run_dir=", run_dir), "--set", "logging.interval=1",
+                           "--set", "logging.overwrite=true", "--set", "logging.eval_interval=0",
+                           "--set", "logging.sample_interval=0", "--set", "checkpoint.dir="});
     const std::string log = run_dir + ".log";
     std::cerr << "bench scaling: " << n << " rank(s): " << absl::StrJoin(sets, " ") << std::endl;
     LOOM_ASSIGN_OR_RETURN(int rc, RunLogged(cmd, log));
     if (rc != 0) {
-      return absl::InternalError(absl::StrCat("the ", n, "-rank run failed (exit ", rc,
-                                              "); its output is in ", log));
+      return absl::InternalError(
+          absl::StrCat("the ", n, "-rank run failed (exit ", rc, "); its output is in ", log));
     }
     ScalingPoint p;
     p.ranks = n;
@@ -171,9 +173,7 @@ absl::Status RunBenchScaling(const std::vector<std::string>& argv) {
   const GptConfig g = GptConfigFromJob(config);
   FinishScaling(TrainingFlopsPerToken(g, ParameterCount(config.model()), config.data().seq_len()),
                 &points);
-  const auto file = [&](const char* name) {
-    return (std::filesystem::path(out) / name).string();
-  };
+  const auto file = [&](const char* name) { return (std::filesystem::path(out) / name).string(); };
   LOOM_RETURN_IF_ERROR(AtomicWriteFile(file("scaling.csv"), ScalingCsv(points)));
   LOOM_RETURN_IF_ERROR(AtomicWriteFile(file("scaling.json"), ScalingJson(points, mode)));
   LOOM_RETURN_IF_ERROR(AtomicWriteFile(file("scaling.svg"), ScalingSvg(points, mode)));

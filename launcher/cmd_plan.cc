@@ -56,7 +56,8 @@ absl::Status RunPlan(const std::vector<std::string>& argv) {
     }
     auto number = [&](double* out) -> absl::Status {
       if (!absl::SimpleAtod(value, out)) {
-        return absl::InvalidArgumentError(absl::StrCat(name, " expects a number, got '", value, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, " expects a number, got '", value, "'"));
       }
       return absl::OkStatus();
     };
@@ -86,11 +87,13 @@ absl::Status RunPlan(const std::vector<std::string>& argv) {
     } else if (name == "--csv") {
       csv = value;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", args[i], "'\n", kUsage));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", args[i], "'\n", kUsage));
     }
     if (!s.ok()) return s;
   }
-  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat("--config is required\n", kUsage));
+  if (path.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--config is required\n", kUsage));
   if (!gpus_given) return absl::InvalidArgumentError(absl::StrCat("--gpus is required\n", kUsage));
   absl::StatusOr<JobConfig> config = LoadJobConfig(path, overrides);
   if (!config.ok()) return config.status();

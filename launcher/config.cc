@@ -778,8 +778,8 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
   if (rt.max_duration_s() > 0) {
     at_least("runtime.stop_margin_s", rt.stop_margin_s(), 0);
     if (rt.stop_margin_s() >= rt.max_duration_s()) {
-      add("runtime.stop_margin_s (", rt.stop_margin_s(), ") must be less than "
-          "runtime.max_duration_s (", rt.max_duration_s(), ")");
+      add("runtime.stop_margin_s (", rt.stop_margin_s(), ") must be less than runtime.max_duration_s (",
+          rt.max_duration_s(), ")");
     }
   }
   if (c.precision() == JobConfig::BF16 && rt.backend() == RuntimeConfig::CPU) {

@@ -59,7 +59,8 @@ absl::Status FaultInjector::AtStep(int64_t step, double* loss) const {
     case Kind::kNone:
       break;
     case Kind::kStall:
-      std::cerr << "LOOM_FAULT: rank " << rank_ << " stalls at step " << step << " (sleeps, no MPI)" << std::endl;
+      std::cerr << "LOOM_FAULT: rank " << rank_ << " stalls at step " << step << " (sleeps, no MPI)"
+                << std::endl;
       // A stop signal does not end the sleep: only a kill (mpirun's, after a peer's abort) does.
       for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
     case Kind::kExit:

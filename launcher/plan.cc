@@ -35,8 +35,8 @@ PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const Planned
   const double dt = job.precision() == JobConfig::BF16 ? 2 : 4;
   const double T = job.data().seq_len(), C = g.hidden, L = g.layers;
   const double tokens = static_cast<double>(job.parallel().global_batch_size()) * T;
-  const double flops_per_token = TrainingFlopsPerToken(g, ParameterCount(job.model()),
-                                                       job.data().seq_len());
+  const double flops_per_token =
+      TrainingFlopsPerToken(g, ParameterCount(job.model()), job.data().seq_len());
   double flops = tokens * flops_per_token;
   if (d.recompute == Recompute::kFull) flops *= 4.0 / 3.0;
   if (d.recompute == Recompute::kSelective) flops += tokens * 2.0 * L * C * T;
@@ -60,8 +60,8 @@ PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const Planned
   }
   if (d.pp > 1) {
     const bool pp_spans_nodes = d.tp * d.dp * d.pp > m.gpus_per_node;
-    const double p2p = (l.sequence_parallel ? act_bytes / d.tp : act_bytes) /
-                       (pp_spans_nodes ? inter : intra);
+    const double p2p =
+        (l.sequence_parallel ? act_bytes / d.tp : act_bytes) / (pp_spans_nodes ? inter : intra);
     t.pp_comm = 2 * mb * d.virtual_stages * p2p;
     t.bubble = t.compute * (d.pp - 1) / (d.virtual_stages * mb);
   }
@@ -145,9 +145,8 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
               l.time = PredictTimes(job, m, l);
               const double tokens = static_cast<double>(global) * config.data().seq_len();
               l.tokens_per_s = tokens / l.time.total();
-              const double fpt = TrainingFlopsPerToken(GptConfigFromJob(job),
-                                                       ParameterCount(job.model()),
-                                                       job.data().seq_len());
+              const double fpt = TrainingFlopsPerToken(
+                  GptConfigFromJob(job), ParameterCount(job.model()), job.data().seq_len());
               l.mfu = l.tokens_per_s * fpt / (m.gpus * m.tflops * 1e12);
               out.push_back(l);
             }
@@ -187,18 +186,18 @@ std::string FormatPlanTable(const std::vector<PlannedLayout>& layouts, int rows)
   for (const PlannedLayout& l : layouts) {
     if (shown++ >= rows) break;
     const MemoryEstimate& e = l.memory;
-    const double state = static_cast<double>(e.weights + e.gradients + e.master_weights +
-                                             e.optimizer_moments);
+    const double state =
+        static_cast<double>(e.weights + e.gradients + e.master_weights + e.optimizer_moments);
     absl::StrAppendFormat(
         &out,
         "%4s %4d %3d %3d %2d %5d %-9s %-5s | %9.3f %9.3f %9.3f | %9.2f %8.2f %8.2f %8.2f %8.2f "
         "%8.2f | %9s %5.1f%%\n",
-        l.fits ? absl::StrCat(shown) : std::string("-"), l.degrees.dp, l.degrees.tp,
-        l.degrees.pp, l.degrees.virtual_stages, l.micro_batch, RecomputeName(l.degrees.recompute),
+        l.fits ? absl::StrCat(shown) : std::string("-"), l.degrees.dp, l.degrees.tp, l.degrees.pp,
+        l.degrees.virtual_stages, l.micro_batch, RecomputeName(l.degrees.recompute),
         l.distributed_optimizer ? "yes" : "no", gib(static_cast<double>(e.total + l.reserve)),
-        gib(state), gib(static_cast<double>(e.activations)), ms(l.time.total()),
-        ms(l.time.compute), ms(l.time.tp_comm), ms(l.time.dp_comm), ms(l.time.pp_comm),
-        ms(l.time.bubble), absl::StrFormat("%.4g", l.tokens_per_s), l.mfu * 100);
+        gib(state), gib(static_cast<double>(e.activations)), ms(l.time.total()), ms(l.time.compute),
+        ms(l.time.tp_comm), ms(l.time.dp_comm), ms(l.time.pp_comm), ms(l.time.bubble),
+        absl::StrFormat("%.4g", l.tokens_per_s), l.mfu * 100);
   }
   return out;
 }
@@ -211,14 +210,14 @@ std::string FormatPlanCsv(const std::vector<PlannedLayout>& layouts) {
   int rank = 0;
   for (const PlannedLayout& l : layouts) {
     const MemoryEstimate& e = l.memory;
-    absl::StrAppendFormat(&out, "%d,%d,%d,%d,%d,%d,%s,%d,%d,%d,%d,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f\n",
-                          l.fits ? ++rank : 0, l.degrees.dp, l.degrees.tp, l.degrees.pp,
-                          l.degrees.virtual_stages, l.micro_batch,
-                          RecomputeName(l.degrees.recompute), static_cast<int>(l.distributed_optimizer),
-                          static_cast<int>(l.fits),
-                          e.total, e.weights + e.gradients + e.master_weights + e.optimizer_moments,
-                          e.activations, l.time.total(), l.time.compute, l.time.tp_comm,
-                          l.time.dp_comm, l.time.pp_comm, l.time.bubble, l.tokens_per_s, l.mfu);
+    absl::StrAppendFormat(
+        &out, "%d,%d,%d,%d,%d,%d,%s,%d,%d,%d,%d,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f\n",
+        l.fits ? ++rank : 0, l.degrees.dp, l.degrees.tp, l.degrees.pp, l.degrees.virtual_stages,
+        l.micro_batch, RecomputeName(l.degrees.recompute),
+        static_cast<int>(l.distributed_optimizer), static_cast<int>(l.fits), e.total,
+        e.weights + e.gradients + e.master_weights + e.optimizer_moments, e.activations,
+        l.time.total(), l.time.compute, l.time.tp_comm, l.time.dp_comm, l.time.pp_comm,
+        l.time.bubble, l.tokens_per_s, l.mfu);
   }
   return out;
 }

@@ -39,8 +39,8 @@ namespace loom {
 
 struct PlanMachine {
   int gpus = 1;
-  double memory_gib = 80;     // per GPU
-  double tflops = 400;        // achievable dense bf16 (or the CPU's sgemm) TFLOP/s per GPU
+  double memory_gib = 80;         // per GPU
+  double tflops = 400;            // achievable dense bf16 (or the CPU's sgemm) TFLOP/s per GPU
   double intra_node_gbps = 3600;  // Gbit/s per GPU within a node (NVLink 4: ~3600)
   double inter_node_gbps = 400;   // Gbit/s per GPU between nodes (400G InfiniBand: 400)
   int gpus_per_node = 8;
@@ -62,7 +62,7 @@ struct PlannedLayout {
   bool fits = false;    // memory.total + reserve <= the GPU's memory
   PlanTimes time;
   double tokens_per_s = 0;
-  double mfu = 0;  // model flops (no recomputation) over the machine's peak
+  double mfu = 0;            // model flops (no recomputation) over the machine's peak
   std::string Name() const;  // "dp4 tp2 pp1 v1 mb2 none zero1"
 };
 

@@ -35,15 +35,17 @@ absl::StatusOr<std::vector<std::string>> ScalingOverrides(const JobConfig& confi
   const int t = std::min(tp, ranks);
   const int pp = std::max(1, config.parallel().pp());
   if (ranks % (t * pp) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--tp ", tp, " (x parallel.pp ", pp, ") does not divide ", ranks, " ranks"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tp ", tp, " (x parallel.pp ", pp, ") does not divide ", ranks, " ranks"));
   }
   int64_t global = config.parallel().global_batch_size();
   if (mode == ScalingMode::kWeak) {
     if ((global * ranks) % first_ranks != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "weak scaling: parallel.global_batch_size ", global, " x ", ranks, " ranks is not a "
-          "multiple of the first point's ", first_ranks, " ranks"));
+      return absl::InvalidArgumentError(absl::StrCat("weak scaling: parallel.global_batch_size ",
+                                                     global, " x ", ranks,
+                                                     " ranks is not a "
+                                                     "multiple of the first point's ",
+                                                     first_ranks, " ranks"));
     }
     global = global * ranks / first_ranks;
   }
@@ -91,8 +93,8 @@ void FinishScaling(double flops_per_token, std::vector<ScalingPoint>* points) {
 
 std::string FormatScalingTable(const std::vector<ScalingPoint>& points) {
   std::string out = absl::StrFormat("%5s  %-14s %12s %12s %10s %12s %7s %7s %8s %10s\n", "ranks",
-                                    "layout", "tokens/s", "per rank", "efficiency",
-                                    "flop/s/rank", "MFU", "comm", "bubble", "peak mem");
+                                    "layout", "tokens/s", "per rank", "efficiency", "flop/s/rank",
+                                    "MFU", "comm", "bubble", "peak mem");
   for (const ScalingPoint& p : points) {
     absl::StrAppendFormat(&out, "%5d  %-14s %12s %12s %9.1f%% %12s %7s %6.1f%% %7.1f%% %10s\n",
                           p.ranks, p.Layout(), FormatCount(p.tokens_per_s),
@@ -157,12 +159,12 @@ std::string ScalingSvg(const std::vector<ScalingPoint>& points, ScalingMode mode
   ymax *= 1.1;
   auto axes = [&](double panel, const std::string& title, double top_value, bool percent) {
     const double x0 = panel * kW + kLeft;
-    absl::StrAppendFormat(&out,
-                          "<text x=\"%.0f\" y=\"18\" font-size=\"13\">%s</text>\n"
-                          "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n"
-                          "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n",
-                          x0, title, x0, kTop, x0, kTop + kPlotH, x0, kTop + kPlotH, x0 + kPlotW,
-                          kTop + kPlotH);
+    absl::StrAppendFormat(
+        &out,
+        "<text x=\"%.0f\" y=\"18\" font-size=\"13\">%s</text>\n"
+        "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n"
+        "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n",
+        x0, title, x0, kTop, x0, kTop + kPlotH, x0, kTop + kPlotH, x0 + kPlotW, kTop + kPlotH);
     for (int k = 0; k <= 4; ++k) {
       const double v = top_value * k / 4, y = kTop + kPlotH - kPlotH * k / 4;
       absl::StrAppendFormat(&out, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%s</text>\n",
@@ -183,12 +185,13 @@ std::string ScalingSvg(const std::vector<ScalingPoint>& points, ScalingMode mode
       absl::StrAppendFormat(&pts, "%.1f,%.1f ", x(panel, p.ranks),
                             kTop + kPlotH - kPlotH * value_of(p) / top_value);
     }
-    absl::StrAppendFormat(&out,
-                          "<polyline points=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s/>\n",
-                          pts, color, dashed ? " stroke-dasharray=\"5,4\"" : "");
+    absl::StrAppendFormat(
+        &out, "<polyline points=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s/>\n", pts,
+        color, dashed ? " stroke-dasharray=\"5,4\"" : "");
   };
-  axes(0, absl::StrCat("tokens/s (", mode == ScalingMode::kWeak ? "weak" : "strong",
-                       " scaling): measured, ideal dashed"),
+  axes(0,
+       absl::StrCat("tokens/s (", mode == ScalingMode::kWeak ? "weak" : "strong",
+                    " scaling): measured, ideal dashed"),
        ymax, false);
   line(0, ymax, "gray", true, [&](const ScalingPoint& p) { return base * p.ranks; });
   line(0, ymax, "steelblue", false, [](const ScalingPoint& p) { return p.tokens_per_s; });

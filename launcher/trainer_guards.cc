@@ -27,18 +27,19 @@ absl::StatusOr<bool> Trainer::SkipIfNonFinite(double loss, double grad_norm) {
   ++nonfinite_in_row_;
   const int64_t step = step_ + 1;
   const int max_in_row = config_.runtime().max_nonfinite_steps();
-  const std::string what = absl::StrCat(
-      "step ", step, ": training loss ", loss, ", gradient norm ", grad_norm, " (non-finite on ",
-      static_cast<int>(bad[0]), " of ", world_->size(), " rank(s))");
+  const std::string what = absl::StrCat("step ", step, ": training loss ", loss, ", gradient norm ",
+                                        grad_norm, " (non-finite on ", static_cast<int>(bad[0]),
+                                        " of ", world_->size(), " rank(s))");
   if (nonfinite_in_row_ >= max_in_row) {
     return absl::InternalError(absl::StrCat(
-        what, ": ", nonfinite_in_row_, " non-finite step(s) in a row reached "
-        "runtime.max_nonfinite_steps = ", max_in_row,
-        ": the run diverged (lower optimizer.lr?); the poisoned state is not saved"));
+        what, ": ", nonfinite_in_row_,
+        " non-finite step(s) in a row reached "
+        "runtime.max_nonfinite_steps = ",
+        max_in_row, ": the run diverged (lower optimizer.lr?); the poisoned state is not saved"));
   }
   LOOM_LOG(WARNING) << what << ": step skipped (weights and optimizer state untouched; "
-                    << nonfinite_in_row_ << " in a row of at most " << max_in_row - 1
-                    << ", " << skipped_steps_ << " skipped in all)";
+                    << nonfinite_in_row_ << " in a row of at most " << max_in_row - 1 << ", "
+                    << skipped_steps_ << " skipped in all)";
   return true;
 }
 

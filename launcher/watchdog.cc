@@ -22,11 +22,13 @@ std::string WatchdogReport(int rank, const absl::Status& status, const World::Ro
   std::sort(waiting.begin(), waiting.end());
   for (const auto& [r, where] : waiting) absl::StrAppend(&out, "\n  rank ", r, ": ", where);
   if (call.silent.empty()) {
-    absl::StrAppend(&out, "\n  every rank is inside a communicator wait: the ranks issued "
-                          "different operations (a mismatch), or the network is down");
+    absl::StrAppend(&out,
+                    "\n  every rank is inside a communicator wait: the ranks issued "
+                    "different operations (a mismatch), or the network is down");
   } else {
-    absl::StrAppend(&out, "\n  did not arrive (no answer: stalled in compute, crashed or hung "
-                          "outside communication): rank",
+    absl::StrAppend(&out,
+                    "\n  did not arrive (no answer: stalled in compute, crashed or hung "
+                    "outside communication): rank",
                     call.silent.size() == 1 ? " " : "s ", FormatRankList(call.silent));
   }
   return out;

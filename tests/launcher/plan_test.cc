@@ -178,8 +178,9 @@ TEST(PlanTest, CommandRefusesBadFlagsNamingThem) {
   const std::string dir = testing::FreshTempDir("plan_cli");
   const std::string file = dir + "/job.textproto";
   ASSERT_TRUE(AtomicWriteFile(file, kJob).ok());
-  EXPECT_TRUE(RunPlan({"--config", file, "--gpus", "4", "--gpus-per-node", "2",
-                       "--csv", dir + "/plan.csv"}).ok());
+  EXPECT_TRUE(
+      RunPlan({"--config", file, "--gpus", "4", "--gpus-per-node", "2", "--csv", dir + "/plan.csv"})
+          .ok());
   auto csv = ReadFile(dir + "/plan.csv");
   ASSERT_TRUE(csv.ok()) << csv.status();
   EXPECT_TRUE(absl::StartsWith(*csv, "rank,dp,tp,pp,")) << *csv;

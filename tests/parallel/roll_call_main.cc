@@ -27,8 +27,8 @@ int main() {
   }
   world.state()->timeout = absl::Seconds(world.rank() == 0 ? 2 : 30);
   std::vector<float> data(1000, 1.0f);
-  loom::Tensor t = loom::Tensor::View(data.data(), loom::Shape{1000}, loom::DType::kF32,
-                                      loom::CpuDevice());
+  loom::Tensor t =
+      loom::Tensor::View(data.data(), loom::Shape{1000}, loom::DType::kF32, loom::CpuDevice());
   absl::Status s = world.comm().AllReduce(t, loom::ReduceOp::kSum);
   if (world.rank() == 1) {
     std::cout << "rank 1 was not ended by rank 0's abort: " << s << std::endl;
