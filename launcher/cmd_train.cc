@@ -4,7 +4,6 @@
 // only rank 0 prints the list of problems (every other rank one line), unless rank 0 found none
 // and another rank did (memory or files that differ between hosts), which then prints its own.
 // SIGTERM / SIGINT stop the run at the next step boundary with exit code 0.
-#include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "launcher/command.h"
@@ -12,6 +11,7 @@
 #include "launcher/job_check.h"
 #include "launcher/stop_signal.h"
 #include "launcher/trainer.h"
+#include "launcher/watchdog.h"
 #include "parallel/world.h"
 #include "runtime/status.h"
 
@@ -74,9 +74,9 @@ absl::Status RunTrain(const std::vector<std::string>& argv) {
   absl::Status s = trainer.ok() ? (*trainer)->Run() : trainer.status();
   if (!s.ok() && world->size() > 1) {
     // A peer may already be waiting in a collective for this rank: end them all rather than
-    // leave the job hanging.
-    std::cerr << "loom train: error: rank " << world->rank() << ": " << s.message() << "\n";
-    world->Abort(s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1);
+    // leave the job hanging (after a roll call naming the ranks that did not arrive when this
+    // rank's wait timed out).
+    EndJobAfterError(world, s, s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1);
   }
   return s;
 }

@@ -35,6 +35,7 @@ namespace pb = google::protobuf;
 // that compare against the default): one definition each.
 constexpr int kDefaultVocabPadMultiple = 128;
 constexpr int kDefaultCollectiveTimeoutS = 300;
+constexpr int kDefaultMaxNonfiniteSteps = 5;
 
 // Upper bounds of job sizes that are not the model's (those are in model/gpt_config.h).
 constexpr int64_t kMaxGridDegree = 1 << 16;
@@ -452,6 +453,10 @@ void ApplyDefaults(JobConfig* c) {
   if (!rt->has_backend()) rt->set_backend(RuntimeConfig::AUTO);
   if (!rt->has_collective_timeout_s()) rt->set_collective_timeout_s(kDefaultCollectiveTimeoutS);
   if (!rt->has_seed()) rt->set_seed(1337);
+  if (!rt->has_max_nonfinite_steps()) rt->set_max_nonfinite_steps(kDefaultMaxNonfiniteSteps);
+  if (!rt->has_stop_margin_s() && rt->max_duration_s() > 0) {
+    rt->set_stop_margin_s(static_cast<int32_t>(std::min<int64_t>(60, rt->max_duration_s() / 10)));
+  }
 
   DataConfig* d = c->mutable_data();
   if (!d->has_format()) d->set_format(DataConfig::LLMC);
@@ -768,6 +773,15 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
   // Runtime.
   at_least("runtime.collective_timeout_s", rt.collective_timeout_s(), 1);
   at_least("runtime.threads_per_rank", rt.threads_per_rank(), 0);
+  at_least("runtime.max_nonfinite_steps", rt.max_nonfinite_steps(), 1);
+  at_least("runtime.max_duration_s", rt.max_duration_s(), 0);
+  if (rt.max_duration_s() > 0) {
+    at_least("runtime.stop_margin_s", rt.stop_margin_s(), 0);
+    if (rt.stop_margin_s() >= rt.max_duration_s()) {
+      add("runtime.stop_margin_s (", rt.stop_margin_s(), ") must be less than runtime.max_duration_s (",
+          rt.max_duration_s(), ")");
+    }
+  }
   if (c.precision() == JobConfig::BF16 && rt.backend() == RuntimeConfig::CPU) {
     add("precision BF16 needs a GPU, but runtime.backend is CPU (the CPU backend is fp32 only)");
   }

@@ -76,13 +76,23 @@ MemoryEstimate EstimateMemoryPerRank(const JobConfig& config, const LayoutDegree
   const double layer_acts =
       inner * (N * qkv * dt + N * C * dt + B * H * T * f32 + N * fc_width * dt + N * F * dt) +
       outer * (4 * N * C * dt + 4 * N * f32);
-  // The stage input kept per micro-batch in flight (the embedding output on stage 0).
-  const double stage_input = outer * N * C * dt;
+  // Per micro-batch in flight a slot also keeps the chunk's input and dL/d(its output).
+  const double stage_input = 2 * outer * N * C * dt;
   // Once per stage: token ids, projection scratch and the backward scratch.
   const double scratch = 2 * N * i32 + outer * N * C * dt + outer * 3 * N * C * dt +
                          inner * (N * qkv * dt + N * C * dt + N * fc_width * dt + N * F * dt);
   // Once on the last stage: final norm output and statistics, logits, losses.
   const double head_acts = outer * (N * C * dt + 2 * N * f32) + inner * N * Vp * dt + N * f32;
+
+  // What each layer keeps per micro-batch in flight, and what is held once for recomputing.
+  double layer_kept = layer_acts, recompute_once = 0;
+  if (layout.recompute == Recompute::kSelective) {
+    recompute_once = inner * N * F * dt;  // the MLP activation, rebuilt in backward
+    layer_kept = layer_acts - recompute_once;
+  } else if (layout.recompute == Recompute::kFull) {
+    layer_kept = outer * N * C * dt;  // the layer's output (the next layer's input)
+    recompute_once = layer_acts;      // one layer's, rebuilt in backward
+  }
 
   const std::vector<double> stage_layers = StageLayers(config, pp, vs);
   MemoryEstimate best;
@@ -93,7 +103,8 @@ MemoryEstimate EstimateMemoryPerRank(const JobConfig& config, const LayoutDegree
     if (last) params += final_norm + head;
     double in_flight = std::min<double>(micro_batches, pp - s);
     if (first && vs > 1 && pp > 1) in_flight *= 1.0 + (pp - 1.0) / (pp * static_cast<double>(vs));
-    double acts = in_flight * (stage_layers[s] * layer_acts + stage_input) + scratch;
+    double acts = in_flight * (stage_layers[s] * layer_kept + stage_input) + scratch;
+    if (stage_layers[s] > 0) acts += recompute_once;
     if (last) acts += head_acts;
     const double shard = dist_opt ? 1.0 / dp : 1.0;
     MemoryEstimate m;
@@ -111,6 +122,7 @@ MemoryEstimate EstimateMemoryPerRank(const JobConfig& config, const LayoutDegree
   }
   return best;
 }
+
 
 std::string FormatMemoryEstimate(const MemoryEstimate& m, const std::string& prefix) {
   std::string out = absl::StrCat(prefix, "memory per rank (pipeline stage ", m.stage, ", ",

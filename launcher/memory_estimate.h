@@ -37,14 +37,21 @@
 #include <string>
 
 #include "proto/job.pb.h"
+#include "model/gpt.h"
 
 namespace loom {
+
+// Activation recomputation is the model's own choice (Recompute, model/gpt.h), priced here as the
+// model allocates it: kSelective keeps every layer's activations but the MLP activation, held
+// once and rebuilt in backward; kFull keeps only each layer's input per micro-batch in flight
+// and holds one layer's activations once, rebuilt before that layer's backward.
 
 struct LayoutDegrees {
   int dp = 1;
   int tp = 1;
   int pp = 1;
   int virtual_stages = 1;
+  Recompute recompute = Recompute::kNone;
 };
 
 struct MemoryEstimate {

@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   std::unique_ptr<Trainer> t(new Trainer());
   t->config_ = config;
   t->world_ = world;
+  LOOM_ASSIGN_OR_RETURN(t->fault_, FaultInjector::FromEnv(world->rank()));
   // The same verdict as `loom config check` (what this build cannot do yet included), before
   // anything large is allocated.
   const JobCheck check = CheckJob(config, world->size());
@@ -341,6 +342,7 @@ absl::StatusOr<float> Trainer::Step() {
   }
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
+  LOOM_RETURN_IF_ERROR(fault_.AtStep(step_ + 1, &loss_mean[0]));
   // The loss is computed on the last pipeline stage: every stage takes it from there.
   if (pipeline_) {
     LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kSum));
@@ -348,17 +350,13 @@ absl::StatusOr<float> Trainer::Step() {
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
   LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNorm());
   // Checked before the optimizer touches the weights: a poisoned update must never be applied.
-  if (!std::isfinite(loss_mean[0]) || !std::isfinite(last_grad_norm_)) {
-    return absl::InternalError(absl::StrCat("training loss is ", loss_mean[0], ", gradient norm ",
-                                            last_grad_norm_, " at step ", step_ + 1,
-                                            ": the run diverged (lower optimizer.lr?)"));
-  }
+  LOOM_ASSIGN_OR_RETURN(const bool skip, SkipIfNonFinite(loss_mean[0], last_grad_norm_));
   const double clip = config_.optimizer().grad_clip();
   float grad_scale = 1.0f;
   if (clip > 0 && last_grad_norm_ > clip) grad_scale = static_cast<float>(clip / last_grad_norm_);
   const float lr = static_cast<float>(LearningRate(config_, step_));
   ++step_;
-  LOOM_RETURN_IF_ERROR(optimizer_->Step(lr, step_, grad_scale));
+  if (!skip) LOOM_RETURN_IF_ERROR(optimizer_->Step(lr, step_, grad_scale));
   return static_cast<float>(loss_mean[0]);
 }
 
@@ -490,7 +488,9 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
   const int64_t total = numbers_.steps_this_run;
   const bool last = step_ == total;
   const int interval = std::max(1, config_.logging().interval());
-  if (step_ % interval != 0 && !last && !val_loss) return absl::OkStatus();
+  if (step_ % interval != 0 && !last && !val_loss && !last_step_skipped_) {
+    return absl::OkStatus();
+  }
   StepMetrics m;
   m.step = step_;
   m.loss = loss;
@@ -499,7 +499,11 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
   m.tokens_per_s = interval_seconds_ > 0 ? interval_tokens_ / interval_seconds_ : 0;
   if (peak_flops_ > 0) m.mfu = m.tokens_per_s * flops_per_token_ / peak_flops_;
   m.peak_bytes = static_cast<int64_t>(device_->allocator().stats().peak_bytes);
+  m.skipped_steps = skipped_steps_;
   if (val_loss) m.val_loss = *val_loss;
+  if ((numbers_.tp > 1 || numbers_.dp > 1) && interval_step_seconds_ > 0) {
+    m.comm_share = (tp_comm_s_ + sp_comm_s_ + dp_comm_s_) / interval_step_seconds_;
+  }
   interval_seconds_ = 0;
   interval_tokens_ = 0;
   const double eta = elapsed_s_ / std::max<int64_t>(1, step_) * (total - step_);
@@ -527,9 +531,16 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
 // Every rank must stop at the same step boundary, or a peer would wait forever in the next
 // step's collectives: the stop flags are summed over the world, the one place this happens.
 absl::StatusOr<bool> Trainer::AnyRankAskedToStop() {
-  double flag[1] = {StopSignalReceived() != 0 ? 1.0 : 0.0};
-  LOOM_RETURN_IF_ERROR(world_->comm().AllReduceHost(absl::MakeSpan(flag, 1), ReduceOp::kSum));
-  return flag[0] > 0;
+  double flag[2] = {StopSignalReceived() != 0 ? 1.0 : 0.0, TimeIsUp() ? 1.0 : 0.0};
+  LOOM_RETURN_IF_ERROR(world_->comm().AllReduceHost(absl::MakeSpan(flag, 2), ReduceOp::kSum));
+  if (flag[0] > 0) {
+    stop_reason_ = StopSignalReceived() != 0 ? StopSignalName() : "a peer rank's signal";
+  } else if (flag[1] > 0) {
+    stop_reason_ =
+        absl::StrCat("time limit: runtime.max_duration_s = ", config_.runtime().max_duration_s(),
+                     " less a margin of ", config_.runtime().stop_margin_s(), " s");
+  }
+  return flag[0] > 0 || flag[1] > 0;
 }
 
 absl::Status Trainer::Run() {
@@ -540,8 +551,7 @@ absl::Status Trainer::Run() {
     LOOM_ASSIGN_OR_RETURN(const bool stop, AnyRankAskedToStop());
     if (stop) {
       // The place for a save on stop once checkpoints exist.
-      LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << total << " ("
-                     << (StopSignalReceived() != 0 ? StopSignalName() : "a peer rank's signal")
+      LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << total << " (" << stop_reason_
                      << ") after " << FormatDuration(elapsed_s_);
       return absl::OkStatus();
     }
@@ -549,6 +559,7 @@ absl::Status Trainer::Run() {
     LOOM_ASSIGN_OR_RETURN(float loss, Step());
     const double seconds = timer.Seconds();
     elapsed_s_ += seconds;
+    ++steps_timed_;
     const GptModel::CommTimes ct = model_->TakeCommTimes();
     tp_comm_s_ += ct.tp_seconds;
     sp_comm_s_ += ct.sp_seconds;

@@ -17,7 +17,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
 #include "launcher/config.h"
+#include "launcher/fault_injection.h"
 #include "data/data_loader.h"
 #include "metrics/metrics.h"
 #include "metrics/run_dir.h"
@@ -60,6 +62,8 @@ class Trainer {
   absl::Status FinishGradReduction();
   absl::StatusOr<double> GradNorm();
   absl::Status LogStep(float loss, std::optional<float> val_loss, double step_seconds);
+  // Every rank's agreement on stopping at this step boundary: a stop signal on any rank, or the
+  // time limit (runtime.max_duration_s) as any rank sees it; sets stop_reason_.
   absl::StatusOr<bool> AnyRankAskedToStop();
   // One step's micro-batches through the pipeline (pp > 1); returns the sum of their losses on
   // the last stage, 0 elsewhere.
@@ -70,6 +74,13 @@ class Trainer {
   // Top-k sampling (k = 40) from row `len - 1` of this rank's vocab slice of the logits (the
   // tensor group gathers the rest), draw `i` of the Philox stream `seed`.
   absl::StatusOr<int32_t> PickToken(const Tensor& logits, int len, uint64_t seed, int i);
+  // launcher/trainer_guards.cc: whether the next step would end past runtime.max_duration_s
+  // minus runtime.stop_margin_s, by the mean step time so far (this rank's view).
+  bool TimeIsUp() const;
+  // launcher/trainer_guards.cc: every rank's agreement on whether this step's loss or gradient
+  // norm is non-finite anywhere; true = skip the optimizer. The runtime.max_nonfinite_steps-th
+  // such step in a row is an error naming the step.
+  absl::StatusOr<bool> SkipIfNonFinite(double loss, double grad_norm);
 
   JobConfig config_;
   DerivedNumbers numbers_;
@@ -101,6 +112,12 @@ class Trainer {
   double peak_flops_ = 0;
   double elapsed_s_ = 0;
   double interval_seconds_ = 0;
+  FaultInjector fault_;  // LOOM_FAULT (tests of the failure handling)
+  int64_t skipped_steps_ = 0, nonfinite_in_row_ = 0;  // non-finite steps: in all, in a row
+  bool last_step_skipped_ = false;
+  absl::Time start_time_ = absl::Now();  // the time limit counts from here
+  int64_t steps_timed_ = 0;              // steps whose seconds elapsed_s_ sums
+  std::string stop_reason_;
   int64_t interval_tokens_ = 0;
 };
 

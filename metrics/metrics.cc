@@ -80,7 +80,9 @@ std::string FormatConsoleLine(const StepMetrics& m, int64_t total_steps, double 
   absl::StrAppendFormat(&line, " | lr %.2e | norm %.2f | %s tok/s", m.lr, m.grad_norm,
                         FormatCount(m.tokens_per_s));
   if (m.mfu.has_value()) absl::StrAppendFormat(&line, " | mfu %.1f%%", *m.mfu * 100.0);
-  absl::StrAppend(&line, " | mem ", FormatBytes(m.peak_bytes), " | ", FormatDuration(elapsed_s));
+  absl::StrAppend(&line, " | mem ", FormatBytes(m.peak_bytes));
+  if (m.skipped_steps > 0) absl::StrAppend(&line, " | skipped ", m.skipped_steps);
+  absl::StrAppend(&line, " | ", FormatDuration(elapsed_s));
   if (eta_s >= 0) absl::StrAppend(&line, " / eta ", FormatDuration(eta_s));
   return line;
 }
@@ -90,6 +92,8 @@ std::string FormatJsonLine(const StepMetrics& m) {
       "{\"step\":", m.step, ",\"loss\":", JsonNumber(m.loss), ",\"lr\":", JsonNumber(m.lr),
       ",\"grad_norm\":", JsonNumber(m.grad_norm), ",\"tokens_per_s\":", JsonNumber(m.tokens_per_s));
   if (m.mfu.has_value()) absl::StrAppend(&s, ",\"mfu\":", JsonNumber(*m.mfu));
+  if (m.comm_share.has_value()) absl::StrAppend(&s, ",\"comm_share\":", JsonNumber(*m.comm_share));
+  if (m.skipped_steps > 0) absl::StrAppend(&s, ",\"skipped_steps\":", m.skipped_steps);
   absl::StrAppend(&s, ",\"peak_bytes\":", m.peak_bytes);
   if (m.val_loss.has_value()) absl::StrAppend(&s, ",\"val_loss\":", JsonNumber(*m.val_loss));
   s.push_back('}');

@@ -31,11 +31,13 @@ struct StepMetrics {
   std::optional<double> mfu;       // model FLOPs utilisation in [0, 1]; unset where unknown (CPU)
   int64_t peak_bytes = 0;          // peak device memory held by the allocator
   std::optional<double> val_loss;  // set on the steps where validation ran
+  int64_t skipped_steps = 0;       // steps skipped so far for a non-finite loss or gradient norm
+  std::optional<double> comm_share;  // share of the step in exposed communication (parallel runs)
 };
 
 // "step   10/100 | loss 3.123456 | lr 3.00e-04 | norm 1.23 | 12.3k tok/s | mfu 45.6% |
 //  mem 1.2 GiB | 0:00:12 / eta 0:01:48" (one line), with "| val 3.012345" after the loss on
-// validation steps. `elapsed_s` is the wall time since the run (or resume) started; the ETA is
+// validation steps and "| skipped N" after the memory once steps were skipped. `elapsed_s` is the wall time since the run (or resume) started; the ETA is
 // extrapolated by the caller and omitted when negative.
 std::string FormatConsoleLine(const StepMetrics& m, int64_t total_steps, double elapsed_s,
                               double eta_s);
@@ -50,8 +52,9 @@ std::string FormatDuration(double seconds);
 std::string JsonNumber(double v);
 
 // The JSON object for one step: {"step":10,"loss":...,"lr":...,"grad_norm":...,
-// "tokens_per_s":...,"mfu":...,"peak_bytes":...,"val_loss":...} (mfu and val_loss only when
-// set), without a trailing newline.
+// "tokens_per_s":...,"mfu":...,"comm_share":...,"skipped_steps":...,"peak_bytes":...,
+// "val_loss":...} (mfu, comm_share and val_loss only when set, skipped_steps only when > 0),
+// without a trailing newline.
 std::string FormatJsonLine(const StepMetrics& m);
 
 // The scalars TensorBoard shows for a step, by tag: train/loss, train/lr, train/grad_norm,

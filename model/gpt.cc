@@ -181,10 +181,10 @@ absl::Status GptModel::SetShape(int64_t B, int64_t T) {
   int64_t* sb = &scratch_bytes_;
   LOOM_ASSIGN_OR_RETURN(targets_dev_, Alloc(Shape{N}, DType::kI32, sb));
   if (recompute_ == Recompute::kFull) {
-    int most = 0;
-    for (const GptStage::Chunk& ch : stage_.chunks) most = std::max(most, ch.layers);
-    shared_acts_.resize(most);
-    for (LayerActs& a : shared_acts_) LOOM_RETURN_IF_ERROR(AllocLayerActs(a, true, sb));
+    // One layer's activations, rebuilt layer by layer in backward (each layer's output is the
+    // slot's checkpoint, so res3 here is only a placeholder the layer loop repoints).
+    shared_acts_.resize(1);
+    LOOM_RETURN_IF_ERROR(AllocLayerActs(shared_acts_[0], true, sb));
   }
   if (recompute_ == Recompute::kSelective) {
     LOOM_ASSIGN_OR_RETURN(act_scratch_, Alloc(Shape{N, F}, dt, sb));
@@ -276,7 +276,12 @@ absl::StatusOr<GptModel::Slot*> GptModel::TakeSlot(int chunk, int mb) {
     if (ChunkHasEmbedding(chunk)) {
       LOOM_ASSIGN_OR_RETURN(free->tokens, Alloc(Shape{B_, T_}, DType::kI32, b));
     }
-    if (recompute_ != Recompute::kFull) {
+    if (recompute_ == Recompute::kFull) {
+      free->layer_out.resize(stage_.chunks[chunk].layers);
+      for (Tensor& t : free->layer_out) {
+        LOOM_ASSIGN_OR_RETURN(t, Alloc(Shape{Ns_, C}, dtype_, b));
+      }
+    } else {
       free->acts.resize(stage_.chunks[chunk].layers);
       for (LayerActs& a : free->acts) {
         LOOM_RETURN_IF_ERROR(AllocLayerActs(a, recompute_ == Recompute::kNone, b));
@@ -389,12 +394,16 @@ absl::Status GptModel::LayerForward(int l, const Tensor& x, LayerActs& a) {
   return absl::OkStatus();
 }
 
-absl::Status GptModel::RunChunkLayers(int chunk, Slot& slot, std::vector<LayerActs>& acts) {
+absl::Status GptModel::RunChunkLayers(int chunk, Slot& slot) {
   const GptStage::Chunk& ch = stage_.chunks[chunk];
+  const bool full = recompute_ == Recompute::kFull;
   Tensor x = slot.x_in;
   for (int j = 0; j < ch.layers; ++j) {
-    LOOM_RETURN_IF_ERROR(LayerForward(ch.first_layer + j, x, acts[j]));
-    x = acts[j].res3;
+    // Full recomputation: every layer runs in the one shared set, its output kept in the slot.
+    LayerActs& a = full ? shared_acts_[0] : slot.acts[j];
+    if (full) a.res3 = slot.layer_out[j];
+    LOOM_RETURN_IF_ERROR(LayerForward(ch.first_layer + j, x, a));
+    x = a.res3;
   }
   chunk_output_ = x;
   return absl::OkStatus();
@@ -485,8 +494,7 @@ absl::StatusOr<float> GptModel::ChunkForward(int chunk, int mb, const Tensor* to
     LOOM_RETURN_IF_ERROR(slot->tokens.CopyFrom(*tokens));
     LOOM_RETURN_IF_ERROR(EmbeddingForward(slot->tokens, slot->x_in));
   }
-  LOOM_RETURN_IF_ERROR(
-      RunChunkLayers(chunk, *slot, recompute_ == Recompute::kFull ? shared_acts_ : slot->acts));
+  LOOM_RETURN_IF_ERROR(RunChunkLayers(chunk, *slot));
   float loss = 0.0f;
   if (head) {
     LOOM_ASSIGN_OR_RETURN(loss, HeadForward(chunk_output_, *targets, loss_weight, mode,
@@ -603,16 +611,22 @@ absl::Status GptModel::EmbeddingBackward(const Tensor& tokens) {
 absl::Status GptModel::ChunkBackward(int chunk, int mb) {
   LOOM_ASSIGN_OR_RETURN(Slot * slot, FindSlot(chunk, mb, "backward"));
   const GptStage::Chunk& ch = stage_.chunks[chunk];
-  std::vector<LayerActs>* acts = &slot->acts;
-  if (recompute_ == Recompute::kFull) {
-    // Rebuild the chunk's activations from its input (the same collectives run again).
-    LOOM_RETURN_IF_ERROR(RunChunkLayers(chunk, *slot, shared_acts_));
-    acts = &shared_acts_;
-  }
+  const bool full = recompute_ == Recompute::kFull;
   LOOM_RETURN_IF_ERROR(d_res_.CopyFrom(slot->d_out));
   for (int j = ch.layers - 1; j >= 0; --j) {
-    const Tensor& x_in = j == 0 ? slot->x_in : (*acts)[j - 1].res3;
-    LOOM_RETURN_IF_ERROR(LayerBackward(ch.first_layer + j, x_in, (*acts)[j]));
+    const int l = ch.first_layer + j;
+    if (full) {
+      // Rebuild this layer's activations from its kept input (its collectives run again; they
+      // give the same values), then its backward.
+      const Tensor& x_in = j == 0 ? slot->x_in : slot->layer_out[j - 1];
+      LayerActs& a = shared_acts_[0];
+      a.res3 = slot->layer_out[j];
+      LOOM_RETURN_IF_ERROR(LayerForward(l, x_in, a));
+      LOOM_RETURN_IF_ERROR(LayerBackward(l, x_in, a));
+    } else {
+      const Tensor& x_in = j == 0 ? slot->x_in : slot->acts[j - 1].res3;
+      LOOM_RETURN_IF_ERROR(LayerBackward(l, x_in, slot->acts[j]));
+    }
   }
   if (ChunkHasEmbedding(chunk)) LOOM_RETURN_IF_ERROR(EmbeddingBackward(slot->tokens));
   slot->mb = -1;

@@ -56,7 +56,7 @@ struct TensorParallelism {
 enum class Recompute {
   kNone,       // every layer's activations
   kSelective,  // all but the MLP activation (GELU / SwiGLU output), recomputed from its input
-  kFull,       // only each chunk's input; backward first reruns the chunk's forward
+  kFull,       // only each layer's input; backward reruns each layer's forward before its own
 };
 const char* RecomputeName(Recompute r);  // "none", "selective", "full"
 
@@ -167,6 +167,7 @@ class GptModel {
     Tensor x_in;    // [Ns, C] the chunk's input
     Tensor d_out;   // [Ns, C] dL/d(chunk output)
     std::vector<LayerActs> acts;  // one per layer of the chunk (none under full recompute)
+    std::vector<Tensor> layer_out;  // full recompute: each layer's output [Ns, C], its checkpoint
   };
   absl::StatusOr<Slot*> TakeSlot(int chunk, int mb);
   absl::StatusOr<Slot*> FindSlot(int chunk, int mb, const char* what);
@@ -176,7 +177,7 @@ class GptModel {
   absl::Status EmbeddingBackward(const Tensor& tokens);
   absl::Status LayerForward(int layer, const Tensor& x, LayerActs& a);
   absl::Status LayerBackward(int layer, const Tensor& x_in, LayerActs& a);
-  absl::Status RunChunkLayers(int chunk, Slot& slot, std::vector<LayerActs>& acts);
+  absl::Status RunChunkLayers(int chunk, Slot& slot);
   // The head on x_last [Ns, C]: final norm, logits, loss; kTrain also the head's backward into
   // d_out. Returns the mean loss (0 for kLogits).
   absl::StatusOr<float> HeadForward(const Tensor& x_last, const Tensor& targets, float loss_weight,
@@ -215,7 +216,7 @@ class GptModel {
   int64_t scratch_bytes_ = 0, slot_bytes_ = 0;
   CommTimes comm_;
   std::vector<std::vector<Slot>> slots_;  // [chunk][slot]
-  std::vector<LayerActs> shared_acts_;    // full recompute: one chunk's layers, rerun in backward
+  std::vector<LayerActs> shared_acts_;    // full recompute: one layer's, rebuilt in backward
   Tensor act_scratch_;                    // selective recompute: the MLP activation [N, F]
   Tensor chunk_output_;
   Tensor gathered_;  // [N, C]: an all-gathered norm output (SP)

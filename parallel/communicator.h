@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,10 @@ const char* ReduceOpName(ReduceOp op);
 struct CommState {
   absl::Duration timeout = absl::Seconds(300);
   std::atomic<int64_t> step{-1};  // -1: not in a training step (start-up, tools)
+  // Called now and then by a wait that has lasted a while (MPI waits: after ~100 ms, every few
+  // ms), with the description of the operation waited on. The world uses it to answer a peer's
+  // watchdog roll call (World::TakeRollCall) while this rank itself is still inside a wait.
+  std::function<void(const std::string& what)> on_long_wait;
 };
 
 // One pending operation. Wait() at most once; destroying an unwaited CommWork waits for it

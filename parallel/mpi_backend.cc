@@ -92,6 +92,7 @@ absl::Status WaitRequests(std::vector<MPI_Request>& reqs, const CommState& state
             ": a peer did not join (stalled, crashed or issued a different operation); "
             "runtime.collective_timeout_s sets this deadline"));
       }
+      if (now - start > absl::Milliseconds(100) && state.on_long_wait) state.on_long_wait(what);
       if (now - start > absl::Milliseconds(5)) {
         std::this_thread::sleep_for(std::chrono::microseconds(50));
         continue;

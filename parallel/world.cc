@@ -65,6 +65,13 @@ absl::StatusOr<World*> World::Create() {
   for (int r = 0; r < w->size_; ++r) members[r] = r;
   w->comm_ = std::make_unique<Communicator>("world", members, w->rank_, w->state_,
                                             MakeMpiBackend(w->mpi_, w->state_));
+  if (w->size_ > 1) {
+    w->watch_ = std::make_shared<MpiCommHandle>();
+    w->watch_->owned = true;
+    LOOM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &w->watch_->comm));
+    MPI_Comm_set_errhandler(w->watch_->comm, MPI_ERRORS_RETURN);
+    w->state_->on_long_wait = [w](const std::string& what) { w->AnswerRollCalls(what); };
+  }
   return w;
 }
 

@@ -11,9 +11,11 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "parallel/communicator.h"
 #include "runtime/device.h"
 
@@ -59,11 +61,27 @@ class World {
   // Ends every rank of the job (used when one rank fails, so no peer hangs in a collective).
   [[noreturn]] void Abort(int code) const;
 
+  // The watchdog's roll call (parallel/world_watchdog.cc), for a rank whose wait passed its
+  // deadline, before it ends the job: asks every other rank where it is and collects answers
+  // for `grace`. A rank inside any communicator wait answers (CommState::on_long_wait) with
+  // the step and the operation it waits on; a rank that does not answer is stalled outside
+  // communication (in compute), dead or hung elsewhere: the ones that did not arrive. Uses its
+  // own duplicate of MPI_COMM_WORLD, so it never matches a message of the job's operations.
+  // Nothing to ask in a world of one.
+  struct RollCall {
+    std::vector<std::pair<int, std::string>> waiting;  // (rank, "step 3: all_reduce ...")
+    std::vector<int> silent;                           // ranks that did not answer
+  };
+  RollCall TakeRollCall(const std::string& what, absl::Duration grace) const;
+
  private:
   World() = default;
   static absl::StatusOr<World*> Create();  // the MPI_COMM_WORLD world, without NCCL
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::shared_ptr<MpiCommHandle> mpi_;  // MPI_COMM_WORLD or MPI_COMM_SELF
+  std::shared_ptr<MpiCommHandle> watch_;  // the roll call's duplicate of MPI_COMM_WORLD
+  // Answers pending roll calls (called from long waits and from TakeRollCall).
+  void AnswerRollCalls(const std::string& what) const;
   std::shared_ptr<CommState> state_;
   std::unique_ptr<Communicator> comm_;
   Device* cuda_ = nullptr;

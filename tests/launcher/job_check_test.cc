@@ -322,6 +322,36 @@ TEST_F(JobTest, StopRequestEndsRunAtTheNextStepBoundary) {
   EXPECT_EQ((*t)->step(), 3) << "the run went on after the stop request";
 }
 
+// runtime.max_duration_s: the run stops at a step boundary early enough that the next step and
+// the margin still fit, returns OK (a clean stop), and every step it logged is whole.
+TEST_F(JobTest, TimeLimitStopsTheRunBeforeTheLimit) {
+  const absl::Time start = absl::Now();
+  auto job = Job({"lr_schedule.total_steps=1000000", "runtime.max_duration_s=4",
+                  "runtime.stop_margin_s=1", "logging.tensorboard=false"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto t = Trainer::Create(*job, TestWorld());
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Run().ok());
+  const double took = absl::ToDoubleSeconds(absl::Now() - start);
+  EXPECT_GT((*t)->step(), 0);
+  EXPECT_LT((*t)->step(), 1000000);
+  EXPECT_LT(took, 4.0) << "the run went past runtime.max_duration_s";
+  EXPECT_GT(took, 2.0) << "the run stopped long before the limit less its margin";
+}
+
+TEST_F(JobTest, TimeLimitMarginMustFitTheLimit) {
+  auto job = Job({"runtime.max_duration_s=30", "runtime.stop_margin_s=30"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::vector<std::string> problems = ConfigProblems(*job, 1);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(problems[0], "runtime.stop_margin_s (30) must be less than "
+                                             "runtime.max_duration_s (30)"))
+      << problems[0];
+  auto dflt = Job({"runtime.max_duration_s=300"});
+  ASSERT_TRUE(dflt.ok());
+  EXPECT_EQ(dflt->runtime().stop_margin_s(), 30) << "the default margin is a tenth of the limit";
+}
+
 int64_t g_disk_left = 0;
 ssize_t SmallDiskWrite(int fd, const void* data, size_t bytes) {
   if (g_disk_left <= 0) {

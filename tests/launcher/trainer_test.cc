@@ -2,7 +2,8 @@
 // AdamW steps on the fixture models (with and without gradient accumulation), a shortened run
 // on repetitive text learns, metrics.jsonl has one 9-digit line per step, the same seed gives
 // bit-identical losses, a bad data path or init file is reported by Create naming the field,
-// BF16 on the CPU is refused, a non-finite loss stops the step before the weights change,
+// BF16 on the CPU is refused, a non-finite loss or gradient norm skips the step before the
+// weights change (and ends the run after runtime.max_nonfinite_steps in a row),
 // samples are seeded and in the vocabulary, and Run writes TensorBoard events.
 #include "launcher/trainer.h"
 
@@ -234,10 +235,21 @@ TEST_F(TrainerRunTest, Bf16OnTheCpuIsRefused) {
   EXPECT_TRUE(absl::StrContains(t.status().message(), "BF16 needs a CUDA GPU")) << t.status();
 }
 
-// A NaN in the weights poisons the loss and the gradients; the step must fail before AdamW
-// applies them, leaving weights and step count as they were.
-TEST_F(TrainerRunTest, NonFiniteLossFailsTheStepBeforeTheWeightsChange) {
-  auto job = Job();
+// Bitwise differences between two weight snapshots.
+size_t Changed(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  size_t changed = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    changed += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  }
+  return changed;
+}
+
+// A NaN in the weights poisons every later loss and gradient: each such step is skipped before
+// AdamW applies it (weights untouched, the step counted), and the runtime.max_nonfinite_steps-th
+// in a row ends the run naming the step.
+TEST_F(TrainerRunTest, NonFiniteStepsAreSkippedThenEndTheRun) {
+  auto job = Job({"runtime.max_nonfinite_steps=3"});
   ASSERT_TRUE(job.ok()) << job.status();
   auto t = Trainer::Create(*job, TestWorld());
   ASSERT_TRUE(t.ok()) << t.status();
@@ -249,19 +261,107 @@ TEST_F(TrainerRunTest, NonFiniteLossFailsTheStepBeforeTheWeightsChange) {
   auto before = params.ToFloatVector();
   ASSERT_TRUE(before.ok());
 
+  for (int step = 2; step <= 3; ++step) {
+    auto loss = (*t)->Step();
+    ASSERT_TRUE(loss.ok()) << "step " << step << " was not skipped: " << loss.status();
+    EXPECT_TRUE(std::isnan(*loss));
+    EXPECT_EQ((*t)->step(), step);
+    auto after = params.ToFloatVector();
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ(Changed(*before, *after), 0u) << "the skipped step " << step << " updated weights";
+  }
   auto loss = (*t)->Step();
-  ASSERT_FALSE(loss.ok()) << "loss " << *loss;
-  EXPECT_TRUE(absl::StrContains(loss.status().message(), "at step 2: the run diverged"))
+  ASSERT_FALSE(loss.ok()) << "a third non-finite step in a row went on: loss " << *loss;
+  EXPECT_TRUE(absl::StrContains(loss.status().message(), "step 4: training loss nan"))
+      << loss.status();
+  EXPECT_TRUE(absl::StrContains(loss.status().message(), "runtime.max_nonfinite_steps = 3"))
       << loss.status();
   auto after = params.ToFloatVector();
   ASSERT_TRUE(after.ok());
-  ASSERT_EQ(after->size(), before->size());
-  size_t changed = 0;
-  for (size_t i = 0; i < after->size(); ++i) {
-    changed += std::memcmp(&(*after)[i], &(*before)[i], sizeof(float)) != 0;
+  EXPECT_EQ(Changed(*before, *after), 0u) << "the failing step updated weights";
+}
+
+// Sets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+
+ private:
+  const char* name_;
+};
+
+// LOOM_FAULT=nan poisons one step's loss: that step is skipped (weights untouched, counted in
+// metrics.jsonl), the next one trains again and resets the count in a row.
+TEST_F(TrainerRunTest, InjectedNanLossSkipsOneStepAndTrainingGoesOn) {
+  ScopedEnv fault("LOOM_FAULT", "nan"), rank("LOOM_FAULT_RANK", "0"), at("LOOM_FAULT_STEP", "2");
+  auto job = Job({"runtime.max_nonfinite_steps=2", "lr_schedule.total_steps=4",
+                  "logging.run_dir=" + dir_ + "/run_nan"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto t = Trainer::Create(*job, TestWorld());
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Run().ok()) << "one non-finite step ended the run";
+  EXPECT_EQ((*t)->step(), 4);
+  auto text = ReadFile(dir_ + "/run_nan/metrics.jsonl");
+  ASSERT_TRUE(text.ok()) << text.status();
+  const std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << *text;
+  EXPECT_EQ(lines[0].find("skipped_steps"), std::string::npos) << lines[0];
+  EXPECT_TRUE(absl::StrContains(lines[1], "\"loss\":null")) << lines[1];
+  EXPECT_TRUE(absl::StrContains(lines[1], "\"skipped_steps\":1")) << lines[1];
+  EXPECT_FALSE(absl::StrContains(lines[2], "\"loss\":null")) << lines[2];
+  EXPECT_TRUE(absl::StrContains(lines[3], "\"skipped_steps\":1")) << lines[3];
+}
+
+// The skipped step leaves weights and optimizer state as they were: stepping by hand, the
+// weights after the poisoned step 2 are those after step 1, and step 3 moves them again.
+TEST_F(TrainerRunTest, InjectedNanLeavesTheWeightsOfTheStepBefore) {
+  ScopedEnv fault("LOOM_FAULT", "nan"), at("LOOM_FAULT_STEP", "2");
+  auto job = Job();
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto t = Trainer::Create(*job, TestWorld());
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Step().ok());
+  auto before = (*t)->model().params().ToFloatVector();
+  ASSERT_TRUE(before.ok());
+  auto loss = (*t)->Step();
+  ASSERT_TRUE(loss.ok()) << loss.status();
+  EXPECT_TRUE(std::isnan(*loss));
+  auto after = (*t)->model().params().ToFloatVector();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(Changed(*before, *after), 0u);
+  loss = (*t)->Step();
+  ASSERT_TRUE(loss.ok()) << loss.status();
+  EXPECT_TRUE(std::isfinite(*loss));
+  auto later = (*t)->model().params().ToFloatVector();
+  ASSERT_TRUE(later.ok());
+  EXPECT_GT(Changed(*after, *later), 0u) << "step 3 after the skipped step did not train";
+}
+
+TEST(FaultInjectorTest, MalformedVariablesAreErrorsNamingThem) {
+  {
+    ScopedEnv fault("LOOM_FAULT", "crash");
+    auto f = FaultInjector::FromEnv(0);
+    ASSERT_FALSE(f.ok());
+    EXPECT_TRUE(absl::StrContains(f.status().message(), "LOOM_FAULT=\"crash\"")) << f.status();
   }
-  EXPECT_EQ(changed, 0u) << "the failing step updated " << changed << " weights";
-  EXPECT_EQ((*t)->step(), 1);
+  {
+    ScopedEnv fault("LOOM_FAULT", "nan"), at("LOOM_FAULT_STEP", "0");
+    auto f = FaultInjector::FromEnv(0);
+    ASSERT_FALSE(f.ok());
+    EXPECT_TRUE(absl::StrContains(f.status().message(), "LOOM_FAULT_STEP")) << f.status();
+  }
+  {
+    ScopedEnv fault("LOOM_FAULT", "stall"), rank("LOOM_FAULT_RANK", "1");
+    auto f = FaultInjector::FromEnv(0);
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_FALSE(f->armed()) << "rank 0 armed a fault meant for rank 1";
+    double loss = 1;
+    EXPECT_TRUE(f->AtStep(1, &loss).ok());  // would stall forever if armed
+  }
+  auto none = FaultInjector::FromEnv(0);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->armed());
 }
 
 TEST_F(TrainerRunTest, SamplesAreSeededAndInTheVocabulary) {

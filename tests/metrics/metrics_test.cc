@@ -77,6 +77,13 @@ TEST(MetricsJsonTest, LineLayout) {
   EXPECT_EQ(FormatJsonLine(m),
             "{\"step\":10,\"loss\":null,\"lr\":0.25,\"grad_norm\":null,\"tokens_per_s\":1000,"
             "\"peak_bytes\":123,\"val_loss\":2.25}");
+  // A parallel run's communication share and skipped non-finite steps, before the peak.
+  m.val_loss.reset();
+  m.comm_share = 0.125;
+  m.skipped_steps = 2;
+  EXPECT_EQ(FormatJsonLine(m),
+            "{\"step\":10,\"loss\":null,\"lr\":0.25,\"grad_norm\":null,\"tokens_per_s\":1000,"
+            "\"comm_share\":0.125,\"skipped_steps\":2,\"peak_bytes\":123}");
 }
 
 TEST(MetricsJsonTest, Float32ValuesRoundTripBitForBit) {

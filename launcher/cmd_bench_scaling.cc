@@ -1,0 +1,193 @@
+// `loom bench scaling`: one `mpirun ... loom train` per rank count of a sweep, reduced to a
+// table (launcher/scaling.h) and written as CSV, JSON and an SVG plot.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "launcher/command.h"
+#include "launcher/config.h"
+#include "launcher/scaling.h"
+#include "model/gpt_config.h"
+#include "runtime/files.h"
+#include "runtime/status.h"
+
+namespace loom {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: loom bench scaling --config F --ranks 1,2,4,8 --mode weak|strong [--tp T]\n"
+    "                          [--steps N] [--warmup K] [--out DIR] [--hostfile H]\n"
+    "                          [--mpirun PATH] [--mpirun-args \"...\"] [--set path=value ...]\n"
+    "  Runs `mpirun -np R loom train` for each R of --ranks and prints, per point: the layout,\n"
+    "  tokens/s, tokens/s per rank, scaling efficiency (per-rank throughput against the first\n"
+    "  point's), achieved FLOP/s per rank, MFU, the share of the step in exposed communication\n"
+    "  and in pipeline bubble, and rank 0's peak memory. Writes DIR/scaling.csv, scaling.json\n"
+    "  and scaling.svg (tokens/s and efficiency against ranks, beside the ideal line); each\n"
+    "  point's run (metrics.jsonl and log) is in DIR/ranks_R.\n"
+    "  --mode weak     the global batch grows with the ranks (sequences per rank constant)\n"
+    "  --mode strong   the config's global batch at every point\n"
+    "  --tp T          tensor-parallel degree min(T, R) (default 1: data parallel only)\n"
+    "  --steps N       training steps per point (default 10); --warmup K: steps left out of the\n"
+    "                  averages (default 2)\n"
+    "  --out DIR       default scaling_runs\n"
+    "  --hostfile H, --mpirun-args: passed to mpirun (e.g. \"--mca btl_tcp_if_include eth0\")";
+
+// Runs argv, its output appended to `log`; returns the exit status.
+absl::StatusOr<int> RunLogged(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    FILE* f = std::freopen(log.c_str(), "w", stdout);
+    if (f == nullptr) _exit(126);
+    dup2(fileno(stdout), fileno(stderr));
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0) return absl::InternalError("waitpid failed");
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+absl::Status RunBenchScaling(const std::vector<std::string>& argv) {
+  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
+  std::vector<std::string> args = argv;
+  std::string path;
+  std::vector<std::string> overrides;
+  LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &path, &overrides));
+  std::vector<int> ranks;
+  std::string mode_name, out = "scaling_runs", hostfile, mpirun = "mpirun", mpirun_args;
+  int tp = 1, steps = 10, warmup = 2;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string name = args[i], value;
+    const size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(name, " needs a value\n", kUsage));
+    }
+    auto integer = [&](int* v, int min) -> absl::Status {
+      if (!absl::SimpleAtoi(value, v) || *v < min) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, " expects an integer >= ", min, ", got '", value, "'"));
+      }
+      return absl::OkStatus();
+    };
+    if (name == "--ranks") {
+      for (absl::string_view r : absl::StrSplit(value, ',')) {
+        int n = 0;
+        if (!absl::SimpleAtoi(r, &n) || n < 1 || (!ranks.empty() && n <= ranks.back())) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--ranks expects increasing positive integers (1,2,4,8), got '", value, "'"));
+        }
+        ranks.push_back(n);
+      }
+    } else if (name == "--mode") {
+      mode_name = value;
+    } else if (name == "--tp") {
+      LOOM_RETURN_IF_ERROR(integer(&tp, 1));
+    } else if (name == "--steps") {
+      LOOM_RETURN_IF_ERROR(integer(&steps, 1));
+    } else if (name == "--warmup") {
+      LOOM_RETURN_IF_ERROR(integer(&warmup, 0));
+    } else if (name == "--out") {
+      out = value;
+    } else if (name == "--hostfile") {
+      hostfile = value;
+    } else if (name == "--mpirun") {
+      mpirun = value;
+    } else if (name == "--mpirun-args") {
+      mpirun_args = value;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", args[i], "'\n", kUsage));
+    }
+  }
+  if (path.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--config is required\n", kUsage));
+  if (ranks.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--ranks is required\n", kUsage));
+  if (mode_name != "weak" && mode_name != "strong") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--mode expects weak or strong, got '", mode_name, "'"));
+  }
+  const ScalingMode mode = mode_name == "weak" ? ScalingMode::kWeak : ScalingMode::kStrong;
+  LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
+  std::error_code ec;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec) return absl::InternalError("cannot find the loom binary (/proc/self/exe)");
+  LOOM_RETURN_IF_ERROR(MakeDirs(out));
+
+  std::vector<ScalingPoint> points;
+  for (int n : ranks) {
+    LOOM_ASSIGN_OR_RETURN(std::vector<std::string> sets,
+                          ScalingOverrides(config, mode, ranks.front(), n, tp));
+    const std::string run_dir = (std::filesystem::path(out) / absl::StrCat("ranks_", n)).string();
+    std::vector<std::string> cmd = {mpirun, "-np", absl::StrCat(n), "--bind-to", "none"};
+    if (!hostfile.empty()) cmd.insert(cmd.end(), {"--hostfile", hostfile});
+    for (absl::string_view a : absl::StrSplit(mpirun_args, ' ', absl::SkipEmpty())) {
+      cmd.emplace_back(a);
+    }
+    cmd.insert(cmd.end(), {self, "train", "--config", path});
+    for (const std::string& o : overrides) cmd.insert(cmd.end(), {"--set", o});
+    for (const std::string& o : sets) cmd.insert(cmd.end(), {"--set", o});
+    cmd.insert(cmd.end(), {"--set", absl::StrCat("lr_schedule.total_steps=", steps), "--set",
+                           "runtime.stop_at_step=0", "--set",
+                           absl::StrCat("logging.run_dir=", run_dir), "--set", "logging.interval=1",
+                           "--set", "logging.overwrite=true", "--set", "logging.eval_interval=0",
+                           "--set", "logging.sample_interval=0", "--set", "checkpoint.dir="});
+    const std::string log = run_dir + ".log";
+    std::cerr << "bench scaling: " << n << " rank(s): " << absl::StrJoin(sets, " ") << std::endl;
+    LOOM_ASSIGN_OR_RETURN(int rc, RunLogged(cmd, log));
+    if (rc != 0) {
+      return absl::InternalError(
+          absl::StrCat("the ", n, "-rank run failed (exit ", rc, "); its output is in ", log));
+    }
+    ScalingPoint p;
+    p.ranks = n;
+    JobConfig point_job = config;
+    for (const std::string& o : sets) LOOM_RETURN_IF_ERROR(ApplyOverride(&point_job, o));
+    p.tp = point_job.parallel().tp();
+    p.dp = point_job.parallel().dp();
+    p.pp = std::max(1, point_job.parallel().pp());
+    p.global_batch = point_job.parallel().global_batch_size();
+    const int64_t micro_batches =
+        p.global_batch / (int64_t{std::max(1, point_job.parallel().micro_batch_size())} * p.dp);
+    p.bubble_share = p.pp > 1 ? (p.pp - 1.0) / (micro_batches + p.pp - 1.0) : 0.0;
+    LOOM_RETURN_IF_ERROR(ReadRunMetrics(run_dir, warmup, &p));
+    points.push_back(p);
+  }
+  const GptConfig g = GptConfigFromJob(config);
+  FinishScaling(TrainingFlopsPerToken(g, ParameterCount(config.model()), config.data().seq_len()),
+                &points);
+  const auto file = [&](const char* name) { return (std::filesystem::path(out) / name).string(); };
+  LOOM_RETURN_IF_ERROR(AtomicWriteFile(file("scaling.csv"), ScalingCsv(points)));
+  LOOM_RETURN_IF_ERROR(AtomicWriteFile(file("scaling.json"), ScalingJson(points, mode)));
+  LOOM_RETURN_IF_ERROR(AtomicWriteFile(file("scaling.svg"), ScalingSvg(points, mode)));
+  std::cout << "# loom bench scaling: " << path << ", " << mode_name << " scaling, " << steps
+            << " steps per point (" << warmup << " left out)\n"
+            << FormatScalingTable(points) << "# wrote " << file("scaling.csv") << ", "
+            << file("scaling.json") << ", " << file("scaling.svg") << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+LOOM_REGISTER_COMMAND(bench_scaling, "bench scaling",
+                      "weak or strong scaling sweep: one mpirun per rank count, table and plot",
+                      kUsage, RunBenchScaling);
+
+}  // namespace loom
