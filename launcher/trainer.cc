@@ -127,7 +127,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
 
   const GptConfig gpt = GptConfigFromJob(config);
   std::optional<LoadedWeights> init;
-  if (!config.model().init_from().empty()) {
+  // A step directory (a checkpoint) gives weights only, loaded once the optimizer exists.
+  std::error_code dir_ec;
+  const bool init_from_checkpoint =
+      !config.model().init_from().empty() &&
+      std::filesystem::is_directory(config.model().init_from(), dir_ec);
+  if (!config.model().init_from().empty() && !init_from_checkpoint) {
     auto w = ReadModelFile(config.model().init_from());
     if (!w.ok()) {
       return absl::Status(w.status().code(),
@@ -185,6 +190,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     LOOM_RETURN_IF_ERROR(full.CopyFromFloats(weights));
     LOOM_RETURN_IF_ERROR(t->optimizer_->LoadWeights(full));
   }
+  // Resume (checkpoint.resume), or weights from a model.init_from step directory.
+  LOOM_RETURN_IF_ERROR(t->RestoreCheckpoint(init_from_checkpoint));
   {
     const StateBytes got = t->optimizer_->MeasuredStateBytes();
     const StateBytes want = ExpectedStateBytes(bf16, ro.shard ? n.dp : 1);
@@ -213,6 +220,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     sinks.jsonl = config.logging().jsonl();
     sinks.tensorboard = config.logging().tensorboard();
     sinks.overwrite = config.logging().overwrite();
+    if (!t->resumed_from_.empty()) sinks.resume_step = t->step_;
     LOOM_ASSIGN_OR_RETURN(t->sinks_, MetricsSinks::Open(run_dir, sinks));
   }
   const int T = config.data().seq_len();
@@ -430,7 +438,7 @@ absl::Status Trainer::Run() {
   while (step_ < total) {
     LOOM_ASSIGN_OR_RETURN(const bool stop, AnyRankAskedToStop());
     if (stop) {
-      // The place for a save on stop once checkpoints exist.
+      LOOM_RETURN_IF_ERROR(CheckpointAtStop());
       LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << total << " ("
                      << (StopSignalReceived() != 0 ? StopSignalName() : "a peer rank's signal")
                      << ") after " << FormatDuration(elapsed_s_);
@@ -457,6 +465,7 @@ absl::Status Trainer::Run() {
       LOOM_ASSIGN_OR_RETURN(val, Evaluate());
     }
     LOOM_RETURN_IF_ERROR(LogStep(loss, val, seconds));
+    LOOM_RETURN_IF_ERROR(CheckpointAfterStep());
     // The tensor group of the first replica samples together (its ranks hold vocab slices).
     if (sample_every > 0 && tokenizer_ && groups_->coord().dp == 0 && groups_->coord().pp == 0 &&
         (step_ % sample_every == 0 || step_ == total)) {
@@ -465,6 +474,7 @@ absl::Status Trainer::Run() {
       LOOM_LOG(INFO) << "sample at step " << step_ << ":\n" << tokenizer_->DecodeForDisplay(out);
     }
   }
+  LOOM_RETURN_IF_ERROR(CheckpointAtStop());
   LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(elapsed_s_);
   return absl::OkStatus();
 }

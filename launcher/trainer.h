@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "checkpoint/checkpoint.h"
 #include "launcher/config.h"
 #include "data/data_loader.h"
 #include "metrics/metrics.h"
@@ -46,6 +47,17 @@ class Trainer {
   // Continues `prompt` by `length` tokens (top-k sampling, k = 40, seeded by (seed, step)).
   absl::StatusOr<std::vector<int32_t>> Sample(const std::vector<int32_t>& prompt, int length);
 
+  // Saves the current step to checkpoint.dir (collective; launcher/trainer_checkpoint.cc).
+  // With checkpoint.async the write continues in the background and a later save, Poll or the
+  // end of Run commits it.
+  absl::Status SaveCheckpoint();
+  // Waits for a background save and commits it (collective); nothing when none is pending.
+  absl::Status FinishCheckpoint();
+  // The step directory this run resumed from, or empty.
+  const std::string& resumed_from() const { return resumed_from_; }
+  ModelOptimizer& optimizer() { return *optimizer_; }
+  DataLoader& train_data() { return *train_data_; }
+
   GptModel& model() { return *model_; }
   ProcessGroups& groups() { return *groups_; }
   int64_t step() const { return step_; }
@@ -58,6 +70,14 @@ class Trainer {
   absl::StatusOr<double> GradNorm();
   absl::Status LogStep(float loss, std::optional<float> val_loss, double step_seconds);
   absl::StatusOr<bool> AnyRankAskedToStop();
+  // Checkpoint hooks of Create and Run (trainer_checkpoint.cc): resume per checkpoint.resume,
+  // else the weights of a model.init_from step directory; a save on the interval (or a
+  // background save committed) after a step; the save at the end or on a stop.
+  absl::Status RestoreCheckpoint(bool init_from_checkpoint);
+  absl::Status CheckpointAfterStep();
+  absl::Status CheckpointAtStop();
+  absl::Status LoadCheckpoint(const std::string& step_dir, bool weights_only);
+  OptimizerView OptimizerPlan() const;
 
   JobConfig config_;
   DerivedNumbers numbers_;
@@ -84,6 +104,9 @@ class Trainer {
   double elapsed_s_ = 0;
   double interval_seconds_ = 0;
   int64_t interval_tokens_ = 0;
+  std::unique_ptr<CheckpointSaver> saver_;  // with a checkpoint.dir
+  int64_t last_saved_step_ = -1;
+  std::string resumed_from_;
 };
 
 }  // namespace loom
