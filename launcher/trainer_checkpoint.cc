@@ -146,12 +146,26 @@ absl::Status Trainer::RestoreCheckpoint(bool init_from_checkpoint) {
   if (!k.dir().empty()) {
     saver_ = std::make_unique<CheckpointSaver>(k.dir(), k.keep_last(), &world_->comm());
   }
-  LOOM_ASSIGN_OR_RETURN(std::optional<std::string> source, ResumeSource(config_));
-  if (source) return LoadCheckpoint(*source, /*weights_only=*/false);
-  if (init_from_checkpoint) {
-    LOOM_ASSIGN_OR_RETURN(std::string dir, ResolveCheckpoint(config_.model().init_from()));
-    auto s = LoadCheckpoint(dir, /*weights_only=*/true);
-    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("model.init_from: ", s.message()));
+  const absl::Status mine = [&]() -> absl::Status {
+    LOOM_ASSIGN_OR_RETURN(std::optional<std::string> source, ResumeSource(config_));
+    if (source) return LoadCheckpoint(*source, /*weights_only=*/false);
+    if (init_from_checkpoint) {
+      LOOM_ASSIGN_OR_RETURN(std::string dir, ResolveCheckpoint(config_.model().init_from()));
+      auto s = LoadCheckpoint(dir, /*weights_only=*/true);
+      if (!s.ok()) return absl::Status(s.code(), absl::StrCat("model.init_from: ", s.message()));
+    }
+    return absl::OkStatus();
+  }();
+  // Each rank reads only the slices it needs, so one may fail (a corrupt file only it reads)
+  // while the others would wait for it in the first step: every rank returns an error then.
+  double failed[2] = {mine.ok() ? 0.0 : 1.0, mine.ok() ? -1.0 : world_->rank()};
+  LOOM_RETURN_IF_ERROR(world_->comm().AllReduceHost(absl::MakeSpan(failed, 1), ReduceOp::kSum));
+  LOOM_RETURN_IF_ERROR(world_->comm().AllReduceHost(absl::MakeSpan(failed + 1, 1), ReduceOp::kMax));
+  if (!mine.ok()) return mine;
+  if (failed[0] > 0) {
+    return absl::AbortedError(absl::StrCat("loading the checkpoint failed on ",
+                                           static_cast<int>(failed[0]), " rank(s), e.g. rank ",
+                                           static_cast<int>(failed[1]), " (see its message)"));
   }
   return absl::OkStatus();
 }

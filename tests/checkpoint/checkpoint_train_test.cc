@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "checkpoint/checkpoint.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
@@ -256,6 +257,34 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
     std::vector<float> m(32);
     ASSERT_TRUE((*fresh)->ReadBox("ln_f.weight", ADAM_M, TensorBox{{0}, {32}}, m.data()).ok());
     EXPECT_EQ(m, std::vector<float>(32, 0.0f)) << "init_from must not load the moments";
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+
+  // A corrupt file that only the last rank reads (its moment shards): every rank refuses (none
+  // waits for the others in the first step).
+  {
+    const std::string bad = root + "/bad_world";
+    const std::string file = absl::StrFormat("rank_%05d.bin", n - 1);
+    if (world->rank() == 0) {
+      fs::copy(saved, bad, fs::copy_options::recursive);
+      const auto size = fs::file_size(bad + "/" + file);
+      std::fstream f(bad + "/" + file, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(size) - 3);
+      f.put('\x7f');
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    auto job = testing::JobFromText(
+        Job(dp, tp, true, absl::StrCat("checkpoint { resume: \"", bad, "\" }\n")), data);
+    ASSERT_TRUE(job.ok());
+    auto t = Trainer::Create(*job, world);
+    EXPECT_FALSE(t.ok()) << "rank " << world->rank() << " loaded a corrupt checkpoint";
+    if (!t.ok()) {
+      std::cout << "rank " << world->rank() << " refused: " << t.status().message() << std::endl;
+      if (world->rank() == n - 1) {
+        EXPECT_NE(std::string(t.status().message()).find(bad + "/" + file), std::string::npos)
+            << t.status();
+      }
+    }
   }
   MPI_Barrier(MPI_COMM_WORLD);
 
