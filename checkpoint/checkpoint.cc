@@ -1,5 +1,6 @@
 #include "checkpoint/checkpoint.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -70,6 +71,34 @@ absl::StatusOr<Tensor> OnHost(const Tensor& t) {
   return t.To(CpuDevice());
 }
 
+// Writes the chunks back to back into a new file `path` and fsyncs it (the directory is
+// fsynced at the commit, by the rename).
+absl::Status WriteChunks(const std::string& path,
+                         const std::vector<std::pair<const char*, size_t>>& chunks) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return FileError(errno, "create checkpoint file", path);
+  auto fail = [&](const char* what) {
+    const int e = errno;
+    ::close(fd);
+    ::unlink(path.c_str());
+    return FileError(e, what, path);
+  };
+  for (const auto& [data, n] : chunks) {
+    size_t done = 0;
+    while (done < n) {
+      const ssize_t w = ::write(fd, data + done, n - done);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return fail("write checkpoint file");
+      }
+      done += static_cast<size_t>(w);
+    }
+  }
+  if (::fsync(fd) != 0) return fail("fsync checkpoint file");
+  if (::close(fd) != 0) return FileError(errno, "close checkpoint file", path);
+  return absl::OkStatus();
+}
+
 absl::Status AgreeAll(Communicator& world, const absl::Status& mine, const std::string& what) {
   double failed[1] = {mine.ok() ? 0.0 : 1.0};
   LOOM_RETURN_IF_ERROR(world.AllReduceHost(absl::MakeSpan(failed, 1), ReduceOp::kSum));
@@ -93,9 +122,8 @@ CheckpointSaver::~CheckpointSaver() {
 absl::Status CheckpointSaver::WriteRankFiles(Pending& p) {
   Timer timer;
   const int rank = world_->rank();
-  if (!p.bytes.empty()) {
-    LOOM_RETURN_IF_ERROR(
-        AtomicWriteFile(absl::StrCat(p.tmp_dir, "/", RankFileName(rank)), p.bytes));
+  if (p.size > 0) {
+    LOOM_RETURN_IF_ERROR(WriteChunks(absl::StrCat(p.tmp_dir, "/", RankFileName(rank)), p.chunks));
   }
   MaybeKillForTest(rank, p.info.step);
   std::string list;
@@ -144,11 +172,14 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
     LOOM_ASSIGN_OR_RETURN(Tensor master, OnHost(src.master));
     LOOM_ASSIGN_OR_RETURN(Tensor m, OnHost(src.m));
     LOOM_ASSIGN_OR_RETURN(Tensor v, OnHost(src.v));
+    p->host = {params, master, m, v};  // keeps GPU buffers' host copies alive
+    // Training changes host buffers once Save returns: an async save copies its regions.
+    const bool copy = async && src.params.is_cpu();
     int64_t total = 0;
     for (const Region& r : regions) {
       total += r.box.numel() * (r.kind == WEIGHTS ? DTypeSize(params.dtype()) : 4);
     }
-    p->bytes.reserve(total);
+    if (copy) p->copy.reserve(total);
     const std::string file = RankFileName(world_->rank());
     int64_t at = 0;
     for (const Region& r : regions) {
@@ -166,7 +197,12 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
                                                 " box ", BoxString(r.box),
                                                 " lies outside its buffer ", t.DebugString()));
       }
-      p->bytes.append(static_cast<const char*>(t.data()) + r.at * es, len);
+      const char* from = static_cast<const char*>(t.data()) + r.at * es;
+      if (copy) {
+        p->copy.append(from, len);
+        from = p->copy.data() + at;
+      }
+      p->chunks.push_back({from, static_cast<size_t>(len)});
       CheckpointSlice* s = p->slices.add_slices();
       s->set_tensor(r.spec->name);
       s->set_kind(r.kind);
@@ -176,9 +212,10 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
       s->set_file(file);
       s->set_byte_offset(at);
       s->set_length(len);
-      s->set_crc32c(Crc32c(p->bytes.data() + at, static_cast<size_t>(len)));
+      s->set_crc32c(Crc32c(from, static_cast<size_t>(len)));
       at += len;
     }
+    p->size = at;
     p->slices.set_rank(world_->rank());
     if (total > 0) {
       p->slices.mutable_file()->set_name(file);
@@ -253,7 +290,7 @@ absl::StatusOr<SaveStats> CheckpointSaver::Commit() {
   Pending& p = *pending_;
   const std::string what = absl::StrCat("checkpoint step ", p.info.step, " (", p.tmp_dir, ")");
   LOOM_RETURN_IF_ERROR(AgreeAll(*world_, p.write_status, what));
-  double bytes[1] = {static_cast<double>(p.bytes.size())};
+  double bytes[1] = {static_cast<double>(p.size)};
   LOOM_RETURN_IF_ERROR(world_->AllReduceHost(absl::MakeSpan(bytes, 1), ReduceOp::kSum));
   absl::Status committed;
   if (world_->rank() == 0) {

@@ -91,7 +91,13 @@ class CheckpointSaver {
   struct Pending {
     CheckpointInfo info;
     std::string tmp_dir, final_dir;
-    std::string bytes;  // this rank's data file
+    // This rank's data file: pieces of memory written back to back. They point into `copy`
+    // (an async save's snapshot of the regions), into `host` (host copies of GPU buffers), or,
+    // for a synchronous save of host buffers, into the buffers themselves (no copy).
+    std::vector<std::pair<const char*, size_t>> chunks;
+    int64_t size = 0;
+    std::string copy;
+    std::vector<Tensor> host;
     CheckpointRankSlices slices;
     double start_s = 0, write_s = 0;
     absl::Status write_status;
