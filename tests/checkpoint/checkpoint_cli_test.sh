@@ -66,6 +66,14 @@ printf '\x55' | dd of="$work/bad/rank_00000.bin" bs=1 seek=77 conv=notrunc 2>/de
 "$loom" ckpt verify "$work/bad" > "$work/verify_bad.log" 2>&1 && fail "verify passed a corrupted file"
 grep -q "$work/bad/rank_00000.bin: checksum mismatch" "$work/verify_bad.log" \
   || fail "verify: $(cat "$work/verify_bad.log")"
+# A resume path that does not exist: config check and train refuse it (exit 2), naming it.
+for cmd in "config check" train; do
+  "$loom" $cmd --config "$cfg" --set checkpoint.resume="$work/nowhere" > "$work/nowhere.log" 2>&1
+  rc=$?
+  (( rc == 2 )) || fail "$cmd with a missing resume path: exit $rc"
+  grep -q "checkpoint.resume: checkpoint path '$work/nowhere' does not exist" "$work/nowhere.log" \
+    || fail "$cmd: $(cat "$work/nowhere.log")"
+done
 echo "ok: stop_at_step, resume, metrics, keep_last, inspect, verify"
 
 # --- SIGTERM and SIGUSR1 save and exit 0 -------------------------------------------------------
