@@ -35,13 +35,8 @@ absl::Status RunBenchStep(const std::vector<std::string>& argv) {
   std::vector<std::string> overrides;
   LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &path, &overrides));
   int steps = 3, warmup = 1;
-  for (size_t i = 0; i < args.size(); ++i) {
-    int* dst = args[i] == "--steps" ? &steps : args[i] == "--warmup" ? &warmup : nullptr;
-    if (dst == nullptr || i + 1 >= args.size() || !absl::SimpleAtoi(args[i + 1], dst) || *dst < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("bad argument '", args[i], "'\n", kUsage));
-    }
-    ++i;
-  }
+  LOOM_RETURN_IF_ERROR(
+      ParseFlags(args, {{"--steps", &steps}, {"--warmup", &warmup}}, kUsage));
   if (path.empty()) return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
   LOOM_RETURN_IF_ERROR(ValidateJobConfig(config, /*world_size=*/1));

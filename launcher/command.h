@@ -29,6 +29,17 @@ struct CommandRegistrar {
 // Prints `usage` and returns true when args contain --help / -h.
 bool WantsHelp(const std::vector<std::string>& args, const std::string& usage);
 
+// A "--name VALUE" flag: a non-negative integer or a string.
+struct Flag {
+  const char* name;
+  int* int_value = nullptr;
+  std::string* string_value = nullptr;
+};
+// Parses args made only of the given flags (each followed by its value). An unknown flag, a
+// missing value or a bad integer is InvalidArgument naming the argument, with `usage`.
+absl::Status ParseFlags(const std::vector<std::string>& args, const std::vector<Flag>& flags,
+                        const std::string& usage);
+
 }  // namespace loom
 
 #define LOOM_REGISTER_COMMAND(ident, ...) \

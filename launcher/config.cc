@@ -804,11 +804,6 @@ GptConfig GptConfigFromJob(const JobConfig& job) {
 std::vector<std::string> NotYetSupported(const JobConfig& c) {
   std::vector<std::string> out;
   auto add = [&](auto&&... parts) { out.push_back(absl::StrCat(parts...)); };
-  const ParallelConfig& p = c.parallel();
-  if (p.pp() > 1) {
-    add("parallel.pp = ", p.pp(),
-        ": this build trains with data and tensor parallelism only (pp = 1)");
-  }
   // BF16 with an explicit CPU backend is a contradiction ConfigProblems reports; here the
   // backend AUTO falls to the CPU for lack of a GPU.
   if (c.precision() == JobConfig::BF16 && c.runtime().backend() != RuntimeConfig::CPU &&

@@ -144,9 +144,44 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   TensorParallelism tpar;
   tpar.tp = &t->groups_->tp();
   tpar.sequence_parallel = config.parallel().sequence_parallel();
-  LOOM_ASSIGN_OR_RETURN(
-      t->model_, GptModel::Create(gpt, t->device_, bf16 ? DType::kBF16 : DType::kF32, tpar));
+  // This rank's pipeline stage: its model chunks (the whole model when pp == 1).
+  GptStage stage;
+  if (n.pp > 1) stage = PipelineStageOf(n.pp, coord.pp, n.chunk_layers);
+  Recompute recompute = Recompute::kNone;
+  if (config.parallel().recompute() == ParallelConfig::SELECTIVE) recompute = Recompute::kSelective;
+  if (config.parallel().recompute() == ParallelConfig::FULL) recompute = Recompute::kFull;
+  LOOM_ASSIGN_OR_RETURN(t->model_, GptModel::Create(gpt, t->device_,
+                                                    bf16 ? DType::kBF16 : DType::kF32, tpar,
+                                                    stage, recompute));
   const ParamTable& table = t->model_->layout();
+  if (n.pp > 1) {
+    PipelineShape shape;
+    shape.stages = n.pp;
+    shape.micro_batches = static_cast<int>(n.grad_accum_steps);
+    shape.virtual_stages = n.virtual_stages;
+    LOOM_ASSIGN_OR_RETURN(
+        t->pipeline_,
+        PipelineRunner::Create(t->model_.get(), &t->groups_->pp(),
+                               PipelineScheduleFromConfig(config.parallel().schedule()), shape));
+    // A tied embedding lives on the first and the last stage: its gradient is final only once
+    // both copies' gradients are summed, after the schedule.
+    if (gpt.tied_embeddings) {
+      for (size_t i = 0; i < table.specs().size(); ++i) {
+        if (table.specs()[i].name == "wte.weight") t->tied_index_ = static_cast<int>(i);
+      }
+    }
+    std::string chunks;
+    for (const GptStage::Chunk& ch : t->model_->stage().chunks) {
+      absl::StrAppend(&chunks, chunks.empty() ? "" : ", ", "[", ch.first_layer, ", ",
+                      ch.first_layer + ch.layers, ")");
+    }
+    LOOM_LOG(INFO) << "pipeline stage " << coord.pp << " of " << n.pp << " ("
+                   << PipelineScheduleName(PipelineScheduleFromConfig(config.parallel().schedule()))
+                   << ", " << n.grad_accum_steps << " micro-batches): layers " << chunks
+                   << (t->model_->stage().embedding ? ", embedding" : "")
+                   << (t->model_->stage().head ? ", head and loss" : "") << "; "
+                   << table.total() << " parameters here";
+  }
   // Gradients are reduced over dp in buckets, in backward order, each as soon as the model
   // reports its last gradient final; with the distributed optimizer by reduce-scatter (ZeRO-1).
   GradReducer::Options ro;
@@ -155,7 +190,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_ASSIGN_OR_RETURN(t->reducer_,
                         GradReducer::Create(table, t->model_->grads(), t->groups_->dp(), ro));
   GradReducer* reducer = t->reducer_.get();
-  t->model_->set_grad_ready_hook([reducer](int i) {
+  const int tied = t->tied_index_;
+  t->model_->set_grad_ready_hook([reducer, tied](int i) {
+    if (i == tied) return absl::OkStatus();  // after the embedding group's sum
     LOOM_RETURN_IF_ERROR(reducer->MarkReady(i));
     return reducer->Poll();
   });
@@ -205,8 +242,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_ASSIGN_OR_RETURN(t->norm_acc_, Tensor::Zeros(Shape{1}, DType::kF32, t->device_));
   // The gradient norm counts each parameter once: a parameter replicated over the tensor group
   // is counted on tensor rank 0 only, the slices of split ones on every rank.
+  // A pipeline stage's copy of a tied parameter is counted on the stage holding the original.
   for (const ParamSpec& s : t->model_->layout().specs()) {
     if (s.grad_replicated_over_tp() && coord.tp != 0) continue;
+    if (s.tied_copy) continue;
     if (!t->norm_runs_.empty() && t->norm_runs_.back().second == s.offset) {
       t->norm_runs_.back().second = s.offset + s.numel();
     } else {
@@ -234,6 +273,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   const int64_t micro = config.parallel().micro_batch_size();
   t->inputs_.resize(micro * T);
   t->targets_.resize(micro * T);
+  if (n.pp > 1) {
+    t->mb_inputs_.assign(n.grad_accum_steps, std::vector<int32_t>(micro * T));
+    t->mb_targets_.assign(n.grad_accum_steps, std::vector<int32_t>(micro * T));
+  }
 
   LOOM_LOG(INFO) << "model: " << (gpt.is_llama() ? "LLaMA" : "GPT-2") << ", " << gpt.layers
                  << " layers, hidden " << gpt.hidden << ", " << gpt.heads << " heads ("
@@ -287,7 +330,10 @@ absl::StatusOr<float> Trainer::Step() {
   world_->state()->step = step_ + 1;  // named by a collective that times out
   LOOM_RETURN_IF_ERROR(model_->ZeroGrads());
   double loss_sum = 0;
-  for (int64_t k = 0; k < accum; ++k) {
+  if (pipeline_) {
+    LOOM_ASSIGN_OR_RETURN(loss_sum, PipelineStep(accum));
+  }
+  for (int64_t k = 0; k < accum && !pipeline_; ++k) {
     LOOM_RETURN_IF_ERROR(train_data_->NextBatch(micro, absl::MakeSpan(inputs_),
                                                 absl::MakeSpan(targets_)));
     Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
@@ -303,6 +349,10 @@ absl::StatusOr<float> Trainer::Step() {
   }
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
+  // The loss is computed on the last pipeline stage: every stage takes it from there.
+  if (pipeline_) {
+    LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kSum));
+  }
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
   LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNorm());
   // Checked before the optimizer touches the weights: a poisoned update must never be applied.
@@ -320,6 +370,35 @@ absl::StatusOr<float> Trainer::Step() {
   return static_cast<float>(loss_mean[0]);
 }
 
+absl::StatusOr<double> Trainer::PipelineStep(int64_t accum) {
+  const int micro = config_.parallel().micro_batch_size();
+  const int T = config_.data().seq_len();
+  // Every stage reads the step's batches (the data position stays the same on all of them); the
+  // first stage uses the tokens, the last the targets.
+  std::vector<Tensor> in, tg;
+  for (int64_t k = 0; k < accum; ++k) {
+    LOOM_RETURN_IF_ERROR(train_data_->NextBatch(micro, absl::MakeSpan(mb_inputs_[k]),
+                                                absl::MakeSpan(mb_targets_[k])));
+    in.push_back(Tensor::View(mb_inputs_[k].data(), Shape{micro, T}, DType::kI32, CpuDevice()));
+    tg.push_back(Tensor::View(mb_targets_[k].data(), Shape{micro, T}, DType::kI32, CpuDevice()));
+  }
+  LOOM_RETURN_IF_ERROR(reducer_->BeginBackward());
+  LOOM_ASSIGN_OR_RETURN(double loss_sum,
+                        pipeline_->TrainStep(in, tg, 1.0f / static_cast<float>(accum)));
+  LOOM_RETURN_IF_ERROR(ReduceTiedEmbedding());
+  return loss_sum;
+}
+
+absl::Status Trainer::ReduceTiedEmbedding() {
+  if (tied_index_ < 0) return absl::OkStatus();
+  const ParamSpec& s = model_->layout().specs()[tied_index_];
+  Timer timer;
+  LOOM_RETURN_IF_ERROR(groups_->embedding().AllReduce(model_->Grad(s), ReduceOp::kSum));
+  pp_comm_s_ += timer.Seconds();
+  LOOM_RETURN_IF_ERROR(reducer_->MarkReady(tied_index_));
+  return reducer_->Poll();
+}
+
 absl::StatusOr<float> Trainer::Evaluate() {
   if (!val_data_) return absl::FailedPreconditionError("no validation data (data.val is empty)");
   const int micro = config_.parallel().micro_batch_size();
@@ -332,10 +411,19 @@ absl::StatusOr<float> Trainer::Evaluate() {
         val_data_->NextBatch(micro, absl::MakeSpan(inputs_), absl::MakeSpan(targets_)));
     Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
-    LOOM_ASSIGN_OR_RETURN(float loss, model_->ForwardBackward(in, tg, 1.0f, /*backward=*/false));
+    float loss = 0;
+    if (pipeline_) {
+      LOOM_ASSIGN_OR_RETURN(loss, pipeline_->ForwardOnly(in, tg, GptModel::HeadMode::kEval));
+    } else {
+      LOOM_ASSIGN_OR_RETURN(loss, model_->ForwardBackward(in, tg, 1.0f, /*backward=*/false));
+    }
     sum[0] += loss;
   }
-  // Tensor ranks hold the same loss; the data-parallel replicas saw different batches.
+  // The last pipeline stage has the loss; tensor ranks hold the same one; the data-parallel
+  // replicas saw different batches.
+  if (pipeline_) {
+    LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
+  }
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
   return static_cast<float>(sum[0] / (static_cast<double>(batches) * groups_->dp().size()));
 }
@@ -343,48 +431,64 @@ absl::StatusOr<float> Trainer::Evaluate() {
 absl::StatusOr<std::vector<int32_t>> Trainer::Sample(const std::vector<int32_t>& prompt,
                                                      int length) {
   const int T = config_.data().seq_len();
-  const int64_t V = model_->config().vocab, Vp = model_->config().padded_vocab;
   std::vector<int32_t> seq = prompt;
   if (seq.empty()) return absl::InvalidArgumentError("sampling needs a non-empty prompt");
   const uint64_t seed = static_cast<uint64_t>(config_.runtime().seed()) * 1000003ull + step_;
-  constexpr int kTopK = 40;
   std::vector<int32_t> window(T, 0);
   for (int i = 0; i < length && static_cast<int>(seq.size()) < T + 1; ++i) {
     const int len = std::min<int>(static_cast<int>(seq.size()), T);
     std::copy(seq.end() - len, seq.end(), window.begin());
     Tensor in = Tensor::View(window.data(), Shape{1, T}, DType::kI32, CpuDevice());
-    LOOM_ASSIGN_OR_RETURN(Tensor logits, model_->Forward(in));
-    // This rank's vocab slice of the last position's logits; the tensor group gathers the rest.
-    const int64_t Vl = logits.dim(1);
-    LOOM_ASSIGN_OR_RETURN(Tensor row, logits.Slice(len - 1, len).Reshape(Shape{Vl}));
-    LOOM_ASSIGN_OR_RETURN(std::vector<float> l, row.ToFloatVector());
-    if (Vl != Vp) {
-      std::vector<float> all(Vp);
-      Tensor mine = Tensor::View(l.data(), Shape{Vl}, DType::kF32, CpuDevice());
-      LOOM_RETURN_IF_ERROR(groups_->tp().AllGather(
-          mine, Tensor::View(all.data(), Shape{Vp}, DType::kF32, CpuDevice())));
-      l = std::move(all);
-    }
-    // Top-k: softmax over the k largest real-vocab logits, then one Philox uniform draw.
-    std::vector<int32_t> ids(V);
-    for (int64_t v = 0; v < V; ++v) ids[v] = static_cast<int32_t>(v);
-    const int k = std::min<int64_t>(kTopK, V);
-    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
-                      [&](int32_t a, int32_t b) { return l[a] > l[b]; });
-    std::vector<double> p(k);
-    double total = 0;
-    for (int j = 0; j < k; ++j) total += p[j] = std::exp(l[ids[j]] - l[ids[0]]);
-    double u = UniformAt(seed, static_cast<uint64_t>(i)) * total;
-    int pick = k - 1;
-    for (int j = 0; j < k; ++j) {
-      if ((u -= p[j]) <= 0) {
-        pick = j;
-        break;
+    if (pipeline_) {
+      // Through every stage; the last one picks the token and the stages take it from there.
+      LOOM_RETURN_IF_ERROR(pipeline_->ForwardOnly(in, in, GptModel::HeadMode::kLogits).status());
+      double token[1] = {0};
+      if (model_->stage().head) {
+        LOOM_ASSIGN_OR_RETURN(token[0], PickToken(model_->logits(), len, seed, i));
       }
+      LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(token, 1), ReduceOp::kSum));
+      seq.push_back(static_cast<int32_t>(token[0]));
+      continue;
     }
-    seq.push_back(ids[pick]);
+    LOOM_ASSIGN_OR_RETURN(Tensor logits, model_->Forward(in));
+    LOOM_ASSIGN_OR_RETURN(const int32_t next, PickToken(logits, len, seed, i));
+    seq.push_back(next);
   }
   return std::vector<int32_t>(seq.begin() + prompt.size(), seq.end());
+}
+
+absl::StatusOr<int32_t> Trainer::PickToken(const Tensor& logits, int len, uint64_t seed, int i) {
+  const int64_t V = model_->config().vocab, Vp = model_->config().padded_vocab;
+  constexpr int kTopK = 40;
+  // This rank's vocab slice of the last position's logits; the tensor group gathers the rest.
+  const int64_t Vl = logits.dim(1);
+  LOOM_ASSIGN_OR_RETURN(Tensor row, logits.Slice(len - 1, len).Reshape(Shape{Vl}));
+  LOOM_ASSIGN_OR_RETURN(std::vector<float> l, row.ToFloatVector());
+  if (Vl != Vp) {
+    std::vector<float> all(Vp);
+    Tensor mine = Tensor::View(l.data(), Shape{Vl}, DType::kF32, CpuDevice());
+    LOOM_RETURN_IF_ERROR(groups_->tp().AllGather(
+        mine, Tensor::View(all.data(), Shape{Vp}, DType::kF32, CpuDevice())));
+    l = std::move(all);
+  }
+  // Top-k: softmax over the k largest real-vocab logits, then one Philox uniform draw.
+  std::vector<int32_t> ids(V);
+  for (int64_t v = 0; v < V; ++v) ids[v] = static_cast<int32_t>(v);
+  const int k = std::min<int64_t>(kTopK, V);
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                    [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+  std::vector<double> p(k);
+  double total = 0;
+  for (int j = 0; j < k; ++j) total += p[j] = std::exp(l[ids[j]] - l[ids[0]]);
+  double u = UniformAt(seed, static_cast<uint64_t>(i)) * total;
+  int pick = k - 1;
+  for (int j = 0; j < k; ++j) {
+    if ((u -= p[j]) <= 0) {
+      pick = j;
+      break;
+    }
+  }
+  return ids[pick];
 }
 
 absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double step_seconds) {
@@ -408,16 +512,21 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
   interval_tokens_ = 0;
   const double eta = elapsed_s_ / std::max<int64_t>(1, step_) * (total - step_);
   LOOM_LOG(INFO) << FormatConsoleLine(m, total, elapsed_s_, eta);
-  if (numbers_.tp > 1 || numbers_.dp > 1) {
+  if (numbers_.tp > 1 || numbers_.dp > 1 || numbers_.pp > 1) {
     const double per = 1e3 / std::max<int64_t>(1, interval_steps_);
-    const double comm = tp_comm_s_ + sp_comm_s_ + dp_comm_s_;
+    const double comm = tp_comm_s_ + sp_comm_s_ + dp_comm_s_ + pp_comm_s_;
+    // The pipeline figure is the time blocked in exchanges with the neighbouring stages: the
+    // transfers and the wait for a neighbour (the bubble as this stage sees it).
     LOOM_LOG(INFO) << absl::StrFormat(
         "communication per step: tensor-parallel %.1f ms, sequence-parallel %.1f ms, "
-        "data-parallel %.1f ms exposed of %.1f ms in flight (%.0f%% of the step)",
+        "data-parallel %.1f ms exposed of %.1f ms in flight, pipeline %.1f ms (%.0f%% of the "
+        "step)",
         tp_comm_s_ * per, sp_comm_s_ * per, dp_comm_s_ * per, dp_comm_total_s_ * per,
+        pp_comm_s_ * per,
         interval_step_seconds_ > 0 ? 100.0 * comm / interval_step_seconds_ : 0.0);
   }
   tp_comm_s_ = sp_comm_s_ = dp_comm_s_ = dp_comm_total_s_ = interval_step_seconds_ = 0;
+  pp_comm_s_ = 0;
   interval_steps_ = 0;
   if (sinks_) sinks_->Log(m);  // a failing sink is switched off, never the run
   return absl::OkStatus();
@@ -451,6 +560,7 @@ absl::Status Trainer::Run() {
     const GptModel::CommTimes ct = model_->TakeCommTimes();
     tp_comm_s_ += ct.tp_seconds;
     sp_comm_s_ += ct.sp_seconds;
+    if (pipeline_) pp_comm_s_ += pipeline_->TakeTimes().exchange_s;
     ++interval_steps_;
     if (step_ == 1) {
       LOOM_LOG(INFO) << "activations: "
@@ -458,7 +568,11 @@ absl::Status Trainer::Run() {
                      << " per rank at micro-batch " << config_.parallel().micro_batch_size()
                      << " x " << config_.data().seq_len() << " (tp " << numbers_.tp
                      << ", sequence parallel " << (model_->sequence_parallel() ? "on" : "off")
-                     << ")";
+                     << ", recompute " << RecomputeName(model_->recompute()) << "; "
+                     << model_->slots_allocated() << " micro-batch slot(s) of "
+                     << absl::StrFormat("%.1f MiB", model_->slot_bytes() / 1048576.0 /
+                                                        std::max(1, model_->slots_allocated()))
+                     << " at the peak)";
     }
     std::optional<float> val;
     if (val_data_ && eval_every > 0 && (step_ % eval_every == 0 || step_ == total)) {
@@ -467,11 +581,15 @@ absl::Status Trainer::Run() {
     LOOM_RETURN_IF_ERROR(LogStep(loss, val, seconds));
     LOOM_RETURN_IF_ERROR(CheckpointAfterStep());
     // The tensor group of the first replica samples together (its ranks hold vocab slices).
-    if (sample_every > 0 && tokenizer_ && groups_->coord().dp == 0 && groups_->coord().pp == 0 &&
+    // The tensor group of the first replica samples together (its ranks hold vocab slices),
+    // with every pipeline stage of that replica.
+    if (sample_every > 0 && tokenizer_ && groups_->coord().dp == 0 &&
         (step_ % sample_every == 0 || step_ == total)) {
       LOOM_ASSIGN_OR_RETURN(std::vector<int32_t> out,
                             Sample({tokenizer_->eot()}, config_.logging().sample_length()));
-      LOOM_LOG(INFO) << "sample at step " << step_ << ":\n" << tokenizer_->DecodeForDisplay(out);
+      if (groups_->coord().pp == 0) {
+        LOOM_LOG(INFO) << "sample at step " << step_ << ":\n" << tokenizer_->DecodeForDisplay(out);
+      }
     }
   }
   LOOM_RETURN_IF_ERROR(CheckpointAtStop());

@@ -25,6 +25,7 @@
 #include "data/tokenizer.h"
 #include "parallel/adamw.h"
 #include "model/gpt.h"
+#include "model/pipeline_runner.h"
 #include "parallel/distributed_optimizer.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/process_groups.h"
@@ -59,6 +60,8 @@ class Trainer {
   DataLoader& train_data() { return *train_data_; }
 
   GptModel& model() { return *model_; }
+  // This rank's pipeline stage runner (null when pp == 1).
+  PipelineRunner* pipeline() { return pipeline_.get(); }
   ProcessGroups& groups() { return *groups_; }
   int64_t step() const { return step_; }
   const DerivedNumbers& numbers() const { return numbers_; }
@@ -78,6 +81,15 @@ class Trainer {
   absl::Status CheckpointAtStop();
   absl::Status LoadCheckpoint(const std::string& step_dir, bool weights_only);
   OptimizerView OptimizerPlan() const;
+  // One step's micro-batches through the pipeline (pp > 1); returns the sum of their losses on
+  // the last stage, 0 elsewhere.
+  absl::StatusOr<double> PipelineStep(int64_t accum);
+  // The tied embedding's gradient summed over the embedding group (first and last pipeline
+  // stage), then handed to the data-parallel reduction.
+  absl::Status ReduceTiedEmbedding();
+  // Top-k sampling (k = 40) from row `len - 1` of this rank's vocab slice of the logits (the
+  // tensor group gathers the rest), draw `i` of the Philox stream `seed`.
+  absl::StatusOr<int32_t> PickToken(const Tensor& logits, int len, uint64_t seed, int i);
 
   JobConfig config_;
   DerivedNumbers numbers_;
@@ -97,6 +109,12 @@ class Trainer {
   std::unique_ptr<MetricsSinks> sinks_;  // rank 0 with a run_dir
   Tensor norm_acc_;  // f32 [1] on the device
   std::vector<int32_t> inputs_, targets_;
+  std::unique_ptr<PipelineRunner> pipeline_;
+  // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
+  // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.
+  int tied_index_ = -1;
+  std::vector<std::vector<int32_t>> mb_inputs_, mb_targets_;  // a step's micro-batches (pp > 1)
+  double pp_comm_s_ = 0;  // pipeline exchanges since the last log line
   int64_t step_ = 0;  // optimizer steps done
   double last_grad_norm_ = 0;
   double flops_per_token_ = 0;

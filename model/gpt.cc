@@ -26,18 +26,34 @@ namespace loom {
 GptModel::GptModel(const GptConfig& config, Device* device, ParamTable layout)
     : config_(config), layout_(std::move(layout)), device_(device) {}
 
+const char* RecomputeName(Recompute r) {
+  switch (r) {
+    case Recompute::kNone:
+      return "none";
+    case Recompute::kSelective:
+      return "selective";
+    case Recompute::kFull:
+      return "full";
+  }
+  return "?";
+}
+
 absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const GptConfig& config,
                                                            Device* device, DType dtype,
-                                                           TensorParallelism tpar) {
+                                                           TensorParallelism tpar,
+                                                           GptStage stage, Recompute recompute) {
   LOOM_RETURN_IF_ERROR(config.Validate());
+  LOOM_ASSIGN_OR_RETURN(stage, ResolveGptStage(config, stage));
   if (dtype != DType::kF32 && dtype != DType::kBF16) {
     return absl::InvalidArgumentError(absl::StrCat("model compute dtype must be f32 or bf16, got ",
                                                    std::string(DTypeName(dtype))));
   }
   const int tp = tpar.tp != nullptr ? tpar.tp->size() : 1;
   const int tp_rank = tpar.tp != nullptr ? tpar.tp->rank() : 0;
-  LOOM_ASSIGN_OR_RETURN(ParamTable table, GptParamTable(config, tp, tp_rank));
+  LOOM_ASSIGN_OR_RETURN(ParamTable table, GptParamTable(config, tp, tp_rank, stage));
   std::unique_ptr<GptModel> m(new GptModel(config, device, std::move(table)));
+  m->stage_ = std::move(stage);
+  m->recompute_ = recompute;
   m->dtype_ = dtype;
   m->tp_ = tp > 1 ? tpar.tp : nullptr;
   m->tp_size_ = tp;
@@ -74,10 +90,16 @@ Tensor GptModel::G(const std::string& name) const { return Grad(**layout_.Find(n
 
 absl::Status GptModel::ZeroGrads() { return grads_.Fill0(); }
 
-absl::StatusOr<Tensor> GptModel::Scratch(const Shape& shape, DType dtype) {
+absl::StatusOr<Tensor> GptModel::Alloc(const Shape& shape, DType dtype, int64_t* bytes) {
   LOOM_ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(shape, dtype, device_));
-  activation_bytes_ += static_cast<int64_t>(t.nbytes());
+  *bytes += static_cast<int64_t>(t.nbytes());
   return t;
+}
+
+int GptModel::slots_allocated() const {
+  int n = 0;
+  for (const auto& chunk : slots_) n += static_cast<int>(chunk.size());
+  return n;
 }
 
 absl::Status GptModel::TpAllReduce(const Tensor& t, ReduceOp op) {
@@ -128,8 +150,12 @@ absl::Status GptModel::GradsReady(std::initializer_list<const char*> suffixes,
   return absl::OkStatus();
 }
 
-absl::Status GptModel::EnsureActivations(int64_t B, int64_t T) {
+absl::Status GptModel::SetShape(int64_t B, int64_t T) {
   if (B == B_ && T == T_) return absl::OkStatus();
+  if (B <= 0 || T <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("micro-batch shape must be positive, got B = ",
+                                                   B, ", T = ", T));
+  }
   if (T > config_.max_seq) {
     return absl::InvalidArgumentError(absl::StrCat("sequence length ", T,
                                                    " exceeds model.max_seq ", config_.max_seq));
@@ -145,60 +171,144 @@ absl::Status GptModel::EnsureActivations(int64_t B, int64_t T) {
   const int64_t fc_width = config_.is_llama() ? 2 * F : F;
   const int64_t qkv = (heads_ + 2 * kv_heads_) * hd, attn = heads_ * hd;
   const DType dt = dtype_, f32 = DType::kF32;
-  activation_bytes_ = 0;
-  acts_.clear();
-  acts_.resize(config_.layers);
-  LOOM_ASSIGN_OR_RETURN(tokens_dev_, Scratch(Shape{B, T}, DType::kI32));
-  LOOM_ASSIGN_OR_RETURN(targets_dev_, Scratch(Shape{N}, DType::kI32));
-  LOOM_ASSIGN_OR_RETURN(emb_, Scratch(Shape{Ns, C}, dt));
-  for (LayerActs& a : acts_) {
-    LOOM_ASSIGN_OR_RETURN(a.norm1, Scratch(Shape{Ns, C}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.mean1, Scratch(Shape{Ns}, f32));
-    LOOM_ASSIGN_OR_RETURN(a.rstd1, Scratch(Shape{Ns}, f32));
-    LOOM_ASSIGN_OR_RETURN(a.qkv, Scratch(Shape{N, qkv}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.atty, Scratch(Shape{N, attn}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.lse, Scratch(Shape{B, heads_, T}, f32));
-    LOOM_ASSIGN_OR_RETURN(a.res2, Scratch(Shape{Ns, C}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.norm2, Scratch(Shape{Ns, C}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.mean2, Scratch(Shape{Ns}, f32));
-    LOOM_ASSIGN_OR_RETURN(a.rstd2, Scratch(Shape{Ns}, f32));
-    LOOM_ASSIGN_OR_RETURN(a.fc, Scratch(Shape{N, fc_width}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.act, Scratch(Shape{N, F}, dt));
-    LOOM_ASSIGN_OR_RETURN(a.res3, Scratch(Shape{Ns, C}, dt));
-  }
-  LOOM_ASSIGN_OR_RETURN(proj_, Scratch(Shape{N, C}, dt));
-  proj_s_ = proj_;
-  if (sp_) {
-    LOOM_ASSIGN_OR_RETURN(proj_s_, Scratch(Shape{Ns, C}, dt));
-    LOOM_ASSIGN_OR_RETURN(gathered_, Scratch(Shape{N, C}, dt));
-  }
-  LOOM_ASSIGN_OR_RETURN(normf_, Scratch(Shape{Ns, C}, dt));
-  LOOM_ASSIGN_OR_RETURN(meanf_, Scratch(Shape{Ns}, f32));
-  LOOM_ASSIGN_OR_RETURN(rstdf_, Scratch(Shape{Ns}, f32));
-  LOOM_ASSIGN_OR_RETURN(logits_, Scratch(Shape{N, local_vocab_}, dt));
-  LOOM_ASSIGN_OR_RETURN(losses_, Scratch(Shape{N}, f32));
-  if (tp_ != nullptr) {
-    LOOM_ASSIGN_OR_RETURN(row_max_, Scratch(Shape{N}, f32));
-    LOOM_ASSIGN_OR_RETURN(sum_exp_, Scratch(Shape{N}, f32));
-    LOOM_ASSIGN_OR_RETURN(target_logit_, Scratch(Shape{N}, f32));
-  }
-  LOOM_ASSIGN_OR_RETURN(d_res_, Scratch(Shape{Ns, C}, dt));
-  LOOM_ASSIGN_OR_RETURN(d_tmp_, Scratch(Shape{Ns, C}, dt));
-  LOOM_ASSIGN_OR_RETURN(d_norm_, Scratch(Shape{N, C}, dt));
-  d_full_ = d_res_;
-  d_norm_s_ = d_norm_;
-  if (sp_) {
-    LOOM_ASSIGN_OR_RETURN(d_full_, Scratch(Shape{N, C}, dt));
-    LOOM_ASSIGN_OR_RETURN(d_norm_s_, Scratch(Shape{Ns, C}, dt));
-  }
-  LOOM_ASSIGN_OR_RETURN(d_qkv_, Scratch(Shape{N, qkv}, dt));
-  LOOM_ASSIGN_OR_RETURN(d_atty_, Scratch(Shape{N, attn}, dt));
-  LOOM_ASSIGN_OR_RETURN(d_fc_, Scratch(Shape{N, fc_width}, dt));
-  LOOM_ASSIGN_OR_RETURN(d_act_, Scratch(Shape{N, F}, dt));
+  // Drop the old shape's slots and scratch before allocating the new.
+  slots_.assign(stage_.chunks.size(), {});
+  shared_acts_.clear();
+  slot_bytes_ = scratch_bytes_ = 0;
   B_ = B;
   T_ = T;
   Ns_ = Ns;
+  int64_t* sb = &scratch_bytes_;
+  LOOM_ASSIGN_OR_RETURN(targets_dev_, Alloc(Shape{N}, DType::kI32, sb));
+  if (recompute_ == Recompute::kFull) {
+    int most = 0;
+    for (const GptStage::Chunk& ch : stage_.chunks) most = std::max(most, ch.layers);
+    shared_acts_.resize(most);
+    for (LayerActs& a : shared_acts_) LOOM_RETURN_IF_ERROR(AllocLayerActs(a, true, sb));
+  }
+  if (recompute_ == Recompute::kSelective) {
+    LOOM_ASSIGN_OR_RETURN(act_scratch_, Alloc(Shape{N, F}, dt, sb));
+  }
+  LOOM_ASSIGN_OR_RETURN(proj_, Alloc(Shape{N, C}, dt, sb));
+  proj_s_ = proj_;
+  if (sp_) {
+    LOOM_ASSIGN_OR_RETURN(proj_s_, Alloc(Shape{Ns, C}, dt, sb));
+    LOOM_ASSIGN_OR_RETURN(gathered_, Alloc(Shape{N, C}, dt, sb));
+  }
+  if (stage_.head) {
+    LOOM_ASSIGN_OR_RETURN(normf_, Alloc(Shape{Ns, C}, dt, sb));
+    LOOM_ASSIGN_OR_RETURN(meanf_, Alloc(Shape{Ns}, f32, sb));
+    LOOM_ASSIGN_OR_RETURN(rstdf_, Alloc(Shape{Ns}, f32, sb));
+    LOOM_ASSIGN_OR_RETURN(logits_, Alloc(Shape{N, local_vocab_}, dt, sb));
+    LOOM_ASSIGN_OR_RETURN(losses_, Alloc(Shape{N}, f32, sb));
+    if (tp_ != nullptr) {
+      LOOM_ASSIGN_OR_RETURN(row_max_, Alloc(Shape{N}, f32, sb));
+      LOOM_ASSIGN_OR_RETURN(sum_exp_, Alloc(Shape{N}, f32, sb));
+      LOOM_ASSIGN_OR_RETURN(target_logit_, Alloc(Shape{N}, f32, sb));
+    }
+  }
+  LOOM_ASSIGN_OR_RETURN(d_res_, Alloc(Shape{Ns, C}, dt, sb));
+  LOOM_ASSIGN_OR_RETURN(d_tmp_, Alloc(Shape{Ns, C}, dt, sb));
+  LOOM_ASSIGN_OR_RETURN(d_norm_, Alloc(Shape{N, C}, dt, sb));
+  d_full_ = d_res_;
+  d_norm_s_ = d_norm_;
+  if (sp_) {
+    LOOM_ASSIGN_OR_RETURN(d_full_, Alloc(Shape{N, C}, dt, sb));
+    LOOM_ASSIGN_OR_RETURN(d_norm_s_, Alloc(Shape{Ns, C}, dt, sb));
+  }
+  LOOM_ASSIGN_OR_RETURN(d_qkv_, Alloc(Shape{N, qkv}, dt, sb));
+  LOOM_ASSIGN_OR_RETURN(d_atty_, Alloc(Shape{N, attn}, dt, sb));
+  LOOM_ASSIGN_OR_RETURN(d_fc_, Alloc(Shape{N, fc_width}, dt, sb));
+  LOOM_ASSIGN_OR_RETURN(d_act_, Alloc(Shape{N, F}, dt, sb));
   return absl::OkStatus();
+}
+
+absl::Status GptModel::AllocLayerActs(LayerActs& a, bool keep_act, int64_t* bytes) {
+  const int64_t B = B_, T = T_, N = B * T, Ns = Ns_, C = config_.hidden, hd = config_.head_dim();
+  const int64_t F = config_.ffn_hidden / tp_size_;
+  const int64_t fc_width = config_.is_llama() ? 2 * F : F;
+  const int64_t qkv = (heads_ + 2 * kv_heads_) * hd, attn = heads_ * hd;
+  const DType dt = dtype_, f32 = DType::kF32;
+  LOOM_ASSIGN_OR_RETURN(a.norm1, Alloc(Shape{Ns, C}, dt, bytes));
+  if (!config_.is_llama()) {
+    LOOM_ASSIGN_OR_RETURN(a.mean1, Alloc(Shape{Ns}, f32, bytes));
+  }
+  LOOM_ASSIGN_OR_RETURN(a.rstd1, Alloc(Shape{Ns}, f32, bytes));
+  LOOM_ASSIGN_OR_RETURN(a.qkv, Alloc(Shape{N, qkv}, dt, bytes));
+  LOOM_ASSIGN_OR_RETURN(a.atty, Alloc(Shape{N, attn}, dt, bytes));
+  LOOM_ASSIGN_OR_RETURN(a.lse, Alloc(Shape{B, heads_, T}, f32, bytes));
+  LOOM_ASSIGN_OR_RETURN(a.res2, Alloc(Shape{Ns, C}, dt, bytes));
+  LOOM_ASSIGN_OR_RETURN(a.norm2, Alloc(Shape{Ns, C}, dt, bytes));
+  if (!config_.is_llama()) {
+    LOOM_ASSIGN_OR_RETURN(a.mean2, Alloc(Shape{Ns}, f32, bytes));
+  }
+  LOOM_ASSIGN_OR_RETURN(a.rstd2, Alloc(Shape{Ns}, f32, bytes));
+  LOOM_ASSIGN_OR_RETURN(a.fc, Alloc(Shape{N, fc_width}, dt, bytes));
+  if (keep_act) {
+    LOOM_ASSIGN_OR_RETURN(a.act, Alloc(Shape{N, F}, dt, bytes));
+  } else {
+    a.act = act_scratch_;  // selective recompute: rebuilt from fc in backward
+  }
+  LOOM_ASSIGN_OR_RETURN(a.res3, Alloc(Shape{Ns, C}, dt, bytes));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GptModel::Slot*> GptModel::TakeSlot(int chunk, int mb) {
+  if (B_ == 0) return absl::FailedPreconditionError("GptModel: SetShape before the chunk calls");
+  if (chunk < 0 || chunk >= num_chunks()) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk ", chunk, " out of range [0, ",
+                                                   num_chunks(), ")"));
+  }
+  std::vector<Slot>& slots = slots_[chunk];
+  Slot* free = nullptr;
+  for (Slot& s : slots) {
+    if (s.mb == mb) return &s;  // already taken (its input was received)
+    if (s.mb < 0 && free == nullptr) free = &s;
+  }
+  if (free == nullptr) {
+    // A new slot: the activations of one more micro-batch in flight.
+    slots.emplace_back();
+    free = &slots.back();
+    int64_t* b = &slot_bytes_;
+    const int64_t C = config_.hidden;
+    LOOM_ASSIGN_OR_RETURN(free->x_in, Alloc(Shape{Ns_, C}, dtype_, b));
+    LOOM_ASSIGN_OR_RETURN(free->d_out, Alloc(Shape{Ns_, C}, dtype_, b));
+    if (ChunkHasEmbedding(chunk)) {
+      LOOM_ASSIGN_OR_RETURN(free->tokens, Alloc(Shape{B_, T_}, DType::kI32, b));
+    }
+    if (recompute_ != Recompute::kFull) {
+      free->acts.resize(stage_.chunks[chunk].layers);
+      for (LayerActs& a : free->acts) {
+        LOOM_RETURN_IF_ERROR(AllocLayerActs(a, recompute_ == Recompute::kNone, b));
+      }
+    }
+  }
+  free->mb = mb;
+  return free;
+}
+
+absl::StatusOr<GptModel::Slot*> GptModel::FindSlot(int chunk, int mb, const char* what) {
+  if (chunk >= 0 && chunk < num_chunks()) {
+    for (Slot& s : slots_[chunk]) {
+      if (s.mb == mb) return &s;
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " of micro-batch ", mb, " on chunk ", chunk,
+      ": that micro-batch is not in flight there (no forward ran for it)"));
+}
+
+absl::StatusOr<Tensor> GptModel::ChunkInput(int chunk, int mb) {
+  if (ChunkHasEmbedding(chunk)) {
+    return absl::FailedPreconditionError("the embedding chunk's input is tokens, not an activation");
+  }
+  LOOM_ASSIGN_OR_RETURN(Slot * s, TakeSlot(chunk, mb));
+  return s->x_in;
+}
+
+absl::StatusOr<Tensor> GptModel::ChunkOutputGrad(int chunk, int mb) {
+  LOOM_ASSIGN_OR_RETURN(Slot * s, FindSlot(chunk, mb, "the output gradient"));
+  return s->d_out;
 }
 
 // The input of a column-parallel GEMM: the norm output itself, or with sequence parallelism all
@@ -210,209 +320,104 @@ absl::Status GptModel::EnsureActivations(int64_t B, int64_t T) {
     out = gathered_;                                                \
   }
 
-absl::Status GptModel::RunForward(const Tensor& tokens) {
+absl::Status GptModel::EmbeddingForward(const Tensor& tokens, const Tensor& out) {
+  const GptConfig& c = config_;
+  Tensor wpe;
+  if (!c.is_llama()) wpe = P("wpe.weight");
+  // Position embeddings are added once, by tensor rank 0, before the reduction.
+  const Tensor* wpe_here = (!c.is_llama() && tp_rank_ == 0) ? &wpe : nullptr;
+  // With SP the embedding of all rows goes to proj_ and is reduce-scattered into this rank's.
+  const Tensor& emb_full = sp_ ? proj_ : out;
+  LOOM_ASSIGN_OR_RETURN(Tensor emb3, emb_full.Reshape(Shape{B_, T_, c.hidden}));
+  LOOM_TIMED_OP("embedding",
+                ops::EmbeddingForward(tokens, P("wte.weight"), wpe_here, emb3, vocab_start_));
+  if (tp_ != nullptr) LOOM_TIMED_OP(sp_ ? "sp_comm" : "tp_comm", ReduceRowParallel(emb_full, out));
+  return absl::OkStatus();
+}
+
+absl::Status GptModel::LayerForward(int l, const Tensor& x, LayerActs& a) {
   const GptConfig& c = config_;
   const bool llama = c.is_llama();
   const float eps = c.norm_eps;
   const int64_t B = B_, T = T_;
   const bool rank0 = tp_rank_ == 0;
-  Tensor wpe;
-  if (!llama) wpe = P("wpe.weight");
-  // Position embeddings are added once, by tensor rank 0, before the reduction.
-  const Tensor* wpe_here = (!llama && rank0) ? &wpe : nullptr;
-  const Tensor& emb_full = sp_ ? proj_ : emb_;
-  LOOM_ASSIGN_OR_RETURN(Tensor emb3, emb_full.Reshape(Shape{B, T, c.hidden}));
-  LOOM_TIMED_OP("embedding",
-                ops::EmbeddingForward(tokens, P("wte.weight"), wpe_here, emb3, vocab_start_));
-  if (tp_ != nullptr) LOOM_TIMED_OP(sp_ ? "sp_comm" : "tp_comm", ReduceRowParallel(emb_full, emb_));
   // The row-parallel reduction's result: proj_ (all-reduced) or its rows proj_s_ (SP).
   const Tensor& proj_out = proj_s_;
   const char* row_comm = sp_ ? "sp_comm" : "tp_comm";
-  Tensor x = emb_;
-  for (int l = 0; l < c.layers; ++l) {
-    LayerActs& a = acts_[l];
-    const std::string p = absl::StrCat("blocks.", l, ".");
-    if (llama) {
-      LOOM_TIMED_OP("norm", ops::RMSNormForward(x, P(p + "attn_norm.weight"), eps, a.norm1, a.rstd1));
-      LOOM_FULL_ROWS(in1, a.norm1);
-      LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(p + "attn.qkv.weight"), nullptr, a.qkv));
-    } else {
-      LOOM_TIMED_OP("norm", ops::LayerNormForward(x, P(p + "ln1.weight"), P(p + "ln1.bias"), eps,
-                                                 a.norm1, a.mean1, a.rstd1));
-      LOOM_FULL_ROWS(in1, a.norm1);
-      Tensor qkv_b = P(p + "attn.qkv.bias");
-      LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(p + "attn.qkv.weight"), &qkv_b, a.qkv));
-    }
-    const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
-    LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
-    LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
-    if (llama) LOOM_TIMED_OP("rope", ops::RopeForward(qkv3, heads_, kv_heads_, c.rope_theta));
-    LOOM_TIMED_OP("attention", ops::AttentionForward(qkv3, heads_, kv_heads_, atty3, a.lse));
-    if (llama) {
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(p + "attn.proj.weight"), nullptr, proj_));
-      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
-      LOOM_TIMED_OP("norm", ops::FusedResidualRMSNormForward(x, proj_out, P(p + "mlp_norm.weight"),
-                                                            eps, a.res2, a.norm2, a.rstd2));
-      LOOM_FULL_ROWS(in2, a.norm2);
-      LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(p + "mlp.gate_up.weight"), nullptr, a.fc));
-      LOOM_TIMED_OP("activation", ops::SwiGLUForward(a.fc, a.act));
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(p + "mlp.down.weight"), nullptr, proj_));
-    } else {
-      Tensor proj_b = P(p + "attn.proj.bias");
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(p + "attn.proj.weight"),
-                                                 rank0 ? &proj_b : nullptr, proj_));
-      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
-      LOOM_TIMED_OP("norm", ops::FusedResidualLayerNormForward(
-          x, proj_out, P(p + "ln2.weight"), P(p + "ln2.bias"), eps, a.res2, a.norm2, a.mean2, a.rstd2));
-      LOOM_FULL_ROWS(in2, a.norm2);
-      Tensor fc_b = P(p + "mlp.fc.bias");
-      LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(p + "mlp.fc.weight"), &fc_b, a.act, &a.fc));
-      Tensor mproj_b = P(p + "mlp.proj.bias");
-      LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(p + "mlp.proj.weight"),
-                                                 rank0 ? &mproj_b : nullptr, proj_));
-    }
-    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
-    LOOM_TIMED_OP("residual", ops::Add(a.res2, proj_out, a.res3));
-    x = a.res3;
-  }
+  const std::string p = absl::StrCat("blocks.", l, ".");
   if (llama) {
-    LOOM_TIMED_OP("norm", ops::RMSNormForward(x, P("final_norm.weight"), eps, normf_, rstdf_));
+    LOOM_TIMED_OP("norm", ops::RMSNormForward(x, P(p + "attn_norm.weight"), eps, a.norm1, a.rstd1));
+    LOOM_FULL_ROWS(in1, a.norm1);
+    LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(p + "attn.qkv.weight"), nullptr, a.qkv));
   } else {
-    LOOM_TIMED_OP("norm", ops::LayerNormForward(x, P("ln_f.weight"), P("ln_f.bias"), eps, normf_, meanf_, rstdf_));
+    LOOM_TIMED_OP("norm", ops::LayerNormForward(x, P(p + "ln1.weight"), P(p + "ln1.bias"), eps,
+                                               a.norm1, a.mean1, a.rstd1));
+    LOOM_FULL_ROWS(in1, a.norm1);
+    Tensor qkv_b = P(p + "attn.qkv.bias");
+    LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(p + "attn.qkv.weight"), &qkv_b, a.qkv));
   }
-  LOOM_FULL_ROWS(inf, normf_);
-  const Tensor head = c.tied_embeddings ? P("wte.weight") : P("lm_head.weight");
-  LOOM_TIMED_OP("linear", ops::LinearForward(inf, head, nullptr, logits_));
+  const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
+  LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
+  LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
+  if (llama) LOOM_TIMED_OP("rope", ops::RopeForward(qkv3, heads_, kv_heads_, c.rope_theta));
+  LOOM_TIMED_OP("attention", ops::AttentionForward(qkv3, heads_, kv_heads_, atty3, a.lse));
+  if (llama) {
+    LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(p + "attn.proj.weight"), nullptr, proj_));
+    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
+    LOOM_TIMED_OP("norm", ops::FusedResidualRMSNormForward(x, proj_out, P(p + "mlp_norm.weight"),
+                                                          eps, a.res2, a.norm2, a.rstd2));
+    LOOM_FULL_ROWS(in2, a.norm2);
+    LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(p + "mlp.gate_up.weight"), nullptr, a.fc));
+    LOOM_TIMED_OP("activation", ops::SwiGLUForward(a.fc, a.act));
+    LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(p + "mlp.down.weight"), nullptr, proj_));
+  } else {
+    Tensor proj_b = P(p + "attn.proj.bias");
+    LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(p + "attn.proj.weight"),
+                                               rank0 ? &proj_b : nullptr, proj_));
+    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
+    LOOM_TIMED_OP("norm", ops::FusedResidualLayerNormForward(
+        x, proj_out, P(p + "ln2.weight"), P(p + "ln2.bias"), eps, a.res2, a.norm2, a.mean2, a.rstd2));
+    LOOM_FULL_ROWS(in2, a.norm2);
+    Tensor fc_b = P(p + "mlp.fc.bias");
+    LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(p + "mlp.fc.weight"), &fc_b, a.act, &a.fc));
+    Tensor mproj_b = P(p + "mlp.proj.bias");
+    LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(p + "mlp.proj.weight"),
+                                               rank0 ? &mproj_b : nullptr, proj_));
+  }
+  if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
+  LOOM_TIMED_OP("residual", ops::Add(a.res2, proj_out, a.res3));
   return absl::OkStatus();
 }
 
-absl::Status GptModel::RunBackward(const Tensor& tokens) {
-  const GptConfig& c = config_;
-  const bool llama = c.is_llama();
-  const int64_t B = B_, T = T_;
-  const bool rank0 = tp_rank_ == 0;
-  const char* row_comm = sp_ ? "sp_comm" : "tp_comm";
-  // Replicated parameters whose gradient needs all rows (row-parallel biases, positions): every
-  // rank computes it from the full gradient without SP; rank 0 alone with SP (then summed).
-  const bool full_row_grads_here = !sp_ || rank0;
-  const std::string head_name = c.tied_embeddings ? "wte.weight" : "lm_head.weight";
-  // logits_ now holds dlogits (the cross-entropy wrote them in place); with SP, gathered_ still
-  // holds the gathered final-norm output from the forward pass.
-  const Tensor& inf = sp_ ? gathered_ : normf_;
-  LOOM_TIMED_OP("linear", ops::LinearBackward(logits_, inf, P(head_name), &d_norm_, G(head_name),
-                                              nullptr));
-  if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-  if (!c.tied_embeddings) LOOM_RETURN_IF_ERROR(GradsReady({"lm_head.weight"}, ""));
-  const Tensor& x_last = c.layers > 0 ? acts_.back().res3 : emb_;
-  if (llama) {
-    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, x_last, P("final_norm.weight"), rstdf_,
-                                              d_res_, G("final_norm.weight")));
-    LOOM_RETURN_IF_ERROR(GradsReady({"final_norm.weight"}, ""));
-  } else {
-    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_last, P("ln_f.weight"), meanf_, rstdf_,
-                                                d_res_, G("ln_f.weight"), G("ln_f.bias")));
-    LOOM_RETURN_IF_ERROR(GradsReady({"ln_f.weight", "ln_f.bias"}, ""));
+absl::Status GptModel::RunChunkLayers(int chunk, Slot& slot, std::vector<LayerActs>& acts) {
+  const GptStage::Chunk& ch = stage_.chunks[chunk];
+  Tensor x = slot.x_in;
+  for (int j = 0; j < ch.layers; ++j) {
+    LOOM_RETURN_IF_ERROR(LayerForward(ch.first_layer + j, x, acts[j]));
+    x = acts[j].res3;
   }
-  for (int l = c.layers - 1; l >= 0; --l) {
-    LayerActs& a = acts_[l];
-    const Tensor& x_in = l == 0 ? emb_ : acts_[l - 1].res3;
-    const std::string p = absl::StrCat("blocks.", l, ".");
-    // d_res_ holds dL/d(block output) for this rank's rows; the MLP branch first.
-    if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
-    if (llama) {
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(p + "mlp.down.weight"), &d_act_,
-                                                  G(p + "mlp.down.weight"), nullptr));
-      LOOM_TIMED_OP("activation", ops::SwiGLUBackward(d_act_, a.fc, d_fc_));
-      LOOM_FULL_ROWS(in2, a.norm2);
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, in2, P(p + "mlp.gate_up.weight"),
-                                                  &d_norm_, G(p + "mlp.gate_up.weight"), nullptr));
-      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-      LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, a.res2, P(p + "mlp_norm.weight"),
-                                                 a.rstd2, d_tmp_, G(p + "mlp_norm.weight")));
-    } else {
-      Tensor g_mproj_b = G(p + "mlp.proj.bias");
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(p + "mlp.proj.weight"), &d_act_,
-                                                  G(p + "mlp.proj.weight"),
-                                                  full_row_grads_here ? &g_mproj_b : nullptr));
-      LOOM_TIMED_OP("activation", ops::GeluBackward(d_act_, a.fc, d_fc_));
-      LOOM_FULL_ROWS(in2, a.norm2);
-      Tensor g_fc_b = G(p + "mlp.fc.bias");
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, in2, P(p + "mlp.fc.weight"), &d_norm_,
-                                                  G(p + "mlp.fc.weight"), &g_fc_b));
-      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-      LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, a.res2, P(p + "ln2.weight"), a.mean2,
-                                                   a.rstd2, d_tmp_, G(p + "ln2.weight"),
-                                                   G(p + "ln2.bias")));
-    }
-    LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d res2
-    // Attention branch.
-    if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
-    Tensor g_proj_b;
-    if (!llama) g_proj_b = G(p + "attn.proj.bias");
-    LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.atty, P(p + "attn.proj.weight"), &d_atty_,
-                                                G(p + "attn.proj.weight"),
-                                                (llama || !full_row_grads_here) ? nullptr : &g_proj_b));
-    const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
-    LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
-    LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
-    LOOM_ASSIGN_OR_RETURN(Tensor datty3, d_atty_.Reshape(Shape{B, T, attn_dim}));
-    LOOM_ASSIGN_OR_RETURN(Tensor dqkv3, d_qkv_.Reshape(Shape{B, T, qkv_dim}));
-    LOOM_TIMED_OP("attention", ops::AttentionBackward(datty3, qkv3, atty3, a.lse, heads_, kv_heads_, dqkv3));
-    LOOM_FULL_ROWS(in1, a.norm1);
-    if (llama) {
-      LOOM_TIMED_OP("rope", ops::RopeBackward(dqkv3, heads_, kv_heads_, c.rope_theta));
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, in1, P(p + "attn.qkv.weight"), &d_norm_,
-                                                  G(p + "attn.qkv.weight"), nullptr));
-      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-      LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, x_in, P(p + "attn_norm.weight"), a.rstd1,
-                                                 d_tmp_, G(p + "attn_norm.weight")));
-    } else {
-      Tensor g_qkv_b = G(p + "attn.qkv.bias");
-      LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, in1, P(p + "attn.qkv.weight"), &d_norm_,
-                                                  G(p + "attn.qkv.weight"), &g_qkv_b));
-      if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-      LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_in, P(p + "ln1.weight"), a.mean1,
-                                                   a.rstd1, d_tmp_, G(p + "ln1.weight"),
-                                                   G(p + "ln1.bias")));
-    }
-    LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d x_in
-    if (llama) {
-      LOOM_RETURN_IF_ERROR(GradsReady({"attn_norm.weight", "attn.qkv.weight", "attn.proj.weight",
-                                       "mlp_norm.weight", "mlp.gate_up.weight", "mlp.down.weight"},
-                                      p));
-    } else {
-      LOOM_RETURN_IF_ERROR(GradsReady(
-          {"ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
-           "attn.proj.bias", "ln2.weight", "ln2.bias", "mlp.fc.weight", "mlp.fc.bias",
-           "mlp.proj.weight", "mlp.proj.bias"},
-          p));
-    }
-  }
-  if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
-  Tensor g_wpe;
-  if (!llama) g_wpe = G("wpe.weight");
-  LOOM_ASSIGN_OR_RETURN(Tensor dres3, d_full_.Reshape(Shape{B, T, c.hidden}));
-  LOOM_TIMED_OP("embedding",
-                ops::EmbeddingBackward(tokens, dres3, G("wte.weight"),
-                                       (llama || !full_row_grads_here) ? nullptr : &g_wpe,
-                                       vocab_start_));
-  if (llama) return GradsReady({"wte.weight"}, "");
-  return GradsReady({"wte.weight", "wpe.weight"}, "");
+  chunk_output_ = x;
+  return absl::OkStatus();
 }
 
-#undef LOOM_FULL_ROWS
-
-absl::StatusOr<float> GptModel::ForwardBackward(const Tensor& tokens, const Tensor& targets,
-                                                float loss_weight, bool backward) {
-  if (tokens.rank() != 2 || targets.shape() != tokens.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat("tokens and targets must both be [B, T], got ",
-                                                   tokens.shape().ToString(), " and ",
-                                                   targets.shape().ToString()));
+absl::StatusOr<float> GptModel::HeadForward(const Tensor& x_last, const Tensor& targets,
+                                            float loss_weight, HeadMode mode,
+                                            const Tensor& d_out) {
+  const GptConfig& c = config_;
+  const bool llama = c.is_llama();
+  const float eps = c.norm_eps;
+  if (llama) {
+    LOOM_TIMED_OP("norm", ops::RMSNormForward(x_last, P("final_norm.weight"), eps, normf_, rstdf_));
+  } else {
+    LOOM_TIMED_OP("norm", ops::LayerNormForward(x_last, P("ln_f.weight"), P("ln_f.bias"), eps,
+                                               normf_, meanf_, rstdf_));
   }
-  LOOM_RETURN_IF_ERROR(EnsureActivations(tokens.dim(0), tokens.dim(1)));
-  LOOM_RETURN_IF_ERROR(tokens_dev_.CopyFrom(tokens));
+  LOOM_FULL_ROWS(inf, normf_);
+  const std::string head_name = c.tied_embeddings ? "wte.weight" : "lm_head.weight";
+  LOOM_TIMED_OP("linear", ops::LinearForward(inf, P(head_name), nullptr, logits_));
+  if (mode == HeadMode::kLogits) return 0.0f;
+  const bool backward = mode == HeadMode::kTrain;
   LOOM_RETURN_IF_ERROR(targets_dev_.CopyFrom(targets));
-  LOOM_RETURN_IF_ERROR(RunForward(tokens_dev_));
   const int64_t N = B_ * T_;
   const float dloss = loss_weight / static_cast<float>(N);
   const Tensor* dlogits = backward ? &logits_ : nullptr;
@@ -437,17 +442,213 @@ absl::StatusOr<float> GptModel::ForwardBackward(const Tensor& tokens, const Tens
   LOOM_ASSIGN_OR_RETURN(std::vector<float> losses, losses_.ToFloatVector());
   double sum = 0.0;
   for (float v : losses) sum += v;
-  if (backward) LOOM_RETURN_IF_ERROR(RunBackward(tokens_dev_));
-  return static_cast<float>(sum / static_cast<double>(N));
+  const float loss = static_cast<float>(sum / static_cast<double>(N));
+  if (!backward) return loss;
+  // The head's backward now: logits_ holds dlogits (the cross-entropy wrote them in place);
+  // with SP, gathered_ still holds the gathered final-norm output.
+  const char* row_comm = sp_ ? "sp_comm" : "tp_comm";
+  LOOM_TIMED_OP("linear", ops::LinearBackward(logits_, inf, P(head_name), &d_norm_, G(head_name),
+                                              nullptr));
+  if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+  if (!c.tied_embeddings) LOOM_RETURN_IF_ERROR(GradsReady({"lm_head.weight"}, ""));
+  if (llama) {
+    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, x_last, P("final_norm.weight"), rstdf_,
+                                              d_out, G("final_norm.weight")));
+    LOOM_RETURN_IF_ERROR(GradsReady({"final_norm.weight"}, ""));
+  } else {
+    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_last, P("ln_f.weight"), meanf_,
+                                                rstdf_, d_out, G("ln_f.weight"), G("ln_f.bias")));
+    LOOM_RETURN_IF_ERROR(GradsReady({"ln_f.weight", "ln_f.bias"}, ""));
+  }
+  // A tied head on a stage without the embedding is a copy whose gradient is now complete.
+  if (c.tied_embeddings && !stage_.embedding) LOOM_RETURN_IF_ERROR(GradsReady({"wte.weight"}, ""));
+  return loss;
+}
+
+absl::StatusOr<float> GptModel::ChunkForward(int chunk, int mb, const Tensor* tokens,
+                                             const Tensor* targets, float loss_weight,
+                                             HeadMode mode) {
+  const bool embed = ChunkHasEmbedding(chunk), head = ChunkHasHead(chunk);
+  if (embed && (tokens == nullptr || tokens->shape() != Shape{B_, T_})) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the embedding chunk needs tokens of shape [", B_, ", ", T_, "], got ",
+        tokens == nullptr ? std::string("none") : tokens->shape().ToString()));
+  }
+  if (head && mode != HeadMode::kLogits &&
+      (targets == nullptr || targets->shape() != Shape{B_, T_})) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the head chunk needs targets of shape [", B_, ", ", T_, "], got ",
+        targets == nullptr ? std::string("none") : targets->shape().ToString()));
+  }
+  LOOM_ASSIGN_OR_RETURN(Slot * slot, TakeSlot(chunk, mb));
+  if (embed) {
+    LOOM_RETURN_IF_ERROR(slot->tokens.CopyFrom(*tokens));
+    LOOM_RETURN_IF_ERROR(EmbeddingForward(slot->tokens, slot->x_in));
+  }
+  LOOM_RETURN_IF_ERROR(
+      RunChunkLayers(chunk, *slot, recompute_ == Recompute::kFull ? shared_acts_ : slot->acts));
+  float loss = 0.0f;
+  if (head) {
+    LOOM_ASSIGN_OR_RETURN(loss, HeadForward(chunk_output_, *targets, loss_weight, mode,
+                                            slot->d_out));
+  }
+  if (mode != HeadMode::kTrain) slot->mb = -1;  // no backward follows
+  return loss;
+}
+
+absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
+  const GptConfig& c = config_;
+  const bool llama = c.is_llama();
+  const int64_t B = B_, T = T_;
+  const bool rank0 = tp_rank_ == 0;
+  const char* row_comm = sp_ ? "sp_comm" : "tp_comm";
+  // Replicated parameters whose gradient needs all rows (row-parallel biases, positions): every
+  // rank computes it from the full gradient without SP; rank 0 alone with SP (then summed).
+  const bool full_row_grads_here = !sp_ || rank0;
+  const std::string p = absl::StrCat("blocks.", l, ".");
+  // d_res_ holds dL/d(block output) for this rank's rows; the MLP branch first.
+  if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
+  if (recompute_ == Recompute::kSelective) {
+    // The MLP activation was not kept: rebuild it from its input.
+    if (llama) {
+      LOOM_TIMED_OP("activation", ops::SwiGLUForward(a.fc, a.act));
+    } else {
+      LOOM_TIMED_OP("activation", ops::GeluForward(a.fc, a.act));
+    }
+  }
+  if (llama) {
+    LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(p + "mlp.down.weight"), &d_act_,
+                                                G(p + "mlp.down.weight"), nullptr));
+    LOOM_TIMED_OP("activation", ops::SwiGLUBackward(d_act_, a.fc, d_fc_));
+    LOOM_FULL_ROWS(in2, a.norm2);
+    LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, in2, P(p + "mlp.gate_up.weight"),
+                                                &d_norm_, G(p + "mlp.gate_up.weight"), nullptr));
+    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, a.res2, P(p + "mlp_norm.weight"),
+                                               a.rstd2, d_tmp_, G(p + "mlp_norm.weight")));
+  } else {
+    Tensor g_mproj_b = G(p + "mlp.proj.bias");
+    LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(p + "mlp.proj.weight"), &d_act_,
+                                                G(p + "mlp.proj.weight"),
+                                                full_row_grads_here ? &g_mproj_b : nullptr));
+    LOOM_TIMED_OP("activation", ops::GeluBackward(d_act_, a.fc, d_fc_));
+    LOOM_FULL_ROWS(in2, a.norm2);
+    Tensor g_fc_b = G(p + "mlp.fc.bias");
+    LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, in2, P(p + "mlp.fc.weight"), &d_norm_,
+                                                G(p + "mlp.fc.weight"), &g_fc_b));
+    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, a.res2, P(p + "ln2.weight"), a.mean2,
+                                                 a.rstd2, d_tmp_, G(p + "ln2.weight"),
+                                                 G(p + "ln2.bias")));
+  }
+  LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d res2
+  // Attention branch.
+  if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
+  Tensor g_proj_b;
+  if (!llama) g_proj_b = G(p + "attn.proj.bias");
+  LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.atty, P(p + "attn.proj.weight"), &d_atty_,
+                                              G(p + "attn.proj.weight"),
+                                              (llama || !full_row_grads_here) ? nullptr : &g_proj_b));
+  const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
+  LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
+  LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
+  LOOM_ASSIGN_OR_RETURN(Tensor datty3, d_atty_.Reshape(Shape{B, T, attn_dim}));
+  LOOM_ASSIGN_OR_RETURN(Tensor dqkv3, d_qkv_.Reshape(Shape{B, T, qkv_dim}));
+  LOOM_TIMED_OP("attention", ops::AttentionBackward(datty3, qkv3, atty3, a.lse, heads_, kv_heads_, dqkv3));
+  LOOM_FULL_ROWS(in1, a.norm1);
+  if (llama) {
+    LOOM_TIMED_OP("rope", ops::RopeBackward(dqkv3, heads_, kv_heads_, c.rope_theta));
+    LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, in1, P(p + "attn.qkv.weight"), &d_norm_,
+                                                G(p + "attn.qkv.weight"), nullptr));
+    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, x_in, P(p + "attn_norm.weight"), a.rstd1,
+                                               d_tmp_, G(p + "attn_norm.weight")));
+  } else {
+    Tensor g_qkv_b = G(p + "attn.qkv.bias");
+    LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, in1, P(p + "attn.qkv.weight"), &d_norm_,
+                                                G(p + "attn.qkv.weight"), &g_qkv_b));
+    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_in, P(p + "ln1.weight"), a.mean1,
+                                                 a.rstd1, d_tmp_, G(p + "ln1.weight"),
+                                                 G(p + "ln1.bias")));
+  }
+  LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d x_in
+  if (llama) {
+    return GradsReady({"attn_norm.weight", "attn.qkv.weight", "attn.proj.weight",
+                       "mlp_norm.weight", "mlp.gate_up.weight", "mlp.down.weight"},
+                      p);
+  }
+  return GradsReady({"ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias",
+                     "attn.proj.weight", "attn.proj.bias", "ln2.weight", "ln2.bias",
+                     "mlp.fc.weight", "mlp.fc.bias", "mlp.proj.weight", "mlp.proj.bias"},
+                    p);
+}
+
+absl::Status GptModel::EmbeddingBackward(const Tensor& tokens) {
+  const GptConfig& c = config_;
+  const bool llama = c.is_llama();
+  const bool full_row_grads_here = !sp_ || tp_rank_ == 0;
+  if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
+  Tensor g_wpe;
+  if (!llama) g_wpe = G("wpe.weight");
+  LOOM_ASSIGN_OR_RETURN(Tensor dres3, d_full_.Reshape(Shape{B_, T_, c.hidden}));
+  LOOM_TIMED_OP("embedding",
+                ops::EmbeddingBackward(tokens, dres3, G("wte.weight"),
+                                       (llama || !full_row_grads_here) ? nullptr : &g_wpe,
+                                       vocab_start_));
+  if (llama) return GradsReady({"wte.weight"}, "");
+  return GradsReady({"wte.weight", "wpe.weight"}, "");
+}
+
+absl::Status GptModel::ChunkBackward(int chunk, int mb) {
+  LOOM_ASSIGN_OR_RETURN(Slot * slot, FindSlot(chunk, mb, "backward"));
+  const GptStage::Chunk& ch = stage_.chunks[chunk];
+  std::vector<LayerActs>* acts = &slot->acts;
+  if (recompute_ == Recompute::kFull) {
+    // Rebuild the chunk's activations from its input (the same collectives run again).
+    LOOM_RETURN_IF_ERROR(RunChunkLayers(chunk, *slot, shared_acts_));
+    acts = &shared_acts_;
+  }
+  LOOM_RETURN_IF_ERROR(d_res_.CopyFrom(slot->d_out));
+  for (int j = ch.layers - 1; j >= 0; --j) {
+    const Tensor& x_in = j == 0 ? slot->x_in : (*acts)[j - 1].res3;
+    LOOM_RETURN_IF_ERROR(LayerBackward(ch.first_layer + j, x_in, (*acts)[j]));
+  }
+  if (ChunkHasEmbedding(chunk)) LOOM_RETURN_IF_ERROR(EmbeddingBackward(slot->tokens));
+  slot->mb = -1;
+  return absl::OkStatus();
+}
+
+#undef LOOM_FULL_ROWS
+
+absl::StatusOr<float> GptModel::ForwardBackward(const Tensor& tokens, const Tensor& targets,
+                                                float loss_weight, bool backward) {
+  if (tokens.rank() != 2 || targets.shape() != tokens.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat("tokens and targets must both be [B, T], got ",
+                                                   tokens.shape().ToString(), " and ",
+                                                   targets.shape().ToString()));
+  }
+  if (num_chunks() != 1 || !stage_.embedding || !stage_.head) {
+    return absl::FailedPreconditionError(
+        "ForwardBackward runs a whole model; a pipeline stage runs its chunks one by one");
+  }
+  LOOM_RETURN_IF_ERROR(SetShape(tokens.dim(0), tokens.dim(1)));
+  LOOM_ASSIGN_OR_RETURN(float loss, ChunkForward(0, 0, &tokens, &targets, loss_weight,
+                                                 backward ? HeadMode::kTrain : HeadMode::kEval));
+  if (backward) LOOM_RETURN_IF_ERROR(ChunkBackward(0, 0));
+  return loss;
 }
 
 absl::StatusOr<Tensor> GptModel::Forward(const Tensor& tokens) {
   if (tokens.rank() != 2) {
     return absl::InvalidArgumentError("tokens must be [B, T], got " + tokens.shape().ToString());
   }
-  LOOM_RETURN_IF_ERROR(EnsureActivations(tokens.dim(0), tokens.dim(1)));
-  LOOM_RETURN_IF_ERROR(tokens_dev_.CopyFrom(tokens));
-  LOOM_RETURN_IF_ERROR(RunForward(tokens_dev_));
+  if (num_chunks() != 1 || !stage_.embedding || !stage_.head) {
+    return absl::FailedPreconditionError(
+        "Forward runs a whole model; a pipeline stage runs its chunks one by one");
+  }
+  LOOM_RETURN_IF_ERROR(SetShape(tokens.dim(0), tokens.dim(1)));
+  LOOM_RETURN_IF_ERROR(ChunkForward(0, 0, &tokens, nullptr, 1.0f, HeadMode::kLogits).status());
   return logits_;
 }
 

@@ -19,6 +19,17 @@
 // precedes each column-parallel GEMM (repeated in backward rather than stored) and a
 // reduce-scatter follows each row-parallel one; the gradients of replicated parameters are then
 // partial per rank and are all-reduced over the tensor group once they are final.
+//
+// Pipeline parallelism: a model may hold only a pipeline stage's part (GptStage): one or more
+// model chunks (contiguous layer ranges), the embedding when it holds the first virtual stage,
+// the final norm, LM head and loss when it holds the last. The chunk API (ChunkForward,
+// ChunkBackward) runs one micro-batch through one chunk; what a micro-batch keeps from its
+// forward for its backward lives in a slot, taken at the forward (or when its input activation
+// is received) and given back after the backward, so the activations held are those of the
+// micro-batches in flight. The chunk that ends the model runs the head's forward, the loss and
+// the head's backward at once in its forward pass and keeps only dL/d(chunk output), so the
+// logits are never held per micro-batch. ForwardBackward is the single-stage case of the same
+// code. Activation recomputation (Recompute) trades compute for the memory of each slot.
 #pragma once
 
 #include <memory>
@@ -41,19 +52,32 @@ struct TensorParallelism {
   bool sequence_parallel = false;
 };
 
+// What a slot keeps for backward.
+enum class Recompute {
+  kNone,       // every layer's activations
+  kSelective,  // all but the MLP activation (GELU / SwiGLU output), recomputed from its input
+  kFull,       // only each chunk's input; backward first reruns the chunk's forward
+};
+const char* RecomputeName(Recompute r);  // "none", "selective", "full"
+
 class GptModel {
  public:
   // dtype is the compute dtype of parameters and activations: f32, or bf16 (GPU; the trainer
   // then keeps fp32 master weights and casts into params() after each update). Refuses heads,
-  // kv heads, ffn or padded vocab that do not divide by tp.
+  // kv heads, ffn or padded vocab that do not divide by tp, and a stage whose chunks are not
+  // valid layer ranges. An empty `stage` is the whole model.
   static absl::StatusOr<std::unique_ptr<GptModel>> Create(const GptConfig& config, Device* device,
                                                           DType dtype = DType::kF32,
-                                                          TensorParallelism tp = {});
+                                                          TensorParallelism tp = {},
+                                                          GptStage stage = {},
+                                                          Recompute recompute = Recompute::kNone);
 
   const GptConfig& config() const { return config_; }
+  const GptStage& stage() const { return stage_; }
   const ParamTable& layout() const { return layout_; }
   Device* device() const { return device_; }
   DType dtype() const { return dtype_; }
+  Recompute recompute() const { return recompute_; }
   const Tensor& params() const { return params_; }
   const Tensor& grads() const { return grads_; }
   // A view of one parameter (or its gradient) by spec.
@@ -75,9 +99,12 @@ class GptModel {
   int tp_size() const { return tp_size_; }
   int tp_rank() const { return tp_rank_; }
   bool sequence_parallel() const { return sp_; }
-  // Bytes of the activations kept for backward plus the forward/backward scratch, at the
-  // current (B, T).
-  int64_t activation_bytes() const { return activation_bytes_; }
+  // Bytes of activations now allocated: the slots (each micro-batch in flight through a chunk
+  // holds one; they are kept for reuse, so this is the peak since the last shape change) plus
+  // the forward/backward scratch shared by all.
+  int64_t activation_bytes() const { return scratch_bytes_ + slot_bytes_; }
+  int64_t slot_bytes() const { return slot_bytes_; }
+  int slots_allocated() const;
   // Host seconds spent in tensor-parallel collectives (all-reduces of activations, their
   // gradients and the vocab-parallel cross-entropy) and in sequence-parallel all-gathers and
   // reduce-scatters, since the last TakeCommTimes(). On the GPU this is the time to enqueue.
@@ -86,24 +113,76 @@ class GptModel {
   };
   CommTimes TakeCommTimes() { return std::exchange(comm_, CommTimes{}); }
 
-  // tokens, targets: i32 [B, T] (host or device). Returns the mean loss over the B*T rows.
+  // The whole model (or a single-stage one): tokens, targets: i32 [B, T] (host or device).
+  // Returns the mean loss over the B*T rows.
   absl::StatusOr<float> ForwardBackward(const Tensor& tokens, const Tensor& targets,
                                         float loss_weight, bool backward = true);
-  // Forward only, leaving the logits [B*T, padded_vocab] in the returned view (valid until the
-  // next call).
+  // Forward only, leaving the logits [B*T, padded_vocab / tp] in the returned view (valid until
+  // the next call).
   absl::StatusOr<Tensor> Forward(const Tensor& tokens);
+
+  // ---- Chunk API (pipeline stages). Chunks are numbered 0 .. stage().chunks.size() - 1. ----
+  int num_chunks() const { return static_cast<int>(stage_.chunks.size()); }
+  // Does chunk `chunk` begin the model (embedding) / end it (head and loss)?
+  bool ChunkHasEmbedding(int chunk) const { return stage_.embedding && chunk == 0; }
+  bool ChunkHasHead(int chunk) const { return stage_.head && chunk == num_chunks() - 1; }
+  // Sets the micro-batch shape (B sequences of T tokens) for the chunk calls; a new shape drops
+  // all slots. Rows of an activation between chunks: B*T, or B*T/tp with sequence parallelism.
+  absl::Status SetShape(int64_t B, int64_t T);
+  int64_t activation_rows() const { return Ns_; }
+  // The [rows, hidden] tensor micro-batch `mb`'s input activation of `chunk` is received into
+  // (takes its slot). Not for the embedding chunk.
+  absl::StatusOr<Tensor> ChunkInput(int chunk, int mb);
+  // The [rows, hidden] tensor dL/d(output of `chunk`) of micro-batch `mb` is received into,
+  // before ChunkBackward. Not for the head chunk (its forward computes it).
+  absl::StatusOr<Tensor> ChunkOutputGrad(int chunk, int mb);
+  enum class HeadMode { kTrain, kEval, kLogits };
+  // Runs micro-batch `mb` forward through `chunk`. The embedding chunk reads `tokens` (i32
+  // [B, T]); the head chunk reads `targets` and returns the mean loss over the micro-batch (kTrain
+  // also runs the head's backward with loss_weight, kEval only the loss, kLogits neither: the
+  // logits stay in logits()). Other chunks return 0. Afterwards ChunkOutput() is the chunk's
+  // output activation (until the next chunk call). kEval / kLogits give the slot back at once
+  // (no backward follows).
+  absl::StatusOr<float> ChunkForward(int chunk, int mb, const Tensor* tokens,
+                                     const Tensor* targets, float loss_weight,
+                                     HeadMode mode = HeadMode::kTrain);
+  const Tensor& ChunkOutput() const { return chunk_output_; }
+  const Tensor& logits() const { return logits_; }
+  // Backward of micro-batch `mb` through `chunk` (its output gradient received or computed by
+  // the head), accumulating the parameters' gradients; gives the slot back. Afterwards
+  // ChunkInputGrad() is dL/d(chunk input) (until the next chunk call); the embedding chunk
+  // instead finishes with the embedding's gradient.
+  absl::Status ChunkBackward(int chunk, int mb);
+  const Tensor& ChunkInputGrad() const { return d_res_; }
 
  private:
   GptModel(const GptConfig& config, Device* device, ParamTable layout);
   struct LayerActs {
     Tensor norm1, mean1, rstd1, qkv, atty, lse, res2, norm2, mean2, rstd2, fc, act, res3;
   };
-  absl::Status EnsureActivations(int64_t B, int64_t T);
-  absl::Status RunForward(const Tensor& tokens);
-  absl::Status RunBackward(const Tensor& tokens);
+  // One micro-batch in flight through one chunk.
+  struct Slot {
+    int mb = -1;  // -1: free
+    Tensor tokens;  // i32 [B, T] (embedding chunk)
+    Tensor x_in;    // [Ns, C] the chunk's input
+    Tensor d_out;   // [Ns, C] dL/d(chunk output)
+    std::vector<LayerActs> acts;  // one per layer of the chunk (none under full recompute)
+  };
+  absl::StatusOr<Slot*> TakeSlot(int chunk, int mb);
+  absl::StatusOr<Slot*> FindSlot(int chunk, int mb, const char* what);
+  absl::Status AllocLayerActs(LayerActs& a, bool keep_act, int64_t* bytes);
+  absl::StatusOr<Tensor> Alloc(const Shape& shape, DType dtype, int64_t* bytes);
+  absl::Status EmbeddingForward(const Tensor& tokens, const Tensor& out);
+  absl::Status EmbeddingBackward(const Tensor& tokens);
+  absl::Status LayerForward(int layer, const Tensor& x, LayerActs& a);
+  absl::Status LayerBackward(int layer, const Tensor& x_in, LayerActs& a);
+  absl::Status RunChunkLayers(int chunk, Slot& slot, std::vector<LayerActs>& acts);
+  // The head on x_last [Ns, C]: final norm, logits, loss; kTrain also the head's backward into
+  // d_out. Returns the mean loss (0 for kLogits).
+  absl::StatusOr<float> HeadForward(const Tensor& x_last, const Tensor& targets, float loss_weight,
+                                    HeadMode mode, const Tensor& d_out);
   Tensor P(const std::string& name) const;
   Tensor G(const std::string& name) const;
-  absl::StatusOr<Tensor> Scratch(const Shape& shape, DType dtype);
   // Tensor-parallel collectives (no-ops without a tensor group).
   absl::Status TpAllReduce(const Tensor& t, ReduceOp op = ReduceOp::kSum);
   // Sequence-parallel: rows of this rank <-> all rows.
@@ -117,11 +196,12 @@ class GptModel {
   absl::Status GradsReady(std::initializer_list<const char*> suffixes, const std::string& prefix);
 
   GptConfig config_;
+  GptStage stage_;
   ParamTable layout_;
   Device* device_;
   DType dtype_ = DType::kF32;
+  Recompute recompute_ = Recompute::kNone;
   Tensor params_, grads_;
-  std::vector<const ParamSpec*> by_index_;
 
   int64_t B_ = 0, T_ = 0;
   int64_t Ns_ = 0;  // rows of the activations between blocks: B*T, or B*T/tp with SP
@@ -132,13 +212,15 @@ class GptModel {
   int64_t vocab_start_ = 0, local_vocab_ = 0, valid_local_vocab_ = 0;
   GradReadyHook grad_ready_;
   bool final_backward_ = true;
-  int64_t activation_bytes_ = 0;
+  int64_t scratch_bytes_ = 0, slot_bytes_ = 0;
   CommTimes comm_;
+  std::vector<std::vector<Slot>> slots_;  // [chunk][slot]
+  std::vector<LayerActs> shared_acts_;    // full recompute: one chunk's layers, rerun in backward
+  Tensor act_scratch_;                    // selective recompute: the MLP activation [N, F]
+  Tensor chunk_output_;
   Tensor gathered_;  // [N, C]: an all-gathered norm output (SP)
   Tensor row_max_, sum_exp_, target_logit_;  // vocab-parallel cross-entropy, f32 [N]
-  Tensor tokens_dev_, targets_dev_;
-  Tensor emb_;  // [N, C] block 0 input
-  std::vector<LayerActs> acts_;
+  Tensor targets_dev_;
   Tensor proj_;  // forward scratch: output of a projection before its residual add ([N, C])
   Tensor proj_s_;  // its reduce-scattered rows (SP)
   Tensor normf_, meanf_, rstdf_, logits_, losses_;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/status.h"
 
 namespace loom {
 
@@ -29,7 +30,42 @@ class Builder {
 
 }  // namespace
 
-std::vector<ParamDesc> GptParamDescs(const GptConfig& c) {
+absl::StatusOr<GptStage> ResolveGptStage(const GptConfig& config, const GptStage& stage) {
+  if (stage.chunks.empty()) {
+    GptStage whole = stage;
+    whole.chunks = {{0, config.layers}};
+    return whole;
+  }
+  for (size_t i = 0; i < stage.chunks.size(); ++i) {
+    const GptStage::Chunk& ch = stage.chunks[i];
+    if (ch.first_layer < 0 || ch.layers < (config.layers > 0 ? 1 : 0) ||
+        ch.first_layer + ch.layers > config.layers) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pipeline chunk ", i, " holds layers [", ch.first_layer, ", ",
+          ch.first_layer + ch.layers, "), not a non-empty range of the model's ", config.layers,
+          " layers"));
+    }
+  }
+  return stage;
+}
+
+GptStage PipelineStageOf(int pp, int stage, const std::vector<int>& chunk_layers) {
+  GptStage st;
+  const int chunks = pp > 0 ? static_cast<int>(chunk_layers.size()) / pp : 0;
+  std::vector<int> first(chunk_layers.size() + 1, 0);
+  for (size_t k = 0; k < chunk_layers.size(); ++k) first[k + 1] = first[k] + chunk_layers[k];
+  for (int c = 0; c < chunks; ++c) {
+    const int k = c * pp + stage;
+    st.chunks.push_back({first[k], chunk_layers[k]});
+  }
+  st.embedding = stage == 0;
+  st.head = stage == pp - 1;
+  return st;
+}
+
+std::vector<ParamDesc> GptParamDescs(const GptConfig& c, const GptStage& stage_in) {
+  GptStage stage = stage_in;
+  if (stage.chunks.empty()) stage.chunks = {{0, c.layers}};
   Builder b;
   const int64_t C = c.hidden, F = c.ffn_hidden, Vp = c.padded_vocab, hd = c.head_dim();
   const std::vector<int64_t> qkv_parts = {c.heads * hd, c.kv_heads * hd, c.kv_heads * hd};
@@ -39,9 +75,19 @@ std::vector<ParamDesc> GptParamDescs(const GptConfig& c) {
   const float proj_std = std / std::sqrt(2.0f * c.layers);
   const auto kN = InitKind::kNormal, kOnes = InitKind::kOnes, kZeros = InitKind::kZeros;
   const auto kRep = TpSplit::kReplicated, kCol = TpSplit::kColumn, kRow = TpSplit::kRow;
-  b.Add("wte.weight", Shape{Vp, C}, TpSplit::kVocab, kN, std, true, {}, c.vocab);
-  if (!c.is_llama()) b.Add("wpe.weight", Shape{c.max_seq, C}, kRep, kN, std, true);
-  for (int i = 0; i < c.layers; ++i) {
+  if (stage.embedding || (stage.head && c.tied_embeddings)) {
+    b.Add("wte.weight", Shape{Vp, C}, TpSplit::kVocab, kN, std, true, {}, c.vocab);
+    // The last stage's LM head is a copy of the first stage's embedding.
+    b.descs.back().tied_copy = !stage.embedding;
+  }
+  if (!c.is_llama() && stage.embedding) {
+    b.Add("wpe.weight", Shape{c.max_seq, C}, kRep, kN, std, true);
+  }
+  std::vector<int> layers;
+  for (const GptStage::Chunk& ch : stage.chunks) {
+    for (int l = ch.first_layer; l < ch.first_layer + ch.layers; ++l) layers.push_back(l);
+  }
+  for (int i : layers) {
     std::string p = absl::StrCat("blocks.", i, ".");
     if (c.is_llama()) {
       b.Add(p + "attn_norm.weight", Shape{C}, kRep, kOnes, 0, false);
@@ -65,6 +111,7 @@ std::vector<ParamDesc> GptParamDescs(const GptConfig& c) {
       b.Add(p + "mlp.proj.bias", Shape{C}, kRep, kZeros, 0, false);
     }
   }
+  if (!stage.head) return b.descs;
   if (c.is_llama()) {
     b.Add("final_norm.weight", Shape{C}, kRep, kOnes, 0, false);
   } else {
@@ -77,8 +124,10 @@ std::vector<ParamDesc> GptParamDescs(const GptConfig& c) {
   return b.descs;
 }
 
-absl::StatusOr<ParamTable> GptParamTable(const GptConfig& config, int tp, int tp_rank) {
-  return ParamTable::Create(GptParamDescs(config), tp, tp_rank);
+absl::StatusOr<ParamTable> GptParamTable(const GptConfig& config, int tp, int tp_rank,
+                                         const GptStage& stage) {
+  LOOM_ASSIGN_OR_RETURN(GptStage resolved, ResolveGptStage(config, stage));
+  return ParamTable::Create(GptParamDescs(config, resolved), tp, tp_rank);
 }
 
 int64_t GptParameterCount(const GptConfig& config) {

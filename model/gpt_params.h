@@ -8,6 +8,11 @@
 //   attention and MLP output projections: row-parallel, their biases replicated;
 //   norm weights and biases: replicated.
 // Parameters, gradients and AdamW moments all share the table's flat layout.
+//
+// Pipeline parallelism: a stage's table holds only the parameters of its part of the model
+// (GptStage), under the same global names. The last stage of a model with tied embeddings holds
+// a copy of "wte.weight" for its LM head (ParamDesc::tied_copy), first in its table so that its
+// gradient, which waits for the first stage's, is reduced last.
 #pragma once
 
 #include <vector>
@@ -18,11 +23,31 @@
 
 namespace loom {
 
-// The parameter descriptions in buffer order.
-std::vector<ParamDesc> GptParamDescs(const GptConfig& config);
+// The part of the model one pipeline stage holds.
+struct GptStage {
+  struct Chunk {
+    int first_layer = 0;
+    int layers = 0;
+  };
+  // The stage's model chunks in chunk order (chunk c of stage s is virtual stage c * pp + s);
+  // empty = the whole model as one chunk.
+  std::vector<Chunk> chunks;
+  bool embedding = true;  // chunk 0 begins the model
+  bool head = true;       // the last chunk ends it (final norm, LM head, loss)
+};
+// `stage` with the whole-model default filled in; InvalidArgument when a chunk is not a layer
+// range of the model or is empty while the model has layers.
+absl::StatusOr<GptStage> ResolveGptStage(const GptConfig& config, const GptStage& stage);
+// Stage `stage` of a pp-stage pipeline whose chunks hold `chunk_layers` layers (model order,
+// pp * virtual_stages entries, as DerivedNumbers::chunk_layers).
+GptStage PipelineStageOf(int pp, int stage, const std::vector<int>& chunk_layers);
+
+// The parameter descriptions in buffer order (of the whole model, or of a stage's part).
+std::vector<ParamDesc> GptParamDescs(const GptConfig& config, const GptStage& stage = {});
 // The table of tensor rank tp_rank of tp. Refuses heads, kv heads, ffn or padded vocab that
 // do not divide by tp (naming the parameter).
-absl::StatusOr<ParamTable> GptParamTable(const GptConfig& config, int tp, int tp_rank);
+absl::StatusOr<ParamTable> GptParamTable(const GptConfig& config, int tp, int tp_rank,
+                                         const GptStage& stage = {});
 // Trainable parameters of the model as GptParamDescs declares them, padded vocabulary rows not
 // counted (config.padded_vocab is ignored). The one home of the parameter count: computed from
 // the descriptions of a 0- and a 1-layer model, so it is cheap for any depth.

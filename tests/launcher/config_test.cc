@@ -890,14 +890,6 @@ TEST(ValidateTest, OverflowingSizesNameTheFieldWritten) {
 TEST(NotYetSupportedTest, EachEntryNamesItsField) {
   EXPECT_TRUE(NotYetSupported(With({})).empty()) << absl::StrJoin(NotYetSupported(With({})), "\n");
   const std::string a_dir = ::testing::TempDir();
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {"parallel.pp=2", "parallel.pp = 2"},
-  };
-  for (const auto& [set, expected] : cases) {
-    std::vector<std::string> entries = NotYetSupported(With({set}));
-    ASSERT_EQ(entries.size(), 1u) << set << ":\n" << absl::StrJoin(entries, "\n");
-    EXPECT_CONTAINS(entries[0], expected);
-  }
   // resume NONE / AUTO and the default timeout are not features asked for.
   EXPECT_TRUE(NotYetSupported(With({"checkpoint.resume=none"})).empty());
   EXPECT_TRUE(NotYetSupported(With({"runtime.collective_timeout_s=300"})).empty());

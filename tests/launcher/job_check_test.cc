@@ -155,7 +155,7 @@ INSTANTIATE_TEST_SUITE_P(
     Table, SameVerdictTest,
     ::testing::Values(
         BadJob{"TensorParallelNeedsTheRanks", {"parallel.tp=2"}, "parallel.tp"},
-        BadJob{"PipelineParallel", {"parallel.pp=2"}, "parallel.pp = 2"},
+        BadJob{"PipelineNeedsTheRanks", {"parallel.pp=2"}, "parallel.pp"},
         BadJob{"ResumePathNeverIgnored",
                {"checkpoint.resume=$DIR/ckpt/step_00000005"},
                "checkpoint.resume: checkpoint path"},

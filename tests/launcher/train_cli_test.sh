@@ -110,10 +110,10 @@ if [[ -n $mpiexec ]]; then
   echo "mpirun: SIGTERM to one rank, both stopped at step ${stop#stopped at step }, exit 0"
 
   "${mpi[@]}" "$loom" train --config "$work/job.textproto" --set "logging.run_dir=$work/run_bad" \
-    --set parallel.pp=2 >"$work/bad.log" 2>&1
+    --set parallel.tp=3 >"$work/bad.log" 2>&1
   rc=$?
   [[ $rc == 2 ]] || fail "mpirun with a bad job: exit code $rc, expected 2: $(cat "$work/bad.log")"
-  (( $(grep -c "  - parallel.pp = 2" "$work/bad.log") == 1 )) \
+  (( $(grep -c "  - world size 2 is not divisible by parallel.tp (3)" "$work/bad.log") == 1 )) \
     || fail "the problem list should be printed once (rank 0): $(cat "$work/bad.log")"
   grep -q "rank 1: the job is refused (2 rank(s) found problems; rank 0 lists them)" \
     "$work/bad.log" || fail "rank 1 should say one line: $(cat "$work/bad.log")"

@@ -1,0 +1,243 @@
+// "Layout does not change the math" for pipeline parallelism: for the layouts that fill the
+// world this binary runs in (ctest runs it at 2, 4 and 8 ranks), GPT-2 (tied embeddings) and
+// LLaMA tiny models train 5 steps of several micro-batches and must match a 1-rank run of the
+// same job to 1e-5 relative: losses and gradient norms step by step (every rank logs the same
+// loss), and the final weights gathered over the tensor and pipeline groups. Layouts:
+//   2 ranks: pp 2 with 1F1B, GPipe, interleaved (2 virtual stages), uneven stage_layers [1, 3],
+//            and 1F1B with selective and with full activation recomputation;
+//   4 ranks: pp 4; dp 2 x pp 2 with the distributed optimizer; tp 2 x pp 2 with sequence
+//            parallelism; pp 2 interleaved over tp 2;
+//   8 ranks: dp 2 x tp 2 x pp 2 with sequence parallelism and the distributed optimizer, 1F1B
+//            and interleaved.
+// The last stage's copy of the tied embedding must stay bitwise equal to the first stage's, and
+// validation and sampling, which also run through the pipeline, give the 1-rank results.
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "data/tokenizer.h"
+#include "gtest/gtest.h"
+#include "launcher/trainer.h"
+#include "model/gpt_params.h"
+#include "parallel/param_table.h"
+#include "parallel/world.h"
+#include "tests/launcher/job_testing.h"
+
+namespace loom {
+namespace {
+
+constexpr int kSteps = 5;
+
+struct Layout {
+  int dp = 1, tp = 1, pp = 1, v = 1;
+  std::string schedule = "ONE_F_ONE_B";
+  std::string stage_layers;  // e.g. "[1, 3]"
+  bool sp = false, zero = false;
+  std::string recompute = "NONE";
+};
+
+std::string Job(bool llama, const Layout& l, int pad_multiple) {
+  const std::string model =
+      llama ? "family: LLAMA layers: 4 heads: 8 kv_heads: 4 hidden: 32 vocab: 257 max_seq: 32"
+            : "family: GPT2 layers: 4 heads: 4 hidden: 32 vocab: 257 max_seq: 32";
+  std::string parallel = absl::StrCat(
+      "micro_batch_size: 2 global_batch_size: 16 tp: ", l.tp, " pp: ", l.pp,
+      " virtual_stages: ", l.v, " schedule: ", l.schedule,
+      " sequence_parallel: ", l.sp ? "true" : "false",
+      " distributed_optimizer: ", l.zero ? "true" : "false", " recompute: ", l.recompute,
+      " grad_bucket_mb: 0.01");
+  if (!l.stage_layers.empty()) absl::StrAppend(&parallel, " stage_layers: ", l.stage_layers);
+  return absl::StrCat("model { ", model, " vocab_pad_multiple: ", pad_multiple, " }\n",
+                      "parallel { ", parallel, " }\n",
+                      R"(optimizer { lr: 0.01 weight_decay: 0.1 grad_clip: 1.0 }
+lr_schedule { warmup_steps: 2 decay_style: COSINE min_lr: 0.001 total_steps: 6 }
+data { train: "$DIR/train_*.bin" val: "$DIR/train_*.bin" seq_len: 32 }
+logging { interval: 1 eval_batches: 2 }
+runtime { backend: CPU seed: 7 }
+)");
+}
+
+struct TrainRun {
+  std::vector<float> losses;
+  std::vector<double> grad_norms;
+  std::vector<float> weights;  // whole model, global layout
+  float val_loss = 0;           // Evaluate() after training (through the pipeline)
+  std::vector<int32_t> sample;  // Sample() after training (through the pipeline)
+};
+
+// The whole model from every stage: each stage's parameters gathered over tp and placed at their
+// offsets in the whole-model layout, then summed over the pipeline group (each parameter lives
+// on exactly one stage, tied copies excluded, so the sum is exact).
+std::vector<float> GatherWholeModel(Trainer& t) {
+  const ParamTable& table = t.model().layout();
+  auto stage = GatherGlobalParams(table, t.model().params(), t.groups().tp());
+  EXPECT_TRUE(stage.ok()) << stage.status();
+  if (!stage.ok()) return {};
+  const ParamTable whole = GptParamLayout(t.model().config());
+  std::vector<int64_t> whole_offset;
+  {
+    int64_t off = 0;
+    for (const ParamSpec& s : whole.specs()) {
+      whole_offset.push_back(off);
+      off += s.global_shape.numel();
+    }
+  }
+  std::vector<double> sum(whole.global_total(), 0.0);
+  int64_t src = 0;
+  std::vector<float> tied_copy;
+  for (const ParamSpec& s : table.specs()) {
+    const int64_t n = s.global_shape.numel();
+    if (s.tied_copy) {
+      tied_copy.assign(stage->begin() + src, stage->begin() + src + n);
+    } else {
+      auto w = whole.Find(s.name);
+      EXPECT_TRUE(w.ok()) << s.name;
+      const int64_t dst = whole_offset[*w - whole.specs().data()];
+      for (int64_t i = 0; i < n; ++i) sum[dst + i] = (*stage)[src + i];
+    }
+    src += n;
+  }
+  EXPECT_TRUE(t.groups().pp().AllReduceHost(absl::MakeSpan(sum), ReduceOp::kSum).ok());
+  std::vector<float> out(sum.begin(), sum.end());
+  if (!tied_copy.empty()) {
+    // The last stage's LM head is the first stage's embedding, bit for bit.
+    const int64_t n = static_cast<int64_t>(tied_copy.size());
+    int64_t mismatches = 0;
+    for (int64_t i = 0; i < n; ++i) mismatches += tied_copy[i] != out[i];
+    EXPECT_EQ(mismatches, 0) << "the last stage's copy of wte.weight drifted from the first's";
+  }
+  return out;
+}
+
+TrainRun Train(const JobConfig& job, World* world) {
+  TrainRun run;
+  auto t = Trainer::Create(job, world);
+  EXPECT_TRUE(t.ok()) << t.status();
+  if (!t.ok()) return run;
+  for (int i = 0; i < kSteps; ++i) {
+    auto l = (*t)->Step();
+    EXPECT_TRUE(l.ok()) << l.status();
+    if (!l.ok()) return run;
+    run.losses.push_back(*l);
+    run.grad_norms.push_back((*t)->last_grad_norm());
+  }
+  run.weights = GatherWholeModel(**t);
+  auto val = (*t)->Evaluate();
+  EXPECT_TRUE(val.ok()) << val.status();
+  if (val.ok()) run.val_loss = *val;
+  auto sample = (*t)->Sample({'T', 'h', 'e'}, 6);
+  EXPECT_TRUE(sample.ok()) << sample.status();
+  if (sample.ok()) run.sample = *sample;
+  return run;
+}
+
+// dp > 1 replicas evaluate other validation batches than one rank does (each its share), so the
+// validation loss is compared at dp == 1 only (data_parallel_train_test covers dp).
+void ExpectSame(const TrainRun& got, const TrainRun& ref, const std::string& what, int dp) {
+  ASSERT_EQ(got.losses.size(), ref.losses.size()) << what;
+  for (size_t i = 0; i < ref.losses.size(); ++i) {
+    EXPECT_NEAR(got.losses[i], ref.losses[i], 1e-5 * std::fabs(ref.losses[i]))
+        << what << ": loss at step " << i + 1;
+    EXPECT_NEAR(got.grad_norms[i], ref.grad_norms[i], 1e-5 * ref.grad_norms[i])
+        << what << ": gradient norm at step " << i + 1;
+  }
+  ASSERT_EQ(got.weights.size(), ref.weights.size()) << what;
+  // Relative L2 over the whole model (see tensor_parallel_train_test for why not per element).
+  double diff = 0, norm = 0, worst = 0;
+  for (size_t i = 0; i < ref.weights.size(); ++i) {
+    const double d = static_cast<double>(got.weights[i]) - ref.weights[i];
+    diff += d * d;
+    norm += static_cast<double>(ref.weights[i]) * ref.weights[i];
+    worst = std::max(worst, std::fabs(d));
+  }
+  const double rel = std::sqrt(diff / norm);
+  EXPECT_LE(rel, 1e-5) << what << ": final weights differ from 1 rank by " << rel
+                       << " (relative L2), largest element difference " << worst;
+  if (dp == 1) {
+    EXPECT_NEAR(got.val_loss, ref.val_loss, 1e-5 * std::fabs(ref.val_loss))
+        << what << ": validation loss";
+  }
+  EXPECT_EQ(got.sample, ref.sample) << what << ": sampled tokens";
+}
+
+std::vector<Layout> LayoutsFor(int n) {
+  std::vector<Layout> out;
+  auto add = [&out](Layout l) { out.push_back(l); };
+  if (n == 2) {
+    add({.pp = 2});
+    add({.pp = 2, .schedule = "GPIPE"});
+    add({.pp = 2, .v = 2, .schedule = "INTERLEAVED"});
+    add({.pp = 2, .stage_layers = "[1, 3]"});
+    add({.pp = 2, .recompute = "SELECTIVE"});
+    add({.pp = 2, .recompute = "FULL"});
+  } else if (n == 4) {
+    add({.pp = 4});
+    add({.dp = 2, .pp = 2, .zero = true});
+    add({.tp = 2, .pp = 2, .sp = true});
+    add({.tp = 2, .pp = 2, .v = 2, .schedule = "INTERLEAVED"});
+  } else if (n == 8) {
+    add({.dp = 2, .tp = 2, .pp = 2, .sp = true, .zero = true});
+    add({.dp = 2, .tp = 2, .pp = 2, .v = 2, .schedule = "INTERLEAVED", .sp = true,
+         .zero = true});
+  }
+  return out;
+}
+
+std::string Describe(const Layout& l) {
+  return absl::StrCat("dp ", l.dp, " tp ", l.tp, " pp ", l.pp, " ", l.schedule,
+                      l.v > 1 ? absl::StrCat(" v ", l.v) : "",
+                      l.stage_layers.empty() ? "" : " stage_layers " + l.stage_layers,
+                      l.sp ? " +SP" : "", l.zero ? " +ZeRO" : "",
+                      l.recompute != "NONE" ? " recompute " + l.recompute : "");
+}
+
+TEST(PipelineTrainTest, EveryLayoutMatchesOneRank) {
+  auto w = World::Get();
+  ASSERT_TRUE(w.ok());
+  World* world = *w;
+  world->state()->timeout = absl::Seconds(60);
+  const int n = world->size();
+  const std::vector<Layout> layouts = LayoutsFor(n);
+  ASSERT_FALSE(layouts.empty()) << "no pipeline layouts for " << n << " ranks (run at 2, 4, 8)";
+  const std::string dir = testing::FreshTempDir(absl::StrCat("pp_rank", world->rank()));
+  ByteTokenizer tok;
+  std::vector<uint16_t> ids;
+  for (int i = 0; i < 80; ++i) {
+    tok.Encode(absl::StrCat("line ", i, ": the quick brown fox jumps over the lazy dog. "), &ids);
+  }
+  ASSERT_TRUE(WriteShard(dir + "/train_000.bin", ids, ShardFormat::kLlmc).ok());
+  constexpr int kPad = 8;
+  for (bool llama : {false, true}) {
+    for (const Layout& l : layouts) {
+      ASSERT_EQ(l.dp * l.tp * l.pp, n);
+      // The 1-rank reference pads the vocabulary as the tp run does (to kPad * tp).
+      auto ref_job = testing::JobFromText(Job(llama, Layout{}, kPad * l.tp), dir);
+      ASSERT_TRUE(ref_job.ok()) << ref_job.status();
+      const TrainRun ref = Train(*ref_job, World::Self());
+      const std::string what = absl::StrCat(llama ? "LLaMA " : "GPT-2 ", Describe(l));
+      auto job = testing::JobFromText(Job(llama, l, kPad), dir);
+      ASSERT_TRUE(job.ok()) << what << ": " << job.status();
+      const TrainRun got = Train(*job, world);
+      ExpectSame(got, ref, what, l.dp);
+      if (world->rank() == 0) std::cout << what << ": matches 1 rank" << std::endl;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace loom
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  auto world = loom::World::Get();
+  if (!world.ok()) return 1;
+  int rc = RUN_ALL_TESTS();
+  int worst = rc;
+  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return worst;
+}
