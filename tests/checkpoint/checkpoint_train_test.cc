@@ -1,12 +1,13 @@
-// Sharded checkpoints through the trainer, under mpirun (ctest runs it at 4 and 2 ranks):
+// Sharded checkpoints through the trainer, under mpirun (ctest runs it at 8, 4 and 2 ranks):
 // - exact resume: a run that stops at step 3 (runtime.stop_at_step, saving on the way out and
 //   on checkpoint.interval 2, keep_last 1) and resumes continues bit for bit like a run that
-//   never stopped: losses and final weights, on the richest layout of the world (4 ranks:
-//   dp 2, tp 2, distributed optimizer; 2 ranks: dp 2, distributed optimizer);
-// - resharding: that checkpoint loads on every other (dp, tp) layout of the world and on one
-//   rank, with the distributed optimizer on and off: the state it loaded, saved again from the
-//   new layout, equals the original checkpoint bit for bit (weights, both moments, every
-//   tensor read whole), and the next losses match the uninterrupted run to 1e-5;
+//   never stopped: losses and final weights, on the richest layout of the world (8 ranks: dp 2,
+//   tp 2, pp 2; 4 ranks: dp 2, tp 2; 2 ranks: dp 2; distributed optimizer on);
+// - resharding: that checkpoint loads on every other (dp, tp, pp) layout of the world (a few of
+//   them at 8 ranks) and on one rank, with the distributed optimizer on and off: the state it
+//   loaded, saved again from the new layout, equals the original checkpoint bit for bit (weights,
+//   both moments, every tensor read whole), and the next losses match the uninterrupted run to
+//   1e-5;
 // - bad input on one rank: a corrupted byte, a deleted file, a truncated file, another model,
 //   a directory without a complete checkpoint and a resume path that does not exist are each
 //   refused with a message naming the file (or path) and the problem.
@@ -36,11 +37,11 @@ namespace fs = std::filesystem;
 
 constexpr int kStop = 3, kTotal = 5;
 
-std::string Job(int dp, int tp, bool zero, const std::string& extra) {
+std::string Job(int dp, int tp, bool zero, const std::string& extra, int pp = 1) {
   return absl::StrCat(
       "model { family: GPT2 layers: 2 heads: 4 hidden: 32 vocab: 257 max_seq: 32 "
       "vocab_pad_multiple: 8 }\n",
-      "parallel { micro_batch_size: 2 global_batch_size: 16 dp: ", dp, " tp: ", tp,
+      "parallel { micro_batch_size: 2 global_batch_size: 16 dp: ", dp, " tp: ", tp, " pp: ", pp,
       " distributed_optimizer: ", zero ? "true" : "false", " grad_bucket_mb: 0.01 }\n",
       R"(optimizer { lr: 0.01 weight_decay: 0.1 grad_clip: 1.0 }
 lr_schedule { warmup_steps: 2 decay_style: COSINE min_lr: 0.001 total_steps: 5 }
@@ -162,10 +163,11 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
     ASSERT_TRUE(WriteShard(data + "/train_000.bin", ids, ShardFormat::kLlmc).ok());
   }
   MPI_Barrier(MPI_COMM_WORLD);
-  const int tp = n >= 4 ? 2 : 1, dp = n / tp;
+  // The richest layout of the world saves: dp 2, with tp 2 from 4 ranks and pp 2 from 8.
+  const int tp = n >= 4 ? 2 : 1, pp = n >= 8 ? 2 : 1, dp = n / (tp * pp);
 
   // The uninterrupted reference.
-  auto ref = Make(Job(dp, tp, true, ""), data, world);
+  auto ref = Make(Job(dp, tp, true, "", pp), data, world);
   ASSERT_NE(ref, nullptr);
   const std::vector<float> ref_losses = Steps(*ref, kTotal);
   const std::vector<float> ref_weights = Weights(*ref);
@@ -174,9 +176,10 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
   // Stop at step 3 (saving at step 2 on the interval and at 3 on the way out), resume.
   const std::string ck = root + "/ck";
   {
-    auto t = Make(Job(dp, tp, true,
-                      absl::StrCat("checkpoint { dir: \"", ck, "\" interval: 2 keep_last: 1 }\n")),
-                  data, world, {absl::StrCat("runtime.stop_at_step=", kStop)});
+    auto t =
+        Make(Job(dp, tp, true,
+                 absl::StrCat("checkpoint { dir: \"", ck, "\" interval: 2 keep_last: 1 }\n"), pp),
+             data, world, {absl::StrCat("runtime.stop_at_step=", kStop)});
     ASSERT_NE(t, nullptr);
     ASSERT_TRUE(t->Run().ok());
     EXPECT_EQ(t->step(), kStop);
@@ -185,8 +188,8 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
   EXPECT_EQ(fs::path(saved).filename().string(), StepDirName(kStop));
   EXPECT_FALSE(fs::exists(ck + "/" + StepDirName(2))) << "keep_last 1 kept step 2";
   {
-    auto t =
-        Make(Job(dp, tp, true, absl::StrCat("checkpoint { dir: \"", ck, "\" }\n")), data, world);
+    auto t = Make(Job(dp, tp, true, absl::StrCat("checkpoint { dir: \"", ck, "\" }\n"), pp), data,
+                  world);
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t->step(), kStop);
     EXPECT_EQ(t->resumed_from(), saved);
@@ -196,39 +199,55 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
       EXPECT_EQ(losses[i], ref_losses[kStop + i])
           << "loss at step " << kStop + i + 1 << " after the resume is not bitwise equal";
     }
+    // This rank's pipeline stage, gathered over its tensor group.
     const std::vector<float> weights = Weights(*t);
     ASSERT_EQ(weights.size(), ref_weights.size());
     EXPECT_EQ(0, std::memcmp(weights.data(), ref_weights.data(), weights.size() * 4))
         << "final weights after the resume are not bitwise equal";
-    if (world->rank() == 0) std::cout << "exact resume: bitwise equal" << std::endl;
+    if (world->rank() == 0) {
+      std::cout << "exact resume on dp " << dp << " tp " << tp << " pp " << pp << ": bitwise equal"
+                << std::endl;
+    }
   }
 
-  // Resharding onto every layout of this world and onto one rank.
+  // Resharding onto other layouts of this world and onto one rank.
   struct Layout {
-    int dp, tp;
+    int dp, tp, pp;
     bool zero;
     bool self;
   };
-  std::vector<Layout> layouts = {{1, 1, false, true}};
-  for (int t2 : {1, 2, 4}) {
-    if (n % t2 != 0) continue;
-    for (bool zero : {false, true}) {
-      if (zero && n / t2 == 1) continue;
-      if (t2 == tp && zero) continue;  // the saving layout itself
-      layouts.push_back({n / t2, t2, zero, false});
+  std::vector<Layout> layouts = {{1, 1, 1, false, true}};
+  if (n == 8) {
+    // A few of the many: each degree changes at least once.
+    layouts.insert(layouts.end(), {{8, 1, 1, false, false},
+                                   {4, 2, 1, true, false},
+                                   {4, 1, 2, true, false},
+                                   {1, 4, 2, false, false},
+                                   {2, 2, 2, false, false}});
+  } else {
+    for (int p2 : {1, 2}) {
+      for (int t2 : {1, 2, 4}) {
+        if (n % (t2 * p2) != 0) continue;
+        const int d2 = n / (t2 * p2);
+        for (bool zero : {false, true}) {
+          if (zero && d2 == 1) continue;
+          if (t2 == tp && p2 == pp && zero) continue;  // the saving layout itself
+          layouts.push_back({d2, t2, p2, zero, false});
+        }
+      }
     }
   }
   for (const Layout& l : layouts) {
-    const std::string what =
-        absl::StrCat("dp ", l.dp, " tp ", l.tp, l.zero ? " distributed" : " plain", " optimizer");
+    const std::string what = absl::StrCat("dp ", l.dp, " tp ", l.tp, " pp ", l.pp,
+                                          l.zero ? " distributed" : " plain", " optimizer");
     if (l.self && world->rank() != 0) continue;
     World* on = l.self ? World::Self() : world;
     const std::string again =
-        absl::StrCat(root, "/again_dp", l.dp, "_tp", l.tp, l.zero ? "_z" : "");
-    auto t =
-        Make(Job(l.dp, l.tp, l.zero,
-                 absl::StrCat("checkpoint { dir: \"", again, "\" resume: \"", saved, "\" }\n")),
-             data, on);
+        absl::StrCat(root, "/again_dp", l.dp, "_tp", l.tp, "_pp", l.pp, l.zero ? "_z" : "");
+    auto t = Make(
+        Job(l.dp, l.tp, l.zero,
+            absl::StrCat("checkpoint { dir: \"", again, "\" resume: \"", saved, "\" }\n"), l.pp),
+        data, on);
     ASSERT_NE(t, nullptr) << what;
     ASSERT_EQ(t->step(), kStop) << what;
     ASSERT_TRUE(t->SaveCheckpoint().ok()) << what;
@@ -274,7 +293,7 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
     }
     MPI_Barrier(MPI_COMM_WORLD);
     auto job = testing::JobFromText(
-        Job(dp, tp, true, absl::StrCat("checkpoint { resume: \"", bad, "\" }\n")), data);
+        Job(dp, tp, true, absl::StrCat("checkpoint { resume: \"", bad, "\" }\n"), pp), data);
     ASSERT_TRUE(job.ok());
     auto t = Trainer::Create(*job, world);
     EXPECT_FALSE(t.ok()) << "rank " << world->rank() << " loaded a corrupt checkpoint";
