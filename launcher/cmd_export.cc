@@ -107,7 +107,7 @@ absl::Status RunExport(const std::vector<std::string>& argv) {
   LOOM_RETURN_IF_ERROR(WriteModelWeights(out, format, weights, bf16));
   const GptConfig& c = weights.config;
   std::cout << "wrote " << out << " ("
-            << (format == ExportFormat::kLlmc        ? (bf16 ? "llm.c bf16" : "llm.c fp32")
+            << (format == ExportFormat::kLlmc   ? (bf16 ? "llm.c bf16" : "llm.c fp32")
                 : format == ExportFormat::kLoom ? "loom f32"
                                                 : "safetensors f32")
             << "): " << (c.is_llama() ? "LLaMA" : "GPT-2") << ", " << c.layers << " layers, hidden "

@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "data/token_shard.h"
 #include "checkpoint/checkpoint.h"
+#include "data/token_shard.h"
 #include "launcher/checkpoint_job.h"
 #include "metrics/run_dir.h"
 #include "runtime/device.h"
@@ -62,7 +62,9 @@ JobCheck CheckJob(const JobConfig& config, int world_size) {
   std::error_code ec;
   if (std::filesystem::is_directory(config.model().init_from(), ec)) {
     auto dir = ResolveCheckpoint(config.model().init_from());
-    if (!dir.ok()) check.problems.push_back(absl::StrCat("model.init_from: ", dir.status().message()));
+    if (!dir.ok()) {
+      check.problems.push_back(absl::StrCat("model.init_from: ", dir.status().message()));
+    }
   }
   // A resumed run continues its metrics; only a fresh one must not reuse a run_dir.
   const bool resumes = resume.ok() && resume->has_value();

@@ -7,8 +7,10 @@
 // Everything that can be wrong with the job (config, data, init file, memory) is reported by
 // Create, before any large allocation, with the verdict `loom config check` gives
 // (launcher/job_check.h); what this build cannot do yet is listed in NotYetSupported
-// (launcher/config.h). Run stops cleanly at a step boundary on SIGTERM / SIGINT
-// (launcher/stop_signal.h), every rank at the same step.
+// (launcher/config.h). Run stops cleanly at a step boundary on SIGTERM / SIGINT / SIGUSR1
+// (launcher/stop_signal.h), every rank at the same step. With checkpoint.dir it saves
+// (trainer_checkpoint.cc, docs/checkpoints.md) on checkpoint.interval, at the end and on a stop,
+// and Create resumes per checkpoint.resume.
 #pragma once
 
 #include <memory>
