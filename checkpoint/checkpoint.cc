@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -245,6 +246,11 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
   }
   Pending* raw = pending_.get();
   raw->writer = std::thread([this, raw] {
+    // Test hook: hold the background write back so that training surely changes the buffers
+    // meanwhile (the snapshot must not see it).
+    if (const char* ms = std::getenv("LOOM_CKPT_TEST_ASYNC_DELAY_MS")) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
+    }
     raw->write_status = WriteRankFiles(*raw);
     raw->done = true;
   });

@@ -3,6 +3,7 @@
 //   on checkpoint.interval 2, keep_last 1) and resumes continues bit for bit like a run that
 //   never stopped: losses and final weights, on the richest layout of the world (8 ranks: dp 2,
 //   tp 2, pp 2; 4 ranks: dp 2, tp 2; 2 ranks: dp 2; distributed optimizer on);
+// - checkpoint.async: a save written while the next step trains resumes exactly as well;
 // - resharding: that checkpoint loads on every other (dp, tp, pp) layout of the world (a few of
 //   them at 8 ranks) and on one rank, with the distributed optimizer on and off: the state it
 //   loaded, saved again from the new layout, equals the original checkpoint bit for bit (weights,
@@ -14,6 +15,7 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -208,6 +210,38 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
       std::cout << "exact resume on dp " << dp << " tp " << tp << " pp " << pp << ": bitwise equal"
                 << std::endl;
     }
+  }
+
+  // checkpoint.async: step 2's write runs behind step 3; resuming from step 2 is exact too (the
+  // snapshot was taken before training changed the buffers).
+  {
+    const std::string ck_async = root + "/ck_async";
+    {
+      auto t = Make(
+          Job(dp, tp, true,
+              absl::StrCat("checkpoint { dir: \"", ck_async, "\" interval: 2 async: true }\n"), pp),
+          data, world, {absl::StrCat("runtime.stop_at_step=", kStop)});
+      ASSERT_NE(t, nullptr);
+      // The write waits until step 3 has changed the weights and moments.
+      setenv("LOOM_CKPT_TEST_ASYNC_DELAY_MS", "300", 1);
+      ASSERT_TRUE(t->Run().ok());
+      unsetenv("LOOM_CKPT_TEST_ASYNC_DELAY_MS");
+    }
+    const std::string step2 = ck_async + "/" + StepDirName(2);
+    auto t = Make(Job(dp, tp, true, absl::StrCat("checkpoint { resume: \"", step2, "\" }\n"), pp),
+                  data, world);
+    ASSERT_NE(t, nullptr);
+    ASSERT_EQ(t->step(), 2);
+    const std::vector<float> losses = Steps(*t, kTotal - 2);
+    ASSERT_EQ(losses.size(), static_cast<size_t>(kTotal - 2));
+    for (int i = 0; i < kTotal - 2; ++i) {
+      EXPECT_EQ(losses[i], ref_losses[2 + i])
+          << "loss at step " << 3 + i << " after resuming an async save is not bitwise equal";
+    }
+    const std::vector<float> weights = Weights(*t);
+    ASSERT_EQ(weights.size(), ref_weights.size());
+    EXPECT_EQ(0, std::memcmp(weights.data(), ref_weights.data(), weights.size() * 4))
+        << "final weights after resuming an async save are not bitwise equal";
   }
 
   // Resharding onto other layouts of this world and onto one rank.
