@@ -1,7 +1,10 @@
-// `loom export --format llmc|loom (--config F [--set ...] | --from FILE) --out PATH [--bf16]`:
+// `loom export --format llmc|loom|safetensors (--config F [--set ...] | --from FILE|DIR) --out PATH
+// [--bf16]`:
 // writes a model's weights. With a job config: the job's model as training would start it
 // (model.init_from, or the random init from runtime.seed). With --from: converts a model file
-// (llm.c or loom) to the other format, or rewrites it (e.g. llm.c fp32 to bf16).
+// (llm.c or loom) to the other format, or rewrites it (e.g. llm.c fp32 to bf16); from a
+// checkpoint directory: its consolidated weights, whatever layout saved it.
+#include <filesystem>
 #include <iostream>
 
 #include "absl/strings/match.h"
@@ -16,15 +19,18 @@ namespace loom {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: loom export --format llmc|loom --out PATH (--config F [--set a.b=v ...] | --from "
-    "FILE)\n"
+    "usage: loom export --format llmc|loom|safetensors --out PATH\n"
+    "                   (--config F [--set a.b=v ...] | --from FILE|DIR)\n"
     "                   [--bf16]\n"
     "  Writes model weights to PATH.\n"
     "  --format llmc   llm.c GPT-2 model file (GPT2 family, tied embeddings, ffn = 4 * hidden)\n"
     "  --format loom   loom model file: any family, the whole model shape in its header\n"
+    "  --format safetensors  one F32 tensor per parameter, named as in loom (global shapes)\n"
     "  --config F      the job's model as training starts it: model.init_from when set, else\n"
     "                  the random init from runtime.seed (--set overrides fields as in train)\n"
     "  --from FILE     convert an existing llm.c or loom model file instead\n"
+    "  --from DIR      a checkpoint (step directory, or checkpoint.dir for its latest): the\n"
+    "                  consolidated weights of any layout\n"
     "  --bf16          llm.c version 5 (bf16 weights) instead of fp32; --format llmc only";
 
 // Takes "--name VALUE" or "--name=VALUE" at args[*i]; true when it matched.
@@ -80,7 +86,12 @@ absl::Status RunExport(const std::vector<std::string>& argv) {
   LoadedWeights weights;
   std::string source;
   if (!from.empty()) {
-    LOOM_ASSIGN_OR_RETURN(weights, ReadModelFile(from));
+    std::error_code ec;
+    if (std::filesystem::is_directory(from, ec)) {
+      LOOM_ASSIGN_OR_RETURN(weights, ReadCheckpointWeights(from));
+    } else {
+      LOOM_ASSIGN_OR_RETURN(weights, ReadModelFile(from));
+    }
     source = from;
   } else {
     LOOM_ASSIGN_OR_RETURN(JobConfig job, LoadJobConfig(config_path, overrides));
@@ -96,7 +107,9 @@ absl::Status RunExport(const std::vector<std::string>& argv) {
   LOOM_RETURN_IF_ERROR(WriteModelWeights(out, format, weights, bf16));
   const GptConfig& c = weights.config;
   std::cout << "wrote " << out << " ("
-            << (format == ExportFormat::kLlmc ? (bf16 ? "llm.c bf16" : "llm.c fp32") : "loom f32")
+            << (format == ExportFormat::kLlmc   ? (bf16 ? "llm.c bf16" : "llm.c fp32")
+                : format == ExportFormat::kLoom ? "loom f32"
+                                                : "safetensors f32")
             << "): " << (c.is_llama() ? "LLaMA" : "GPT-2") << ", " << c.layers << " layers, hidden "
             << c.hidden << ", " << c.heads << " heads (" << c.kv_heads << " kv), vocab " << c.vocab
             << " (padded " << c.padded_vocab << "), " << GptParamLayout(c).total()

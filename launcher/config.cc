@@ -818,22 +818,6 @@ GptConfig GptConfigFromJob(const JobConfig& job) {
 std::vector<std::string> NotYetSupported(const JobConfig& c) {
   std::vector<std::string> out;
   auto add = [&](auto&&... parts) { out.push_back(absl::StrCat(parts...)); };
-  const CheckpointConfig& k = c.checkpoint();
-  if (!k.dir().empty()) {
-    add("checkpoint.dir = \"", k.dir(),
-        "\": this build cannot save checkpoints yet; clear the field to train without them");
-  }
-  const bool resume_path = !k.resume().empty() && k.resume() != "AUTO" && k.resume() != "NONE";
-  if (resume_path && k.dir().empty()) {
-    add("checkpoint.resume = \"", k.resume(),
-        "\": this build cannot resume from a checkpoint yet; clear the field (or set NONE)");
-  }
-  std::error_code ec;
-  if (!c.model().init_from().empty() && std::filesystem::is_directory(c.model().init_from(), ec)) {
-    add("model.init_from = \"", c.model().init_from(),
-        "\" is a directory (a checkpoint): this build initialises only from a model file "
-        "(llm.c or loom format)");
-  }
   // BF16 with an explicit CPU backend is a contradiction ConfigProblems reports; here the
   // backend AUTO falls to the CPU for lack of a GPU.
   if (c.precision() == JobConfig::BF16 && c.runtime().backend() != RuntimeConfig::CPU &&

@@ -1,12 +1,15 @@
 #include "launcher/job_check.h"
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "checkpoint/checkpoint.h"
 #include "data/token_shard.h"
+#include "launcher/checkpoint_job.h"
 #include "metrics/run_dir.h"
 #include "runtime/device.h"
 
@@ -52,7 +55,20 @@ JobCheck CheckJob(const JobConfig& config, int world_size) {
     if (!files.ok()) check.problems.push_back(absl::StrCat(field, ": ", files.status().message()));
   }
 
-  if (!config.logging().run_dir().empty() && !config.logging().overwrite()) {
+  // A resume path that does not exist or holds no complete checkpoint, before anything runs.
+  auto resume = ResumeSource(config);
+  if (!resume.ok()) check.problems.push_back(std::string(resume.status().message()));
+  // model.init_from may be a checkpoint (a step directory or a checkpoint.dir).
+  std::error_code ec;
+  if (std::filesystem::is_directory(config.model().init_from(), ec)) {
+    auto dir = ResolveCheckpoint(config.model().init_from());
+    if (!dir.ok()) {
+      check.problems.push_back(absl::StrCat("model.init_from: ", dir.status().message()));
+    }
+  }
+  // A resumed run continues its metrics; only a fresh one must not reuse a run_dir.
+  const bool resumes = resume.ok() && resume->has_value();
+  if (!config.logging().run_dir().empty() && !config.logging().overwrite() && !resumes) {
     std::string in_use = RunDirInUseProblem(config.logging().run_dir());
     if (!in_use.empty()) check.problems.push_back(std::move(in_use));
   }

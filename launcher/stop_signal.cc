@@ -31,6 +31,7 @@ void InstallStopSignalHandlers() {
     action.sa_flags = SA_RESTART;  // a read or write in progress carries on
     sigaction(SIGTERM, &action, nullptr);
     sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGUSR1, &action, nullptr);  // a scheduler's "save and stop" warning
   });
 }
 
@@ -42,6 +43,8 @@ const char* StopSignalName() {
       return "SIGTERM";
     case SIGINT:
       return "SIGINT";
+    case SIGUSR1:
+      return "SIGUSR1";
     case 0:
       return "";
     default:

@@ -1,7 +1,7 @@
-// A clean stop on SIGTERM or SIGINT: the handlers only record the signal; the training loop
+// A clean stop on SIGTERM, SIGINT or SIGUSR1: the handlers only record the signal; the training loop
 // looks at step boundaries (Trainer::Run), finishes the step it is in, agrees with every other
 // rank to stop at the same step, logs "stopped at step N" and returns normally (exit code 0).
-// That boundary is also where a checkpoint save on stop belongs.
+// With a checkpoint.dir the trainer saves there before it returns.
 //
 // A second SIGTERM or SIGINT while the first is pending restores the default action and
 // re-raises it, so a run stuck inside a step can still be ended at once (Ctrl-C twice).
@@ -17,9 +17,9 @@ namespace loom {
 
 // Installs the handlers (idempotent).
 void InstallStopSignalHandlers();
-// The signal that asked this process to stop (SIGTERM, SIGINT), or 0.
+// The signal that asked this process to stop (SIGTERM, SIGINT, SIGUSR1), or 0.
 int StopSignalReceived();
-// "SIGTERM", "SIGINT", or "" when none arrived.
+// "SIGTERM", "SIGINT", "SIGUSR1", or "" when none arrived.
 const char* StopSignalName();
 // For tests: forget a received signal, or pretend one arrived.
 void ResetStopSignalForTesting();

@@ -128,7 +128,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
 
   const GptConfig gpt = GptConfigFromJob(config);
   std::optional<LoadedWeights> init;
-  if (!config.model().init_from().empty()) {
+  // A step directory (a checkpoint) gives weights only, loaded once the optimizer exists.
+  std::error_code dir_ec;
+  const bool init_from_checkpoint =
+      !config.model().init_from().empty() &&
+      std::filesystem::is_directory(config.model().init_from(), dir_ec);
+  if (!config.model().init_from().empty() && !init_from_checkpoint) {
     auto w = ReadModelFile(config.model().init_from());
     if (!w.ok()) {
       return absl::Status(w.status().code(),
@@ -223,6 +228,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     LOOM_RETURN_IF_ERROR(full.CopyFromFloats(weights));
     LOOM_RETURN_IF_ERROR(t->optimizer_->LoadWeights(full));
   }
+  // Resume (checkpoint.resume), or weights from a model.init_from step directory.
+  LOOM_RETURN_IF_ERROR(t->RestoreCheckpoint(init_from_checkpoint));
   {
     const StateBytes got = t->optimizer_->MeasuredStateBytes();
     const StateBytes want = ExpectedStateBytes(bf16, ro.shard ? n.dp : 1);
@@ -253,6 +260,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     sinks.jsonl = config.logging().jsonl();
     sinks.tensorboard = config.logging().tensorboard();
     sinks.overwrite = config.logging().overwrite();
+    if (!t->resumed_from_.empty()) sinks.resume_step = t->step_;
     LOOM_ASSIGN_OR_RETURN(t->sinks_, MetricsSinks::Open(run_dir, sinks));
   }
   const int T = config.data().seq_len();
@@ -550,7 +558,7 @@ absl::Status Trainer::Run() {
   while (step_ < total) {
     LOOM_ASSIGN_OR_RETURN(const bool stop, AnyRankAskedToStop());
     if (stop) {
-      // The place for a save on stop once checkpoints exist.
+      LOOM_RETURN_IF_ERROR(CheckpointAtStop());
       LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << total << " (" << stop_reason_
                      << ") after " << FormatDuration(elapsed_s_);
       return absl::OkStatus();
@@ -582,6 +590,7 @@ absl::Status Trainer::Run() {
       LOOM_ASSIGN_OR_RETURN(val, Evaluate());
     }
     LOOM_RETURN_IF_ERROR(LogStep(loss, val, seconds));
+    LOOM_RETURN_IF_ERROR(CheckpointAfterStep());
     // The tensor group of the first replica samples together (its ranks hold vocab slices).
     // The tensor group of the first replica samples together (its ranks hold vocab slices),
     // with every pipeline stage of that replica.
@@ -594,6 +603,7 @@ absl::Status Trainer::Run() {
       }
     }
   }
+  LOOM_RETURN_IF_ERROR(CheckpointAtStop());
   LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(elapsed_s_);
   return absl::OkStatus();
 }

@@ -7,8 +7,10 @@
 // Everything that can be wrong with the job (config, data, init file, memory) is reported by
 // Create, before any large allocation, with the verdict `loom config check` gives
 // (launcher/job_check.h); what this build cannot do yet is listed in NotYetSupported
-// (launcher/config.h). Run stops cleanly at a step boundary on SIGTERM / SIGINT
-// (launcher/stop_signal.h), every rank at the same step.
+// (launcher/config.h). Run stops cleanly at a step boundary on SIGTERM / SIGINT / SIGUSR1
+// (launcher/stop_signal.h), every rank at the same step. With checkpoint.dir it saves
+// (trainer_checkpoint.cc, docs/checkpoints.md) on checkpoint.interval, at the end and on a stop,
+// and Create resumes per checkpoint.resume.
 #pragma once
 
 #include <memory>
@@ -18,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
+#include "checkpoint/checkpoint.h"
 #include "launcher/config.h"
 #include "launcher/fault_injection.h"
 #include "data/data_loader.h"
@@ -49,6 +52,17 @@ class Trainer {
   // Continues `prompt` by `length` tokens (top-k sampling, k = 40, seeded by (seed, step)).
   absl::StatusOr<std::vector<int32_t>> Sample(const std::vector<int32_t>& prompt, int length);
 
+  // Saves the current step to checkpoint.dir (collective; launcher/trainer_checkpoint.cc).
+  // With checkpoint.async the write continues in the background and a later save, Poll or the
+  // end of Run commits it.
+  absl::Status SaveCheckpoint();
+  // Waits for a background save and commits it (collective); nothing when none is pending.
+  absl::Status FinishCheckpoint();
+  // The step directory this run resumed from, or empty.
+  const std::string& resumed_from() const { return resumed_from_; }
+  ModelOptimizer& optimizer() { return *optimizer_; }
+  DataLoader& train_data() { return *train_data_; }
+
   GptModel& model() { return *model_; }
   // This rank's pipeline stage runner (null when pp == 1).
   PipelineRunner* pipeline() { return pipeline_.get(); }
@@ -65,6 +79,14 @@ class Trainer {
   // Every rank's agreement on stopping at this step boundary: a stop signal on any rank, or the
   // time limit (runtime.max_duration_s) as any rank sees it; sets stop_reason_.
   absl::StatusOr<bool> AnyRankAskedToStop();
+  // Checkpoint hooks of Create and Run (trainer_checkpoint.cc): resume per checkpoint.resume,
+  // else the weights of a model.init_from step directory; a save on the interval (or a
+  // background save committed) after a step; the save at the end or on a stop.
+  absl::Status RestoreCheckpoint(bool init_from_checkpoint);
+  absl::Status CheckpointAfterStep();
+  absl::Status CheckpointAtStop();
+  absl::Status LoadCheckpoint(const std::string& step_dir, bool weights_only);
+  OptimizerView OptimizerPlan() const;
   // One step's micro-batches through the pipeline (pp > 1); returns the sum of their losses on
   // the last stage, 0 elsewhere.
   absl::StatusOr<double> PipelineStep(int64_t accum);
@@ -119,6 +141,9 @@ class Trainer {
   int64_t steps_timed_ = 0;              // steps whose seconds elapsed_s_ sums
   std::string stop_reason_;
   int64_t interval_tokens_ = 0;
+  std::unique_ptr<CheckpointSaver> saver_;  // with a checkpoint.dir
+  int64_t last_saved_step_ = -1;
+  std::string resumed_from_;
 };
 
 }  // namespace loom

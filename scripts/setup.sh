@@ -40,6 +40,19 @@ if command -v python3 >/dev/null; then
   fi
 fi
 
+# The checkpoint export test reads `loom export --format safetensors` files back with the real
+# `safetensors` package (PyPI; with numpy), the same way.
+if command -v python3 >/dev/null; then
+  if python3 -c "import safetensors.numpy" 2>/dev/null; then
+    echo "setup: python3 has safetensors"
+  elif python3 -m pip install --quiet --disable-pip-version-check safetensors numpy >/dev/null 2>&1 ||
+       python3 -m pip install --quiet --disable-pip-version-check --break-system-packages safetensors numpy >/dev/null 2>&1; then
+    echo "setup: installed safetensors for $(command -v python3)"
+  else
+    echo "setup: could not pip-install safetensors: the safetensors export test will be skipped"
+  fi
+fi
+
 cuda_home="${CUDA_HOME:-/usr/local/cuda}"
 if [[ -x "$cuda_home/bin/nvcc" ]]; then
   echo "setup: CUDA toolkit found at $cuda_home ($("$cuda_home/bin/nvcc" --version | grep -o 'release [0-9.]*')): the CUDA backend will be built (sm_90 by default)"

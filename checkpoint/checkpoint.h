@@ -1,0 +1,161 @@
+// Sharded checkpoints: every rank saves the slices of the model state it owns (slices.h) into
+// its own file, rank 0 commits the step with a manifest, and any layout loads them back.
+//
+// On disk (docs/checkpoints.md has the details):
+//   <dir>/step_XXXXXXXX/rank_XXXXX.bin   each rank's slices, back to back
+//   <dir>/step_XXXXXXXX/manifest.pb      CheckpointManifest (proto/checkpoint.proto), binary
+//   <dir>/step_XXXXXXXX/manifest.txt     the same as text, for humans
+//   <dir>/latest                         "step_XXXXXXXX\n", moved by rename
+//
+// Commit protocol (CheckpointSaver): rank 0 removes stale step_*.tmp directories and creates
+// step_XXXXXXXX.tmp/; every rank writes and fsyncs its data file and a small list of its slices
+// there; the ranks agree on success (a max over the world of their failure flags); rank 0
+// merges the lists into the manifest, writes it (fsynced), renames the directory to its final
+// name, then replaces `latest` by rename and prunes to checkpoint.keep_last (never the one
+// `latest` names). A directory without a manifest is never loaded, so a crash at any point
+// leaves the previous checkpoint as the one that loads.
+//
+// Loading (CheckpointReader): each rank reads, for each box it now holds, the overlapping saved
+// slices from whichever files hold them and copies the intersections; every slice's CRC-32C is
+// checked when it is first read. Errors name the file and what was expected.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "checkpoint/slices.h"
+#include "parallel/communicator.h"
+#include "proto/checkpoint.pb.h"
+#include "runtime/files.h"
+#include "runtime/tensor.h"
+
+namespace loom {
+
+inline constexpr int kCheckpointFormatVersion = 1;
+
+// "step_00000042".
+std::string StepDirName(int64_t step);
+
+// What one rank saves from: its table and coordinates, and its buffers (any device). master is
+// used only when optimizer.separate_master; m and v are AdamW's packed moments.
+struct CheckpointSources {
+  const ParamTable* table = nullptr;
+  GridCoord coord;
+  OptimizerView optimizer;
+  Tensor params, master, m, v;
+};
+
+// The manifest's fields other than tensors, files and slices (same on every rank).
+struct CheckpointInfo {
+  int64_t step = 0;
+  int64_t tokens_seen = 0;
+  JobConfig job;
+  CheckpointLayout layout;
+  CheckpointDataPosition data;
+};
+
+struct SaveStats {
+  std::string path;           // the committed step directory
+  int64_t bytes = 0;          // all ranks
+  double seconds = 0;         // from the start of Save to the commit, minus time hidden
+  double hidden_seconds = 0;  // async: time the write ran behind training
+};
+
+// One per job and checkpoint directory; every method is collective over `world` unless said.
+class CheckpointSaver {
+ public:
+  CheckpointSaver(std::string dir, int keep_last, Communicator* world)
+      : dir_(std::move(dir)), keep_last_(keep_last), world_(world) {}
+  ~CheckpointSaver();
+
+  // Saves step info.step: copies this rank's slices to host memory, then writes and commits
+  // (async false) or leaves the write to a background thread (async true; Finish or Poll
+  // commits it). A pending save is finished first. Every rank returns the same verdict.
+  absl::StatusOr<std::optional<SaveStats>> Save(const CheckpointSources& sources,
+                                                const CheckpointInfo& info, bool async);
+  // Waits for a pending background write and commits it; nullopt when none was pending.
+  absl::StatusOr<std::optional<SaveStats>> Finish();
+  // Commits a pending write when every rank's is done (one small all-reduce while pending);
+  // nullopt when nothing was committed.
+  absl::StatusOr<std::optional<SaveStats>> Poll();
+  bool pending() const { return pending_ != nullptr; }
+
+ private:
+  struct Pending {
+    CheckpointInfo info;
+    std::string tmp_dir, final_dir;
+    // This rank's data file: pieces of memory written back to back. They point into `copy`
+    // (an async save's snapshot of the regions), into `host` (host copies of GPU buffers), or,
+    // for a synchronous save of host buffers, into the buffers themselves (no copy).
+    std::vector<std::pair<const char*, size_t>> chunks;
+    int64_t size = 0;
+    std::string copy;
+    std::vector<Tensor> host;
+    CheckpointRankSlices slices;
+    double start_s = 0, write_s = 0;
+    absl::Status write_status;
+    std::atomic<bool> done{false};  // set by the writer
+    std::thread writer;
+  };
+  absl::Status WriteRankFiles(Pending& p);
+  absl::StatusOr<SaveStats> Commit();
+
+  std::string dir_;
+  int keep_last_ = 0;
+  Communicator* world_;
+  std::unique_ptr<Pending> pending_;
+};
+
+// The step directory `path` names: a step directory with a manifest, or a checkpoint root
+// whose `latest` names one. Errors: the path does not exist; nothing complete there (naming
+// the step directories without a manifest it found).
+absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path);
+// The step directory <dir>/latest names, nullopt when there is no `latest` (a fresh start).
+// An error when `latest` names a directory without a manifest.
+absl::StatusOr<std::optional<std::string>> LatestCheckpoint(const std::string& dir);
+
+class CheckpointReader {
+ public:
+  // Reads and checks <step_dir>/manifest.pb.
+  static absl::StatusOr<std::unique_ptr<CheckpointReader>> Open(const std::string& step_dir);
+
+  const CheckpointManifest& manifest() const { return manifest_; }
+  const std::string& dir() const { return dir_; }
+  bool Has(const std::string& tensor, CheckpointKind kind) const;
+  // Every parameter of `table` must be saved with a compatible global shape (padded
+  // vocabulary rows may differ); errors name the tensor, both shapes and the manifest.
+  absl::Status CheckTable(const ParamTable& table) const;
+  // Fills dst (box.numel() f32 values, row-major) with that box of the saved tensor: the
+  // intersections of its slices, zeros in padding rows beyond the saved tensor. Checks each
+  // slice's CRC on its first read. Errors name the file, the tensor and the box.
+  absl::Status ReadBox(const std::string& tensor, CheckpointKind kind, const TensorBox& box,
+                       float* dst);
+  // Fills a rank's buffers (host, f32): weights (table.total(); from the fp32 master slices
+  // where the checkpoint has them), and when with_optimizer the packed master (if
+  // optimizer.separate_master), m and v.
+  absl::Status Load(const ParamTable& table, const OptimizerView& optimizer, bool with_optimizer,
+                    float* weights, float* master, float* m, float* v);
+  // Re-reads every slice of every file and checks every checksum and file size; the number of
+  // bytes checked.
+  absl::StatusOr<int64_t> VerifyAll();
+
+ private:
+  absl::StatusOr<const MappedFile*> File(const std::string& name);
+  absl::StatusOr<const uint8_t*> SliceData(int index);
+
+  std::string dir_;
+  CheckpointManifest manifest_;
+  std::map<std::pair<std::string, int>, std::vector<int>> index_;  // (tensor, kind) -> slices
+  std::map<std::string, const CheckpointTensor*> tensors_;
+  std::map<std::string, MappedFile> files_;
+  std::vector<bool> verified_;
+};
+
+}  // namespace loom
