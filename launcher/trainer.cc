@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "benchmarks/roofline.h"
@@ -188,6 +190,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   GradReducer::Options ro;
   ro.bucket_bytes = static_cast<int64_t>(config.parallel().grad_bucket_mb() * (1 << 20));
   ro.shard = config.parallel().distributed_optimizer();
+  // LOOM_DP_PROGRESS_US: the reducer's CPU progress-thread period, 0 = off (for benchmarks).
+  if (const char* us = std::getenv("LOOM_DP_PROGRESS_US"); us != nullptr) {
+    if (!absl::SimpleAtoi(us, &ro.progress_interval_us) || ro.progress_interval_us < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "LOOM_DP_PROGRESS_US must be a number of microseconds >= 0 (0 = no progress thread), "
+          "got \"", us, "\""));
+    }
+  }
   LOOM_ASSIGN_OR_RETURN(t->reducer_,
                         GradReducer::Create(table, t->model_->grads(), t->groups_->dp(), ro));
   GradReducer* reducer = t->reducer_.get();

@@ -92,6 +92,12 @@ class CommBackend {
   // Host scalars, always over MPI (losses, flags, counters), blocking.
   virtual absl::Status AllReduceHost(absl::Span<double> data, ReduceOp op,
                                      const std::string& what) = 0;
+  // Whether Progress() may be called from a thread other than the one posting operations,
+  // concurrently with it. False by default (NCCL needs no host progress).
+  virtual bool ThreadSafeProgress() const { return false; }
+  // Advances pending operations without completing (or freeing) any: their owners still Test
+  // or Wait them. A no-op by default.
+  virtual absl::Status Progress() { return absl::OkStatus(); }
 };
 
 class Communicator {
@@ -145,6 +151,14 @@ class Communicator {
   // Host values (losses, counts, flags) over MPI whatever the device: data[i] reduced over all
   // members, in place. kAvg divides the sum by size().
   absl::Status AllReduceHost(absl::Span<double> data, ReduceOp op);
+
+  // Background progress of CPU (MPI) operations: on the CPU a nonblocking collective advances
+  // only inside MPI calls, so a helper thread may call ProgressCpu() every so often while the
+  // caller computes (GradReducer does). CpuProgressFromAnyThread() says whether that is allowed
+  // (MPI initialised at MPI_THREAD_SERIALIZED or above; the MPI backend then serialises its own
+  // calls). ProgressCpu() completes nothing: the owners of the CommWorks still Test or Wait.
+  bool CpuProgressFromAnyThread() const { return mpi_->ThreadSafeProgress(); }
+  absl::Status ProgressCpu() { return mpi_->Progress(); }
 
  private:
   // The backend for a tensor's device, or an error naming the op and the device.

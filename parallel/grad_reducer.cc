@@ -1,11 +1,59 @@
 #include "parallel/grad_reducer.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/status.h"
 
 namespace loom {
+
+GradReducer::ProgressThread::ProgressThread(Communicator& comm,
+                                            std::chrono::microseconds interval)
+    : comm_(comm), interval_(interval), thread_([this] { Run(); }) {}
+
+GradReducer::ProgressThread::~ProgressThread() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void GradReducer::ProgressThread::Start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (active_) return;
+    active_ = true;
+  }
+  cv_.notify_all();
+}
+
+absl::Status GradReducer::ProgressThread::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  active_ = false;
+  return std::exchange(error_, absl::OkStatus());
+}
+
+void GradReducer::ProgressThread::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    if (!active_) {
+      cv_.wait(lock);
+      continue;
+    }
+    absl::Status s = comm_.ProgressCpu();
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    if (!s.ok()) {
+      error_ = std::move(s);
+      active_ = false;  // Finish() reports it; MPI is not to be trusted after this
+      continue;
+    }
+    // Sleeping releases mu_, so Start() and Stop() never wait longer than one ProgressCpu().
+    cv_.wait_for(lock, interval_);
+  }
+}
 
 FlatRange ShardOf(const FlatRange& bucket, int dp, int rank) {
   const int64_t block = bucket.size() / dp;
@@ -42,6 +90,11 @@ absl::StatusOr<std::unique_ptr<GradReducer>> GradReducer::Create(const ParamTabl
   r->grads_ = grads;
   r->dp_ = &dp;
   r->options_ = options;
+  if (options.progress_interval_us > 0 && dp.size() > 1 && grads.is_cpu() &&
+      dp.CpuProgressFromAnyThread()) {
+    r->progress_ = std::make_unique<ProgressThread>(
+        dp, std::chrono::microseconds(options.progress_interval_us));
+  }
   r->bucket_of_.assign(specs.size(), -1);
   // Backward order: from the last parameter to the first, closing a bucket once it is full.
   const int64_t bucket_elems = std::max<int64_t>(1, options.bucket_bytes / 4);
@@ -67,6 +120,11 @@ absl::StatusOr<std::unique_ptr<GradReducer>> GradReducer::Create(const ParamTabl
     }
   }
   return r;
+}
+
+GradReducer::~GradReducer() {
+  // A reducer destroyed mid-step (an error unwound the trainer) leaves no thread probing MPI.
+  if (progress_ != nullptr) (void)progress_->Stop();
 }
 
 std::vector<FlatRange> GradReducer::BucketRanges() const {
@@ -139,6 +197,7 @@ absl::Status GradReducer::Launch(int b) {
     LOOM_ASSIGN_OR_RETURN(
         auto w, dp.AllReduceAsync(grads_.FlatView(range.begin, range.size()), ReduceOp::kAvg));
     f.works.push_back(std::move(w));
+    if (progress_ != nullptr) progress_->Start();
     return absl::OkStatus();
   }
   const int n = dp.size();
@@ -156,6 +215,7 @@ absl::Status GradReducer::Launch(int b) {
         auto w, dp.AllReduceAsync(grads_.FlatView(range.begin + block * n, tail), ReduceOp::kAvg));
     f.works.push_back(std::move(w));
   }
+  if (progress_ != nullptr) progress_->Start();
   return absl::OkStatus();
 }
 
@@ -183,6 +243,15 @@ absl::Status GradReducer::Finish() {
   }
   for (bool m : marked_) stats_.unmarked_at_finish += m ? 0 : 1;
   const auto wait_start = Clock::now();
+  // From here this thread drives MPI itself (it spins in Wait): the helper would only compete.
+  if (progress_ != nullptr) {
+    absl::Status s = progress_->Stop();
+    stats_.progress_calls = progress_->TakeCalls();
+    if (!s.ok()) {
+      active_ = false;
+      return absl::Status(s.code(), absl::StrCat("GradReducer progress thread: ", s.message()));
+    }
+  }
   while (next_launch_ < static_cast<int>(buckets_.size())) {
     LOOM_RETURN_IF_ERROR(Launch(next_launch_++));
   }

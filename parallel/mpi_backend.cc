@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -14,8 +15,22 @@
 
 namespace loom {
 
+namespace {
+
+// Every MPI call this backend makes holds this lock: World initialises MPI at
+// MPI_THREAD_SERIALIZED, which allows calls from any thread but never two at once, so a progress
+// thread (Progress()) and the thread posting and testing operations take turns.
+std::mutex& MpiMutex() {
+  static std::mutex* mu = new std::mutex();
+  return *mu;
+}
+using MpiLock = std::lock_guard<std::mutex>;
+
+}  // namespace
+
 MpiCommHandle::~MpiCommHandle() {
   if (!owned || comm == MPI_COMM_NULL) return;
+  MpiLock lock(MpiMutex());
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Comm_free(&comm);
@@ -78,8 +93,11 @@ absl::Status WaitRequests(std::vector<MPI_Request>& reqs, const CommState& state
   const absl::Time deadline = start + state.timeout;
   for (int64_t polls = 0;; ++polls) {
     int done = 0;
-    LOOM_MPI_CHECK(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done,
-                               MPI_STATUSES_IGNORE));
+    {
+      MpiLock lock(MpiMutex());
+      LOOM_MPI_CHECK(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done,
+                                 MPI_STATUSES_IGNORE));
+    }
     if (done) return absl::OkStatus();
     if (polls < 256) continue;
     if ((polls & 63) == 0) {
@@ -120,8 +138,11 @@ class MpiWork : public CommWork {
   absl::StatusOr<bool> Test() override {
     if (waited_) return true;
     int done = 0;
-    LOOM_MPI_CHECK(MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &done,
-                               MPI_STATUSES_IGNORE));
+    {
+      MpiLock lock(MpiMutex());
+      LOOM_MPI_CHECK(MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &done,
+                                 MPI_STATUSES_IGNORE));
+    }
     if (!done) return false;
     LOOM_RETURN_IF_ERROR(Wait());
     return true;
@@ -153,6 +174,7 @@ class MpiBackend : public CommBackend {
  public:
   MpiBackend(std::shared_ptr<MpiCommHandle> handle, std::shared_ptr<CommState> state)
       : handle_(std::move(handle)), state_(std::move(state)) {
+    MpiLock lock(MpiMutex());
     MPI_Comm_rank(handle_->comm, &rank_);
     MPI_Comm_size(handle_->comm, &size_);
   }
@@ -162,6 +184,7 @@ class MpiBackend : public CommBackend {
     LOOM_ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(t.dtype()));
     LOOM_ASSIGN_OR_RETURN(MPI_Op mop, MpiOp(op, t.dtype(), what));
     auto work = std::make_unique<MpiWork>(state_, what);
+    MpiLock lock(MpiMutex());
     for (int64_t at = 0; at < t.numel(); at += kMaxChunk) {
       const int n = static_cast<int>(std::min(kMaxChunk, t.numel() - at));
       work->reqs_.emplace_back();
@@ -186,6 +209,7 @@ class MpiBackend : public CommBackend {
     if (Overlaps(in, out)) {
       LOOM_ASSIGN_OR_RETURN(dst, Tensor::Empty(out.shape(), out.dtype(), out.device()));
     }
+    MpiLock lock(MpiMutex());
     work->reqs_.emplace_back();
     LOOM_MPI_CHECK(MPI_Ireduce_scatter_block(in.data(), dst.data(), static_cast<int>(out.numel()),
                                              type, mop, handle_->comm, &work->reqs_.back()));
@@ -226,6 +250,7 @@ class MpiBackend : public CommBackend {
       work->keep_.push_back(copy);
       send = copy.data();
     }
+    MpiLock lock(MpiMutex());
     work->reqs_.emplace_back();
     if (equal) {
       LOOM_MPI_CHECK(MPI_Iallgather(send, icounts[rank_], type, out.data(), icounts[0], type,
@@ -245,6 +270,7 @@ class MpiBackend : public CommBackend {
                                                       const std::string& what) override {
     LOOM_ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(t.dtype()));
     auto work = std::make_unique<MpiWork>(state_, what);
+    MpiLock lock(MpiMutex());
     for (int64_t at = 0; at < t.numel(); at += kMaxChunk) {
       const int n = static_cast<int>(std::min(kMaxChunk, t.numel() - at));
       work->reqs_.emplace_back();
@@ -257,6 +283,7 @@ class MpiBackend : public CommBackend {
   absl::StatusOr<std::unique_ptr<CommWork>> BatchSendRecv(absl::Span<const P2POp> ops,
                                                           const std::string& what) override {
     auto work = std::make_unique<MpiWork>(state_, what);
+    MpiLock lock(MpiMutex());
     for (const P2POp& op : ops) {
       LOOM_ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(op.tensor.dtype()));
       for (int64_t at = 0; at < op.tensor.numel(); at += kMaxChunk) {
@@ -277,20 +304,46 @@ class MpiBackend : public CommBackend {
 
   absl::Status Barrier(const std::string& what) override {
     std::vector<MPI_Request> reqs(1);
-    LOOM_MPI_CHECK(MPI_Ibarrier(handle_->comm, &reqs[0]));
+    {
+      MpiLock lock(MpiMutex());
+      LOOM_MPI_CHECK(MPI_Ibarrier(handle_->comm, &reqs[0]));
+    }
     return WaitRequests(reqs, *state_, what);
   }
 
   absl::Status AllReduceHost(absl::Span<double> data, ReduceOp op,
                              const std::string& what) override {
     std::vector<MPI_Request> reqs(1);
-    LOOM_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()),
-                                  MPI_DOUBLE, op == ReduceOp::kMax ? MPI_MAX : MPI_SUM,
-                                  handle_->comm, &reqs[0]));
+    {
+      MpiLock lock(MpiMutex());
+      LOOM_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()),
+                                    MPI_DOUBLE, op == ReduceOp::kMax ? MPI_MAX : MPI_SUM,
+                                    handle_->comm, &reqs[0]));
+    }
     LOOM_RETURN_IF_ERROR(WaitRequests(reqs, *state_, what));
     if (op == ReduceOp::kAvg) {
       for (double& v : data) v /= size_;
     }
+    return absl::OkStatus();
+  }
+
+  bool ThreadSafeProgress() const override {
+    static const bool serialized = [] {
+      int level = MPI_THREAD_SINGLE;
+      MPI_Query_thread(&level);
+      return level >= MPI_THREAD_SERIALIZED;
+    }();
+    return serialized;
+  }
+
+  // MPI_Iprobe enters MPI's progress engine (Open MPI: opal_progress, which advances libnbc's
+  // collective schedules and the shared-memory transfers) and touches no request of ours. The
+  // probe itself matches nothing we would miss: a probe never receives.
+  absl::Status Progress() override {
+    MpiLock lock(MpiMutex());
+    int flag = 0;
+    LOOM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, handle_->comm, &flag,
+                              MPI_STATUS_IGNORE));
     return absl::OkStatus();
   }
 

@@ -4,6 +4,12 @@
 // the shared CommState, spinning briefly and then yielding the core, so an oversubscribed job
 // (more ranks than cores) does not starve the rank it waits for.
 //
+// Threads: every MPI call of every MpiBackend holds one process-wide lock, so with MPI at
+// MPI_THREAD_SERIALIZED (World asks for it) Progress() may run on a helper thread while another
+// thread posts, tests and waits (ThreadSafeProgress()). MPI calls made elsewhere (set-up, tests)
+// must not overlap a helper thread's Progress(); GradReducer runs its thread only between a
+// bucket's launch and Finish().
+//
 // Element counts above INT_MAX are split into several requests for the element-wise operations
 // (all-reduce, broadcast, send/recv); gathers and reduce-scatters refuse them per member with a
 // message. bf16/f16/u16 move as 16-bit words; only f32 and i32 reduce.

@@ -22,8 +22,12 @@ absl::Status EnsureMpi() {
   // the blocking MPI_Allreduce in `loom bench comm`. Rabenseifner (reduce-scatter + all-gather,
   // each rank reduces 1/n of the data) reached >= 135% there. The user's own setting wins.
   setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", /*overwrite=*/0);
+  // SERIALIZED rather than FUNNELED: the data-parallel GradReducer drives MPI's progress from a
+  // helper thread while backward computes (the MPI backend serialises its calls with a lock).
+  // Open MPI enables its internal locking only for MPI_THREAD_MULTIPLE, so this costs nothing;
+  // an MPI that provides less leaves ThreadSafeProgress() false and the reducer polls inline.
   int provided = 0;
-  LOOM_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided));
+  LOOM_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided));
   // Return errors as codes so they become Statuses instead of killing the process silently.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);

@@ -1,5 +1,6 @@
 // World: the processes of one job as MPI sees them. Initialises MPI once (MPI_Init_thread with
-// MPI_THREAD_FUNNELED: only the main thread calls MPI), gives each process its world rank, its
+// MPI_THREAD_SERIALIZED: any thread may call MPI, one at a time; the MPI backend's lock sees to
+// that for the data-parallel progress thread), gives each process its world rank, its
 // node-local rank (MPI_Comm_split_type SHARED, which picks the GPU), the world Communicator and
 // the CommState every communicator of the job shares, and makes sub-communicators for groups of
 // ranks. A process started without mpirun is a world of one.

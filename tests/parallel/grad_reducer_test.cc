@@ -7,10 +7,12 @@
 #include "parallel/grad_reducer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -159,6 +161,49 @@ TEST(GradReducerTest, AllReduceGivesTheMean) {
   }
   ASSERT_EQ((*r)->OwnedRanges().size(), 1u);
   EXPECT_EQ((*r)->OwnedRanges()[0], (FlatRange{0, t.total()}));
+}
+
+// The progress thread: rank 0 launches its bucket and then sleeps without calling MPI, as a
+// long GEMM would. A multi-round all-reduce of a large bucket cannot complete on the other ranks
+// unless rank 0 advances its part, so their Finish() returns within the sleep only when rank 0's
+// helper thread drives MPI. The control run (thread off) shows the premise: they wait it out.
+double PeerWaitWhileRankZeroSleeps(int progress_interval_us, int64_t* rank0_calls) {
+  Communicator& dp = Dp();
+  std::vector<ParamDesc> d(1);
+  d[0].name = "big.weight";
+  d[0].shape = Shape{1024, 1024};  // 4 MiB: far above MPI's eager limit, several rounds
+  auto t = ParamTable::Create(d);
+  EXPECT_TRUE(t.ok()) << t.status();
+  std::vector<float> g(t->total());
+  GradReducer::Options o;
+  o.progress_interval_us = progress_interval_us;
+  auto r = GradReducer::Create(*t, Host(g), dp, o);
+  EXPECT_TRUE(r.ok()) << r.status();
+  Set(g, Grads(dp.rank(), 0, t->total()));
+  constexpr auto kSleep = std::chrono::milliseconds(600);
+  EXPECT_TRUE(dp.Barrier().ok());
+  EXPECT_TRUE((*r)->BeginBackward().ok());
+  EXPECT_TRUE((*r)->MarkReady(0).ok());  // launches the only bucket
+  if (dp.rank() == 0) std::this_thread::sleep_for(kSleep);
+  EXPECT_TRUE((*r)->Finish().ok());
+  EXPECT_EQ(g, MeanGrads(dp.size(), 0, t->total()));
+  double wait[1] = {dp.rank() == 0 ? 0.0 : (*r)->stats().wait_s};
+  EXPECT_TRUE(dp.AllReduceHost(absl::MakeSpan(wait, 1), ReduceOp::kMax).ok());
+  *rank0_calls = (*r)->stats().progress_calls;
+  return wait[0] / std::chrono::duration<double>(kSleep).count();
+}
+
+TEST(GradReducerTest, ProgressThreadAdvancesTheReductionWhileTheCallerComputes) {
+  if (Dp().size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  int64_t calls = 0;
+  const double with_thread = PeerWaitWhileRankZeroSleeps(200, &calls);
+  if (Dp().rank() == 0) {
+    EXPECT_GT(calls, 0);
+  }
+  EXPECT_LT(with_thread, 0.5) << "the other ranks waited for rank 0 to wake up";
+  const double without = PeerWaitWhileRankZeroSleeps(0, &calls);
+  EXPECT_EQ(calls, 0);
+  EXPECT_GT(without, 0.8) << "the premise failed: the reduction finished without rank 0";
 }
 
 // (b) Sharded: each rank's owned ranges hold the mean; the ranks' ranges partition the buffer.
