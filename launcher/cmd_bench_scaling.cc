@@ -29,7 +29,7 @@ constexpr char kUsage[] =
     "  Runs `mpirun -np R loom train` for each R of --ranks and prints, per point: the layout,\n"
     "  tokens/s, tokens/s per rank, scaling efficiency (per-rank throughput against the first\n"
     "  point's), achieved FLOP/s per rank, MFU, the share of the step in exposed communication\n"
-    "  and in pipeline bubble, and rank 0's peak memory. Writes DIR/scaling.csv, scaling.json\n"
+    "  and in pipeline bubble (the schedule's formula), and rank 0's peak memory. Writes DIR/scaling.csv, scaling.json\n"
     "  and scaling.svg (tokens/s and efficiency against ranks, beside the ideal line); each\n"
     "  point's run (metrics.jsonl and log) is in DIR/ranks_R.\n"
     "  --mode weak     the global batch grows with the ranks (sequences per rank constant)\n"
@@ -166,7 +166,9 @@ absl::Status RunBenchScaling(const std::vector<std::string>& argv) {
     p.global_batch = point_job.parallel().global_batch_size();
     const int64_t micro_batches =
         p.global_batch / (int64_t{std::max(1, point_job.parallel().micro_batch_size())} * p.dp);
-    p.bubble_share = p.pp > 1 ? (p.pp - 1.0) / (micro_batches + p.pp - 1.0) : 0.0;
+    // The schedule's bubble for uniform stages (docs/pipeline.md): interleaving divides it by v.
+    const double v = std::max(1, point_job.parallel().virtual_stages());
+    p.bubble_share = p.pp > 1 ? (p.pp - 1.0) / (v * micro_batches + p.pp - 1.0) : 0.0;
     LOOM_RETURN_IF_ERROR(ReadRunMetrics(run_dir, warmup, &p));
     points.push_back(p);
   }

@@ -29,7 +29,7 @@ struct ScalingPoint {
   double tokens_per_s = 0;
   std::optional<double> mfu;
   double comm_share = 0;    // exposed communication / step time
-  double bubble_share = 0;  // (pp-1)/(m+pp-1) of the schedule (0 without pipeline stages)
+  double bubble_share = 0;  // (pp-1)/(v*m+pp-1) of the schedule (0 without pipeline stages)
   int64_t peak_bytes = 0;   // rank 0's allocator peak
   double flops_per_rank = 0;
   double efficiency = 0;
