@@ -13,6 +13,9 @@
 #   0, metrics.jsonl counts it); with runtime.max_nonfinite_steps=1 the job ends non-zero naming
 #   step 2;
 # - time limit: runtime.max_duration_s=6 on 2 ranks: both stop at the same step before it, exit 0.
+# - both faulty runs save a checkpoint every step: afterwards `loom ckpt verify` accepts the one
+#   `latest` names, it is at most one interval (1 step) behind the faulting step, and the job
+#   resumed from it trains to the end.
 set -uo pipefail
 loom=$1 mpiexec=$2 src=$3 out=$4
 rm -rf "$out" && mkdir -p "$out"
@@ -57,7 +60,8 @@ log=$out/stall.log
 start=$(now)
 LOOM_FAULT=stall LOOM_FAULT_RANK=1 LOOM_FAULT_STEP=3 timeout 90 "${mpi3[@]}" \
   -x LOOM_FAULT -x LOOM_FAULT_RANK -x LOOM_FAULT_STEP "${train[@]}" \
-  --set parallel.global_batch_size=6 >"$log" 2>&1 &
+  --set parallel.global_batch_size=6 --set "checkpoint.dir=$out/ckpt_stall" \
+  --set checkpoint.interval=1 >"$log" 2>&1 &
 pid=$!
 stalled=
 for _ in $(seq 600); do
@@ -80,11 +84,33 @@ grep -q "did not arrive (no answer: stalled in compute, crashed or hung outside 
 grep -Eq "^  rank [02]: step 3: waiting in all_reduce" "$log" \
   || fail "the roll call does not show the other waiting rank"
 echo "stall: the job ended ${took} s after rank 1 of 3 stalled (exit $rc), naming step 3, rank 1 and the waiting rank"
+# After a fault: the checkpoint `latest` names verifies, is at most one interval (1 step) behind
+# the faulting step, and the job resumes from it to the end.
+check_resume() {  # NAME CKPT_DIR FAULT_STEP MPI-ARRAY-NAME EXTRA_SETS...
+  local name=$1 dir=$2 fault_step=$3 mpiname=$4
+  shift 4
+  local -n runner=$mpiname
+  log=$out/verify_$name.log
+  "$loom" ckpt verify "$dir" >"$log" 2>&1 || fail "$name: the latest checkpoint does not verify"
+  local saved
+  saved=$(readlink "$dir/latest" 2>/dev/null || cat "$dir/latest")
+  saved=${saved##*step_}
+  saved=$((10#${saved%%[!0-9]*}))
+  (( saved >= fault_step - 1 )) || fail "$name: latest is step $saved, more than one interval before step $fault_step"
+  log=$out/resume_$name.log
+  timeout 90 "${runner[@]}" "${train[@]}" "$@" --set "checkpoint.dir=$dir" >"$log" 2>&1 \
+    || fail "$name: resuming from the latest checkpoint failed"
+  grep -q "resumed from .*step_0*${saved} at step ${saved}" "$log" || fail "$name: did not resume from step $saved"
+  grep -q "done: 6 steps" "$log" || fail "$name: the resumed run did not finish"
+  echo "$name: latest checkpoint (step $saved) verifies; resumed from it to step 6"
+}
+check_resume stall "$out/ckpt_stall" 3 mpi3 --set parallel.global_batch_size=6
 
 # --- a rank exits abruptly -------------------------------------------------------------------
 log=$out/exit.log
 LOOM_FAULT=exit LOOM_FAULT_RANK=1 LOOM_FAULT_STEP=2 timeout 60 "${mpi[@]}" \
-  -x LOOM_FAULT -x LOOM_FAULT_RANK -x LOOM_FAULT_STEP "${train[@]}" >"$log" 2>&1 &
+  -x LOOM_FAULT -x LOOM_FAULT_RANK -x LOOM_FAULT_STEP "${train[@]}" \
+  --set "checkpoint.dir=$out/ckpt_exit" --set checkpoint.interval=1 >"$log" 2>&1 &
 pid=$!
 exited=
 for _ in $(seq 600); do
@@ -101,6 +127,7 @@ ended=$(now)
 took=$(secs "${exited:-$ended}" "$ended")
 awk -v t="$took" 'BEGIN { exit !(t <= 10) }' || fail "the job ended ${took} s after rank 1 exited"
 echo "exit: the job ended ${took} s after rank 1 exited at step 2 (exit $rc)"
+check_resume exit "$out/ckpt_exit" 2 mpi
 
 # --- a non-finite loss on one rank -----------------------------------------------------------
 log=$out/nan.log
