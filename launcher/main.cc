@@ -1,10 +1,12 @@
 // `loom`: the command-line entry point. Finds the longest registered command name that
 // matches the leading words (so "config check" wins over "config"), runs it, and turns its
 // Status into an exit code. This is the only place a Status becomes an exit code.
+#include <cstdio>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "launcher/command.h"
 
 namespace {
@@ -48,7 +50,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + best_words, args.end());
   absl::Status status = best->run(rest);
   if (!status.ok()) {
-    std::cerr << "loom " << best->name << ": error: " << status.message() << "\n";
+    // One write: under mpirun the ranks share stderr, and pieces written separately interleave.
+    const std::string line =
+        absl::StrCat("loom ", best->name, ": error: ", status.message(), "\n");
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
     return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   return 0;
