@@ -69,16 +69,8 @@ absl::Status RunBenchScaling(const std::vector<std::string>& argv) {
   std::string mode_name, out = "scaling_runs", hostfile, mpirun = "mpirun", mpirun_args;
   int tp = 1, steps = 10, warmup = 2;
   for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i], value;
-    const size_t eq = name.find('=');
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(name, " needs a value\n", kUsage));
-    }
+    std::string name, value;
+    LOOM_RETURN_IF_ERROR(TakeFlag(args, &i, &name, &value, kUsage));
     auto integer = [&](int* v, int min) -> absl::Status {
       if (!absl::SimpleAtoi(value, v) || *v < min) {
         return absl::InvalidArgumentError(

@@ -44,16 +44,8 @@ absl::Status RunPlan(const std::vector<std::string>& argv) {
   std::string csv;
   bool gpus_given = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i], value;
-    const size_t eq = name.find('=');
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(name, " needs a value\n", kUsage));
-    }
+    std::string name, value;
+    LOOM_RETURN_IF_ERROR(TakeFlag(args, &i, &name, &value, kUsage));
     auto number = [&](double* out) -> absl::Status {
       if (!absl::SimpleAtod(value, out)) {
         return absl::InvalidArgumentError(

@@ -29,7 +29,12 @@ struct CommandRegistrar {
 // Prints `usage` and returns true when args contain --help / -h.
 bool WantsHelp(const std::vector<std::string>& args, const std::string& usage);
 
-// A "--name VALUE" flag: a non-negative integer or a string.
+// Reads the flag at args[*i] as "--name value" or "--name=value" into name and value and
+// moves *i to its last word. A flag without a value is InvalidArgument naming it, with `usage`.
+absl::Status TakeFlag(const std::vector<std::string>& args, size_t* i, std::string* name,
+                      std::string* value, const std::string& usage);
+
+// A "--name VALUE" (or "--name=VALUE") flag: a non-negative integer or a string.
 struct Flag {
   const char* name;
   int* int_value = nullptr;

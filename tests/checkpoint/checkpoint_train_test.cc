@@ -386,12 +386,4 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
 }  // namespace
 }  // namespace loom
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto world = loom::World::Get();
-  if (!world.ok()) return 1;
-  int rc = RUN_ALL_TESTS();
-  int worst = rc;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return worst;
-}
+// main: tests/mpi_test_main.cc

@@ -27,6 +27,7 @@
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "tests/launcher/job_testing.h"
+#include "tests/parallel/layout_compare.h"
 
 namespace loom {
 namespace {
@@ -62,10 +63,7 @@ runtime { backend: CPU seed: 7 }
 )");
 }
 
-struct TrainRun {
-  std::vector<float> losses;
-  std::vector<double> grad_norms;
-  std::vector<float> weights;  // whole model, global layout
+struct TrainRun : testing::TrainRun {
   float val_loss = 0;           // Evaluate() after training (through the pipeline)
   std::vector<int32_t> sample;  // Sample() after training (through the pipeline)
 };
@@ -139,25 +137,7 @@ TrainRun Train(const JobConfig& job, World* world) {
 // dp > 1 replicas evaluate other validation batches than one rank does (each its share), so the
 // validation loss is compared at dp == 1 only (data_parallel_train_test covers dp).
 void ExpectSame(const TrainRun& got, const TrainRun& ref, const std::string& what, int dp) {
-  ASSERT_EQ(got.losses.size(), ref.losses.size()) << what;
-  for (size_t i = 0; i < ref.losses.size(); ++i) {
-    EXPECT_NEAR(got.losses[i], ref.losses[i], 1e-5 * std::fabs(ref.losses[i]))
-        << what << ": loss at step " << i + 1;
-    EXPECT_NEAR(got.grad_norms[i], ref.grad_norms[i], 1e-5 * ref.grad_norms[i])
-        << what << ": gradient norm at step " << i + 1;
-  }
-  ASSERT_EQ(got.weights.size(), ref.weights.size()) << what;
-  // Relative L2 over the whole model (see tensor_parallel_train_test for why not per element).
-  double diff = 0, norm = 0, worst = 0;
-  for (size_t i = 0; i < ref.weights.size(); ++i) {
-    const double d = static_cast<double>(got.weights[i]) - ref.weights[i];
-    diff += d * d;
-    norm += static_cast<double>(ref.weights[i]) * ref.weights[i];
-    worst = std::max(worst, std::fabs(d));
-  }
-  const double rel = std::sqrt(diff / norm);
-  EXPECT_LE(rel, 1e-5) << what << ": final weights differ from 1 rank by " << rel
-                       << " (relative L2), largest element difference " << worst;
+  testing::ExpectSameTraining(got, ref, what);
   if (dp == 1) {
     EXPECT_NEAR(got.val_loss, ref.val_loss, 1e-5 * std::fabs(ref.val_loss))
         << what << ": validation loss";
@@ -232,12 +212,4 @@ TEST(PipelineTrainTest, EveryLayoutMatchesOneRank) {
 }  // namespace
 }  // namespace loom
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto world = loom::World::Get();
-  if (!world.ok()) return 1;
-  int rc = RUN_ALL_TESTS();
-  int worst = rc;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return worst;
-}
+// main: tests/mpi_test_main.cc

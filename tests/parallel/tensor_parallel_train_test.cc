@@ -21,6 +21,7 @@
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "tests/launcher/job_testing.h"
+#include "tests/parallel/layout_compare.h"
 
 namespace loom {
 namespace {
@@ -44,11 +45,7 @@ runtime { backend: CPU seed: 7 }
 )");
 }
 
-struct TrainRun {
-  std::vector<float> losses;
-  std::vector<double> grad_norms;
-  std::vector<float> weights;  // global layout
-};
+using testing::TrainRun;
 
 TrainRun Train(const JobConfig& job, World* world) {
   TrainRun run;
@@ -67,33 +64,6 @@ TrainRun Train(const JobConfig& job, World* world) {
   EXPECT_TRUE(w.ok()) << w.status();
   if (w.ok()) run.weights = std::move(*w);
   return run;
-}
-
-void ExpectSame(const TrainRun& got, const TrainRun& ref, const std::string& what) {
-  ASSERT_EQ(got.losses.size(), ref.losses.size()) << what;
-  for (size_t i = 0; i < ref.losses.size(); ++i) {
-    EXPECT_NEAR(got.losses[i], ref.losses[i], 1e-5 * std::fabs(ref.losses[i]))
-        << what << ": loss at step " << i + 1;
-    EXPECT_NEAR(got.grad_norms[i], ref.grad_norms[i], 1e-5 * ref.grad_norms[i])
-        << what << ": gradient norm at step " << i + 1;
-  }
-  ASSERT_EQ(got.weights.size(), ref.weights.size()) << what;
-  // Weights: relative L2 distance over the whole model. Element by element, Adam amplifies the
-  // rounding differences of another summation order for weights whose gradient is near zero
-  // (its update is m / sqrt(v), close to +-lr whatever the gradient's size), so a per-element
-  // bound would test rounding, not the layout.
-  double diff = 0, norm = 0, worst = 0;
-  for (size_t i = 0; i < ref.weights.size(); ++i) {
-    const double d = static_cast<double>(got.weights[i]) - ref.weights[i];
-    diff += d * d;
-    norm += static_cast<double>(ref.weights[i]) * ref.weights[i];
-    worst = std::max(worst, std::fabs(d));
-  }
-  const double rel = std::sqrt(diff / norm);
-  EXPECT_LE(rel, 1e-5) << what << ": final weights differ from 1 rank by " << rel
-                       << " (relative L2), largest element difference " << worst;
-  std::cout << what << ": weights differ by " << rel << " relative (max abs " << worst << ")"
-            << std::endl;
 }
 
 TEST(TensorParallelTrainTest, EveryLayoutMatchesOneRank) {
@@ -128,7 +98,7 @@ TEST(TensorParallelTrainTest, EveryLayoutMatchesOneRank) {
           auto job = testing::JobFromText(Job(llama, tp, sp, kPad, zero), dir);
           ASSERT_TRUE(job.ok()) << job.status();
           const TrainRun got = Train(*job, world);
-          ExpectSame(got, ref, what);
+          testing::ExpectSameTraining(got, ref, what);
           if (world->rank() == 0) std::cout << what << ": compared with 1 rank" << std::endl;
         }
       }
@@ -139,12 +109,4 @@ TEST(TensorParallelTrainTest, EveryLayoutMatchesOneRank) {
 }  // namespace
 }  // namespace loom
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto world = loom::World::Get();
-  if (!world.ok()) return 1;
-  int rc = RUN_ALL_TESTS();
-  int worst = rc;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return worst;
-}
+// main: tests/mpi_test_main.cc
