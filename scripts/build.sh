@@ -9,5 +9,10 @@ args=(-DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DLOOM_CUDA="${LOOM_CUDA:-AUTO
 if [[ -x "$cuda_home/bin/nvcc" && "${LOOM_CUDA:-AUTO}" != "OFF" ]]; then
   args+=(-DCMAKE_CUDA_COMPILER="$cuda_home/bin/nvcc" -DLOOM_CUDA_ARCHS="${LOOM_CUDA_ARCHS:-90}")
 fi
+# ccache, where installed, makes rebuilds and a second checkout's build (a git worktree) cheap;
+# CI's clean clone builds the same either way.
+if command -v ccache >/dev/null && [[ "${LOOM_CCACHE:-1}" != "0" ]]; then
+  args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
 cmake -S . -B "$BUILD_DIR" "${args[@]}" >/dev/null
 cmake --build "$BUILD_DIR" -j "${JOBS:-$(nproc)}" "$@"
