@@ -12,8 +12,16 @@ namespace loom {
 
 namespace {
 constexpr size_t kRound = 512;
+std::function<absl::Status()>& ReleaseGate() {
+  static auto* gate = new std::function<absl::Status()>();
+  return *gate;
+}
 size_t RoundUp(size_t n) { return n == 0 ? kRound : (n + kRound - 1) / kRound * kRound; }
 }  // namespace
+
+void CachingAllocator::SetCacheReleaseGate(std::function<absl::Status()> gate) {
+  ReleaseGate() = std::move(gate);
+}
 
 CachingAllocator::~CachingAllocator() {
   // Blocks still live at exit belong to leaked tensors; the process is ending, so only the cache
@@ -34,19 +42,30 @@ absl::StatusOr<void*> CachingAllocator::Allocate(size_t bytes) {
     cache_.erase(it);
   } else {
     auto raw = device_->RawAllocate(size);
-    if (!raw.ok()) {
-      // Retry once after returning the cache to the device.
+    if (!raw.ok() && !cache_.empty()) {
+      // Retry once after returning the cache to the device, once nothing in flight may still
+      // use it (the release gate; the ops' stream reuse rule covers the rest).
+      if (!device_->is_cpu() && ReleaseGate()) {
+        absl::Status gate = ReleaseGate()();
+        if (!gate.ok()) {
+          return absl::Status(gate.code(), absl::StrCat("out of memory on ", device_->Name(),
+                                                        " allocating ", bytes,
+                                                        " bytes, and the cache cannot be "
+                                                        "released: ",
+                                                        gate.message()));
+        }
+      }
       for (auto& [s, p] : cache_) {
         device_->RawFree(p);
         stats_.reserved_bytes -= s;
       }
       cache_.clear();
       raw = device_->RawAllocate(size);
-      if (!raw.ok()) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "out of memory on ", device_->Name(), " allocating ", bytes, " bytes (live ",
-            stats_.live_bytes, ", reserved ", stats_.reserved_bytes, "): ", raw.status().message()));
-      }
+    }
+    if (!raw.ok()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "out of memory on ", device_->Name(), " allocating ", bytes, " bytes (live ",
+          stats_.live_bytes, ", reserved ", stats_.reserved_bytes, "): ", raw.status().message()));
     }
     ptr = *raw;
     stats_.reserved_bytes += size;
@@ -70,6 +89,8 @@ void CachingAllocator::Free(void* ptr) {
 
 void CachingAllocator::EmptyCache() {
   std::lock_guard<std::mutex> lock(mu_);
+  if (cache_.empty()) return;
+  if (!device_->is_cpu() && ReleaseGate() && !ReleaseGate()().ok()) return;  // keep it cached
   for (auto& [s, p] : cache_) {
     device_->RawFree(p);
     stats_.reserved_bytes -= s;
