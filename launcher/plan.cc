@@ -110,7 +110,6 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
   ApplyDefaults(&config);
   config.mutable_parallel()->clear_stage_layers();  // the planner splits layers evenly
   const bool cpu = config.runtime().backend() == RuntimeConfig::CPU;
-  const int64_t reserve = cpu ? kCpuMemoryReserve : kGpuMemoryReserve;
   const double capacity = m.memory_gib * 1073741824.0;
   const int64_t global = config.parallel().global_batch_size();
   const int layers = config.model().layers();
@@ -140,8 +139,9 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
               if (!ConfigProblems(job, m.gpus).empty()) continue;
               l.micro_batches = global / (int64_t{micro} * dp);
               l.memory = EstimateMemoryPerRank(job, l.degrees);
-              l.reserve = reserve;
-              l.fits = static_cast<double>(l.memory.total + reserve) <= capacity;
+              l.reserve = cpu ? kCpuMemoryReserve
+                              : kCudaContextReserve + GpuMemoryReserve(tp, dp, pp);
+              l.fits = static_cast<double>(l.memory.total + l.reserve) <= capacity;
               l.time = PredictTimes(job, m, l);
               const double tokens = static_cast<double>(global) * config.data().seq_len();
               l.tokens_per_s = tokens / l.time.total();

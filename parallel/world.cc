@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "parallel/mpi_backend.h"
 #include "parallel/nccl_backend.h"
+#include "runtime/host_wait.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -65,6 +66,14 @@ absl::StatusOr<World*> World::Create() {
   LOOM_MPI_CHECK(MPI_Comm_size(node, &w->local_size_));
   MPI_Comm_free(&node);
   w->state_ = std::make_shared<CommState>();
+  // Host waits on device work (runtime/host_wait.h) share the communicators' deadline, name
+  // the same step and answer roll calls the same way.
+  std::shared_ptr<CommState> state = w->state_;
+  SetHostWaitPolicy(HostWaitPolicy{
+      [state] { return state->timeout; }, [state] { return state->step.load(); },
+      [state](const std::string& what) {
+        if (state->on_long_wait) state->on_long_wait(what);
+      }});
   std::vector<int> members(w->size_);
   for (int r = 0; r < w->size_; ++r) members[r] = r;
   w->comm_ = std::make_unique<Communicator>("world", members, w->rank_, w->state_,
@@ -135,8 +144,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> World::Split(const std::string& na
   }
   std::unique_ptr<CommBackend> nccl;
   if (cuda == nullptr) cuda = cuda_;
-  if (cuda != nullptr) {
-    auto made = MakeNcclBackend(handle, state_, cuda);
+  // A group of one moves nothing: no NCCL communicator (its buffers cost GPU memory).
+  if (cuda != nullptr && members.size() > 1) {
+    auto made = MakeNcclBackend(handle, state_, cuda, name);
     if (!made.ok()) {
       return absl::Status(made.status().code(),
                           absl::StrCat("group ", name, " [", FormatRankList(members),
@@ -149,6 +159,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> World::Split(const std::string& na
 }
 
 void World::Abort(int code) const {
+  // NCCL kernels waiting for a peer would keep the GPU (and the process's exit) busy: abort
+  // every communicator first, waiting at most a few seconds for it.
+  AbortNcclCommunicators(absl::Seconds(5));
   if (size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
   std::exit(code);
 }

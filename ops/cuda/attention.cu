@@ -423,9 +423,10 @@ constexpr size_t BackwardQSmem() {
 // Kernels above 48 KiB of dynamic shared memory must opt in (Hopper allows 227 KiB).
 template <typename Kernel>
 absl::Status AllowSmem(Kernel kernel, size_t bytes) {
-  LOOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(bytes)));
-  return absl::OkStatus();
+  // Once per kernel, device and size (ops/cuda/context.h), not on every launch.
+  int device = 0;
+  LOOM_CUDA_CHECK(cudaGetDevice(&device));
+  return AllowDynamicSmem(device, reinterpret_cast<const void*>(kernel), bytes);
 }
 
 // 128-bit loads need every row start 16-byte aligned: aligned base pointers and a head dim

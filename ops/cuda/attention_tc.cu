@@ -478,9 +478,10 @@ __global__ void __launch_bounds__(kBwdThreads)
 
 template <typename Kernel>
 absl::Status AllowSmem(Kernel kernel, size_t bytes) {
-  LOOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(bytes)));
-  return absl::OkStatus();
+  // Once per kernel, device and size (ops/cuda/context.h), not on every launch.
+  int device = 0;
+  LOOM_CUDA_CHECK(cudaGetDevice(&device));
+  return AllowDynamicSmem(device, reinterpret_cast<const void*>(kernel), bytes);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/status.h"
@@ -94,6 +96,21 @@ absl::StatusOr<void*> OpScratch(DeviceContext* ctx, size_t bytes) {
   ctx->scratch = fresh;
   ctx->scratch_bytes = grown;
   return ctx->scratch;
+}
+
+absl::Status AllowDynamicSmem(int device, const void* kernel, size_t bytes) {
+  static auto* mu = new std::mutex();
+  static auto* done = new std::set<std::tuple<int, const void*, size_t>>();
+  const auto key = std::make_tuple(device, kernel, bytes);
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    if (done->count(key) != 0) return absl::OkStatus();
+  }
+  LOOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(bytes)));
+  std::lock_guard<std::mutex> lock(*mu);
+  done->insert(key);
+  return absl::OkStatus();
 }
 
 absl::Status CheckLaunch(const char* kernel_name) {
