@@ -64,9 +64,12 @@ function(loom_add_mpi_run name)
   endif()
   set(labels mpi ${T_LABELS})
   if(T_GPU)
-    # A multi-rank GPU test's own main must exit 77 on every rank when no device answers.
+    # A multi-rank GPU test's own main must exit 77 on every rank when no device answers (and
+    # print "SKIPPED: why"): mpirun passes a rank's exit code on, and the line is a second
+    # signal should an MPI not do so.
     list(APPEND labels gpu)
-    set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77)
+    set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77
+                         SKIP_REGULAR_EXPRESSION "(^|\n)SKIPPED: ")
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${labels}" PROCESSORS ${T_RANKS}
       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;LOOM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
