@@ -23,6 +23,14 @@ absl::Status EnsureMpi() {
   // the blocking MPI_Allreduce in `loom bench comm`. Rabenseifner (reduce-scatter + all-gather,
   // each rank reduces 1/n of the data) reached >= 135% there. The user's own setting wins.
   setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", /*overwrite=*/0);
+  // Started without a launcher (no mpirun/srun variables): a world of one that needs no
+  // Open MPI daemon. By default Open MPI's singleton MPI_Init starts `orted`, which a machine
+  // running loom from the GPU bundle does not have (scripts/gpu-check.sh); loom never spawns
+  // processes, so the isolated singleton loses nothing.
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr && std::getenv("PMIX_RANK") == nullptr &&
+      std::getenv("PMI_RANK") == nullptr) {
+    setenv("OMPI_MCA_ess_singleton_isolated", "1", /*overwrite=*/0);
+  }
   // SERIALIZED rather than FUNNELED: the data-parallel GradReducer drives MPI's progress from a
   // helper thread while backward computes (the MPI backend serialises its calls with a lock).
   // Open MPI enables its internal locking only for MPI_THREAD_MULTIPLE, so this costs nothing;

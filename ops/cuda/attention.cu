@@ -104,10 +104,14 @@ __device__ __forceinline__ void LoadTile(float* dst, const T* src, int64_t strid
 }
 
 // ---------------------------------------------------------------------------------------
+// Launch bounds (forward and dQ): one block per SM, so ptxas may use up to 255 registers; with
+// the default bounds it capped the HDP 128 kernels at 128 and spilled up to 96 bytes, while
+// their shared memory allows at most two blocks anyway (ops/cuda/kernel_resources.tsv).
+//
 // Forward. Grid: (query tiles, B * NH); the last (longest) query tiles are scheduled first.
 // Shared memory: Q, K, V tiles [64][HDP + 1] and P [64][65], fp32.
 template <typename T, int HDP>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     AttentionForwardKernel(const T* qkv, T* out, float* lse, Geometry geo) {
   constexpr int kLd = HDP + 1;
   constexpr int NC = HDP / 16;
@@ -339,7 +343,7 @@ __global__ void __launch_bounds__(kThreads)
 // loops over the key tiles up to the causal limit.
 // Shared memory: Q, dO, K, V tiles [64][HDP + 1], dS [64][65], lse and D [64].
 template <typename T, int HDP>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     AttentionBackwardQKernel(const T* dout, const T* qkv, const float* lse, const float* dsum,
                              T* dqkv, Geometry geo) {
   constexpr int kLd = HDP + 1;
