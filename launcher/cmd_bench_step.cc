@@ -9,10 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "launcher/command.h"
-#include "launcher/config.h"
-#include "benchmarks/roofline.h"
-#include "launcher/trainer.h"
-#include "launcher/memory_estimate.h"
+#include "job/config.h"
+#include "ops/roofline.h"
+#include "train/trainer.h"
+#include "job/memory_estimate.h"
 #include "ops/linear.h"
 #include "parallel/adamw.h"
 #include "parallel/distributed_optimizer.h"
@@ -124,13 +124,21 @@ absl::Status RunBenchStep(const std::vector<std::string>& argv) {
               s * 1e3, B * T / s, flops_per_step / s / 1e9,
               peak.flops > 0 ? 100.0 * flops_per_step / s / peak.flops : 0.0);
   // The allocator's peak over the timed steps against loom's own estimate of the same job
-  // (launcher/memory_estimate.h, one rank, no parallelism), so a GPU run checks the estimate
-  // the job check and `loom plan` rely on.
-  const MemoryEstimate est = EstimateMemoryPerRank(config, LayoutDegrees{1, 1, 1, 1});
+  // (job/memory_estimate.h, one rank), so a GPU run checks the estimate the job check and
+  // `loom plan` rely on.
   const double peak_b = static_cast<double>(device->allocator().stats().peak_bytes);
-  std::printf("  memory: allocator peak %.1f MiB, loom's estimate %.1f MiB (peak/estimate %.2f)\n",
-              peak_b / 1048576, static_cast<double>(est.total) / 1048576,
-              est.total > 0 ? peak_b / static_cast<double>(est.total) : 0.0);
+  auto layout = JobLayout::Create(config, 1);
+  auto est = layout.ok() ? EstimateMemoryPerRank(*layout) : absl::StatusOr<MemoryEstimate>(
+                                                                  layout.status());
+  if (est.ok()) {
+    std::printf(
+        "  memory: allocator peak %.1f MiB, loom's estimate %.1f MiB (peak/estimate %.2f)\n",
+        peak_b / 1048576, static_cast<double>(est->total) / 1048576,
+        est->total > 0 ? peak_b / static_cast<double>(est->total) : 0.0);
+  } else {
+    std::printf("  memory: allocator peak %.1f MiB (no estimate: %s)\n", peak_b / 1048576,
+                std::string(est.status().message()).c_str());
+  }
   double total = 0;
   auto report = OpProfiler::Report();
   for (const auto& [family, t] : report) total += t.seconds;

@@ -1,7 +1,7 @@
 // The GPU roofline's part table (benchmarks/roofline.h GpuPartFor): H100 SXM, H100 PCIe,
 // H100 NVL and H200 told apart from the driver's name, SM count and memory, each with its own
 // dense bf16 peak and HBM bandwidth; an unknown part is an error naming what was seen.
-#include "benchmarks/roofline.h"
+#include "ops/roofline.h"
 
 #include "gtest/gtest.h"
 
@@ -48,7 +48,7 @@ TEST(GpuPartFor, AnUnknownPartIsAnErrorNamingIt) {
   EXPECT_NE(p.status().message().find("NVIDIA A100-SXM4-80GB (108 SMs, 80 GiB)"),
             std::string::npos)
       << p.status();
-  EXPECT_NE(p.status().message().find("benchmarks/roofline.cc"), std::string::npos);
+  EXPECT_NE(p.status().message().find("ops/roofline.cc"), std::string::npos);
   // An H100 of an SM count no H100 has is not guessed at.
   EXPECT_FALSE(GpuPartFor("NVIDIA H100 something", 120, 80 * kGiB).ok());
 }
