@@ -18,6 +18,7 @@
 #include "model/model_file.h"
 #include "parallel/distributed_optimizer.h"
 #include "parallel/grad_reducer.h"
+#include "parallel/nccl_backend.h"
 #include "ops/linear.h"
 #include "ops/optimizer.h"
 #include "runtime/cuda_device_choice.h"
@@ -556,6 +557,20 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
         tp_comm_s_ * per, sp_comm_s_ * per, dp_comm_s_ * per, dp_comm_total_s_ * per,
         pp_comm_s_ * per,
         interval_step_seconds_ > 0 ? 100.0 * comm / interval_step_seconds_ : 0.0);
+  }
+  if (device_->is_cuda()) {
+    // The host's times above are issue times on a GPU (~0): the collectives' own time on their
+    // communication streams, from CUDA events (parallel/nccl_backend.h), per group.
+    const std::map<std::string, double> gpu = TakeNcclDeviceSeconds();
+    if (!gpu.empty()) {
+      const double per = 1e3 / std::max<int64_t>(1, interval_steps_);
+      std::string line;
+      for (const auto& [group, seconds] : gpu) {
+        absl::StrAppend(&line, line.empty() ? "" : ", ", group,
+                        absl::StrFormat(" %.2f ms", seconds * per));
+      }
+      LOOM_LOG(INFO) << "communication on the GPU per step (CUDA events): " << line;
+    }
   }
   tp_comm_s_ = sp_comm_s_ = dp_comm_s_ = dp_comm_total_s_ = interval_step_seconds_ = 0;
   pp_comm_s_ = 0;

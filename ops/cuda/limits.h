@@ -1,5 +1,5 @@
 // What the CUDA kernels can run, as plain numbers (no CUDA headers), so that the job check
-// (launcher/job_check.h) refuses a shape before a job starts rather than at its first
+// (job/job_check.h) refuses a shape before a job starts rather than at its first
 // attention call on the GPU. The kernels check the same limits again at launch.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The GPU roofline's part table (benchmarks/roofline.h GpuPartFor): H100 SXM, H100 PCIe,
+// The GPU roofline's part table (ops/roofline.h GpuPartFor): H100 SXM, H100 PCIe,
 // H100 NVL and H200 told apart from the driver's name, SM count and memory, each with its own
 // dense bf16 peak and HBM bandwidth; an unknown part is an error naming what was seen.
 #include "ops/roofline.h"
