@@ -152,12 +152,13 @@ build() {
   local mpilib comp_dir
   mpilib=$(ldd "$stage/bin/loom" | awk '$1 ~ /^libmpi\.so/ {print $3}')
   if [[ -n "$mpilib" ]]; then
-    comp_dir=$(find "$(dirname "$(readlink -f "$mpilib")")" -maxdepth 3 -name 'mca_ess_singleton.so' \
+    comp_dir=$(find "$(dirname "$(readlink -f "$mpilib")")" -maxdepth 4 -name 'mca_ess_singleton.so' \
       -printf '%h\n' 2>/dev/null | head -1)
     [[ -n "$comp_dir" ]] || die "cannot find Open MPI's MCA components beside $mpilib"
-    local comp
+    local comp deps
     for comp in "$comp_dir"/mca_*.so; do
-      ldd "$comp" | grep -qE "$OMPI_SKIP_DEPS" && continue
+      deps=$(ldd "$comp" 2>&1 || true)  # (not piped into grep -q: pipefail and SIGPIPE)
+      grep -qE "$OMPI_SKIP_DEPS" <<<"$deps" && continue
       cp -L "$comp" "$stage/lib/openmpi/"
     done
     pack_libs "$stage"/lib/openmpi/*.so
@@ -287,7 +288,8 @@ step_0() {  # the bundle: loom starts and trains without Open MPI's daemon and w
     OMPI_MCA_mca_base_component_path="$OMPI_MCA_mca_base_component_path" \
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
     "$LOOM" train --config configs/gpu_check.textproto --set runtime.backend=CPU \
-    --set precision=FP32 --set lr_schedule.total_steps=2 --set logging.eval_interval=0 \
+    --set precision=FP32 --set lr_schedule.total_steps=2 --set lr_schedule.warmup_steps=1 \
+    --set logging.eval_interval=0 \
     --set "logging.run_dir=$OUTDIR/runs/0-bundle" --set logging.overwrite=true
   if (( RC == 0 )); then
     record 0 PASS $((SECONDS - t0)) "loom trains 2 CPU steps from the bundle with a bare environment (no mpirun, no orted)"
