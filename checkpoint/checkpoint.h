@@ -130,7 +130,8 @@ class CheckpointReader {
   const std::string& dir() const { return dir_; }
   bool Has(const std::string& tensor, CheckpointKind kind) const;
   // Every parameter of `table` must be saved with a compatible global shape (padded
-  // vocabulary rows may differ); errors name the tensor, both shapes and the manifest.
+  // vocabulary rows may differ in number, the real rows may not); errors name the tensor,
+  // both shapes (or both real row counts) and the manifest.
   absl::Status CheckTable(const ParamTable& table) const;
   // Fills dst (box.numel() f32 values, row-major) with that box of the saved tensor: the
   // intersections of its slices, zeros in padding rows beyond the saved tensor. Checks each

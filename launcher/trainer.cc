@@ -361,6 +361,8 @@ absl::StatusOr<float> Trainer::Step() {
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
   LOOM_RETURN_IF_ERROR(fault_.AtStep(step_ + 1, &loss_mean[0]));
+  LOOM_RETURN_IF_ERROR(
+      fault_.AtGradients(step_ + 1, model_->grads(), optimizer_->owned_ranges(), norm_runs_));
   // The loss is computed on the last pipeline stage: every stage takes it from there.
   if (pipeline_) {
     LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kSum));
