@@ -148,7 +148,10 @@ TEST_F(CheckpointResumeTest, EveryModelFieldIsComparedEvenWherePaddingHidesIt) {
       auto t = Trainer::Create(*job, World::Self());
       const std::string what = absl::StrCat(init_from ? "model.init_from" : "checkpoint.resume",
                                             " with { ", c.model, " }");
-      ASSERT_FALSE(t.ok()) << what << ": loaded a checkpoint of another model";
+      if (t.ok()) {
+        ADD_FAILURE() << what << ": loaded a checkpoint of another model";
+        continue;
+      }
       EXPECT_TRUE(absl::StrContains(t.status().message(), c.field))
           << what << ": the refusal does not name " << c.field << ": " << t.status();
       EXPECT_TRUE(absl::StrContains(t.status().message(), c.step_dir))

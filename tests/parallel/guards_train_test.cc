@@ -34,6 +34,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// collective_timeout_s: ranks that disagree (a hang) end the test in seconds, not at ctest's
+// timeout.
 std::string Job(const std::string& extra = "") {
   return absl::StrCat(R"(
 model { family: GPT2 layers: 2 heads: 4 hidden: 32 vocab: 257 max_seq: 32 vocab_pad_multiple: 8 }
@@ -42,7 +44,7 @@ optimizer { lr: 0.01 weight_decay: 0.1 grad_clip: 1.0 }
 lr_schedule { warmup_steps: 1 decay_style: COSINE min_lr: 0.001 total_steps: 6 }
 data { train: "$DIR/train_*.bin" seq_len: 32 }
 logging { interval: 100 }
-runtime { backend: CPU seed: 5 max_nonfinite_steps: 3 }
+runtime { backend: CPU seed: 5 max_nonfinite_steps: 3 collective_timeout_s: 20 }
 )",
                       extra);
 }
@@ -54,8 +56,7 @@ class GuardsTrainTest : public ::testing::Test {
     ASSERT_TRUE(w.ok());
     world_ = *w;
     if (world_->size() != 4) GTEST_SKIP() << "needs 4 ranks (tp 2 x pp 2), has " << world_->size();
-    // A hang (ranks disagreeing) ends the test in seconds, not at ctest's timeout.
-    world_->state()->timeout = absl::Seconds(30);
+    world_->state()->timeout = absl::Seconds(60);
     if (world_->rank() == 0) root_ = testing::FreshTempDir("guards_train");
     int len = static_cast<int>(root_.size());
     MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
