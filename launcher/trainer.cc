@@ -556,9 +556,11 @@ absl::StatusOr<bool> Trainer::AnyRankAskedToStop() {
   if (flag[0] > 0) {
     stop_reason_ = StopSignalReceived() != 0 ? StopSignalName() : "a peer rank's signal";
   } else if (flag[1] > 0) {
-    stop_reason_ =
-        absl::StrCat("time limit: runtime.max_duration_s = ", config_.runtime().max_duration_s(),
-                     " less a margin of ", config_.runtime().stop_margin_s(), " s");
+    stop_reason_ = !TimeIsUp() ? std::string("a peer rank's time limit")
+                               : absl::StrCat("time limit: runtime.max_duration_s = ",
+                                              config_.runtime().max_duration_s(),
+                                              " less a margin of ",
+                                              config_.runtime().stop_margin_s(), " s");
   }
   return flag[0] > 0 || flag[1] > 0;
 }

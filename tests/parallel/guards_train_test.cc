@@ -1,11 +1,12 @@
 // The trainer's guards on a tp 2 x pp 2 job (4 ranks), where one model replica spans every rank
 // and what one rank sees must still decide for all of them:
 // - a non-finite gradient with a finite loss (LOOM_FAULT=nan_grad: one element, on the last
-//   rank only): the step is skipped on every rank, the weights stay those of the step before,
-//   and the next step trains again;
+//   rank only; also on dp 2 x tp 2, where the other replica's norm stays finite): the step is
+//   skipped on every rank, the weights stay those of the step before, and the next step trains
+//   again;
 // - a stop signal (a real SIGUSR1) reaching one rank only: every rank stops at the same step,
 //   the checkpoint saved on the way out is that step and verifies, and a resume continues from
-//   it.
+//   it; the same for the time limit (runtime.max_duration_s) as one rank alone sees it.
 // Without 4 ranks the test says so and does nothing.
 #include <mpi.h>
 
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "checkpoint/checkpoint.h"
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
@@ -36,10 +38,11 @@ namespace fs = std::filesystem;
 
 // collective_timeout_s: ranks that disagree (a hang) end the test in seconds, not at ctest's
 // timeout.
-std::string Job(const std::string& extra = "") {
+std::string Job(const std::string& extra = "", const std::string& layout = "tp: 2 pp: 2") {
   return absl::StrCat(R"(
 model { family: GPT2 layers: 2 heads: 4 hidden: 32 vocab: 257 max_seq: 32 vocab_pad_multiple: 8 }
-parallel { micro_batch_size: 2 global_batch_size: 4 tp: 2 pp: 2 grad_bucket_mb: 0.01 }
+parallel { micro_batch_size: 2 global_batch_size: 4 grad_bucket_mb: 0.01 )",
+                      layout, R"( }
 optimizer { lr: 0.01 weight_decay: 0.1 grad_clip: 1.0 }
 lr_schedule { warmup_steps: 1 decay_style: COSINE min_lr: 0.001 total_steps: 6 }
 data { train: "$DIR/train_*.bin" seq_len: 32 }
@@ -74,8 +77,9 @@ class GuardsTrainTest : public ::testing::Test {
     MPI_Barrier(MPI_COMM_WORLD);
   }
 
-  std::unique_ptr<Trainer> Make(const std::string& text) {
-    auto job = testing::JobFromText(text, root_);
+  std::unique_ptr<Trainer> Make(const std::string& text,
+                                const std::vector<std::string>& overrides = {}) {
+    auto job = testing::JobFromText(text, root_, overrides);
     EXPECT_TRUE(job.ok()) << job.status();
     if (!job.ok()) return nullptr;
     auto t = Trainer::Create(*job, world_);
@@ -101,22 +105,30 @@ std::vector<float> Weights(Trainer& t) {
   return w.ok() ? *w : std::vector<float>();
 }
 
-TEST_F(GuardsTrainTest, NonFiniteGradientOnOneRankSkipsTheStepOnEveryRank) {
+class NonFiniteGradientTest : public GuardsTrainTest,
+                              public ::testing::WithParamInterface<std::string> {};
+
+// tp 2 x pp 2: rank 3 is tp rank 1 of the last stage; dp 2 x tp 2: tp rank 1 of the second
+// replica, whose gradient norm the first replica never sees (only the world's vote tells it).
+TEST_P(NonFiniteGradientTest, OneElementOnOneRankSkipsTheStepOnEveryRank) {
   setenv("LOOM_FAULT", "nan_grad", 1);
-  setenv("LOOM_FAULT_RANK", "3", 1);  // tp rank 1 of the last stage
+  setenv("LOOM_FAULT_RANK", "3", 1);
   setenv("LOOM_FAULT_STEP", "2", 1);
-  auto t = Make(Job());
+  auto t = Make(Job("", GetParam()));
   unsetenv("LOOM_FAULT");
   unsetenv("LOOM_FAULT_RANK");
   unsetenv("LOOM_FAULT_STEP");
   ASSERT_NE(t, nullptr);
+  SCOPED_TRACE(GetParam());
   auto first = t->Step();
   ASSERT_TRUE(first.ok()) << first.status();
   const std::vector<float> before = Weights(*t);
   auto loss = t->Step();  // the poisoned one
   ASSERT_TRUE(loss.ok()) << loss.status();
   EXPECT_TRUE(std::isfinite(*loss)) << "the fault is in the gradient only";
-  EXPECT_FALSE(std::isfinite(t->last_grad_norm())) << "the norm counts the poisoned element";
+  if (t->groups().coord().dp == 1 || GetParam().find("dp") == std::string::npos) {
+    EXPECT_FALSE(std::isfinite(t->last_grad_norm())) << "the norm counts the poisoned element";
+  }
   const std::vector<float> after = Weights(*t);
   ASSERT_EQ(after.size(), before.size());
   int64_t changed = 0, nonfinite = 0;
@@ -141,6 +153,9 @@ TEST_F(GuardsTrainTest, NonFiniteGradientOnOneRankSkipsTheStepOnEveryRank) {
   EXPECT_GT(moved, 0) << "the step after the skipped one did not train";
   EXPECT_EQ(t->step(), 3);
 }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, NonFiniteGradientTest,
+                         ::testing::Values("tp: 2 pp: 2", "dp: 2 tp: 2"));
 
 TEST_F(GuardsTrainTest, StopSignalOnOneRankStopsEveryRankAtTheSameStep) {
   const std::string ck = root_ + "/ck";
@@ -177,6 +192,32 @@ TEST_F(GuardsTrainTest, StopSignalOnOneRankStopsEveryRankAtTheSameStep) {
   EXPECT_EQ(t->step(), 2);
   ASSERT_TRUE(t->Run().ok());
   EXPECT_EQ(t->step(), 6);
+}
+
+// runtime.max_duration_s on the last rank only (as when one rank's clock or start-up differs):
+// its time is up after step 2, and every rank stops there with it.
+TEST_F(GuardsTrainTest, TimeLimitSeenByOneRankStopsEveryRankAtTheSameStep) {
+  const std::string ck = root_ + "/ck_time";
+  std::vector<std::string> limit;
+  if (world_->rank() == 3) limit.push_back("runtime.max_duration_s=2");
+  auto t = Make(Job(absl::StrCat("checkpoint { dir: \"", ck, "\" }\n")), limit);
+  ASSERT_NE(t, nullptr);
+  ASSERT_TRUE(t->Step().ok());
+  ASSERT_TRUE(t->Step().ok());
+  if (world_->rank() == 3) absl::SleepFor(absl::Seconds(2.2));
+  ASSERT_TRUE(t->Run().ok());
+  const auto [lo, hi] = MinMax(t->step());
+  EXPECT_EQ(lo, 2) << "a rank went past the step the time ran out in";
+  EXPECT_EQ(hi, 2) << "ranks stopped at different steps";
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_->rank() == 0) {
+    auto latest = LatestCheckpoint(ck);
+    ASSERT_TRUE(latest.ok() && latest->has_value()) << latest.status();
+    auto reader = CheckpointReader::Open(**latest);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    EXPECT_EQ((*reader)->manifest().step(), 2);
+    EXPECT_TRUE((*reader)->VerifyAll().ok());
+  }
 }
 
 }  // namespace
