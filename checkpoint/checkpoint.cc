@@ -349,7 +349,16 @@ absl::StatusOr<SaveStats> CheckpointSaver::Commit() {
             complete.push_back({step, e.path()});
           }
         }
-        std::sort(complete.rbegin(), complete.rend());
+        // Newest first in this run's history: the step just saved, then the older ones from
+        // the highest down. Steps numbered above the one just saved were left by the run this
+        // one abandoned when it resumed from an older step: they come last, so they are pruned
+        // before any of this run's and the checkpoints kept are this run's newest.
+        const int64_t saved = p.info.step;
+        std::sort(complete.begin(), complete.end(), [saved](const auto& a, const auto& b) {
+          const bool a_stale = a.first > saved, b_stale = b.first > saved;
+          if (a_stale != b_stale) return b_stale;
+          return a.first > b.first;
+        });
         for (size_t i = keep_last_; i < complete.size(); ++i) {
           if (complete[i].first == p.info.step) continue;  // the one `latest` names
           LOOM_LOG(INFO) << "checkpoint: removing " << complete[i].second.string()

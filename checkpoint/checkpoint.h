@@ -11,8 +11,9 @@
 // step_XXXXXXXX.tmp/; every rank writes and fsyncs its data file and a small list of its slices
 // there; the ranks agree on success (a max over the world of their failure flags); rank 0
 // merges the lists into the manifest, writes it (fsynced), renames the directory to its final
-// name, then replaces `latest` by rename and prunes to checkpoint.keep_last (never the one
-// `latest` names). A directory without a manifest is never loaded, so a crash at any point
+// name, then replaces `latest` by rename and prunes to checkpoint.keep_last: it keeps the step
+// just saved (the one `latest` names) and the newest steps below it; steps numbered above it
+// (left by a run that resumed from an older step) are pruned first. A directory without a manifest is never loaded, so a crash at any point
 // leaves the previous checkpoint as the one that loads.
 //
 // Loading (CheckpointReader): each rank reads, for each box it now holds, the overlapping saved

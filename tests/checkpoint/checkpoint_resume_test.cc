@@ -6,7 +6,8 @@
 //   same rows: 257 and 300 both pad to 384), for checkpoint.resume and for model.init_from;
 //   model.vocab_pad_multiple (padding only) is not a different model;
 // - pruning after resuming from an older step: resuming from step_3 while step_6 exists, each
-//   later save with keep_last leaves `latest` naming a directory that exists and verifies;
+//   later save with keep_last leaves `latest` naming a directory that exists and verifies, and
+//   keeps this run's newest steps (the abandoned run's higher-numbered ones go first);
 // - the LR schedule across a stop after warm-up: a run stopped in the decay (cosine and linear)
 //   and resumed gives the uninterrupted run's losses and weights bit for bit, and the LR each
 //   step logged is the closed-form value (warm-up lr * (s + 1) / W, then the decay over
@@ -222,7 +223,15 @@ TEST_F(CheckpointResumeTest, PruningAfterResumingFromAnOlderStepKeepsWhatLatestN
       for (int s = 4; s <= 5; ++s) {
         ASSERT_TRUE(t->Step().ok());
         ASSERT_TRUE(t->SaveCheckpoint().ok());
-        ExpectLatestVerifies(ck, s, absl::StrCat("keep_last ", keep, ", saved step ", s));
+        const std::string when = absl::StrCat("keep_last ", keep, ", saved step ", s);
+        ExpectLatestVerifies(ck, s, when);
+        // What is kept is this run's newest: s and the steps just below it. The abandoned run's
+        // step_6 (and step_5 until this run saves its own) is pruned first.
+        for (int old = 1; old <= 6; ++old) {
+          const bool kept = old <= s && old > s - keep;
+          EXPECT_EQ(fs::exists(absl::StrCat(ck, "/", StepDirName(old))), kept)
+              << when << ": step " << old << (kept ? " pruned" : " kept");
+        }
       }
     }
     // And a plain AUTO resume continues from there.
