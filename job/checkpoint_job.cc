@@ -5,7 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "checkpoint/checkpoint.h"
-#include "launcher/config.h"
+#include "job/config_defaults.h"
+#include "job/job_layout.h"
 #include "runtime/status.h"
 
 namespace loom {

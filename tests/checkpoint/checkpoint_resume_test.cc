@@ -30,12 +30,12 @@
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
-#include "launcher/lr_schedule.h"
-#include "launcher/trainer.h"
+#include "train/lr_schedule.h"
+#include "train/trainer.h"
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "runtime/files.h"
-#include "tests/launcher/job_testing.h"
+#include "tests/train/job_testing.h"
 
 namespace loom {
 namespace {
