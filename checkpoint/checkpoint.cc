@@ -470,12 +470,13 @@ absl::Status CheckpointReader::CheckTable(const ParamTable& table) const {
     // 384 rows at a multiple of 128), and a model of another vocabulary is another model.
     if (t.zero_rows_from() != s.zero_rows_from) {
       auto rows = [](int64_t z) {
-        return z >= 0 ? absl::StrCat(z, " real rows (the rest padding)") : std::string("no padding");
+        return z >= 0 ? absl::StrCat(z, " real rows (the rest padding)")
+                      : std::string("no padding");
       };
-      return absl::FailedPreconditionError(absl::StrCat(
-          "checkpoint ", where, ": tensor ", s.name, " has ", rows(t.zero_rows_from()),
-          ", the model expects ", rows(s.zero_rows_from),
-          ": a checkpoint of another model (model.vocab)?"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", where, ": tensor ", s.name, " has ", rows(t.zero_rows_from()),
+                       ", the model expects ", rows(s.zero_rows_from),
+                       ": a checkpoint of another model (model.vocab)?"));
     }
     const std::vector<int64_t>& want = s.global_shape.dims();
     std::vector<int64_t> got(t.global_shape().begin(), t.global_shape().end());

@@ -13,8 +13,8 @@
 // merges the lists into the manifest, writes it (fsynced), renames the directory to its final
 // name, then replaces `latest` by rename and prunes to checkpoint.keep_last: it keeps the step
 // just saved (the one `latest` names) and the newest steps below it; steps numbered above it
-// (left by a run that resumed from an older step) are pruned first. A directory without a manifest is never loaded, so a crash at any point
-// leaves the previous checkpoint as the one that loads.
+// (left by a run that resumed from an older step) are pruned first. A directory without a manifest
+// is never loaded, so a crash at any point leaves the previous checkpoint as the one that loads.
 //
 // Loading (CheckpointReader): each rank reads, for each box it now holds, the overlapping saved
 // slices from whichever files hold them and copies the intersections; every slice's CRC-32C is

@@ -55,9 +55,8 @@ absl::Status CheckSameModel(const CheckpointManifest& saved, const JobConfig& jo
   // RoPE's base only matters where there is RoPE.
   if (a.is_llama() && b.is_llama()) cmp("model.rope_theta", a.rope_theta, b.rope_theta);
   if (diffs.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat("checkpoint ", step_dir,
-                                                    "/manifest.pb is of another model: ",
-                                                    absl::StrJoin(diffs, "; ")));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "checkpoint ", step_dir, "/manifest.pb is of another model: ", absl::StrJoin(diffs, "; ")));
 }
 
 CheckpointDataPosition DataPositionOf(const DataLoaderState& state, int dp) {

@@ -91,8 +91,8 @@ absl::Status FaultInjector::AtGradients(
       return grads.FlatView(at, 1).CopyFromFloats({std::numeric_limits<float>::quiet_NaN()});
     }
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "LOOM_FAULT=nan_grad: rank ", rank_, " counts no gradient element in the norm"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("LOOM_FAULT=nan_grad: rank ", rank_, " counts no gradient element in the norm"));
 }
 
 }  // namespace loom

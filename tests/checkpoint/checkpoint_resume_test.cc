@@ -30,12 +30,12 @@
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
-#include "train/lr_schedule.h"
-#include "train/trainer.h"
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "runtime/files.h"
 #include "tests/train/job_testing.h"
+#include "train/lr_schedule.h"
+#include "train/trainer.h"
 
 namespace loom {
 namespace {
@@ -253,8 +253,7 @@ double ClosedFormLr(bool cosine, int s) {
   const double lr = 0.01, min_lr = 0.001;
   if (s < 2) return lr * (s + 1) / 2.0;
   const double p = std::min(1.0, (s - 2) / 6.0);
-  return cosine ? min_lr + 0.5 * (lr - min_lr) * (1 + std::cos(M_PI * p))
-                : lr + (min_lr - lr) * p;
+  return cosine ? min_lr + 0.5 * (lr - min_lr) * (1 + std::cos(M_PI * p)) : lr + (min_lr - lr) * p;
 }
 
 // (step, loss, lr) of each metrics.jsonl line.

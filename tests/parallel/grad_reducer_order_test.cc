@@ -90,8 +90,7 @@ class SpyBackend : public CommBackend {
                                                       const std::string&) override {
     const float* p = t.data_as<const float>();
     Launched(p - r_->base, t.numel());
-    return std::make_unique<SpyWork>(std::vector<float>(p, p + t.numel()),
-                                     const_cast<float*>(p));
+    return std::make_unique<SpyWork>(std::vector<float>(p, p + t.numel()), const_cast<float*>(p));
   }
   // Rank 0 of 2 keeps block 0 of `in` (the peer's block is the same values).
   absl::StatusOr<std::unique_ptr<CommWork>> ReduceScatter(const Tensor& in, const Tensor& out,

@@ -25,11 +25,11 @@
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
-#include "train/stop_signal.h"
-#include "train/trainer.h"
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "tests/train/job_testing.h"
+#include "train/stop_signal.h"
+#include "train/trainer.h"
 
 namespace loom {
 namespace {

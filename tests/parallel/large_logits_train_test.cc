@@ -24,9 +24,9 @@
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
-#include "train/trainer.h"
 #include "parallel/world.h"
 #include "tests/train/job_testing.h"
+#include "train/trainer.h"
 
 namespace loom {
 namespace {
