@@ -206,6 +206,8 @@ absl::StatusOr<float> Trainer::Step() {
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
   LOOM_RETURN_IF_ERROR(fault_.AtStep(step_ + 1, &loss_mean[0]));
+  LOOM_RETURN_IF_ERROR(
+      fault_.AtGradients(step_ + 1, model_->grads(), optimizer_->owned_ranges(), norm_runs_));
   // The loss is computed on the last pipeline stage: every stage takes it from there.
   if (numbers_.pp > 1) {
     LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kSum));
@@ -336,9 +338,11 @@ absl::StatusOr<bool> Trainer::AnyRankAskedToStop() {
   if (flag[0] > 0) {
     stop_reason_ = StopSignalReceived() != 0 ? StopSignalName() : "a peer rank's signal";
   } else if (flag[1] > 0) {
-    stop_reason_ =
-        absl::StrCat("time limit: runtime.max_duration_s = ", config_.runtime().max_duration_s(),
-                     " less a margin of ", config_.runtime().stop_margin_s(), " s");
+    stop_reason_ = !TimeIsUp() ? std::string("a peer rank's time limit")
+                               : absl::StrCat("time limit: runtime.max_duration_s = ",
+                                              config_.runtime().max_duration_s(),
+                                              " less a margin of ",
+                                              config_.runtime().stop_margin_s(), " s");
   }
   return flag[0] > 0 || flag[1] > 0;
 }
