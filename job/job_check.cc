@@ -11,8 +11,8 @@
 #include "checkpoint/checkpoint.h"
 #include "data/token_shard.h"
 #include "job/checkpoint_job.h"
-#include "ops/cuda/limits.h"
 #include "metrics/run_dir.h"
+#include "ops/cuda/limits.h"
 #include "runtime/device.h"
 #include "runtime/status.h"
 
@@ -56,11 +56,11 @@ std::vector<std::string> CudaKernelShapeProblems(const JobConfig& config) {
   if (m.heads() <= 0 || m.hidden() <= 0) return out;  // ConfigProblems names these
   const int64_t head_dim = m.hidden() / m.heads();
   if (head_dim > ops::cuda::kMaxAttentionHeadDim) {
-    out.push_back(absl::StrCat("model.hidden / model.heads = ", m.hidden(), " / ", m.heads(),
-                               " = head dim ", head_dim, ", but the CUDA attention kernels "
-                               "support head dims up to ",
-                               ops::cuda::kMaxAttentionHeadDim,
-                               ": use more heads (or runtime.backend CPU)"));
+    out.push_back(absl::StrCat(
+        "model.hidden / model.heads = ", m.hidden(), " / ", m.heads(), " = head dim ", head_dim,
+        ", but the CUDA attention kernels "
+        "support head dims up to ",
+        ops::cuda::kMaxAttentionHeadDim, ": use more heads (or runtime.backend CPU)"));
   }
   const int tp = std::max(1, config.parallel().tp());
   const int64_t local_heads = m.heads() / tp;

@@ -10,9 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "benchmarks/comm_bench.h"
 #include "launcher/command.h"
-#include "runtime/cuda_device_choice.h"
-#include "runtime/build_info.h"
 #include "parallel/world.h"
+#include "runtime/build_info.h"
+#include "runtime/cuda_device_choice.h"
 #include "runtime/device.h"
 #include "runtime/status.h"
 
@@ -112,9 +112,9 @@ absl::Status RunBenchComm(const std::vector<std::string>& argv) {
   if (args.device == "cuda") {
     // As the trainer chooses (runtime/cuda_device_choice.h): one visible GPU per rank is
     // device 0, otherwise local rank mod visible.
-    LOOM_ASSIGN_OR_RETURN(
-        int index, ChooseCudaDevice(LocalPlacement{world->local_rank(), world->local_size()},
-                                    CudaDeviceCount(), CudaUnavailableReason()));
+    LOOM_ASSIGN_OR_RETURN(int index,
+                          ChooseCudaDevice(LocalPlacement{world->local_rank(), world->local_size()},
+                                           CudaDeviceCount(), CudaUnavailableReason()));
     LOOM_ASSIGN_OR_RETURN(device, CudaDevice(index));
     LOOM_RETURN_IF_ERROR(world->UseCuda(device));
   }

@@ -8,20 +8,20 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "launcher/command.h"
 #include "job/config.h"
-#include "ops/roofline.h"
-#include "train/trainer.h"
 #include "job/memory_estimate.h"
+#include "launcher/command.h"
+#include "model/gpt.h"
 #include "ops/linear.h"
+#include "ops/roofline.h"
 #include "parallel/adamw.h"
 #include "parallel/distributed_optimizer.h"
 #include "runtime/cuda_device_choice.h"
-#include "model/gpt.h"
 #include "runtime/philox.h"
 #include "runtime/profiler.h"
 #include "runtime/status.h"
 #include "runtime/timer.h"
+#include "train/trainer.h"
 
 namespace loom {
 namespace {
@@ -128,8 +128,8 @@ absl::Status RunBenchStep(const std::vector<std::string>& argv) {
   // `loom plan` rely on.
   const double peak_b = static_cast<double>(device->allocator().stats().peak_bytes);
   auto layout = JobLayout::Create(config, 1);
-  auto est = layout.ok() ? EstimateMemoryPerRank(*layout) : absl::StatusOr<MemoryEstimate>(
-                                                                  layout.status());
+  auto est = layout.ok() ? EstimateMemoryPerRank(*layout)
+                         : absl::StatusOr<MemoryEstimate>(layout.status());
   if (est.ok()) {
     std::printf(
         "  memory: allocator peak %.1f MiB, loom's estimate %.1f MiB (peak/estimate %.2f)\n",

@@ -118,8 +118,8 @@ absl::StatusOr<GpuPart> GpuPartFor(const std::string& device_name, int sm_count,
       return GpuPart{"H100 PCIe", 756.5e12, 378e12, 51.2e12, 2.0e12};
     }
     if (nvl || gib > 90) return GpuPart{"H100 NVL", 835e12, 417e12, 60e12, 3.9e12};
-    if (sm_count == 132 || sm_count == 0) return GpuPart{"H100 SXM", 989.4e12, 494.7e12, 66.9e12,
-                                                         3.35e12};
+    if (sm_count == 132 || sm_count == 0)
+      return GpuPart{"H100 SXM", 989.4e12, 494.7e12, 66.9e12, 3.35e12};
   }
   return absl::NotFoundError(absl::StrFormat(
       "no roofline is known for %s (%d SMs, %.0f GiB): loom knows H100 SXM, H100 PCIe, H100 NVL, "

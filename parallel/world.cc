@@ -77,11 +77,11 @@ absl::StatusOr<World*> World::Create() {
   // Host waits on device work (runtime/host_wait.h) share the communicators' deadline, name
   // the same step and answer roll calls the same way.
   std::shared_ptr<CommState> state = w->state_;
-  SetHostWaitPolicy(HostWaitPolicy{
-      [state] { return state->timeout; }, [state] { return state->step.load(); },
-      [state](const std::string& what) {
-        if (state->on_long_wait) state->on_long_wait(what);
-      }});
+  SetHostWaitPolicy(HostWaitPolicy{[state] { return state->timeout; },
+                                   [state] { return state->step.load(); },
+                                   [state](const std::string& what) {
+                                     if (state->on_long_wait) state->on_long_wait(what);
+                                   }});
   std::vector<int> members(w->size_);
   for (int r = 0; r < w->size_; ++r) members[r] = r;
   w->comm_ = std::make_unique<Communicator>("world", members, w->rank_, w->state_,

@@ -164,8 +164,8 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
               auto memory = EstimateMemoryPerRank(*layout);
               if (!memory.ok()) return memory.status();
               l.memory = *memory;
-              l.reserve = cpu ? kCpuMemoryReserve
-                              : kCudaContextReserve + GpuMemoryReserve(tp, dp, pp);
+              l.reserve =
+                  cpu ? kCpuMemoryReserve : kCudaContextReserve + GpuMemoryReserve(tp, dp, pp);
               l.fits = static_cast<double>(l.memory.total + l.reserve) <= capacity;
               l.time = PredictTimes(*layout, m, l);
               const double tokens = static_cast<double>(global) * config.data().seq_len();

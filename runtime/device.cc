@@ -48,11 +48,11 @@ absl::StatusOr<void*> CachingAllocator::Allocate(size_t bytes) {
       if (!device_->is_cpu() && ReleaseGate()) {
         absl::Status gate = ReleaseGate()();
         if (!gate.ok()) {
-          return absl::Status(gate.code(), absl::StrCat("out of memory on ", device_->Name(),
-                                                        " allocating ", bytes,
-                                                        " bytes, and the cache cannot be "
-                                                        "released: ",
-                                                        gate.message()));
+          return absl::Status(
+              gate.code(), absl::StrCat("out of memory on ", device_->Name(), " allocating ", bytes,
+                                        " bytes, and the cache cannot be "
+                                        "released: ",
+                                        gate.message()));
         }
       }
       for (auto& [s, p] : cache_) {

@@ -354,7 +354,8 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss) {
     const std::map<std::string, double> gpu = TakeNcclDeviceSeconds();
     std::string line;
     for (const auto& [group, seconds] : gpu) {
-      absl::StrAppend(&line, line.empty() ? "" : ", ", group, absl::StrFormat(" %.1f ms", seconds * 1e3));
+      absl::StrAppend(&line, line.empty() ? "" : ", ", group,
+                      absl::StrFormat(" %.1f ms", seconds * 1e3));
     }
     if (!line.empty()) {
       LOOM_LOG(INFO) << "communication on the GPU since the last line (CUDA events): " << line;

@@ -192,8 +192,8 @@ absl::StatusOr<bool> TryMatmul(DeviceContext* ctx, const MatmulCall& mm) {
       cublasLtMatmulHeuristicResult_t result{};
       int count = 0;
       const cublasStatus_t rc = cublasLtMatmulAlgoGetHeuristic(
-          ctx->cublaslt, entry.desc->op, entry.desc->a, entry.desc->b, entry.desc->d,
-          entry.desc->d, entry.desc->pref, 1, &result, &count);
+          ctx->cublaslt, entry.desc->op, entry.desc->a, entry.desc->b, entry.desc->d, entry.desc->d,
+          entry.desc->pref, 1, &result, &count);
       if (rc != CUBLAS_STATUS_SUCCESS && rc != CUBLAS_STATUS_NOT_SUPPORTED) {
         LOOM_CUBLAS_CHECK(rc);
       }
@@ -206,8 +206,8 @@ absl::StatusOr<bool> TryMatmul(DeviceContext* ctx, const MatmulCall& mm) {
     // The cached descriptor carries the first call's pointers: set this call's.
     const LtDescriptors& desc = *entry.desc;
     if (mm.bias != nullptr) {
-      LOOM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-          desc.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &mm.bias, sizeof(mm.bias)));
+      LOOM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                       &mm.bias, sizeof(mm.bias)));
     }
     if (mm.aux != nullptr) {
       LOOM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(

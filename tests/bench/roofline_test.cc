@@ -45,8 +45,7 @@ TEST(GpuPartFor, AnUnknownPartIsAnErrorNamingIt) {
   auto p = GpuPartFor("NVIDIA A100-SXM4-80GB", 108, 80 * kGiB);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(p.status().message().find("NVIDIA A100-SXM4-80GB (108 SMs, 80 GiB)"),
-            std::string::npos)
+  EXPECT_NE(p.status().message().find("NVIDIA A100-SXM4-80GB (108 SMs, 80 GiB)"), std::string::npos)
       << p.status();
   EXPECT_NE(p.status().message().find("ops/roofline.cc"), std::string::npos);
   // An H100 of an SM count no H100 has is not guessed at.

@@ -492,12 +492,11 @@ JobConfig ShapeJob(int hidden, int heads, int micro, int tp) {
 }
 
 TEST(CudaJobCheckTest, ShapesTheKernelsCannotRunAreNamed) {
-  EXPECT_TRUE(CudaKernelShapeProblems(ShapeJob(768, 12, 64, 1)).empty());     // GPT-2 124M
-  EXPECT_TRUE(CudaKernelShapeProblems(ShapeJob(1024, 8, 1, 1)).empty());      // head dim 128
-  auto wide = CudaKernelShapeProblems(ShapeJob(2048, 8, 1, 1));              // head dim 256
+  EXPECT_TRUE(CudaKernelShapeProblems(ShapeJob(768, 12, 64, 1)).empty());  // GPT-2 124M
+  EXPECT_TRUE(CudaKernelShapeProblems(ShapeJob(1024, 8, 1, 1)).empty());   // head dim 128
+  auto wide = CudaKernelShapeProblems(ShapeJob(2048, 8, 1, 1));            // head dim 256
   ASSERT_EQ(wide.size(), 1u);
-  EXPECT_NE(wide[0].find("model.hidden / model.heads = 2048 / 8 = head dim 256"),
-            std::string::npos)
+  EXPECT_NE(wide[0].find("model.hidden / model.heads = 2048 / 8 = head dim 256"), std::string::npos)
       << wide[0];
   EXPECT_NE(wide[0].find("up to 128"), std::string::npos) << wide[0];
   auto tall = CudaKernelShapeProblems(ShapeJob(768, 12, 8192, 1));  // 98304 blocks
@@ -516,12 +515,14 @@ TEST_F(JobTest, KernelShapesAreCheckedOnlyForCudaJobs) {
   auto cpu = Job({"model.hidden=512", "model.heads=2"});  // head dim 256
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   const JobCheck on_cpu = CheckJob(*cpu, 1);
-  for (const std::string& p : on_cpu.problems) EXPECT_EQ(p.find("head dim"), std::string::npos) << p;
+  for (const std::string& p : on_cpu.problems)
+    EXPECT_EQ(p.find("head dim"), std::string::npos) << p;
   auto cuda = Job({"model.hidden=512", "model.heads=2", "runtime.backend=CUDA"});
   ASSERT_TRUE(cuda.ok()) << cuda.status();
   const JobCheck on_cuda = CheckJob(*cuda, 1);
   bool named = false;
-  for (const std::string& p : on_cuda.problems) named |= p.find("head dim 256") != std::string::npos;
+  for (const std::string& p : on_cuda.problems)
+    named |= p.find("head dim 256") != std::string::npos;
   EXPECT_TRUE(named) << absl::StrJoin(on_cuda.problems, "\n");
 }
 

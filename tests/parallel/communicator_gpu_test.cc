@@ -16,9 +16,9 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <numeric>
 #include <thread>
@@ -500,8 +500,7 @@ int main(int argc, char** argv) {
     (*world)->state()->timeout = absl::Seconds(30);
     rc = RUN_ALL_TESTS();
     const ::testing::UnitTest& u = *::testing::UnitTest::GetInstance();
-    if (rc == 0 && u.test_to_run_count() > 0 &&
-        u.skipped_test_count() == u.test_to_run_count()) {
+    if (rc == 0 && u.test_to_run_count() > 0 && u.skipped_test_count() == u.test_to_run_count()) {
       std::printf("SKIPPED: all %d tests skipped themselves\n", u.skipped_test_count());
       rc = kSkipped;
     }

@@ -53,9 +53,15 @@ TEST(CudaDeviceChoice, DescribeNamesRankVisibilityAndDevice) {
 }
 
 TEST(CudaDeviceChoice, PlacementFromTheLaunchersEnvironment) {
-  const char* vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE",
-                        "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE",
-                        "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "LOCAL_RANK", "LOCAL_WORLD_SIZE"};
+  const char* vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK",
+                        "OMPI_COMM_WORLD_LOCAL_SIZE",
+                        "SLURM_LOCALID",
+                        "SLURM_NTASKS_PER_NODE",
+                        "SLURM_TASKS_PER_NODE",
+                        "MPI_LOCALRANKID",
+                        "MPI_LOCALNRANKS",
+                        "LOCAL_RANK",
+                        "LOCAL_WORLD_SIZE"};
   for (const char* v : vars) unsetenv(v);
   LocalPlacement p = LocalPlacementFromEnv();
   EXPECT_EQ(p.local_rank, 0);

@@ -24,7 +24,8 @@ TEST_F(HostWaitTest, ReturnsOnceTheWorkIsDone) {
 
 TEST_F(HostWaitTest, AStalledWaitEndsAtTheDeadlineNamingWorkAndStep) {
   std::atomic<int> reports{0};
-  SetHostWaitPolicy(HostWaitPolicy{[] { return absl::Milliseconds(300); }, [] { return int64_t{7}; },
+  SetHostWaitPolicy(HostWaitPolicy{[] { return absl::Milliseconds(300); },
+                                   [] { return int64_t{7}; },
                                    [&](const std::string& what) {
                                      EXPECT_EQ(what, "copy of 4 bytes from cuda:0 to the host");
                                      ++reports;
