@@ -360,7 +360,10 @@ TEST(CommunicatorGpuTest, SplitGroupsGetNccl) {
   for (int r = w.rank() % 2; r < w.size(); r += 2) members.push_back(r);
   auto c = w.Split(w.rank() % 2 ? "odd" : "even", members);
   ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_TRUE((*c)->has_nccl());
+  // A group of one moves nothing and gets no NCCL communicator (its buffers cost GPU memory);
+  // larger groups get one.
+  ASSERT_EQ((*c)->has_nccl(), members.size() > 1);
+  if (members.size() == 1) return;
   CommGroup g(**c);
   CheckAll(g, DType::kF32, gpu, 9);
 }
