@@ -276,7 +276,9 @@ for s in common:
 train() {
   local name=$1
   shift
-  local sets=(--set "logging.run_dir=$OUTDIR/runs/$name" --set logging.overwrite=true)
+  local sets=(--set "logging.run_dir=$OUTDIR/runs/$name" --set logging.overwrite=true
+              --set "lr_schedule.total_steps=$TRAIN_STEPS" --set "logging.eval_interval=$TRAIN_STEPS"
+              --set "lr_schedule.warmup_steps=$(( TRAIN_STEPS / 3 < 20 ? TRAIN_STEPS / 3 : 20 ))")
   local s
   for s in "$@"; do sets+=(--set "$s"); done
   logged "$name" 300 "$LOOM" train --config configs/gpu_check.textproto "${sets[@]}"
@@ -347,9 +349,9 @@ offline_check() {
 }
 
 step_c() {
-  if (( NO_GPU )); then offline_check c configs/gpu_check.textproto; return; fi
+  if (( NO_GPU && !DRY_RUN )); then offline_check c configs/gpu_check.textproto; return; fi
   local t0=$SECONDS
-  train c-gpu-bf16 runtime.backend=CUDA precision=BF16
+  train c-gpu-bf16 "runtime.backend=$BACKEND" "precision=$PRECISION"
   local rc_gpu=$RC
   # (At most 8 threads: the 1.8M-parameter model's ops are too small for more.)
   train c-cpu-fp32 runtime.backend=CPU precision=FP32 \
@@ -368,41 +370,41 @@ step_c() {
 }
 
 step_d() {
-  if (( NO_GPU )); then offline_check d configs/gpu_check.textproto; return; fi
+  if (( NO_GPU && !DRY_RUN )); then offline_check d configs/gpu_check.textproto; return; fi
   local t0=$SECONDS
   (( ${GPU_RUN_OK:-0} )) || { record d FAIL 0 "no first bf16 run to compare with (step c failed)"; return; }
-  train d-gpu-bf16-again runtime.backend=CUDA precision=BF16
+  train d-gpu-bf16-again "runtime.backend=$BACKEND" "precision=$PRECISION"
   if (( RC )); then record d FAIL $((SECONDS - t0)) "loom train exited $RC"; return; fi
   losses "$OUTDIR/runs/c-gpu-bf16/metrics.jsonl" >"$TMP/d1"
   losses "$OUTDIR/runs/d-gpu-bf16-again/metrics.jsonl" >"$TMP/d2"
   local diff n
   diff=$(first_difference "$TMP/d1" "$TMP/d2")
   n=$(wc -l <"$TMP/d1")
-  if [[ -z "$diff" && "$n" -ge 300 ]]; then record d PASS $((SECONDS - t0)) "$n losses bitwise equal"
+  if [[ -z "$diff" && "$n" -ge "$TRAIN_STEPS" ]]; then record d PASS $((SECONDS - t0)) "$n losses bitwise equal"
   elif [[ -z "$diff" ]]; then record d FAIL $((SECONDS - t0)) "only $n losses logged"
   else record d FAIL $((SECONDS - t0)) "the runs part at $diff"; fi
 }
 
 step_e() {
-  if (( NO_GPU )); then offline_check e configs/gpu_check.textproto; return; fi
+  if (( NO_GPU && !DRY_RUN )); then offline_check e configs/gpu_check.textproto; return; fi
   local t0=$SECONDS
   (( ${GPU_RUN_OK:-0} )) || { record e FAIL 0 "no uninterrupted bf16 run to compare with (step c failed)"; return; }
   local ck="$OUTDIR/ckpt"
   rm -rf "$ck"
-  train e-gpu-resume runtime.backend=CUDA precision=BF16 "checkpoint.dir=$ck" \
-    checkpoint.interval=100 runtime.stop_at_step=150
+  train e-gpu-resume "runtime.backend=$BACKEND" "precision=$PRECISION" "checkpoint.dir=$ck" \
+    "checkpoint.interval=$((TRAIN_STEPS / 3))" "runtime.stop_at_step=$HALF"
   local rc1=$RC
-  train e-gpu-resume runtime.backend=CUDA precision=BF16 "checkpoint.dir=$ck" \
-    checkpoint.interval=100 logging.overwrite=false
+  train e-gpu-resume "runtime.backend=$BACKEND" "precision=$PRECISION" "checkpoint.dir=$ck" \
+    "checkpoint.interval=$((TRAIN_STEPS / 3))" logging.overwrite=false
   local rc2=$RC
   if (( rc1 || rc2 )); then record e FAIL $((SECONDS - t0)) "save run exited $rc1, resume exited $rc2"; return; fi
-  losses "$OUTDIR/runs/c-gpu-bf16/metrics.jsonl" | awk '$1 > 150' >"$TMP/e1"
-  losses "$OUTDIR/runs/e-gpu-resume/metrics.jsonl" | awk '$1 > 150' >"$TMP/e2"
+  losses "$OUTDIR/runs/c-gpu-bf16/metrics.jsonl" | awk -v h="$HALF" '$1 > h' >"$TMP/e1"
+  losses "$OUTDIR/runs/e-gpu-resume/metrics.jsonl" | awk -v h="$HALF" '$1 > h' >"$TMP/e2"
   local diff n
   diff=$(first_difference "$TMP/e1" "$TMP/e2")
   n=$(wc -l <"$TMP/e2")
-  if [[ -z "$diff" && "$n" -ge 150 ]]; then
-    record e PASS $((SECONDS - t0)) "saved at 150, resumed: steps 151-300 bitwise equal to the uninterrupted run"
+  if [[ -z "$diff" && "$n" -ge $((TRAIN_STEPS - HALF)) ]]; then
+    record e PASS $((SECONDS - t0)) "saved at $HALF, resumed: steps $((HALF + 1))-$TRAIN_STEPS bitwise equal to the uninterrupted run"
   elif [[ -z "$diff" ]]; then record e FAIL $((SECONDS - t0)) "only $n losses after the resume"
   else record e FAIL $((SECONDS - t0)) "the resumed run parts at $diff"; fi
 }
@@ -525,6 +527,17 @@ $(grep -E '^(loom |cuda:|mpi:)' <<<"$version")"
   echo "$header"
   NO_GPU=0
   grep -q "devices visible: [1-9]" <<<"$version" || NO_GPU=1
+  # GPU_CHECK_DRY_RUN=1 (for testing this script without a GPU): steps c-e run their logic on
+  # the CPU in fp32 (the "GPU" run is a CPU run; c then compares two CPU runs), over
+  # TRAIN_STEPS steps (default 300; the dry run 30; TRAIN_STEPS_OVERRIDE sets it, and the
+  # warmup is min(20, steps / 3)).
+  DRY_RUN=0
+  BACKEND=CUDA PRECISION=BF16 TRAIN_STEPS=300
+  if [[ "${GPU_CHECK_DRY_RUN:-0}" == 1 ]]; then
+    DRY_RUN=1 BACKEND=CPU PRECISION=FP32 TRAIN_STEPS=30
+  fi
+  TRAIN_STEPS="${TRAIN_STEPS_OVERRIDE:-$TRAIN_STEPS}"
+  HALF=$((TRAIN_STEPS / 2))
   local s
   for s in $(cat "$WORK/steps.txt"); do
     if (( $(budget_left) < 30 )); then
