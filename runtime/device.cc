@@ -31,7 +31,7 @@ CachingAllocator::~CachingAllocator() {
 
 absl::StatusOr<void*> CachingAllocator::Allocate(size_t bytes) {
   size_t size = RoundUp(bytes);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   void* ptr = nullptr;
   // Best fit among cached blocks no larger than 2x the request, so a huge block is not
   // wasted on a small tensor.
@@ -44,15 +44,17 @@ absl::StatusOr<void*> CachingAllocator::Allocate(size_t bytes) {
     auto raw = device_->RawAllocate(size);
     if (!raw.ok() && !cache_.empty()) {
       // Retry once after returning the cache to the device, once nothing in flight may still
-      // use it (the release gate; the ops' stream reuse rule covers the rest).
+      // use it (the release gate; the ops' stream reuse rule covers the rest). The gate runs
+      // without the lock: what it waits for may free tensors (Free takes the lock).
       if (!device_->is_cpu() && ReleaseGate()) {
+        lock.unlock();
         absl::Status gate = ReleaseGate()();
+        lock.lock();
         if (!gate.ok()) {
-          return absl::Status(
-              gate.code(), absl::StrCat("out of memory on ", device_->Name(), " allocating ", bytes,
-                                        " bytes, and the cache cannot be "
-                                        "released: ",
-                                        gate.message()));
+          return absl::Status(gate.code(),
+                              absl::StrCat("out of memory on ", device_->Name(), " allocating ",
+                                           bytes, " bytes, and the cache cannot be released: ",
+                                           gate.message()));
         }
       }
       for (auto& [s, p] : cache_) {
@@ -88,9 +90,13 @@ void CachingAllocator::Free(void* ptr) {
 }
 
 void CachingAllocator::EmptyCache() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cache_.empty()) return;
+  }
+  // Without the lock (what the gate waits for may free tensors); a closed gate keeps the cache.
+  if (!device_->is_cpu() && ReleaseGate() && !ReleaseGate()().ok()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (cache_.empty()) return;
-  if (!device_->is_cpu() && ReleaseGate() && !ReleaseGate()().ok()) return;  // keep it cached
   for (auto& [s, p] : cache_) {
     device_->RawFree(p);
     stats_.reserved_bytes -= s;

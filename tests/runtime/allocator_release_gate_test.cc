@@ -85,6 +85,27 @@ TEST_F(ReleaseGateTest, OomRetryFreesTheCacheOnlyThroughTheGate) {
   EXPECT_EQ(dev.frees, 2);
 }
 
+// What the gate waits for (a collective completing) may release its tensors, which frees
+// blocks of this very allocator: the gate must run without the allocator's lock (it deadlocked).
+TEST_F(ReleaseGateTest, TheGateMayFreeBlocksOfTheSameAllocator) {
+  BudgetDevice dev(8192);
+  void* held = *dev.allocator().Allocate(1024);  // an orphan a finished collective still holds
+  dev.allocator().Free(*dev.allocator().Allocate(3000));
+  void* filler = *dev.allocator().Allocate(3584);  // cache 3072 + live 1024 + 3584 of 8192
+  CachingAllocator::SetCacheReleaseGate([&]() -> absl::Status {
+    if (held != nullptr) dev.allocator().Free(held);
+    held = nullptr;
+    return absl::OkStatus();
+  });
+  auto b = dev.allocator().Allocate(3584);  // needs the cache back: the gate runs
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(held, nullptr);
+  dev.allocator().Free(*b);
+  dev.allocator().Free(filler);
+  CachingAllocator::SetCacheReleaseGate(nullptr);
+  dev.allocator().EmptyCache();
+}
+
 TEST_F(ReleaseGateTest, WithoutAGateTheRetryFreesAsBefore) {
   BudgetDevice dev(4096);
   dev.allocator().Free(*dev.allocator().Allocate(3000));
