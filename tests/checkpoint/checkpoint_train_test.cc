@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -145,9 +146,14 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
   World* world = *w;
   world->state()->timeout = absl::Seconds(120);
   const int n = world->size();
-  // One directory for every rank: checkpoints are shared between the ranks.
+  // One directory for every rank: checkpoints are shared between the ranks. Rank 0 owns it and
+  // removes it after the closing barrier, when no rank uses it any more.
+  std::optional<testing::ScopedTempDir> owner;
   std::string root;
-  if (world->rank() == 0) root = testing::FreshTempDir(absl::StrCat("ckpt_train_np", n));
+  if (world->rank() == 0) {
+    owner.emplace(absl::StrCat("ckpt_train_np", n));
+    root = owner->path();
+  }
   {
     int len = static_cast<int>(root.size());
     MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);

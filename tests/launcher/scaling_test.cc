@@ -38,7 +38,8 @@ TEST(ScalingTest, WeakScalingGrowsTheBatchStrongKeepsIt) {
 }
 
 TEST(ScalingTest, MetricsAreAveragedAfterTheWarmupAndEfficiencyIsPerRank) {
-  const std::string dir = testing::FreshTempDir("scaling");
+  const testing::ScopedTempDir tmp("scaling");
+  const std::string dir = tmp.path();
   ASSERT_TRUE(AtomicWriteFile(dir + "/metrics.jsonl",
                               "{\"step\":1,\"loss\":5,\"tokens_per_s\":10,\"peak_bytes\":50}\n"
                               "{\"step\":2,\"loss\":5,\"tokens_per_s\":300,\"mfu\":0.1,"

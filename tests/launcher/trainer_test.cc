@@ -54,7 +54,8 @@ TEST_P(TrainerGoldenTest, StepsMatchPyTorch) {
   const FixtureCase& fc = GetParam();
   auto fx = testing::LoadModelFixture(fc.name);
   ASSERT_TRUE(fx.ok()) << fx.status();
-  const std::string dir = testing::FreshTempDir("trainer_golden");
+  const testing::ScopedTempDir tmp("trainer_golden");
+  const std::string dir = tmp.path();
   auto job = testing::FixtureJob(*fx, fc.name, dir, fc.micro_batch);
   ASSERT_TRUE(job.ok()) << job.status();
   auto trainer = Trainer::Create(*job, TestWorld());
@@ -97,7 +98,7 @@ runtime { backend: CPU seed: 1337 }
 class TrainerRunTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTempDir("trainer_run");
+    dir_ = tmp_.path();
     ASSERT_TRUE(MakeDirs(dir_ + "/data").ok());
     ByteTokenizer tok;
     std::vector<uint16_t> ids;
@@ -127,6 +128,7 @@ class TrainerRunTest : public ::testing::Test {
     return losses;
   }
 
+  testing::ScopedTempDir tmp_{"trainer_run"};
   std::string dir_;
 };
 

@@ -57,7 +57,7 @@ class DataParallelTrainTest : public ::testing::Test {
     world_ = *world;
     ASSERT_TRUE(world_->size() == 2 || world_->size() == 3) << "run under mpirun -np 2 or 3";
     // Each rank writes the same shard into its own directory (no shared-file races).
-    dir_ = testing::FreshTempDir(absl::StrCat("dp", world_->size(), "_rank", world_->rank()));
+    dir_ = tmp_.path();
     ByteTokenizer tok;
     std::vector<uint16_t> ids;
     for (int i = 0; i < 60; ++i) {
@@ -82,6 +82,7 @@ class DataParallelTrainTest : public ::testing::Test {
   }
 
   World* world_ = nullptr;
+  testing::ScopedTempDir tmp_{"dp"};  // named with the process id: one per rank
   std::string dir_;
 };
 
@@ -206,19 +207,4 @@ TEST_F(DataParallelTrainTest, BadPipelineShapeIsRefused) {
 }  // namespace
 }  // namespace loom
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  // Only rank 0 prints gtest's report; every rank still runs and fails on its own.
-  auto world = loom::World::Get();
-  if (world.ok() && (*world)->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  int rc = RUN_ALL_TESTS();
-  if (world.ok()) {
-    int worst = rc;
-    MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    rc = worst;
-  }
-  return rc;
-}
+// main: tests/mpi_test_main.cc

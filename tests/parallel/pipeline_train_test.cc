@@ -184,7 +184,8 @@ TEST(PipelineTrainTest, EveryLayoutMatchesOneRank) {
   const int n = world->size();
   const std::vector<Layout> layouts = LayoutsFor(n);
   ASSERT_FALSE(layouts.empty()) << "no pipeline layouts for " << n << " ranks (run at 2, 4, 8)";
-  const std::string dir = testing::FreshTempDir(absl::StrCat("pp_rank", world->rank()));
+  const testing::ScopedTempDir tmp(absl::StrCat("pp_rank", world->rank()));
+  const std::string dir = tmp.path();
   ByteTokenizer tok;
   std::vector<uint16_t> ids;
   for (int i = 0; i < 80; ++i) {

@@ -72,7 +72,8 @@ TEST(TensorParallelTrainTest, EveryLayoutMatchesOneRank) {
   World* world = *w;
   world->state()->timeout = absl::Seconds(60);
   const int n = world->size();
-  const std::string dir = testing::FreshTempDir(absl::StrCat("tp_rank", world->rank()));
+  const testing::ScopedTempDir tmp(absl::StrCat("tp_rank", world->rank()));
+  const std::string dir = tmp.path();
   ByteTokenizer tok;
   std::vector<uint16_t> ids;
   for (int i = 0; i < 80; ++i) {
