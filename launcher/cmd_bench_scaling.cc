@@ -1,5 +1,5 @@
 // `loom bench scaling`: one `mpirun ... loom train` per rank count of a sweep, reduced to a
-// table (launcher/scaling.h) and written as CSV, JSON and an SVG plot.
+// table (plan/scaling.h) and written as CSV, JSON and an SVG plot.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,10 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "job/config.h"
 #include "launcher/command.h"
-#include "launcher/config.h"
-#include "launcher/scaling.h"
 #include "model/gpt_config.h"
+#include "parallel/pipeline_simulator.h"
+#include "plan/scaling.h"
 #include "runtime/files.h"
 #include "runtime/status.h"
 
@@ -127,11 +128,11 @@ absl::Status RunBenchScaling(const std::vector<std::string>& args) {
     p.dp = point_job.parallel().dp();
     p.pp = std::max(1, point_job.parallel().pp());
     p.global_batch = point_job.parallel().global_batch_size();
-    const int64_t micro_batches =
-        p.global_batch / (int64_t{std::max(1, point_job.parallel().micro_batch_size())} * p.dp);
-    // The schedule's bubble for uniform stages (docs/pipeline.md): interleaving divides it by v.
-    const double v = std::max(1, point_job.parallel().virtual_stages());
-    p.bubble_share = p.pp > 1 ? (p.pp - 1.0) / (v * micro_batches + p.pp - 1.0) : 0.0;
+    // The schedule's bubble for uniform stages, from the pipeline simulator (one home).
+    LOOM_ASSIGN_OR_RETURN(JobLayout layout, JobLayout::Create(point_job, n));
+    LOOM_ASSIGN_OR_RETURN(PipelineBubble bubble,
+                          SchedulePipelineBubble(layout.schedule, layout.pipeline_shape()));
+    p.bubble_share = bubble.bubble_fraction;
     LOOM_RETURN_IF_ERROR(ReadRunMetrics(run_dir, warmup, &p));
     points.push_back(p);
   }

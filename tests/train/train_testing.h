@@ -17,11 +17,11 @@
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
-#include "launcher/trainer.h"
 #include "model/gpt_params.h"
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "tests/parallel/layout_compare.h"
+#include "train/trainer.h"
 
 namespace loom::testing {
 
