@@ -32,6 +32,7 @@
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "tests/train/job_testing.h"
+#include "tests/train/train_testing.h"
 
 namespace loom {
 namespace {
@@ -65,16 +66,7 @@ std::unique_ptr<Trainer> Make(const std::string& text, const std::string& dir, W
   return t.ok() ? std::move(*t) : nullptr;
 }
 
-std::vector<float> Steps(Trainer& t, int n) {
-  std::vector<float> losses;
-  for (int i = 0; i < n; ++i) {
-    auto l = t.Step();
-    EXPECT_TRUE(l.ok()) << l.status();
-    if (!l.ok()) break;
-    losses.push_back(*l);
-  }
-  return losses;
-}
+std::vector<float> Steps(Trainer& t, int n) { return testing::Steps(t, n).losses; }
 
 std::vector<float> Weights(Trainer& t) {
   auto w = GatherGlobalParams(t.model().layout(), t.model().params(), t.groups().tp());
@@ -163,12 +155,8 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
   const std::string data = root + "/data";
   if (world->rank() == 0) {
     fs::create_directories(data);
-    ByteTokenizer tok;
-    std::vector<uint16_t> ids;
-    for (int i = 0; i < 80; ++i) {
-      tok.Encode(absl::StrCat("line ", i, ": the quick brown fox jumps over the lazy dog. "), &ids);
-    }
-    ASSERT_TRUE(WriteShard(data + "/train_000.bin", ids, ShardFormat::kLlmc).ok());
+    testing::WriteTextShard(data + "/train_000.bin", "the quick brown fox jumps over the lazy dog.",
+                            80);
   }
   MPI_Barrier(MPI_COMM_WORLD);
   // The richest layout of the world saves: dp 2, with tp 2 from 4 ranks and pp 2 from 8.

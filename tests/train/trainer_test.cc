@@ -31,6 +31,7 @@
 #include "parallel/world.h"
 #include "runtime/files.h"
 #include "tests/train/job_testing.h"
+#include "tests/train/train_testing.h"
 
 namespace loom {
 namespace {
@@ -118,14 +119,7 @@ class TrainerRunTest : public ::testing::Test {
     auto t = Trainer::Create(job, TestWorld());
     EXPECT_TRUE(t.ok()) << t.status();
     if (!t.ok()) return {};
-    std::vector<float> losses;
-    for (int i = 0; i < n; ++i) {
-      auto l = (*t)->Step();
-      EXPECT_TRUE(l.ok()) << l.status();
-      if (!l.ok()) break;
-      losses.push_back(*l);
-    }
-    return losses;
+    return testing::Steps(**t, n).losses;
   }
 
   testing::ScopedTempDir tmp_{"trainer_run"};
