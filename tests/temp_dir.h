@@ -12,8 +12,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -57,5 +59,13 @@ class ScopedTempDir {
  private:
   std::string path_;
 };
+
+// For tests written against the old helper (branches in flight): a ScopedTempDir that lives
+// until the process exits, so it too leaves nothing behind. New tests hold a ScopedTempDir.
+inline std::string FreshTempDir(const std::string& tag) {
+  static std::vector<std::unique_ptr<ScopedTempDir>> dirs;  // destroyed, and removed, at exit
+  dirs.push_back(std::make_unique<ScopedTempDir>(tag));
+  return dirs.back()->path();
+}
 
 }  // namespace loom::testing

@@ -1,5 +1,5 @@
 // ScopedTempDir (tests/temp_dir.h): a fresh, empty directory named after the test, removed with
-// its contents at the end of its scope, kept under LOOM_KEEP_TEST_DIRS=1.
+// its contents at the end of its scope, kept under LOOM_KEEP_TEST_DIRS=1; FreshTempDir's at exit.
 #include "tests/temp_dir.h"
 
 #include <cstdlib>
@@ -48,6 +48,25 @@ TEST(ScopedTempDirTest, StartsEmptyEvenWhereAnEarlierRunLeftFiles) {
     EXPECT_TRUE(fs::is_empty(path));
   }
   EXPECT_FALSE(fs::exists(path));
+}
+
+// The old helper's stand-in: its directory lives until the process exits, then goes.
+TEST(ScopedTempDirTest, FreshTempDirIsRemovedWhenTheProcessExits) {
+  testing::ScopedTempDir parent;
+  const std::string note = parent / "path";
+  EXPECT_EXIT(
+      {
+        const std::string dir = testing::FreshTempDir("old");
+        { std::ofstream(note) << dir; }
+        std::exit(fs::is_directory(dir) ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  std::ifstream in(note);
+  std::string dir;
+  std::getline(in, dir);
+  ASSERT_FALSE(dir.empty());
+  EXPECT_NE(dir.find("_old_"), std::string::npos) << dir;
+  EXPECT_FALSE(fs::exists(dir)) << dir << " outlived the process";
 }
 
 }  // namespace
