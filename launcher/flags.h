@@ -12,6 +12,7 @@
 // line (wrapped) per flag with its help and default.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
