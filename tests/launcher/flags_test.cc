@@ -230,6 +230,9 @@ TEST(CommandFlagsTest, EveryCommandHasAFlagSet) {
     EXPECT_TRUE(help.ok()) << name << ": " << help;
     EXPECT_TRUE(absl::StartsWith(printed, "usage: ")) << name << ": " << printed;
     EXPECT_CONTAINS(printed, "loom " + name);
+    for (absl::string_view line : absl::StrSplit(printed, '\n')) {
+      EXPECT_LE(line.size(), 100u) << name << ": " << line;
+    }
     absl::Status bad = command.run({"--no-such-flag"});
     EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << name << ": " << bad;
     EXPECT_CONTAINS(std::string(bad.message()), "unknown flag '--no-such-flag'");
