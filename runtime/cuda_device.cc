@@ -32,13 +32,28 @@ class CudaDeviceImpl final : public Device {
     cudaFree(ptr);
   }
   absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    CountHostSync();
     LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
     return absl::OkStatus();
   }
   absl::Status CopyFromHost(void* dst, const void* src, size_t bytes) override {
+    CountHostSync();  // from pageable memory the host waits
     LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
     return absl::OkStatus();
   }
+  // On the legacy default stream, which the ops' (blocking) stream is ordered with; from
+  // page-locked memory (AllocateHostStaging) the host does not wait.
+  absl::Status CopyFromHostAsync(void* dst, const void* src, size_t bytes) override {
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cudaStreamLegacy));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<void*> AllocateHostStaging(size_t bytes) override {
+    void* p = nullptr;
+    LOOM_CUDA_CHECK(cudaMallocHost(&p, bytes));
+    return p;
+  }
+  void FreeHostStaging(void* ptr) override { cudaFreeHost(ptr); }
   absl::Status CopyWithin(void* dst, const void* src, size_t bytes) override {
     LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
     return absl::OkStatus();
@@ -48,6 +63,7 @@ class CudaDeviceImpl final : public Device {
     return absl::OkStatus();
   }
   absl::Status Synchronize() override {
+    CountHostSync();
     LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
     LOOM_CUDA_CHECK(cudaDeviceSynchronize());
     return absl::OkStatus();
