@@ -52,13 +52,13 @@ std::string FormatRankList(const std::vector<int>& ranks) {
 
 Communicator::Communicator(std::string name, std::vector<int> world_ranks, int rank,
                            std::shared_ptr<CommState> state, std::unique_ptr<CommBackend> mpi,
-                           std::unique_ptr<CommBackend> nccl)
+                           std::unique_ptr<CommBackend> device)
     : name_(std::move(name)),
       world_ranks_(std::move(world_ranks)),
       rank_(rank),
       state_(std::move(state)),
       mpi_(std::move(mpi)),
-      nccl_(std::move(nccl)) {}
+      device_(std::move(device)) {}
 
 std::string Communicator::Describe() const {
   return absl::StrCat(name_, " [", FormatRankList(world_ranks_), "]");
@@ -73,13 +73,15 @@ absl::StatusOr<CommBackend*> Communicator::BackendFor(const Tensor& t, const cha
   if (!t.defined()) {
     return absl::InvalidArgumentError(absl::StrCat(op, " on ", Describe(), ": undefined tensor"));
   }
-  if (t.is_cpu()) return mpi_.get();
-  if (nccl_ == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        op, " on ", Describe(), ": the tensor is on ", t.device()->Name(),
-        " but this communicator has no NCCL backend (it was created for CPU training)"));
-  }
-  return nccl_.get();
+  if (t.on_host()) return mpi_.get();
+  if (device_ != nullptr) return device_.get();
+  // One rank moves nothing: its operations complete at once, with no backend (the trainer
+  // gives none to a world of one).
+  if (size() == 1) return static_cast<CommBackend*>(nullptr);
+  return absl::FailedPreconditionError(
+      absl::StrCat(op, " on ", Describe(), ": the tensor is on ", t.device()->Name(),
+                   " but this communicator has no backend for that device (it was created for CPU "
+                   "training)"));
 }
 
 namespace {
@@ -189,8 +191,26 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::BatchSendRecvAsync(
     LOOM_ASSIGN_OR_RETURN(CommBackend * other, BackendFor(op.tensor, "send_recv"));
     if (other != b) {
       return absl::InvalidArgumentError(
-          absl::StrCat(what, ": one batch mixes CPU and CUDA tensors"));
+          absl::StrCat(what, ": one batch mixes host and device tensors"));
     }
+  }
+  if (b == nullptr) {
+    // One rank sending to itself: each send lands in the receive that matches it in order.
+    std::vector<const Tensor*> sends, recvs;
+    for (const P2POp& op : ops) (op.kind == P2POp::kSend ? sends : recvs).push_back(&op.tensor);
+    if (sends.size() != recvs.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", sends.size(), " send(s) and ",
+                                                     recvs.size(), " receive(s) to oneself"));
+    }
+    for (size_t i = 0; i < sends.size(); ++i) {
+      if (sends[i]->nbytes() != recvs[i]->nbytes()) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": a send of ", sends[i]->nbytes(),
+                                                       " bytes meets a receive of ",
+                                                       recvs[i]->nbytes()));
+      }
+    }
+    for (size_t i = 0; i < sends.size(); ++i) LOOM_RETURN_IF_ERROR(recvs[i]->CopyFrom(*sends[i]));
+    return CompletedWork();
   }
   return b->BatchSendRecv(ops, what);
 }

@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<GradReducer>> GradReducer::Create(const ParamTabl
   r->grads_ = grads;
   r->dp_ = &dp;
   r->options_ = options;
-  if (options.progress_interval_us > 0 && dp.size() > 1 && grads.is_cpu() &&
+  if (options.progress_interval_us > 0 && dp.size() > 1 && grads.on_host() &&
       dp.CpuProgressFromAnyThread()) {
     r->progress_ = std::make_unique<ProgressThread>(
         dp, std::chrono::microseconds(options.progress_interval_us));

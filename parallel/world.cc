@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "parallel/mpi_backend.h"
 #include "parallel/nccl_backend.h"
+#include "parallel/test_comm_backend.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -38,6 +39,15 @@ absl::Status EnsureMpi() {
   });
   return absl::OkStatus();
 }
+
+// The device's collective backend: NCCL for a GPU, the stream backend for a test device.
+absl::StatusOr<std::unique_ptr<CommBackend>> MakeDeviceBackend(
+    std::shared_ptr<MpiCommHandle> handle, std::shared_ptr<CommState> state, Device* device) {
+  if (device->is_test()) return MakeTestCommBackend(std::move(handle), std::move(state), device);
+  return MakeNcclBackend(std::move(handle), std::move(state), device);
+}
+
+const World* g_world = nullptr;  // the MPI_COMM_WORLD world, for the host-wait callback
 
 }  // namespace
 
@@ -75,6 +85,11 @@ absl::StatusOr<World*> World::Create() {
     LOOM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &w->watch_->comm));
     MPI_Comm_set_errhandler(w->watch_->comm, MPI_ERRORS_RETURN);
     w->state_->on_long_wait = [w](const std::string& what) { w->AnswerRollCalls(what); };
+    // A host blocked on device work answers too (runtime/device.h HostWaitPolicy).
+    g_world = w;
+    GetHostWaitPolicy().on_long_wait = [](const std::string& what) {
+      g_world->AnswerRollCalls(what);
+    };
   }
   return w;
 }
@@ -86,7 +101,7 @@ absl::Status World::UseCuda(Device* cuda) {
         absl::StrCat("rank ", rank_, " already runs its NCCL communicators on ", cuda_->Name(),
                      "; it cannot also use ", cuda->Name(), " (one GPU per process)"));
   }
-  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<CommBackend> nccl, MakeNcclBackend(mpi_, state_, cuda));
+  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<CommBackend> nccl, MakeDeviceBackend(mpi_, state_, cuda));
   // Assigned in place, so references to comm() taken earlier see the NCCL backend too.
   *comm_ = Communicator(comm_->name(), comm_->world_ranks(), comm_->rank(), state_,
                         MakeMpiBackend(mpi_, state_), std::move(nccl));
@@ -135,8 +150,10 @@ absl::StatusOr<std::unique_ptr<Communicator>> World::Split(const std::string& na
   }
   std::unique_ptr<CommBackend> nccl;
   if (cuda == nullptr) cuda = cuda_;
-  if (cuda != nullptr) {
-    auto made = MakeNcclBackend(handle, state_, cuda);
+  // A group of one rank moves nothing and needs no device backend (Communicator completes its
+  // operations at once): no NCCL communicator, stream or memory for it.
+  if (cuda != nullptr && members.size() > 1) {
+    auto made = MakeDeviceBackend(handle, state_, cuda);
     if (!made.ok()) {
       return absl::Status(made.status().code(),
                           absl::StrCat("group ", name, " [", FormatRankList(members),
