@@ -35,13 +35,15 @@ absl::StatusOr<FaultInjector> FaultInjector::FromEnv(int world_rank) {
   const std::string k = kind;
   if (k == "stall") {
     f.kind_ = Kind::kStall;
+  } else if (k == "stall_start") {
+    f.kind_ = Kind::kStallStart;
   } else if (k == "exit") {
     f.kind_ = Kind::kExit;
   } else if (k == "nan") {
     f.kind_ = Kind::kNan;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("LOOM_FAULT=\"", k, "\": expected stall, exit or nan"));
+        absl::StrCat("LOOM_FAULT=\"", k, "\": expected stall, stall_start, exit or nan"));
   }
   auto rank = IntFromEnv("LOOM_FAULT_RANK", 0, 0);
   if (!rank.ok()) return rank.status();
@@ -53,10 +55,18 @@ absl::StatusOr<FaultInjector> FaultInjector::FromEnv(int world_rank) {
   return f;
 }
 
+void FaultInjector::BeforeStep(int64_t step) const {
+  if (!mine_ || step != step_ || kind_ != Kind::kStallStart) return;
+  std::cerr << "LOOM_FAULT: rank " << rank_ << " stalls at step " << step
+            << " (at its start: sleeps, no MPI, no device work)" << std::endl;
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
 absl::Status FaultInjector::AtStep(int64_t step, double* loss) const {
   if (!mine_ || step != step_) return absl::OkStatus();
   switch (kind_) {
     case Kind::kNone:
+    case Kind::kStallStart:
       break;
     case Kind::kStall:
       std::cerr << "LOOM_FAULT: rank " << rank_ << " stalls at step " << step << " (sleeps, no MPI)"

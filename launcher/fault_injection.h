@@ -1,8 +1,11 @@
 // Fault injection for tests of the job's failure handling, from the environment:
-//   LOOM_FAULT=stall|exit|nan   what goes wrong
+//   LOOM_FAULT=stall|stall_start|exit|nan   what goes wrong
 //   LOOM_FAULT_RANK=r           on which world rank (default 0)
 //   LOOM_FAULT_STEP=s           at which optimizer step, 1-based (default 1)
 // stall: rank r sleeps forever inside step s, calling no MPI (as a rank stuck in compute would);
+// stall_start: the same at the start of step s, before any of its work, so its peers' device
+// collectives of the step never complete (on a GPU or the test device their hosts then block
+// on device work, not in MPI);
 // exit: rank r ends at once with _exit(1), no MPI_Finalize, no destructors (as a crash would);
 // nan: rank r's training loss of step s becomes NaN (the non-finite step policy then applies).
 // Unset LOOM_FAULT means no fault and costs one branch per step. A malformed value is an error
@@ -17,7 +20,7 @@ namespace loom {
 
 class FaultInjector {
  public:
-  enum class Kind { kNone, kStall, kExit, kNan };
+  enum class Kind { kNone, kStall, kStallStart, kExit, kNan };
 
   // Reads the variables above for this world rank.
   static absl::StatusOr<FaultInjector> FromEnv(int world_rank);
@@ -25,6 +28,8 @@ class FaultInjector {
   // Called once per step, after the step's loss is known and before the non-finite check and
   // the optimizer: stalls, exits or poisons *loss when the fault is due here. Returns OK.
   absl::Status AtStep(int64_t step, double* loss) const;
+  // Called at the start of each step, before any of its work: stall_start stalls here.
+  void BeforeStep(int64_t step) const;
 
   Kind kind() const { return kind_; }
   bool armed() const { return kind_ != Kind::kNone && mine_; }

@@ -26,6 +26,12 @@ namespace loom {
 GptModel::GptModel(const GptConfig& config, Device* device, ParamTable layout)
     : config_(config), layout_(std::move(layout)), device_(device) {}
 
+float GptModel::MeanLoss(const float* rows, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += rows[i];
+  return static_cast<float>(sum / static_cast<double>(n));
+}
+
 const char* RecomputeName(Recompute r) {
   switch (r) {
     case Recompute::kNone:
@@ -448,10 +454,20 @@ absl::StatusOr<float> GptModel::HeadForward(const Tensor& x_last, const Tensor& 
                                        target_logit_, losses_, dlogits, dloss,
                                        valid_local_vocab_));
   }
-  LOOM_ASSIGN_OR_RETURN(std::vector<float> losses, losses_.ToFloatVector());
-  double sum = 0.0;
-  for (float v : losses) sum += v;
-  const float loss = static_cast<float>(sum / static_cast<double>(N));
+  float loss = 0.0f;
+  if (deferred_.defined()) {
+    if (deferred_.rank() != 2 || deferred_.dim(1) != N || deferred_next_ >= deferred_.dim(0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "deferred losses: head forward ", deferred_next_ + 1, " of ", N,
+          " rows does not fit the rows given to DeferLosses, ", deferred_.DebugString()));
+    }
+    // Device to device, queued: nothing waits here.
+    LOOM_RETURN_IF_ERROR(deferred_.Slice(deferred_next_, deferred_next_ + 1).CopyFrom(losses_));
+    ++deferred_next_;
+  } else {
+    LOOM_ASSIGN_OR_RETURN(std::vector<float> losses, losses_.ToFloatVector());
+    loss = MeanLoss(losses.data(), N);
+  }
   if (!backward) return loss;
   // The head's backward now: logits_ holds dlogits (the cross-entropy wrote them in place);
   // with SP, gathered_ still holds the gathered final-norm output.
