@@ -132,9 +132,7 @@ std::vector<CheckpointKind> OptimizerKinds(const OptimizerView& o) {
 absl::StatusOr<std::vector<Region>> SavedRegions(const ParamTable& table, const GridCoord& coord,
                                                  const OptimizerView& optimizer) {
   std::vector<Region> out;
-  auto mine = [&](const ParamSpec& s) {
-    return !s.tied_copy && !(s.grad_replicated_over_tp() && coord.tp != 0);
-  };
+  auto mine = [&](const ParamSpec& s) { return OwnsParam(s, coord.tp); };
   if (coord.dp == 0) {
     for (const ParamSpec& s : table.specs()) {
       if (!mine(s)) continue;

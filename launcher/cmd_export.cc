@@ -10,8 +10,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/command.h"
-#include "launcher/config.h"
-#include "launcher/model_export.h"
+#include "job/config.h"
+#include "train/model_export.h"
 #include "model/gpt_params.h"
 #include "runtime/status.h"
 
