@@ -75,6 +75,8 @@ absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const GptConfig& conf
   // Gradients are fp32 whatever the compute dtype: micro-batches accumulate into them and the
   // data-parallel reduction sums them, both of which lose too much in bf16.
   LOOM_ASSIGN_OR_RETURN(m->grads_, Tensor::Zeros(Shape{m->layout_.total()}, DType::kF32, device));
+  m->params_storage_ = m->params_;
+  m->grads_storage_ = m->grads_;
   return m;
 }
 
@@ -105,6 +107,23 @@ absl::StatusOr<GptModel::ActivationFootprint> GptModel::MeasureActivations(
   return out;
 }
 
+absl::Status GptModel::PadBuffers(int64_t multiple) {
+  if (multiple < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("PadBuffers: multiple ", multiple, " < 1"));
+  }
+  const int64_t total = layout_.total();
+  const int64_t padded = (total + multiple - 1) / multiple * multiple;
+  if (padded == params_storage_.numel()) return absl::OkStatus();
+  LOOM_ASSIGN_OR_RETURN(Tensor p, Tensor::Zeros(Shape{padded}, dtype_, device_));
+  LOOM_ASSIGN_OR_RETURN(Tensor g, Tensor::Zeros(Shape{padded}, DType::kF32, device_));
+  LOOM_RETURN_IF_ERROR(p.FlatView(0, total).CopyFrom(params_));
+  params_storage_ = p;
+  grads_storage_ = g;
+  params_ = p.FlatView(0, total);
+  grads_ = g.FlatView(0, total);
+  return absl::OkStatus();
+}
+
 Tensor GptModel::Param(const ParamSpec& s) const {
   return *params_.FlatView(s.offset, s.numel()).Reshape(s.shape);
 }
@@ -121,7 +140,7 @@ absl::StatusOr<Tensor> GptModel::ParamByName(const std::string& name) const {
 Tensor GptModel::P(const std::string& name) const { return Param(**layout_.Find(name)); }
 Tensor GptModel::G(const std::string& name) const { return Grad(**layout_.Find(name)); }
 
-absl::Status GptModel::ZeroGrads() { return grads_.Fill0(); }
+absl::Status GptModel::ZeroGrads() { return grads_storage_.Fill0(); }
 
 absl::StatusOr<Tensor> GptModel::Alloc(const Shape& shape, DType dtype, int64_t* bytes) {
   if (dry_run_) {

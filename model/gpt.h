@@ -96,6 +96,14 @@ class GptModel {
   Recompute recompute() const { return recompute_; }
   const Tensor& params() const { return params_; }
   const Tensor& grads() const { return grads_; }
+  // The storage under params() and grads(): the table's elements, then (after PadBuffers) zero
+  // padding that belongs to no parameter.
+  const Tensor& params_storage() const { return params_storage_; }
+  const Tensor& grads_storage() const { return grads_storage_; }
+  // Grows both buffers' storage to a multiple of `multiple` elements, zero-filled: the
+  // distributed optimizer's equal shards (parallel/grad_reducer.h). params() and grads() keep
+  // the table's size. Call before anything else holds the buffers (right after Create).
+  absl::Status PadBuffers(int64_t multiple);
   // A view of one parameter (or its gradient) by spec.
   Tensor Param(const ParamSpec& s) const;
   Tensor Grad(const ParamSpec& s) const;
@@ -233,7 +241,8 @@ class GptModel {
   Device* device_;
   DType dtype_ = DType::kF32;
   Recompute recompute_ = Recompute::kNone;
-  Tensor params_, grads_;
+  Tensor params_, grads_;                  // the table's elements
+  Tensor params_storage_, grads_storage_;  // the same, padded (PadBuffers)
 
   int64_t B_ = 0, T_ = 0;
   int64_t Ns_ = 0;  // rows of the activations between blocks: B*T, or B*T/tp with SP

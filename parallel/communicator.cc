@@ -1,5 +1,6 @@
 #include "parallel/communicator.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -101,6 +102,7 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::AllReduceAsync(const Ten
                                                                        ReduceOp op) {
   LOOM_ASSIGN_OR_RETURN(CommBackend * b, BackendFor(t, "all_reduce"));
   if (size() == 1 || t.numel() == 0) return CompletedWork();
+  ++issued_.all_reduce;
   return b->AllReduce(t, op, What("all_reduce", t, absl::StrCat("(", ReduceOpName(op), ")")));
 }
 
@@ -121,6 +123,7 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::ReduceScatterAsync(const
     return CompletedWork();
   }
   if (out.numel() == 0) return CompletedWork();
+  ++issued_.reduce_scatter;
   return b->ReduceScatter(in, out, op, what);
 }
 
@@ -155,6 +158,9 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::AllGatherVAsync(
     return CompletedWork();
   }
   if (total == 0) return CompletedWork();
+  const bool equal =
+      std::all_of(counts.begin(), counts.end(), [&](int64_t c) { return c == counts[0]; });
+  ++(equal ? issued_.all_gather : issued_.all_gather_unequal);
   return b->AllGatherV(in, out, std::vector<int64_t>(counts.begin(), counts.end()), what);
 }
 
@@ -166,6 +172,7 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::BroadcastAsync(const Ten
         absl::StrCat(what, ": root ", root, " is not a rank of a group of ", size()));
   }
   if (size() == 1 || t.numel() == 0) return CompletedWork();
+  ++issued_.broadcast;
   return b->Broadcast(t, root, what);
 }
 
@@ -212,6 +219,7 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::BatchSendRecvAsync(
     for (size_t i = 0; i < sends.size(); ++i) LOOM_RETURN_IF_ERROR(recvs[i]->CopyFrom(*sends[i]));
     return CompletedWork();
   }
+  ++issued_.send_recv;
   return b->BatchSendRecv(ops, what);
 }
 

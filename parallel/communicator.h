@@ -121,6 +121,14 @@ class Communicator {
   // "tp [0,1]" or, for long lists, "dp [0,4,...,60] (16 ranks, stride 4)".
   std::string Describe() const;
   CommState& state() const { return *state_; }
+  // Operations handed to a backend since construction (groups of one and empty tensors hand
+  // nothing), by kind: what tests count (ZeRO-1: one reduce-scatter and one all-gather of equal
+  // shards per bucket, no gather of unequal ones, which NCCL runs as one broadcast per rank).
+  struct IssuedCounts {
+    int64_t all_reduce = 0, reduce_scatter = 0, all_gather = 0, all_gather_unequal = 0,
+            broadcast = 0, send_recv = 0;
+  };
+  const IssuedCounts& issued() const { return issued_; }
   // Whether device tensors have a backend (NCCL or the test device's).
   bool has_device_backend() const { return device_ != nullptr; }
   bool has_nccl() const { return has_device_backend(); }  // the older name
@@ -179,6 +187,7 @@ class Communicator {
   std::shared_ptr<CommState> state_;
   std::unique_ptr<CommBackend> mpi_;
   std::unique_ptr<CommBackend> device_;
+  IssuedCounts issued_;
 };
 
 // A CommWork that is already complete (size-1 groups, empty tensors).

@@ -220,8 +220,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
           "got \"", us, "\""));
     }
   }
-  LOOM_ASSIGN_OR_RETURN(t->reducer_,
-                        GradReducer::Create(table, t->model_->grads(), t->groups_->dp(), ro));
+  // ZeRO-1: the buffers padded so every bucket divides into equal shards (one reduce-scatter and
+  // one all-gather per bucket); the reducer and the optimizer see the padded storage.
+  if (ro.shard) LOOM_RETURN_IF_ERROR(t->model_->PadBuffers(n.dp));
+  LOOM_ASSIGN_OR_RETURN(
+      t->reducer_, GradReducer::Create(table, t->model_->grads_storage(), t->groups_->dp(), ro));
   GradReducer* reducer = t->reducer_.get();
   const int tied = t->tied_index_;
   t->model_->set_grad_ready_hook([reducer, tied](int i) {
@@ -235,10 +238,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   adam.eps = static_cast<float>(config.optimizer().eps());
   adam.weight_decay = static_cast<float>(config.optimizer().weight_decay());
   if (ro.shard) {
-    LOOM_ASSIGN_OR_RETURN(t->optimizer_, CreateDistributedOptimizer(
-                                             table, adam, t->device_, t->groups_->dp(),
-                                             t->model_->params(), t->model_->grads(),
-                                             reducer->BucketRanges()));
+    LOOM_ASSIGN_OR_RETURN(
+        t->optimizer_, CreateDistributedOptimizer(
+                           table, adam, t->device_, t->groups_->dp(), t->model_->params_storage(),
+                           t->model_->grads_storage(), reducer->BucketRanges()));
   } else {
     LOOM_ASSIGN_OR_RETURN(t->optimizer_,
                           CreatePlainOptimizer(table, adam, t->device_, t->model_->params(),
@@ -643,7 +646,11 @@ absl::Status Trainer::Run() {
       return absl::OkStatus();
     }
     Timer timer;
+    const int64_t syncs_before = device_->host_syncs();
     LOOM_ASSIGN_OR_RETURN(float loss, Step());
+    const int64_t syncs = device_->host_syncs() - syncs_before;
+    step_host_syncs_ += syncs;
+    max_step_host_syncs_ = std::max(max_step_host_syncs_, syncs);
     const double seconds = timer.Seconds();
     elapsed_s_ += seconds;
     ++steps_timed_;
@@ -684,6 +691,13 @@ absl::Status Trainer::Run() {
   }
   LOOM_RETURN_IF_ERROR(CheckpointAtStop());
   LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(elapsed_s_);
+  // The host's waits on the device inside the steps (the copies and synchronisations that stop
+  // a GPU's host from running ahead): at most kHostSyncsPerStep each.
+  if (!device_->host_memory()) {
+    LOOM_LOG(INFO) << "host waits on " << device_->Name() << ": " << step_host_syncs_ << " in "
+                   << steps_timed_ << " step(s), at most " << max_step_host_syncs_
+                   << " in one (budget " << kHostSyncsPerStep << ")";
+  }
   return absl::OkStatus();
 }
 

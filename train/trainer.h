@@ -149,6 +149,8 @@ class Trainer {
   int tied_index_ = -1;
   double pp_comm_s_ = 0;  // pipeline exchanges since the last log line
   int64_t step_ = 0;  // optimizer steps done
+  // Host waits on the device inside Step() this run, and the most in one step.
+  int64_t step_host_syncs_ = 0, max_step_host_syncs_ = 0;
   double last_grad_norm_ = 0;
   double flops_per_token_ = 0;
   double peak_flops_ = 0;

@@ -65,7 +65,12 @@ same_losses() {
   (( $(wc -l <"$a") == 6 )) || fail "$1 logged $(wc -l <"$a") steps, expected 6"
 }
 
-on_test_device() { grep -q "on test:" "$out/$1.log" || fail "$1 did not run on the test device"; }
+# Ran on the test device, and no step made the host wait on it more than the trainer's budget.
+on_test_device() {
+  grep -q "on test:" "$out/$1.log" || fail "$1 did not run on the test device"
+  grep -Eq "host waits on test:.*at most [01] in one \(budget 1\)" "$out/$1.log" \
+    || fail "$1: a step made the host wait on the device more than once ($(grep 'host waits on' "$out/$1.log" | head -1))"
+}
 
 case $case_name in
   one)
