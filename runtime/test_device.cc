@@ -181,11 +181,7 @@ class TestDeviceImpl final : public Device {
       return absl::OkStatus();
     }
     // As cudaMemcpy: queued behind the ops, and the host waits for it.
-    LOOM_RETURN_IF_ERROR(Enqueue([dst, src, bytes] {
-      std::memcpy(dst, Real(src), bytes);
-      return absl::OkStatus();
-    }));
-    return HostWaitStream(op_stream(), absl::StrCat("a copy of ", bytes, " bytes to the host"));
+    return BlockingCopy(dst, src, bytes, /*to_host=*/true);
   }
   absl::Status CopyFromHost(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();
@@ -194,11 +190,7 @@ class TestDeviceImpl final : public Device {
       return absl::OkStatus();
     }
     // From pageable memory, as cudaMemcpy: the host waits until the copy has run.
-    LOOM_RETURN_IF_ERROR(Enqueue([dst, src, bytes] {
-      std::memcpy(Real(dst), src, bytes);
-      return absl::OkStatus();
-    }));
-    return HostWaitStream(op_stream(), absl::StrCat("a copy of ", bytes, " bytes from the host"));
+    return BlockingCopy(dst, src, bytes, /*to_host=*/false);
   }
   absl::Status CopyFromHostAsync(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();
@@ -240,6 +232,31 @@ class TestDeviceImpl final : public Device {
     std::lock_guard<std::mutex> lock(raw_mu_);
     info.free_bytes = memory_bytes_ - raw_bytes_;
     return info;
+  }
+
+  // A copy between the host and the device that the host waits for. When the wait ends in an
+  // error (its deadline, another failure) the host buffer may be gone before the queued copy
+  // runs: the copy is then cancelled, not done.
+  absl::Status BlockingCopy(void* dst, const void* src, size_t bytes, bool to_host) {
+    struct Cancel {
+      std::mutex mu;
+      bool cancelled = false;
+    };
+    auto cancel = std::make_shared<Cancel>();
+    LOOM_RETURN_IF_ERROR(Enqueue([dst, src, bytes, to_host, cancel] {
+      std::lock_guard<std::mutex> lock(cancel->mu);
+      if (cancel->cancelled) return absl::OkStatus();
+      std::memcpy(to_host ? dst : Real(dst), to_host ? Real(src) : src, bytes);
+      return absl::OkStatus();
+    }));
+    absl::Status s = HostWaitStream(
+        op_stream(),
+        absl::StrCat("a copy of ", bytes, " bytes ", to_host ? "to" : "from", " the host"));
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(cancel->mu);
+      cancel->cancelled = true;
+    }
+    return s;
   }
 
   // ---- streams ----

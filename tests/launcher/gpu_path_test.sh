@@ -11,7 +11,8 @@
 #   tp2sp   tensor parallelism 2 with sequence parallelism
 #   pp2     2 pipeline stages (1F1B, 4 micro-batches)
 #   zero1   2 data-parallel ranks with the distributed optimizer (ZeRO-1)
-#   resume  checkpoint at step 3, stop, resume: steps 4..6 equal the uninterrupted run's
+#   resume  with ZeRO-1 on 2 ranks: checkpoint at step 3, stop, resume: steps 4..6 equal the
+#           uninterrupted run's
 #   stall   rank 1 of 3 stalls at the start of step 3 (LOOM_FAULT=stall_start), so the others'
 #           gradient all-reduce on the device never completes and their hosts block in the
 #           step's read-back of device work: the job ends within the timeout (5 s) + 10 s,
@@ -119,11 +120,12 @@ case $case_name in
     same_losses cpu dev
     ;;
   resume)
-    run cpu CPU 2
-    run dev TEST 2 --set "checkpoint.dir=$out/ckpt" --set checkpoint.interval=3 \
-      --set runtime.stop_at_step=3
+    run cpu CPU 2 --set parallel.distributed_optimizer=true
+    run dev TEST 2 --set parallel.distributed_optimizer=true --set "checkpoint.dir=$out/ckpt" \
+      --set checkpoint.interval=3 --set runtime.stop_at_step=3
     grep -q "checkpoint saved: .*step_00000003" "$log" || fail "the first half saved no checkpoint at step 3"
-    run dev TEST 2 --set "checkpoint.dir=$out/ckpt" --set checkpoint.interval=3
+    run dev TEST 2 --set parallel.distributed_optimizer=true --set "checkpoint.dir=$out/ckpt" \
+      --set checkpoint.interval=3
     grep -q "resumed from .*step_0*3 at step 3" "$log" || fail "did not resume from step 3"
     on_test_device dev
     same_losses cpu dev
