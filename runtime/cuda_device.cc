@@ -49,8 +49,9 @@ class CudaDeviceImpl final : public Device {
     return absl::OkStatus();
   }
   absl::StatusOr<void*> AllocateHostStaging(size_t bytes) override {
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
     void* p = nullptr;
-    LOOM_CUDA_CHECK(cudaMallocHost(&p, bytes));
+    LOOM_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocPortable));
     return p;
   }
   void FreeHostStaging(void* ptr) override { cudaFreeHost(ptr); }
