@@ -10,7 +10,8 @@
 #           to one process (LOOM_TEST_DEVICE_LOCK_DIR), as srun --gpus-per-task=1 gives
 #   tp2sp   tensor parallelism 2 with sequence parallelism
 #   pp2     2 pipeline stages (1F1B, 4 micro-batches)
-#   zero1   2 data-parallel ranks with the distributed optimizer (ZeRO-1)
+#   zero1   3 data-parallel ranks with the distributed optimizer (ZeRO-1) and small buckets, so
+#           the buffers are padded and parameters straddle bucket boundaries
 #   resume  with ZeRO-1 on 2 ranks: checkpoint at step 3, stop, resume: steps 4..6 equal the
 #           uninterrupted run's
 #   stall   rank 1 of 3 stalls at the start of step 3 (LOOM_FAULT=stall_start), so the others'
@@ -114,8 +115,10 @@ case $case_name in
     same_losses cpu dev
     ;;
   zero1)
-    run cpu CPU 2 --set parallel.distributed_optimizer=true
-    run dev TEST 2 --set parallel.distributed_optimizer=true
+    zero=(--set parallel.distributed_optimizer=true --set parallel.global_batch_size=6
+          --set parallel.grad_bucket_mb=0.05)
+    run cpu CPU 3 "${zero[@]}"
+    run dev TEST 3 "${zero[@]}"
     on_test_device dev
     same_losses cpu dev
     ;;
