@@ -24,10 +24,10 @@
 #include "data/data_loader.h"
 #include "data/tokenizer.h"
 #include "job/config.h"
-#include "train/fault_injection.h"
 #include "metrics/metrics.h"
 #include "metrics/run_dir.h"
 #include "model/gpt.h"
+#include "model/model_file.h"
 #include "model/pipeline_runner.h"
 #include "ops/op_stream.h"
 #include "parallel/adamw.h"
@@ -36,6 +36,8 @@
 #include "parallel/process_groups.h"
 #include "parallel/world.h"
 #include "proto/job.pb.h"
+#include "train/fault_injection.h"
+#include "train/step_metrics.h"
 
 namespace loom {
 
@@ -65,7 +67,7 @@ class Trainer {
   DataLoader& train_data() { return *train_data_; }
 
   GptModel& model() { return *model_; }
-  // This rank's pipeline stage runner (null when pp == 1).
+  // This rank's pipeline stage runner (a one-stage pipeline when pp == 1).
   PipelineRunner* pipeline() { return pipeline_.get(); }
   ProcessGroups& groups() { return *groups_; }
   int64_t step() const { return step_; }
@@ -79,6 +81,14 @@ class Trainer {
 
  private:
   Trainer() = default;
+  // The pieces Create assembles, in its order (train/trainer_build.cc): the train and validation
+  // loaders and the tokenizer; the model (with model.init_from's weights read into `init`, or
+  // `init_from_checkpoint` for a step directory) and its pipeline runner; the gradient reducer
+  // and the optimizer; the metrics sinks (rank 0 with a run_dir).
+  absl::Status BuildData();
+  absl::Status BuildModel(std::optional<LoadedWeights>* init, bool* init_from_checkpoint);
+  absl::Status BuildOptimizer();
+  absl::Status OpenSinks();
   absl::Status FinishGradReduction();
   // The step's batches: read into the host staging buffers and copied to the device without
   // waiting (on the CPU the staging buffers are the batches).
@@ -87,7 +97,8 @@ class Trainer {
   // element; GradNormFrom reduces the host value over the groups and takes the root.
   absl::Status QueueGradNormSquares();
   absl::StatusOr<double> GradNormFrom(double local_squares);
-  absl::Status LogStep(float loss, std::optional<float> val_loss, double step_seconds);
+  // The progress line, the communication line and the metrics record, on the steps that log.
+  absl::Status LogStep(float loss, std::optional<float> val_loss);
   // Every rank's agreement on stopping at this step boundary: a stop signal on any rank, or the
   // time limit (runtime.max_duration_s) as any rank sees it; sets stop_reason_.
   absl::StatusOr<bool> AnyRankAskedToStop();
@@ -99,7 +110,8 @@ class Trainer {
   absl::Status CheckpointAtStop();
   absl::Status LoadCheckpoint(const std::string& step_dir, bool weights_only);
   OptimizerView OptimizerPlan() const;
-  // One step's micro-batches (staged) through the pipeline (pp > 1); the losses are deferred.
+  // One step's micro-batches (staged) through the pipeline (one stage when pp == 1); their
+  // losses stay on the device (GptModel::DeferLosses).
   absl::Status PipelineStep(int64_t accum);
   // The tied embedding's gradient summed over the embedding group (first and last pipeline
   // stage), then handed to the data-parallel reduction.
@@ -124,9 +136,8 @@ class Trainer {
   std::unique_ptr<ProcessGroups> groups_;
   // Flat-buffer ranges whose squares this rank adds to the gradient norm.
   std::vector<std::pair<int64_t, int64_t>> norm_runs_;
-  // Seconds in communication since the last log line, by kind, and the steps' own seconds.
-  double dp_comm_s_ = 0, dp_comm_total_s_ = 0, tp_comm_s_ = 0, sp_comm_s_ = 0, interval_step_seconds_ = 0;
-  int64_t interval_steps_ = 0;
+  // Step times, tokens and communication seconds, and the progress line made of them.
+  std::unique_ptr<StepProgress> progress_;
   Device* device_ = nullptr;
   std::unique_ptr<GptModel> model_;
   std::unique_ptr<GradReducer> reducer_;
@@ -134,7 +145,7 @@ class Trainer {
   std::unique_ptr<DataLoader> train_data_, val_data_;
   std::optional<ByteTokenizer> tokenizer_;
   std::unique_ptr<MetricsSinks> sinks_;  // rank 0 with a run_dir
-  Tensor norm_acc_;                      // f32 [1] on the device: the last element of readback_
+  Tensor norm_acc_;  // f32 [1] on the device: the last element of readback_
   // The step's per-row losses (one row of micro x T per micro-batch, DeferLosses) and then the
   // squared gradient norm, on the device: the host reads them once per step.
   Tensor readback_, loss_rows_;
@@ -142,27 +153,20 @@ class Trainer {
   // copies from asynchronously (Device::AllocateHostStaging), and their device copies.
   std::shared_ptr<int32_t> staging_;
   std::vector<Tensor> step_inputs_, step_targets_;
-  std::vector<int32_t> inputs_, targets_;  // evaluation and sampling
+  std::vector<int32_t> inputs_, targets_;  // evaluation
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
   // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.
   int tied_index_ = -1;
-  double pp_comm_s_ = 0;  // pipeline exchanges since the last log line
   int64_t step_ = 0;  // optimizer steps done
   // Host waits on the device inside Step() this run, and the most in one step.
   int64_t step_host_syncs_ = 0, max_step_host_syncs_ = 0;
   double last_grad_norm_ = 0;
-  double flops_per_token_ = 0;
-  double peak_flops_ = 0;
-  double elapsed_s_ = 0;
-  double interval_seconds_ = 0;
-  FaultInjector fault_;  // LOOM_FAULT (tests of the failure handling)
+  FaultInjector fault_;                               // LOOM_FAULT (tests of the failure handling)
   int64_t skipped_steps_ = 0, nonfinite_in_row_ = 0;  // non-finite steps: in all, in a row
   bool last_step_skipped_ = false;
   absl::Time start_time_ = absl::Now();  // the time limit counts from here
-  int64_t steps_timed_ = 0;              // steps whose seconds elapsed_s_ sums
   std::string stop_reason_;
-  int64_t interval_tokens_ = 0;
   std::unique_ptr<CheckpointSaver> saver_;  // with a checkpoint.dir
   int64_t last_saved_step_ = -1;
   std::string resumed_from_;
