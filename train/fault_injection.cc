@@ -46,8 +46,7 @@ absl::StatusOr<FaultInjector> FaultInjector::FromEnv(int world_rank) {
     f.kind_ = Kind::kNanGrad;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("LOOM_FAULT=\"", k,
-                     "\": expected stall, stall_start, exit, nan or nan_grad"));
+        absl::StrCat("LOOM_FAULT=\"", k, "\": expected stall, stall_start, exit, nan or nan_grad"));
   }
   auto rank = IntFromEnv("LOOM_FAULT_RANK", 0, 0);
   if (!rank.ok()) return rank.status();

@@ -257,8 +257,8 @@ absl::Status Trainer::StageBatches(int64_t accum) {
   for (int64_t k = 0; k < accum; ++k) {
     int32_t* in = staging_.get() + 2 * k * rows;
     // The previous step's copies out of these buffers finished before its read-back returned.
-    LOOM_RETURN_IF_ERROR(train_data_->NextBatch(micro, absl::MakeSpan(in, rows),
-                                                absl::MakeSpan(in + rows, rows)));
+    LOOM_RETURN_IF_ERROR(
+        train_data_->NextBatch(micro, absl::MakeSpan(in, rows), absl::MakeSpan(in + rows, rows)));
     if (device_->host_memory()) continue;  // step_inputs_ are views of the staging
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_inputs_[k].data(), in, rows * 4));
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_targets_[k].data(), in + rows, rows * 4));

@@ -8,8 +8,8 @@
 // gradient is final is named at its launch, and leaves NaN in the result. Also: each bucket is
 // launched as soon as its last parameter is marked (the overlap), the buckets launch in bucket
 // order whatever the order of the marks, and the same holds sharded (reduce-scatter).
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <memory>

@@ -9,10 +9,10 @@
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
-#include "train/trainer.h"
 #include "parallel/world.h"
 #include "runtime/files.h"
 #include "tests/train/job_testing.h"
+#include "train/trainer.h"
 
 namespace loom {
 namespace {
