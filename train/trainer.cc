@@ -480,9 +480,15 @@ absl::Status Trainer::Run() {
   // The host's waits on the device inside the steps (the copies and synchronisations that stop
   // a GPU's host from running ahead): at most kHostSyncsPerStep each.
   if (!device_->host_memory()) {
-    LOOM_LOG(INFO) << "host waits on " << device_->Name() << ": " << step_host_syncs_ << " in "
-                   << progress_->steps_timed() << " step(s), at most " << max_step_host_syncs_
-                   << " in one (budget " << kHostSyncsPerStep << ")";
+    const std::string waits = absl::StrCat(
+        "host waits on ", device_->Name(), ": ", step_host_syncs_, " in ", progress_->steps_timed(),
+        " step(s), at most ", max_step_host_syncs_, " in one (budget ", kHostSyncsPerStep, ")");
+    // Over the budget on any rank (the last pipeline stage reads the losses) is said by that rank.
+    if (max_step_host_syncs_ > kHostSyncsPerStep) {
+      LOOM_LOG_ALL_RANKS(WARNING) << waits;
+    } else {
+      LOOM_LOG(INFO) << waits;
+    }
   }
   return absl::OkStatus();
 }
