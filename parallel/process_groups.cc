@@ -17,8 +17,11 @@ absl::StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const World
   g->coord_ = grid.CoordOf(world.rank());
   g->world_ = &world.comm();
   for (GroupKind kind : kAllGroupKinds) {
+    // The model group carries host scalars only (the gradient norm's sum): no device backend,
+    // so no NCCL communicator (and its buffers) for it.
+    Device* device = kind == GroupKind::kModel ? nullptr : cuda;
     LOOM_ASSIGN_OR_RETURN(g->groups_[static_cast<int>(kind)],
-                          world.Split(GroupKindName(kind), grid.Group(kind, world.rank()), cuda));
+                          world.Split(GroupKindName(kind), grid.Group(kind, world.rank()), device));
   }
   return g;
 }

@@ -87,11 +87,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   world->state()->timeout = absl::Seconds(config.runtime().collective_timeout_s());
   LOOM_ASSIGN_OR_RETURN(t->device_, ChooseDevice(config, *world));
   // Device tensors travel over the device's backend, NCCL on a GPU (collective: every rank
-  // chose the same backend). A world of one needs none. Host waits on the device carry the
-  // job's deadline too.
+  // chose the same backend), in the groups that carry them (below); the world communicator
+  // carries host values only and gets none. Host waits on the device carry the job's deadline.
   const bool on_device = !t->device_->host_memory();
   GetHostWaitPolicy().timeout_s = config.runtime().collective_timeout_s();
-  if (on_device && world->size() > 1) LOOM_RETURN_IF_ERROR(world->UseCuda(t->device_));
   // Ops run on a stream of their own, ordered against the communication streams by events
   // (on the test device that order is real: a missing event gives wrong numbers).
   LOOM_ASSIGN_OR_RETURN(t->op_stream_, ops::OpStreamScope::Create(t->device_));

@@ -18,6 +18,8 @@
 #include "gtest/gtest.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_backend.h"
+#include "parallel/process_groups.h"
+#include "parallel/rank_grid.h"
 #include "parallel/world.h"
 #include "runtime/test_device.h"
 
@@ -88,6 +90,26 @@ TEST(DeviceCommunicator, GroupOfOneNeedsNoDeviceBackend) {
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
     EXPECT_NE(s.message().find("test:"), std::string::npos) << s;
   }
+}
+
+// The groups of a rank grid get a device backend only where they carry device tensors and have
+// more than one rank: tp (here all ranks), dp and pp (one rank each here), not the model group,
+// which carries host scalars only. (Before the world has a device: UseCuda comes below.)
+TEST(DeviceCommunicator, OnlyGroupsCarryingDeviceTensorsGetABackend) {
+  World& w = TheWorld();
+  ASSERT_EQ(w.cuda(), nullptr);
+  auto grid = RankGrid::Create(w.size(), /*tp=*/w.size(), /*dp=*/1, /*pp=*/1);
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  auto groups = ProcessGroups::Create(w, *grid, MyDevice());
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  for (GroupKind kind : kAllGroupKinds) {
+    const Communicator& c = (*groups)->group(kind);
+    EXPECT_EQ(c.has_device_backend(), kind != GroupKind::kModel && c.size() > 1) << c.Describe();
+  }
+  // The tp group's backend carries device tensors.
+  Tensor t = OnDevice({1, 2});
+  ASSERT_TRUE((*groups)->tp().AllReduce(t, ReduceOp::kSum).ok());
+  EXPECT_EQ(Read(t), (std::vector<float>{1.0f * w.size(), 2.0f * w.size()}));
 }
 
 class OnTestDevice : public ::testing::Test {
