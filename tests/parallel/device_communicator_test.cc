@@ -1,6 +1,7 @@
 // Communicators on device tensors, on the test device (runtime/test_device.h) through its stream
 // backend (parallel/test_comm_backend.h): the path a GPU's tensors take through NCCL. Run under
-// mpirun at 1, 2 and 3 ranks (label gpu_path). Checks:
+// mpirun at 1, 2 and 3 ranks (label gpu_path; the multi-rank main is tests/mpi_test_main.cc).
+// Checks:
 // - a group of one rank needs no device backend (the world-size-1 defect of issue 18: every
 //   operation on a device tensor was refused before the size() == 1 shortcut);
 // - every collective's numbers against a reference computed without communication;
@@ -198,13 +199,3 @@ TEST_F(OnTestDevice, EventsOrderTheCollectiveAgainstTheOps) {
 
 }  // namespace
 }  // namespace loom
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto w = loom::World::Get();
-  if (!w.ok()) return 1;
-  const int rc = RUN_ALL_TESTS();
-  int worst = rc;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return worst;
-}

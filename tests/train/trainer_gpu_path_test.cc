@@ -30,7 +30,7 @@ runtime { seed: 1337 }
 class TrainerOnTestDevice : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTempDir("trainer_gpu_path");
+    dir_ = tmp_.path();
     ASSERT_TRUE(MakeDirs(dir_ + "/data").ok());
     ByteTokenizer tok;
     std::vector<uint16_t> ids;
@@ -69,6 +69,7 @@ class TrainerOnTestDevice : public ::testing::Test {
     return out;
   }
 
+  testing::ScopedTempDir tmp_{"trainer_gpu_path"};
   std::string dir_;
 };
 
