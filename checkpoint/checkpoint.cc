@@ -68,7 +68,7 @@ void MaybeKillForTest(int rank, int64_t step) {
 
 // Host bytes of a buffer (copied off a GPU once).
 absl::StatusOr<Tensor> OnHost(const Tensor& t) {
-  if (!t.defined() || t.is_cpu()) return t;
+  if (!t.defined() || t.on_host()) return t;
   return t.To(CpuDevice());
 }
 
@@ -175,7 +175,7 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
     LOOM_ASSIGN_OR_RETURN(Tensor v, OnHost(src.v));
     p->host = {params, master, m, v};  // keeps GPU buffers' host copies alive
     // Training changes host buffers once Save returns: an async save copies its regions.
-    const bool copy = async && src.params.is_cpu();
+    const bool copy = async && src.params.on_host();
     int64_t total = 0;
     for (const Region& r : regions) {
       total += r.box.numel() * (r.kind == WEIGHTS ? DTypeSize(params.dtype()) : 4);

@@ -294,8 +294,11 @@ class Checker {
             ") must be less than runtime.max_duration_s (", rt.max_duration_s(), ")");
       }
     }
-    if (c_.precision() == JobConfig::BF16 && rt.backend() == RuntimeConfig::CPU) {
-      add("precision BF16 needs a GPU, but runtime.backend is CPU (the CPU backend is fp32 only)");
+    if (c_.precision() == JobConfig::BF16 &&
+        (rt.backend() == RuntimeConfig::CPU || rt.backend() == RuntimeConfig::TEST)) {
+      add("precision BF16 needs a GPU, but runtime.backend is ",
+          rt.backend() == RuntimeConfig::CPU ? "CPU" : "TEST",
+          " (the CPU kernels, which the test device runs too, are fp32 only)");
     }
   }
 
@@ -336,7 +339,7 @@ std::vector<std::string> NotYetSupported(const JobConfig& c) {
   auto add = [&](auto&&... parts) { out.push_back(absl::StrCat(parts...)); };
   // BF16 with an explicit CPU backend is a contradiction ConfigProblems reports; here the
   // backend AUTO falls to the CPU for lack of a GPU.
-  if (c.precision() == JobConfig::BF16 && c.runtime().backend() != RuntimeConfig::CPU &&
+  if (c.precision() == JobConfig::BF16 && c.runtime().backend() == RuntimeConfig::AUTO &&
       CudaDeviceCount() == 0) {
     add("precision BF16 needs a CUDA GPU, but ", CudaUnavailableReason(),
         " (the CPU backend computes in FP32 only)");

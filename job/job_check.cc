@@ -33,6 +33,7 @@ int RanksPerHost() {
 bool JobRunsOnGpu(const JobConfig& c) {
   switch (c.runtime().backend()) {
     case RuntimeConfig::CPU:
+    case RuntimeConfig::TEST:  // host memory underneath
       return false;
     case RuntimeConfig::CUDA:
       return true;

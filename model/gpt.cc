@@ -26,6 +26,12 @@ namespace loom {
 GptModel::GptModel(const GptConfig& config, Device* device, ParamTable layout)
     : config_(config), layout_(std::move(layout)), device_(device) {}
 
+float GptModel::MeanLoss(const float* rows, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += rows[i];
+  return static_cast<float>(sum / static_cast<double>(n));
+}
+
 const char* RecomputeName(Recompute r) {
   switch (r) {
     case Recompute::kNone:
@@ -70,6 +76,8 @@ absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const GptConfig& conf
   // Gradients are fp32 whatever the compute dtype: micro-batches accumulate into them and the
   // data-parallel reduction sums them, both of which lose too much in bf16.
   LOOM_ASSIGN_OR_RETURN(m->grads_, Tensor::Zeros(Shape{m->layout_.total()}, DType::kF32, device));
+  m->params_storage_ = m->params_;
+  m->grads_storage_ = m->grads_;
   return m;
 }
 
@@ -100,6 +108,23 @@ absl::StatusOr<GptModel::ActivationFootprint> GptModel::MeasureActivations(
   return out;
 }
 
+absl::Status GptModel::PadBuffers(int64_t multiple) {
+  if (multiple < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("PadBuffers: multiple ", multiple, " < 1"));
+  }
+  const int64_t total = layout_.total();
+  const int64_t padded = (total + multiple - 1) / multiple * multiple;
+  if (padded == params_storage_.numel()) return absl::OkStatus();
+  LOOM_ASSIGN_OR_RETURN(Tensor p, Tensor::Zeros(Shape{padded}, dtype_, device_));
+  LOOM_ASSIGN_OR_RETURN(Tensor g, Tensor::Zeros(Shape{padded}, DType::kF32, device_));
+  LOOM_RETURN_IF_ERROR(p.FlatView(0, total).CopyFrom(params_));
+  params_storage_ = p;
+  grads_storage_ = g;
+  params_ = p.FlatView(0, total);
+  grads_ = g.FlatView(0, total);
+  return absl::OkStatus();
+}
+
 Tensor GptModel::Param(const ParamSpec& s) const {
   return *params_.FlatView(s.offset, s.numel()).Reshape(s.shape);
 }
@@ -112,7 +137,7 @@ absl::StatusOr<Tensor> GptModel::ParamByName(const std::string& name) const {
   return Param(*s);
 }
 
-absl::Status GptModel::ZeroGrads() { return grads_.Fill0(); }
+absl::Status GptModel::ZeroGrads() { return grads_storage_.Fill0(); }
 
 absl::StatusOr<Tensor> GptModel::Alloc(const Shape& shape, DType dtype, int64_t* bytes) {
   if (dry_run_) {
@@ -473,10 +498,20 @@ absl::StatusOr<float> GptModel::HeadForward(const Tensor& x_last, const Tensor& 
                                        target_logit_, losses_, dlogits, dloss,
                                        valid_local_vocab_));
   }
-  LOOM_ASSIGN_OR_RETURN(std::vector<float> losses, losses_.ToFloatVector());
-  double sum = 0.0;
-  for (float v : losses) sum += v;
-  const float loss = static_cast<float>(sum / static_cast<double>(N));
+  float loss = 0.0f;
+  if (deferred_.defined()) {
+    if (deferred_.rank() != 2 || deferred_.dim(1) != N || deferred_next_ >= deferred_.dim(0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "deferred losses: head forward ", deferred_next_ + 1, " of ", N,
+          " rows does not fit the rows given to DeferLosses, ", deferred_.DebugString()));
+    }
+    // Device to device, queued: nothing waits here.
+    LOOM_RETURN_IF_ERROR(deferred_.Slice(deferred_next_, deferred_next_ + 1).CopyFrom(losses_));
+    ++deferred_next_;
+  } else {
+    LOOM_ASSIGN_OR_RETURN(std::vector<float> losses, losses_.ToFloatVector());
+    loss = MeanLoss(losses.data(), N);
+  }
   if (!backward) return loss;
   // The head's backward now: logits_ holds dlogits (the cross-entropy wrote them in place);
   // with SP, gathered_ still holds the gathered final-norm output.

@@ -96,6 +96,14 @@ class GptModel {
   Recompute recompute() const { return recompute_; }
   const Tensor& params() const { return params_; }
   const Tensor& grads() const { return grads_; }
+  // The storage under params() and grads(): the table's elements, then (after PadBuffers) zero
+  // padding that belongs to no parameter.
+  const Tensor& params_storage() const { return params_storage_; }
+  const Tensor& grads_storage() const { return grads_storage_; }
+  // Grows both buffers' storage to a multiple of `multiple` elements, zero-filled: the
+  // distributed optimizer's equal shards (parallel/grad_reducer.h). params() and grads() keep
+  // the table's size. Call before anything else holds the buffers (right after Create).
+  absl::Status PadBuffers(int64_t multiple);
   // A view of one parameter (or its gradient) by spec.
   Tensor Param(const ParamSpec& s) const;
   Tensor Grad(const ParamSpec& s) const;
@@ -129,8 +137,23 @@ class GptModel {
   };
   CommTimes TakeCommTimes() { return std::exchange(comm_, CommTimes{}); }
 
+  // Losses kept on the device, so the host need not wait for each micro-batch (a GPU's host
+  // then runs ahead of its work): while `rows` is defined (f32 [R, B*T] on the model's device),
+  // the k-th head forward since this call copies its per-row losses into row k, and returns 0
+  // instead of the loss. The caller reads the rows once (one host wait per step) and takes each
+  // micro-batch's mean with MeanLoss, the arithmetic of the returned loss. An undefined tensor
+  // turns this off (evaluation, sampling).
+  void DeferLosses(const Tensor& rows) {
+    deferred_ = rows;
+    deferred_next_ = 0;
+  }
+  // Rows written since DeferLosses (the head forwards of this stage; 0 without a head).
+  int64_t deferred_losses() const { return deferred_next_; }
+  // The mean of one micro-batch's per-row losses, as ForwardBackward computes it.
+  static float MeanLoss(const float* rows, int64_t n);
+
   // The whole model (or a single-stage one): tokens, targets: i32 [B, T] (host or device).
-  // Returns the mean loss over the B*T rows.
+  // Returns the mean loss over the B*T rows (0 while losses are deferred).
   absl::StatusOr<float> ForwardBackward(const Tensor& tokens, const Tensor& targets,
                                         float loss_weight, bool backward = true);
   // Forward only, leaving the logits [B*T, padded_vocab / tp] in the returned view (valid until
@@ -221,7 +244,8 @@ class GptModel {
   Device* device_;
   DType dtype_ = DType::kF32;
   Recompute recompute_ = Recompute::kNone;
-  Tensor params_, grads_;
+  Tensor params_, grads_;                  // the table's elements
+  Tensor params_storage_, grads_storage_;  // the same, padded (PadBuffers)
 
   int64_t B_ = 0, T_ = 0;
   int64_t Ns_ = 0;  // rows of the activations between blocks: B*T, or B*T/tp with SP
@@ -242,6 +266,8 @@ class GptModel {
   Tensor gathered_;  // [N, C]: an all-gathered norm output (SP)
   Tensor row_max_, sum_exp_, target_logit_;  // vocab-parallel cross-entropy, f32 [N]
   Tensor targets_dev_;
+  Tensor deferred_;  // DeferLosses' rows (undefined: losses are read per head forward)
+  int64_t deferred_next_ = 0;
   Tensor proj_;  // forward scratch: output of a projection before its residual add ([N, C])
   Tensor proj_s_;  // its reduce-scattered rows (SP)
   Tensor normf_, meanf_, rstdf_, logits_, losses_;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "ops/arg_checks.h"
 #include "ops/cpu/activation.h"
+#include "ops/host_kernel.h"
 #include "runtime/status.h"
 
 #ifdef LOOM_WITH_CUDA
@@ -67,9 +68,11 @@ absl::Status GeluForward(const Tensor& x, const Tensor& out) {
   constexpr const char* kOp = "GeluForward";
   LOOM_RETURN_IF_ERROR(CheckOperand(x, kOp, "x"));
   LOOM_RETURN_IF_ERROR(CheckLike(out, x, kOp, "out", "x"));
-  if (x.is_cpu()) {
-    cpu::GeluForward<float>(x.data_as<float>(), out.data_as<float>(), x.numel());
-    return absl::OkStatus();
+  if (RunsCpuKernels(x)) {
+    return RunCpuKernel(x, [=]() -> absl::Status {
+      cpu::GeluForward<float>(x.data_as<float>(), out.data_as<float>(), x.numel());
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (x.is_cuda()) return cuda::GeluForward(x, out);
@@ -82,10 +85,12 @@ absl::Status GeluBackward(const Tensor& dout, const Tensor& x, const Tensor& dx)
   LOOM_RETURN_IF_ERROR(CheckOperand(x, kOp, "x"));
   LOOM_RETURN_IF_ERROR(CheckLike(dout, x, kOp, "dout", "x"));
   LOOM_RETURN_IF_ERROR(CheckLike(dx, x, kOp, "dx", "x"));
-  if (x.is_cpu()) {
-    cpu::GeluBackward<float>(dout.data_as<float>(), x.data_as<float>(), dx.data_as<float>(),
-                             x.numel());
-    return absl::OkStatus();
+  if (RunsCpuKernels(x)) {
+    return RunCpuKernel(x, [=]() -> absl::Status {
+      cpu::GeluBackward<float>(dout.data_as<float>(), x.data_as<float>(), dx.data_as<float>(),
+                               x.numel());
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (x.is_cuda()) return cuda::GeluBackward(dout, x, dx);
@@ -100,9 +105,11 @@ absl::Status SwiGLUForward(const Tensor& inp, const Tensor& out) {
   LOOM_RETURN_IF_ERROR(
       CheckMatrixLike(out, n, h, inp, kOp, "out",
                       absl::StrCat("half the columns of inp ", inp.shape().ToString())));
-  if (inp.is_cpu()) {
-    cpu::SwiGLUForward<float>(inp.data_as<float>(), out.data_as<float>(), n, h);
-    return absl::OkStatus();
+  if (RunsCpuKernels(inp)) {
+    return RunCpuKernel(inp, [=]() -> absl::Status {
+      cpu::SwiGLUForward<float>(inp.data_as<float>(), out.data_as<float>(), n, h);
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (inp.is_cuda()) return cuda::SwiGLUForward(inp, out, n, h);
@@ -118,10 +125,12 @@ absl::Status SwiGLUBackward(const Tensor& dout, const Tensor& inp, const Tensor&
       CheckMatrixLike(dout, n, h, inp, kOp, "dout",
                       absl::StrCat("half the columns of inp ", inp.shape().ToString())));
   LOOM_RETURN_IF_ERROR(CheckMatrixLike(dinp, n, 2 * h, inp, kOp, "dinp", "as inp"));
-  if (inp.is_cpu()) {
-    cpu::SwiGLUBackward<float>(dout.data_as<float>(), inp.data_as<float>(), dinp.data_as<float>(),
-                               n, h);
-    return absl::OkStatus();
+  if (RunsCpuKernels(inp)) {
+    return RunCpuKernel(inp, [=]() -> absl::Status {
+      cpu::SwiGLUBackward<float>(dout.data_as<float>(), inp.data_as<float>(), dinp.data_as<float>(),
+                                 n, h);
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (inp.is_cuda()) return cuda::SwiGLUBackward(dout, inp, dinp, n, h);
@@ -134,9 +143,11 @@ absl::Status Add(const Tensor& a, const Tensor& b, const Tensor& out) {
   LOOM_RETURN_IF_ERROR(CheckOperand(a, kOp, "a"));
   LOOM_RETURN_IF_ERROR(CheckLike(b, a, kOp, "b", "a"));
   LOOM_RETURN_IF_ERROR(CheckLike(out, a, kOp, "out", "a"));
-  if (a.is_cpu()) {
-    cpu::Add<float>(a.data_as<float>(), b.data_as<float>(), out.data_as<float>(), a.numel());
-    return absl::OkStatus();
+  if (RunsCpuKernels(a)) {
+    return RunCpuKernel(a, [=]() -> absl::Status {
+      cpu::Add<float>(a.data_as<float>(), b.data_as<float>(), out.data_as<float>(), a.numel());
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (a.is_cuda()) return cuda::Add(a, b, out);

@@ -1,6 +1,7 @@
 #include "ops/arg_checks.h"
 
 #include "absl/strings/str_cat.h"
+#include "ops/host_kernel.h"
 
 namespace loom::ops {
 
@@ -45,7 +46,7 @@ absl::Status CheckDTypeInArg(const Tensor& t, std::initializer_list<DType> allow
 }
 
 absl::Status CheckFloatOperandArg(const Tensor& t, const char* op, const char* name) {
-  if (t.is_cpu() && t.dtype() != DType::kF32) {
+  if (RunsCpuKernels(t) && t.dtype() != DType::kF32) {
     return absl::InvalidArgumentError(
         absl::StrCat(op, ": ", name, " must be f32 on the CPU (the CPU backend is fp32 only), got ",
                      TensorDesc(t)));

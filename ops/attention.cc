@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ops/cpu/attention.h"
+#include "ops/host_kernel.h"
 #include "runtime/status.h"
 #ifdef LOOM_WITH_CUDA
 #include "ops/cuda/attention.h"
@@ -46,7 +47,7 @@ absl::StatusOr<Dims> CheckQkv(const char* op, const Tensor& qkv, int n_head, int
                      " * HD], got ", qkv.shape().ToString()));
   }
   Dims d{qkv.dim(0), qkv.dim(1), static_cast<int>(qkv.dim(2) / heads)};
-  if (qkv.is_cpu()) {
+  if (RunsCpuKernels(qkv)) {
     LOOM_RETURN_IF_ERROR(CheckDType(qkv, DType::kF32, (p + "qkv (CPU backend)").c_str()));
   } else {
     if (qkv.dtype() != DType::kF32 && qkv.dtype() != DType::kBF16) {
@@ -74,10 +75,12 @@ absl::Status AttentionForward(const Tensor& qkv, int n_head, int n_kv_head, cons
   LOOM_RETURN_IF_ERROR(
       CheckTensor(lse, qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, p + "lse"));
   if (d.b == 0 || d.t == 0) return absl::OkStatus();
-  if (qkv.is_cpu()) {
-    cpu::AttentionForward<float>(qkv.data_as<const float>(), d.b, d.t, n_head, n_kv_head, d.hd,
-                                 out.data_as<float>(), lse.data_as<float>());
-    return absl::OkStatus();
+  if (RunsCpuKernels(qkv)) {
+    return RunCpuKernel(qkv, [=]() -> absl::Status {
+      cpu::AttentionForward<float>(qkv.data_as<const float>(), d.b, d.t, n_head, n_kv_head, d.hd,
+                                   out.data_as<float>(), lse.data_as<float>());
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::AttentionForward(qkv, d.b, d.t, n_head, n_kv_head, d.hd, out, lse);
@@ -98,11 +101,13 @@ absl::Status AttentionBackward(const Tensor& dout, const Tensor& qkv, const Tens
       CheckTensor(lse, qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, p + "lse"));
   LOOM_RETURN_IF_ERROR(CheckTensor(dqkv, qkv, qkv.shape(), qkv.dtype(), p + "dqkv"));
   if (d.b == 0 || d.t == 0) return absl::OkStatus();
-  if (qkv.is_cpu()) {
-    cpu::AttentionBackward<float>(dout.data_as<const float>(), qkv.data_as<const float>(),
-                                  out.data_as<const float>(), lse.data_as<const float>(), d.b, d.t,
-                                  n_head, n_kv_head, d.hd, dqkv.data_as<float>());
-    return absl::OkStatus();
+  if (RunsCpuKernels(qkv)) {
+    return RunCpuKernel(qkv, [=]() -> absl::Status {
+      cpu::AttentionBackward<float>(dout.data_as<const float>(), qkv.data_as<const float>(),
+                                    out.data_as<const float>(), lse.data_as<const float>(), d.b,
+                                    d.t, n_head, n_kv_head, d.hd, dqkv.data_as<float>());
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::AttentionBackward(dout, qkv, out, lse, d.b, d.t, n_head, n_kv_head, d.hd, dqkv);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ops/cpu/cross_entropy.h"
+#include "ops/host_kernel.h"
 #include "runtime/status.h"
 #ifdef LOOM_WITH_CUDA
 #include "ops/cuda/cross_entropy.h"
@@ -26,7 +27,7 @@ absl::StatusOr<Dims> CheckLogits(const std::string& p, const Tensor& logits, int
     return absl::InvalidArgumentError(
         absl::StrCat(p, "logits: expected [N, V], got ", logits.shape().ToString()));
   }
-  if (logits.is_cpu()) {
+  if (RunsCpuKernels(logits)) {
     LOOM_RETURN_IF_ERROR(CheckDType(logits, DType::kF32, (p + "logits (CPU backend)").c_str()));
   } else if (logits.dtype() != DType::kF32 && logits.dtype() != DType::kBF16) {
     return absl::InvalidArgumentError(
@@ -78,17 +79,19 @@ absl::Status CrossEntropyForwardBackward(const Tensor& logits, const Tensor& tar
   LOOM_RETURN_IF_ERROR(CheckRows(p + "targets", targets, logits, DType::kI32, d.n));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "losses", losses, logits, DType::kF32, d.n));
   LOOM_RETURN_IF_ERROR(CheckDLogits(p, dlogits, logits));
-  if (logits.is_cpu()) {
-    const int32_t* tg = targets.data_as<const int32_t>();
-    for (int64_t r = 0; r < d.n; ++r) {
-      if (tg[r] >= d.valid) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            p, "targets[", r, "] = ", tg[r], " is outside the vocabulary [0, ", d.valid, ")"));
+  if (RunsCpuKernels(logits)) {
+    return RunCpuKernel(logits, [=, dlogits = OptionalTensor(dlogits)]() -> absl::Status {
+      const int32_t* tg = targets.data_as<const int32_t>();
+      for (int64_t r = 0; r < d.n; ++r) {
+        if (tg[r] >= d.valid) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              p, "targets[", r, "] = ", tg[r], " is outside the vocabulary [0, ", d.valid, ")"));
+        }
       }
-    }
-    cpu::CrossEntropyForwardBackward<float>(logits.data_as<const float>(), tg, d.n, d.v, d.valid,
-                                            losses.data_as<float>(), OptF(dlogits), dloss);
-    return absl::OkStatus();
+      cpu::CrossEntropyForwardBackward<float>(logits.data_as<const float>(), tg, d.n, d.v, d.valid,
+                                              losses.data_as<float>(), OptF(dlogits), dloss);
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::CrossEntropyForwardBackward(logits, targets, d.n, d.v, d.valid, losses, dlogits,
@@ -102,10 +105,12 @@ absl::Status LogitsRowMax(const Tensor& logits, const Tensor& row_max, int64_t v
   const std::string p = "LogitsRowMax: ";
   LOOM_ASSIGN_OR_RETURN(Dims d, CheckLogits(p, logits, valid_vocab));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "row_max", row_max, logits, DType::kF32, d.n));
-  if (logits.is_cpu()) {
-    cpu::LogitsRowMax<float>(logits.data_as<const float>(), d.n, d.v, d.valid,
-                             row_max.data_as<float>());
-    return absl::OkStatus();
+  if (RunsCpuKernels(logits)) {
+    return RunCpuKernel(logits, [=]() -> absl::Status {
+      cpu::LogitsRowMax<float>(logits.data_as<const float>(), d.n, d.v, d.valid,
+                               row_max.data_as<float>());
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::LogitsRowMax(logits, d.n, d.v, d.valid, row_max);
@@ -120,10 +125,12 @@ absl::Status LogitsSumExp(const Tensor& logits, const Tensor& global_max, const 
   LOOM_ASSIGN_OR_RETURN(Dims d, CheckLogits(p, logits, valid_vocab));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "global_max", global_max, logits, DType::kF32, d.n));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "sum_exp", sum_exp, logits, DType::kF32, d.n));
-  if (logits.is_cpu()) {
-    cpu::LogitsSumExp<float>(logits.data_as<const float>(), global_max.data_as<const float>(), d.n,
-                             d.v, d.valid, sum_exp.data_as<float>());
-    return absl::OkStatus();
+  if (RunsCpuKernels(logits)) {
+    return RunCpuKernel(logits, [=]() -> absl::Status {
+      cpu::LogitsSumExp<float>(logits.data_as<const float>(), global_max.data_as<const float>(),
+                               d.n, d.v, d.valid, sum_exp.data_as<float>());
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::LogitsSumExp(logits, global_max, d.n, d.v, d.valid, sum_exp);
@@ -142,10 +149,12 @@ absl::Status TargetLogit(const Tensor& logits, const Tensor& targets, int64_t vo
   }
   LOOM_RETURN_IF_ERROR(CheckRows(p + "targets", targets, logits, DType::kI32, d.n));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "target_logit", target_logit, logits, DType::kF32, d.n));
-  if (logits.is_cpu()) {
-    cpu::TargetLogit<float>(logits.data_as<const float>(), targets.data_as<const int32_t>(),
-                            vocab_start, d.n, d.v, target_logit.data_as<float>());
-    return absl::OkStatus();
+  if (RunsCpuKernels(logits)) {
+    return RunCpuKernel(logits, [=]() -> absl::Status {
+      cpu::TargetLogit<float>(logits.data_as<const float>(), targets.data_as<const int32_t>(),
+                              vocab_start, d.n, d.v, target_logit.data_as<float>());
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::TargetLogit(logits, targets, vocab_start, d.n, d.v, target_logit);
@@ -173,13 +182,15 @@ absl::Status VocabParallelCrossEntropyFinish(const Tensor& logits, const Tensor&
       CheckRows(p + "global_target_logit", global_target_logit, logits, DType::kF32, d.n));
   LOOM_RETURN_IF_ERROR(CheckRows(p + "losses", losses, logits, DType::kF32, d.n));
   LOOM_RETURN_IF_ERROR(CheckDLogits(p, dlogits, logits));
-  if (logits.is_cpu()) {
-    cpu::VocabParallelCrossEntropyFinish<float>(
-        logits.data_as<const float>(), targets.data_as<const int32_t>(), vocab_start,
-        global_max.data_as<const float>(), global_sum_exp.data_as<const float>(),
-        global_target_logit.data_as<const float>(), d.n, d.v, d.valid, losses.data_as<float>(),
-        OptF(dlogits), dloss);
-    return absl::OkStatus();
+  if (RunsCpuKernels(logits)) {
+    return RunCpuKernel(logits, [=, dlogits = OptionalTensor(dlogits)]() -> absl::Status {
+      cpu::VocabParallelCrossEntropyFinish<float>(
+          logits.data_as<const float>(), targets.data_as<const int32_t>(), vocab_start,
+          global_max.data_as<const float>(), global_sum_exp.data_as<const float>(),
+          global_target_logit.data_as<const float>(), d.n, d.v, d.valid, losses.data_as<float>(),
+          OptF(dlogits), dloss);
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::VocabParallelCrossEntropyFinish(logits, targets, vocab_start, global_max,

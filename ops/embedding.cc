@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "ops/arg_checks.h"
 #include "ops/cpu/embedding.h"
+#include "ops/host_kernel.h"
 #include "runtime/status.h"
 
 #ifdef LOOM_WITH_CUDA
@@ -83,11 +84,13 @@ absl::Status EmbeddingForward(const Tensor& tokens, const Tensor& wte, const Ten
                                   ", C from wte ", wte.shape().ToString())));
   LOOM_RETURN_IF_ERROR(CheckSameDeviceArg(tokens, out, kOp, "out"));
   LOOM_RETURN_IF_ERROR(CheckDTypeArg(out, wte.dtype(), kOp, "out (dtype of wte)"));
-  if (tokens.is_cpu()) {
-    cpu::EmbeddingForward<float>(tokens.data_as<int32_t>(), wte.data_as<float>(),
-                                 wpe != nullptr ? wpe->data_as<float>() : nullptr,
-                                 out.data_as<float>(), d.b, d.t, d.c, d.v, vocab_start);
-    return absl::OkStatus();
+  if (RunsCpuKernels(tokens)) {
+    return RunCpuKernel(tokens, [=, wpe = OptionalTensor(wpe)]() -> absl::Status {
+      cpu::EmbeddingForward<float>(tokens.data_as<int32_t>(), wte.data_as<float>(),
+                                   wpe != nullptr ? wpe->data_as<float>() : nullptr,
+                                   out.data_as<float>(), d.b, d.t, d.c, d.v, vocab_start);
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (tokens.is_cuda()) {
@@ -122,11 +125,13 @@ absl::Status EmbeddingBackward(const Tensor& tokens, const Tensor& dout, const T
     LOOM_RETURN_IF_ERROR(CheckPositions(*dwpe, d, kOp, "dwpe"));
     LOOM_RETURN_IF_ERROR(CheckDTypeArg(*dwpe, dwte.dtype(), kOp, "dwpe (dtype of dwte)"));
   }
-  if (tokens.is_cpu()) {
-    cpu::EmbeddingBackward<float>(
-        tokens.data_as<int32_t>(), dout.data_as<float>(), dwte.data_as<float>(),
-        dwpe != nullptr ? dwpe->data_as<float>() : nullptr, d.b, d.t, d.c, d.v, vocab_start);
-    return absl::OkStatus();
+  if (RunsCpuKernels(tokens)) {
+    return RunCpuKernel(tokens, [=, dwpe = OptionalTensor(dwpe)]() -> absl::Status {
+      cpu::EmbeddingBackward<float>(
+          tokens.data_as<int32_t>(), dout.data_as<float>(), dwte.data_as<float>(),
+          dwpe != nullptr ? dwpe->data_as<float>() : nullptr, d.b, d.t, d.c, d.v, vocab_start);
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (tokens.is_cuda()) {

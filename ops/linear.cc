@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "ops/arg_checks.h"
 #include "ops/cpu/linear.h"
+#include "ops/host_kernel.h"
 #include "runtime/status.h"
 
 #ifdef LOOM_WITH_CUDA
@@ -98,13 +99,17 @@ absl::Status LinearForward(const Tensor& inp, const Tensor& weight, const Tensor
     LOOM_RETURN_IF_ERROR(CheckDTypeArg(*pre_gelu, out.dtype(), kOp, "pre_gelu (dtype of out)"));
   }
 
-  if (inp.is_cpu()) {
+  if (RunsCpuKernels(inp)) {
     LOOM_RETURN_IF_ERROR(CheckBlasDims(n, oc, ic, kOp));
-    cpu::LinearForward<float>(
-        inp.data_as<float>(), weight.data_as<float>(),
-        bias != nullptr ? bias->data_as<float>() : nullptr, out.data_as<float>(),
-        pre_gelu != nullptr ? pre_gelu->data_as<float>() : nullptr, n, ic, oc);
-    return absl::OkStatus();
+    return RunCpuKernel(
+        inp,
+        [=, bias = OptionalTensor(bias), pre_gelu = OptionalTensor(pre_gelu)]() -> absl::Status {
+          cpu::LinearForward<float>(
+              inp.data_as<float>(), weight.data_as<float>(),
+              bias != nullptr ? bias->data_as<float>() : nullptr, out.data_as<float>(),
+              pre_gelu != nullptr ? pre_gelu->data_as<float>() : nullptr, n, ic, oc);
+          return absl::OkStatus();
+        });
   }
 #ifdef LOOM_WITH_CUDA
   if (inp.is_cuda()) return cuda::LinearForward(inp, weight, bias, out, pre_gelu, n, ic, oc);
@@ -148,13 +153,16 @@ absl::Status LinearBackward(const Tensor& dout, const Tensor& inp, const Tensor&
     LOOM_RETURN_IF_ERROR(CheckResultDType(*dbias, inp.dtype(), kOp, "dbias"));
   }
 
-  if (inp.is_cpu()) {
+  if (RunsCpuKernels(inp)) {
     LOOM_RETURN_IF_ERROR(CheckBlasDims(n, oc, ic, kOp));
-    cpu::LinearBackward<float>(dout.data_as<float>(), inp.data_as<float>(), weight.data_as<float>(),
-                               dinp != nullptr ? dinp->data_as<float>() : nullptr,
-                               dweight.data_as<float>(),
-                               dbias != nullptr ? dbias->data_as<float>() : nullptr, n, ic, oc);
-    return absl::OkStatus();
+    return RunCpuKernel(
+        inp, [=, dinp = OptionalTensor(dinp), dbias = OptionalTensor(dbias)]() -> absl::Status {
+          cpu::LinearBackward<float>(
+              dout.data_as<float>(), inp.data_as<float>(), weight.data_as<float>(),
+              dinp != nullptr ? dinp->data_as<float>() : nullptr, dweight.data_as<float>(),
+              dbias != nullptr ? dbias->data_as<float>() : nullptr, n, ic, oc);
+          return absl::OkStatus();
+        });
   }
 #ifdef LOOM_WITH_CUDA
   if (inp.is_cuda()) {
@@ -195,11 +203,13 @@ absl::Status Gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
   LOOM_RETURN_IF_ERROR(CheckFloatOperandArg(a, kOp, "a"));
   LOOM_RETURN_IF_ERROR(CheckDTypeArg(b, a.dtype(), kOp, "b (dtype of a)"));
   LOOM_RETURN_IF_ERROR(CheckResultDType(c, a.dtype(), kOp, "c"));
-  if (a.is_cpu()) {
+  if (RunsCpuKernels(a)) {
     LOOM_RETURN_IF_ERROR(CheckBlasDims(m, n, k, kOp));
-    cpu::Gemm<float>(a.data_as<float>(), trans_a, b.data_as<float>(), trans_b, c.data_as<float>(),
-                     m, n, k, alpha, beta);
-    return absl::OkStatus();
+    return RunCpuKernel(a, [=]() -> absl::Status {
+      cpu::Gemm<float>(a.data_as<float>(), trans_a, b.data_as<float>(), trans_b, c.data_as<float>(),
+                       m, n, k, alpha, beta);
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (a.is_cuda()) return cuda::Gemm(a, trans_a, b, trans_b, c, alpha, beta, m, n, k);

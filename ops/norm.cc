@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ops/cpu/norm.h"
+#include "ops/host_kernel.h"
 #include "runtime/status.h"
 #ifdef LOOM_WITH_CUDA
 #include "ops/cuda/norm.h"
@@ -124,7 +125,7 @@ absl::Status CheckForward(const char* op, const Tensor& a, const Tensor* b, cons
   if (!(eps >= 0.0f)) {
     return absl::InvalidArgumentError(absl::StrCat(p, "eps must be >= 0, got ", eps));
   }
-  if (a.is_cpu()) {
+  if (RunsCpuKernels(a)) {
     LOOM_RETURN_IF_ERROR(CheckCpuF32({&a, b, &weight, bias, residual_out, &out}, op));
   }
   return absl::OkStatus();
@@ -146,7 +147,7 @@ absl::Status CheckBackward(const char* op, const Tensor& dout, const Tensor& x,
   }
   if (mean) LOOM_RETURN_IF_ERROR(CheckStats(*mean, x, rows->n, p + "mean"));
   LOOM_RETURN_IF_ERROR(CheckStats(rstd, x, rows->n, p + "rstd"));
-  if (x.is_cpu()) {
+  if (RunsCpuKernels(x)) {
     LOOM_RETURN_IF_ERROR(CheckCpuF32({&dout, &x, &weight, &dx, &dweight, dbias}, op));
   }
   return absl::OkStatus();
@@ -162,10 +163,12 @@ absl::Status LayerNormForward(const Tensor& x, const Tensor& weight, const Tenso
   Rows r;
   LOOM_RETURN_IF_ERROR(CheckForward("LayerNormForward", x, nullptr, weight, &bias, nullptr, out,
                                     &mean, rstd, eps, &r));
-  if (x.is_cpu()) {
-    cpu::LayerNormForward<float>(F(x), F(weight), F(bias), eps, r.n, r.c, Fm(out), Fm(mean),
-                                 Fm(rstd));
-    return absl::OkStatus();
+  if (RunsCpuKernels(x)) {
+    return RunCpuKernel(x, [=]() -> absl::Status {
+      cpu::LayerNormForward<float>(F(x), F(weight), F(bias), eps, r.n, r.c, Fm(out), Fm(mean),
+                                   Fm(rstd));
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::NormForward(x, nullptr, weight, &bias, eps, r.n, r.c, nullptr, out, &mean, rstd);
@@ -180,10 +183,12 @@ absl::Status LayerNormBackward(const Tensor& dout, const Tensor& x, const Tensor
   Rows r;
   LOOM_RETURN_IF_ERROR(
       CheckBackward("LayerNormBackward", dout, x, weight, &mean, rstd, dx, dweight, &dbias, &r));
-  if (x.is_cpu()) {
-    cpu::LayerNormBackward<float>(F(dout), F(x), F(weight), F(mean), F(rstd), r.n, r.c, Fm(dx),
-                                  Fm(dweight), Fm(dbias));
-    return absl::OkStatus();
+  if (RunsCpuKernels(x)) {
+    return RunCpuKernel(x, [=]() -> absl::Status {
+      cpu::LayerNormBackward<float>(F(dout), F(x), F(weight), F(mean), F(rstd), r.n, r.c, Fm(dx),
+                                    Fm(dweight), Fm(dbias));
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::NormBackward(dout, x, weight, &mean, rstd, r.n, r.c, dx, dweight, &dbias);
@@ -197,9 +202,11 @@ absl::Status RMSNormForward(const Tensor& x, const Tensor& weight, float eps, co
   Rows r;
   LOOM_RETURN_IF_ERROR(CheckForward("RMSNormForward", x, nullptr, weight, nullptr, nullptr, out,
                                     nullptr, rstd, eps, &r));
-  if (x.is_cpu()) {
-    cpu::RMSNormForward<float>(F(x), F(weight), eps, r.n, r.c, Fm(out), Fm(rstd));
-    return absl::OkStatus();
+  if (RunsCpuKernels(x)) {
+    return RunCpuKernel(x, [=]() -> absl::Status {
+      cpu::RMSNormForward<float>(F(x), F(weight), eps, r.n, r.c, Fm(out), Fm(rstd));
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::NormForward(x, nullptr, weight, nullptr, eps, r.n, r.c, nullptr, out, nullptr, rstd);
@@ -213,9 +220,11 @@ absl::Status RMSNormBackward(const Tensor& dout, const Tensor& x, const Tensor& 
   Rows r;
   LOOM_RETURN_IF_ERROR(
       CheckBackward("RMSNormBackward", dout, x, weight, nullptr, rstd, dx, dweight, nullptr, &r));
-  if (x.is_cpu()) {
-    cpu::RMSNormBackward<float>(F(dout), F(x), F(weight), F(rstd), r.n, r.c, Fm(dx), Fm(dweight));
-    return absl::OkStatus();
+  if (RunsCpuKernels(x)) {
+    return RunCpuKernel(x, [=]() -> absl::Status {
+      cpu::RMSNormBackward<float>(F(dout), F(x), F(weight), F(rstd), r.n, r.c, Fm(dx), Fm(dweight));
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::NormBackward(dout, x, weight, nullptr, rstd, r.n, r.c, dx, dweight, nullptr);
@@ -231,10 +240,12 @@ absl::Status FusedResidualLayerNormForward(const Tensor& a, const Tensor& b, con
   Rows r;
   LOOM_RETURN_IF_ERROR(CheckForward("FusedResidualLayerNormForward", a, &b, weight, &bias,
                                     &residual_out, out, &mean, rstd, eps, &r));
-  if (a.is_cpu()) {
-    cpu::FusedResidualLayerNormForward<float>(F(a), F(b), F(weight), F(bias), eps, r.n, r.c,
-                                              Fm(residual_out), Fm(out), Fm(mean), Fm(rstd));
-    return absl::OkStatus();
+  if (RunsCpuKernels(a)) {
+    return RunCpuKernel(a, [=]() -> absl::Status {
+      cpu::FusedResidualLayerNormForward<float>(F(a), F(b), F(weight), F(bias), eps, r.n, r.c,
+                                                Fm(residual_out), Fm(out), Fm(mean), Fm(rstd));
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::NormForward(a, &b, weight, &bias, eps, r.n, r.c, &residual_out, out, &mean, rstd);
@@ -249,10 +260,12 @@ absl::Status FusedResidualRMSNormForward(const Tensor& a, const Tensor& b, const
   Rows r;
   LOOM_RETURN_IF_ERROR(CheckForward("FusedResidualRMSNormForward", a, &b, weight, nullptr,
                                     &residual_out, out, nullptr, rstd, eps, &r));
-  if (a.is_cpu()) {
-    cpu::FusedResidualRMSNormForward<float>(F(a), F(b), F(weight), eps, r.n, r.c, Fm(residual_out),
-                                            Fm(out), Fm(rstd));
-    return absl::OkStatus();
+  if (RunsCpuKernels(a)) {
+    return RunCpuKernel(a, [=]() -> absl::Status {
+      cpu::FusedResidualRMSNormForward<float>(F(a), F(b), F(weight), eps, r.n, r.c,
+                                              Fm(residual_out), Fm(out), Fm(rstd));
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::NormForward(a, &b, weight, nullptr, eps, r.n, r.c, &residual_out, out, nullptr,

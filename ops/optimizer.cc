@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "ops/arg_checks.h"
 #include "ops/cpu/optimizer.h"
+#include "ops/host_kernel.h"
 #include "runtime/status.h"
 
 #ifdef LOOM_WITH_CUDA
@@ -84,13 +85,15 @@ absl::Status AdamWUpdate(const Tensor& params, const Tensor& grads, const Tensor
         CheckDTypeInArg(*params_copy, {DType::kF32, DType::kBF16}, kOp, "params_copy"));
   }
   LOOM_RETURN_IF_ERROR(CheckAdamWParams(p, kOp));
-  if (params.is_cpu()) {
-    if (grads.dtype() == DType::kBF16) {
-      CpuAdamW<bf16>(params, grads, m, v, p, params_copy);
-    } else {
-      CpuAdamW<float>(params, grads, m, v, p, params_copy);
-    }
-    return absl::OkStatus();
+  if (RunsCpuKernels(params)) {
+    return RunCpuKernel(params, [=, params_copy = OptionalTensor(params_copy)]() -> absl::Status {
+      if (grads.dtype() == DType::kBF16) {
+        CpuAdamW<bf16>(params, grads, m, v, p, params_copy);
+      } else {
+        CpuAdamW<float>(params, grads, m, v, p, params_copy);
+      }
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (params.is_cuda()) return cuda::AdamWUpdate(params, grads, m, v, p, params_copy);
@@ -106,22 +109,24 @@ absl::Status SumOfSquaresAccumulate(const Tensor& x, const Tensor& out) {
   LOOM_RETURN_IF_ERROR(CheckSameDeviceArg(x, out, kOp, "out"));
   LOOM_RETURN_IF_ERROR(CheckDTypeArg(out, DType::kF32, kOp, "out"));
   LOOM_RETURN_IF_ERROR(CheckNumelArg(out, 1, kOp, "out", "a single f32 accumulator"));
-  if (x.is_cpu()) {
-    double sum = 0.0;
-    switch (x.dtype()) {
-      case DType::kBF16:
-        sum = cpu::SumOfSquares<bf16>(x.data_as<bf16>(), x.numel());
-        break;
-      case DType::kF16:
-        sum = cpu::SumOfSquares<f16>(x.data_as<f16>(), x.numel());
-        break;
-      default:
-        sum = cpu::SumOfSquares<float>(x.data_as<float>(), x.numel());
-        break;
-    }
-    float* acc = out.data_as<float>();
-    acc[0] = static_cast<float>(static_cast<double>(acc[0]) + sum);
-    return absl::OkStatus();
+  if (RunsCpuKernels(x)) {
+    return RunCpuKernel(x, [=]() -> absl::Status {
+      double sum = 0.0;
+      switch (x.dtype()) {
+        case DType::kBF16:
+          sum = cpu::SumOfSquares<bf16>(x.data_as<bf16>(), x.numel());
+          break;
+        case DType::kF16:
+          sum = cpu::SumOfSquares<f16>(x.data_as<f16>(), x.numel());
+          break;
+        default:
+          sum = cpu::SumOfSquares<float>(x.data_as<float>(), x.numel());
+          break;
+      }
+      float* acc = out.data_as<float>();
+      acc[0] = static_cast<float>(static_cast<double>(acc[0]) + sum);
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (x.is_cuda()) return cuda::SumOfSquaresAccumulate(x, out);
@@ -133,19 +138,21 @@ absl::Status Scale(const Tensor& x, float factor) {
   constexpr const char* kOp = "Scale";
   LOOM_RETURN_IF_ERROR(CheckDefinedArg(x, kOp, "x"));
   LOOM_RETURN_IF_ERROR(CheckDTypeInArg(x, kFloatTypes, kOp, "x"));
-  if (x.is_cpu()) {
-    switch (x.dtype()) {
-      case DType::kBF16:
-        cpu::Scale<bf16>(x.data_as<bf16>(), x.numel(), factor);
-        break;
-      case DType::kF16:
-        cpu::Scale<f16>(x.data_as<f16>(), x.numel(), factor);
-        break;
-      default:
-        cpu::Scale<float>(x.data_as<float>(), x.numel(), factor);
-        break;
-    }
-    return absl::OkStatus();
+  if (RunsCpuKernels(x)) {
+    return RunCpuKernel(x, [=]() -> absl::Status {
+      switch (x.dtype()) {
+        case DType::kBF16:
+          cpu::Scale<bf16>(x.data_as<bf16>(), x.numel(), factor);
+          break;
+        case DType::kF16:
+          cpu::Scale<f16>(x.data_as<f16>(), x.numel(), factor);
+          break;
+        default:
+          cpu::Scale<float>(x.data_as<float>(), x.numel(), factor);
+          break;
+      }
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (x.is_cuda()) return cuda::Scale(x, factor);
@@ -179,19 +186,21 @@ absl::Status Cast(const Tensor& src, const Tensor& dst) {
   LOOM_RETURN_IF_ERROR(CheckDTypeInArg(src, kFloatTypes, kOp, "src"));
   LOOM_RETURN_IF_ERROR(CheckFlat(dst, src, kOp, "dst", "src"));
   LOOM_RETURN_IF_ERROR(CheckDTypeInArg(dst, kFloatTypes, kOp, "dst"));
-  if (src.is_cpu()) {
-    switch (src.dtype()) {
-      case DType::kBF16:
-        CpuCastFrom<bf16>(src, dst);
-        break;
-      case DType::kF16:
-        CpuCastFrom<f16>(src, dst);
-        break;
-      default:
-        CpuCastFrom<float>(src, dst);
-        break;
-    }
-    return absl::OkStatus();
+  if (RunsCpuKernels(src)) {
+    return RunCpuKernel(src, [=]() -> absl::Status {
+      switch (src.dtype()) {
+        case DType::kBF16:
+          CpuCastFrom<bf16>(src, dst);
+          break;
+        case DType::kF16:
+          CpuCastFrom<f16>(src, dst);
+          break;
+        default:
+          CpuCastFrom<float>(src, dst);
+          break;
+      }
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   if (src.is_cuda()) return cuda::Cast(src, dst);

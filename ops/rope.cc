@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ops/cpu/rope.h"
+#include "ops/host_kernel.h"
 #include "runtime/status.h"
 #ifdef LOOM_WITH_CUDA
 #include "ops/cuda/rope.h"
@@ -53,10 +54,12 @@ absl::StatusOr<int> CheckRope(const char* op, const Tensor& qkv, int n_head, int
 absl::Status Apply(const char* op, const Tensor& qkv, int n_head, int n_kv_head, float theta,
                    int64_t pos_offset, bool inverse) {
   LOOM_ASSIGN_OR_RETURN(int hd, CheckRope(op, qkv, n_head, n_kv_head, theta, pos_offset));
-  if (qkv.is_cpu()) {
-    cpu::RopeApply<float>(qkv.data_as<float>(), qkv.dim(0), qkv.dim(1), n_head, n_kv_head, hd,
-                          theta, pos_offset, inverse);
-    return absl::OkStatus();
+  if (RunsCpuKernels(qkv)) {
+    return RunCpuKernel(qkv, [=]() -> absl::Status {
+      cpu::RopeApply<float>(qkv.data_as<float>(), qkv.dim(0), qkv.dim(1), n_head, n_kv_head, hd,
+                            theta, pos_offset, inverse);
+      return absl::OkStatus();
+    });
   }
 #ifdef LOOM_WITH_CUDA
   return cuda::RopeApply(qkv, n_head, n_kv_head, hd, theta, pos_offset, inverse);

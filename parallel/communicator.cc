@@ -1,5 +1,6 @@
 #include "parallel/communicator.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -52,13 +53,13 @@ std::string FormatRankList(const std::vector<int>& ranks) {
 
 Communicator::Communicator(std::string name, std::vector<int> world_ranks, int rank,
                            std::shared_ptr<CommState> state, std::unique_ptr<CommBackend> mpi,
-                           std::unique_ptr<CommBackend> nccl)
+                           std::unique_ptr<CommBackend> device)
     : name_(std::move(name)),
       world_ranks_(std::move(world_ranks)),
       rank_(rank),
       state_(std::move(state)),
       mpi_(std::move(mpi)),
-      nccl_(std::move(nccl)) {}
+      device_(std::move(device)) {}
 
 std::string Communicator::Describe() const {
   return absl::StrCat(name_, " [", FormatRankList(world_ranks_), "]");
@@ -73,13 +74,15 @@ absl::StatusOr<CommBackend*> Communicator::BackendFor(const Tensor& t, const cha
   if (!t.defined()) {
     return absl::InvalidArgumentError(absl::StrCat(op, " on ", Describe(), ": undefined tensor"));
   }
-  if (t.is_cpu()) return mpi_.get();
-  if (nccl_ == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        op, " on ", Describe(), ": the tensor is on ", t.device()->Name(),
-        " but this communicator has no NCCL backend (it was created for CPU training)"));
-  }
-  return nccl_.get();
+  if (t.on_host()) return mpi_.get();
+  if (device_ != nullptr) return device_.get();
+  // One rank moves nothing: its operations complete at once, with no backend (the trainer
+  // gives none to a world of one).
+  if (size() == 1) return static_cast<CommBackend*>(nullptr);
+  return absl::FailedPreconditionError(
+      absl::StrCat(op, " on ", Describe(), ": the tensor is on ", t.device()->Name(),
+                   " but this communicator has no backend for that device (it was created for CPU "
+                   "training)"));
 }
 
 namespace {
@@ -99,6 +102,7 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::AllReduceAsync(const Ten
                                                                        ReduceOp op) {
   LOOM_ASSIGN_OR_RETURN(CommBackend * b, BackendFor(t, "all_reduce"));
   if (size() == 1 || t.numel() == 0) return CompletedWork();
+  ++issued_.all_reduce;
   return b->AllReduce(t, op, What("all_reduce", t, absl::StrCat("(", ReduceOpName(op), ")")));
 }
 
@@ -119,6 +123,7 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::ReduceScatterAsync(const
     return CompletedWork();
   }
   if (out.numel() == 0) return CompletedWork();
+  ++issued_.reduce_scatter;
   return b->ReduceScatter(in, out, op, what);
 }
 
@@ -153,6 +158,9 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::AllGatherVAsync(
     return CompletedWork();
   }
   if (total == 0) return CompletedWork();
+  const bool equal =
+      std::all_of(counts.begin(), counts.end(), [&](int64_t c) { return c == counts[0]; });
+  ++(equal ? issued_.all_gather : issued_.all_gather_unequal);
   return b->AllGatherV(in, out, std::vector<int64_t>(counts.begin(), counts.end()), what);
 }
 
@@ -164,6 +172,7 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::BroadcastAsync(const Ten
         absl::StrCat(what, ": root ", root, " is not a rank of a group of ", size()));
   }
   if (size() == 1 || t.numel() == 0) return CompletedWork();
+  ++issued_.broadcast;
   return b->Broadcast(t, root, what);
 }
 
@@ -189,9 +198,28 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::BatchSendRecvAsync(
     LOOM_ASSIGN_OR_RETURN(CommBackend * other, BackendFor(op.tensor, "send_recv"));
     if (other != b) {
       return absl::InvalidArgumentError(
-          absl::StrCat(what, ": one batch mixes CPU and CUDA tensors"));
+          absl::StrCat(what, ": one batch mixes host and device tensors"));
     }
   }
+  if (b == nullptr) {
+    // One rank sending to itself: each send lands in the receive that matches it in order.
+    std::vector<const Tensor*> sends, recvs;
+    for (const P2POp& op : ops) (op.kind == P2POp::kSend ? sends : recvs).push_back(&op.tensor);
+    if (sends.size() != recvs.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", sends.size(), " send(s) and ",
+                                                     recvs.size(), " receive(s) to oneself"));
+    }
+    for (size_t i = 0; i < sends.size(); ++i) {
+      if (sends[i]->nbytes() != recvs[i]->nbytes()) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": a send of ", sends[i]->nbytes(),
+                                                       " bytes meets a receive of ",
+                                                       recvs[i]->nbytes()));
+      }
+    }
+    for (size_t i = 0; i < sends.size(); ++i) LOOM_RETURN_IF_ERROR(recvs[i]->CopyFrom(*sends[i]));
+    return CompletedWork();
+  }
+  ++issued_.send_recv;
   return b->BatchSendRecv(ops, what);
 }
 

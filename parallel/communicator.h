@@ -1,8 +1,10 @@
 // Communicator: collectives and point-to-point transfers of Tensors among one group of ranks
 // (the world, or a tensor-, data-, pipeline-, model-parallel or embedding group of the rank
-// grid). Callers never branch on the backend: a CPU tensor travels over MPI (the group's own
-// MPI communicator), a CUDA tensor over NCCL (the group's NCCL communicator, on a communication
-// stream ordered against the ops' stream by events).
+// grid). Callers never branch on the backend: a host tensor travels over MPI (the group's own
+// MPI communicator), a device tensor over the group's device backend: NCCL for CUDA (on a
+// communication stream ordered against the ops' stream by events), the test device's stream
+// backend (parallel/test_comm_backend.h) for test-device tensors, with the same ordering. A group
+// of one rank needs no backend: its operations complete at once (a copy where out is not in).
 //
 // Every operation has an asynchronous form returning a CommWork to wait on, so later work can
 // overlap communication with compute; the blocking forms are the asynchronous ones followed by
@@ -54,7 +56,7 @@ class CommWork {
  public:
   virtual ~CommWork() = default;
   // Returns when the result may be used: on the host for CPU tensors; by later work on the
-  // ops' stream for CUDA tensors (the ops' stream is made to wait; the host does not block).
+  // ops' stream for device tensors (the ops' stream is made to wait; the host does not block).
   // DeadlineExceeded (see above) when the deadline passes first.
   virtual absl::Status Wait() = 0;
   // Non-blocking: true once complete. Also drives MPI's progress engine, so a CPU caller that
@@ -70,7 +72,8 @@ struct P2POp {
   int peer;  // rank within the communicator
 };
 
-// The backend of one communicator (MPI or NCCL); see mpi_backend.h and nccl_backend.h. Calls
+// The backend of one communicator (MPI, NCCL or the test device's); see mpi_backend.h,
+// nccl_backend.h and test_comm_backend.h. Calls
 // arrive already validated; `what` describes the call for error messages.
 class CommBackend {
  public:
@@ -104,11 +107,12 @@ class Communicator {
  public:
   // name: "world", "tp", "dp", ...; world_ranks: the members by world rank, in group-rank
   // order; rank: this process's rank within the group. The backends: `mpi` is required (it
-  // carries CPU tensors and host scalars), `nccl` is optional (CUDA tensors; without it a CUDA
-  // tensor is refused with a message).
+  // carries host tensors and host scalars), `device` is optional (NCCL for CUDA tensors, the
+  // test device's backend for its tensors; without it a device tensor is refused with a
+  // message, unless the group has one rank, which needs no backend).
   Communicator(std::string name, std::vector<int> world_ranks, int rank,
                std::shared_ptr<CommState> state, std::unique_ptr<CommBackend> mpi,
-               std::unique_ptr<CommBackend> nccl = nullptr);
+               std::unique_ptr<CommBackend> device = nullptr);
 
   const std::string& name() const { return name_; }
   int rank() const { return rank_; }
@@ -117,7 +121,17 @@ class Communicator {
   // "tp [0,1]" or, for long lists, "dp [0,4,...,60] (16 ranks, stride 4)".
   std::string Describe() const;
   CommState& state() const { return *state_; }
-  bool has_nccl() const { return nccl_ != nullptr; }
+  // Operations handed to a backend since construction (groups of one and empty tensors hand
+  // nothing), by kind: what tests count (ZeRO-1: one reduce-scatter and one all-gather of equal
+  // shards per bucket, no gather of unequal ones, which NCCL runs as one broadcast per rank).
+  struct IssuedCounts {
+    int64_t all_reduce = 0, reduce_scatter = 0, all_gather = 0, all_gather_unequal = 0,
+            broadcast = 0, send_recv = 0;
+  };
+  const IssuedCounts& issued() const { return issued_; }
+  // Whether device tensors have a backend (NCCL or the test device's).
+  bool has_device_backend() const { return device_ != nullptr; }
+  bool has_nccl() const { return has_device_backend(); }  // the older name
 
   // In place over all members.
   absl::StatusOr<std::unique_ptr<CommWork>> AllReduceAsync(const Tensor& t, ReduceOp op);
@@ -161,7 +175,8 @@ class Communicator {
   absl::Status ProgressCpu() { return mpi_->Progress(); }
 
  private:
-  // The backend for a tensor's device, or an error naming the op and the device.
+  // The backend for a tensor's device, or an error naming the op and the device. nullptr (no
+  // backend needed) for a device tensor in a group of one rank: callers complete those first.
   absl::StatusOr<CommBackend*> BackendFor(const Tensor& t, const char* op) const;
   // "all_reduce(sum) of 4096 bytes (1024 x f32) on tp [0,1]": the description errors carry.
   std::string What(const char* op, const Tensor& t, const std::string& extra = "") const;
@@ -171,7 +186,8 @@ class Communicator {
   int rank_;
   std::shared_ptr<CommState> state_;
   std::unique_ptr<CommBackend> mpi_;
-  std::unique_ptr<CommBackend> nccl_;
+  std::unique_ptr<CommBackend> device_;
+  IssuedCounts issued_;
 };
 
 // A CommWork that is already complete (size-1 groups, empty tensors).

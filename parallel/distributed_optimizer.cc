@@ -23,19 +23,22 @@ StateBytes ExpectedStateBytes(bool bf16_weights, int dp) {
 namespace {
 
 absl::Status CheckBuffers(const ParamTable& table, Device* device, const Tensor& params,
-                          const Tensor& grads, const char* who) {
-  if (!params.defined() || params.numel() != table.total() ||
+                          const Tensor& grads, const char* who, int64_t storage = -1) {
+  if (storage < 0) storage = table.total();
+  if (!params.defined() || params.numel() != storage ||
       (params.dtype() != DType::kF32 && params.dtype() != DType::kBF16) ||
       params.device() != device) {
     return absl::InvalidArgumentError(absl::StrCat(
-        who, ": the weights must be f32 or bf16 with the table's ", table.total(), " elements on ",
-        device->Name(), ", got ", params.defined() ? params.DebugString() : std::string("none")));
+        who, ": the weights must be f32 or bf16 with ", storage, " elements (the table's ",
+        table.total(), ", padded for equal shards) on ", device->Name(), ", got ",
+        params.defined() ? params.DebugString() : std::string("none")));
   }
-  if (!grads.defined() || grads.numel() != table.total() || grads.dtype() != DType::kF32 ||
+  if (!grads.defined() || grads.numel() != storage || grads.dtype() != DType::kF32 ||
       grads.device() != device) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        who, ": the gradients must be f32 with the table's ", table.total(), " elements on ",
-        device->Name(), ", got ", grads.defined() ? grads.DebugString() : std::string("none")));
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": the gradients must be f32 with ", storage, " elements (the table's ",
+                     table.total(), ", padded for equal shards) on ", device->Name(), ", got ",
+                     grads.defined() ? grads.DebugString() : std::string("none")));
   }
   return absl::OkStatus();
 }
@@ -113,7 +116,9 @@ class DistributedOptimizer : public OptimizerBase {
   static absl::StatusOr<std::unique_ptr<ModelOptimizer>> Create(
       const ParamTable& table, const AdamWSettings& settings, Device* device, Communicator& dp,
       const Tensor& params, const Tensor& grads, const std::vector<FlatRange>& buckets) {
-    LOOM_RETURN_IF_ERROR(CheckBuffers(table, device, params, grads, "DistributedOptimizer"));
+    const int64_t storage = ShardedBufferSize(table.total(), dp.size());
+    LOOM_RETURN_IF_ERROR(
+        CheckBuffers(table, device, params, grads, "DistributedOptimizer", storage));
     std::vector<FlatRange> sorted = buckets;
     std::sort(sorted.begin(), sorted.end(),
               [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
@@ -127,23 +132,29 @@ class DistributedOptimizer : public OptimizerBase {
       }
       at = b.end;
     }
-    if (at != table.total()) {
+    if (at != storage) {
       return absl::InvalidArgumentError(absl::StrCat("DistributedOptimizer: the buckets cover ", at,
-                                                     " of the buffer's ", table.total(),
-                                                     " elements"));
+                                                     " of the buffer's ", storage, " elements"));
     }
     auto o = std::make_unique<DistributedOptimizer>();
     o->dp_ = &dp;
     o->total_ = table.total();
-    o->params_ = params;
-    o->grads_ = grads;
+    // AdamW and the checkpoint see the table's elements; the gathers the padded storage.
+    o->params_ = params.FlatView(0, table.total());
+    o->grads_ = grads.FlatView(0, table.total());
+    o->params_storage_ = params;
     const int n = dp.size();
     for (const FlatRange& b : sorted) {
+      if (b.size() % n != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "DistributedOptimizer: bucket [", b.begin, ", ", b.end, ") does not divide into ", n,
+            " equal shards (the reducer's sharded buckets do)"));
+      }
       Gather g;
       g.bucket = b;
-      for (int r = 0; r < n; ++r) g.counts.push_back(ShardOf(b, n, r).size());
       g.own = ShardOf(b, n, dp.rank());
-      if (g.own.size() > 0) o->owned_.push_back(g.own);
+      const FlatRange own{g.own.begin, std::min(g.own.end, table.total())};
+      if (own.size() > 0) o->owned_.push_back(own);
       o->gathers_.push_back(std::move(g));
     }
     LOOM_ASSIGN_OR_RETURN(AdamW a, AdamW::Create(table, settings, device, o->owned_));
@@ -153,7 +164,7 @@ class DistributedOptimizer : public OptimizerBase {
       LOOM_ASSIGN_OR_RETURN(o->master_,
                             Tensor::Empty(Shape{o->adamw_->size()}, DType::kF32, device));
     } else {
-      o->master_ = params;
+      o->master_ = o->params_;  // the table's elements of the padded storage
     }
     return std::unique_ptr<ModelOptimizer>(std::move(o));
   }
@@ -178,13 +189,13 @@ class DistributedOptimizer : public OptimizerBase {
     // read at the owned ranges of the whole buffer.
     LOOM_RETURN_IF_ERROR(
         adamw_->Step(master_, grads_, lr, step, grad_scale, bf16() ? &params_ : nullptr));
-    // Every rank's updated shard to every rank, in place, all buckets in flight together.
+    // Every rank's updated shard to every rank, in place, all buckets in flight together: one
+    // all-gather of equal shards per bucket (the padding travels too).
     std::vector<std::unique_ptr<CommWork>> works;
     for (const Gather& g : gathers_) {
       LOOM_ASSIGN_OR_RETURN(
-          auto w,
-          dp_->AllGatherVAsync(params_.FlatView(g.own.begin, g.own.size()),
-                               params_.FlatView(g.bucket.begin, g.bucket.size()), g.counts));
+          auto w, dp_->AllGatherAsync(params_storage_.FlatView(g.own.begin, g.own.size()),
+                                      params_storage_.FlatView(g.bucket.begin, g.bucket.size())));
       works.push_back(std::move(w));
     }
     for (auto& w : works) LOOM_RETURN_IF_ERROR(w->Wait());
@@ -194,10 +205,10 @@ class DistributedOptimizer : public OptimizerBase {
 
  private:
   struct Gather {
-    FlatRange bucket, own;
-    std::vector<int64_t> counts;  // ShardOf sizes, by rank
+    FlatRange bucket, own;  // own: this rank's equal block, unclipped
   };
   Communicator* dp_ = nullptr;
+  Tensor params_storage_;  // the padded weights (params_ is its first table.total() elements)
   std::vector<Gather> gathers_;
 };
 

@@ -70,9 +70,11 @@ absl::StatusOr<std::unique_ptr<ModelOptimizer>> CreatePlainOptimizer(const Param
                                                                      const Tensor& params,
                                                                      const Tensor& grads);
 
-// buckets: the GradReducer's bucket ranges (GradReducer::BucketRanges(); they must tile the
-// buffer, in any order); this rank owns ShardOf(bucket, dp.size(), dp.rank()) of each, the
-// same ranges the sharded GradReducer leaves reduced.
+// params, grads: the padded storage, ShardedBufferSize(table.total(), dp.size()) elements
+// (GptModel::params_storage / grads_storage). buckets: the sharded GradReducer's bucket ranges
+// (GradReducer::BucketRanges(); they must tile the padded buffer, in any order, each dividing by
+// dp); this rank owns ShardOf(bucket, dp.size(), dp.rank()) of each, clipped to the table: the
+// ranges the sharded GradReducer leaves reduced. Step ends with one all-gather per bucket.
 absl::StatusOr<std::unique_ptr<ModelOptimizer>> CreateDistributedOptimizer(
     const ParamTable& table, const AdamWSettings& settings, Device* device, Communicator& dp,
     const Tensor& params, const Tensor& grads, const std::vector<FlatRange>& buckets);

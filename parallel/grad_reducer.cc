@@ -61,14 +61,22 @@ FlatRange ShardOf(const FlatRange& bucket, int dp, int rank) {
   return {begin, rank == dp - 1 ? bucket.end : begin + block};
 }
 
+int64_t ShardedBufferSize(int64_t total, int dp) {
+  const int64_t n = std::max(dp, 1);
+  return (total + n - 1) / n * n;
+}
+
 absl::StatusOr<std::unique_ptr<GradReducer>> GradReducer::Create(const ParamTable& table,
                                                                  const Tensor& grads,
                                                                  Communicator& dp,
                                                                  Options options) {
-  if (!grads.defined() || grads.dtype() != DType::kF32 || grads.numel() != table.total()) {
+  const int64_t total = table.total();
+  const int64_t storage = options.shard ? ShardedBufferSize(total, dp.size()) : total;
+  if (!grads.defined() || grads.dtype() != DType::kF32 || grads.numel() != storage) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "GradReducer: the gradient buffer must be f32 with the table's ", table.total(),
-        " elements, got ", grads.defined() ? grads.DebugString() : std::string("none")));
+        "GradReducer: the gradient buffer must be f32 with ", storage, " elements (the table's ",
+        total, options.shard ? absl::StrCat(" padded to a multiple of dp = ", dp.size()) : "",
+        "), got ", grads.defined() ? grads.DebugString() : std::string("none")));
   }
   if (options.bucket_bytes <= 0) {
     return absl::InvalidArgumentError(
@@ -90,32 +98,59 @@ absl::StatusOr<std::unique_ptr<GradReducer>> GradReducer::Create(const ParamTabl
   r->grads_ = grads;
   r->dp_ = &dp;
   r->options_ = options;
-  if (options.progress_interval_us > 0 && dp.size() > 1 && grads.is_cpu() &&
+  if (options.progress_interval_us > 0 && dp.size() > 1 && grads.on_host() &&
       dp.CpuProgressFromAnyThread()) {
     r->progress_ = std::make_unique<ProgressThread>(
         dp, std::chrono::microseconds(options.progress_interval_us));
   }
-  r->bucket_of_.assign(specs.size(), -1);
   // Backward order: from the last parameter to the first, closing a bucket once it is full.
+  // Bucket b is [begins[b], begins[b - 1]), the first ending at the buffer's end.
+  std::vector<int64_t> begins;
   const int64_t bucket_elems = std::max<int64_t>(1, options.bucket_bytes / 4);
-  int last = static_cast<int>(specs.size()) - 1;
   int64_t filled = 0;
-  for (int i = last; i >= 0; --i) {
+  for (int i = static_cast<int>(specs.size()) - 1; i >= 0; --i) {
     filled += specs[i].numel();
-    r->bucket_of_[i] = static_cast<int>(r->buckets_.size());
     if (filled >= bucket_elems || i == 0) {
-      const int64_t end = specs[last].offset + specs[last].numel();
-      r->buckets_.push_back({FlatRange{specs[i].offset, end}, i, last});
-      last = i - 1;
+      begins.push_back(specs[i].offset);
       filled = 0;
     }
   }
   const int n = dp.size();
+  int64_t end = total;
+  if (options.shard) {
+    // Every boundary a multiple of dp, the top one the padded end: equal shards everywhere.
+    for (int64_t& b : begins) b = ShardedBufferSize(b, n);
+    end = storage;
+  }
+  for (int64_t b : begins) {
+    if (b >= end) continue;  // rounding emptied it
+    r->buckets_.push_back({FlatRange{b, end}, -1, -1});
+    end = b;
+  }
+  // The parameters each bucket holds (a zero-size one counts where it starts).
+  r->bucket_of_.assign(specs.size(), {});
+  for (int i = 0; i < static_cast<int>(specs.size()); ++i) {
+    const int64_t lo = specs[i].offset,
+                  hi = specs[i].offset + std::max<int64_t>(1, specs[i].numel());
+    for (int b = 0; b < static_cast<int>(r->buckets_.size()); ++b) {
+      Bucket& k = r->buckets_[b];
+      if (lo < k.range.end && k.range.begin < hi) {
+        r->bucket_of_[i].push_back(b);
+        k.first_param = k.first_param < 0 ? i : std::min(k.first_param, i);
+        k.last_param = std::max(k.last_param, i);
+      }
+    }
+  }
+  for (Bucket& k : r->buckets_) {
+    // Padding alone (no parameter): ready from the start.
+    if (k.first_param < 0) k.first_param = 0, k.last_param = -1;
+  }
   if (!options.shard) {
-    if (table.total() > 0) r->owned_.push_back({0, table.total()});
+    if (total > 0) r->owned_.push_back({0, total});
   } else {
     for (auto it = r->buckets_.rbegin(); it != r->buckets_.rend(); ++it) {
-      const FlatRange own = ShardOf(it->range, n, dp.rank());
+      const FlatRange s = ShardOf(it->range, n, dp.rank());
+      const FlatRange own{s.begin, std::min(s.end, total)};
       if (own.size() > 0) r->owned_.push_back(own);
     }
   }
@@ -173,7 +208,7 @@ absl::Status GradReducer::MarkReady(int param_index) {
                      "in flight, so a later change to its gradient would be lost"));
   }
   marked_[param_index] = true;
-  --unmarked_in_bucket_[bucket_of_[param_index]];
+  for (int b : bucket_of_[param_index]) --unmarked_in_bucket_[b];
   LOOM_RETURN_IF_ERROR(LaunchReady());
   return Poll();
 }
@@ -200,21 +235,15 @@ absl::Status GradReducer::Launch(int b) {
     if (progress_ != nullptr) progress_->Start();
     return absl::OkStatus();
   }
+  // Sharded buckets divide by dp (Create): one reduce-scatter, in place, each rank's block
+  // landing where it lies in the buffer.
   const int n = dp.size();
   const int64_t block = range.size() / n;
-  if (block > 0) {
-    LOOM_ASSIGN_OR_RETURN(
-        auto w, dp.ReduceScatterAsync(grads_.FlatView(range.begin, block * n),
-                                      grads_.FlatView(range.begin + dp.rank() * block, block),
-                                      ReduceOp::kAvg));
-    f.works.push_back(std::move(w));
-  }
-  const int64_t tail = range.size() - block * n;
-  if (tail > 0) {
-    LOOM_ASSIGN_OR_RETURN(
-        auto w, dp.AllReduceAsync(grads_.FlatView(range.begin + block * n, tail), ReduceOp::kAvg));
-    f.works.push_back(std::move(w));
-  }
+  LOOM_ASSIGN_OR_RETURN(
+      auto w, dp.ReduceScatterAsync(grads_.FlatView(range.begin, range.size()),
+                                    grads_.FlatView(range.begin + dp.rank() * block, block),
+                                    ReduceOp::kAvg));
+  f.works.push_back(std::move(w));
   if (progress_ != nullptr) progress_->Start();
   return absl::OkStatus();
 }

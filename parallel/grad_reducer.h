@@ -17,11 +17,15 @@
 // when the communicator allows it (CpuProgressFromAnyThread()), dp > 1 and the buffer is on the
 // CPU; Stats::progress_calls counts its calls.
 //
-// Sharded (ZeRO-1, Options::shard): each bucket is reduce-scattered instead of all-reduced.
-// Rank r keeps block r of floor(n / dp) elements of each n-element bucket; the n % dp elements
-// at the bucket's end that do not fill a block are all-reduced and owned by the last rank (no
-// padding, so the buffer needs no copy and no extra memory). OwnedRanges() lists the ranges
-// holding this rank's reduced gradients; the rest of the buffer then holds stale local values.
+// Sharded (ZeRO-1, Options::shard): each bucket is reduce-scattered instead of all-reduced, and
+// every bucket divides into dp equal shards, so it is one reduce-scatter here and one
+// all-gather in the distributed optimizer (with unequal shards NCCL would need one broadcast per
+// rank). For that the buffer is padded: its storage holds ShardedBufferSize(total, dp) elements
+// (GptModel::PadBuffers; the padding is zero and belongs to no parameter), every bucket boundary
+// is rounded up to a multiple of dp (a parameter may then straddle two buckets: both wait for
+// it), and the top bucket ends at the padded size. Rank r keeps block r of each bucket.
+// OwnedRanges() lists those blocks clipped to the table (the padding is nobody's); the rest of
+// the buffer then holds stale local values.
 //
 // Promises and checks:
 // - Every rank issues the same collectives in the same order: buckets launch strictly in bucket
@@ -59,8 +63,12 @@
 namespace loom {
 
 // The part of a bucket that rank `rank` of `dp` keeps when sharded: block `rank` of
-// floor(size / dp) elements, the last rank also taking the size % dp elements at the end.
+// floor(size / dp) elements, the last rank also taking the size % dp elements at the end (none
+// for the reducer's sharded buckets, which divide by dp).
 FlatRange ShardOf(const FlatRange& bucket, int dp, int rank);
+// The storage a sharded (ZeRO-1) gradient or weight buffer of `total` elements needs: total
+// rounded up to a multiple of dp.
+int64_t ShardedBufferSize(int64_t total, int dp);
 
 class GradReducer {
  public:
@@ -74,7 +82,7 @@ class GradReducer {
     int progress_interval_us = 1000;
   };
   struct Bucket {
-    FlatRange range;              // elements of the buffer
+    FlatRange range;              // elements of the buffer (sharded: may reach into the padding)
     int first_param, last_param;  // table indices, first <= last, all of the range's params
   };
   // Of the last BeginBackward()..Finish().
@@ -91,9 +99,10 @@ class GradReducer {
     }
   };
 
-  // grads: f32, table.total() elements, on any device `dp` can carry. The table's parameters
-  // must tile the buffer in table order (offsets increasing, no gaps). The table, the buffer's
-  // storage and `dp` must outlive the reducer.
+  // grads: f32, table.total() elements (sharded: ShardedBufferSize(table.total(), dp.size())),
+  // on any device `dp` can carry. The table's parameters must tile the buffer in table order
+  // (offsets increasing, no gaps). The table, the buffer's storage and `dp` must outlive the
+  // reducer.
   static absl::StatusOr<std::unique_ptr<GradReducer>> Create(const ParamTable& table,
                                                              const Tensor& grads, Communicator& dp,
                                                              Options options);
@@ -158,7 +167,7 @@ class GradReducer {
   Options options_;
   std::unique_ptr<ProgressThread> progress_;  // null when not used
   std::vector<Bucket> buckets_;  // in launch (backward) order: bucket 0 ends the buffer
-  std::vector<int> bucket_of_;   // parameter index -> bucket
+  std::vector<std::vector<int>> bucket_of_;  // parameter index -> the buckets it lies in
   std::vector<FlatRange> owned_;
   // Per step.
   bool active_ = false;

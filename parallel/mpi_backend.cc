@@ -20,13 +20,15 @@ namespace {
 // Every MPI call this backend makes holds this lock: World initialises MPI at
 // MPI_THREAD_SERIALIZED, which allows calls from any thread but never two at once, so a progress
 // thread (Progress()) and the thread posting and testing operations take turns.
-std::mutex& MpiMutex() {
-  static std::mutex* mu = new std::mutex();
-  return *mu;
-}
+std::mutex& MpiMutex() { return MpiCallMutex(); }
 using MpiLock = std::lock_guard<std::mutex>;
 
 }  // namespace
+
+std::mutex& MpiCallMutex() {
+  static std::mutex* mu = new std::mutex();
+  return *mu;
+}
 
 MpiCommHandle::~MpiCommHandle() {
   if (!owned || comm == MPI_COMM_NULL) return;
@@ -110,7 +112,11 @@ absl::Status WaitRequests(std::vector<MPI_Request>& reqs, const CommState& state
             ": a peer did not join (stalled, crashed or issued a different operation); "
             "runtime.collective_timeout_s sets this deadline"));
       }
-      if (now - start > absl::Milliseconds(100) && state.on_long_wait) state.on_long_wait(what);
+      // Not from a device's stream worker: the roll call is answered by the host thread, which
+      // waits on the device meanwhile (runtime/test_device.h HostWait).
+      if (now - start > absl::Milliseconds(100) && state.on_long_wait && !tls_acting_as_device) {
+        state.on_long_wait(what);
+      }
       if (now - start > absl::Milliseconds(5)) {
         std::this_thread::sleep_for(std::chrono::microseconds(50));
         continue;

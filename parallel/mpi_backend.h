@@ -18,6 +18,7 @@
 #include <mpi.h>
 
 #include <memory>
+#include <mutex>
 
 #include "parallel/communicator.h"
 
@@ -29,6 +30,12 @@ struct MpiCommHandle {
   bool owned = false;
   ~MpiCommHandle();
 };
+
+// The lock every MPI call of the process takes (MPI runs at MPI_THREAD_SERIALIZED: one call at
+// a time, from any thread). Code that calls MPI outside the backend while another thread may be
+// inside it (the watchdog's roll call while the test device's stream workers run collectives)
+// holds it too.
+std::mutex& MpiCallMutex();
 
 // The backend over `handle->comm`, which it keeps alive.
 std::unique_ptr<CommBackend> MakeMpiBackend(std::shared_ptr<MpiCommHandle> handle,

@@ -16,9 +16,10 @@ namespace loom {
 class ProcessGroups {
  public:
   // `world` supplies the world communicator and the MPI splits; grid.world_size() must equal
-  // world->size(). With `cuda` (or when the world has one: World::UseCuda) every group of more
-  // than one rank that moves device tensors (tp, dp, pp, embedding; not model, which carries
-  // host scalars) also gets an NCCL backend on that device.
+  // world->size(). With `cuda` (a GPU or a test device; or when the world has one:
+  // World::UseCuda) the groups that carry device tensors (tp, dp, pp, embedding) of more than
+  // one rank also get that device's backend (NCCL on a GPU); the model group carries host
+  // scalars only and gets none from `cuda`.
   static absl::StatusOr<std::unique_ptr<ProcessGroups>> Create(const World& world,
                                                                const RankGrid& grid,
                                                                Device* cuda = nullptr);

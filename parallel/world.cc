@@ -8,6 +8,7 @@
 #include "parallel/mpi_backend.h"
 #include "parallel/nccl_backend.h"
 #include "runtime/host_wait.h"
+#include "parallel/test_comm_backend.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -47,6 +48,15 @@ absl::Status EnsureMpi() {
   });
   return absl::OkStatus();
 }
+
+// The device's collective backend: NCCL for a GPU, the stream backend for a test device.
+absl::StatusOr<std::unique_ptr<CommBackend>> MakeDeviceBackend(
+    std::shared_ptr<MpiCommHandle> handle, std::shared_ptr<CommState> state, Device* device,
+    const std::string& name = "") {
+  if (device->is_test()) return MakeTestCommBackend(std::move(handle), std::move(state), device);
+  return MakeNcclBackend(std::move(handle), std::move(state), device, name);
+}
+
 
 }  // namespace
 
@@ -92,6 +102,8 @@ absl::StatusOr<World*> World::Create() {
     LOOM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &w->watch_->comm));
     MPI_Comm_set_errhandler(w->watch_->comm, MPI_ERRORS_RETURN);
     w->state_->on_long_wait = [w](const std::string& what) { w->AnswerRollCalls(what); };
+    // A host blocked on device work answers too: SetHostWaitPolicy above routes its long
+    // waits to state->on_long_wait.
   }
   return w;
 }
@@ -103,7 +115,7 @@ absl::Status World::UseCuda(Device* cuda) {
         absl::StrCat("rank ", rank_, " already runs its NCCL communicators on ", cuda_->Name(),
                      "; it cannot also use ", cuda->Name(), " (one GPU per process)"));
   }
-  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<CommBackend> nccl, MakeNcclBackend(mpi_, state_, cuda));
+  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<CommBackend> nccl, MakeDeviceBackend(mpi_, state_, cuda));
   // Assigned in place, so references to comm() taken earlier see the NCCL backend too.
   *comm_ = Communicator(comm_->name(), comm_->world_ranks(), comm_->rank(), state_,
                         MakeMpiBackend(mpi_, state_), std::move(nccl));
@@ -152,9 +164,10 @@ absl::StatusOr<std::unique_ptr<Communicator>> World::Split(const std::string& na
   }
   std::unique_ptr<CommBackend> nccl;
   if (cuda == nullptr) cuda = cuda_;
-  // A group of one moves nothing: no NCCL communicator (its buffers cost GPU memory).
+  // A group of one rank moves nothing and needs no device backend (Communicator completes its
+  // operations at once): no NCCL communicator, stream or memory for it.
   if (cuda != nullptr && members.size() > 1) {
-    auto made = MakeNcclBackend(handle, state_, cuda, name);
+    auto made = MakeDeviceBackend(handle, state_, cuda, name);
     if (!made.ok()) {
       return absl::Status(made.status().code(),
                           absl::StrCat("group ", name, " [", FormatRankList(members),

@@ -5,9 +5,11 @@
 // the CommState every communicator of the job shares, and makes sub-communicators for groups of
 // ranks. A process started without mpirun is a world of one.
 //
-// CPU tensors and host scalars always travel over MPI. Once the world is given a CUDA device
-// (Get(cuda) or UseCuda), its communicator and every later Split also get an NCCL backend on
-// that device for CUDA tensors (parallel/nccl_backend.h).
+// CPU tensors and host scalars always travel over MPI. Once the world is given a device
+// (Get(cuda) or UseCuda: a GPU, or a test device), its communicator and every later Split of
+// more than one rank also get that device's backend for its tensors: NCCL for a GPU
+// (parallel/nccl_backend.h), the stream backend for a test device
+// (parallel/test_comm_backend.h). Groups of one rank get none: they need none.
 #pragma once
 
 #include <memory>
@@ -40,13 +42,14 @@ class World {
   int local_size() const { return local_size_; }
   Communicator& comm() const { return *comm_; }
   const std::shared_ptr<CommState>& state() const { return state_; }
-  // The CUDA device this process's NCCL communicators run on; nullptr until UseCuda.
+  // The device (GPU or test device) this process's device communicators run on; nullptr until
+  // UseCuda.
   Device* cuda() const { return cuda_; }
 
-  // Gives the world communicator an NCCL backend on `cuda` (this process's GPU, chosen by
-  // local rank) and makes later Splits get one too. Collective over the world the first time;
-  // again with the same device it does nothing, with another device it is an error.
-  // comm() stays the same object.
+  // Gives the world communicator a device backend on `cuda` (this process's GPU or test device,
+  // chosen by local rank) and makes later Splits get one too. Collective over the world the first
+  // time; again with the same device it does nothing, with another device it is an error. comm()
+  // stays the same object.
   absl::Status UseCuda(Device* cuda);
 
   // A communicator over `members` (world ranks, in the order that gives their group ranks),

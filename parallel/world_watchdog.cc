@@ -1,13 +1,15 @@
 // The watchdog's roll call (World::TakeRollCall, World::AnswerRollCalls): when a wait passes its
 // deadline, the rank that saw it asks every other rank where it is before ending the job, so the
-// message can name the ranks that did not arrive. Only the main thread calls MPI
-// (MPI_THREAD_FUNNELED), so a rank answers from inside its own waits (CommState::on_long_wait)
-// or while it takes a roll call itself; a rank stalled in compute, dead or hung outside MPI
-// cannot answer, which is exactly what the roll call wants to find out.
+// message can name the ranks that did not arrive. A rank answers from inside its own host waits
+// (CommState::on_long_wait; on a test device also the host's waits on device work) or while it
+// takes a roll call itself; a rank stalled in compute, dead or hung outside MPI cannot answer,
+// which is exactly what the roll call wants to find out. Other threads may be inside MPI
+// meanwhile (the test device's stream workers), so every call here holds MpiCallMutex().
 #include <mpi.h>
 
 #include <chrono>
 #include <deque>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -31,6 +33,7 @@ std::deque<std::string>& Outbox() {
 }
 
 void SendText(MPI_Comm comm, int to, int tag, std::string text) {
+  std::lock_guard<std::mutex> lock(MpiCallMutex());
   std::string& buf = Outbox().emplace_back(std::move(text));
   MPI_Request req;
   if (MPI_Isend(buf.data(), static_cast<int>(buf.size()), MPI_CHAR, to, tag, comm, &req) ==
@@ -46,13 +49,16 @@ void World::AnswerRollCalls(const std::string& what) const {
   for (;;) {
     int pending = 0;
     MPI_Status st;
-    if (MPI_Iprobe(MPI_ANY_SOURCE, kRollCallTag, watch_->comm, &pending, &st) != MPI_SUCCESS ||
-        !pending) {
-      return;
+    {
+      std::lock_guard<std::mutex> lock(MpiCallMutex());
+      if (MPI_Iprobe(MPI_ANY_SOURCE, kRollCallTag, watch_->comm, &pending, &st) != MPI_SUCCESS ||
+          !pending) {
+        return;
+      }
+      char dummy[8];
+      MPI_Recv(dummy, sizeof(dummy), MPI_CHAR, st.MPI_SOURCE, kRollCallTag, watch_->comm,
+               MPI_STATUS_IGNORE);
     }
-    char dummy[8];
-    MPI_Recv(dummy, sizeof(dummy), MPI_CHAR, st.MPI_SOURCE, kRollCallTag, watch_->comm,
-             MPI_STATUS_IGNORE);
     const int64_t step = state_->step.load();
     SendText(watch_->comm, st.MPI_SOURCE, kAnswerTag,
              absl::StrCat(step >= 0 ? absl::StrCat("step ", step) : std::string("outside a step"),
@@ -74,16 +80,22 @@ World::RollCall World::TakeRollCall(const std::string& what, absl::Duration grac
     AnswerRollCalls(what);  // a peer that timed out too is taking its own roll call
     int pending = 0;
     MPI_Status st;
-    if (MPI_Iprobe(MPI_ANY_SOURCE, kAnswerTag, watch_->comm, &pending, &st) != MPI_SUCCESS) break;
+    std::string text;
+    {
+      std::lock_guard<std::mutex> lock(MpiCallMutex());
+      if (MPI_Iprobe(MPI_ANY_SOURCE, kAnswerTag, watch_->comm, &pending, &st) != MPI_SUCCESS) break;
+      if (pending) {
+        int count = 0;
+        MPI_Get_count(&st, MPI_CHAR, &count);
+        text.assign(static_cast<size_t>(count), '\0');
+        MPI_Recv(text.data(), count, MPI_CHAR, st.MPI_SOURCE, kAnswerTag, watch_->comm,
+                 MPI_STATUS_IGNORE);
+      }
+    }
     if (!pending) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       continue;
     }
-    int count = 0;
-    MPI_Get_count(&st, MPI_CHAR, &count);
-    std::string text(static_cast<size_t>(count), '\0');
-    MPI_Recv(text.data(), count, MPI_CHAR, st.MPI_SOURCE, kAnswerTag, watch_->comm,
-             MPI_STATUS_IGNORE);
     if (!heard[st.MPI_SOURCE]) {
       heard[st.MPI_SOURCE] = true;
       --missing;

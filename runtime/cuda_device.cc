@@ -61,6 +61,7 @@ class CudaDeviceImpl final : public Device {
   // with the deadline, then the copy itself, which then waits for nothing but its own transfer.
   absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();
+    CountHostSync();
     LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
     LOOM_RETURN_IF_ERROR(WaitForLegacyStream(
         index_, absl::StrCat("copy of ", bytes, " bytes from cuda:", index_, " to the host")));
@@ -69,12 +70,28 @@ class CudaDeviceImpl final : public Device {
   }
   absl::Status CopyFromHost(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();
+    CountHostSync();  // from pageable memory the host waits
     LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
     LOOM_RETURN_IF_ERROR(WaitForLegacyStream(
         index_, absl::StrCat("copy of ", bytes, " bytes from the host to cuda:", index_)));
     LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
     return absl::OkStatus();
   }
+  // On the legacy default stream, which the ops' (blocking) stream is ordered with; from
+  // page-locked memory (AllocateHostStaging) the host does not wait.
+  absl::Status CopyFromHostAsync(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return absl::OkStatus();
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cudaStreamLegacy));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<void*> AllocateHostStaging(size_t bytes) override {
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    void* p = nullptr;
+    LOOM_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocPortable));
+    return p;
+  }
+  void FreeHostStaging(void* ptr) override { cudaFreeHost(ptr); }
   // Device to device and memsets never block the host: queued on the legacy default stream.
   absl::Status CopyWithin(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();
@@ -92,6 +109,7 @@ class CudaDeviceImpl final : public Device {
   // blocking stream), with the deadline. Not cudaDeviceSynchronize: that would also wait for
   // the communication streams, and hang on a collective a peer never joins.
   absl::Status Synchronize() override {
+    CountHostSync();
     LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
     return WaitForLegacyStream(index_, absl::StrCat("synchronisation of cuda:", index_));
   }

@@ -160,12 +160,26 @@ Device* CpuDevice() {
   return dev;
 }
 
+absl::StatusOr<void*> Device::AllocateHostStaging(size_t bytes) {
+  void* p = std::aligned_alloc(256, RoundUp(bytes));
+  if (p == nullptr) return absl::ResourceExhaustedError(absl::StrCat("host staging of ", bytes));
+  return p;
+}
+
+void Device::FreeHostStaging(void* ptr) { std::free(ptr); }
+
 absl::Status CopyBytes(Device* dst_dev, void* dst, Device* src_dev, const void* src,
                        size_t bytes) {
   if (bytes == 0) return absl::OkStatus();
-  if (dst_dev->is_cpu() && src_dev->is_cpu()) return CpuDevice()->CopyWithin(dst, src, bytes);
-  if (dst_dev->is_cpu()) return src_dev->CopyToHost(dst, src, bytes);
-  if (src_dev->is_cpu()) return dst_dev->CopyFromHost(dst, src, bytes);
+  if (dst_dev->host_memory() && src_dev->host_memory()) {
+    return CpuDevice()->CopyWithin(dst, src, bytes);
+  }
+  if (dst_dev->host_memory()) return src_dev->CopyToHost(dst, src, bytes);
+  if (src_dev->host_memory()) return dst_dev->CopyFromHost(dst, src, bytes);
+  if (dst_dev->kind() != src_dev->kind()) {
+    return absl::InvalidArgumentError(absl::StrCat("no copy between ", src_dev->Name(), " and ",
+                                                   dst_dev->Name(), " (stage through the host)"));
+  }
   // Device to device: CopyWithin uses cudaMemcpy with cudaMemcpyDefault, which handles peers
   // under unified addressing.
   return dst_dev->CopyWithin(dst, src, bytes);

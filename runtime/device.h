@@ -4,8 +4,15 @@
 //
 // CpuDevice() always exists. CudaDevice(i) returns Unavailable with the reason when loom was
 // built without CUDA or no GPU answers, so callers and GPU tests can say why they skip.
+// TestDevice(i) (runtime/test_device.h) behaves like a GPU on the CPU: memory the host reaches
+// only by copies, work queued on streams run by worker threads.
+//
+// Above ops/, the only question code asks about a device is host_memory(): whether the host
+// may read and write its memory directly. Everything else (which kernels, which collective
+// backend) follows from where tensors live.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -18,7 +25,20 @@
 
 namespace loom {
 
-enum class DeviceKind : uint8_t { kCpu = 0, kCuda = 1 };
+enum class DeviceKind : uint8_t { kCpu = 0, kCuda = 1, kTest = 2 };
+
+// Test-device memory carries this tag in its addresses (runtime/test_device.h): on x86-64 such
+// an address is non-canonical, so a host thread that dereferences one faults at once. Threads
+// that act as the device (its stream workers) see the real address: Tensor::data() strips the
+// tag there. Host memory never has the tag set.
+inline constexpr uintptr_t kTestDeviceAddressTag = uintptr_t{1} << 62;
+// True on a thread that runs device work (a test device's stream worker).
+inline thread_local bool tls_acting_as_device = false;
+inline void* AddressForThisThread(void* p) {
+  return tls_acting_as_device
+             ? reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~kTestDeviceAddressTag)
+             : p;
+}
 
 struct MemoryInfo {
   size_t total_bytes = 0;  // physical memory of the device
@@ -99,16 +119,37 @@ class Device {
   virtual absl::Status Memset(void* dst, int value, size_t bytes) = 0;
   virtual absl::Status Synchronize() = 0;
   virtual MemoryInfo GetMemoryInfo() const = 0;
+  // Host to device without waiting for the copy: `host_src` must stay unchanged and alive until
+  // the device's op stream has passed the copy (pinned staging buffers the caller recycles only
+  // after an event or a synchronisation). Devices that cannot queue copies copy at once.
+  virtual absl::Status CopyFromHostAsync(void* dst, const void* host_src, size_t bytes) {
+    return CopyFromHost(dst, host_src, bytes);
+  }
+  // Host memory for CopyFromHostAsync's sources: page-locked on CUDA (a copy from pageable
+  // memory makes the host wait), plain aligned memory elsewhere.
+  virtual absl::StatusOr<void*> AllocateHostStaging(size_t bytes);
+  virtual void FreeHostStaging(void* ptr);
 
   bool is_cpu() const { return kind() == DeviceKind::kCpu; }
   bool is_cuda() const { return kind() == DeviceKind::kCuda; }
+  bool is_test() const { return kind() == DeviceKind::kTest; }
+  // Whether the host may dereference this device's memory (only the CPU's). The question code
+  // above ops/ asks instead of "is this CUDA".
+  bool host_memory() const { return kind() == DeviceKind::kCpu; }
   CachingAllocator& allocator() { return allocator_; }
+
+  // Times the host blocked until this device's work finished (copies to the host, blocking
+  // copies from pageable memory, stream / event / device synchronisations), since the process
+  // began. The trainer's budget test reads it per step.
+  int64_t host_syncs() const { return host_syncs_.load(std::memory_order_relaxed); }
 
  protected:
   Device() : allocator_(this) {}
+  void CountHostSync() { host_syncs_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   CachingAllocator allocator_;
+  std::atomic<int64_t> host_syncs_{0};
 };
 
 Device* CpuDevice();
@@ -135,6 +176,8 @@ absl::StatusOr<CudaDeviceFacts> GetCudaDeviceFacts(int index);
 // already current; loom code sets the device only through this (never cudaSetDevice directly)
 // so that the remembered value stays true. Unavailable in a CPU-only build.
 absl::Status UseCudaDevice(int index);
+
+// Host waits on device work carry the job's deadline: runtime/host_wait.h (WaitForDevice).
 
 // Copies between any two devices (host<->device, device<->device on one GPU or peers).
 absl::Status CopyBytes(Device* dst_dev, void* dst, Device* src_dev, const void* src, size_t bytes);

@@ -17,6 +17,7 @@ struct Registry {
   std::mutex mu;
   HostWaitPolicy policy;
   std::vector<std::function<absl::Status()>> checks;
+  std::vector<std::function<std::string()>> describers;
 };
 
 Registry& Get() {
@@ -34,6 +35,11 @@ void SetHostWaitPolicy(HostWaitPolicy policy) {
 void AddHostWaitCheck(std::function<absl::Status()> check) {
   std::lock_guard<std::mutex> lock(Get().mu);
   Get().checks.push_back(std::move(check));
+}
+
+void AddHostWaitDescriber(std::function<std::string()> describe) {
+  std::lock_guard<std::mutex> lock(Get().mu);
+  Get().describers.push_back(std::move(describe));
 }
 
 absl::Duration HostWaitTimeout() {
@@ -57,10 +63,12 @@ absl::Status WaitForDevice(const std::function<absl::StatusOr<bool>()>& done,
                            const std::string& what) {
   HostWaitPolicy policy;
   std::vector<std::function<absl::Status()>> checks;
+  std::vector<std::function<std::string()>> describers;
   {
     std::lock_guard<std::mutex> lock(Get().mu);
     policy = Get().policy;
     checks = Get().checks;
+    describers = Get().describers;
   }
   const absl::Duration timeout = policy.timeout ? policy.timeout() : absl::InfiniteDuration();
   const absl::Time start = absl::Now();
@@ -82,7 +90,13 @@ absl::Status WaitForDevice(const std::function<absl::StatusOr<bool>()>& done,
     }
     if (now - start > absl::Milliseconds(100) && now - last_report > absl::Milliseconds(5)) {
       last_report = now;
-      if (policy.on_long_wait) policy.on_long_wait(what);
+      if (policy.on_long_wait) {
+        std::string pending;
+        for (const auto& describe : describers) {
+          if (!(pending = describe()).empty()) break;
+        }
+        policy.on_long_wait(pending.empty() ? what : pending);
+      }
     }
     if (polls < 256) continue;
     if (now - start > absl::Milliseconds(5)) {

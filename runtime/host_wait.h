@@ -42,6 +42,11 @@ void SetHostWaitPolicy(HostWaitPolicy policy);
 // A non-OK result ends the wait with that error. Checks live for the process.
 void AddHostWaitCheck(std::function<absl::Status()> check);
 
+// Adds a description of what the device is really waiting for (e.g. the oldest collective in
+// flight), used in place of the wait's own `what` when a long wait reports itself (the watchdog's
+// roll call then names the collective). The first non-empty description wins.
+void AddHostWaitDescriber(std::function<std::string()> describe);
+
 // The current deadline of one wait under the policy.
 absl::Duration HostWaitTimeout();
 

@@ -7,11 +7,36 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/host_wait.h"
 #include "runtime/status.h"
+#include "runtime/test_device.h"
 
 namespace loom {
 
+namespace {
+
+test_device::StreamWorker* Worker(const Stream& s) {
+  auto* w = static_cast<test_device::StreamWorker*>(s.handle());
+  return w != nullptr ? w : test_device::OpStream(s.device());
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<Stream>> Stream::CreateForOps(Device* device) {
+  void* handle = nullptr;
+  if (device->is_test()) handle = test_device::CreateStream(device, "ops");
+#ifdef LOOM_WITH_CUDA
+  if (device->is_cuda()) {
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(device->index()));
+    cudaStream_t s;
+    LOOM_CUDA_CHECK(cudaStreamCreate(&s));
+    handle = s;
+  }
+#endif
+  return std::shared_ptr<Stream>(new Stream(device, handle, handle != nullptr));
+}
+
 absl::StatusOr<std::shared_ptr<Stream>> Stream::Create(Device* device) {
   void* handle = nullptr;
+  if (device->is_test()) handle = test_device::CreateStream(device, "side");
 #ifdef LOOM_WITH_CUDA
   if (device->is_cuda()) {
     LOOM_RETURN_IF_ERROR(UseCudaDevice(device->index()));
@@ -24,6 +49,10 @@ absl::StatusOr<std::shared_ptr<Stream>> Stream::Create(Device* device) {
 }
 
 Stream::~Stream() {
+  if (owned_ && handle_ && device_->is_test()) {
+    test_device::DestroyStream(static_cast<test_device::StreamWorker*>(handle_));
+    return;
+  }
 #ifdef LOOM_WITH_CUDA
   if (owned_ && handle_) cudaStreamDestroy(static_cast<cudaStream_t>(handle_));
 #endif
@@ -45,6 +74,10 @@ absl::StatusOr<bool> Done(cudaError_t q, const std::string& what) {
 // Host waits poll against the job's deadline (runtime/host_wait.h) instead of blocking in
 // cudaStreamSynchronize / cudaEventSynchronize, which no deadline can interrupt.
 absl::Status Stream::Synchronize() {
+  if (device_->is_test()) {
+    return test_device::HostWait(device_, test_device::MarkNow(Worker(*this)),
+                                 "a stream synchronisation");
+  }
 #ifdef LOOM_WITH_CUDA
   if (device_->is_cuda()) {
     auto stream = static_cast<cudaStream_t>(handle_);
@@ -56,6 +89,10 @@ absl::Status Stream::Synchronize() {
 }
 
 absl::Status Stream::Wait(const Event& event) {
+  if (device_->is_test() && event.handle()) {
+    return test_device::StreamWaitMark(Worker(*this),
+                                       *static_cast<const test_device::Mark*>(event.handle()));
+  }
 #ifdef LOOM_WITH_CUDA
   if (device_->is_cuda() && event.handle()) {
     LOOM_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(handle_),
@@ -69,6 +106,7 @@ absl::Status Stream::Wait(const Event& event) {
 
 absl::StatusOr<std::unique_ptr<Event>> Event::Create(Device* device) {
   void* handle = nullptr;
+  if (device->is_test()) handle = new test_device::Mark();
 #ifdef LOOM_WITH_CUDA
   if (device->is_cuda()) {
     LOOM_RETURN_IF_ERROR(UseCudaDevice(device->index()));
@@ -81,12 +119,20 @@ absl::StatusOr<std::unique_ptr<Event>> Event::Create(Device* device) {
 }
 
 Event::~Event() {
+  if (device_->is_test()) {
+    delete static_cast<test_device::Mark*>(handle_);
+    return;
+  }
 #ifdef LOOM_WITH_CUDA
   if (handle_) cudaEventDestroy(static_cast<cudaEvent_t>(handle_));
 #endif
 }
 
 absl::Status Event::Record(const Stream& stream) {
+  if (device_->is_test()) {
+    *static_cast<test_device::Mark*>(handle_) = test_device::MarkNow(Worker(stream));
+    return absl::OkStatus();
+  }
 #ifdef LOOM_WITH_CUDA
   if (handle_) {
     LOOM_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(handle_),
@@ -99,6 +145,9 @@ absl::Status Event::Record(const Stream& stream) {
 }
 
 absl::Status Event::Synchronize() {
+  if (device_->is_test()) {
+    return test_device::HostWait(device_, *static_cast<test_device::Mark*>(handle_), "an event");
+  }
 #ifdef LOOM_WITH_CUDA
   if (handle_) {
     auto event = static_cast<cudaEvent_t>(handle_);
@@ -107,6 +156,21 @@ absl::Status Event::Synchronize() {
   }
 #endif
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Event::Query() const {
+  if (device_->is_test()) {
+    LOOM_RETURN_IF_ERROR(test_device::StickyError(device_));
+    return test_device::Reached(*static_cast<const test_device::Mark*>(handle_));
+  }
+#ifdef LOOM_WITH_CUDA
+  if (handle_) {
+    const cudaError_t q = cudaEventQuery(static_cast<cudaEvent_t>(handle_));
+    if (q == cudaErrorNotReady) return false;
+    LOOM_CUDA_CHECK(q);
+  }
+#endif
+  return true;
 }
 
 absl::StatusOr<float> Event::ElapsedMs(const Event& start) const {

@@ -1,6 +1,7 @@
 // Streams and events. On CUDA they wrap cudaStream_t / cudaEvent_t so compute and
-// communication can overlap, ordered by events; on the CPU they are no-ops (work is
-// synchronous), so code written against them runs unchanged on both backends.
+// communication can overlap, ordered by events; on the test device (runtime/test_device.h) they
+// are worker threads and marks in their queues, with the same ordering rules; on the CPU they
+// are no-ops (work is synchronous), so code written against them runs unchanged on all three.
 #pragma once
 
 #include <memory>
@@ -19,6 +20,9 @@ class Stream {
   static Stream Default(Device* device) { return Stream(device, nullptr); }
   // A new non-blocking stream on the device (a no-op stream on the CPU).
   static absl::StatusOr<std::shared_ptr<Stream>> Create(Device* device);
+  // A new stream for the ops (ops/op_stream.h): on CUDA a blocking stream, so that tensor copies
+  // and memsets on the legacy default stream stay ordered with it (runtime/device.h).
+  static absl::StatusOr<std::shared_ptr<Stream>> CreateForOps(Device* device);
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -27,7 +31,8 @@ class Stream {
   }
 
   Device* device() const { return device_; }
-  // cudaStream_t on CUDA (nullptr = the default stream); nullptr on the CPU.
+  // cudaStream_t on CUDA (nullptr = the default stream); a test_device::StreamWorker on the test
+  // device (nullptr = the device's op stream at the time of use); nullptr on the CPU.
   void* handle() const { return handle_; }
   absl::Status Synchronize();
   // Makes later work on this stream wait for `event`.
@@ -47,7 +52,10 @@ class Event {
   ~Event();
   // Marks the point in `stream`'s work that Wait()/Synchronize() refer to.
   absl::Status Record(const Stream& stream);
+  // The host waits (within the job's deadline on the test device).
   absl::Status Synchronize();
+  // Whether the work before the last Record has finished (true if never recorded).
+  absl::StatusOr<bool> Query() const;
   // Milliseconds between two recorded events (CUDA); 0 on the CPU.
   absl::StatusOr<float> ElapsedMs(const Event& start) const;
   void* handle() const { return handle_; }

@@ -69,10 +69,12 @@ class Tensor {
   static Tensor FromVectorI32(const std::vector<int32_t>& values, const Shape& shape);
 
   bool defined() const { return device_ != nullptr; }
-  void* data() const { return data_; }
+  // The address as this thread may use it: a test device's memory is tagged so that the host
+  // faults on it; its stream workers see the real address (runtime/device.h).
+  void* data() const { return AddressForThisThread(data_); }
   template <typename T>
   T* data_as() const {
-    return static_cast<T*>(data_);
+    return static_cast<T*>(data());
   }
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
@@ -83,6 +85,8 @@ class Tensor {
   Device* device() const { return device_; }
   bool is_cuda() const { return device_ != nullptr && device_->is_cuda(); }
   bool is_cpu() const { return device_ != nullptr && device_->is_cpu(); }
+  // The host may dereference data() (CPU memory); false for GPU and test-device memory.
+  bool on_host() const { return device_ != nullptr && device_->host_memory(); }
 
   // Rows [begin, end) along dimension 0; shares storage.
   Tensor Slice(int64_t begin, int64_t end) const;

@@ -36,6 +36,8 @@ absl::StatusOr<FaultInjector> FaultInjector::FromEnv(int world_rank) {
   const std::string k = kind;
   if (k == "stall") {
     f.kind_ = Kind::kStall;
+  } else if (k == "stall_start") {
+    f.kind_ = Kind::kStallStart;
   } else if (k == "exit") {
     f.kind_ = Kind::kExit;
   } else if (k == "nan") {
@@ -44,7 +46,7 @@ absl::StatusOr<FaultInjector> FaultInjector::FromEnv(int world_rank) {
     f.kind_ = Kind::kNanGrad;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("LOOM_FAULT=\"", k, "\": expected stall, exit, nan or nan_grad"));
+        absl::StrCat("LOOM_FAULT=\"", k, "\": expected stall, stall_start, exit, nan or nan_grad"));
   }
   auto rank = IntFromEnv("LOOM_FAULT_RANK", 0, 0);
   if (!rank.ok()) return rank.status();
@@ -56,11 +58,19 @@ absl::StatusOr<FaultInjector> FaultInjector::FromEnv(int world_rank) {
   return f;
 }
 
+void FaultInjector::BeforeStep(int64_t step) const {
+  if (!mine_ || step != step_ || kind_ != Kind::kStallStart) return;
+  std::cerr << "LOOM_FAULT: rank " << rank_ << " stalls at step " << step
+            << " (at its start: sleeps, no MPI, no device work)" << std::endl;
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
 absl::Status FaultInjector::AtStep(int64_t step, double* loss) const {
   if (!mine_ || step != step_) return absl::OkStatus();
   switch (kind_) {
     case Kind::kNone:
-    case Kind::kNanGrad:  // AtGradients
+    case Kind::kStallStart:  // BeforeStep
+    case Kind::kNanGrad:     // AtGradients
       break;
     case Kind::kStall:
       std::cerr << "LOOM_FAULT: rank " << rank_ << " stalls at step " << step << " (sleeps, no MPI)"

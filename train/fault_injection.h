@@ -1,8 +1,11 @@
 // Fault injection for tests of the job's failure handling, from the environment:
-//   LOOM_FAULT=stall|exit|nan|nan_grad   what goes wrong
+//   LOOM_FAULT=stall|stall_start|exit|nan|nan_grad   what goes wrong
 //   LOOM_FAULT_RANK=r           on which world rank (default 0)
 //   LOOM_FAULT_STEP=s           at which optimizer step, 1-based (default 1)
 // stall: rank r sleeps forever inside step s, calling no MPI (as a rank stuck in compute would);
+// stall_start: the same at the start of step s, before any of its work, so its peers' device
+// collectives of the step never complete (on a GPU or the test device their hosts then block
+// on device work, not in MPI);
 // exit: rank r ends at once with _exit(1), no MPI_Finalize, no destructors (as a crash would);
 // nan: rank r's training loss of step s becomes NaN (the non-finite step policy then applies);
 // nan_grad: one element of rank r's reduced gradient of step s becomes NaN (the first element
@@ -24,7 +27,7 @@ namespace loom {
 
 class FaultInjector {
  public:
-  enum class Kind { kNone, kStall, kExit, kNan, kNanGrad };
+  enum class Kind { kNone, kStall, kStallStart, kExit, kNan, kNanGrad };
 
   // Reads the variables above for this world rank.
   static absl::StatusOr<FaultInjector> FromEnv(int world_rank);
@@ -32,6 +35,8 @@ class FaultInjector {
   // Called once per step, after the step's loss is known and before the non-finite check and
   // the optimizer: stalls, exits or poisons *loss when the fault is due here. Returns OK.
   absl::Status AtStep(int64_t step, double* loss) const;
+  // Called at the start of each step, before any of its work: stall_start stalls here.
+  void BeforeStep(int64_t step) const;
   // Called once per step after the gradient reduction, before the gradient norm: nan_grad
   // writes NaN into the first element of `grads` (the flat buffer) that lies both in one of
   // this rank's `owned` ranges and in one of the `counted` runs of the norm. Returns OK.

@@ -24,6 +24,7 @@
 #include "runtime/logging.h"
 #include "runtime/philox.h"
 #include "runtime/status.h"
+#include "runtime/test_device.h"
 #include "runtime/timer.h"
 #include "train/lr_schedule.h"
 #include "train/stop_signal.h"
@@ -42,10 +43,27 @@ absl::StatusOr<Device*> LocalGpu(const World& world) {
   return CudaDevice(index);
 }
 
+// The test device of a rank, chosen as a GPU is: its local rank's, or the one device visible
+// when a per-rank visibility list (LOOM_TEST_VISIBLE_DEVICES, as CUDA_VISIBLE_DEVICES) shows
+// only one.
+absl::StatusOr<Device*> LocalTestDevice(const World& world) {
+  const int visible = TestDeviceCount();
+  if (visible == 1) return TestDevice(0);
+  if (visible < world.local_size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        world.local_size(), " ranks run on this node but only ", visible,
+        " test device(s) are visible (LOOM_TEST_DEVICES, LOOM_TEST_VISIBLE_DEVICES): each local "
+        "rank needs its own"));
+  }
+  return TestDevice(world.local_rank());
+}
+
 absl::StatusOr<Device*> ChooseDevice(const JobConfig& job, const World& world) {
   switch (job.runtime().backend()) {
     case RuntimeConfig::CPU:
       return CpuDevice();
+    case RuntimeConfig::TEST:
+      return LocalTestDevice(world);
     case RuntimeConfig::CUDA:
       return LocalGpu(world);
     default:
@@ -71,13 +89,18 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   // Every wait on a collective of this job has the job's deadline.
   world->state()->timeout = absl::Seconds(config.runtime().collective_timeout_s());
   LOOM_ASSIGN_OR_RETURN(t->device_, ChooseDevice(config, *world));
-  // CUDA tensors travel over NCCL, on the groups that move them (ProcessGroups); the world
-  // communicator carries host scalars only and gets no NCCL communicator.
+  // Device tensors travel over the device's backend, NCCL on a GPU (collective: every rank
+  // chose the same backend), in the groups that carry them (below); the world communicator
+  // carries host values only and gets none. Host waits on the device carry the job's deadline.
+  const bool on_device = !t->device_->host_memory();
+  // Ops run on a stream of their own, ordered against the communication streams by events
+  // (on the test device that order is real: a missing event gives wrong numbers).
+  LOOM_ASSIGN_OR_RETURN(t->op_stream_, ops::OpStreamScope::Create(t->device_));
   LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp));
+  // Every group of more than one rank gets its device backend when the model lives on a device.
   LOOM_ASSIGN_OR_RETURN(
       t->groups_,
-      ProcessGroups::Create(*world, grid,
-                            t->device_->is_cuda() && world->size() > 1 ? t->device_ : nullptr));
+      ProcessGroups::Create(*world, grid, on_device && world->size() > 1 ? t->device_ : nullptr));
   const GridCoord& coord = t->groups_->coord();
   SetLogRankInfo(world->rank(), coord.dp, coord.pp, coord.tp);
   if (config.runtime().threads_per_rank() > 0) {
@@ -128,7 +151,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   // Init and restore leave temporaries in the allocator's cache: give them back, then measure
   // what the CUDA context, cuBLAS and NCCL hold beside loom's tensors (the job check reserved
   // check.reserve for all but the context, which its probe measured).
-  if (!t->device_->is_cpu()) {
+  if (!t->device_->host_memory()) {
     LOOM_RETURN_IF_ERROR(t->device_->Synchronize());
     t->device_->allocator().EmptyCache();
     if (t->device_->is_cuda()) {
@@ -144,7 +167,35 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
       }
     }
   }
-  LOOM_ASSIGN_OR_RETURN(t->norm_acc_, Tensor::Zeros(Shape{1}, DType::kF32, t->device_));
+  {
+    // The step's one read-back (losses, then the gradient norm's squares) and its token staging.
+    const int64_t accum = n.grad_accum_steps;
+    const int64_t micro = n.micro_batch_size, T = n.seq_len;
+    const int64_t rows = micro * T;
+    LOOM_ASSIGN_OR_RETURN(t->readback_,
+                          Tensor::Zeros(Shape{accum * rows + 1}, DType::kF32, t->device_));
+    LOOM_ASSIGN_OR_RETURN(t->loss_rows_,
+                          t->readback_.FlatView(0, accum * rows).Reshape(Shape{accum, rows}));
+    t->norm_acc_ = t->readback_.FlatView(accum * rows, 1);
+    Device* dev = t->device_;
+    LOOM_ASSIGN_OR_RETURN(void* staging,
+                          dev->AllocateHostStaging(2 * accum * rows * sizeof(int32_t)));
+    t->staging_ = std::shared_ptr<int32_t>(static_cast<int32_t*>(staging),
+                                           [dev](int32_t* p) { dev->FreeHostStaging(p); });
+    for (int64_t k = 0; k < accum; ++k) {
+      int32_t* in = t->staging_.get() + 2 * k * rows;
+      if (dev->host_memory()) {
+        t->step_inputs_.push_back(Tensor::View(in, Shape{micro, T}, DType::kI32, CpuDevice()));
+        t->step_targets_.push_back(
+            Tensor::View(in + rows, Shape{micro, T}, DType::kI32, CpuDevice()));
+      } else {
+        LOOM_ASSIGN_OR_RETURN(Tensor din, Tensor::Empty(Shape{micro, T}, DType::kI32, dev));
+        LOOM_ASSIGN_OR_RETURN(Tensor dtg, Tensor::Empty(Shape{micro, T}, DType::kI32, dev));
+        t->step_inputs_.push_back(din);
+        t->step_targets_.push_back(dtg);
+      }
+    }
+  }
   // The gradient norm counts each parameter once, on the rank that owns it (OwnsParam, the
   // same rule checkpoints save by).
   for (const ParamSpec& s : t->model_->layout().specs()) {
@@ -171,8 +222,6 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   const int64_t micro = n.micro_batch_size;
   t->inputs_.resize(micro * T);
   t->targets_.resize(micro * T);
-  t->mb_inputs_.assign(n.grad_accum_steps, std::vector<int32_t>(micro * T));
-  t->mb_targets_.assign(n.grad_accum_steps, std::vector<int32_t>(micro * T));
 
   LOOM_LOG(INFO) << "model: " << (gpt.is_llama() ? "LLaMA" : "GPT-2") << ", " << gpt.layers
                  << " layers, hidden " << gpt.hidden << ", " << gpt.heads << " heads ("
@@ -199,7 +248,7 @@ absl::Status Trainer::FinishGradReduction() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> Trainer::GradNorm() {
+absl::Status Trainer::QueueGradNormSquares() {
   LOOM_RETURN_IF_ERROR(norm_acc_.Fill0());
   // This rank's reduced gradients (all of them, or its shards under ZeRO-1) intersected with
   // the ranges it counts (replicated parameters on tensor rank 0 only).
@@ -211,8 +260,11 @@ absl::StatusOr<double> Trainer::GradNorm() {
           ops::SumOfSquaresAccumulate(model_->grads().FlatView(lo, hi - lo), norm_acc_));
     }
   }
-  LOOM_ASSIGN_OR_RETURN(std::vector<float> v, norm_acc_.ToFloatVector());
-  double sq[1] = {static_cast<double>(v[0])};
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Trainer::GradNormFrom(double local_squares) {
+  double sq[1] = {local_squares};
   LOOM_RETURN_IF_ERROR(groups_->model().AllReduceHost(absl::MakeSpan(sq, 1), ReduceOp::kSum));
   if (optimizer_->sharded()) {
     LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sq, 1), ReduceOp::kSum));
@@ -220,22 +272,52 @@ absl::StatusOr<double> Trainer::GradNorm() {
   return std::sqrt(sq[0]);
 }
 
+absl::Status Trainer::StageBatches(int64_t accum) {
+  const int64_t rows = loss_rows_.dim(1);
+  const int micro = static_cast<int>(numbers_.micro_batch_size);
+  for (int64_t k = 0; k < accum; ++k) {
+    int32_t* in = staging_.get() + 2 * k * rows;
+    // The previous step's copies out of these buffers finished before its read-back returned.
+    LOOM_RETURN_IF_ERROR(
+        train_data_->NextBatch(micro, absl::MakeSpan(in, rows), absl::MakeSpan(in + rows, rows)));
+    if (device_->host_memory()) continue;  // step_inputs_ are views of the staging
+    LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_inputs_[k].data(), in, rows * 4));
+    LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_targets_[k].data(), in + rows, rows * 4));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<float> Trainer::Step() {
   const int64_t accum = numbers_.grad_accum_steps;
   world_->state()->step = step_ + 1;  // named by a collective that times out
+  fault_.BeforeStep(step_ + 1);
   LOOM_RETURN_IF_ERROR(model_->ZeroGrads());
-  LOOM_ASSIGN_OR_RETURN(const double loss_sum, PipelineStep(accum));
+  // Every micro-batch of the step is staged and its copy queued before any compute: the host
+  // never waits for a copy, and on a GPU the copies run ahead of the micro-batches using them.
+  LOOM_RETURN_IF_ERROR(StageBatches(accum));
+  // The losses stay on the device until the one read-back below.
+  model_->DeferLosses(loss_rows_);
+  const absl::Status ran = PipelineStep(accum);
+  const int64_t heads = model_->deferred_losses();
+  model_->DeferLosses(Tensor());
+  LOOM_RETURN_IF_ERROR(ran);
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
-  double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
-  LOOM_RETURN_IF_ERROR(fault_.AtStep(step_ + 1, &loss_mean[0]));
   LOOM_RETURN_IF_ERROR(
       fault_.AtGradients(step_ + 1, model_->grads(), optimizer_->owned_ranges(), norm_runs_));
+  LOOM_RETURN_IF_ERROR(QueueGradNormSquares());
+  // The step's one host wait on the device: its losses and its gradient norm's squares.
+  const int64_t rows = loss_rows_.dim(1);
+  LOOM_ASSIGN_OR_RETURN(const std::vector<float> back, readback_.ToFloatVector());
+  double loss_sum = 0;
+  for (int64_t k = 0; k < heads; ++k) loss_sum += GptModel::MeanLoss(&back[k * rows], rows);
+  double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
+  LOOM_RETURN_IF_ERROR(fault_.AtStep(step_ + 1, &loss_mean[0]));
   // The loss is computed on the last pipeline stage: every stage takes it from there.
   if (numbers_.pp > 1) {
     LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kSum));
   }
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
-  LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNorm());
+  LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNormFrom(static_cast<double>(back.back())));
   // Checked before the optimizer touches the weights: a poisoned update must never be applied.
   LOOM_ASSIGN_OR_RETURN(const bool skip, SkipIfNonFinite(loss_mean[0], last_grad_norm_));
   const double clip = config_.optimizer().grad_clip();
@@ -247,23 +329,14 @@ absl::StatusOr<float> Trainer::Step() {
   return static_cast<float>(loss_mean[0]);
 }
 
-absl::StatusOr<double> Trainer::PipelineStep(int64_t accum) {
-  const int micro = static_cast<int>(numbers_.micro_batch_size);
-  const int T = static_cast<int>(numbers_.seq_len);
-  // Every stage reads the step's batches (the data position stays the same on all of them); the
+absl::Status Trainer::PipelineStep(int64_t accum) {
+  // Every stage has the step's batches (the data position stays the same on all of them); the
   // first stage uses the tokens, the last the targets.
-  std::vector<Tensor> in, tg;
-  for (int64_t k = 0; k < accum; ++k) {
-    LOOM_RETURN_IF_ERROR(train_data_->NextBatch(micro, absl::MakeSpan(mb_inputs_[k]),
-                                                absl::MakeSpan(mb_targets_[k])));
-    in.push_back(Tensor::View(mb_inputs_[k].data(), Shape{micro, T}, DType::kI32, CpuDevice()));
-    tg.push_back(Tensor::View(mb_targets_[k].data(), Shape{micro, T}, DType::kI32, CpuDevice()));
-  }
+  std::vector<Tensor> in(step_inputs_.begin(), step_inputs_.begin() + accum);
+  std::vector<Tensor> tg(step_targets_.begin(), step_targets_.begin() + accum);
   LOOM_RETURN_IF_ERROR(reducer_->BeginBackward());
-  LOOM_ASSIGN_OR_RETURN(double loss_sum,
-                        pipeline_->TrainStep(in, tg, 1.0f / static_cast<float>(accum)));
-  LOOM_RETURN_IF_ERROR(ReduceTiedEmbedding());
-  return loss_sum;
+  LOOM_RETURN_IF_ERROR(pipeline_->TrainStep(in, tg, 1.0f / static_cast<float>(accum)).status());
+  return ReduceTiedEmbedding();
 }
 
 absl::Status Trainer::ReduceTiedEmbedding() {
@@ -395,7 +468,11 @@ absl::Status Trainer::Run() {
       return absl::OkStatus();
     }
     Timer timer;
+    const int64_t syncs_before = device_->host_syncs();
     LOOM_ASSIGN_OR_RETURN(float loss, Step());
+    const int64_t syncs = device_->host_syncs() - syncs_before;
+    step_host_syncs_ += syncs;
+    max_step_host_syncs_ = std::max(max_step_host_syncs_, syncs);
     const GptModel::CommTimes ct = model_->TakeCommTimes();
     CommSeconds comm;
     comm.tp = ct.tp_seconds;
@@ -434,6 +511,19 @@ absl::Status Trainer::Run() {
   }
   LOOM_RETURN_IF_ERROR(CheckpointAtStop());
   LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(progress_->elapsed_s());
+  // The host's waits on the device inside the steps (the copies and synchronisations that stop
+  // a GPU's host from running ahead): at most kHostSyncsPerStep each.
+  if (!device_->host_memory()) {
+    const std::string waits = absl::StrCat(
+        "host waits on ", device_->Name(), ": ", step_host_syncs_, " in ", progress_->steps_timed(),
+        " step(s), at most ", max_step_host_syncs_, " in one (budget ", kHostSyncsPerStep, ")");
+    // Over the budget on any rank (the last pipeline stage reads the losses) is said by that rank.
+    if (max_step_host_syncs_ > kHostSyncsPerStep) {
+      LOOM_LOG_ALL_RANKS(WARNING) << waits;
+    } else {
+      LOOM_LOG(INFO) << waits;
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -29,6 +29,7 @@
 #include "model/gpt.h"
 #include "model/model_file.h"
 #include "model/pipeline_runner.h"
+#include "ops/op_stream.h"
 #include "parallel/adamw.h"
 #include "parallel/distributed_optimizer.h"
 #include "parallel/grad_reducer.h"
@@ -72,6 +73,11 @@ class Trainer {
   int64_t step() const { return step_; }
   const JobLayout& numbers() const { return numbers_; }
   double last_grad_norm() const { return last_grad_norm_; }
+  // Where the model lives (the CPU, a GPU, a test device).
+  Device* device() const { return device_; }
+  // The most times Step() makes the host wait for the device (Device::host_syncs), whatever
+  // the layout and the micro-batches: the one read of the step's losses and gradient norm.
+  static constexpr int kHostSyncsPerStep = 1;
 
  private:
   Trainer() = default;
@@ -84,7 +90,13 @@ class Trainer {
   absl::Status BuildOptimizer();
   absl::Status OpenSinks();
   absl::Status FinishGradReduction();
-  absl::StatusOr<double> GradNorm();
+  // The step's batches: read into the host staging buffers and copied to the device without
+  // waiting (on the CPU the staging buffers are the batches).
+  absl::Status StageBatches(int64_t accum);
+  // The gradient norm's local sum of squares, queued on the device into readback_'s last
+  // element; GradNormFrom reduces the host value over the groups and takes the root.
+  absl::Status QueueGradNormSquares();
+  absl::StatusOr<double> GradNormFrom(double local_squares);
   // The progress line, the communication line and the metrics record, on the steps that log.
   absl::Status LogStep(float loss, std::optional<float> val_loss);
   // Every rank's agreement on stopping at this step boundary: a stop signal on any rank, or the
@@ -98,9 +110,9 @@ class Trainer {
   absl::Status CheckpointAtStop();
   absl::Status LoadCheckpoint(const std::string& step_dir, bool weights_only);
   OptimizerView OptimizerPlan() const;
-  // One step's micro-batches through the pipeline (one stage when pp == 1); returns the sum of
-  // their losses on the last stage, 0 elsewhere.
-  absl::StatusOr<double> PipelineStep(int64_t accum);
+  // One step's micro-batches (staged) through the pipeline (one stage when pp == 1); their
+  // losses stay on the device (GptModel::DeferLosses).
+  absl::Status PipelineStep(int64_t accum);
   // The tied embedding's gradient summed over the embedding group (first and last pipeline
   // stage), then handed to the data-parallel reduction.
   absl::Status ReduceTiedEmbedding();
@@ -117,6 +129,9 @@ class Trainer {
 
   JobConfig config_;
   JobLayout numbers_;
+  // The ops' stream (created at start-up; declared before everything that queues work on it,
+  // so it is destroyed after them).
+  std::unique_ptr<ops::OpStreamScope> op_stream_;
   World* world_ = nullptr;
   std::unique_ptr<ProcessGroups> groups_;
   // Flat-buffer ranges whose squares this rank adds to the gradient norm.
@@ -130,14 +145,22 @@ class Trainer {
   std::unique_ptr<DataLoader> train_data_, val_data_;
   std::optional<ByteTokenizer> tokenizer_;
   std::unique_ptr<MetricsSinks> sinks_;  // rank 0 with a run_dir
-  Tensor norm_acc_;                      // f32 [1] on the device
-  std::vector<int32_t> inputs_, targets_;
+  Tensor norm_acc_;                      // f32 [1] on the device: the last element of readback_
+  // The step's per-row losses (one row of micro x T per micro-batch, DeferLosses) and then the
+  // squared gradient norm, on the device: the host reads them once per step.
+  Tensor readback_, loss_rows_;
+  // The step's token ids (inputs then targets, per micro-batch) in host memory the device
+  // copies from asynchronously (Device::AllocateHostStaging), and their device copies.
+  std::shared_ptr<int32_t> staging_;
+  std::vector<Tensor> step_inputs_, step_targets_;
+  std::vector<int32_t> inputs_, targets_;  // evaluation
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
   // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.
   int tied_index_ = -1;
-  std::vector<std::vector<int32_t>> mb_inputs_, mb_targets_;  // a step's micro-batches
-  int64_t step_ = 0;                                          // optimizer steps done
+  int64_t step_ = 0;  // optimizer steps done
+  // Host waits on the device inside Step() this run, and the most in one step.
+  int64_t step_host_syncs_ = 0, max_step_host_syncs_ = 0;
   double last_grad_norm_ = 0;
   FaultInjector fault_;                               // LOOM_FAULT (tests of the failure handling)
   int64_t skipped_steps_ = 0, nonfinite_in_row_ = 0;  // non-finite steps: in all, in a row

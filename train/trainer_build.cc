@@ -148,8 +148,11 @@ absl::Status Trainer::BuildOptimizer() {
           us, "\""));
     }
   }
-  LOOM_ASSIGN_OR_RETURN(t->reducer_,
-                        GradReducer::Create(table, t->model_->grads(), t->groups_->dp(), ro));
+  // ZeRO-1: the buffers padded so every bucket divides into equal shards (one reduce-scatter and
+  // one all-gather per bucket); the reducer and the optimizer see the padded storage.
+  if (ro.shard) LOOM_RETURN_IF_ERROR(t->model_->PadBuffers(n.dp));
+  LOOM_ASSIGN_OR_RETURN(
+      t->reducer_, GradReducer::Create(table, t->model_->grads_storage(), t->groups_->dp(), ro));
   GradReducer* reducer = t->reducer_.get();
   const int tied = t->tied_index_;
   t->model_->set_grad_ready_hook([reducer, tied](int i) {
@@ -164,9 +167,9 @@ absl::Status Trainer::BuildOptimizer() {
   adam.weight_decay = static_cast<float>(config.optimizer().weight_decay());
   if (ro.shard) {
     LOOM_ASSIGN_OR_RETURN(
-        t->optimizer_,
-        CreateDistributedOptimizer(table, adam, t->device_, t->groups_->dp(), t->model_->params(),
-                                   t->model_->grads(), reducer->BucketRanges()));
+        t->optimizer_, CreateDistributedOptimizer(
+                           table, adam, t->device_, t->groups_->dp(), t->model_->params_storage(),
+                           t->model_->grads_storage(), reducer->BucketRanges()));
   } else {
     LOOM_ASSIGN_OR_RETURN(
         t->optimizer_,

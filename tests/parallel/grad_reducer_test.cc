@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -207,17 +208,36 @@ TEST(GradReducerTest, ProgressThreadAdvancesTheReductionWhileTheCallerComputes) 
 }
 
 // (b) Sharded: each rank's owned ranges hold the mean; the ranks' ranges partition the buffer.
+// The buffer is padded to a multiple of dp and every bucket divides into dp equal shards (one
+// reduce-scatter, and in the optimizer one all-gather, per bucket).
 TEST(GradReducerTest, ReduceScatterLeavesTheMeanInOwnedRanges) {
   Communicator& dp = Dp();
   ParamTable t = Table();
-  std::vector<float> g(t.total());
+  const int64_t padded = ShardedBufferSize(t.total(), dp.size());
+  std::vector<float> g(padded, 0.0f);
+  // The unpadded buffer is refused, naming the size it needs.
+  std::vector<float> short_g(t.total());
+  if (padded != t.total()) {
+    auto bad = GradReducer::Create(t, Host(short_g), dp, {.bucket_bytes = 4 * 8, .shard = true});
+    EXPECT_FALSE(bad.ok());
+  }
   auto r = GradReducer::Create(t, Host(g), dp, {.bucket_bytes = 4 * 8, .shard = true});
   ASSERT_TRUE(r.ok()) << r.status();
-  // Some bucket must leave a tail (size % dp != 0), or the tail path goes untested.
-  bool tail = false;
-  for (const auto& b : (*r)->buckets()) tail |= b.range.size() % dp.size() != 0;
-  EXPECT_TRUE(tail || dp.size() == 1);
-  std::vector<int> cover(t.total(), 0);
+  for (const auto& b : (*r)->buckets()) {
+    EXPECT_EQ(b.range.size() % dp.size(), 0) << "[" << b.range.begin << ", " << b.range.end << ")";
+  }
+  EXPECT_EQ((*r)->buckets().front().range.end, padded);
+  // Some parameter must straddle two buckets at some dp, or the straddling path goes untested.
+  if (dp.size() == 3) {
+    bool straddle = false;
+    for (const ParamSpec& p : t.specs()) {
+      for (const auto& b : (*r)->buckets()) {
+        straddle |= p.offset < b.range.begin && b.range.begin < p.offset + p.numel();
+      }
+    }
+    EXPECT_TRUE(straddle);
+  }
+  std::vector<int> cover(padded, 0);
   for (const auto& b : (*r)->buckets()) {
     for (int k = 0; k < dp.size(); ++k) {
       const FlatRange s = ShardOf(b.range, dp.size(), k);
@@ -234,7 +254,7 @@ TEST(GradReducerTest, ReduceScatterLeavesTheMeanInOwnedRanges) {
   EXPECT_NEAR(owned, t.total() / dp.size(), (*r)->buckets().size() * dp.size());
 
   for (int step = 0; step < 2; ++step) {
-    Set(g, Grads(dp.rank(), step, t.total()));
+    Set(g, Grads(dp.rank(), step, t.total()));  // the padding stays zero
     ASSERT_TRUE((*r)->BeginBackward().ok());
     MarkAll(**r, BackwardOrder(t));
     ASSERT_TRUE((*r)->Finish().ok());
@@ -317,13 +337,17 @@ void CheckAgainstReference(bool shard, bool bf16) {
   ParamTable t = Table();
   const int64_t n = t.total();
   const DType wt = bf16 ? DType::kBF16 : DType::kF32;
-  auto params = Tensor::Empty(Shape{n}, wt, CpuDevice());
-  auto grads = Tensor::Zeros(Shape{n}, DType::kF32, CpuDevice());
-  ASSERT_TRUE(params.ok() && grads.ok());
-  auto r = GradReducer::Create(t, *grads, dp, {.bucket_bytes = 4 * 8, .shard = shard});
+  // Sharded: the padded storage (the reducer and the optimizer take it; the rest the table's).
+  const int64_t storage = shard ? ShardedBufferSize(n, dp.size()) : n;
+  auto params_storage = Tensor::Zeros(Shape{storage}, wt, CpuDevice());
+  auto grads_storage = Tensor::Zeros(Shape{storage}, DType::kF32, CpuDevice());
+  ASSERT_TRUE(params_storage.ok() && grads_storage.ok());
+  std::optional<Tensor> params = params_storage->FlatView(0, n);
+  std::optional<Tensor> grads = grads_storage->FlatView(0, n);
+  auto r = GradReducer::Create(t, *grads_storage, dp, {.bucket_bytes = 4 * 8, .shard = shard});
   ASSERT_TRUE(r.ok());
-  auto opt = shard ? CreateDistributedOptimizer(t, Settings(), CpuDevice(), dp, *params, *grads,
-                                                (*r)->BucketRanges())
+  auto opt = shard ? CreateDistributedOptimizer(t, Settings(), CpuDevice(), dp, *params_storage,
+                                                *grads_storage, (*r)->BucketRanges())
                    : CreatePlainOptimizer(t, Settings(), CpuDevice(), *params, *grads);
   ASSERT_TRUE(opt.ok()) << opt.status();
   EXPECT_EQ((*opt)->sharded(), shard);
@@ -339,11 +363,22 @@ void CheckAgainstReference(bool shard, bool bf16) {
   ASSERT_TRUE((*ref)->LoadWeights(Host(w0)).ok());
   for (int step = 1; step <= 4; ++step) {
     ASSERT_TRUE(grads->CopyFromFloats(Grads(dp.rank(), step, n)).ok());
+    const Communicator::IssuedCounts before = dp.issued();
     ASSERT_TRUE((*r)->BeginBackward().ok());
     MarkAll(**r, BackwardOrder(t));
     ASSERT_TRUE((*r)->Finish().ok());
     const float lr = 0.01f * static_cast<float>(step), scale = step == 3 ? 0.5f : 1.0f;
     ASSERT_TRUE((*opt)->Step(lr, step, scale).ok());
+    if (shard && dp.size() > 1) {
+      // ZeRO-1: one reduce-scatter and one all-gather of equal shards per bucket, nothing else.
+      const Communicator::IssuedCounts after = dp.issued();
+      const int64_t buckets = static_cast<int64_t>((*r)->buckets().size());
+      EXPECT_EQ(after.reduce_scatter - before.reduce_scatter, buckets);
+      EXPECT_EQ(after.all_gather - before.all_gather, buckets);
+      EXPECT_EQ(after.all_gather_unequal - before.all_gather_unequal, 0);
+      EXPECT_EQ(after.all_reduce - before.all_reduce, 0);
+      EXPECT_EQ(after.broadcast - before.broadcast, 0);
+    }
     ASSERT_TRUE(ref_grads->CopyFromFloats(MeanGrads(dp.size(), step, n)).ok());
     ASSERT_TRUE((*ref)->Step(lr, step, scale).ok());
     const std::string what = absl::StrCat(shard ? "distributed" : "plain", bf16 ? " bf16" : "",
@@ -389,14 +424,17 @@ TEST(DistributedOptimizerTest, BytesPerParameterMatchTheArithmetic) {
   for (bool bf16 : {false, true}) {
     for (const ParamTable* t : {&*even, &odd}) {
       const int64_t n = t->total();
-      auto params = Tensor::Zeros(Shape{n}, bf16 ? DType::kBF16 : DType::kF32, CpuDevice());
-      auto grads = Tensor::Zeros(Shape{n}, DType::kF32, CpuDevice());
-      ASSERT_TRUE(params.ok() && grads.ok());
-      auto r = GradReducer::Create(*t, *grads, dp, {.bucket_bytes = 4 * 8, .shard = true});
+      const int64_t storage = ShardedBufferSize(n, n_dp);
+      auto padded_params =
+          Tensor::Zeros(Shape{storage}, bf16 ? DType::kBF16 : DType::kF32, CpuDevice());
+      auto padded_grads = Tensor::Zeros(Shape{storage}, DType::kF32, CpuDevice());
+      ASSERT_TRUE(padded_params.ok() && padded_grads.ok());
+      const Tensor params = padded_params->FlatView(0, n), grads = padded_grads->FlatView(0, n);
+      auto r = GradReducer::Create(*t, *padded_grads, dp, {.bucket_bytes = 4 * 8, .shard = true});
       ASSERT_TRUE(r.ok());
-      auto opt = CreateDistributedOptimizer(*t, Settings(), CpuDevice(), dp, *params, *grads,
-                                            (*r)->BucketRanges());
-      auto plain = CreatePlainOptimizer(*t, Settings(), CpuDevice(), *params, *grads);
+      auto opt = CreateDistributedOptimizer(*t, Settings(), CpuDevice(), dp, *padded_params,
+                                            *padded_grads, (*r)->BucketRanges());
+      auto plain = CreatePlainOptimizer(*t, Settings(), CpuDevice(), params, grads);
       ASSERT_TRUE(opt.ok() && plain.ok());
       const StateBytes p = (*plain)->MeasuredStateBytes(), pe = ExpectedStateBytes(bf16, 1);
       EXPECT_EQ(p.weights, pe.weights);
