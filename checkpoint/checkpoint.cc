@@ -8,9 +8,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -20,13 +20,12 @@
 #include "google/protobuf/text_format.h"
 #include "runtime/crc32c.h"
 #include "runtime/dtype.h"
+#include "runtime/fs.h"
 #include "runtime/logging.h"
 #include "runtime/status.h"
 #include "runtime/timer.h"
 
 namespace loom {
-
-namespace fs = std::filesystem;
 
 std::string StepDirName(int64_t step) { return absl::StrFormat("step_%08d", step); }
 
@@ -47,9 +46,9 @@ int64_t StepOfDirName(const std::string& name) {
   return step;
 }
 
-bool HasManifest(const fs::path& dir) {
-  std::error_code ec;
-  return fs::is_regular_file(dir / kManifest, ec);
+bool HasManifest(const std::string& dir) {
+  auto info = Fs().Stat(absl::StrCat(dir, "/", kManifest));
+  return info.ok() && info->is_regular;
 }
 
 // The test fault hook: LOOM_CKPT_TEST_KILL_AFTER_FILES="RANK:STEP" makes that rank SIGKILL
@@ -72,31 +71,28 @@ absl::StatusOr<Tensor> OnHost(const Tensor& t) {
   return t.To(CpuDevice());
 }
 
-// Writes the chunks back to back into a new file `path` and fsyncs it (the directory is
-// fsynced at the commit, by the rename).
+// Writes the chunks back to back into a new file `path` and syncs it (the directory is
+// synced at the commit, by the rename). A failed write leaves no file behind.
 absl::Status WriteChunks(const std::string& path,
                          const std::vector<std::pair<const char*, size_t>>& chunks) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return FileError(errno, "create checkpoint file", path);
-  auto fail = [&](const char* what) {
-    const int e = errno;
-    ::close(fd);
-    ::unlink(path.c_str());
-    return FileError(e, what, path);
-  };
-  for (const auto& [data, n] : chunks) {
-    size_t done = 0;
-    while (done < n) {
-      const ssize_t w = ::write(fd, data + done, n - done);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return fail("write checkpoint file");
-      }
-      done += static_cast<size_t>(w);
-    }
+  FileSystem& fs = Fs();
+  auto file = fs.OpenWritable(path, FileSystem::OpenMode::kTruncate);
+  if (!file.ok()) {
+    return absl::Status(file.status().code(),
+                        absl::StrCat("create checkpoint file: ", file.status().message()));
   }
-  if (::fsync(fd) != 0) return fail("fsync checkpoint file");
-  if (::close(fd) != 0) return FileError(errno, "close checkpoint file", path);
+  absl::Status st;
+  for (const auto& [data, n] : chunks) {
+    st = (*file)->Append(std::string_view(data, n));
+    if (!st.ok()) break;
+  }
+  if (st.ok()) st = (*file)->Sync();
+  absl::Status closed = (*file)->Close();
+  if (st.ok()) st = closed;
+  if (!st.ok()) {
+    (void)fs.Remove(path);
+    return absl::Status(st.code(), absl::StrCat("write checkpoint file: ", st.message()));
+  }
   return absl::OkStatus();
 }
 
@@ -149,18 +145,23 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
   absl::Status prepared;
   if (world_->rank() == 0) {
     prepared = [&]() -> absl::Status {
-      LOOM_RETURN_IF_ERROR(MakeDirs(dir_));
-      std::error_code ec;
-      for (const auto& e : fs::directory_iterator(dir_, ec)) {
-        const std::string name = e.path().filename().string();
-        if (e.is_directory() && name.rfind("step_", 0) == 0 &&
-            (absl::EndsWith(name, ".tmp") || absl::EndsWith(name, ".old"))) {
-          LOOM_LOG(INFO) << "checkpoint: removing the incomplete " << e.path().string();
-          fs::remove_all(e.path(), ec);
+      FileSystem& fs = Fs();
+      LOOM_RETURN_IF_ERROR(MakeDirs(fs, dir_));
+      LOOM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs.ListDir(dir_));
+      for (const std::string& name : names) {
+        // A crash while `latest` was being replaced leaves its temporary file.
+        if (name.rfind(absl::StrCat(kLatest, ".tmp-"), 0) == 0) {
+          LOOM_RETURN_IF_ERROR(fs.Remove(absl::StrCat(dir_, "/", name)));
+          continue;
+        }
+        if (name.rfind("step_", 0) == 0 &&
+            (absl::EndsWith(name, ".tmp") || absl::EndsWith(name, ".old")) &&
+            IsDir(fs, absl::StrCat(dir_, "/", name))) {
+          LOOM_LOG(INFO) << "checkpoint: removing the incomplete " << dir_ << "/" << name;
+          LOOM_RETURN_IF_ERROR(fs.RemoveAll(absl::StrCat(dir_, "/", name)));
         }
       }
-      if (ec) return FileError(ec.value(), "list checkpoint directory", dir_);
-      return MakeDirs(p->tmp_dir);
+      return MakeDirs(fs, p->tmp_dir);
     }();
   }
   LOOM_RETURN_IF_ERROR(AgreeAll(*world_, prepared, absl::StrCat("checkpoint ", p->tmp_dir)));
@@ -327,34 +328,33 @@ absl::StatusOr<SaveStats> CheckpointSaver::Commit() {
       google::protobuf::TextFormat::PrintToString(m, &text);
       LOOM_RETURN_IF_ERROR(AtomicWriteFile(absl::StrCat(p.tmp_dir, "/", kManifestText), text));
       LOOM_RETURN_IF_ERROR(AtomicWriteFile(absl::StrCat(p.tmp_dir, "/", kManifest), bin));
+      FileSystem& fs = Fs();
       for (int r = 0; r < world_->size(); ++r) {
-        std::error_code ec;
-        fs::remove(absl::StrCat(p.tmp_dir, "/", RankSlicesName(r)), ec);
+        LOOM_RETURN_IF_ERROR(fs.Remove(absl::StrCat(p.tmp_dir, "/", RankSlicesName(r))));
       }
       // A directory of the same step (a fresh start over an old run) makes way first.
-      std::error_code ec;
-      if (fs::exists(p.final_dir, ec)) {
-        LOOM_RETURN_IF_ERROR(DurableRename(p.final_dir, p.final_dir + ".old"));
+      if (Exists(fs, p.final_dir)) {
+        LOOM_RETURN_IF_ERROR(DurableRename(fs, p.final_dir, p.final_dir + ".old"));
       }
-      LOOM_RETURN_IF_ERROR(DurableRename(p.tmp_dir, p.final_dir));
-      fs::remove_all(p.final_dir + ".old", ec);
+      LOOM_RETURN_IF_ERROR(DurableRename(fs, p.tmp_dir, p.final_dir));
+      LOOM_RETURN_IF_ERROR(fs.RemoveAll(p.final_dir + ".old"));
       LOOM_RETURN_IF_ERROR(
-          AtomicWriteFile(absl::StrCat(dir_, "/", kLatest), StepDirName(p.info.step) + "\n"));
-      LOOM_RETURN_IF_ERROR(FsyncDir(dir_));
+          AtomicWriteFile(fs, absl::StrCat(dir_, "/", kLatest), StepDirName(p.info.step) + "\n"));
+      LOOM_RETURN_IF_ERROR(fs.SyncDir(dir_));
       if (keep_last_ > 0) {
-        std::vector<std::pair<int64_t, fs::path>> complete;
-        for (const auto& e : fs::directory_iterator(dir_, ec)) {
-          const int64_t step = StepOfDirName(e.path().filename().string());
-          if (step >= 0 && e.is_directory() && HasManifest(e.path())) {
-            complete.push_back({step, e.path()});
-          }
+        std::vector<std::pair<int64_t, std::string>> complete;
+        LOOM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs.ListDir(dir_));
+        for (const std::string& name : names) {
+          const int64_t step = StepOfDirName(name);
+          const std::string path = absl::StrCat(dir_, "/", name);
+          if (step >= 0 && HasManifest(path)) complete.push_back({step, path});
         }
         std::sort(complete.rbegin(), complete.rend());
         for (size_t i = keep_last_; i < complete.size(); ++i) {
           if (complete[i].first == p.info.step) continue;  // the one `latest` names
-          LOOM_LOG(INFO) << "checkpoint: removing " << complete[i].second.string()
+          LOOM_LOG(INFO) << "checkpoint: removing " << complete[i].second
                          << " (checkpoint.keep_last " << keep_last_ << ")";
-          fs::remove_all(complete[i].second, ec);
+          LOOM_RETURN_IF_ERROR(fs.RemoveAll(complete[i].second));
         }
       }
       return absl::OkStatus();
@@ -370,37 +370,80 @@ absl::StatusOr<SaveStats> CheckpointSaver::Commit() {
 // ---------------------------------------------------------------------------------------------
 // Finding.
 
-absl::StatusOr<std::optional<std::string>> LatestCheckpoint(const std::string& dir) {
-  const fs::path latest = fs::path(dir) / kLatest;
-  std::error_code ec;
-  if (!fs::exists(latest, ec)) return std::optional<std::string>();
-  LOOM_ASSIGN_OR_RETURN(std::string name, ReadFile(latest.string()));
-  name = std::string(absl::StripAsciiWhitespace(name));
-  const fs::path target = fs::path(dir) / name;
-  if (StepOfDirName(name) < 0 || !HasManifest(target)) {
-    return absl::FailedPreconditionError(absl::StrCat(latest.string(), " names '", name,
-                                                      "', which is not a complete checkpoint (no ",
-                                                      (target / kManifest).string(), ")"));
+absl::StatusOr<NewestCheckpoint> FindNewestCompleteCheckpoint(const std::string& dir) {
+  NewestCheckpoint found;
+  FileSystem& fs = Fs();
+  if (!IsDir(fs, dir)) return found;
+  LOOM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs.ListDir(dir));
+  std::vector<std::pair<int64_t, std::string>> steps;
+  for (const std::string& name : names) {
+    const int64_t step = StepOfDirName(name);
+    if (step >= 0 && IsDir(fs, absl::StrCat(dir, "/", name))) steps.push_back({step, name});
   }
-  return std::optional<std::string>(target.string());
+  std::sort(steps.rbegin(), steps.rend());
+  for (const auto& [step, name] : steps) {
+    const std::string path = absl::StrCat(dir, "/", name);
+    // Open checks the manifest and every data file it names (plain names, real sizes).
+    auto reader = CheckpointReader::Open(path);
+    if (reader.ok()) {
+      found.path = path;
+      return found;
+    }
+    found.skipped.push_back(absl::StrCat(name, " (", reader.status().message(), ")"));
+  }
+  return found;
+}
+
+absl::StatusOr<std::optional<std::string>> LatestCheckpoint(const std::string& dir) {
+  const std::string latest = absl::StrCat(dir, "/", kLatest);
+  FileSystem& fs = Fs();
+  if (!Exists(fs, latest)) {
+    // `latest` lost (a failed copy, a cleanup script): the newest complete step directory, as
+    // Orbax does, rather than a fresh start over the run's checkpoints.
+    LOOM_ASSIGN_OR_RETURN(NewestCheckpoint newest, FindNewestCompleteCheckpoint(dir));
+    if (newest.path.empty()) {
+      if (!newest.skipped.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            dir, " has no '", kLatest,
+            "' file and no complete checkpoint: ", absl::StrJoin(newest.skipped, "; ")));
+      }
+      return std::optional<std::string>();
+    }
+    LOOM_LOG(WARNING) << dir << " has no '" << kLatest << "' file: using the newest complete "
+                      << "checkpoint, " << newest.path << " (its manifest and data files check)"
+                      << (newest.skipped.empty()
+                              ? std::string()
+                              : absl::StrCat("; skipped: ", absl::StrJoin(newest.skipped, "; ")));
+    return std::optional<std::string>(newest.path);
+  }
+  LOOM_ASSIGN_OR_RETURN(std::string name, fs.ReadFile(latest));
+  name = std::string(absl::StripAsciiWhitespace(name));
+  const std::string target = absl::StrCat(dir, "/", name);
+  if (StepOfDirName(name) < 0 || !HasManifest(target)) {
+    return absl::FailedPreconditionError(absl::StrCat(latest, " names '", name,
+                                                      "', which is not a complete checkpoint (no ",
+                                                      target, "/", kManifest, ")"));
+  }
+  return std::optional<std::string>(target);
 }
 
 absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
+  FileSystem& fs = Fs();
+  if (!Exists(fs, path)) {
     return absl::NotFoundError(absl::StrCat("checkpoint path '", path, "' does not exist"));
   }
   if (HasManifest(path)) return path;
   LOOM_ASSIGN_OR_RETURN(std::optional<std::string> latest, LatestCheckpoint(path));
   if (latest) return *latest;
   std::vector<std::string> incomplete;
-  if (fs::is_directory(path, ec)) {
-    for (const auto& e : fs::directory_iterator(path, ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind("step_", 0) == 0) incomplete.push_back(name);
+  if (IsDir(fs, path)) {
+    auto names = fs.ListDir(path);
+    if (names.ok()) {
+      for (const std::string& name : *names) {
+        if (name.rfind("step_", 0) == 0) incomplete.push_back(name);
+      }
     }
   }
-  std::sort(incomplete.begin(), incomplete.end());
   return absl::FailedPreconditionError(
       absl::StrCat("'", path, "' holds no complete checkpoint: no ", kManifest, " in it and no '",
                    kLatest, "' file",
@@ -430,17 +473,126 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
         absl::StrCat(path, ": checkpoint format version ", r->manifest_.format_version(),
                      ", this build reads version ", kCheckpointFormatVersion));
   }
-  for (const CheckpointTensor& t : r->manifest_.tensors()) r->tensors_[t.name()] = &t;
-  for (int i = 0; i < r->manifest_.slices_size(); ++i) {
-    const CheckpointSlice& s = r->manifest_.slices(i);
-    if (s.offset_size() != s.extent_size() || !r->tensors_.count(s.tensor())) {
-      return absl::DataLossError(absl::StrCat(path, ": slice ", i, " of ", s.tensor(),
-                                              " is malformed (unknown tensor or box)"));
-    }
-    r->index_[{s.tensor(), static_cast<int>(s.kind())}].push_back(i);
-  }
+  LOOM_RETURN_IF_ERROR(r->CheckManifest());
   r->verified_.assign(r->manifest_.slices_size(), false);
   return r;
+}
+
+namespace {
+
+// A data file's name in a manifest: a plain name inside the step directory, nothing else.
+bool IsPlainFileName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.size() <= 255 &&
+         name.find('/') == std::string::npos && name.find('\0') == std::string::npos;
+}
+
+// a * b, or nullopt past int64.
+std::optional<int64_t> CheckedMul(int64_t a, int64_t b) {
+  int64_t out = 0;
+  if (__builtin_mul_overflow(a, b, &out)) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+absl::Status CheckpointReader::CheckManifest() {
+  const std::string path = absl::StrCat(dir_, "/", kManifest);
+  // Data files: plain names inside the step directory, each listed once, present with the
+  // recorded size. Every size below is bounded by these real sizes, so nothing a manifest
+  // claims makes a reader allocate more than the checkpoint holds.
+  FileSystem& fs = Fs();
+  int64_t total_bytes = 0;
+  for (const CheckpointFile& f : manifest_.files()) {
+    if (!IsPlainFileName(f.name())) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": data file name '", absl::CEscape(f.name()),
+                       "' is not a plain file name inside the checkpoint directory (refused)"));
+    }
+    if (file_sizes_.count(f.name())) {
+      return absl::DataLossError(absl::StrCat(path, ": data file ", f.name(), " listed twice"));
+    }
+    const std::string file = absl::StrCat(dir_, "/", f.name());
+    auto info = fs.Stat(file);
+    if (!info.ok()) {
+      return absl::Status(info.status().code(),
+                          absl::StrCat("checkpoint data file: ", info.status().message()));
+    }
+    if (!info->is_regular) {
+      return absl::DataLossError(absl::StrCat(file, " is not a regular file"));
+    }
+    if (info->size != f.size()) {
+      return absl::DataLossError(absl::StrCat(file, " has ", info->size,
+                                              " bytes, the manifest records ", f.size(),
+                                              " (truncated or overwritten)"));
+    }
+    file_sizes_[f.name()] = info->size;
+    total_bytes += info->size;
+  }
+  for (const CheckpointTensor& t : manifest_.tensors()) {
+    if (tensors_.count(t.name())) {
+      return absl::DataLossError(absl::StrCat(path, ": tensor ", t.name(), " listed twice"));
+    }
+    std::optional<int64_t> numel = 1;
+    bool ok = t.global_shape_size() >= 1 && t.global_shape_size() <= 2;
+    for (int64_t d : t.global_shape()) {
+      ok = ok && d >= 1;
+      if (ok && numel) numel = CheckedMul(*numel, d);
+    }
+    // Every saved tensor is covered by its slices, of 2 bytes per element at least (bf16).
+    if (!ok || !numel || *numel > total_bytes / 2) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": tensor ", t.name(), " has global shape [", absl::StrJoin(t.global_shape(), ", "),
+          "], more than the ", total_bytes, " bytes of data files could hold (corrupt manifest)"));
+    }
+    if (t.zero_rows_from() > t.global_shape(0)) {
+      return absl::DataLossError(absl::StrCat(path, ": tensor ", t.name(), " has zero_rows_from ",
+                                              t.zero_rows_from(), " beyond its ", t.global_shape(0),
+                                              " rows"));
+    }
+    tensors_[t.name()] = &t;
+  }
+  for (int i = 0; i < manifest_.slices_size(); ++i) {
+    const CheckpointSlice& s = manifest_.slices(i);
+    auto t = tensors_.find(s.tensor());
+    auto size = file_sizes_.find(s.file());
+    const std::string what = absl::StrCat(path, ": slice ", i, " of ", s.tensor());
+    if (t == tensors_.end()) {
+      return absl::DataLossError(absl::StrCat(what, " names an unknown tensor"));
+    }
+    if (size == file_sizes_.end()) {
+      return absl::DataLossError(absl::StrCat(
+          what, " names data file '", absl::CEscape(s.file()),
+          "', which is not in the manifest's file table (refused: a slice reads only the "
+          "checkpoint's own files)"));
+    }
+    const auto& shape = t->second->global_shape();
+    bool ok = s.offset_size() == shape.size() && s.extent_size() == shape.size();
+    int64_t numel = 1;
+    for (int d = 0; ok && d < shape.size(); ++d) {
+      ok = s.offset(d) >= 0 && s.extent(d) >= 0 && s.offset(d) <= shape[d] &&
+           s.extent(d) <= shape[d] - s.offset(d);
+      numel *= ok ? s.extent(d) : 1;  // bounded by the tensor's numel: no overflow
+    }
+    if (!ok) {
+      return absl::DataLossError(absl::StrCat(what,
+                                              ": its box lies outside the tensor's global shape [",
+                                              absl::StrJoin(shape, ", "), "] (malformed)"));
+    }
+    auto dtype = ParseDType(s.dtype());
+    if (!dtype.ok() || (*dtype != DType::kF32 && *dtype != DType::kBF16) ||
+        s.length() != numel * static_cast<int64_t>(DTypeSize(*dtype))) {
+      return absl::DataLossError(absl::StrCat(what, ": dtype '", absl::CEscape(s.dtype()),
+                                              "' and length ", s.length(),
+                                              " do not match its box"));
+    }
+    if (s.byte_offset() < 0 || s.byte_offset() > size->second - s.length()) {
+      return absl::DataLossError(absl::StrCat(dir_, "/", s.file(), " is truncated: ", what,
+                                              " (bytes [", s.byte_offset(), ", +", s.length(),
+                                              ")) lies past its end (", size->second, " bytes)"));
+    }
+    index_[{s.tensor(), static_cast<int>(s.kind())}].push_back(i);
+  }
+  return absl::OkStatus();
 }
 
 bool CheckpointReader::Has(const std::string& tensor, CheckpointKind kind) const {
@@ -486,6 +638,11 @@ absl::Status CheckpointReader::CheckTable(const ParamTable& table) const {
 absl::StatusOr<const MappedFile*> CheckpointReader::File(const std::string& name) {
   auto it = files_.find(name);
   if (it != files_.end()) return &it->second;
+  if (!file_sizes_.count(name)) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir_, ": data file '",
+                                            absl::CEscape(name),
+                                            "' is not in the manifest's file table (refused)"));
+  }
   const std::string path = absl::StrCat(dir_, "/", name);
   auto f = MappedFile::Open(path);
   if (!f.ok()) {

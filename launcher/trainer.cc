@@ -16,9 +16,9 @@
 #include "launcher/lr_schedule.h"
 #include "launcher/stop_signal.h"
 #include "model/model_file.h"
+#include "ops/optimizer.h"
 #include "parallel/distributed_optimizer.h"
 #include "parallel/grad_reducer.h"
-#include "ops/optimizer.h"
 #include "runtime/logging.h"
 #include "runtime/philox.h"
 #include "runtime/status.h"
@@ -67,8 +67,7 @@ std::optional<ByteTokenizer> FindTokenizer(const DataLoader& data) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config,
-                                                         World* world) {
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config, World* world) {
   std::unique_ptr<Trainer> t(new Trainer());
   t->config_ = config;
   t->world_ = world;
@@ -87,9 +86,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp));
   // Every group gets its NCCL backend when the model lives on a GPU.
   LOOM_ASSIGN_OR_RETURN(
-      t->groups_, ProcessGroups::Create(*world, grid,
-                                        t->device_->is_cuda() && world->size() > 1 ? t->device_
-                                                                                   : nullptr));
+      t->groups_,
+      ProcessGroups::Create(*world, grid,
+                            t->device_->is_cuda() && world->size() > 1 ? t->device_ : nullptr));
   const GridCoord& coord = t->groups_->coord();
   SetLogRankInfo(world->rank(), coord.dp, coord.pp, coord.tp);
   if (config.runtime().threads_per_rank() > 0) {
@@ -101,8 +100,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   // Data first: a missing or bad shard is reported before the model takes any memory.
   DataLoaderOptions opts;
   opts.patterns = {config.data().train()};
-  opts.format = config.data().format() == DataConfig::RAW_U16 ? ShardFormat::kRawU16
-                                                               : ShardFormat::kLlmc;
+  opts.format =
+      config.data().format() == DataConfig::RAW_U16 ? ShardFormat::kRawU16 : ShardFormat::kLlmc;
   opts.vocab_size = config.model().vocab();
   opts.seq_len = config.data().seq_len();
   opts.seed = static_cast<uint64_t>(config.data().seed());
@@ -122,7 +121,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     opts.shuffle = false;
     auto data = DataLoader::Open(opts);
     if (!data.ok()) {
-      return absl::Status(data.status().code(), absl::StrCat("data.val: ", data.status().message()));
+      return absl::Status(data.status().code(),
+                          absl::StrCat("data.val: ", data.status().message()));
     }
     t->val_data_ = std::move(*data);
   }
@@ -153,9 +153,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   Recompute recompute = Recompute::kNone;
   if (config.parallel().recompute() == ParallelConfig::SELECTIVE) recompute = Recompute::kSelective;
   if (config.parallel().recompute() == ParallelConfig::FULL) recompute = Recompute::kFull;
-  LOOM_ASSIGN_OR_RETURN(t->model_, GptModel::Create(gpt, t->device_,
-                                                    bf16 ? DType::kBF16 : DType::kF32, tpar,
-                                                    stage, recompute));
+  LOOM_ASSIGN_OR_RETURN(
+      t->model_,
+      GptModel::Create(gpt, t->device_, bf16 ? DType::kBF16 : DType::kF32, tpar, stage, recompute));
   const ParamTable& table = t->model_->layout();
   if (n.pp > 1) {
     PipelineShape shape;
@@ -182,8 +182,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
                    << PipelineScheduleName(PipelineScheduleFromConfig(config.parallel().schedule()))
                    << ", " << n.grad_accum_steps << " micro-batches): layers " << chunks
                    << (t->model_->stage().embedding ? ", embedding" : "")
-                   << (t->model_->stage().head ? ", head and loss" : "") << "; "
-                   << table.total() << " parameters here";
+                   << (t->model_->stage().head ? ", head and loss" : "") << "; " << table.total()
+                   << " parameters here";
   }
   // Gradients are reduced over dp in buckets, in backward order, each as soon as the model
   // reports its last gradient final; with the distributed optimizer by reduce-scatter (ZeRO-1).
@@ -195,7 +195,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     if (!absl::SimpleAtoi(us, &ro.progress_interval_us) || ro.progress_interval_us < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "LOOM_DP_PROGRESS_US must be a number of microseconds >= 0 (0 = no progress thread), "
-          "got \"", us, "\""));
+          "got \"",
+          us, "\""));
     }
   }
   LOOM_ASSIGN_OR_RETURN(t->reducer_,
@@ -213,14 +214,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   adam.eps = static_cast<float>(config.optimizer().eps());
   adam.weight_decay = static_cast<float>(config.optimizer().weight_decay());
   if (ro.shard) {
-    LOOM_ASSIGN_OR_RETURN(t->optimizer_, CreateDistributedOptimizer(
-                                             table, adam, t->device_, t->groups_->dp(),
-                                             t->model_->params(), t->model_->grads(),
-                                             reducer->BucketRanges()));
+    LOOM_ASSIGN_OR_RETURN(
+        t->optimizer_,
+        CreateDistributedOptimizer(table, adam, t->device_, t->groups_->dp(), t->model_->params(),
+                                   t->model_->grads(), reducer->BucketRanges()));
   } else {
-    LOOM_ASSIGN_OR_RETURN(t->optimizer_,
-                          CreatePlainOptimizer(table, adam, t->device_, t->model_->params(),
-                                               t->model_->grads()));
+    LOOM_ASSIGN_OR_RETURN(
+        t->optimizer_,
+        CreatePlainOptimizer(table, adam, t->device_, t->model_->params(), t->model_->grads()));
   }
   // Initial weights, whole (this tensor rank's slices) in fp32: the optimizer keeps the master
   // copy it owns and writes the model's weights.
@@ -230,11 +231,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
       LOOM_ASSIGN_OR_RETURN(weights, SliceGlobalParams(table, init->params));
     } else {
       weights.resize(table.total());
-      LOOM_RETURN_IF_ERROR(InitParams(
-          table, static_cast<uint64_t>(config.runtime().seed()),
-          Tensor::View(weights.data(), Shape{table.total()}, DType::kF32, CpuDevice())));
+      LOOM_RETURN_IF_ERROR(
+          InitParams(table, static_cast<uint64_t>(config.runtime().seed()),
+                     Tensor::View(weights.data(), Shape{table.total()}, DType::kF32, CpuDevice())));
     }
-    LOOM_ASSIGN_OR_RETURN(Tensor full, Tensor::Empty(Shape{table.total()}, DType::kF32, t->device_));
+    LOOM_ASSIGN_OR_RETURN(Tensor full,
+                          Tensor::Empty(Shape{table.total()}, DType::kF32, t->device_));
     LOOM_RETURN_IF_ERROR(full.CopyFromFloats(weights));
     LOOM_RETURN_IF_ERROR(t->optimizer_->LoadWeights(full));
   }
@@ -296,9 +298,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_LOG(INFO) << "data: " << t->train_data_->num_tokens() << " training tokens in "
                  << t->train_data_->shards().size() << " shard(s), "
                  << t->train_data_->num_samples() << " sequences of " << T << "; " << n.dp
-                 << " data-parallel rank(s), " << n.grad_accum_steps
-                 << " micro-batch(es) of " << micro << " per step, " << n.tokens_per_step
-                 << " tokens per step";
+                 << " data-parallel rank(s), " << n.grad_accum_steps << " micro-batch(es) of "
+                 << micro << " per step, " << n.tokens_per_step << " tokens per step";
   LOOM_LOG(INFO) << "MFU counts 6N + 6*L*C*T = " << absl::StrFormat("%.3g", t->flops_per_token_)
                  << " flop/token against a peak of " << absl::StrFormat("%.3g", t->peak_flops_)
                  << " flop/s (" << peak_source << ")";
@@ -345,8 +346,8 @@ absl::StatusOr<float> Trainer::Step() {
     LOOM_ASSIGN_OR_RETURN(loss_sum, PipelineStep(accum));
   }
   for (int64_t k = 0; k < accum && !pipeline_; ++k) {
-    LOOM_RETURN_IF_ERROR(train_data_->NextBatch(micro, absl::MakeSpan(inputs_),
-                                                absl::MakeSpan(targets_)));
+    LOOM_RETURN_IF_ERROR(
+        train_data_->NextBatch(micro, absl::MakeSpan(inputs_), absl::MakeSpan(targets_)));
     Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     // The last micro-batch's backward finalises each gradient (sequence parallelism sums the
@@ -536,8 +537,7 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double 
         "data-parallel %.1f ms exposed of %.1f ms in flight, pipeline %.1f ms (%.0f%% of the "
         "step)",
         tp_comm_s_ * per, sp_comm_s_ * per, dp_comm_s_ * per, dp_comm_total_s_ * per,
-        pp_comm_s_ * per,
-        interval_step_seconds_ > 0 ? 100.0 * comm / interval_step_seconds_ : 0.0);
+        pp_comm_s_ * per, interval_step_seconds_ > 0 ? 100.0 * comm / interval_step_seconds_ : 0.0);
   }
   tp_comm_s_ = sp_comm_s_ = dp_comm_s_ = dp_comm_total_s_ = interval_step_seconds_ = 0;
   pp_comm_s_ = 0;
@@ -614,7 +614,13 @@ absl::Status Trainer::Run() {
     }
   }
   LOOM_RETURN_IF_ERROR(CheckpointAtStop());
-  LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(elapsed_s_);
+  if (step_ < config_.lr_schedule().total_steps()) {
+    // runtime.stop_at_step: the run is not done, only this part of it.
+    LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << config_.lr_schedule().total_steps()
+                   << " (runtime.stop_at_step) after " << FormatDuration(elapsed_s_);
+  } else {
+    LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(elapsed_s_);
+  }
   return absl::OkStatus();
 }
 

@@ -21,15 +21,15 @@
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "checkpoint/checkpoint.h"
+#include "data/data_loader.h"
+#include "data/tokenizer.h"
 #include "launcher/config.h"
 #include "launcher/fault_injection.h"
-#include "data/data_loader.h"
 #include "metrics/metrics.h"
 #include "metrics/run_dir.h"
-#include "data/tokenizer.h"
-#include "parallel/adamw.h"
 #include "model/gpt.h"
 #include "model/pipeline_runner.h"
+#include "parallel/adamw.h"
 #include "parallel/distributed_optimizer.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/process_groups.h"
@@ -111,7 +111,8 @@ class Trainer {
   // Flat-buffer ranges whose squares this rank adds to the gradient norm.
   std::vector<std::pair<int64_t, int64_t>> norm_runs_;
   // Seconds in communication since the last log line, by kind, and the steps' own seconds.
-  double dp_comm_s_ = 0, dp_comm_total_s_ = 0, tp_comm_s_ = 0, sp_comm_s_ = 0, interval_step_seconds_ = 0;
+  double dp_comm_s_ = 0, dp_comm_total_s_ = 0, tp_comm_s_ = 0, sp_comm_s_ = 0,
+         interval_step_seconds_ = 0;
   int64_t interval_steps_ = 0;
   Device* device_ = nullptr;
   std::unique_ptr<GptModel> model_;
@@ -120,7 +121,7 @@ class Trainer {
   std::unique_ptr<DataLoader> train_data_, val_data_;
   std::optional<ByteTokenizer> tokenizer_;
   std::unique_ptr<MetricsSinks> sinks_;  // rank 0 with a run_dir
-  Tensor norm_acc_;  // f32 [1] on the device
+  Tensor norm_acc_;                      // f32 [1] on the device
   std::vector<int32_t> inputs_, targets_;
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
@@ -128,13 +129,13 @@ class Trainer {
   int tied_index_ = -1;
   std::vector<std::vector<int32_t>> mb_inputs_, mb_targets_;  // a step's micro-batches (pp > 1)
   double pp_comm_s_ = 0;  // pipeline exchanges since the last log line
-  int64_t step_ = 0;  // optimizer steps done
+  int64_t step_ = 0;      // optimizer steps done
   double last_grad_norm_ = 0;
   double flops_per_token_ = 0;
   double peak_flops_ = 0;
   double elapsed_s_ = 0;
   double interval_seconds_ = 0;
-  FaultInjector fault_;  // LOOM_FAULT (tests of the failure handling)
+  FaultInjector fault_;                               // LOOM_FAULT (tests of the failure handling)
   int64_t skipped_steps_ = 0, nonfinite_in_row_ = 0;  // non-finite steps: in all, in a row
   bool last_step_skipped_ = false;
   absl::Time start_time_ = absl::Now();  // the time limit counts from here
@@ -144,6 +145,7 @@ class Trainer {
   std::unique_ptr<CheckpointSaver> saver_;  // with a checkpoint.dir
   int64_t last_saved_step_ = -1;
   std::string resumed_from_;
+  std::string resumed_note_;  // "resumed from ...", logged once every rank agrees
 };
 
 }  // namespace loom

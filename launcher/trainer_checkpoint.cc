@@ -133,11 +133,12 @@ absl::Status Trainer::LoadCheckpoint(const std::string& step_dir, bool weights_o
   step_ = m.step();
   last_saved_step_ = step_;
   resumed_from_ = step_dir;
+  // Logged by RestoreCheckpoint once every rank has loaded its part.
   const CheckpointLayout& l = m.layout();
-  LOOM_LOG(INFO) << "resumed from " << step_dir << " at step " << step_ << " (saved by dp "
-                 << l.dp() << " tp " << l.tp() << " pp " << l.pp() << ", "
-                 << (l.distributed_optimizer() ? "distributed" : "plain")
-                 << " optimizer; data epoch " << data.epoch << ", index " << data.index << ")";
+  resumed_note_ = absl::StrCat("resumed from ", step_dir, " at step ", step_, " (saved by dp ",
+                               l.dp(), " tp ", l.tp(), " pp ", l.pp(), ", ",
+                               l.distributed_optimizer() ? "distributed" : "plain",
+                               " optimizer; data epoch ", data.epoch, ", index ", data.index, ")");
   return absl::OkStatus();
 }
 
@@ -167,6 +168,8 @@ absl::Status Trainer::RestoreCheckpoint(bool init_from_checkpoint) {
                                            static_cast<int>(failed[0]), " rank(s), e.g. rank ",
                                            static_cast<int>(failed[1]), " (see its message)"));
   }
+  // Only now, with every rank's part loaded and checked.
+  if (!resumed_note_.empty()) LOOM_LOG(INFO) << resumed_note_;
   return absl::OkStatus();
 }
 

@@ -1,30 +1,28 @@
 #include "metrics/run_dir.h"
 
 #include <algorithm>
-#include <filesystem>
-#include <system_error>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/fs.h"
 #include "runtime/logging.h"
 #include "runtime/status.h"
 
 namespace loom {
 
-namespace fs = std::filesystem;
-
 std::vector<std::string> ExistingMetricsFiles(const std::string& run_dir) {
   std::vector<std::string> found;
-  std::error_code ec;
-  if (run_dir.empty() || !fs::is_directory(run_dir, ec)) return found;
-  for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::error_code size_ec;
-    if (name == "metrics.jsonl" && it->is_regular_file() && it->file_size(size_ec) > 0) {
-      found.push_back(it->path().string());
+  if (run_dir.empty() || !IsDir(Fs(), run_dir)) return found;
+  auto names = Fs().ListDir(run_dir);
+  if (!names.ok()) return found;
+  for (const std::string& name : *names) {
+    const std::string path = absl::StrCat(run_dir, "/", name);
+    if (name == "metrics.jsonl") {
+      auto info = Fs().Stat(path);
+      if (info.ok() && info->is_regular && info->size > 0) found.push_back(path);
     } else if (absl::StartsWith(name, "events.out.tfevents.")) {
-      found.push_back(it->path().string());
+      found.push_back(path);
     }
   }
   std::sort(found.begin(), found.end());
@@ -50,10 +48,10 @@ absl::StatusOr<std::unique_ptr<MetricsSinks>> MetricsSinks::Open(const std::stri
       return absl::FailedPreconditionError(RunDirInUseProblem(run_dir));
     }
     for (const std::string& path : old) {
-      std::error_code ec;
-      if (!fs::remove(path, ec) || ec) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "logging.overwrite: cannot delete the earlier run's ", path, ": ", ec.message()));
+      if (absl::Status removed = Fs().Remove(path); !removed.ok()) {
+        return absl::Status(removed.code(),
+                            absl::StrCat("logging.overwrite: cannot delete the earlier run's ",
+                                         path, ": ", removed.message()));
       }
     }
     if (!old.empty()) {
