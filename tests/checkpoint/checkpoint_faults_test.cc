@@ -23,57 +23,16 @@
 #include "runtime/fault_fs.h"
 #include "runtime/files.h"
 #include "runtime/fs.h"
+#include "tests/checkpoint/checkpoint_testing.h"
 #include "tests/data/test_dir.h"
 
 namespace loom {
 namespace {
 
 using Fault = FaultInjectionFileSystem::Fault;
-
-Communicator& WorldComm() {
-  auto w = World::Get();
-  EXPECT_TRUE(w.ok()) << w.status();
-  return (*w)->comm();
-}
-
-// A small model state: two tensors, weights and both moments (plain optimizer, one rank).
-struct State {
-  ParamTable table;
-  std::vector<float> params, m, v;
-};
-
-State MakeState(float seed) {
-  std::vector<ParamDesc> d(2);
-  d[0] = {"w", Shape{6, 5}, TpSplit::kColumn};
-  d[1] = {"b", Shape{7}, TpSplit::kReplicated};
-  auto table = ParamTable::Create(d);
-  EXPECT_TRUE(table.ok());
-  State s{*table, {}, {}, {}};
-  for (int64_t i = 0; i < s.table.total(); ++i) {
-    s.params.push_back(seed + static_cast<float>(i));
-    s.m.push_back(seed * 0.5f + static_cast<float>(i));
-    s.v.push_back(seed * 0.25f + static_cast<float>(i));
-  }
-  return s;
-}
-
-absl::StatusOr<std::optional<SaveStats>> SaveStep(const std::string& dir, State& s, int64_t step,
-                                                  int keep_last = 0) {
-  CheckpointSaver saver(dir, keep_last, &WorldComm());
-  CheckpointSources src;
-  src.table = &s.table;
-  src.optimizer.owned = {{0, s.table.total()}};
-  src.params = Tensor::View(s.params.data(), Shape{s.table.total()}, DType::kF32, CpuDevice());
-  src.m = Tensor::View(s.m.data(), Shape{s.table.total()}, DType::kF32, CpuDevice());
-  src.v = Tensor::View(s.v.data(), Shape{s.table.total()}, DType::kF32, CpuDevice());
-  CheckpointInfo info;
-  info.step = step;
-  info.layout.set_world_size(1);
-  info.layout.set_dp(1);
-  info.layout.set_tp(1);
-  info.layout.set_pp(1);
-  return saver.Save(src, info, /*async=*/false);
-}
+using testing::MakeState;
+using testing::SaveStep;
+using testing::State;
 
 // Every file under `root` with its contents.
 std::map<std::string, std::string> Snapshot(const std::string& root) {
