@@ -309,6 +309,7 @@ absl::StatusOr<SaveStats> CheckpointSaver::Commit() {
       *m.mutable_job() = p.info.job;
       *m.mutable_layout() = p.info.layout;
       *m.mutable_data() = p.info.data;
+      m.set_run_id(p.info.run_id);
       std::set<std::string> seen;
       for (int r = 0; r < world_->size(); ++r) {
         const std::string path = absl::StrCat(p.tmp_dir, "/", RankSlicesName(r));

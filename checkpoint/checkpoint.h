@@ -59,6 +59,7 @@ struct CheckpointInfo {
   JobConfig job;
   CheckpointLayout layout;
   CheckpointDataPosition data;
+  std::string run_id;
 };
 
 struct SaveStats {

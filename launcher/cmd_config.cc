@@ -26,12 +26,16 @@ constexpr char kUsage[] =
     "usage: loom config check --config FILE [--world-size N] [--set path.to.field=value ...]\n"
     "  Loads FILE (a text-format JobConfig, see proto/job.proto), applies each --set in order,\n"
     "  fills the defaults and checks the job for N ranks on this machine, as `loom train` does:\n"
-    "  the config, features this build lacks, data globs that match no file, a run_dir holding\n"
-    "  earlier metrics, and the memory a rank needs against the memory available (host RAM\n"
+    "  the config, features this build lacks, data that does not open, checkpoint.dir and\n"
+    "  run_dir (writable, not locked by a running job, no other run's metrics), the resume\n"
+    "  checkpoint, model.init_from, and the memory a rank needs against the memory available\n"
+    "  (host RAM\n"
     "  with its cgroup limit, or the GPU's; LOOM_MEMORY_LIMIT_BYTES=N caps it). Prints the\n"
     "  resolved config, the derived numbers (parameters, padded vocab, accumulation steps,\n"
     "  layers per stage) and the memory per rank, or every problem found, with exit status 2.\n"
     "  --world-size N   ranks of the job; default parallel.dp * tp * pp (dp 0 counts as 1)\n"
+    "  --ranks-per-host N  ranks sharing this host's memory (CPU backend); default: all of\n"
+    "                   them, as `mpirun -np N` on this host starts them\n"
     "  --set a.b=v      override a field: numbers, true/false, strings, enum names, lists [1,2]";
 
 absl::Status RunConfigCheck(const std::vector<std::string>& args_in) {
@@ -41,10 +45,22 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args_in) {
   std::vector<std::string> overrides;
   absl::Status flags = ExtractConfigFlags(&args, &path, &overrides);
   if (!flags.ok()) return flags;
-  int world_size = 0;
+  int world_size = 0, ranks_per_host = 0;
   bool world_given = false;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string value;
+    if (args[i] == "--ranks-per-host" || absl::StartsWith(args[i], "--ranks-per-host=")) {
+      if (args[i] == "--ranks-per-host" && i + 1 < args.size()) {
+        value = args[++i];
+      } else if (args[i] != "--ranks-per-host") {
+        value = args[i].substr(std::string("--ranks-per-host=").size());
+      }
+      if (!absl::SimpleAtoi(value, &ranks_per_host) || ranks_per_host < 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--ranks-per-host expects a positive integer, got '", value, "'"));
+      }
+      continue;
+    }
     if (args[i] == "--world-size" && i + 1 < args.size()) {
       value = args[++i];
     } else if (absl::StartsWith(args[i], "--world-size=")) {
@@ -73,7 +89,9 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args_in) {
         int64_t{std::max(1, p.dp())} * std::max(1, p.tp()) * std::max(1, p.pp());
     world_size = static_cast<int>(std::min<int64_t>(product, std::numeric_limits<int>::max()));
   }
-  const JobCheck check = CheckJob(*config, world_size);
+  // As `mpirun -np N` on this host would start it, unless told how the ranks spread.
+  if (ranks_per_host == 0) ranks_per_host = world_size;
+  const JobCheck check = CheckJob(*config, world_size, ranks_per_host);
   absl::Status verdict = JobCheckStatus(check, world_size);
   if (!verdict.ok()) {
     return absl::Status(verdict.code(), absl::StrCat(path, ": ", verdict.message()));

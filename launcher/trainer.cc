@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_ASSIGN_OR_RETURN(t->fault_, FaultInjector::FromEnv(world->rank()));
   // The same verdict as `loom config check` (what this build cannot do yet included), before
   // anything large is allocated.
-  const JobCheck check = CheckJob(config, world->size());
+  const JobCheck check = CheckJob(config, world->size(), 0, /*probe_locks=*/false);
   LOOM_RETURN_IF_ERROR(JobCheckStatus(check, world->size()));
   t->numbers_ = *check.numbers;
   const DerivedNumbers& n = t->numbers_;
@@ -242,6 +242,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   }
   // Resume (checkpoint.resume), or weights from a model.init_from step directory.
   LOOM_RETURN_IF_ERROR(t->RestoreCheckpoint(init_from_checkpoint));
+  if (t->run_id_.empty()) t->run_id_ = NewRunId();  // a fresh start (or an id-less checkpoint)
   {
     const StateBytes got = t->optimizer_->MeasuredStateBytes();
     const StateBytes want = ExpectedStateBytes(bf16, ro.shard ? n.dp : 1);
@@ -273,6 +274,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     sinks.tensorboard = config.logging().tensorboard();
     sinks.overwrite = config.logging().overwrite();
     if (!t->resumed_from_.empty()) sinks.resume_step = t->step_;
+    sinks.run_id = t->run_id_;
     LOOM_ASSIGN_OR_RETURN(t->sinks_, MetricsSinks::Open(run_dir, sinks));
   }
   const int T = config.data().seq_len();

@@ -45,6 +45,7 @@ absl::Status Trainer::SaveCheckpoint() {
   l.set_distributed_optimizer(optimizer_->sharded());
   l.set_weights_dtype(std::string(DTypeName(model_->params().dtype())));
   info.data = DataPositionOf(train_data_->GetState(), numbers_.dp);
+  info.run_id = run_id_;
   LOOM_ASSIGN_OR_RETURN(auto stats, saver_->Save(src, info, config_.checkpoint().async()));
   (void)stats;  // logged by the saver
   last_saved_step_ = step_;
@@ -133,6 +134,7 @@ absl::Status Trainer::LoadCheckpoint(const std::string& step_dir, bool weights_o
   step_ = m.step();
   last_saved_step_ = step_;
   resumed_from_ = step_dir;
+  run_id_ = m.run_id();
   // Logged by RestoreCheckpoint once every rank has loaded its part.
   const CheckpointLayout& l = m.layout();
   resumed_note_ = absl::StrCat("resumed from ", step_dir, " at step ", step_, " (saved by dp ",

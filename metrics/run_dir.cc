@@ -1,10 +1,15 @@
 #include "metrics/run_dir.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "runtime/fs.h"
 #include "runtime/logging.h"
 #include "runtime/status.h"
@@ -39,10 +44,45 @@ std::string RunDirInUseProblem(const std::string& run_dir) {
                       "--overwrite) to delete them");
 }
 
+std::string NewRunId() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  return absl::StrCat(absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone()), "-",
+                      host, "-", ::getpid());
+}
+
+namespace {
+constexpr char kRunIdFile[] = "run_id";
+}  // namespace
+
+std::string RunDirOfAnotherRunProblem(const std::string& run_dir, const std::string& run_id) {
+  const std::vector<std::string> files = ExistingMetricsFiles(run_dir);
+  if (files.empty()) return "";
+  auto text = Fs().ReadFile(absl::StrCat(run_dir, "/", kRunIdFile));
+  const std::string theirs =
+      text.ok() ? std::string(absl::StripAsciiWhitespace(*text)) : std::string();
+  if (theirs == run_id) return "";
+  return absl::StrCat(
+      "logging.run_dir ", run_dir, " holds the metrics of ",
+      theirs.empty() ? "a run without a run id" : absl::StrCat("run ", theirs),
+      ", but the checkpoint resumed is of ",
+      run_id.empty() ? "a run without a run id" : absl::StrCat("run ", run_id),
+      ": continuing would cut that run's metrics after the resume step; choose another run_dir, "
+      "or set logging.overwrite=true (loom train --overwrite) to replace them");
+}
+
 absl::StatusOr<std::unique_ptr<MetricsSinks>> MetricsSinks::Open(const std::string& run_dir,
                                                                  const RunDirOptions& options) {
   std::unique_ptr<MetricsSinks> sinks(new MetricsSinks());
-  if (!options.resume_step.has_value()) {
+  bool continues = options.resume_step.has_value();
+  if (continues) {
+    const std::string other = RunDirOfAnotherRunProblem(run_dir, options.run_id);
+    if (!other.empty()) {
+      if (!options.overwrite) return absl::FailedPreconditionError(other);
+      continues = false;  // the other run's metrics are deleted below
+    }
+  }
+  if (!continues) {
     const std::vector<std::string> old = ExistingMetricsFiles(run_dir);
     if (!old.empty() && !options.overwrite) {
       return absl::FailedPreconditionError(RunDirInUseProblem(run_dir));
@@ -59,8 +99,13 @@ absl::StatusOr<std::unique_ptr<MetricsSinks>> MetricsSinks::Open(const std::stri
                      << "earlier run in " << run_dir;
     }
   }
+  if (!options.run_id.empty()) {
+    LOOM_RETURN_IF_ERROR(MakeDirs(Fs(), run_dir));
+    LOOM_RETURN_IF_ERROR(
+        AtomicWriteFile(Fs(), absl::StrCat(run_dir, "/", kRunIdFile), options.run_id + "\n"));
+  }
   if (options.jsonl) {
-    if (options.resume_step.has_value()) {
+    if (continues) {
       LOOM_ASSIGN_OR_RETURN(sinks->jsonl_,
                             MetricsLogger::OpenForResume(run_dir, *options.resume_step));
     } else {

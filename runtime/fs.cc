@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -276,6 +277,34 @@ absl::Status MakeDirs(FileSystem& fs, const std::string& path) {
     return made;
   }
   return absl::OkStatus();
+}
+
+std::string UnwritableDirProblem(const std::string& path) {
+  if (path.empty()) return "the path is empty";
+  std::string p = path;
+  while (true) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) {
+        return p == path ? absl::StrCat("'", path, "' exists and is not a directory")
+                         : absl::StrCat("'", path, "' lies under '", p,
+                                        "', which is not a directory");
+      }
+      if (::access(p.c_str(), W_OK | X_OK) != 0) {
+        const int err = errno;
+        return p == path ? absl::StrCat("'", path, "' is not writable: ", std::strerror(err))
+                         : absl::StrCat("'", path, "' cannot be created in '", p,
+                                        "': ", std::strerror(err));
+      }
+      return "";
+    }
+    if (errno != ENOENT && errno != ENOTDIR) {
+      return absl::StrCat("'", p, "': ", std::strerror(errno));
+    }
+    const std::string parent = ParentDirOf(p);
+    if (parent == p) return absl::StrCat("'", path, "': no existing parent directory");
+    p = parent;
+  }
 }
 
 bool Exists(FileSystem& fs, const std::string& path) { return fs.Stat(path).ok(); }

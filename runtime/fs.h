@@ -111,6 +111,11 @@ absl::Status DurableRename(FileSystem& fs, const std::string& from, const std::s
 // `mkdir -p`: fails when the path or a parent exists and is not a directory.
 absl::Status MakeDirs(FileSystem& fs, const std::string& path);
 bool Exists(FileSystem& fs, const std::string& path);
+// Why this process could not create files in directory `path`, or empty: the path, or the
+// nearest existing ancestor it would be created under, must be a directory that access(2)
+// says is writable (which also catches a read-only file system). A check before a job starts,
+// made on the real file system (not through Fs()).
+std::string UnwritableDirProblem(const std::string& path);
 bool IsDir(FileSystem& fs, const std::string& path);
 
 }  // namespace loom
