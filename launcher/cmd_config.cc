@@ -15,9 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "launcher/command.h"
-#include "parallel/rank_grid.h"
 #include "launcher/config.h"
 #include "launcher/job_check.h"
+#include "parallel/rank_grid.h"
 
 namespace loom {
 namespace {

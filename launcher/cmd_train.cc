@@ -99,7 +99,8 @@ absl::Status RunTrain(const std::vector<std::string>& argv) {
     if (!locked.ok()) return locked;
     if (failed[0] > 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("rank ", world->rank(), ": the job is refused (rank 0 could not lock its "
+          absl::StrCat("rank ", world->rank(),
+                       ": the job is refused (rank 0 could not lock its "
                        "directories; it says why)"));
     }
   }

@@ -47,8 +47,7 @@ bool JobRunsOnGpu(const JobConfig& c) {
 
 }  // namespace
 
-JobCheck CheckJob(const JobConfig& config, int world_size, int ranks_per_host,
-                  bool probe_locks) {
+JobCheck CheckJob(const JobConfig& config, int world_size, int ranks_per_host, bool probe_locks) {
   JobCheck check;
   check.problems = ConfigProblems(config, world_size);
   for (std::string& p : NotYetSupported(config)) check.problems.push_back(std::move(p));
@@ -70,8 +69,8 @@ JobCheck CheckJob(const JobConfig& config, int world_size, int ranks_per_host,
     if (!derived.ok()) continue;
     DataLoaderOptions opts;
     opts.patterns = {*pattern};
-    opts.format = config.data().format() == DataConfig::RAW_U16 ? ShardFormat::kRawU16
-                                                                 : ShardFormat::kLlmc;
+    opts.format =
+        config.data().format() == DataConfig::RAW_U16 ? ShardFormat::kRawU16 : ShardFormat::kLlmc;
     opts.vocab_size = config.model().vocab();
     opts.seq_len = config.data().seq_len();
     opts.dp_size = derived->dp;
@@ -82,7 +81,8 @@ JobCheck CheckJob(const JobConfig& config, int world_size, int ranks_per_host,
   // The directories the job writes: usable now, not at the first save (interval 0 saves only
   // at the end), and not in use by another job.
   const std::pair<const char*, const std::string*> dirs[] = {
-      {"checkpoint.dir", &config.checkpoint().dir()}, {"logging.run_dir", &config.logging().run_dir()}};
+      {"checkpoint.dir", &config.checkpoint().dir()},
+      {"logging.run_dir", &config.logging().run_dir()}};
   for (const auto& [field, dir] : dirs) {
     if (dir->empty()) continue;
     std::string unusable = UnwritableDirProblem(*dir);
@@ -166,7 +166,9 @@ JobCheck CheckJob(const JobConfig& config, int world_size, int ranks_per_host,
       check.memory = EstimateMemoryPerRank(config, layout);
       check.on_gpu = JobRunsOnGpu(config);
       check.reserve = check.on_gpu ? kGpuMemoryReserve : kCpuMemoryReserve;
-      check.ranks_per_host = check.on_gpu ? 1 : ranks_per_host > 0 ? ranks_per_host : RanksPerHost();
+      check.ranks_per_host = check.on_gpu         ? 1
+                             : ranks_per_host > 0 ? ranks_per_host
+                                                  : RanksPerHost();
       auto available =
           check.on_gpu && CudaDeviceCount() > 0 ? CudaAvailableMemory(0) : HostAvailableMemory();
       if (!available.ok()) {

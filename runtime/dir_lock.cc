@@ -35,8 +35,9 @@ std::string ThisProcessDescription() {
   static const std::string description = [] {
     char host[256] = {0};
     ::gethostname(host, sizeof(host) - 1);
-    return absl::StrCat("host ", host, " pid ", ::getpid(), " started ",
-                        absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone()));
+    return absl::StrCat(
+        "host ", host, " pid ", ::getpid(), " started ",
+        absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone()));
   }();
   return description;
 }
@@ -91,8 +92,8 @@ std::string DirLockProblem(const std::string& dir, const std::string& field) {
   // Held by this very process (loom train checks the job again once it holds its locks).
   if (::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK &&
       Holder(fd) != ThisProcessDescription()) {
-    problem = absl::StrCat(field, " ", dir, " is in use by another job (", Holder(fd),
-                           "; lock ", path, ")");
+    problem = absl::StrCat(field, " ", dir, " is in use by another job (", Holder(fd), "; lock ",
+                           path, ")");
   } else {
     ::flock(fd, LOCK_UN);
   }

@@ -286,9 +286,9 @@ std::string UnwritableDirProblem(const std::string& path) {
     struct stat st;
     if (::stat(p.c_str(), &st) == 0) {
       if (!S_ISDIR(st.st_mode)) {
-        return p == path ? absl::StrCat("'", path, "' exists and is not a directory")
-                         : absl::StrCat("'", path, "' lies under '", p,
-                                        "', which is not a directory");
+        return p == path
+                   ? absl::StrCat("'", path, "' exists and is not a directory")
+                   : absl::StrCat("'", path, "' lies under '", p, "', which is not a directory");
       }
       if (::access(p.c_str(), W_OK | X_OK) != 0) {
         const int err = errno;
