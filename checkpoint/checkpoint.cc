@@ -30,6 +30,11 @@ namespace loom {
 std::string StepDirName(int64_t step) { return absl::StrFormat("step_%08d", step); }
 
 namespace {
+// How often rank 0 reports a save still being written.
+constexpr double kSaveReportSeconds = 30;
+}  // namespace
+
+namespace {
 
 constexpr char kManifest[] = "manifest.pb";
 constexpr char kManifestText[] = "manifest.txt";
@@ -169,7 +174,7 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
   // This rank's slices, copied to host memory now: training may change the buffers next.
   absl::Status snap = [&]() -> absl::Status {
     LOOM_ASSIGN_OR_RETURN(std::vector<Region> regions,
-                          SavedRegions(*src.table, src.coord, src.optimizer));
+                          SavedRegions(*src.table, src.coord, src.optimizer, src.dp_size));
     LOOM_ASSIGN_OR_RETURN(Tensor params, OnHost(src.params));
     LOOM_ASSIGN_OR_RETURN(Tensor master, OnHost(src.master));
     LOOM_ASSIGN_OR_RETURN(Tensor m, OnHost(src.m));
@@ -240,21 +245,28 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
     pending_->done = true;
     return Finish();
   }
-  if (!async) {
-    pending_->write_status = WriteRankFiles(*pending_);
-    pending_->done = true;
-    return Finish();
-  }
+  // The write runs on a thread in both modes: while it runs, this thread takes part in the
+  // heartbeat of Finish (or Poll), so a rank with much to write never leaves the others
+  // waiting in one collective until the job's collective timeout.
   Pending* raw = pending_.get();
-  raw->writer = std::thread([this, raw] {
+  raw->async = async;
+  raw->writer = std::thread([this, raw, async] {
     // Test hook: hold the background write back so that training surely changes the buffers
-    // meanwhile (the snapshot must not see it).
-    if (const char* ms = std::getenv("LOOM_CKPT_TEST_ASYNC_DELAY_MS")) {
+    // meanwhile (the snapshot must not see it), or so that a save is slow.
+    if (const char* ms = std::getenv("LOOM_CKPT_TEST_ASYNC_DELAY_MS"); ms != nullptr && async) {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
+    }
+    // LOOM_CKPT_TEST_WRITE_DELAY_MS="RANK:MS": that rank's write takes MS longer (a slow disk).
+    if (const char* env = std::getenv("LOOM_CKPT_TEST_WRITE_DELAY_MS")) {
+      int r = -1, ms = 0;
+      if (std::sscanf(env, "%d:%d", &r, &ms) == 2 && r == world_->rank()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      }
     }
     raw->write_status = WriteRankFiles(*raw);
     raw->done = true;
   });
+  if (!async) return Finish();
   return std::optional<SaveStats>();
 }
 
@@ -269,8 +281,36 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Poll() {
 absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Finish() {
   if (!pending_) return std::optional<SaveStats>();
   Timer wait;
-  const bool was_async = pending_->writer.joinable();
-  if (was_async) pending_->writer.join();
+  const bool was_async = pending_->async;
+  // The heartbeat: every rank says whether its write still runs, a few times a second, until
+  // none does. Each exchange completes at once (every rank is here), so a slow save is never
+  // taken for a stalled rank, while a rank that died still ends the job at the collective
+  // timeout. Rank 0 reports progress now and then.
+  double next_report = kSaveReportSeconds;
+  int pause_ms = 1;
+  while (true) {
+    const bool busy_here = !pending_->done;
+    double busy[1] = {busy_here ? 1.0 : 0.0};
+    absl::Status beat = world_->AllReduceHost(absl::MakeSpan(busy, 1), ReduceOp::kSum);
+    if (!beat.ok()) {
+      if (pending_->writer.joinable()) pending_->writer.join();
+      pending_.reset();
+      return beat;
+    }
+    if (busy[0] == 0) break;
+    if (world_->rank() == 0 && wait.Seconds() >= next_report) {
+      LOOM_LOG(INFO) << "checkpoint step " << pending_->info.step << ": " << busy[0]
+                     << " rank(s) still writing after " << absl::StrFormat("%.0f", wait.Seconds())
+                     << " s";
+      next_report += kSaveReportSeconds;
+    }
+    // Until the next beat, or until this rank's own write ends (a short save costs little).
+    for (int ms = 0; ms < pause_ms && !(busy_here && pending_->done); ++ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    pause_ms = std::min(pause_ms * 2, 20);
+  }
+  if (pending_->writer.joinable()) pending_->writer.join();
   const double waited = wait.Seconds();
   Timer commit;
   absl::StatusOr<SaveStats> stats = Commit();
@@ -279,7 +319,8 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Finish() {
   if (!stats.ok()) return stats.status();
   // The time training stood still for this save; an async write's time beyond the wait was
   // hidden behind training.
-  stats->seconds = snapshot_s + (was_async ? waited : write_s) + commit.Seconds();
+  // (The wait is for the slowest rank's write: the save took that long for the job.)
+  stats->seconds = snapshot_s + waited + commit.Seconds();
   stats->hidden_seconds = was_async ? std::max(0.0, write_s - waited) : 0.0;
   if (world_->rank() == 0) {
     const double mb = static_cast<double>(stats->bytes) / 1e6;

@@ -48,6 +48,7 @@ std::string StepDirName(int64_t step);
 struct CheckpointSources {
   const ParamTable* table = nullptr;
   GridCoord coord;
+  int dp_size = 1;  // the replicas over which replicated state's writing is spread
   OptimizerView optimizer;
   Tensor params, master, m, v;
 };
@@ -102,6 +103,7 @@ class CheckpointSaver {
     CheckpointRankSlices slices;
     double start_s = 0, write_s = 0;
     absl::Status write_status;
+    bool async = false;
     std::atomic<bool> done{false};  // set by the writer
     std::thread writer;
   };

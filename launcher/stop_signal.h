@@ -1,5 +1,5 @@
-// A clean stop on SIGTERM, SIGINT or SIGUSR1: the handlers only record the signal; the training loop
-// looks at step boundaries (Trainer::Run), finishes the step it is in, agrees with every other
+// A clean stop on SIGTERM, SIGINT or SIGUSR1: the handlers only record the signal; the training
+// loop looks at step boundaries (Trainer::Run), finishes the step it is in, agrees with every other
 // rank to stop at the same step, logs "stopped at step N" and returns normally (exit code 0).
 // With a checkpoint.dir the trainer saves there before it returns.
 //

@@ -27,6 +27,7 @@ absl::Status Trainer::SaveCheckpoint() {
   CheckpointSources src;
   src.table = &model_->layout();
   src.coord = groups_->coord();
+  src.dp_size = numbers_.dp;
   src.optimizer = OptimizerPlan();
   src.params = model_->params();
   if (src.optimizer.separate_master) src.master = optimizer_->master();

@@ -7,7 +7,11 @@
 #   verify accepts it, no .tmp is left) and exit 0, as does mpirun;
 # - scripts/train.sbatch run by bash as Slurm runs it, SIGUSR1 to the script (what
 #   `#SBATCH --signal=B:USR1@N` sends): the same, exit 0;
-# - a SIGTERM to a rank prints the advice (SIGUSR1 to mpirun, the batch script).
+# - a SIGTERM to a rank prints the advice (SIGUSR1 to mpirun, the batch script);
+# - a slow save is not a stall: with runtime.collective_timeout_s=1, rank 0's writes held back
+#   2.5 s (LOOM_CKPT_TEST_WRITE_DELAY_MS=0:2500) at every save, the job saves and ends, exit 0
+#   (the ranks exchange a heartbeat while a save is written instead of waiting in one
+#   collective).
 set -uo pipefail
 loom=$1 src=$2 work=$3 mpiexec=$4
 rm -rf "$work"
@@ -91,3 +95,17 @@ rc=$?
 grep -q "Under mpirun send SIGUSR1 to mpirun instead of SIGTERM" "$work/term.log" \
   || fail "term: no advice printed: $(tail -5 "$work/term.log")"
 echo "term: a SIGTERM to a rank stops the job (exit 0) and prints the advice"
+
+# --- a slow save is not a stall -----------------------------------------------------------------
+cfg=$(job slow)
+LOOM_CKPT_TEST_WRITE_DELAY_MS=0:2500 "$mpiexec" "${mpi_args[@]}" -x LOOM_CKPT_TEST_WRITE_DELAY_MS \
+  "$loom" train --config "$cfg" --set lr_schedule.total_steps=4 --set checkpoint.interval=2 \
+  --set checkpoint.async=false --set runtime.collective_timeout_s=1 > "$work/slow.log" 2>&1
+rc=$?
+(( rc == 0 )) || fail "slow save: exit $rc: $(grep -v '^\[r' "$work/slow.log" | tail -5)"
+for n in 2 4; do
+  grep -q "checkpoint saved: $work/slow.ck/$(printf 'step_%08d' "$n"), .* in [2-9]\.[0-9]* s" \
+    "$work/slow.log" || fail "slow save: step $n: $(grep saved "$work/slow.log")"
+done
+grep -q "done: 4 steps" "$work/slow.log" || fail "slow save: $(tail -3 "$work/slow.log")"
+echo "slow: 2.5 s saves under a 1 s collective timeout, exit 0"
