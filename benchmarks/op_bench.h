@@ -1,5 +1,5 @@
 // `loom bench ops`: times every op family's forward and backward at GPT-2 124M shapes on one
-// device and rates each against that device's roofline (benchmarks/roofline.h).
+// device and rates each against that device's roofline (ops/roofline.h).
 //
 // Each row has a bound: GEMM-bound ops and attention are rated by FLOP/s against the compute
 // ceiling, everything else by the bytes it must move (inputs read once, outputs written once:
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "benchmarks/roofline.h"
+#include "ops/roofline.h"
 #include "runtime/device.h"
 
 namespace loom::bench {

@@ -146,9 +146,7 @@ absl::StatusOr<std::vector<Region>> SavedRegions(const ParamTable& table, const 
         absl::StrCat("SavedRegions: dp rank ", coord.dp, " of a data-parallel size ", dp_size));
   }
   std::vector<Region> out;
-  auto mine = [&](const ParamSpec& s) {
-    return !s.tied_copy && !(s.grad_replicated_over_tp() && coord.tp != 0);
-  };
+  auto mine = [&](const ParamSpec& s) { return OwnsParam(s, coord.tp); };
   // Replicated over dp: each dp rank writes its contiguous share of the flat buffer, so that
   // save time falls as dp grows (as DCP's planner spreads replicated tensors).
   const FlatRange weights = ShareOf(table.total(), coord.dp, dp_size);

@@ -14,7 +14,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "benchmarks/op_bench.h"
-#include "benchmarks/roofline.h"
+#include "ops/roofline.h"
 #include "launcher/command.h"
 #include "runtime/build_info.h"
 #include "runtime/device.h"

@@ -16,12 +16,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "job/config.h"
 #include "launcher/command.h"
-#include "launcher/config.h"
-#include "launcher/trainer.h"
+#include "parallel/pipeline_simulator.h"
 #include "parallel/world.h"
 #include "runtime/status.h"
 #include "runtime/timer.h"
+#include "train/trainer.h"
 
 namespace loom {
 namespace {
@@ -60,33 +61,37 @@ absl::Status RunBenchPipeline(const std::vector<std::string>& argv) {
     LOOM_ASSIGN_OR_RETURN(auto r, ParseRecompute(std::string(m)));
     modes.push_back(r);
   }
-  if (path.empty()) return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
+  if (path.empty())
+    return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
   steps = std::max(1, steps);
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
   LOOM_ASSIGN_OR_RETURN(World * world, World::Get());
-  LOOM_ASSIGN_OR_RETURN(DerivedNumbers n, DeriveNumbers(config, world->size()));
+  LOOM_ASSIGN_OR_RETURN(JobLayout n, JobLayout::Create(config, world->size()));
   if (n.pp < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bench pipeline needs parallel.pp > 1 (got ", n.pp, "): run it under mpirun with the "
-        "pipeline layout to measure"));
+    return absl::InvalidArgumentError(absl::StrCat("bench pipeline needs parallel.pp > 1 (got ",
+                                                   n.pp,
+                                                   "): run it under mpirun with the "
+                                                   "pipeline layout to measure"));
   }
   // The bench runs whole steps; no saving, sampling or evaluation in between.
   config.mutable_logging()->set_interval(1 << 30);
   config.mutable_logging()->set_eval_interval(0);
   config.mutable_logging()->set_sample_interval(0);
   config.mutable_logging()->clear_run_dir();
-  config.mutable_lr_schedule()->set_total_steps(std::max<int64_t>(
-      config.lr_schedule().total_steps(), warmup + steps));
+  config.mutable_lr_schedule()->set_total_steps(
+      std::max<int64_t>(config.lr_schedule().total_steps(), warmup + steps));
   const int p = n.pp, m = static_cast<int>(n.grad_accum_steps), v = n.virtual_stages;
-  const double formula = static_cast<double>(p - 1) /
-                         (static_cast<double>(v) * m + p - 1);
+  // The schedule's own bubble for uniform stages, from the pipeline simulator.
+  LOOM_ASSIGN_OR_RETURN(PipelineBubble ideal,
+                        SchedulePipelineBubble(n.schedule, n.pipeline_shape()));
+  const double formula = ideal.bubble_fraction;
   const bool print = world->rank() == 0;
   if (print) {
-    std::printf("bench pipeline: %d ranks, dp %d x tp %d x pp %d, %d virtual stage(s), %d "
-                "micro-batches of %d x %d, schedule %s\n",
-                world->size(), n.dp, n.tp, p, v, m, config.parallel().micro_batch_size(),
-                config.data().seq_len(),
-                PipelineScheduleName(PipelineScheduleFromConfig(config.parallel().schedule())));
+    std::printf(
+        "bench pipeline: %d ranks, dp %d x tp %d x pp %d, %d virtual stage(s), %d "
+        "micro-batches of %d x %d, schedule %s\n",
+        world->size(), n.dp, n.tp, p, v, m, config.parallel().micro_batch_size(),
+        config.data().seq_len(), PipelineScheduleName(n.schedule));
   }
   for (ParallelConfig::Recompute mode : modes) {
     JobConfig job = config;
@@ -121,8 +126,9 @@ absl::Status RunBenchPipeline(const std::vector<std::string>& argv) {
     std::printf("\nrecompute %s: %.1f ms/step, %.0f tokens/s\n",
                 RecomputeName(trainer->model().recompute()), slowest * 1e3,
                 n.tokens_per_step / slowest);
-    std::printf("  stage  forward ms  backward ms  exchange ms  other ms  bubble  formula  "
-                "activations MiB (slots)\n");
+    std::printf(
+        "  stage  forward ms  backward ms  exchange ms  other ms  bubble  formula  "
+        "activations MiB (slots)\n");
     for (int s = 0; s < p; ++s) {
       const double* x = &stats[s * kFields];
       const double phase = x[kForward] + x[kBackward] + x[kExchange];

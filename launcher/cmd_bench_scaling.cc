@@ -1,5 +1,5 @@
 // `loom bench scaling`: one `mpirun ... loom train` per rank count of a sweep, reduced to a
-// table (launcher/scaling.h) and written as CSV, JSON and an SVG plot.
+// table (plan/scaling.h) and written as CSV, JSON and an SVG plot.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,10 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "job/config.h"
 #include "launcher/command.h"
-#include "launcher/config.h"
-#include "launcher/scaling.h"
 #include "model/gpt_config.h"
+#include "parallel/pipeline_simulator.h"
+#include "plan/scaling.h"
 #include "runtime/files.h"
 #include "runtime/status.h"
 
@@ -29,7 +30,8 @@ constexpr char kUsage[] =
     "  Runs `mpirun -np R loom train` for each R of --ranks and prints, per point: the layout,\n"
     "  tokens/s, tokens/s per rank, scaling efficiency (per-rank throughput against the first\n"
     "  point's), achieved FLOP/s per rank, MFU, the share of the step in exposed communication\n"
-    "  and in pipeline bubble (the schedule's formula), and rank 0's peak memory. Writes DIR/scaling.csv, scaling.json\n"
+    "  and in pipeline bubble (the schedule's formula), and rank 0's peak memory. Writes "
+    "DIR/scaling.csv, scaling.json\n"
     "  and scaling.svg (tokens/s and efficiency against ranks, beside the ideal line); each\n"
     "  point's run (metrics.jsonl and log) is in DIR/ranks_R.\n"
     "  --mode weak     the global batch grows with the ranks (sequences per rank constant)\n"
@@ -156,11 +158,11 @@ absl::Status RunBenchScaling(const std::vector<std::string>& argv) {
     p.dp = point_job.parallel().dp();
     p.pp = std::max(1, point_job.parallel().pp());
     p.global_batch = point_job.parallel().global_batch_size();
-    const int64_t micro_batches =
-        p.global_batch / (int64_t{std::max(1, point_job.parallel().micro_batch_size())} * p.dp);
-    // The schedule's bubble for uniform stages (docs/pipeline.md): interleaving divides it by v.
-    const double v = std::max(1, point_job.parallel().virtual_stages());
-    p.bubble_share = p.pp > 1 ? (p.pp - 1.0) / (v * micro_batches + p.pp - 1.0) : 0.0;
+    // The schedule's bubble for uniform stages, from the pipeline simulator (one home).
+    LOOM_ASSIGN_OR_RETURN(JobLayout layout, JobLayout::Create(point_job, n));
+    LOOM_ASSIGN_OR_RETURN(PipelineBubble bubble,
+                          SchedulePipelineBubble(layout.schedule, layout.pipeline_shape()));
+    p.bubble_share = bubble.bubble_fraction;
     LOOM_RETURN_IF_ERROR(ReadRunMetrics(run_dir, warmup, &p));
     points.push_back(p);
   }

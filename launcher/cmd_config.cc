@@ -1,5 +1,5 @@
 // `loom config check`: loads a job config with its overrides, checks it for a world size on this
-// machine with the same verdict `loom train` reaches (launcher/job_check.h: the config, what
+// machine with the same verdict `loom train` reaches (job/job_check.h: the config, what
 // this build cannot do yet, the data globs, the run dir, the memory) and prints the resolved
 // config (text format, every default filled) followed by the derived numbers and the memory
 // per rank as `#` comments, so the output is itself a valid job file. A job with problems
@@ -15,9 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "launcher/command.h"
-#include "launcher/config.h"
-#include "launcher/job_check.h"
 #include "parallel/rank_grid.h"
+#include "job/config.h"
+#include "job/job_check.h"
 
 namespace loom {
 namespace {
@@ -100,11 +100,11 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args_in) {
             << (world_given ? "" : " (from parallel.dp * tp * pp)") << "\n";
   for (const auto& o : overrides) std::cout << "# --set " << o << "\n";
   std::cout << JobConfigToText(*config);
-  std::cout << "# derived numbers:\n" << FormatDerivedNumbers(*check.numbers, "#   ");
+  std::cout << "# derived numbers:\n" << FormatJobLayout(*check.numbers, "#   ");
   std::cout << FormatJobMemory(check, "#   ");
   {
     // Which rank is where: coordinates and group members, the pattern for large worlds.
-    const DerivedNumbers& n = *check.numbers;
+    const JobLayout& n = *check.numbers;
     auto grid = RankGrid::Create(world_size, n.tp, n.dp, n.pp);
     if (grid.ok()) {
       std::cout << "# rank grid:\n";

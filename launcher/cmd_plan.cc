@@ -1,12 +1,12 @@
-// `loom plan`: ranks the layouts of a job on a machine described by flags (launcher/plan.h).
+// `loom plan`: ranks the layouts of a job on a machine described by flags (plan/plan.h).
 #include <iostream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/command.h"
-#include "launcher/config.h"
-#include "launcher/plan.h"
+#include "job/config.h"
+#include "plan/plan.h"
 #include "runtime/files.h"
 #include "runtime/status.h"
 

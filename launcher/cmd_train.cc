@@ -1,6 +1,6 @@
 // `loom train --config F [--set path=value ...] [--overwrite]`: runs a training job (under
 // mpirun for several ranks). The job is checked as `loom config check` checks it
-// (launcher/job_check.h) before anything is built; a bad job exits with code 2, and under mpirun
+// (job/job_check.h) before anything is built; a bad job exits with code 2, and under mpirun
 // only rank 0 prints the list of problems (every other rank one line), unless rank 0 found none
 // and another rank did (memory or files that differ between hosts), which then prints its own.
 // SIGTERM / SIGINT stop the run at the next step boundary with exit code 0.
@@ -11,11 +11,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "launcher/command.h"
-#include "launcher/config.h"
-#include "launcher/job_check.h"
-#include "launcher/stop_signal.h"
-#include "launcher/trainer.h"
-#include "launcher/watchdog.h"
+#include "job/config.h"
+#include "job/job_check.h"
+#include "train/stop_signal.h"
+#include "train/trainer.h"
+#include "train/watchdog.h"
 #include "parallel/world.h"
 #include "runtime/dir_lock.h"
 #include "runtime/status.h"

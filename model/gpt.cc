@@ -72,6 +72,33 @@ absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const GptConfig& conf
   return m;
 }
 
+absl::StatusOr<GptModel::ActivationFootprint> GptModel::MeasureActivations(
+    const GptConfig& config, int tp, bool sequence_parallel, GptStage stage, DType dtype,
+    Recompute recompute, int64_t B, int64_t T) {
+  LOOM_RETURN_IF_ERROR(config.Validate());
+  LOOM_ASSIGN_OR_RETURN(stage, ResolveGptStage(config, stage));
+  if (tp < 1) return absl::InvalidArgumentError(absl::StrCat("tp must be >= 1, got ", tp));
+  std::unique_ptr<GptModel> m(new GptModel(config, nullptr, ParamTable()));
+  m->dry_run_ = true;
+  m->stage_ = std::move(stage);
+  m->recompute_ = recompute;
+  m->dtype_ = dtype;
+  m->tp_size_ = tp;
+  m->sp_ = sequence_parallel && tp > 1;
+  m->heads_ = config.heads / tp;
+  m->kv_heads_ = config.kv_heads / tp;
+  m->local_vocab_ = config.padded_vocab / tp;
+  LOOM_RETURN_IF_ERROR(m->SetShape(B, T));
+  ActivationFootprint out;
+  out.scratch = m->scratch_bytes_;
+  for (int c = 0; c < m->num_chunks(); ++c) {
+    const int64_t before = m->slot_bytes_;
+    LOOM_RETURN_IF_ERROR(m->TakeSlot(c, 0).status());
+    out.slot.push_back(m->slot_bytes_ - before);
+  }
+  return out;
+}
+
 Tensor GptModel::Param(const ParamSpec& s) const {
   return *params_.FlatView(s.offset, s.numel()).Reshape(s.shape);
 }
@@ -91,6 +118,10 @@ Tensor GptModel::G(const std::string& name) const { return Grad(**layout_.Find(n
 absl::Status GptModel::ZeroGrads() { return grads_.Fill0(); }
 
 absl::StatusOr<Tensor> GptModel::Alloc(const Shape& shape, DType dtype, int64_t* bytes) {
+  if (dry_run_) {
+    *bytes += shape.numel() * static_cast<int64_t>(DTypeSize(dtype));
+    return Tensor();
+  }
   LOOM_ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(shape, dtype, device_));
   *bytes += static_cast<int64_t>(t.nbytes());
   return t;
@@ -201,7 +232,7 @@ absl::Status GptModel::SetShape(int64_t B, int64_t T) {
     LOOM_ASSIGN_OR_RETURN(rstdf_, Alloc(Shape{Ns}, f32, sb));
     LOOM_ASSIGN_OR_RETURN(logits_, Alloc(Shape{N, local_vocab_}, dt, sb));
     LOOM_ASSIGN_OR_RETURN(losses_, Alloc(Shape{N}, f32, sb));
-    if (tp_ != nullptr) {
+    if (tp_size_ > 1) {
       LOOM_ASSIGN_OR_RETURN(row_max_, Alloc(Shape{N}, f32, sb));
       LOOM_ASSIGN_OR_RETURN(sum_exp_, Alloc(Shape{N}, f32, sb));
       LOOM_ASSIGN_OR_RETURN(target_logit_, Alloc(Shape{N}, f32, sb));

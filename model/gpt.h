@@ -72,6 +72,22 @@ class GptModel {
                                                           GptStage stage = {},
                                                           Recompute recompute = Recompute::kNone);
 
+  // The activation memory a model of this shape allocates for micro-batches of B x T tokens,
+  // found by running its own allocation code (SetShape, then one slot per chunk) without
+  // allocating anything: what it holds once (scratch: backward buffers, the head's logits, the
+  // recomputation buffers) and what one slot of each chunk holds (one micro-batch in flight
+  // through that chunk). The memory estimate (job/memory_estimate.h) prices activations with it,
+  // so the estimate and the allocation cannot drift apart.
+  struct ActivationFootprint {
+    int64_t scratch = 0;
+    std::vector<int64_t> slot;  // bytes per chunk of the stage
+  };
+  static absl::StatusOr<ActivationFootprint> MeasureActivations(const GptConfig& config, int tp,
+                                                                bool sequence_parallel,
+                                                                GptStage stage, DType dtype,
+                                                                Recompute recompute, int64_t B,
+                                                                int64_t T);
+
   const GptConfig& config() const { return config_; }
   const GptStage& stage() const { return stage_; }
   const ParamTable& layout() const { return layout_; }
@@ -208,6 +224,7 @@ class GptModel {
   int64_t Ns_ = 0;  // rows of the activations between blocks: B*T, or B*T/tp with SP
   Communicator* tp_ = nullptr;
   int tp_size_ = 1, tp_rank_ = 0;
+  bool dry_run_ = false;  // MeasureActivations: Alloc counts bytes and allocates nothing
   bool sp_ = false;
   int heads_ = 0, kv_heads_ = 0;  // local heads
   int64_t vocab_start_ = 0, local_vocab_ = 0, valid_local_vocab_ = 0;

@@ -33,7 +33,7 @@ struct GptConfig {
   bool is_llama() const { return family == ModelFamily::kLlama; }
   // Every reason the model cannot be built with these sizes, one sentence each naming the job
   // field (model.layers, ...) and the numbers. This is the one home of the model-shape rules:
-  // the job validation (launcher/config.cc) reports these too. Upper bounds keep every size
+  // the job validation (job/config.cc) reports these too. Upper bounds keep every size
   // product the trainer and the memory estimate form within int64.
   std::vector<std::string> Problems() const;
   // Problems() as one InvalidArgument status, or OK.

@@ -39,7 +39,7 @@ struct GptStage {
 // range of the model or is empty while the model has layers.
 absl::StatusOr<GptStage> ResolveGptStage(const GptConfig& config, const GptStage& stage);
 // Stage `stage` of a pp-stage pipeline whose chunks hold `chunk_layers` layers (model order,
-// pp * virtual_stages entries, as DerivedNumbers::chunk_layers).
+// pp * virtual_stages entries, as JobLayout::chunk_layers).
 GptStage PipelineStageOf(int pp, int stage, const std::vector<int>& chunk_layers);
 
 // The parameter descriptions in buffer order (of the whole model, or of a stage's part).

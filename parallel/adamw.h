@@ -6,6 +6,7 @@
 // nothing of the model: it reads names, offsets and decay flags from the table.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -13,6 +14,15 @@
 #include "runtime/tensor.h"
 
 namespace loom {
+
+// Bytes the optimizer keeps per parameter it updates: AdamW's fp32 m and v, plus the fp32 master
+// copy when the model computes in bf16 (the fp32 weights are their own master). The memory
+// estimate reads it here; with ZeRO-1 a rank keeps this for its 1/dp shard only.
+inline constexpr int64_t kAdamWMomentBytesPerParam = 8;
+inline constexpr int64_t kMasterWeightBytesPerParam = 4;
+// Gradients are fp32 whatever the compute dtype (model/gpt.h: micro-batches accumulate into
+// them and the data-parallel reduction sums them).
+inline constexpr int64_t kGradientBytesPerParam = 4;
 
 // Elements [begin, end) of a flat buffer.
 struct FlatRange {

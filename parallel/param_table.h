@@ -76,6 +76,16 @@ struct ParamSpec : ParamDesc {
   bool grad_replicated_over_tp() const { return split == TpSplit::kReplicated; }
 };
 
+// Whether tensor rank `tp_rank` stands for `spec` among the copies of the model: the one rule
+// for who counts a parameter in the global gradient norm and who writes it to checkpoints
+// (the trainer and checkpoint/slices both ask here). A parameter replicated over the tensor
+// group is owned by tensor rank 0; a pipeline stage's copy of a tied parameter (GPT-2's LM
+// head) by the stage holding the original, so never by the copy; the slices of split
+// parameters by every rank.
+inline bool OwnsParam(const ParamSpec& spec, int tp_rank) {
+  return !spec.tied_copy && !(spec.grad_replicated_over_tp() && tp_rank != 0);
+}
+
 class ParamTable {
  public:
   // The table of tensor rank `tp_rank` of `tp`. Refuses a split that does not divide (naming

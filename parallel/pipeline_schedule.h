@@ -17,7 +17,7 @@
 //   an exchange) are received in that same order, so a transport that matches by order alone
 //   (NCCL, or MPI with one tag) pairs them right. MessageTag gives a tag per message anyway.
 //
-// Chunk numbering follows Megatron and DerivedNumbers::chunk_layers: model chunk c of stage s is
+// Chunk numbering follows Megatron and JobLayout::chunk_layers: model chunk c of stage s is
 // virtual stage c * p + s in model order (chunk 0 on stages 0..p-1, then chunk 1, ...).
 #pragma once
 

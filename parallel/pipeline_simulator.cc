@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "runtime/status.h"
 
 namespace loom {
 namespace {
@@ -338,6 +339,26 @@ std::string FormatTimeline(const PipelineSchedule& schedule, const PipelineShape
   }
   absl::StrAppend(&out, absl::StrFormat("makespan %.4g, bubble fraction %.4f\n", sim.makespan,
                                         sim.bubble_fraction));
+  return out;
+}
+
+absl::StatusOr<PipelineBubble> SchedulePipelineBubble(PipelineScheduleKind kind,
+                                                      const PipelineShape& shape) {
+  PipelineBubble out;
+  if (shape.stages <= 1) {
+    out.in_flight.assign(1, 1);
+    return out;
+  }
+  LOOM_ASSIGN_OR_RETURN(PipelineSchedule schedule, BuildPipelineSchedule(kind, shape));
+  LOOM_ASSIGN_OR_RETURN(PipelineSimulation sim, SimulatePipeline(schedule, shape, PipelineCosts{}));
+  out.bubble_fraction = sim.bubble_fraction;
+  double busy = 0, idle = 0;
+  for (const StageReport& r : sim.stages) {
+    busy += r.busy;
+    idle += r.idle;
+    out.in_flight.push_back(r.max_in_flight);
+  }
+  out.overhead = busy > 0 ? idle / busy : 0;
   return out;
 }
 

@@ -67,6 +67,20 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
                                                     const PipelineShape& shape,
                                                     const PipelineCosts& costs);
 
+// The schedule's own bubble, the one home of that figure (the planner, `loom bench pipeline`,
+// `loom bench scaling` and the memory estimate read it here rather than keeping formulas):
+// the schedule built for `shape` and simulated with uniform costs (backward = 2 x forward, no
+// latency). bubble_fraction is idle / (p * makespan); overhead = idle per stage / busy per
+// stage, the time a stage adds to its compute ((p-1)/(v m) for 1F1B and interleaved, Megatron's
+// figure); in_flight[s] the most micro-batch chunks stage s holds at once.
+struct PipelineBubble {
+  double bubble_fraction = 0;
+  double overhead = 0;
+  std::vector<int> in_flight;
+};
+absl::StatusOr<PipelineBubble> SchedulePipelineBubble(PipelineScheduleKind kind,
+                                                      const PipelineShape& shape);
+
 // A text Gantt chart: one row per stage, one cell per `quantum` of time holding the compute
 // running then ("F3", "B3", "F3.1" with chunks; "." idle), followed by a table of the per-stage
 // figures and the pipeline's bubble fraction. Starts and ends are rounded to whole cells, so

@@ -1,6 +1,6 @@
 // How much memory a job may still take: on the host, what the kernel will give this process
 // before the OOM killer steps in; on a GPU, what the driver reports free. Used to refuse a job
-// that cannot fit before anything large is allocated (launcher/job_check.h).
+// that cannot fit before anything large is allocated (job/job_check.h).
 //
 // Host: the smallest of /proc/meminfo's MemAvailable, the cgroup v2 limit left
 // (memory.max - memory.current, walked from this process's cgroup up to the root) and the

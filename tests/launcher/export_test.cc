@@ -12,14 +12,14 @@
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "launcher/command.h"
-#include "launcher/model_export.h"
+#include "train/model_export.h"
 #include "data/token_shard.h"
-#include "launcher/trainer.h"
+#include "train/trainer.h"
 #include "model/model_file.h"
 #include "parallel/world.h"
 #include "runtime/dtype.h"
 #include "runtime/files.h"
-#include "tests/launcher/job_testing.h"
+#include "tests/train/job_testing.h"
 
 namespace loom {
 namespace {

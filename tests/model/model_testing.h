@@ -1,6 +1,6 @@
 // Helpers shared by model_test and trainer_test: the PyTorch model fixtures that
 // tools/gen_model_fixture.py writes into tests/fixtures/model/ (read with tests/ops/fixture.h),
-// the GptConfig they describe, and one training step done the way launcher/trainer.cc Step()
+// the GptConfig they describe, and one training step done the way train/trainer.cc Step()
 // does it, for tests that drive GptModel + AdamW directly. Header-only: the test folders glob
 // only *_test.cc files.
 #pragma once
@@ -113,7 +113,7 @@ inline absl::StatusOr<FixtureTraining> TrainingFromFixture(const Fixture& fx) {
   return t;
 }
 
-// One optimizer step on one batch as launcher/trainer.cc Step() does it with one rank and one
+// One optimizer step on one batch as train/trainer.cc Step() does it with one rank and one
 // micro-batch: zero grads, forward + backward of the mean loss, global L2 gradient norm over
 // the whole gradient buffer, clip scale clip / norm when norm > clip, AdamW at step `step`
 // (1-based). Returns the loss before the update; *grad_norm receives the norm.

@@ -11,11 +11,11 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "launcher/trainer.h"
+#include "train/trainer.h"
 #include "data/tokenizer.h"
 #include "parallel/world.h"
 #include "runtime/files.h"
-#include "tests/launcher/job_testing.h"
+#include "tests/train/job_testing.h"
 
 namespace loom {
 namespace {

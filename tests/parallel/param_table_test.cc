@@ -134,6 +134,30 @@ TEST(ParamTableTest, ReplicatedGradientsAreTheNormsAndRowParallelBiases) {
   EXPECT_EQ((*t->Find("wte.weight"))->shape, (Shape{132, 32}));
 }
 
+// One owner per parameter across the copies of the model: the gradient norm counts and the
+// checkpoint writes exactly one copy of every global element (OwnsParam).
+TEST(ParamTableTest, EveryGlobalElementHasExactlyOneOwner) {
+  int64_t owned = 0, global = 0;
+  for (int tp_rank = 0; tp_rank < 2; ++tp_rank) {
+    auto t = GptParamTable(Gpt2(), 2, tp_rank);
+    ASSERT_TRUE(t.ok());
+    global = t->global_total();
+    for (const ParamSpec& s : t->specs()) {
+      if (OwnsParam(s, tp_rank)) owned += s.numel();
+    }
+    EXPECT_EQ(OwnsParam(**t->Find("ln_f.bias"), tp_rank), tp_rank == 0);
+    EXPECT_TRUE(OwnsParam(**t->Find("blocks.0.attn.qkv.weight"), tp_rank));
+  }
+  // The padded vocab rows are held but not counted as global elements.
+  auto one = GptParamTable(Gpt2(), 1, 0);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(owned, one->total());
+  EXPECT_GE(owned, global);
+  ParamSpec copy = **one->Find("wte.weight");
+  copy.tied_copy = true;
+  EXPECT_FALSE(OwnsParam(copy, 0)) << "a stage's copy of a tied parameter is not its owner";
+}
+
 TEST(ParamTableTest, SplitsThatDoNotDivideAreRefusedByName) {
   GptConfig c = Llama();
   c.kv_heads = 2;  // 2 kv heads over tp 4

@@ -17,10 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
-#include "launcher/trainer.h"
+#include "train/trainer.h"
 #include "parallel/param_table.h"
 #include "parallel/world.h"
-#include "tests/launcher/job_testing.h"
+#include "tests/train/job_testing.h"
 #include "tests/parallel/layout_compare.h"
 
 namespace loom {

@@ -1,0 +1,29 @@
+// What is wrong with a job config in itself, one check per proto section (model, parallel,
+// batch, sequence, optimizer and schedule, data/checkpoint/logging, runtime), each problem one
+// sentence naming the fields and numbers; and what this build cannot do yet. JobLayout::Create
+// runs them once; nothing else re-validates raw fields.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "proto/job.pb.h"
+
+namespace loom {
+
+// Every problem with `config` (defaults applied) for a job of `world_size` ranks, one sentence
+// each naming the fields and numbers. Empty when the config is runnable.
+std::vector<std::string> ConfigProblems(const JobConfig& config, int world_size);
+
+// What this build cannot do yet, for a config with defaults applied: one sentence per feature
+// the job asks for, naming the field. Kept apart from ConfigProblems (which says what is wrong
+// with a job in itself) so each entry can be deleted as its feature lands. Both `loom config
+// check` and `loom train` refuse a job with any entry (see job/job_check.h).
+std::vector<std::string> NotYetSupported(const JobConfig& config);
+
+// ConfigProblems as one InvalidArgument status ("N problem(s) in the job config:" followed by one
+// "  - ..." line per problem), or OK.
+absl::Status ValidateJobConfig(const JobConfig& config, int world_size);
+
+}  // namespace loom

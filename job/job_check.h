@@ -1,0 +1,57 @@
+// One verdict on a job, shared by `loom config check` and `loom train` (and Trainer::Create),
+// so the two never disagree: everything wrong with the config itself (ConfigProblems), what
+// this build cannot do yet (NotYetSupported), data that does not open as training opens it
+// (globs, shard headers and sizes, token ids), a checkpoint.dir or run_dir that cannot be
+// written or is locked by another job (runtime/dir_lock.h), a resume checkpoint that does not
+// open or lies past this run's last step, a fresh start over existing checkpoints without
+// --overwrite, a model.init_from that cannot be read, a run_dir holding another run's metrics,
+// and a job whose memory does not fit this machine. All of it is decided before any large
+// allocation; a bad job is InvalidArgument (exit code 2). docs/refusals.md lists them.
+//
+// Memory: the estimate (job/memory_estimate.h) of the rank needing the most, times the
+// ranks sharing this host's RAM on the CPU backend (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE; 1
+// outside mpirun), plus a reserve for what the estimate leaves out (kCpuMemoryReserve,
+// kGpuMemoryReserve), must not exceed the available memory (runtime/memory_info.h; the
+// LOOM_MEMORY_LIMIT_BYTES environment variable caps it).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "job/config.h"
+#include "job/memory_estimate.h"
+#include "runtime/memory_info.h"
+
+namespace loom {
+
+inline constexpr int64_t kCpuMemoryReserve = int64_t{64} << 20;   // code, heap, MPI, OpenBLAS
+inline constexpr int64_t kGpuMemoryReserve = int64_t{512} << 20;  // cuBLAS workspaces, NCCL
+
+struct JobCheck {
+  std::vector<std::string> problems;     // empty when the job can run here
+  std::optional<JobLayout> numbers;      // when the config itself is valid
+  std::optional<MemoryEstimate> memory;  // with the numbers
+  std::optional<AvailableMemory> available;
+  bool on_gpu = false;     // the backend the job gets here
+  int ranks_per_host = 1;  // ranks sharing the host's RAM (CPU backend)
+  int64_t reserve = 0;     // bytes kept back from `available`
+};
+
+// Checks `config` (defaults applied) for a job of `world_size` ranks on this machine, of which
+// `ranks_per_host` share its memory (0: from Open MPI's environment, 1 outside mpirun).
+// probe_locks: report a checkpoint.dir or run_dir locked by another job (off once the job
+// holds its own locks: Trainer::Create checks again).
+JobCheck CheckJob(const JobConfig& config, int world_size, int ranks_per_host = 0,
+                  bool probe_locks = true);
+
+// OK, or InvalidArgument "N problem(s) in the job (world size W):" with one "  - ..." line each.
+absl::Status JobCheckStatus(const JobCheck& check, int world_size);
+
+// The memory lines of `loom config check` (estimate, available, verdict), each starting with
+// `prefix`; empty without an estimate.
+std::string FormatJobMemory(const JobCheck& check, const std::string& prefix);
+
+}  // namespace loom

@@ -1,0 +1,192 @@
+#include "ops/roofline.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "runtime/files.h"
+#include "runtime/status.h"
+#include "runtime/tensor.h"
+#include "runtime/timer.h"
+
+namespace loom::bench {
+namespace {
+
+// Best rate of C[m, n] = A[m, k] @ B[k, n] over a few runs after one warm-up.
+double SgemmRate(int m, int n, int k) {
+  std::vector<float> a(size_t{1} * m * k), b(size_t{1} * k * n), c(size_t{1} * m * n);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = 0.001f * static_cast<float>(i % 997) - 0.5f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = 0.002f * static_cast<float>(i % 991) - 1.0f;
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    Timer t;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.data(), k, b.data(), n,
+                0.0f, c.data(), n);
+    const double s = t.Seconds();
+    if (rep > 0) best = std::max(best, 2.0 * m * n * k / s);
+  }
+  return best;
+}
+
+// Best read+write rate of copying 128 MiB, split over the OpenMP threads (ops use the same).
+double CopyRate() {
+  const size_t bytes = size_t{128} << 20;
+  std::vector<char> src(bytes), dst(bytes);
+  std::memset(src.data(), 1, bytes);  // touch every page before timing
+  std::memset(dst.data(), 2, bytes);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    Timer t;
+#pragma omp parallel
+    {
+      const size_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+      const size_t chunk = (bytes + nt - 1) / nt;
+      const size_t lo = std::min(bytes, id * chunk), hi = std::min(bytes, lo + chunk);
+      std::memcpy(dst.data() + lo, src.data() + lo, hi - lo);
+    }
+    const double s = t.Seconds();
+    if (rep > 0) best = std::max(best, 2.0 * bytes / s);
+  }
+  return best;
+}
+
+// Device-to-device copy of 1 GiB (read + write counted), best of a few.
+absl::StatusOr<double> DeviceCopyRate(Device* device) {
+  const int64_t n = int64_t{1} << 28;  // f32 elements
+  LOOM_ASSIGN_OR_RETURN(Tensor a, Tensor::Zeros(Shape{n}, DType::kF32, device));
+  LOOM_ASSIGN_OR_RETURN(Tensor b, Tensor::Zeros(Shape{n}, DType::kF32, device));
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    LOOM_RETURN_IF_ERROR(device->Synchronize());
+    Timer t;
+    LOOM_RETURN_IF_ERROR(device->CopyWithin(b.data(), a.data(), a.nbytes()));
+    LOOM_RETURN_IF_ERROR(device->Synchronize());
+    const double s = t.Seconds();
+    if (rep > 0) best = std::max(best, 2.0 * a.nbytes() / s);
+  }
+  return best;
+}
+
+double CpuSgemmPeak() { return std::max(SgemmRate(1024, 1024, 1024), SgemmRate(2048, 3072, 768)); }
+
+// "model name" of /proc/cpuinfo, or "unknown cpu".
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "model name")) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+      }
+    }
+  }
+  return "unknown cpu";
+}
+
+// The GPU parts loom knows, with their assumed dense bf16 GEMM peaks.
+absl::StatusOr<double> AssumedGpuPeak(const std::string& name) {
+  if (name.find("H200") != std::string::npos || name.find("H100") != std::string::npos) {
+    return 790e12;
+  }
+  return absl::UnimplementedError(absl::StrCat(
+      "no roofline is known for ", name,
+      " (loom bench ops knows H100/H200); add its dense bf16 rate and copy bandwidth to "
+      "ops/roofline.cc"));
+}
+
+}  // namespace
+
+std::string GemmPeakCachePath() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && *xdg != '\0') return absl::StrCat(xdg, "/loom/gemm_peak.tsv");
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') return absl::StrCat(home, "/.cache/loom/gemm_peak.tsv");
+  return "";
+}
+
+absl::StatusOr<GemmPeakFlops> GemmPeak(Device* device) {
+  GemmPeakFlops peak;
+  if (!device->is_cpu()) {
+    LOOM_ASSIGN_OR_RETURN(peak.flops, AssumedGpuPeak(device->Name()));
+    peak.description = absl::StrFormat("assumed %.0f TFLOP/s dense bf16 for %s", peak.flops / 1e12,
+                                       device->Name());
+    return peak;
+  }
+  // Tabs and newlines would break the file's lines; a CPU name has none, but be safe.
+  std::string key = absl::StrCat(CpuModel(), " | omp ", omp_get_max_threads(), " | openblas ",
+                                 openblas_get_num_threads());
+  for (char& ch : key) {
+    if (ch == '\t' || ch == '\n') ch = ' ';
+  }
+  const std::string path = GemmPeakCachePath();
+  std::string cached;
+  if (!path.empty()) {
+    auto text = ReadFile(path);
+    if (text.ok()) cached = *text;
+  }
+  for (absl::string_view line : absl::StrSplit(cached, '\n')) {
+    std::vector<absl::string_view> fields = absl::StrSplit(line, '\t');
+    double flops = 0;
+    if (fields.size() == 2 && fields[0] == key && absl::SimpleAtod(fields[1], &flops) &&
+        flops > 0) {
+      peak.flops = flops;
+      peak.description = absl::StrFormat("measured cblas_sgemm peak %.1f GFLOP/s (cached in %s)",
+                                         flops / 1e9, path);
+      return peak;
+    }
+  }
+  peak.flops = CpuSgemmPeak();
+  peak.description = absl::StrFormat("measured cblas_sgemm peak %.1f GFLOP/s", peak.flops / 1e9);
+  if (!path.empty()) {
+    std::string updated = cached;
+    if (!updated.empty() && updated.back() != '\n') updated.push_back('\n');
+    absl::StrAppend(&updated, key, "\t", absl::StrFormat("%.6g", peak.flops), "\n");
+    const std::string dir = path.substr(0, path.rfind('/'));
+    if (MakeDirs(dir).ok() && AtomicWriteFile(path, updated).ok()) {
+      absl::StrAppend(&peak.description, " (now cached in ", path, ")");
+    }
+  }
+  return peak;
+}
+
+absl::StatusOr<Roofline> GetRoofline(Device* device) {
+  Roofline r;
+  if (device->is_cpu()) {
+    const double cube = SgemmRate(1024, 1024, 1024);
+    const double mlp = SgemmRate(2048, 3072, 768);
+    r.flops = std::max(cube, mlp);
+    r.bytes_per_s = CopyRate();
+    r.measured_copy_bps = r.bytes_per_s;
+    r.description = absl::StrFormat(
+        "compute: measured cblas_sgemm, best of 1024^3 (%.1f GFLOP/s) and "
+        "2048x3072x768 (%.1f GFLOP/s)\nmemory: measured memcpy of 128 MiB over %d OpenMP "
+        "threads, read+write bytes: %.1f GB/s",
+        cube / 1e9, mlp / 1e9, omp_get_max_threads(), r.bytes_per_s / 1e9);
+    return r;
+  }
+  const std::string name = device->Name();
+  LOOM_ASSIGN_OR_RETURN(r.flops, AssumedGpuPeak(name));
+  r.bytes_per_s = 4.3e12;  // H100/H200, the parts AssumedGpuPeak knows
+  LOOM_ASSIGN_OR_RETURN(r.measured_copy_bps, DeviceCopyRate(device));
+  r.description = absl::StrFormat(
+      "compute: assumed %.0f TFLOP/s dense bf16 for %s (a measured 8192^3 bf16 GEMM rate)\n"
+      "memory: assumed %.1f TB/s (a measured device copy rate); this run measured a 1 GiB "
+      "device copy at %.2f TB/s",
+      r.flops / 1e12, name, r.bytes_per_s / 1e12, r.measured_copy_bps / 1e12);
+  return r;
+}
+
+}  // namespace loom::bench

@@ -1,0 +1,914 @@
+// Job config: parsing with located errors, --set overrides, defaults, every validation rule,
+// derived numbers (exact parameter counts), the files in configs/, and `loom config check`.
+#include "job/config.h"
+
+#include <google/protobuf/text_format.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "data/token_shard.h"
+#include "launcher/command.h"
+#include "runtime/device.h"
+#include "runtime/files.h"
+
+namespace loom {
+namespace {
+
+// EXPECT_CONTAINS(text, piece): the failure shows the whole text.
+::testing::AssertionResult AssertContains(const char* text_expr, const char* piece_expr,
+                                          const std::string& text, const std::string& piece) {
+  if (absl::StrContains(text, piece)) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << text_expr << " does not contain " << piece_expr << " (\"" << piece << "\"):\n"
+         << text;
+}
+#define EXPECT_CONTAINS(text, piece) EXPECT_PRED_FORMAT2(AssertContains, text, piece)
+
+std::string SourceDir() {
+  const char* env = std::getenv("LOOM_SOURCE_DIR");
+  return env != nullptr && *env != '\0' ? env : LOOM_SOURCE_DIR;
+}
+
+// A valid small job as a file would give it (no defaults applied), parallel settings left out.
+JobConfig Base() {
+  auto c = ParseJobConfigText(
+      R"pb(
+        model { family: GPT2 layers: 4 heads: 4 hidden: 64 vocab: 257 max_seq: 64 }
+        parallel { micro_batch_size: 2 global_batch_size: 8 }
+        optimizer { lr: 0.001 }
+        lr_schedule { warmup_steps: 2 min_lr: 0.0001 total_steps: 20 }
+        data { train: "data/demo/train_*.bin" val: "data/demo/val_*.bin" }
+      )pb",
+      "base");
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+JobConfig With(const std::vector<std::string>& sets) {
+  JobConfig c = Base();
+  for (const auto& s : sets) {
+    absl::Status st = ApplyOverride(&c, s);
+    EXPECT_TRUE(st.ok()) << st;
+  }
+  ApplyDefaults(&c);
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing.
+
+TEST(ParseTest, ReadsEveryKindOfField) {
+  auto c = ParseJobConfigText(R"pb(
+                                model {
+                                  family: LLAMA
+                                  layers: 2
+                                  heads: 4
+                                  kv_heads: 2
+                                  hidden: 32
+                                  vocab: 100
+                                  max_seq: 16
+                                  norm_eps: 1e-6
+                                  tied_embeddings: true
+                                }
+                                parallel {
+                                  tp: 2
+                                  stage_layers: [ 1, 1 ]
+                                  sequence_parallel: true
+                                  schedule: INTERLEAVED
+                                }
+                                checkpoint { resume: "/ckpt/step_00000010" }
+                                precision: BF16
+                              )pb",
+                              "x.textproto");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model().family(), ModelConfig::LLAMA);
+  EXPECT_EQ(c->model().kv_heads(), 2);
+  EXPECT_DOUBLE_EQ(c->model().norm_eps(), 1e-6);
+  EXPECT_TRUE(c->model().tied_embeddings());
+  EXPECT_EQ(c->parallel().tp(), 2);
+  EXPECT_EQ(c->parallel().stage_layers_size(), 2);
+  EXPECT_TRUE(c->parallel().sequence_parallel());
+  EXPECT_EQ(c->parallel().schedule(), ParallelConfig::INTERLEAVED);
+  EXPECT_EQ(c->checkpoint().resume(), "/ckpt/step_00000010");
+  EXPECT_EQ(c->precision(), JobConfig::BF16);
+}
+
+struct ParseErrorCase {
+  std::string text;
+  std::vector<std::string> expected;  // substrings of the error
+};
+
+class ParseErrorTest : public ::testing::TestWithParam<ParseErrorCase> {};
+
+TEST_P(ParseErrorTest, NamesFileLineAndFieldPath) {
+  auto c = ParseJobConfigText(GetParam().text, "cfg.textproto");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  for (const auto& e : GetParam().expected) {
+    EXPECT_CONTAINS(std::string(c.status().message()), e);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Errors, ParseErrorTest,
+    ::testing::Values(
+        // Unknown field, with the fields that do exist.
+        ParseErrorCase{"model {\n  layers: 2\n  layerz: 3\n}\n",
+                       {"cfg.textproto:3:", "model.layerz", "layerz", "model has: family"}},
+        // Unknown top-level field after a closed block.
+        ParseErrorCase{"model { layers: 2 }\n# comment { \nmodle { layers: 2 }\n",
+                       {"cfg.textproto:3:", "modle", "the job config has: model"}},
+        // Not an integer.
+        ParseErrorCase{"data {\n  train: \"x\"\n}\nmodel {\n  layers: abc\n}\n",
+                       {"cfg.textproto:5:", "model.layers", "integer"}},
+        // A float where an integer belongs.
+        ParseErrorCase{"model { hidden: 1.5 }", {"cfg.textproto:1:", "model.hidden", "integer"}},
+        // Unknown enum value.
+        ParseErrorCase{"model { family: GPT3 }", {"cfg.textproto:1:", "model.family", "GPT3"}},
+        // A string where a number belongs, one level deeper than the previous block.
+        ParseErrorCase{"parallel { tp: 2 }\noptimizer {\n  lr: \"fast\"\n}",
+                       {"cfg.textproto:3:", "optimizer.lr"}},
+        // A number where a message belongs.
+        ParseErrorCase{"runtime: 3", {"cfg.textproto:1:", "runtime"}},
+        // Out of range.
+        ParseErrorCase{"model { layers: 99999999999 }", {"cfg.textproto:1:", "model.layers"}},
+        // A bool that is not one.
+        ParseErrorCase{"parallel {\n sequence_parallel: maybe }",
+                       {"cfg.textproto:2:", "parallel.sequence_parallel"}},
+        // Unbalanced braces.
+        ParseErrorCase{"model { layers: 2 ", {"cfg.textproto:1:", "model: ", "end of the file"}}));
+
+// ---------------------------------------------------------------------------------------------
+// Overrides.
+
+TEST(OverrideTest, SetsScalarsOfEveryType) {
+  JobConfig c = Base();
+  ASSERT_TRUE(ApplyOverride(&c, "model.layers=8").ok());                        // int32
+  ASSERT_TRUE(ApplyOverride(&c, "lr_schedule.total_steps=123456789012").ok());  // int64
+  ASSERT_TRUE(ApplyOverride(&c, "optimizer.lr=3e-4").ok());                     // double
+  ASSERT_TRUE(ApplyOverride(&c, "parallel.sequence_parallel=true").ok());       // bool
+  ASSERT_TRUE(ApplyOverride(&c, "checkpoint.async=0").ok());                    // bool as 0
+  ASSERT_TRUE(ApplyOverride(&c, "data.train=\"a b/*.bin\"").ok());              // quoted string
+  ASSERT_TRUE(ApplyOverride(&c, "checkpoint.resume=/ckpt/step_00000005").ok());
+  ASSERT_TRUE(ApplyOverride(&c, "model.family=LLAMA").ok());             // enum
+  ASSERT_TRUE(ApplyOverride(&c, "parallel.schedule=interleaved").ok());  // enum, any case
+  ASSERT_TRUE(ApplyOverride(&c, "precision=BF16").ok());                 // top level
+  ASSERT_TRUE(ApplyOverride(&c, "runtime.stop_at_step=7").ok());
+  EXPECT_EQ(c.model().layers(), 8);
+  EXPECT_EQ(c.lr_schedule().total_steps(), 123456789012);
+  EXPECT_DOUBLE_EQ(c.optimizer().lr(), 3e-4);
+  EXPECT_TRUE(c.parallel().sequence_parallel());
+  EXPECT_FALSE(c.checkpoint().async());
+  EXPECT_EQ(c.data().train(), "a b/*.bin");
+  EXPECT_EQ(c.checkpoint().resume(), "/ckpt/step_00000005");
+  EXPECT_EQ(c.model().family(), ModelConfig::LLAMA);
+  EXPECT_EQ(c.parallel().schedule(), ParallelConfig::INTERLEAVED);
+  EXPECT_EQ(c.precision(), JobConfig::BF16);
+  EXPECT_EQ(c.runtime().stop_at_step(), 7);
+}
+
+TEST(OverrideTest, RepeatedFieldsTakeAListAndReplace) {
+  JobConfig c = Base();
+  ASSERT_TRUE(ApplyOverride(&c, "parallel.stage_layers=[1, 3]").ok());
+  ASSERT_EQ(c.parallel().stage_layers_size(), 2);
+  EXPECT_EQ(c.parallel().stage_layers(1), 3);
+  ASSERT_TRUE(ApplyOverride(&c, "parallel.stage_layers=2,1,1").ok());
+  ASSERT_EQ(c.parallel().stage_layers_size(), 3);
+  EXPECT_EQ(c.parallel().stage_layers(0), 2);
+  // A bad item leaves the old contents.
+  absl::Status bad = ApplyOverride(&c, "parallel.stage_layers=[1,x]");
+  EXPECT_CONTAINS(std::string(bad.message()), "'x'");
+  EXPECT_EQ(c.parallel().stage_layers_size(), 3);
+  ASSERT_TRUE(ApplyOverride(&c, "parallel.stage_layers=[]").ok());
+  EXPECT_EQ(c.parallel().stage_layers_size(), 0);
+}
+
+TEST(OverrideTest, ZeroStaysZeroWhereItMeansSomething) {
+  // grad_clip 0 turns clipping off; defaults must not overwrite it.
+  JobConfig c = With({"optimizer.grad_clip=0", "runtime.seed=0"});
+  EXPECT_EQ(c.optimizer().grad_clip(), 0.0);
+  EXPECT_EQ(c.runtime().seed(), 0);
+  EXPECT_EQ(c.data().seed(), 0);  // follows runtime.seed
+  // Written as 0, tp is refused rather than silently becoming 1.
+  JobConfig z = With({"parallel.tp=0"});
+  EXPECT_EQ(z.parallel().tp(), 0);
+  EXPECT_CONTAINS(absl::StrJoin(ConfigProblems(z, 1), "\n"), "parallel.tp must be >= 1");
+}
+
+TEST(OverrideTest, DefaultsFollowTheOverrides) {
+  JobConfig c = Base();
+  c.mutable_model()->clear_kv_heads();
+  c.mutable_model()->clear_ffn_hidden();
+  c.mutable_data()->clear_seq_len();
+  ASSERT_TRUE(ApplyOverride(&c, "model.heads=8").ok());
+  ASSERT_TRUE(ApplyOverride(&c, "model.hidden=128").ok());
+  ASSERT_TRUE(ApplyOverride(&c, "model.max_seq=32").ok());
+  ApplyDefaults(&c);
+  EXPECT_EQ(c.model().kv_heads(), 8);
+  EXPECT_EQ(c.model().ffn_hidden(), 512);
+  EXPECT_EQ(c.data().seq_len(), 32);
+}
+
+struct OverrideErrorCase {
+  std::string assignment;
+  std::vector<std::string> expected;
+};
+
+class OverrideErrorTest : public ::testing::TestWithParam<OverrideErrorCase> {};
+
+TEST_P(OverrideErrorTest, NamesTheArgumentAndWhatWasExpected) {
+  JobConfig c = Base();
+  absl::Status s = ApplyOverride(&c, GetParam().assignment);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  const std::string msg(s.message());
+  EXPECT_CONTAINS(msg, "--set " + GetParam().assignment);
+  for (const auto& e : GetParam().expected) EXPECT_CONTAINS(msg, e);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Errors, OverrideErrorTest,
+    ::testing::Values(
+        OverrideErrorCase{"model.layerz=3", {"unknown field 'layerz'", "model has:", "layers"}},
+        OverrideErrorCase{"modle.layers=3", {"unknown field 'modle'", "the job config has:"}},
+        OverrideErrorCase{"model.layers=abc", {"model.layers", "expected an integer"}},
+        OverrideErrorCase{"model.layers=1.5", {"expected an integer"}},
+        OverrideErrorCase{"model.layers=99999999999", {"expected an integer (32-bit)"}},
+        OverrideErrorCase{"optimizer.lr=fast", {"optimizer.lr", "expected a finite number"}},
+        OverrideErrorCase{"optimizer.lr=nan", {"expected a finite number"}},
+        OverrideErrorCase{"parallel.sequence_parallel=maybe", {"expected true or false"}},
+        OverrideErrorCase{"model.family=GPT3", {"model.family", "expected one of GPT2, LLAMA"}},
+        OverrideErrorCase{"model=3", {"model is a message", "model.<field>"}},
+        OverrideErrorCase{"model.layers.x=3", {"model.layers is a scalar (int32), not a message"}},
+        OverrideErrorCase{"model.layers", {"expected path.to.field=value"}},
+        OverrideErrorCase{"=3", {"field path is empty"}},
+        OverrideErrorCase{"parallel.stage_layers=[1,2", {"']' is missing"}}));
+
+TEST(OverrideTest, ExtractConfigFlagsLeavesTheRest) {
+  std::vector<std::string> args = {"--config",
+                                   "a.textproto",
+                                   "--set",
+                                   "model.layers=2",
+                                   "--steps",
+                                   "3",
+                                   "--set=optimizer.lr=1e-3"};
+  std::string path;
+  std::vector<std::string> overrides;
+  ASSERT_TRUE(ExtractConfigFlags(&args, &path, &overrides).ok());
+  EXPECT_EQ(path, "a.textproto");
+  EXPECT_EQ(overrides, (std::vector<std::string>{"model.layers=2", "optimizer.lr=1e-3"}));
+  EXPECT_EQ(args, (std::vector<std::string>{"--steps", "3"}));
+  std::vector<std::string> dangling = {"--set"};
+  EXPECT_FALSE(ExtractConfigFlags(&dangling, &path, &overrides).ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults.
+
+TEST(DefaultsTest, FillsLoomDefaults) {
+  JobConfig c;
+  c.mutable_model()->set_heads(4);
+  c.mutable_model()->set_hidden(64);
+  c.mutable_model()->set_max_seq(128);
+  ApplyDefaults(&c);
+  EXPECT_EQ(c.model().family(), ModelConfig::GPT2);
+  EXPECT_EQ(c.model().kv_heads(), 4);
+  EXPECT_EQ(c.model().ffn_hidden(), 256);
+  EXPECT_TRUE(c.model().tied_embeddings());
+  EXPECT_DOUBLE_EQ(c.model().norm_eps(), 1e-5);
+  EXPECT_DOUBLE_EQ(c.model().rope_theta(), 10000);
+  EXPECT_EQ(c.model().vocab_pad_multiple(), 128);
+  EXPECT_EQ(c.parallel().tp(), 1);
+  EXPECT_EQ(c.parallel().pp(), 1);
+  EXPECT_EQ(c.parallel().dp(), 0);
+  EXPECT_EQ(c.parallel().virtual_stages(), 1);
+  EXPECT_EQ(c.parallel().micro_batch_size(), 1);
+  EXPECT_DOUBLE_EQ(c.parallel().grad_bucket_mb(), 25.0);
+  EXPECT_DOUBLE_EQ(c.optimizer().beta1(), 0.9);
+  EXPECT_DOUBLE_EQ(c.optimizer().beta2(), 0.95);
+  EXPECT_DOUBLE_EQ(c.optimizer().eps(), 1e-8);
+  EXPECT_DOUBLE_EQ(c.optimizer().grad_clip(), 1.0);
+  EXPECT_DOUBLE_EQ(c.optimizer().weight_decay(), 0.1);
+  EXPECT_EQ(c.lr_schedule().decay_style(), LrScheduleConfig::COSINE);
+  EXPECT_EQ(c.data().seq_len(), 128);
+  EXPECT_TRUE(c.data().shuffle());
+  EXPECT_EQ(c.data().seed(), 1337);
+  EXPECT_EQ(c.checkpoint().resume(), "AUTO");
+  EXPECT_EQ(c.data().format(), DataConfig::LLMC);
+  EXPECT_FALSE(c.checkpoint().async());
+  EXPECT_EQ(c.logging().interval(), 1);
+  EXPECT_TRUE(c.logging().jsonl());
+  EXPECT_TRUE(c.logging().tensorboard());
+  EXPECT_EQ(c.logging().eval_batches(), 20);
+  EXPECT_EQ(c.logging().eval_interval(), 0);
+  EXPECT_EQ(c.logging().sample_length(), 64);
+  EXPECT_EQ(c.runtime().collective_timeout_s(), 300);
+  EXPECT_EQ(c.runtime().seed(), 1337);
+  EXPECT_EQ(c.runtime().backend(), RuntimeConfig::AUTO);
+  EXPECT_EQ(c.precision(), JobConfig::FP32);
+
+  JobConfig again = c;
+  ApplyDefaults(&again);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(c, again));
+}
+
+TEST(DefaultsTest, LlamaRules) {
+  EXPECT_EQ(LlamaFfnHidden(2048), 5632);
+  EXPECT_EQ(LlamaFfnHidden(4096), 11008);
+  EXPECT_EQ(LlamaFfnHidden(64), 256);
+  JobConfig c;
+  c.mutable_model()->set_family(ModelConfig::LLAMA);
+  c.mutable_model()->set_hidden(2048);
+  c.mutable_checkpoint()->set_resume("none");
+  ApplyDefaults(&c);
+  EXPECT_EQ(c.model().ffn_hidden(), 5632);
+  EXPECT_FALSE(c.model().tied_embeddings());
+  EXPECT_EQ(c.checkpoint().resume(), "NONE");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation: one broken thing at a time, each reported once and naming its fields.
+
+struct RuleCase {
+  std::string name;
+  std::vector<std::string> sets;
+  int world_size;
+  std::vector<std::string> expected;  // substrings of the first problem
+  size_t count = 1;                   // problems expected in all
+};
+
+class RuleTest : public ::testing::TestWithParam<RuleCase> {};
+
+TEST_P(RuleTest, ReportsExactlyThisProblem) {
+  const RuleCase& rc = GetParam();
+  JobConfig c = With(rc.sets);
+  std::vector<std::string> problems = ConfigProblems(c, rc.world_size);
+  ASSERT_EQ(problems.size(), rc.count) << absl::StrJoin(problems, "\n");
+  for (const auto& e : rc.expected) EXPECT_CONTAINS(problems[0], e);
+  absl::Status s = ValidateJobConfig(c, rc.world_size);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(std::string(s.message()), absl::StrCat(rc.count, " problem"));
+  EXPECT_FALSE(JobLayout::Create(c, rc.world_size).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Rules, RuleTest,
+    ::testing::Values(
+        RuleCase{"WorldNotGrid",
+                 {"parallel.dp=2", "parallel.tp=2"},
+                 6,
+                 {"world size 6 != parallel.dp (2) * parallel.tp (2) * parallel.pp (1) = 4"}},
+        RuleCase{"WorldNotDivisible",
+                 {"parallel.tp=4"},
+                 6,
+                 {"world size 6", "parallel.tp (4)", "parallel.dp cannot be derived"}},
+        // tp dividing kv_heads would divide heads too, so both are reported.
+        RuleCase{"HeadsVsTp",
+                 {"model.heads=2", "model.kv_heads=2", "parallel.tp=4"},
+                 4,
+                 {"model.heads (2) is not divisible by parallel.tp (4)"},
+                 2},
+        RuleCase{"KvHeadsVsTp",
+                 {"model.family=LLAMA", "model.heads=4", "model.kv_heads=1", "parallel.tp=2"},
+                 2,
+                 {"model.kv_heads (1) is not divisible by parallel.tp (2)"}},
+        RuleCase{"HeadsVsKvHeads",
+                 {"model.family=LLAMA", "model.kv_heads=3"},
+                 1,
+                 {"model.heads (4) is not divisible by model.kv_heads (3)"}},
+        RuleCase{"Gpt2HasNoGqa",
+                 {"model.kv_heads=2"},
+                 1,
+                 {"model.kv_heads (2) must equal model.heads (4)", "GPT2"}},
+        RuleCase{"HiddenVsHeads",
+                 {"model.hidden=66", "model.ffn_hidden=256"},
+                 1,
+                 {"model.hidden (66) is not divisible by model.heads (4)"}},
+        RuleCase{"RopeOddHeadDim",
+                 {"model.family=LLAMA", "model.hidden=36", "model.heads=4", "model.ffn_hidden=96"},
+                 1,
+                 {"head dim 9", "even", "LLAMA"}},
+        RuleCase{"FfnVsTp",
+                 {"model.ffn_hidden=250", "parallel.tp=4"},
+                 4,
+                 {"model.ffn_hidden (250) is not divisible by parallel.tp (4)"}},
+        RuleCase{"LayersVsStages",
+                 {"model.layers=6", "parallel.pp=4"},
+                 4,
+                 {"model.layers (6) is not divisible by parallel.pp (4) * "
+                  "parallel.virtual_stages (1) = 4",
+                  "parallel.stage_layers"}},
+        RuleCase{"StageLayersCount",
+                 {"parallel.pp=2", "parallel.stage_layers=[1,1,2]"},
+                 2,
+                 {"parallel.stage_layers has 3 entries, expected parallel.pp (2) * "
+                  "parallel.virtual_stages (1) = 2"}},
+        RuleCase{"StageLayersSum",
+                 {"parallel.pp=2", "parallel.stage_layers=[1,2]"},
+                 2,
+                 {"parallel.stage_layers sums to 3, expected model.layers (4)"}},
+        RuleCase{"StageLayersZero",
+                 {"model.layers=4", "parallel.pp=2", "parallel.stage_layers=[0,4]"},
+                 2,
+                 {"parallel.stage_layers[0] is 0"}},
+        RuleCase{"VirtualWith1F1B",
+                 {"parallel.pp=2", "parallel.virtual_stages=2"},
+                 2,
+                 {"parallel.virtual_stages (2) > 1 needs parallel.schedule INTERLEAVED"}},
+        RuleCase{"VirtualWithGPipe",
+                 {"parallel.pp=2", "parallel.virtual_stages=2", "parallel.schedule=GPIPE"},
+                 2,
+                 {"needs parallel.schedule INTERLEAVED (got GPIPE)"}},
+        RuleCase{"VirtualWithoutPipeline",
+                 {"parallel.virtual_stages=2", "parallel.schedule=INTERLEAVED"},
+                 1,
+                 {"parallel.virtual_stages (2) > 1 needs parallel.pp > 1"}},
+        RuleCase{"InterleavedWithoutVirtual",
+                 {"parallel.pp=2", "parallel.schedule=INTERLEAVED"},
+                 2,
+                 {"parallel.schedule INTERLEAVED needs parallel.virtual_stages > 1"}},
+        RuleCase{"InterleavedMicroBatches",
+                 {"parallel.pp=2", "parallel.virtual_stages=2", "parallel.schedule=INTERLEAVED",
+                  "parallel.global_batch_size=6"},
+                 2,
+                 {"micro-batches per step", "= 3", "multiple of parallel.pp (2)"}},
+        RuleCase{"GlobalBatch",
+                 {"parallel.global_batch_size=10"},
+                 4,
+                 {"parallel.global_batch_size (10) is not divisible by "
+                  "parallel.micro_batch_size (2) * dp (4) = 8"}},
+        RuleCase{"SeqLongerThanMax",
+                 {"data.seq_len=128"},
+                 1,
+                 {"data.seq_len (128) exceeds model.max_seq (64)"}},
+        RuleCase{"SequenceParallel",
+                 {"parallel.tp=4", "parallel.sequence_parallel=true", "data.seq_len=62"},
+                 4,
+                 {"parallel.sequence_parallel", "data.seq_len (62)", "parallel.tp (4)"}},
+        RuleCase{"ZeroLayers", {"model.layers=0"}, 1, {"model.layers must be >= 1 (got 0)"}},
+        RuleCase{"NegativeMicroBatch",
+                 {"parallel.micro_batch_size=-2"},
+                 1,
+                 {"parallel.micro_batch_size must be >= 1 (got -2)"}},
+        RuleCase{"NegativeDp", {"parallel.dp=-1"}, 1, {"parallel.dp must be >= 0"}},
+        RuleCase{"ZeroGradBucket",
+                 {"parallel.grad_bucket_mb=0"},
+                 1,
+                 {"parallel.grad_bucket_mb must be > 0 (got 0)"}},
+        RuleCase{"ZeroVocab", {"model.vocab=0"}, 1, {"model.vocab must be >= 1 (got 0)"}},
+        RuleCase{"VocabTooBigForShards",
+                 {"model.vocab=70000"},
+                 1,
+                 {"model.vocab (70000) exceeds 65536"}},
+        RuleCase{"WarmupTooLong",
+                 {"lr_schedule.warmup_steps=30"},
+                 1,
+                 {"lr_schedule.warmup_steps (30) exceeds lr_schedule.total_steps (20)"}},
+        RuleCase{"MinLrAboveLr",
+                 {"lr_schedule.min_lr=0.01"},
+                 1,
+                 {"lr_schedule.min_lr (0.01) exceeds optimizer.lr (0.001)"}},
+        RuleCase{"StopAfterEnd",
+                 {"runtime.stop_at_step=21"},
+                 1,
+                 {"runtime.stop_at_step (21) exceeds lr_schedule.total_steps (20)"}},
+        RuleCase{"ZeroTotalSteps",
+                 {"lr_schedule.total_steps=0", "lr_schedule.warmup_steps=0"},
+                 1,
+                 {"lr_schedule.total_steps must be >= 1 (got 0)"}},
+        RuleCase{"ZeroLr",
+                 {"optimizer.lr=0", "lr_schedule.min_lr=0"},
+                 1,
+                 {"optimizer.lr must be > 0 (got 0)"}},
+        RuleCase{"Beta2", {"optimizer.beta2=1"}, 1, {"optimizer.beta2 must be in [0, 1) (got 1)"}},
+        RuleCase{"NegativeClip", {"optimizer.grad_clip=-1"}, 1, {"optimizer.grad_clip"}},
+        RuleCase{"NoTrainData", {"data.train="}, 1, {"data.train is empty"}},
+        RuleCase{"EvalWithoutVal",
+                 {"data.val=", "logging.eval_interval=10"},
+                 1,
+                 {"logging.eval_interval (10) is set but data.val is empty"}},
+        RuleCase{"IntervalWithoutDir",
+                 {"checkpoint.interval=5"},
+                 1,
+                 {"checkpoint.interval (5) is set but checkpoint.dir is empty"}},
+        RuleCase{"ZeroLoggingInterval",
+                 {"logging.interval=0"},
+                 1,
+                 {"logging.interval must be >= 1 (got 0)"}},
+        RuleCase{"SampleTooLong",
+                 {"logging.sample_interval=5", "logging.sample_length=65"},
+                 1,
+                 {"logging.sample_length (65) exceeds model.max_seq (64)"}},
+        RuleCase{"ZeroTimeout",
+                 {"runtime.collective_timeout_s=0"},
+                 1,
+                 {"runtime.collective_timeout_s must be >= 1 (got 0)"}},
+        RuleCase{"Bf16OnCpu",
+                 {"precision=BF16", "runtime.backend=CPU"},
+                 1,
+                 {"precision BF16", "runtime.backend is CPU"}},
+        RuleCase{"ZeroWorld", {}, 0, {"world size must be >= 1 (got 0)"}}),
+    [](const ::testing::TestParamInfo<RuleCase>& info) { return info.param.name; });
+
+TEST(ValidateTest, ReportsEveryProblemAtOnce) {
+  JobConfig c = With({"parallel.tp=3", "data.seq_len=100", "lr_schedule.warmup_steps=50",
+                      "optimizer.lr=-1", "data.train="});
+  absl::Status s = ValidateJobConfig(c, 4);
+  ASSERT_FALSE(s.ok());
+  const std::string msg(s.message());
+  for (const char* e :
+       {"world size 4 is not divisible by parallel.tp (3)",
+        "model.heads (4) is not divisible by parallel.tp (3)",
+        "data.seq_len (100) exceeds model.max_seq (64)", "lr_schedule.warmup_steps (50) exceeds",
+        "optimizer.lr must be > 0", "data.train is empty"}) {
+    EXPECT_CONTAINS(msg, e);
+  }
+  EXPECT_GE(ConfigProblems(c, 4).size(), 6u);
+  EXPECT_CONTAINS(msg, absl::StrCat(ConfigProblems(c, 4).size(), " problems"));
+}
+
+TEST(ValidateTest, VocabThatDoesNotDivideTpIsPaddedNotRefused) {
+  JobConfig c = With({"parallel.tp=4"});  // vocab 257
+  EXPECT_TRUE(ValidateJobConfig(c, 4).ok());
+  EXPECT_EQ(PaddedVocab(c), 512);  // multiple of 128 * 4
+  EXPECT_EQ(PaddedVocab(With({})), 384);
+  EXPECT_EQ(PaddedVocab(With({"parallel.tp=2"})), 512);
+  EXPECT_EQ(PaddedVocab(With({"parallel.tp=4", "model.vocab_pad_multiple=1"})), 260);
+  EXPECT_EQ(PaddedVocab(With({"model.vocab=256"})), 256);
+}
+
+TEST(ValidateTest, TinyLayoutsTheTestsUse) {
+  const std::vector<std::pair<int, std::vector<std::string>>> layouts = {
+      {1, {}},
+      {2, {"parallel.tp=2"}},
+      {4, {"parallel.tp=4", "parallel.sequence_parallel=true"}},
+      {4, {"parallel.pp=4"}},
+      {2, {"parallel.pp=2", "parallel.virtual_stages=2", "parallel.schedule=INTERLEAVED"}},
+      {4, {}},
+      {8, {"parallel.tp=2", "parallel.pp=2", "parallel.distributed_optimizer=true"}},
+      {2, {"parallel.pp=2", "parallel.stage_layers=[1,3]"}},
+  };
+  for (const auto& [world, sets] : layouts) {
+    EXPECT_TRUE(ValidateJobConfig(With(sets), world).ok())
+        << absl::StrJoin(sets, " ") << " world " << world << ": "
+        << ValidateJobConfig(With(sets), world);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derived numbers.
+
+JobConfig Gpt2Small() {
+  auto c = ParseJobConfigText(
+      R"pb(
+        model { family: GPT2 layers: 12 heads: 12 hidden: 768 vocab: 50257 max_seq: 1024 }
+        parallel { micro_batch_size: 16 global_batch_size: 512 }
+        optimizer { lr: 6e-4 }
+        lr_schedule { total_steps: 100 }
+        data { train: "x" }
+      )pb",
+      "gpt2");
+  EXPECT_TRUE(c.ok()) << c.status();
+  ApplyDefaults(&*c);
+  return *c;
+}
+
+TEST(DerivedTest, Gpt2SmallParameterCountIsExact) {
+  JobConfig c = Gpt2Small();
+  EXPECT_EQ(ParameterCount(c.model()), 124439808);
+  auto d = JobLayout::Create(c, 1);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->parameters, 124439808);
+  EXPECT_EQ(d->padded_vocab, 50304);
+  EXPECT_EQ(d->padded_parameters, 124439808 + 47 * 768);
+  EXPECT_EQ(d->head_dim, 64);
+  EXPECT_EQ(d->grad_accum_steps, 32);
+  EXPECT_EQ(d->tokens_per_step, 512 * 1024);
+  // Untied: the head adds V * C.
+  c.mutable_model()->set_tied_embeddings(false);
+  EXPECT_EQ(ParameterCount(c.model()), 124439808 + 50257LL * 768);
+}
+
+TEST(DerivedTest, Gpt2MediumAndTinyLlama) {
+  JobConfig c = Gpt2Small();
+  c.mutable_model()->set_layers(24);
+  c.mutable_model()->set_heads(16);
+  c.mutable_model()->set_hidden(1024);
+  c.mutable_model()->set_ffn_hidden(4096);
+  c.mutable_model()->set_kv_heads(16);
+  EXPECT_EQ(ParameterCount(c.model()), 354823168);
+
+  ModelConfig llama;
+  llama.set_family(ModelConfig::LLAMA);
+  llama.set_layers(22);
+  llama.set_heads(32);
+  llama.set_kv_heads(4);
+  llama.set_hidden(2048);
+  llama.set_ffn_hidden(5632);
+  llama.set_vocab(32000);
+  llama.set_max_seq(2048);
+  llama.set_tied_embeddings(false);
+  EXPECT_EQ(ParameterCount(llama), 1100048384);
+  // A tiny LLaMA counted by hand: V=10, C=8, 2 heads of 4, 1 kv head, F=16, L=1, untied.
+  // embed 80 + [norm 8 + q 64 + k 32 + v 32 + o 64 + norm 8 + mlp 3*128] + final 8 + head 80.
+  ModelConfig t;
+  t.set_family(ModelConfig::LLAMA);
+  t.set_layers(1);
+  t.set_heads(2);
+  t.set_kv_heads(1);
+  t.set_hidden(8);
+  t.set_ffn_hidden(16);
+  t.set_vocab(10);
+  t.set_max_seq(4);
+  t.set_tied_embeddings(false);
+  EXPECT_EQ(ParameterCount(t), 80 + (8 + 64 + 32 + 32 + 64 + 8 + 384) + 8 + 80);
+}
+
+TEST(DerivedTest, GridBatchAndStages) {
+  // dp derived from the world: 8 ranks / (tp 2 * pp 2) = 2; accumulation 8 / (2 * 2) = 2.
+  auto d = JobLayout::Create(With({"parallel.tp=2", "parallel.pp=2"}), 8);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->dp, 2);
+  EXPECT_EQ(d->grad_accum_steps, 2);
+  EXPECT_EQ(d->tokens_per_step, 8 * 64);
+  EXPECT_EQ(d->vocab_per_tp_rank, 256);
+  EXPECT_EQ(d->chunk_layers, (std::vector<int>{2, 2}));
+  EXPECT_EQ(d->FirstLayerOf(1, 0), 2);
+  EXPECT_EQ(d->steps_this_run, 20);
+
+  // Interleaved: chunk k is virtual stage k / pp of stage k % pp, in model order.
+  auto v = JobLayout::Create(With({"parallel.pp=2", "parallel.virtual_stages=2",
+                               "parallel.schedule=INTERLEAVED", "runtime.stop_at_step=5"}),
+                         2);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->chunk_layers, (std::vector<int>{1, 1, 1, 1}));
+  EXPECT_EQ(v->FirstLayerOf(0, 0), 0);
+  EXPECT_EQ(v->FirstLayerOf(1, 0), 1);
+  EXPECT_EQ(v->FirstLayerOf(0, 1), 2);
+  EXPECT_EQ(v->FirstLayerOf(1, 1), 3);
+  EXPECT_EQ(v->steps_this_run, 5);
+
+  auto u = JobLayout::Create(With({"parallel.pp=2", "parallel.stage_layers=[1,3]"}), 2);
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->LayersOf(1, 0), 3);
+  EXPECT_EQ(u->FirstLayerOf(1, 0), 1);
+  const std::string text = FormatJobLayout(*u, "# ");
+  EXPECT_CONTAINS(text, "# stage 0: layer 0\n");
+  EXPECT_CONTAINS(text, "# stage 1: layers 1-3\n");
+  EXPECT_CONTAINS(text, "padded vocab: 384");
+}
+
+// ---------------------------------------------------------------------------------------------
+// configs/ and `loom config check`.
+
+TEST(ConfigsTest, EveryShippedConfigParsesAndValidates) {
+  const std::filesystem::path dir = std::filesystem::path(SourceDir()) / "configs";
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".textproto") continue;
+    ++count;
+    auto c = LoadJobConfig(entry.path().string(), {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_TRUE(ValidateJobConfig(*c, 1).ok()) << entry.path() << ": " << ValidateJobConfig(*c, 1);
+  }
+  EXPECT_GE(count, 4) << "configs/ should hold tiny, gpt2_124m, gpt2_350m and llama_1b";
+  auto gpt2 = LoadJobConfig((dir / "gpt2_124m.textproto").string(), {});
+  ASSERT_TRUE(gpt2.ok());
+  EXPECT_EQ(ParameterCount(gpt2->model()), 124439808);
+  auto llama = LoadJobConfig((dir / "llama_1b.textproto").string(), {});
+  ASSERT_TRUE(llama.ok());
+  EXPECT_EQ(ParameterCount(llama->model()), 1100048384);
+  EXPECT_EQ(llama->model().ffn_hidden(), LlamaFfnHidden(llama->model().hidden()));
+}
+
+TEST(ConfigsTest, LoadReportsMissingFileAndBadOverride) {
+  auto missing = LoadJobConfig("/nonexistent/job.textproto", {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_CONTAINS(std::string(missing.status().message()), "/nonexistent/job.textproto");
+  const std::string tiny = SourceDir() + "/configs/tiny.textproto";
+  auto bad = LoadJobConfig(tiny, {"model.layers=2", "model.heads=x"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_CONTAINS(std::string(bad.status().message()), "--set model.heads=x");
+}
+
+absl::Status RunCommand(const std::vector<std::string>& args, std::string* out) {
+  auto it = CommandRegistry().find("config check");
+  if (it == CommandRegistry().end()) return absl::NotFoundError("config check not registered");
+  ::testing::internal::CaptureStdout();
+  absl::Status s = it->second.run(args);
+  *out = ::testing::internal::GetCapturedStdout();
+  return s;
+}
+
+// A temp dir with one train and one val shard, and the --set flags that point tiny.textproto at
+// them and at a fresh run dir there (the shipped data/demo may not exist where tests run).
+std::vector<std::string> TinyDataFlags(const std::string& name) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / absl::StrCat("loom_config_", getpid(), name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::vector<uint16_t> tokens(200, 7);
+  EXPECT_TRUE(WriteShard((dir / "train_000.bin").string(), tokens, ShardFormat::kLlmc).ok());
+  EXPECT_TRUE(WriteShard((dir / "val_000.bin").string(), tokens, ShardFormat::kLlmc).ok());
+  return {"--set", absl::StrCat("data.train=", (dir / "train_*.bin").string()),
+          "--set", absl::StrCat("data.val=", (dir / "val_*.bin").string()),
+          "--set", absl::StrCat("logging.run_dir=", (dir / "run").string())};
+}
+
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// The --set values of a flag list, for LoadJobConfig.
+std::vector<std::string> SetsOf(const std::vector<std::string>& flags) {
+  std::vector<std::string> sets;
+  for (size_t i = 0; i + 1 < flags.size(); ++i) {
+    if (flags[i] == "--set") sets.push_back(flags[i + 1]);
+  }
+  return sets;
+}
+
+TEST(ConfigCheckCommandTest, PrintsResolvedConfigJobLayoutAndMemory) {
+  const std::string tiny = SourceDir() + "/configs/tiny.textproto";
+  const std::vector<std::string> data = TinyDataFlags("print");
+  std::string out;
+  absl::Status s = RunCommand(
+      Concat({"--config", tiny, "--world-size", "4", "--set=parallel.micro_batch_size=1"}, data),
+      &out);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_CONTAINS(out, "world size 4");
+  EXPECT_CONTAINS(out, "micro_batch_size: 1");
+  EXPECT_CONTAINS(out, "dp 4 x tp 1 x pp 1");
+  EXPECT_CONTAINS(out, "padded vocab: 384");
+  EXPECT_CONTAINS(out, "parameters: ");
+  EXPECT_CONTAINS(out, "#   memory per rank (pipeline stage 0, ");
+  EXPECT_CONTAINS(out, "#     AdamW moments");
+  EXPECT_CONTAINS(out, "#     total ");
+  EXPECT_CONTAINS(out, "#   available: ");
+  // The output is itself a job file: it parses back to the resolved config.
+  auto reparsed = ParseJobConfigText(out, "stdout");
+  ASSERT_TRUE(reparsed.ok()) << reparsed.status();
+  auto expected = LoadJobConfig(tiny, Concat({"parallel.micro_batch_size=1"}, SetsOf(data)));
+  ASSERT_TRUE(expected.ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*reparsed, *expected));
+}
+
+TEST(ConfigCheckCommandTest, RefusesWithEveryProblem) {
+  const std::string tiny = SourceDir() + "/configs/tiny.textproto";
+  const std::vector<std::string> data = TinyDataFlags("refuse");
+  std::string out;
+  absl::Status s = RunCommand(
+      Concat({"--config", tiny, "--world-size", "3", "--set", "data.seq_len=65"}, data), &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(std::string(s.message()), "tiny.textproto");
+  EXPECT_CONTAINS(std::string(s.message()), "2 problems");
+  EXPECT_CONTAINS(std::string(s.message()), "world size 3");
+  EXPECT_CONTAINS(std::string(s.message()), "data.seq_len (65)");
+  EXPECT_TRUE(out.empty());
+
+  // The shipped data globs, pointed nowhere: each is named.
+  s = RunCommand({"--config", tiny, "--set", "data.train=/nowhere/train_*.bin", "--set",
+                  "data.val=/nowhere/val_*.bin", "--set", "logging.run_dir="},
+                 &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(std::string(s.message()), "2 problems");
+  EXPECT_CONTAINS(std::string(s.message()), "data.train: ");
+  EXPECT_CONTAINS(std::string(s.message()), "data.val: ");
+  EXPECT_CONTAINS(std::string(s.message()), "/nowhere/val_*.bin");
+
+  EXPECT_EQ(RunCommand({"--world-size", "2"}, &out).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunCommand({"--config", tiny, "--bogus"}, &out).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunCommand({"--config", tiny, "--world-size", "zero"}, &out).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunCommand({"--config", tiny, "--config", tiny}, &out).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ConfigCheckCommandTest, ConfigAloneAndWithHelpListsTheSubcommands) {
+  auto it = CommandRegistry().find("config");
+  ASSERT_NE(it, CommandRegistry().end()) << "`loom config --help` would be an unknown command";
+  ::testing::internal::CaptureStdout();
+  absl::Status s = it->second.run({"--help"});
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_CONTAINS(out, "check");
+  EXPECT_EQ(it->second.run({}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(it->second.run({"chek"}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every error at once, bounds, what this build cannot do yet.
+
+TEST(ParseTest, ReportsEveryErrorNotJustTheFirst) {
+  auto c = ParseJobConfigText(
+      "model {\n  layers: x\n  heads: 4\n  hidden: y\n}\nparallel {\n  tp: z\n}\n", "cfg");
+  ASSERT_FALSE(c.ok());
+  const std::string msg(c.status().message());
+  EXPECT_CONTAINS(msg, "3 errors in cfg:");
+  EXPECT_CONTAINS(msg, "cfg:2:");
+  EXPECT_CONTAINS(msg, "model.layers");
+  EXPECT_CONTAINS(msg, "cfg:4:");
+  EXPECT_CONTAINS(msg, "model.hidden");
+  EXPECT_CONTAINS(msg, "cfg:7:");
+  EXPECT_CONTAINS(msg, "parallel.tp");
+  // An error on a line that opens a block ends the report (what follows would be echoes).
+  auto braces = ParseJobConfigText("model {\n  layerz: 1\n}\nmodle {\n  layers: 2\n}\n", "cfg");
+  ASSERT_FALSE(braces.ok());
+  const std::string two(braces.status().message());
+  EXPECT_CONTAINS(two, "2 errors in cfg:");
+  EXPECT_CONTAINS(two, "model.layerz");
+  EXPECT_CONTAINS(two, "cfg:4:");
+}
+
+TEST(ConfigsTest, LoadReportsEveryBadOverrideAndTheFileErrorsWithThem) {
+  const std::string tiny = SourceDir() + "/configs/tiny.textproto";
+  auto bad = LoadJobConfig(tiny, {"model.heads=x", "model.layerz=2", "model.layers=3"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(std::string(bad.status().message()), "--set model.heads=x");
+  EXPECT_CONTAINS(std::string(bad.status().message()), "--set model.layerz=2");
+
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / absl::StrCat("loom_config_", getpid(), "_bad");
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "bad.textproto").string();
+  ASSERT_TRUE(AtomicWriteFile(file, "model { layers: x }\n").ok());
+  auto both = LoadJobConfig(file, {"parallel.tp=two"});
+  ASSERT_FALSE(both.ok());
+  EXPECT_CONTAINS(std::string(both.status().message()), "bad.textproto:1:");
+  EXPECT_CONTAINS(std::string(both.status().message()), "--set parallel.tp=two");
+
+  // A directory is not a job file (it would read as an empty job).
+  auto as_dir = LoadJobConfig(dir.string(), {});
+  ASSERT_FALSE(as_dir.ok());
+  EXPECT_EQ(as_dir.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(std::string(as_dir.status().message()), "is a directory");
+}
+
+TEST(OverrideTest, ConfigGivenTwiceIsAnError) {
+  std::vector<std::string> args = {"--config", "a.textproto", "--config=b.textproto"};
+  std::string path;
+  std::vector<std::string> overrides;
+  absl::Status s = ExtractConfigFlags(&args, &path, &overrides);
+  ASSERT_FALSE(s.ok());
+  EXPECT_CONTAINS(std::string(s.message()), "'a.textproto' and 'b.textproto'");
+}
+
+TEST(ValidateTest, OverflowingSizesNameTheFieldWritten) {
+  // 107 trillion parameters: refused for model.layers, nothing derived from it.
+  auto layers = ConfigProblems(With({"model.layers=2147483647"}), 1);
+  ASSERT_EQ(layers.size(), 1u) << absl::StrJoin(layers, "\n");
+  EXPECT_CONTAINS(layers[0], "model.layers (2147483647) exceeds 10000");
+  // A huge hidden would make the derived ffn_hidden overflow: only model.hidden is named.
+  auto hidden = ConfigProblems(With({"model.hidden=1073741824"}), 1);
+  ASSERT_EQ(hidden.size(), 1u) << absl::StrJoin(hidden, "\n");
+  EXPECT_CONTAINS(hidden[0], "model.hidden (1073741824) exceeds 262144");
+  for (const char* set : {"model.max_seq=2147483647", "model.ffn_hidden=2147483647",
+                          "parallel.global_batch_size=2147483647", "parallel.tp=2147483647",
+                          "lr_schedule.total_steps=9223372036854775807"}) {
+    JobConfig c = With({set});
+    const std::string field = std::string(set).substr(0, std::string(set).find('='));
+    const std::string all = absl::StrJoin(ConfigProblems(c, 1), "\n");
+    EXPECT_CONTAINS(all, field + " (");
+    EXPECT_CONTAINS(all, "exceeds");
+    EXPECT_FALSE(JobLayout::Create(c, 1).ok()) << set;
+  }
+}
+
+TEST(NotYetSupportedTest, EachEntryNamesItsField) {
+  EXPECT_TRUE(NotYetSupported(With({})).empty()) << absl::StrJoin(NotYetSupported(With({})), "\n");
+  const std::string a_dir = ::testing::TempDir();
+  // resume NONE / AUTO and the default timeout are not features asked for.
+  EXPECT_TRUE(NotYetSupported(With({"checkpoint.resume=none"})).empty());
+  EXPECT_TRUE(NotYetSupported(With({"runtime.collective_timeout_s=300"})).empty());
+  // Landed since: checkpoints (a dir, a resume path, init_from a step directory),
+  EXPECT_TRUE(NotYetSupported(With({"checkpoint.dir=/tmp/ckpt"})).empty());
+  EXPECT_TRUE(NotYetSupported(With({"checkpoint.resume=/ckpt/step_00000010"})).empty());
+  EXPECT_TRUE(NotYetSupported(With({"model.init_from=" + a_dir})).empty());
+  // tensor parallelism, the distributed optimizer, collective deadlines.
+  EXPECT_TRUE(NotYetSupported(With({"parallel.tp=2"})).empty());
+  EXPECT_TRUE(NotYetSupported(With({"parallel.distributed_optimizer=true"})).empty());
+  EXPECT_TRUE(NotYetSupported(With({"runtime.collective_timeout_s=60"})).empty());
+  // BF16: the CPU backend is FP32 only, said once (by ConfigProblems for an explicit CPU).
+  if (CudaDeviceCount() == 0) {
+    auto bf16 = NotYetSupported(With({"precision=BF16"}));
+    ASSERT_EQ(bf16.size(), 1u);
+    EXPECT_CONTAINS(bf16[0], "precision BF16 needs a CUDA GPU");
+    EXPECT_TRUE(NotYetSupported(With({"precision=BF16", "runtime.backend=CPU"})).empty());
+  }
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,151 @@
+// Trainer: runs one training job as the config describes it: builds the model on the chosen
+// backend (random init from the seed, or model.init_from), opens the token shards, and loops
+// over optimizer steps: gradient accumulation to the global batch, data-parallel gradient
+// all-reduce, global-norm clipping, AdamW with the LR schedule, metrics to the console,
+// metrics.jsonl and TensorBoard, periodic validation loss and text samples.
+//
+// Everything that can be wrong with the job (config, data, init file, memory) is reported by
+// Create, before any large allocation, with the verdict `loom config check` gives
+// (job/job_check.h); what this build cannot do yet is listed in NotYetSupported
+// (job/config.h). Run stops cleanly at a step boundary on SIGTERM / SIGINT / SIGUSR1
+// (train/stop_signal.h), every rank at the same step. With checkpoint.dir it saves
+// (trainer_checkpoint.cc, docs/checkpoints.md) on checkpoint.interval, at the end and on a stop,
+// and Create resumes per checkpoint.resume.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "checkpoint/checkpoint.h"
+#include "job/config.h"
+#include "train/fault_injection.h"
+#include "data/data_loader.h"
+#include "metrics/metrics.h"
+#include "metrics/run_dir.h"
+#include "data/tokenizer.h"
+#include "parallel/adamw.h"
+#include "model/gpt.h"
+#include "model/pipeline_runner.h"
+#include "parallel/distributed_optimizer.h"
+#include "parallel/grad_reducer.h"
+#include "parallel/process_groups.h"
+#include "parallel/world.h"
+#include "proto/job.pb.h"
+
+namespace loom {
+
+class Trainer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const JobConfig& config, World* world);
+
+  // Runs from the current step to runtime.stop_at_step (or total_steps), or until a stop signal
+  // (checked before each step; then "stopped at step N" is logged and the result is OK).
+  absl::Status Run();
+  // One optimizer step; returns the mean training loss over the global batch.
+  absl::StatusOr<float> Step();
+  // Mean validation loss over logging.eval_batches micro-batches per data-parallel rank.
+  absl::StatusOr<float> Evaluate();
+  // Continues `prompt` by `length` tokens (top-k sampling, k = 40, seeded by (seed, step)).
+  absl::StatusOr<std::vector<int32_t>> Sample(const std::vector<int32_t>& prompt, int length);
+
+  // Saves the current step to checkpoint.dir (collective; train/trainer_checkpoint.cc).
+  // With checkpoint.async the write continues in the background and a later save, Poll or the
+  // end of Run commits it.
+  absl::Status SaveCheckpoint();
+  // Waits for a background save and commits it (collective); nothing when none is pending.
+  absl::Status FinishCheckpoint();
+  // The step directory this run resumed from, or empty.
+  const std::string& resumed_from() const { return resumed_from_; }
+  ModelOptimizer& optimizer() { return *optimizer_; }
+  DataLoader& train_data() { return *train_data_; }
+
+  GptModel& model() { return *model_; }
+  // This rank's pipeline stage runner (null when pp == 1).
+  PipelineRunner* pipeline() { return pipeline_.get(); }
+  ProcessGroups& groups() { return *groups_; }
+  int64_t step() const { return step_; }
+  const JobLayout& numbers() const { return numbers_; }
+  double last_grad_norm() const { return last_grad_norm_; }
+
+ private:
+  Trainer() = default;
+  absl::Status FinishGradReduction();
+  absl::StatusOr<double> GradNorm();
+  absl::Status LogStep(float loss, std::optional<float> val_loss, double step_seconds);
+  // Every rank's agreement on stopping at this step boundary: a stop signal on any rank, or the
+  // time limit (runtime.max_duration_s) as any rank sees it; sets stop_reason_.
+  absl::StatusOr<bool> AnyRankAskedToStop();
+  // Checkpoint hooks of Create and Run (trainer_checkpoint.cc): resume per checkpoint.resume,
+  // else the weights of a model.init_from step directory; a save on the interval (or a
+  // background save committed) after a step; the save at the end or on a stop.
+  absl::Status RestoreCheckpoint(bool init_from_checkpoint);
+  absl::Status CheckpointAfterStep();
+  absl::Status CheckpointAtStop();
+  absl::Status LoadCheckpoint(const std::string& step_dir, bool weights_only);
+  OptimizerView OptimizerPlan() const;
+  // One step's micro-batches through the pipeline (pp > 1); returns the sum of their losses on
+  // the last stage, 0 elsewhere.
+  absl::StatusOr<double> PipelineStep(int64_t accum);
+  // The tied embedding's gradient summed over the embedding group (first and last pipeline
+  // stage), then handed to the data-parallel reduction.
+  absl::Status ReduceTiedEmbedding();
+  // Top-k sampling (k = 40) from row `len - 1` of this rank's vocab slice of the logits (the
+  // tensor group gathers the rest), draw `i` of the Philox stream `seed`.
+  absl::StatusOr<int32_t> PickToken(const Tensor& logits, int len, uint64_t seed, int i);
+  // train/trainer_guards.cc: whether the next step would end past runtime.max_duration_s
+  // minus runtime.stop_margin_s, by the mean step time so far (this rank's view).
+  bool TimeIsUp() const;
+  // train/trainer_guards.cc: every rank's agreement on whether this step's loss or gradient
+  // norm is non-finite anywhere; true = skip the optimizer. The runtime.max_nonfinite_steps-th
+  // such step in a row is an error naming the step.
+  absl::StatusOr<bool> SkipIfNonFinite(double loss, double grad_norm);
+
+  JobConfig config_;
+  JobLayout numbers_;
+  World* world_ = nullptr;
+  std::unique_ptr<ProcessGroups> groups_;
+  // Flat-buffer ranges whose squares this rank adds to the gradient norm.
+  std::vector<std::pair<int64_t, int64_t>> norm_runs_;
+  // Seconds in communication since the last log line, by kind, and the steps' own seconds.
+  double dp_comm_s_ = 0, dp_comm_total_s_ = 0, tp_comm_s_ = 0, sp_comm_s_ = 0, interval_step_seconds_ = 0;
+  int64_t interval_steps_ = 0;
+  Device* device_ = nullptr;
+  std::unique_ptr<GptModel> model_;
+  std::unique_ptr<GradReducer> reducer_;
+  std::unique_ptr<ModelOptimizer> optimizer_;
+  std::unique_ptr<DataLoader> train_data_, val_data_;
+  std::optional<ByteTokenizer> tokenizer_;
+  std::unique_ptr<MetricsSinks> sinks_;  // rank 0 with a run_dir
+  Tensor norm_acc_;  // f32 [1] on the device
+  std::vector<int32_t> inputs_, targets_;
+  std::unique_ptr<PipelineRunner> pipeline_;
+  // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
+  // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.
+  int tied_index_ = -1;
+  std::vector<std::vector<int32_t>> mb_inputs_, mb_targets_;  // a step's micro-batches (pp > 1)
+  double pp_comm_s_ = 0;  // pipeline exchanges since the last log line
+  int64_t step_ = 0;  // optimizer steps done
+  double last_grad_norm_ = 0;
+  double flops_per_token_ = 0;
+  double peak_flops_ = 0;
+  double elapsed_s_ = 0;
+  double interval_seconds_ = 0;
+  FaultInjector fault_;  // LOOM_FAULT (tests of the failure handling)
+  int64_t skipped_steps_ = 0, nonfinite_in_row_ = 0;  // non-finite steps: in all, in a row
+  bool last_step_skipped_ = false;
+  absl::Time start_time_ = absl::Now();  // the time limit counts from here
+  int64_t steps_timed_ = 0;              // steps whose seconds elapsed_s_ sums
+  std::string stop_reason_;
+  int64_t interval_tokens_ = 0;
+  std::unique_ptr<CheckpointSaver> saver_;  // with a checkpoint.dir
+  int64_t last_saved_step_ = -1;
+  std::string resumed_from_;
+  std::string resumed_note_;  // "resumed from ...", logged once every rank agrees
+  std::string run_id_;        // this run's id (metrics/run_dir.h): saved, carried by resumes
+};
+
+}  // namespace loom
