@@ -391,7 +391,16 @@ absl::StatusOr<SaveStats> CheckpointSaver::Commit() {
           const std::string path = absl::StrCat(dir_, "/", name);
           if (step >= 0 && HasManifest(path)) complete.push_back({step, path});
         }
-        std::sort(complete.rbegin(), complete.rend());
+        // Newest first in this run's history: the step just saved, then the older ones from
+        // the highest down. Steps numbered above the one just saved were left by the run this
+        // one abandoned when it resumed from an older step: they come last, so they are pruned
+        // before any of this run's and the checkpoints kept are this run's newest.
+        const int64_t saved = p.info.step;
+        std::sort(complete.begin(), complete.end(), [saved](const auto& a, const auto& b) {
+          const bool a_stale = a.first > saved, b_stale = b.first > saved;
+          if (a_stale != b_stale) return b_stale;
+          return a.first > b.first;
+        });
         for (size_t i = keep_last_; i < complete.size(); ++i) {
           if (complete[i].first == p.info.step) continue;  // the one `latest` names
           LOOM_LOG(INFO) << "checkpoint: removing " << complete[i].second
@@ -651,14 +660,26 @@ absl::Status CheckpointReader::CheckTable(const ParamTable& table) const {
           s.global_shape.ToString(), "): a checkpoint of another model?"));
     }
     const CheckpointTensor& t = *it->second;
+    // The real rows first: padding may hide a different vocabulary (257 and 300 both pad to
+    // 384 rows at a multiple of 128), and a model of another vocabulary is another model.
+    if (t.zero_rows_from() != s.zero_rows_from) {
+      auto rows = [](int64_t z) {
+        return z >= 0 ? absl::StrCat(z, " real rows (the rest padding)")
+                      : std::string("no padding");
+      };
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", where, ": tensor ", s.name, " has ", rows(t.zero_rows_from()),
+                       ", the model expects ", rows(s.zero_rows_from),
+                       ": a checkpoint of another model (model.vocab)?"));
+    }
     const std::vector<int64_t>& want = s.global_shape.dims();
     std::vector<int64_t> got(t.global_shape().begin(), t.global_shape().end());
     bool ok = got.size() == want.size();
     for (size_t d = 0; ok && d < want.size(); ++d) {
       if (got[d] == want[d]) continue;
       // A padded vocabulary may be padded differently (it depends on tp): only the padding.
-      ok = d == 0 && s.zero_rows_from >= 0 && t.zero_rows_from() == s.zero_rows_from &&
-           got[0] >= s.zero_rows_from && want[0] >= s.zero_rows_from;
+      ok = d == 0 && s.zero_rows_from >= 0 && got[0] >= s.zero_rows_from &&
+           want[0] >= s.zero_rows_from;
     }
     if (!ok) {
       return absl::FailedPreconditionError(absl::StrCat(

@@ -11,9 +11,10 @@
 // step_XXXXXXXX.tmp/; every rank writes and fsyncs its data file and a small list of its slices
 // there; the ranks agree on success (a max over the world of their failure flags); rank 0
 // merges the lists into the manifest, writes it (fsynced), renames the directory to its final
-// name, then replaces `latest` by rename and prunes to checkpoint.keep_last (never the one
-// `latest` names). A directory without a manifest is never loaded, so a crash at any point
-// leaves the previous checkpoint as the one that loads.
+// name, then replaces `latest` by rename and prunes to checkpoint.keep_last: it keeps the step
+// just saved (the one `latest` names) and the newest steps below it; steps numbered above it
+// (left by a run that resumed from an older step) are pruned first. A directory without a manifest
+// is never loaded, so a crash at any point leaves the previous checkpoint as the one that loads.
 //
 // Loading (CheckpointReader): each rank reads, for each box it now holds, the overlapping saved
 // slices from whichever files hold them and copies the intersections; every slice's CRC-32C is
@@ -146,7 +147,8 @@ class CheckpointReader {
   const std::string& dir() const { return dir_; }
   bool Has(const std::string& tensor, CheckpointKind kind) const;
   // Every parameter of `table` must be saved with a compatible global shape (padded
-  // vocabulary rows may differ); errors name the tensor, both shapes and the manifest.
+  // vocabulary rows may differ in number, the real rows may not); errors name the tensor,
+  // both shapes (or both real row counts) and the manifest.
   absl::Status CheckTable(const ParamTable& table) const;
   // Fills dst (box.numel() f32 values, row-major) with that box of the saved tensor: the
   // intersections of its slices, zeros in padding rows beyond the saved tensor. Checks each

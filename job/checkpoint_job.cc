@@ -1,7 +1,12 @@
 #include "job/checkpoint_job.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "checkpoint/checkpoint.h"
+#include "job/config_defaults.h"
+#include "job/job_layout.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -24,6 +29,34 @@ absl::StatusOr<std::optional<std::string>> ResumeSource(const JobConfig& job) {
                         absl::StrCat("checkpoint.resume: ", dir.status().message()));
   }
   return std::optional<std::string>(*dir);
+}
+
+absl::Status CheckSameModel(const CheckpointManifest& saved, const JobConfig& job,
+                            const std::string& step_dir) {
+  JobConfig saved_job = saved.job();
+  ApplyDefaults(&saved_job);  // a field the saving build left unset reads as its default
+  const GptConfig a = GptConfigFromJob(job), b = GptConfigFromJob(saved_job);
+  std::vector<std::string> diffs;
+  auto cmp = [&](const char* field, auto mine, auto theirs) {
+    if (mine != theirs) {
+      diffs.push_back(absl::StrCat(field, ": the job has ", mine, ", the checkpoint ", theirs));
+    }
+  };
+  cmp("model.family", a.is_llama() ? "LLAMA" : "GPT2", b.is_llama() ? "LLAMA" : "GPT2");
+  cmp("model.layers", a.layers, b.layers);
+  cmp("model.heads", a.heads, b.heads);
+  cmp("model.kv_heads", a.kv_heads, b.kv_heads);
+  cmp("model.hidden", a.hidden, b.hidden);
+  cmp("model.ffn_hidden", a.ffn_hidden, b.ffn_hidden);
+  cmp("model.vocab", a.vocab, b.vocab);
+  cmp("model.max_seq", a.max_seq, b.max_seq);
+  cmp("model.tied_embeddings", a.tied_embeddings, b.tied_embeddings);
+  cmp("model.norm_eps", a.norm_eps, b.norm_eps);
+  // RoPE's base only matters where there is RoPE.
+  if (a.is_llama() && b.is_llama()) cmp("model.rope_theta", a.rope_theta, b.rope_theta);
+  if (diffs.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "checkpoint ", step_dir, "/manifest.pb is of another model: ", absl::StrJoin(diffs, "; ")));
 }
 
 CheckpointDataPosition DataPositionOf(const DataLoaderState& state, int dp) {

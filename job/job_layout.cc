@@ -77,6 +77,17 @@ int64_t ParameterCount(const ModelConfig& m) {
   return GptParameterCount(GptConfigFromJob(job));
 }
 
+PipelineScheduleKind PipelineScheduleFromConfig(ParallelConfig::Schedule schedule) {
+  switch (schedule) {
+    case ParallelConfig::GPIPE:
+      return PipelineScheduleKind::kGPipe;
+    case ParallelConfig::INTERLEAVED:
+      return PipelineScheduleKind::kInterleaved;
+    default:
+      return PipelineScheduleKind::kOneFOneB;
+  }
+}
+
 Recompute RecomputeFromConfig(ParallelConfig::Recompute recompute) {
   switch (recompute) {
     case ParallelConfig::SELECTIVE:

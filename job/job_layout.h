@@ -31,6 +31,7 @@ int64_t ParameterCount(const ModelConfig& model);
 
 // The config's enums as the layers below name them: one conversion each.
 Recompute RecomputeFromConfig(ParallelConfig::Recompute recompute);
+PipelineScheduleKind PipelineScheduleFromConfig(ParallelConfig::Schedule schedule);
 
 struct JobLayout {
   JobConfig config;  // the job, defaults applied

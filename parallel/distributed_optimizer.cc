@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ops/optimizer.h"
+#include "parallel/adamw.h"
 #include "parallel/grad_reducer.h"
 #include "runtime/status.h"
 
@@ -13,9 +14,9 @@ namespace loom {
 StateBytes ExpectedStateBytes(bool bf16_weights, int dp) {
   StateBytes b;
   b.weights = bf16_weights ? 2 : 4;
-  b.grads = 4;
-  b.master = bf16_weights ? 4.0 / dp : 0.0;
-  b.moments = 8.0 / dp;
+  b.grads = kGradientBytesPerParam;
+  b.master = bf16_weights ? static_cast<double>(kMasterWeightBytesPerParam) / dp : 0.0;
+  b.moments = static_cast<double>(kAdamWMomentBytesPerParam) / dp;
   return b;
 }
 

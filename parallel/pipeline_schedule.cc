@@ -22,16 +22,6 @@ const char* PipelineScheduleName(PipelineScheduleKind kind) {
   return "?";
 }
 
-PipelineScheduleKind PipelineScheduleFromConfig(ParallelConfig::Schedule schedule) {
-  switch (schedule) {
-    case ParallelConfig::GPIPE:
-      return PipelineScheduleKind::kGPipe;
-    case ParallelConfig::INTERLEAVED:
-      return PipelineScheduleKind::kInterleaved;
-    default:
-      return PipelineScheduleKind::kOneFOneB;
-  }
-}
 
 const char* TransferKindName(TransferKind kind) {
   switch (kind) {

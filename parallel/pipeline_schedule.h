@@ -25,7 +25,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "proto/job.pb.h"
 
 namespace loom {
 
@@ -37,8 +36,6 @@ enum class PipelineScheduleKind {
 
 // "gpipe", "1f1b", "interleaved".
 const char* PipelineScheduleName(PipelineScheduleKind kind);
-// The config's parallel.schedule as a kind.
-PipelineScheduleKind PipelineScheduleFromConfig(ParallelConfig::Schedule schedule);
 
 struct PipelineShape {
   int stages = 1;          // p, pipeline-parallel ranks

@@ -14,6 +14,13 @@ PyTorch used), then the reference runs in float64:
     only on 2-D weights).
 Results are rounded to float32 when stored.
 
+gpt2_schedule.bin holds the same 10 steps of the GPT-2 model from the same initial weights with
+an LR schedule from torch.optim.lr_scheduler instead of a constant rate (warm-up LinearLR over 3
+steps, then CosineAnnealingLR, or LinearLR decay, to min_lr at step 10; loom's schedule,
+launcher/lr_schedule.h, as PyTorch's own schedulers compute it): per style the losses, gradient
+norms and the rate each step used, so the trainer's schedule, clipping and AdamW with weight decay
+are checked together against an independent reference, also across a resume.
+
 The modules below are written from loom's conventions (model/gpt.cc, model/param_layout.cc,
 ops/*.h), not from any library model:
   GPT-2: learned positions, pre-LayerNorm blocks, qkv packed [q | k | v] with head h in columns
@@ -32,6 +39,8 @@ Files written (<family> is gpt2 or llama):
   gpt2.llmc.bin            the GPT-2 weights as an llm.c model file (version 3, fp32).
   gpt2.llmc_bf16.bin       the same as llm.c version 5 (bf16, round to nearest even).
   llama.loom.bin           the LLaMA weights as a loom model file (magic 20241128).
+  gpt2_schedule.bin        warmup_steps, total_steps, min_lr, and "<style>/lrs",
+                           "<style>/step_losses", "<style>/grad_norms" for cosine and linear.
 
 The batch is cut from a token stream of 2T+1 tokens the way loom's data loader cuts samples
 (sample k = stream[kT : kT + T + 1]), so a trainer reading that stream as a shard, unshuffled,
@@ -271,6 +280,83 @@ def loom_file(cfg, params32):
 
 # ---- one family ----------------------------------------------------------------------------
 
+SCHEDULE = dict(warmup_steps=3, total_steps=STEPS, min_lr=3e-4)
+
+
+def scheduler_for(opt, style):
+    """loom's schedule (launcher/lr_schedule.h) from PyTorch's schedulers: step s (0-based) of
+    the warm-up uses lr * (s + 1) / W, then cosine or linear decay to min_lr over
+    total_steps - W steps."""
+    w, total = SCHEDULE["warmup_steps"], SCHEDULE["total_steps"]
+    sched = torch.optim.lr_scheduler
+    warm = sched.LinearLR(opt, start_factor=1.0 / w, end_factor=1.0, total_iters=w - 1)
+    if style == "cosine":
+        decay = sched.CosineAnnealingLR(opt, T_max=total - w, eta_min=SCHEDULE["min_lr"])
+    else:
+        decay = sched.LinearLR(opt, start_factor=1.0, end_factor=SCHEDULE["min_lr"] / TRAIN["lr"],
+                               total_iters=total - w)
+    return sched.SequentialLR(opt, [warm, decay], milestones=[w])
+
+
+def closed_form_lr(style, s):
+    """The same schedule written out, as a guard against the schedulers' semantics changing."""
+    lr, min_lr, w = TRAIN["lr"], SCHEDULE["min_lr"], SCHEDULE["warmup_steps"]
+    if s < w:
+        return lr * (s + 1) / w
+    p = min(1.0, (s - w) / (SCHEDULE["total_steps"] - w))
+    if style == "cosine":
+        return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * p))
+    return lr + (min_lr - lr) * p
+
+
+def train(cfg, params, tokens, targets, style=None):
+    """STEPS training steps on one batch as trainer.cc Step() does them; constant lr, or the
+    schedule `style`. Returns the losses, gradient norms and rates."""
+    specs = param_specs(cfg)
+    ordered = [params[n] for n, _, _ in specs]
+    decay = [params[n] for n, _, k in specs if k == "w"]
+    no_decay = [params[n] for n, _, k in specs if k != "w"]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": TRAIN["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=TRAIN["lr"], betas=(TRAIN["beta1"], TRAIN["beta2"]),
+                            eps=TRAIN["eps"])
+    sched = scheduler_for(opt, style) if style else None
+    losses, norms, lrs = [], [], []
+    for step in range(STEPS):
+        lrs.append(opt.param_groups[0]["lr"])
+        if style:
+            assert abs(lrs[-1] - closed_form_lr(style, step)) <= 1e-12 * TRAIN["lr"], (style, step)
+        opt.zero_grad(set_to_none=False)
+        step_loss = loss_of(cfg, forward(cfg, params, tokens), targets)
+        step_loss.backward()
+        norm = math.sqrt(sum(float((t.grad * t.grad).sum()) for t in ordered))
+        if norm > TRAIN["grad_clip"]:
+            for t in ordered:
+                t.grad.mul_(TRAIN["grad_clip"] / norm)
+        opt.step()
+        if sched:
+            sched.step()
+        losses.append(step_loss.item())
+        norms.append(norm)
+    return losses, norms, lrs
+
+
+def schedule_fixture(name, cfg, params32, tokens, targets):
+    fx = Fixture(name + "_schedule")
+    fx.i32("warmup_steps", SCHEDULE["warmup_steps"])
+    fx.i32("total_steps", SCHEDULE["total_steps"])
+    fx.f32("min_lr", f32(SCHEDULE["min_lr"]))
+    for style in ("cosine", "linear"):
+        params = {n: t.to(torch.float64).requires_grad_(True) for n, t in params32.items()}
+        losses, norms, lrs = train(cfg, params, tokens, targets, style)
+        fx.f32(style + "/lrs", torch.tensor(lrs))
+        fx.f32(style + "/step_losses", torch.tensor(losses))
+        fx.f32(style + "/grad_norms", torch.tensor(norms))
+        print("%s %s schedule: lr %s, steps %s" %
+              (name, style, " ".join("%.2e" % v for v in lrs),
+               " ".join("%.4f" % v for v in losses)))
+    return fx.encode()
+
 def build(name, cfg, seed):
     gen = torch.Generator().manual_seed(seed)
     params = random_params(cfg, gen)
@@ -303,25 +389,7 @@ def build(name, cfg, seed):
         fx.f32("grad/" + pname, params[pname].grad)
 
     # Training: the same batch every step, as trainer.cc Step() (weights continue in float64).
-    ordered = [params[n] for n, _, _ in specs]
-    decay = [params[n] for n, _, k in specs if k == "w"]
-    no_decay = [params[n] for n, _, k in specs if k != "w"]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": TRAIN["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=TRAIN["lr"], betas=(TRAIN["beta1"], TRAIN["beta2"]),
-                            eps=TRAIN["eps"])
-    losses, norms = [], []
-    for _ in range(STEPS):
-        opt.zero_grad(set_to_none=False)
-        step_loss = loss_of(cfg, forward(cfg, params, tokens), targets)
-        step_loss.backward()
-        norm = math.sqrt(sum(float((t.grad * t.grad).sum()) for t in ordered))
-        if norm > TRAIN["grad_clip"]:
-            for t in ordered:
-                t.grad.mul_(TRAIN["grad_clip"] / norm)
-        opt.step()
-        losses.append(step_loss.item())
-        norms.append(norm)
+    losses, norms, _ = train(cfg, params, tokens, targets)
     fx.f32("step_losses", torch.tensor(losses))
     fx.f32("grad_norms", torch.tensor(norms))
     print("%s: loss %.6f, steps %s, grad norms %s" %
@@ -332,6 +400,7 @@ def build(name, cfg, seed):
     if cfg["family"] == 0:
         files["gpt2.llmc.bin"] = llmc_file(cfg, params32, bf16=False)
         files["gpt2.llmc_bf16.bin"] = llmc_file(cfg, params32, bf16=True)
+        files["gpt2_schedule.bin"] = schedule_fixture(name, cfg, params32, tokens, targets)
     else:
         files["llama.loom.bin"] = loom_file(cfg, params32)
     return files

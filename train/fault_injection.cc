@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -39,9 +40,11 @@ absl::StatusOr<FaultInjector> FaultInjector::FromEnv(int world_rank) {
     f.kind_ = Kind::kExit;
   } else if (k == "nan") {
     f.kind_ = Kind::kNan;
+  } else if (k == "nan_grad") {
+    f.kind_ = Kind::kNanGrad;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("LOOM_FAULT=\"", k, "\": expected stall, exit or nan"));
+        absl::StrCat("LOOM_FAULT=\"", k, "\": expected stall, exit, nan or nan_grad"));
   }
   auto rank = IntFromEnv("LOOM_FAULT_RANK", 0, 0);
   if (!rank.ok()) return rank.status();
@@ -57,6 +60,7 @@ absl::Status FaultInjector::AtStep(int64_t step, double* loss) const {
   if (!mine_ || step != step_) return absl::OkStatus();
   switch (kind_) {
     case Kind::kNone:
+    case Kind::kNanGrad:  // AtGradients
       break;
     case Kind::kStall:
       std::cerr << "LOOM_FAULT: rank " << rank_ << " stalls at step " << step << " (sleeps, no MPI)"
@@ -72,6 +76,23 @@ absl::Status FaultInjector::AtStep(int64_t step, double* loss) const {
       break;
   }
   return absl::OkStatus();
+}
+
+absl::Status FaultInjector::AtGradients(
+    int64_t step, const Tensor& grads, const std::vector<FlatRange>& owned,
+    const std::vector<std::pair<int64_t, int64_t>>& counted) const {
+  if (kind_ != Kind::kNanGrad || !mine_ || step != step_) return absl::OkStatus();
+  for (const FlatRange& own : owned) {
+    for (const auto& [begin, end] : counted) {
+      const int64_t at = std::max(begin, own.begin);
+      if (at >= std::min(end, own.end)) continue;
+      std::cerr << "LOOM_FAULT: rank " << rank_ << "'s gradient element " << at
+                << " is NaN at step " << step << std::endl;
+      return grads.FlatView(at, 1).CopyFromFloats({std::numeric_limits<float>::quiet_NaN()});
+    }
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("LOOM_FAULT=nan_grad: rank ", rank_, " counts no gradient element in the norm"));
 }
 
 }  // namespace loom

@@ -11,18 +11,19 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "ops/roofline.h"
 #include "job/job_check.h"
-#include "train/lr_schedule.h"
-#include "train/stop_signal.h"
 #include "model/model_file.h"
+#include "model/sampling.h"
+#include "ops/optimizer.h"
+#include "ops/roofline.h"
 #include "parallel/distributed_optimizer.h"
 #include "parallel/grad_reducer.h"
-#include "ops/optimizer.h"
 #include "runtime/logging.h"
 #include "runtime/philox.h"
 #include "runtime/status.h"
 #include "runtime/timer.h"
+#include "train/lr_schedule.h"
+#include "train/stop_signal.h"
 
 namespace loom {
 
@@ -51,24 +52,9 @@ absl::StatusOr<Device*> ChooseDevice(const JobConfig& job, const World& world) {
   }
 }
 
-// tokenizer.json beside the training shards, if `data prepare` wrote one.
-std::optional<ByteTokenizer> FindTokenizer(const DataLoader& data) {
-  if (data.shards().empty()) return std::nullopt;
-  std::filesystem::path dir = std::filesystem::path(data.shards()[0]->path()).parent_path();
-  std::filesystem::path desc = dir / "tokenizer.json";
-  if (!std::filesystem::exists(desc)) return std::nullopt;
-  auto tok = LoadTokenizer(desc.string());
-  if (!tok.ok()) {
-    LOOM_LOG(WARNING) << "not decoding samples: " << tok.status().message();
-    return std::nullopt;
-  }
-  return *tok;
-}
-
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config,
-                                                         World* world) {
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config, World* world) {
   std::unique_ptr<Trainer> t(new Trainer());
   t->config_ = config;
   t->world_ = world;
@@ -87,9 +73,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp));
   // Every group gets its NCCL backend when the model lives on a GPU.
   LOOM_ASSIGN_OR_RETURN(
-      t->groups_, ProcessGroups::Create(*world, grid,
-                                        t->device_->is_cuda() && world->size() > 1 ? t->device_
-                                                                                   : nullptr));
+      t->groups_,
+      ProcessGroups::Create(*world, grid,
+                            t->device_->is_cuda() && world->size() > 1 ? t->device_ : nullptr));
   const GridCoord& coord = t->groups_->coord();
   SetLogRankInfo(world->rank(), coord.dp, coord.pp, coord.tp);
   if (config.runtime().threads_per_rank() > 0) {
@@ -99,127 +85,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   const bool bf16 = n.bf16;
 
   // Data first: a missing or bad shard is reported before the model takes any memory.
-  DataLoaderOptions opts;
-  opts.patterns = {config.data().train()};
-  opts.format = config.data().format() == DataConfig::RAW_U16 ? ShardFormat::kRawU16
-                                                               : ShardFormat::kLlmc;
-  opts.vocab_size = config.model().vocab();
-  opts.seq_len = config.data().seq_len();
-  opts.seed = static_cast<uint64_t>(config.data().seed());
-  opts.shuffle = config.data().shuffle();
-  opts.dp_rank = coord.dp;
-  opts.dp_size = n.dp;
-  {
-    auto data = DataLoader::Open(opts);
-    if (!data.ok()) {
-      return absl::Status(data.status().code(),
-                          absl::StrCat("data.train: ", data.status().message()));
-    }
-    t->train_data_ = std::move(*data);
-  }
-  if (!config.data().val().empty()) {
-    opts.patterns = {config.data().val()};
-    opts.shuffle = false;
-    auto data = DataLoader::Open(opts);
-    if (!data.ok()) {
-      return absl::Status(data.status().code(), absl::StrCat("data.val: ", data.status().message()));
-    }
-    t->val_data_ = std::move(*data);
-  }
-  t->tokenizer_ = FindTokenizer(*t->train_data_);
+  LOOM_RETURN_IF_ERROR(t->BuildData());
 
-  const GptConfig gpt = n.model;
+  const GptConfig& gpt = n.model;
   std::optional<LoadedWeights> init;
-  // A step directory (a checkpoint) gives weights only, loaded once the optimizer exists.
-  std::error_code dir_ec;
-  const bool init_from_checkpoint =
-      !config.model().init_from().empty() &&
-      std::filesystem::is_directory(config.model().init_from(), dir_ec);
-  if (!config.model().init_from().empty() && !init_from_checkpoint) {
-    auto w = ReadModelFile(config.model().init_from());
-    if (!w.ok()) {
-      return absl::Status(w.status().code(),
-                          absl::StrCat("model.init_from: ", w.status().message()));
-    }
-    LOOM_RETURN_IF_ERROR(CheckSameShape(gpt, w->config, config.model().init_from()));
-    init = std::move(*w);
-  }
-  TensorParallelism tpar;
-  tpar.tp = &t->groups_->tp();
-  tpar.sequence_parallel = n.sequence_parallel;
-  // This rank's pipeline stage: its model chunks (the whole model when pp == 1).
-  GptStage stage;
-  if (n.pp > 1) stage = PipelineStageOf(n.pp, coord.pp, n.chunk_layers);
-  const Recompute recompute = n.recompute;
-  LOOM_ASSIGN_OR_RETURN(t->model_, GptModel::Create(gpt, t->device_,
-                                                    bf16 ? DType::kBF16 : DType::kF32, tpar,
-                                                    stage, recompute));
+  bool init_from_checkpoint = false;
+  LOOM_RETURN_IF_ERROR(t->BuildModel(&init, &init_from_checkpoint));
+  LOOM_RETURN_IF_ERROR(t->BuildOptimizer());
   const ParamTable& table = t->model_->layout();
-  if (n.pp > 1) {
-    PipelineShape shape;
-    shape.stages = n.pp;
-    shape.micro_batches = static_cast<int>(n.grad_accum_steps);
-    shape.virtual_stages = n.virtual_stages;
-    LOOM_ASSIGN_OR_RETURN(
-        t->pipeline_,
-        PipelineRunner::Create(t->model_.get(), &t->groups_->pp(),
-                               n.schedule, shape));
-    // A tied embedding lives on the first and the last stage: its gradient is final only once
-    // both copies' gradients are summed, after the schedule.
-    if (gpt.tied_embeddings) {
-      for (size_t i = 0; i < table.specs().size(); ++i) {
-        if (table.specs()[i].name == "wte.weight") t->tied_index_ = static_cast<int>(i);
-      }
-    }
-    std::string chunks;
-    for (const GptStage::Chunk& ch : t->model_->stage().chunks) {
-      absl::StrAppend(&chunks, chunks.empty() ? "" : ", ", "[", ch.first_layer, ", ",
-                      ch.first_layer + ch.layers, ")");
-    }
-    LOOM_LOG(INFO) << "pipeline stage " << coord.pp << " of " << n.pp << " ("
-                   << PipelineScheduleName(n.schedule)
-                   << ", " << n.grad_accum_steps << " micro-batches): layers " << chunks
-                   << (t->model_->stage().embedding ? ", embedding" : "")
-                   << (t->model_->stage().head ? ", head and loss" : "") << "; "
-                   << table.total() << " parameters here";
-  }
-  // Gradients are reduced over dp in buckets, in backward order, each as soon as the model
-  // reports its last gradient final; with the distributed optimizer by reduce-scatter (ZeRO-1).
-  GradReducer::Options ro;
-  ro.bucket_bytes = static_cast<int64_t>(config.parallel().grad_bucket_mb() * (1 << 20));
-  ro.shard = n.distributed_optimizer;
-  // LOOM_DP_PROGRESS_US: the reducer's CPU progress-thread period, 0 = off (for benchmarks).
-  if (const char* us = std::getenv("LOOM_DP_PROGRESS_US"); us != nullptr) {
-    if (!absl::SimpleAtoi(us, &ro.progress_interval_us) || ro.progress_interval_us < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "LOOM_DP_PROGRESS_US must be a number of microseconds >= 0 (0 = no progress thread), "
-          "got \"", us, "\""));
-    }
-  }
-  LOOM_ASSIGN_OR_RETURN(t->reducer_,
-                        GradReducer::Create(table, t->model_->grads(), t->groups_->dp(), ro));
-  GradReducer* reducer = t->reducer_.get();
-  const int tied = t->tied_index_;
-  t->model_->set_grad_ready_hook([reducer, tied](int i) {
-    if (i == tied) return absl::OkStatus();  // after the embedding group's sum
-    LOOM_RETURN_IF_ERROR(reducer->MarkReady(i));
-    return reducer->Poll();
-  });
-  AdamWSettings adam;
-  adam.beta1 = static_cast<float>(config.optimizer().beta1());
-  adam.beta2 = static_cast<float>(config.optimizer().beta2());
-  adam.eps = static_cast<float>(config.optimizer().eps());
-  adam.weight_decay = static_cast<float>(config.optimizer().weight_decay());
-  if (ro.shard) {
-    LOOM_ASSIGN_OR_RETURN(t->optimizer_, CreateDistributedOptimizer(
-                                             table, adam, t->device_, t->groups_->dp(),
-                                             t->model_->params(), t->model_->grads(),
-                                             reducer->BucketRanges()));
-  } else {
-    LOOM_ASSIGN_OR_RETURN(t->optimizer_,
-                          CreatePlainOptimizer(table, adam, t->device_, t->model_->params(),
-                                               t->model_->grads()));
-  }
   // Initial weights, whole (this tensor rank's slices) in fp32: the optimizer keeps the master
   // copy it owns and writes the model's weights.
   {
@@ -228,11 +101,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
       LOOM_ASSIGN_OR_RETURN(weights, SliceGlobalParams(table, init->params));
     } else {
       weights.resize(table.total());
-      LOOM_RETURN_IF_ERROR(InitParams(
-          table, static_cast<uint64_t>(config.runtime().seed()),
-          Tensor::View(weights.data(), Shape{table.total()}, DType::kF32, CpuDevice())));
+      LOOM_RETURN_IF_ERROR(
+          InitParams(table, static_cast<uint64_t>(config.runtime().seed()),
+                     Tensor::View(weights.data(), Shape{table.total()}, DType::kF32, CpuDevice())));
     }
-    LOOM_ASSIGN_OR_RETURN(Tensor full, Tensor::Empty(Shape{table.total()}, DType::kF32, t->device_));
+    LOOM_ASSIGN_OR_RETURN(Tensor full,
+                          Tensor::Empty(Shape{table.total()}, DType::kF32, t->device_));
     LOOM_RETURN_IF_ERROR(full.CopyFromFloats(weights));
     LOOM_RETURN_IF_ERROR(t->optimizer_->LoadWeights(full));
   }
@@ -241,13 +115,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   if (t->run_id_.empty()) t->run_id_ = NewRunId();  // a fresh start (or an id-less checkpoint)
   {
     const StateBytes got = t->optimizer_->MeasuredStateBytes();
-    const StateBytes want = ExpectedStateBytes(bf16, ro.shard ? n.dp : 1);
+    const StateBytes want = ExpectedStateBytes(bf16, n.distributed_optimizer ? n.dp : 1);
     LOOM_LOG(INFO) << absl::StrFormat(
         "model state: %.2f bytes/parameter (weights %.2f, gradients %.2f, master weights %.2f, "
         "moments %.2f; expected %.2f = %s)",
         got.total(), got.weights, got.grads, got.master, got.moments, want.total(),
-        bf16 ? absl::StrCat("2 + 4 + 12/", ro.shard ? n.dp : 1)
-             : absl::StrCat("4 + 4 + 8/", ro.shard ? n.dp : 1));
+        bf16 ? absl::StrCat("2 + 4 + 12/", n.distributed_optimizer ? n.dp : 1)
+             : absl::StrCat("4 + 4 + 8/", n.distributed_optimizer ? n.dp : 1));
   }
   LOOM_ASSIGN_OR_RETURN(t->norm_acc_, Tensor::Zeros(Shape{1}, DType::kF32, t->device_));
   // The gradient norm counts each parameter once, on the rank that owns it (OwnsParam, the
@@ -261,31 +135,23 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     }
   }
 
-  const std::string& run_dir = config.logging().run_dir();
-  if (world->rank() == 0 && !run_dir.empty()) {
-    RunDirOptions sinks;
-    sinks.jsonl = config.logging().jsonl();
-    sinks.tensorboard = config.logging().tensorboard();
-    sinks.overwrite = config.logging().overwrite();
-    if (!t->resumed_from_.empty()) sinks.resume_step = t->step_;
-    sinks.run_id = t->run_id_;
-    LOOM_ASSIGN_OR_RETURN(t->sinks_, MetricsSinks::Open(run_dir, sinks));
-  }
+  LOOM_RETURN_IF_ERROR(t->OpenSinks());
   const int T = static_cast<int>(n.seq_len);
-  t->flops_per_token_ = TrainingFlopsPerToken(gpt, n.parameters, T);
+  const double flops_per_token = TrainingFlopsPerToken(gpt, n.parameters, T);
   // MFU's denominator: the device's GEMM peak (measured sgemm on the CPU), or none (MFU is then
   // not reported) for a GPU loom has no figures for.
   auto roof = bench::GemmPeak(t->device_);
   const std::string peak_source =
       roof.ok() ? roof->description : std::string(roof.status().message());
-  t->peak_flops_ = roof.ok() ? roof->flops * world->size() : 0.0;
+  const double peak_flops = roof.ok() ? roof->flops * world->size() : 0.0;
+  t->progress_ =
+      std::make_unique<StepProgress>(n.tokens_per_step, flops_per_token, peak_flops,
+                                     n.tp > 1 || n.dp > 1 || n.pp > 1, n.tp > 1 || n.dp > 1);
   const int64_t micro = n.micro_batch_size;
   t->inputs_.resize(micro * T);
   t->targets_.resize(micro * T);
-  if (n.pp > 1) {
-    t->mb_inputs_.assign(n.grad_accum_steps, std::vector<int32_t>(micro * T));
-    t->mb_targets_.assign(n.grad_accum_steps, std::vector<int32_t>(micro * T));
-  }
+  t->mb_inputs_.assign(n.grad_accum_steps, std::vector<int32_t>(micro * T));
+  t->mb_targets_.assign(n.grad_accum_steps, std::vector<int32_t>(micro * T));
 
   LOOM_LOG(INFO) << "model: " << (gpt.is_llama() ? "LLaMA" : "GPT-2") << ", " << gpt.layers
                  << " layers, hidden " << gpt.hidden << ", " << gpt.heads << " heads ("
@@ -294,11 +160,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_LOG(INFO) << "data: " << t->train_data_->num_tokens() << " training tokens in "
                  << t->train_data_->shards().size() << " shard(s), "
                  << t->train_data_->num_samples() << " sequences of " << T << "; " << n.dp
-                 << " data-parallel rank(s), " << n.grad_accum_steps
-                 << " micro-batch(es) of " << micro << " per step, " << n.tokens_per_step
-                 << " tokens per step";
-  LOOM_LOG(INFO) << "MFU counts 6N + 6*L*C*T = " << absl::StrFormat("%.3g", t->flops_per_token_)
-                 << " flop/token against a peak of " << absl::StrFormat("%.3g", t->peak_flops_)
+                 << " data-parallel rank(s), " << n.grad_accum_steps << " micro-batch(es) of "
+                 << micro << " per step, " << n.tokens_per_step << " tokens per step";
+  LOOM_LOG(INFO) << "MFU counts 6N + 6*L*C*T = " << absl::StrFormat("%.3g", flops_per_token)
+                 << " flop/token against a peak of " << absl::StrFormat("%.3g", peak_flops)
                  << " flop/s (" << peak_source << ")";
   return t;
 }
@@ -306,8 +171,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
 absl::Status Trainer::FinishGradReduction() {
   Timer timer;
   LOOM_RETURN_IF_ERROR(reducer_->Finish());
-  dp_comm_s_ += timer.Seconds();  // the part of the reduction backward did not hide
-  dp_comm_total_s_ += reducer_->stats().comm_s;
+  CommSeconds comm;
+  comm.dp_exposed = timer.Seconds();  // the part of the reduction backward did not hide
+  comm.dp_total = reducer_->stats().comm_s;
+  progress_->AddComm(comm);
   return absl::OkStatus();
 }
 
@@ -333,34 +200,17 @@ absl::StatusOr<double> Trainer::GradNorm() {
 }
 
 absl::StatusOr<float> Trainer::Step() {
-  const int micro = config_.parallel().micro_batch_size();
-  const int T = config_.data().seq_len();
   const int64_t accum = numbers_.grad_accum_steps;
   world_->state()->step = step_ + 1;  // named by a collective that times out
   LOOM_RETURN_IF_ERROR(model_->ZeroGrads());
-  double loss_sum = 0;
-  if (pipeline_) {
-    LOOM_ASSIGN_OR_RETURN(loss_sum, PipelineStep(accum));
-  }
-  for (int64_t k = 0; k < accum && !pipeline_; ++k) {
-    LOOM_RETURN_IF_ERROR(train_data_->NextBatch(micro, absl::MakeSpan(inputs_),
-                                                absl::MakeSpan(targets_)));
-    Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
-    Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
-    // The last micro-batch's backward finalises each gradient (sequence parallelism sums the
-    // replicated parameters' gradients over the tensor group then).
-    const bool last = k == accum - 1;
-    model_->set_final_backward(last);
-    if (last) LOOM_RETURN_IF_ERROR(reducer_->BeginBackward());
-    LOOM_ASSIGN_OR_RETURN(float loss,
-                          model_->ForwardBackward(in, tg, 1.0f / static_cast<float>(accum)));
-    loss_sum += loss;
-  }
+  LOOM_ASSIGN_OR_RETURN(const double loss_sum, PipelineStep(accum));
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
   LOOM_RETURN_IF_ERROR(fault_.AtStep(step_ + 1, &loss_mean[0]));
+  LOOM_RETURN_IF_ERROR(
+      fault_.AtGradients(step_ + 1, model_->grads(), optimizer_->owned_ranges(), norm_runs_));
   // The loss is computed on the last pipeline stage: every stage takes it from there.
-  if (pipeline_) {
+  if (numbers_.pp > 1) {
     LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kSum));
   }
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
@@ -377,8 +227,8 @@ absl::StatusOr<float> Trainer::Step() {
 }
 
 absl::StatusOr<double> Trainer::PipelineStep(int64_t accum) {
-  const int micro = config_.parallel().micro_batch_size();
-  const int T = config_.data().seq_len();
+  const int micro = static_cast<int>(numbers_.micro_batch_size);
+  const int T = static_cast<int>(numbers_.seq_len);
   // Every stage reads the step's batches (the data position stays the same on all of them); the
   // first stage uses the tokens, the last the targets.
   std::vector<Tensor> in, tg;
@@ -400,7 +250,9 @@ absl::Status Trainer::ReduceTiedEmbedding() {
   const ParamSpec& s = model_->layout().specs()[tied_index_];
   Timer timer;
   LOOM_RETURN_IF_ERROR(groups_->embedding().AllReduce(model_->Grad(s), ReduceOp::kSum));
-  pp_comm_s_ += timer.Seconds();
+  CommSeconds comm;
+  comm.pp = timer.Seconds();
+  progress_->AddComm(comm);
   LOOM_RETURN_IF_ERROR(reducer_->MarkReady(tied_index_));
   return reducer_->Poll();
 }
@@ -417,17 +269,13 @@ absl::StatusOr<float> Trainer::Evaluate() {
         val_data_->NextBatch(micro, absl::MakeSpan(inputs_), absl::MakeSpan(targets_)));
     Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
-    float loss = 0;
-    if (pipeline_) {
-      LOOM_ASSIGN_OR_RETURN(loss, pipeline_->ForwardOnly(in, tg, GptModel::HeadMode::kEval));
-    } else {
-      LOOM_ASSIGN_OR_RETURN(loss, model_->ForwardBackward(in, tg, 1.0f, /*backward=*/false));
-    }
+    LOOM_ASSIGN_OR_RETURN(const float loss,
+                          pipeline_->ForwardOnly(in, tg, GptModel::HeadMode::kEval));
     sum[0] += loss;
   }
   // The last pipeline stage has the loss; tensor ranks hold the same one; the data-parallel
   // replicas saw different batches.
-  if (pipeline_) {
+  if (numbers_.pp > 1) {
     LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
   }
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
@@ -464,83 +312,22 @@ absl::StatusOr<std::vector<int32_t>> Trainer::Sample(const std::vector<int32_t>&
 }
 
 absl::StatusOr<int32_t> Trainer::PickToken(const Tensor& logits, int len, uint64_t seed, int i) {
-  const int64_t V = model_->config().vocab, Vp = model_->config().padded_vocab;
-  constexpr int kTopK = 40;
-  // This rank's vocab slice of the last position's logits; the tensor group gathers the rest.
-  const int64_t Vl = logits.dim(1);
-  LOOM_ASSIGN_OR_RETURN(Tensor row, logits.Slice(len - 1, len).Reshape(Shape{Vl}));
-  LOOM_ASSIGN_OR_RETURN(std::vector<float> l, row.ToFloatVector());
-  if (Vl != Vp) {
-    std::vector<float> all(Vp);
-    Tensor mine = Tensor::View(l.data(), Shape{Vl}, DType::kF32, CpuDevice());
-    LOOM_RETURN_IF_ERROR(groups_->tp().AllGather(
-        mine, Tensor::View(all.data(), Shape{Vp}, DType::kF32, CpuDevice())));
-    l = std::move(all);
-  }
-  // Top-k: softmax over the k largest real-vocab logits, then one Philox uniform draw.
-  std::vector<int32_t> ids(V);
-  for (int64_t v = 0; v < V; ++v) ids[v] = static_cast<int32_t>(v);
-  const int k = std::min<int64_t>(kTopK, V);
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
-                    [&](int32_t a, int32_t b) { return l[a] > l[b]; });
-  std::vector<double> p(k);
-  double total = 0;
-  for (int j = 0; j < k; ++j) total += p[j] = std::exp(l[ids[j]] - l[ids[0]]);
-  double u = UniformAt(seed, static_cast<uint64_t>(i)) * total;
-  int pick = k - 1;
-  for (int j = 0; j < k; ++j) {
-    if ((u -= p[j]) <= 0) {
-      pick = j;
-      break;
-    }
-  }
-  return ids[pick];
+  return SampleTopK(logits, len - 1, model_->config().vocab, model_->config().padded_vocab,
+                    &groups_->tp(), seed, static_cast<uint64_t>(i));
 }
 
-absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss, double step_seconds) {
-  interval_seconds_ += step_seconds;
-  interval_step_seconds_ += step_seconds;
-  interval_tokens_ += numbers_.tokens_per_step;
+absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss) {
   const int64_t total = numbers_.steps_this_run;
   const bool last = step_ == total;
   const int interval = std::max(1, config_.logging().interval());
   if (step_ % interval != 0 && !last && !val_loss && !last_step_skipped_) {
     return absl::OkStatus();
   }
-  StepMetrics m;
-  m.step = step_;
-  m.loss = loss;
-  m.lr = LearningRate(config_, step_ - 1);
-  m.grad_norm = last_grad_norm_;
-  m.tokens_per_s = interval_seconds_ > 0 ? interval_tokens_ / interval_seconds_ : 0;
-  if (peak_flops_ > 0) m.mfu = m.tokens_per_s * flops_per_token_ / peak_flops_;
-  m.peak_bytes = static_cast<int64_t>(device_->allocator().stats().peak_bytes);
-  m.skipped_steps = skipped_steps_;
-  if (val_loss) m.val_loss = *val_loss;
-  if ((numbers_.tp > 1 || numbers_.dp > 1) && interval_step_seconds_ > 0) {
-    m.comm_share = (tp_comm_s_ + sp_comm_s_ + dp_comm_s_) / interval_step_seconds_;
-  }
-  interval_seconds_ = 0;
-  interval_tokens_ = 0;
-  const double eta = elapsed_s_ / std::max<int64_t>(1, step_) * (total - step_);
-  LOOM_LOG(INFO) << FormatConsoleLine(m, total, elapsed_s_, eta);
-  if (numbers_.tp > 1 || numbers_.dp > 1 || numbers_.pp > 1) {
-    const double per = 1e3 / std::max<int64_t>(1, interval_steps_);
-    const double comm = tp_comm_s_ + sp_comm_s_ + dp_comm_s_ + pp_comm_s_;
-    // The pipeline figure is the time blocked in exchanges with the neighbouring stages: the
-    // transfers and the wait for a neighbour (the bubble as this stage sees it).
-    LOOM_LOG(INFO) << absl::StrFormat(
-        "communication per step: tensor-parallel %.1f ms, sequence-parallel %.1f ms, "
-        "data-parallel %.1f ms exposed of %.1f ms in flight, pipeline %.1f ms (%.0f%% of the "
-        "step)",
-        tp_comm_s_ * per, sp_comm_s_ * per, dp_comm_s_ * per, dp_comm_total_s_ * per,
-        pp_comm_s_ * per,
-        interval_step_seconds_ > 0 ? 100.0 * comm / interval_step_seconds_ : 0.0);
-  }
-  tp_comm_s_ = sp_comm_s_ = dp_comm_s_ = dp_comm_total_s_ = interval_step_seconds_ = 0;
-  pp_comm_s_ = 0;
-  interval_steps_ = 0;
-  if (sinks_) sinks_->Log(m);  // a failing sink is switched off, never the run
+  StepProgress::Report r = progress_->Flush(
+      step_, total, loss, LearningRate(config_, step_ - 1), last_grad_norm_,
+      static_cast<int64_t>(device_->allocator().stats().peak_bytes), skipped_steps_, val_loss);
+  for (const std::string& line : r.lines) LOOM_LOG(INFO) << line;
+  if (sinks_) sinks_->Log(r.metrics);  // a failing sink is switched off, never the run
   return absl::OkStatus();
 }
 
@@ -552,9 +339,11 @@ absl::StatusOr<bool> Trainer::AnyRankAskedToStop() {
   if (flag[0] > 0) {
     stop_reason_ = StopSignalReceived() != 0 ? StopSignalName() : "a peer rank's signal";
   } else if (flag[1] > 0) {
-    stop_reason_ =
-        absl::StrCat("time limit: runtime.max_duration_s = ", config_.runtime().max_duration_s(),
-                     " less a margin of ", config_.runtime().stop_margin_s(), " s");
+    stop_reason_ = !TimeIsUp() ? std::string("a peer rank's time limit")
+                               : absl::StrCat("time limit: runtime.max_duration_s = ",
+                                              config_.runtime().max_duration_s(),
+                                              " less a margin of ",
+                                              config_.runtime().stop_margin_s(), " s");
   }
   return flag[0] > 0 || flag[1] > 0;
 }
@@ -568,19 +357,17 @@ absl::Status Trainer::Run() {
     if (stop) {
       LOOM_RETURN_IF_ERROR(CheckpointAtStop());
       LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << total << " (" << stop_reason_
-                     << ") after " << FormatDuration(elapsed_s_);
+                     << ") after " << FormatDuration(progress_->elapsed_s());
       return absl::OkStatus();
     }
     Timer timer;
     LOOM_ASSIGN_OR_RETURN(float loss, Step());
-    const double seconds = timer.Seconds();
-    elapsed_s_ += seconds;
-    ++steps_timed_;
     const GptModel::CommTimes ct = model_->TakeCommTimes();
-    tp_comm_s_ += ct.tp_seconds;
-    sp_comm_s_ += ct.sp_seconds;
-    if (pipeline_) pp_comm_s_ += pipeline_->TakeTimes().exchange_s;
-    ++interval_steps_;
+    CommSeconds comm;
+    comm.tp = ct.tp_seconds;
+    comm.sp = ct.sp_seconds;
+    comm.pp = pipeline_->TakeTimes().exchange_s;
+    progress_->AddStep(timer.Seconds(), comm);
     if (step_ == 1) {
       LOOM_LOG(INFO) << "activations: "
                      << absl::StrFormat("%.1f MiB", model_->activation_bytes() / 1048576.0)
@@ -597,7 +384,7 @@ absl::Status Trainer::Run() {
     if (val_data_ && eval_every > 0 && (step_ % eval_every == 0 || step_ == total)) {
       LOOM_ASSIGN_OR_RETURN(val, Evaluate());
     }
-    LOOM_RETURN_IF_ERROR(LogStep(loss, val, seconds));
+    LOOM_RETURN_IF_ERROR(LogStep(loss, val));
     LOOM_RETURN_IF_ERROR(CheckpointAfterStep());
     // The tensor group of the first replica samples together (its ranks hold vocab slices).
     // The tensor group of the first replica samples together (its ranks hold vocab slices),
@@ -615,9 +402,10 @@ absl::Status Trainer::Run() {
   if (step_ < config_.lr_schedule().total_steps()) {
     // runtime.stop_at_step: the run is not done, only this part of it.
     LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << config_.lr_schedule().total_steps()
-                   << " (runtime.stop_at_step) after " << FormatDuration(elapsed_s_);
+                   << " (runtime.stop_at_step) after "
+                   << FormatDuration(progress_->elapsed_s());
   } else {
-    LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(elapsed_s_);
+    LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(progress_->elapsed_s());
   }
   return absl::OkStatus();
 }

@@ -21,20 +21,22 @@
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "checkpoint/checkpoint.h"
-#include "job/config.h"
-#include "train/fault_injection.h"
 #include "data/data_loader.h"
+#include "data/tokenizer.h"
+#include "job/config.h"
 #include "metrics/metrics.h"
 #include "metrics/run_dir.h"
-#include "data/tokenizer.h"
-#include "parallel/adamw.h"
 #include "model/gpt.h"
+#include "model/model_file.h"
 #include "model/pipeline_runner.h"
+#include "parallel/adamw.h"
 #include "parallel/distributed_optimizer.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/process_groups.h"
 #include "parallel/world.h"
 #include "proto/job.pb.h"
+#include "train/fault_injection.h"
+#include "train/step_metrics.h"
 
 namespace loom {
 
@@ -64,7 +66,7 @@ class Trainer {
   DataLoader& train_data() { return *train_data_; }
 
   GptModel& model() { return *model_; }
-  // This rank's pipeline stage runner (null when pp == 1).
+  // This rank's pipeline stage runner (a one-stage pipeline when pp == 1).
   PipelineRunner* pipeline() { return pipeline_.get(); }
   ProcessGroups& groups() { return *groups_; }
   int64_t step() const { return step_; }
@@ -73,9 +75,18 @@ class Trainer {
 
  private:
   Trainer() = default;
+  // The pieces Create assembles, in its order (train/trainer_build.cc): the train and validation
+  // loaders and the tokenizer; the model (with model.init_from's weights read into `init`, or
+  // `init_from_checkpoint` for a step directory) and its pipeline runner; the gradient reducer
+  // and the optimizer; the metrics sinks (rank 0 with a run_dir).
+  absl::Status BuildData();
+  absl::Status BuildModel(std::optional<LoadedWeights>* init, bool* init_from_checkpoint);
+  absl::Status BuildOptimizer();
+  absl::Status OpenSinks();
   absl::Status FinishGradReduction();
   absl::StatusOr<double> GradNorm();
-  absl::Status LogStep(float loss, std::optional<float> val_loss, double step_seconds);
+  // The progress line, the communication line and the metrics record, on the steps that log.
+  absl::Status LogStep(float loss, std::optional<float> val_loss);
   // Every rank's agreement on stopping at this step boundary: a stop signal on any rank, or the
   // time limit (runtime.max_duration_s) as any rank sees it; sets stop_reason_.
   absl::StatusOr<bool> AnyRankAskedToStop();
@@ -87,8 +98,8 @@ class Trainer {
   absl::Status CheckpointAtStop();
   absl::Status LoadCheckpoint(const std::string& step_dir, bool weights_only);
   OptimizerView OptimizerPlan() const;
-  // One step's micro-batches through the pipeline (pp > 1); returns the sum of their losses on
-  // the last stage, 0 elsewhere.
+  // One step's micro-batches through the pipeline (one stage when pp == 1); returns the sum of
+  // their losses on the last stage, 0 elsewhere.
   absl::StatusOr<double> PipelineStep(int64_t accum);
   // The tied embedding's gradient summed over the embedding group (first and last pipeline
   // stage), then handed to the data-parallel reduction.
@@ -110,9 +121,8 @@ class Trainer {
   std::unique_ptr<ProcessGroups> groups_;
   // Flat-buffer ranges whose squares this rank adds to the gradient norm.
   std::vector<std::pair<int64_t, int64_t>> norm_runs_;
-  // Seconds in communication since the last log line, by kind, and the steps' own seconds.
-  double dp_comm_s_ = 0, dp_comm_total_s_ = 0, tp_comm_s_ = 0, sp_comm_s_ = 0, interval_step_seconds_ = 0;
-  int64_t interval_steps_ = 0;
+  // Step times, tokens and communication seconds, and the progress line made of them.
+  std::unique_ptr<StepProgress> progress_;
   Device* device_ = nullptr;
   std::unique_ptr<GptModel> model_;
   std::unique_ptr<GradReducer> reducer_;
@@ -120,27 +130,20 @@ class Trainer {
   std::unique_ptr<DataLoader> train_data_, val_data_;
   std::optional<ByteTokenizer> tokenizer_;
   std::unique_ptr<MetricsSinks> sinks_;  // rank 0 with a run_dir
-  Tensor norm_acc_;  // f32 [1] on the device
+  Tensor norm_acc_;                      // f32 [1] on the device
   std::vector<int32_t> inputs_, targets_;
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
   // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.
   int tied_index_ = -1;
-  std::vector<std::vector<int32_t>> mb_inputs_, mb_targets_;  // a step's micro-batches (pp > 1)
-  double pp_comm_s_ = 0;  // pipeline exchanges since the last log line
-  int64_t step_ = 0;  // optimizer steps done
+  std::vector<std::vector<int32_t>> mb_inputs_, mb_targets_;  // a step's micro-batches
+  int64_t step_ = 0;                                          // optimizer steps done
   double last_grad_norm_ = 0;
-  double flops_per_token_ = 0;
-  double peak_flops_ = 0;
-  double elapsed_s_ = 0;
-  double interval_seconds_ = 0;
-  FaultInjector fault_;  // LOOM_FAULT (tests of the failure handling)
+  FaultInjector fault_;                               // LOOM_FAULT (tests of the failure handling)
   int64_t skipped_steps_ = 0, nonfinite_in_row_ = 0;  // non-finite steps: in all, in a row
   bool last_step_skipped_ = false;
   absl::Time start_time_ = absl::Now();  // the time limit counts from here
-  int64_t steps_timed_ = 0;              // steps whose seconds elapsed_s_ sums
   std::string stop_reason_;
-  int64_t interval_tokens_ = 0;
   std::unique_ptr<CheckpointSaver> saver_;  // with a checkpoint.dir
   int64_t last_saved_step_ = -1;
   std::string resumed_from_;

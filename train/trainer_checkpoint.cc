@@ -78,6 +78,8 @@ absl::Status Trainer::CheckpointAtStop() {
 absl::Status Trainer::LoadCheckpoint(const std::string& step_dir, bool weights_only) {
   LOOM_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointReader> reader, CheckpointReader::Open(step_dir));
   const CheckpointManifest& m = reader->manifest();
+  // Shapes alone do not tell models apart (heads, norm_eps, a vocabulary padding hides).
+  LOOM_RETURN_IF_ERROR(CheckSameModel(m, config_, step_dir));
   // The whole model must be the one saved: the same parameter names (this rank's table may be
   // one pipeline stage, so the names come from the model's description), then the shapes.
   {

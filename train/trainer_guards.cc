@@ -47,7 +47,7 @@ bool Trainer::TimeIsUp() const {
   const int64_t limit = config_.runtime().max_duration_s();
   if (limit <= 0) return false;
   const double now = absl::ToDoubleSeconds(absl::Now() - start_time_);
-  const double next_step = steps_timed_ > 0 ? elapsed_s_ / static_cast<double>(steps_timed_) : 0;
+  const double next_step = progress_->mean_step_s();
   return now + next_step + config_.runtime().stop_margin_s() >= static_cast<double>(limit);
 }
 

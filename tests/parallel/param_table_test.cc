@@ -3,12 +3,13 @@
 // bit; fused QKV and gate_up slices hold whole local heads / whole rows of both halves; the
 // split flags; refusals. Runs in one process; param_gather_test checks GatherGlobalParams
 // under mpirun.
+#include "parallel/param_table.h"
+
 #include <cstring>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "model/gpt_params.h"
-#include "parallel/param_table.h"
 
 namespace loom {
 namespace {
@@ -123,8 +124,8 @@ TEST(ParamTableTest, FusedQkvSliceHoldsWholeLocalHeads) {
 TEST(ParamTableTest, ReplicatedGradientsAreTheNormsAndRowParallelBiases) {
   auto t = GptParamTable(Gpt2(), 2, 1);
   ASSERT_TRUE(t.ok());
-  for (const char* name : {"blocks.0.ln1.weight", "blocks.0.attn.proj.bias", "blocks.1.mlp.proj.bias",
-                           "ln_f.bias", "wpe.weight"}) {
+  for (const char* name : {"blocks.0.ln1.weight", "blocks.0.attn.proj.bias",
+                           "blocks.1.mlp.proj.bias", "ln_f.bias", "wpe.weight"}) {
     EXPECT_TRUE((*t->Find(name))->grad_replicated_over_tp()) << name;
   }
   for (const char* name : {"wte.weight", "blocks.0.attn.qkv.bias", "blocks.0.mlp.fc.bias",

@@ -247,12 +247,6 @@ TEST(PipelineScheduleTest, RefusesShapesTheScheduleCannotRun) {
   EXPECT_TRUE(absl::StrContains(stage.status().message(), "stage index 2 is outside 0..1"));
 }
 
-TEST(PipelineScheduleTest, ConfigValuesMapToKinds) {
-  EXPECT_EQ(PipelineScheduleFromConfig(ParallelConfig::ONE_F_ONE_B), Kind::kOneFOneB);
-  EXPECT_EQ(PipelineScheduleFromConfig(ParallelConfig::INTERLEAVED), Kind::kInterleaved);
-  EXPECT_EQ(PipelineScheduleFromConfig(ParallelConfig::GPIPE), Kind::kGPipe);
-}
-
 // All stages together finish, with sends that wait for their receive (the strict model) and
 // with buffered sends, and the simulator's own checks (inputs received, sends computed, each
 // compute once) pass.

@@ -1,0 +1,26 @@
+// Top-k sampling of the next token from a model's logits, for `loom train`'s text samples and
+// generation. Works on this rank's vocab slice of a vocab-parallel head: the tensor group
+// gathers the slices, so every tensor rank picks the same token. Padded vocab rows are never
+// picked. The draw is Philox (seed, draw index): the same seed gives the same tokens on any
+// layout and any device.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "parallel/communicator.h"
+#include "runtime/tensor.h"
+
+namespace loom {
+
+inline constexpr int kDefaultTopK = 40;
+
+// Picks from row `row` of `logits` ([rows, local vocab], f32 or bf16, any device): softmax over
+// the k largest logits of the real vocabulary (the first `vocab` of `padded_vocab` ids), then
+// one uniform draw. `tp` gathers the vocab slices when the local vocab is not the padded one
+// (null = the whole vocab is here).
+absl::StatusOr<int32_t> SampleTopK(const Tensor& logits, int64_t row, int64_t vocab,
+                                   int64_t padded_vocab, Communicator* tp, uint64_t seed,
+                                   uint64_t draw, int k = kDefaultTopK);
+
+}  // namespace loom

@@ -1,0 +1,52 @@
+// The trainer's progress counters (train/step_metrics.h): throughput and MFU over the logging
+// interval, communication shares, and a fresh interval after each report.
+#include "train/step_metrics.h"
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+
+namespace loom {
+namespace {
+
+TEST(StepProgressTest, ThroughputMfuAndCommunicationOverTheInterval) {
+  StepProgress p(/*tokens_per_step=*/1000, /*flops_per_token=*/6.0, /*peak_flops=*/12000.0,
+                 /*parallel=*/true, /*show_comm_share=*/true);
+  CommSeconds c;
+  c.tp = 0.1;
+  c.dp_exposed = 0.1;
+  c.pp = 0.2;
+  p.AddStep(1.0, c);
+  p.AddStep(1.0, c);
+  CommSeconds wait;
+  wait.dp_exposed = 0.2;
+  p.AddComm(wait);
+  StepProgress::Report r = p.Flush(2, 10, 3.5, 1e-3, 0.5, 1 << 20, 0, std::nullopt);
+  EXPECT_DOUBLE_EQ(r.metrics.tokens_per_s, 1000.0);  // 2000 tokens in 2 s
+  ASSERT_TRUE(r.metrics.mfu.has_value());
+  EXPECT_DOUBLE_EQ(*r.metrics.mfu, 0.5);  // 1000 tok/s * 6 / 12000
+  ASSERT_TRUE(r.metrics.comm_share.has_value());
+  EXPECT_DOUBLE_EQ(*r.metrics.comm_share, 0.3);  // (0.2 tp + 0.4 dp) / 2 s; pipeline apart
+  ASSERT_EQ(r.lines.size(), 2u);
+  EXPECT_TRUE(absl::StrContains(r.lines[1], "pipeline 200.0 ms")) << r.lines[1];
+  EXPECT_DOUBLE_EQ(p.mean_step_s(), 1.0);
+  // The next interval starts empty; the run's clock does not.
+  p.AddStep(4.0, CommSeconds{});
+  r = p.Flush(3, 10, 3.4, 1e-3, 0.5, 0, 0, 3.0f);
+  EXPECT_DOUBLE_EQ(r.metrics.tokens_per_s, 250.0);
+  EXPECT_DOUBLE_EQ(*r.metrics.comm_share, 0.0);
+  EXPECT_DOUBLE_EQ(p.elapsed_s(), 6.0);
+  EXPECT_EQ(p.steps_timed(), 3);
+  ASSERT_TRUE(r.metrics.val_loss.has_value());
+}
+
+TEST(StepProgressTest, OneRankHasNoCommunicationLineAndNoMfuWithoutAPeak) {
+  StepProgress p(100, 6.0, 0.0, false, false);
+  p.AddStep(0.5, CommSeconds{});
+  StepProgress::Report r = p.Flush(1, 1, 2.0, 1e-3, 0.1, 0, 0, std::nullopt);
+  EXPECT_EQ(r.lines.size(), 1u);
+  EXPECT_FALSE(r.metrics.mfu.has_value());
+  EXPECT_FALSE(r.metrics.comm_share.has_value());
+}
+
+}  // namespace
+}  // namespace loom

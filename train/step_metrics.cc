@@ -1,0 +1,71 @@
+#include "train/step_metrics.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+
+namespace loom {
+
+CommSeconds& CommSeconds::operator+=(const CommSeconds& o) {
+  tp += o.tp;
+  sp += o.sp;
+  dp_exposed += o.dp_exposed;
+  dp_total += o.dp_total;
+  pp += o.pp;
+  return *this;
+}
+
+StepProgress::StepProgress(int64_t tokens_per_step, double flops_per_token, double peak_flops,
+                           bool parallel, bool show_comm_share)
+    : tokens_per_step_(tokens_per_step),
+      flops_per_token_(flops_per_token),
+      peak_flops_(peak_flops),
+      parallel_(parallel),
+      show_comm_share_(show_comm_share) {}
+
+void StepProgress::AddStep(double seconds, const CommSeconds& comm) {
+  elapsed_s_ += seconds;
+  ++steps_timed_;
+  interval_s_ += seconds;
+  ++interval_steps_;
+  interval_tokens_ += tokens_per_step_;
+  interval_comm_ += comm;
+}
+
+StepProgress::Report StepProgress::Flush(int64_t step, int64_t total_steps, double loss, double lr,
+                                         double grad_norm, int64_t peak_bytes,
+                                         int64_t skipped_steps, std::optional<float> val_loss) {
+  Report r;
+  StepMetrics& m = r.metrics;
+  m.step = step;
+  m.loss = loss;
+  m.lr = lr;
+  m.grad_norm = grad_norm;
+  m.tokens_per_s = interval_s_ > 0 ? interval_tokens_ / interval_s_ : 0;
+  if (peak_flops_ > 0) m.mfu = m.tokens_per_s * flops_per_token_ / peak_flops_;
+  m.peak_bytes = peak_bytes;
+  m.skipped_steps = skipped_steps;
+  if (val_loss) m.val_loss = *val_loss;
+  const CommSeconds& c = interval_comm_;
+  if (show_comm_share_ && interval_s_ > 0)
+    m.comm_share = (c.tp + c.sp + c.dp_exposed) / interval_s_;
+  const double eta = elapsed_s_ / std::max<int64_t>(1, step) * (total_steps - step);
+  r.lines.push_back(FormatConsoleLine(m, total_steps, elapsed_s_, eta));
+  if (parallel_) {
+    const double per = 1e3 / std::max<int64_t>(1, interval_steps_);
+    const double comm = c.tp + c.sp + c.dp_exposed + c.pp;
+    r.lines.push_back(absl::StrFormat(
+        "communication per step: tensor-parallel %.1f ms, sequence-parallel %.1f ms, "
+        "data-parallel %.1f ms exposed of %.1f ms in flight, pipeline %.1f ms (%.0f%% of the "
+        "step)",
+        c.tp * per, c.sp * per, c.dp_exposed * per, c.dp_total * per, c.pp * per,
+        interval_s_ > 0 ? 100.0 * comm / interval_s_ : 0.0));
+  }
+  interval_s_ = 0;
+  interval_steps_ = 0;
+  interval_tokens_ = 0;
+  interval_comm_ = CommSeconds{};
+  return r;
+}
+
+}  // namespace loom
