@@ -38,9 +38,25 @@ function(loom_add_test name)
   endif()
 endfunction()
 
+function(loom_mpi_test_main_library)
+  if(NOT TARGET loom_mpi_test_main)
+    add_library(loom_mpi_test_main STATIC ${PROJECT_SOURCE_DIR}/tests/mpi_test_main.cc)
+    target_link_libraries(loom_mpi_test_main PUBLIC loom_parallel GTest::gtest)
+  endif()
+endfunction()
+
 function(loom_add_mpi_test name)
   cmake_parse_arguments(T "GPU" "RANKS;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
-  add_executable(${name} ${T_SOURCES})
+  if(T_GPU)
+    # A multi-rank GPU test brings its own main, which must exit 77 on every rank.
+    add_executable(${name} ${T_SOURCES})
+  else()
+    # One main for every multi-rank test (tests/mpi_test_main.cc: rank-0 report, worst result
+    # over the ranks, deadline); the test files have none. Compiled once, as a library.
+    loom_mpi_test_main_library()
+    add_executable(${name} ${T_SOURCES})
+    target_link_libraries(${name} PRIVATE loom_mpi_test_main)
+  endif()
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   set(gpu)
@@ -68,6 +84,9 @@ function(loom_add_mpi_run name)
     list(APPEND labels gpu)
     set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77)
   endif()
+  # tests/mpi_test_main.cc aborts with the name of the test it is in shortly before ctest would
+  # kill the job without a word.
+  math(EXPR deadline "${T_TIMEOUT} - 15")
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${labels}" PROCESSORS ${T_RANKS}
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;LOOM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;LOOM_SOURCE_DIR=${CMAKE_SOURCE_DIR};LOOM_TEST_DEADLINE_S=${deadline}")
 endfunction()

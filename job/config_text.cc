@@ -389,50 +389,6 @@ absl::StatusOr<JobConfig> LoadJobConfig(const std::string& path,
   return config;
 }
 
-absl::Status ExtractConfigFlags(std::vector<std::string>* args, std::string* path,
-                                std::vector<std::string>* overrides) {
-  std::vector<std::string> rest;
-  for (size_t i = 0; i < args->size(); ++i) {
-    const std::string& a = (*args)[i];
-    auto value_of = [&](const std::string& flag, std::string* out) -> absl::StatusOr<bool> {
-      if (a == flag) {
-        if (i + 1 >= args->size()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              flag, " needs a value", flag == "--set" ? " (path.to.field=value)" : " (a file)"));
-        }
-        *out = (*args)[++i];
-        return true;
-      }
-      if (absl::StartsWith(a, flag + "=")) {
-        *out = a.substr(flag.size() + 1);
-        return true;
-      }
-      return false;
-    };
-    std::string v;
-    auto is_config = value_of("--config", &v);
-    if (!is_config.ok()) return is_config.status();
-    if (*is_config) {
-      if (!path->empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--config is given twice ('", *path, "' and '", v,
-                         "'); give one job file and change fields with --set"));
-      }
-      *path = v;
-      continue;
-    }
-    auto is_set = value_of("--set", &v);
-    if (!is_set.ok()) return is_set.status();
-    if (*is_set) {
-      overrides->push_back(v);
-      continue;
-    }
-    rest.push_back(a);
-  }
-  *args = std::move(rest);
-  return absl::OkStatus();
-}
-
 std::string JobConfigToText(const JobConfig& config) {
   std::string text;
   pb::TextFormat::Printer printer;

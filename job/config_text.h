@@ -28,12 +28,6 @@ absl::Status ApplyOverride(JobConfig* config, const std::string& assignment);
 absl::StatusOr<JobConfig> LoadJobConfig(const std::string& path,
                                         const std::vector<std::string>& overrides);
 
-// Pulls "--config F" / "--config=F" and every "--set a=b" / "--set=a=b" out of `args`, leaving
-// the other arguments in order. `path` stays empty when --config is absent; --config given twice
-// is an error.
-absl::Status ExtractConfigFlags(std::vector<std::string>* args, std::string* path,
-                                std::vector<std::string>* overrides);
-
 // The config in text format, every set field shown.
 std::string JobConfigToText(const JobConfig& config);
 

@@ -25,18 +25,15 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: loom bench ckpt [--dir D] [--mb N] [--repeat R]\n"
-    "  Saves and loads a synthetic model state of about N MB (weights and both AdamW moments,\n"
-    "  default 256) as a checkpoint in D (default /tmp/loom_bench_ckpt, removed afterwards),\n"
-    "  and writes (with fsync) and reads the same bytes as one plain file, R times each\n"
-    "  (default 3). Prints the best MB/s of each and the median over the rounds of the\n"
-    "  checkpoint's throughput as a share of the plain one measured right after it (target\n"
-    ">= 80%).\n"
-    "  Reads may come from the page cache, for both alike.\n"
-    "  Under mpirun (mpirun -np 4 loom bench ckpt ...) every rank is a data-parallel replica:\n"
-    "  the save spreads the writing over the ranks, and MB/s are aggregates over them (load:\n"
-    "  every rank reads the whole state).";
+constexpr char kDescription[] =
+    "Saves and loads a synthetic model state of about N MB (weights and both AdamW moments)\n"
+    "as a checkpoint in D (removed afterwards), and writes (with fsync) and reads the same\n"
+    "bytes as one plain file, R times each. Prints the best MB/s of each and the median over\n"
+    "the rounds of the checkpoint's throughput as a share of the plain one measured right\n"
+    "after it (target >= 80%). Reads may come from the page cache, for both alike.\n"
+    "Under mpirun (mpirun -np 4 loom bench ckpt ...) every rank is a data-parallel replica: the\n"
+    "save spreads the writing over the ranks, and MB/s are aggregates over them (load: every\n"
+    "rank reads the whole state).";
 
 absl::Status PlainWrite(const std::string& path, const std::string& bytes) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -67,26 +64,15 @@ absl::Status PlainRead(const std::string& path, std::string* out) {
 }
 
 absl::Status RunBenchCkpt(const std::vector<std::string>& args) {
-  if (WantsHelp(args, kUsage)) return absl::OkStatus();
   std::string dir = "/tmp/loom_bench_ckpt";
   double mb = 256;
   int repeat = 3;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (i + 1 >= args.size())
-      return absl::InvalidArgumentError(absl::StrCat(a, " needs a value\n", kUsage));
-    if (a == "--dir") {
-      dir = args[++i];
-    } else if (a == "--mb") {
-      if (!absl::SimpleAtod(args[++i], &mb) || mb <= 0)
-        return absl::InvalidArgumentError("--mb: a positive number");
-    } else if (a == "--repeat") {
-      if (!absl::SimpleAtoi(args[++i], &repeat) || repeat < 1)
-        return absl::InvalidArgumentError("--repeat: a positive integer");
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", a, "'\n", kUsage));
-    }
-  }
+  FlagSet flags("loom bench ckpt", kDescription);
+  flags.String("--dir", &dir, "D", "the directory to write in");
+  flags.Double("--mb", &mb, "N", "MB of model state").Positive();
+  flags.Int("--repeat", &repeat, "R", "rounds").AtLeast(1);
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
   // Weights + m + v = 12 bytes per parameter; tensors of 768 x 3072 (or smaller for small N).
   const int64_t params = static_cast<int64_t>(mb * 1e6 / 12);
   const int64_t cols = 768,
@@ -225,7 +211,7 @@ absl::Status RunBenchCkpt(const std::vector<std::string>& args) {
 }  // namespace
 
 LOOM_REGISTER_COMMAND(bench_ckpt, "bench ckpt",
-                      "checkpoint save / load throughput against a plain write / read", kUsage,
+                      "checkpoint save / load throughput against a plain write / read",
                       RunBenchCkpt);
 
 }  // namespace loom

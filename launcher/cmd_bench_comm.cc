@@ -18,93 +18,61 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: mpirun -np N loom bench comm [--op all_reduce|reduce_scatter|all_gather|broadcast|\n"
-    "                                     sendrecv|all] [-b MIN] [-e MAX] [-f FACTOR]\n"
-    "                                     [--iters N] [--warmup N] [--device cpu|cuda]\n"
-    "  Times each collective of the world communicator from MIN to MAX bytes (sizes MIN,\n"
-    "  MIN*FACTOR, ...; K/M/G suffixes) and prints nccl-tests' columns: size, count, type,\n"
-    "  redop, time (us, slowest rank), algbw and busbw (GB/s) and #wrong (elements of one\n"
-    "  checked call that differ from the expected values, over all ranks).\n"
-    "  On the CPU the all_reduce table also times a plain MPI_Allreduce of the same bytes and\n"
-    "  prints both busbw and loom's share of it (target >= 95%).\n"
-    "  --op      which collective (default all)\n"
-    "  -b, -e    smallest and largest size in bytes (default 1M and 64M)\n"
-    "  -f        size factor between rows (default 2)\n"
-    "  --iters   timed calls per round (default 20; 3 rounds, the best is kept)\n"
-    "  --warmup  untimed calls first (default 5)\n"
-    "  --device  cpu: CPU tensors over MPI (default); cuda: CUDA tensors over NCCL, one GPU per\n"
-    "            rank chosen by local rank";
+constexpr char kDescription[] =
+    "Times each collective of the world communicator from MIN to MAX bytes (sizes MIN,\n"
+    "MIN*FACTOR, ...; K/M/G suffixes) and prints nccl-tests' columns: size, count, type,\n"
+    "redop, time (us, slowest rank), algbw and busbw (GB/s) and #wrong (elements of one\n"
+    "checked call that differ from the expected values, over all ranks).\n"
+    "On the CPU the all_reduce table also times a plain MPI_Allreduce of the same bytes and\n"
+    "prints both busbw and loom's share of it (target >= 95%).";
 
 struct Args {
   std::string op = "all";
   std::string device = "cpu";
-  int64_t min_bytes = 1 << 20, max_bytes = 64 << 20, factor = 2;
-  int iters = 20, warmup = 5;
+  int64_t min_bytes = 1 << 20, max_bytes = 64 << 20;
+  int factor = 2, iters = 20, warmup = 5;
 };
 
-absl::StatusOr<int> ParseCount(const std::string& key, const std::string& value, int least) {
-  int n = 0;
-  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-  if (ec != std::errc() || end != value.data() + value.size() || n < least) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(key, ": expected an integer >= ", least, ", got '", value, "'"));
-  }
-  return n;
-}
-
-absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& args) {
-  Args out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string key = args[i], value;
-    if (auto eq = key.find('='); eq != std::string::npos) {
-      value = key.substr(eq + 1);
-      key.resize(eq);
-    } else if (key.rfind("-", 0) == 0) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(key, " needs a value\n", kUsage));
-      }
-      value = args[++i];
-    }
-    auto bytes = [&](int64_t* dst) -> absl::Status {
-      auto n = bench::ParseBytes(value);
-      if (!n.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": ", n.status().message()));
-      *dst = *n;
+// The flags, parsed into *out; false when --help was printed.
+absl::StatusOr<bool> ParseArgs(const std::vector<std::string>& args, Args* out) {
+  FlagSet flags("mpirun -np N loom bench comm", kDescription);
+  flags.Choice("--op", &out->op,
+               {"all_reduce", "reduce_scatter", "all_gather", "broadcast", "sendrecv", "all"},
+               "which collective");
+  auto bytes = [](int64_t* dst) {
+    return [dst](absl::string_view value) -> absl::Status {
+      LOOM_ASSIGN_OR_RETURN(*dst, bench::ParseBytes(std::string(value)));
       return absl::OkStatus();
     };
-    if (key == "--op") {
-      out.op = value;
-    } else if (key == "--device") {
-      out.device = value;
-    } else if (key == "-b" || key == "--minbytes") {
-      LOOM_RETURN_IF_ERROR(bytes(&out.min_bytes));
-    } else if (key == "-e" || key == "--maxbytes") {
-      LOOM_RETURN_IF_ERROR(bytes(&out.max_bytes));
-    } else if (key == "-f" || key == "--stepfactor") {
-      LOOM_ASSIGN_OR_RETURN(int f, ParseCount(key, value, 2));
-      out.factor = f;
-    } else if (key == "--iters" || key == "-n") {
-      LOOM_ASSIGN_OR_RETURN(out.iters, ParseCount(key, value, 1));
-    } else if (key == "--warmup" || key == "-w") {
-      LOOM_ASSIGN_OR_RETURN(out.warmup, ParseCount(key, value, 0));
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", args[i], "'\n", kUsage));
-    }
-  }
-  if (out.device != "cpu" && out.device != "cuda") {
+  };
+  flags.Custom("-b", "MIN", "smallest size in bytes", bytes(&out->min_bytes))
+      .Alias("--minbytes")
+      .DefaultText("1M");
+  flags.Custom("-e", "MAX", "largest size in bytes", bytes(&out->max_bytes))
+      .Alias("--maxbytes")
+      .DefaultText("64M");
+  flags.Int("-f", &out->factor, "FACTOR", "size factor between rows")
+      .Alias("--stepfactor")
+      .AtLeast(2);
+  flags.Int("--iters", &out->iters, "N", "timed calls per round (3 rounds, the best is kept)")
+      .Alias("-n")
+      .AtLeast(1);
+  flags.Int("--warmup", &out->warmup, "N", "untimed calls first").Alias("-w").AtLeast(0);
+  flags.Choice("--device", &out->device, {"cpu", "cuda"},
+               "cpu: CPU tensors over MPI; cuda: CUDA tensors over NCCL, one GPU per rank chosen "
+               "by local rank");
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (run && out->max_bytes < out->min_bytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--device: expected cpu or cuda, got '", out.device, "'"));
+        absl::StrCat("-e (", out->max_bytes, " bytes) is below -b (", out->min_bytes, ")"));
   }
-  if (out.max_bytes < out.min_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("-e (", out.max_bytes, " bytes) is below -b (", out.min_bytes, ")"));
-  }
-  return out;
+  return run;
 }
 
 absl::Status RunBenchComm(const std::vector<std::string>& argv) {
-  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
-  LOOM_ASSIGN_OR_RETURN(Args args, ParseArgs(argv));
+  Args args;
+  LOOM_ASSIGN_OR_RETURN(bool run, ParseArgs(argv, &args));
+  if (!run) return absl::OkStatus();
   LOOM_ASSIGN_OR_RETURN(std::vector<bench::CommOp> ops, bench::CommOpsNamed(args.op));
   LOOM_ASSIGN_OR_RETURN(World * world, World::Get());
   Device* device = CpuDevice();
@@ -175,6 +143,6 @@ absl::Status RunBenchComm(const std::vector<std::string>& argv) {
 
 LOOM_REGISTER_COMMAND(bench_comm, "bench comm",
                       "time the collectives (MPI or NCCL) over message sizes, nccl-tests style",
-                      kUsage, RunBenchComm);
+                      RunBenchComm);
 
 }  // namespace loom

@@ -23,17 +23,11 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: loom bench ops [--device cpu|cuda] [--shapes tiny|small|gpt2|all] [--iters N]\n"
-    "                      [--ops WORD,WORD...]\n"
-    "  Times every op's forward and backward at GPT-2 124M shapes (small: B=4 T=64, gpt2: B=8\n"
-    "  T=1024; C=768, 12 heads, V=50257) and rates each against the device's roofline:\n"
-    "  measured sgemm and memcpy on the CPU, assumed bf16 peak and HBM bandwidth on a GPU.\n"
-    "  --device   where the ops run (default cpu; cuda = device 0)\n"
-    "  --shapes   which shapes (default all = small + gpt2; tiny is a smoke test)\n"
-    "  --iters    timed calls per op after one warm-up (default: auto, ~0.2 s per op)\n"
-    "  --ops      only the op families named (e.g. attention,cross_entropy; linear = all GEMMs)\n"
-    "  Threads: OMP_NUM_THREADS and OPENBLAS_NUM_THREADS from the environment.";
+constexpr char kDescription[] =
+    "Times every op's forward and backward at GPT-2 124M shapes (small: B=4 T=64, gpt2: B=8\n"
+    "T=1024; C=768, 12 heads, V=50257) and rates each against the device's roofline:\n"
+    "measured sgemm and memcpy on the CPU, assumed bf16 peak and HBM bandwidth on a GPU.\n"
+    "Threads: OMP_NUM_THREADS and OPENBLAS_NUM_THREADS from the environment.";
 
 struct Args {
   std::string device = "cpu";
@@ -42,45 +36,23 @@ struct Args {
   std::vector<std::string> ops;
 };
 
-absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& args) {
-  Args out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string key = args[i], value;
-    if (auto eq = key.find('='); eq != std::string::npos) {
-      value = key.substr(eq + 1);
-      key.resize(eq);
-    } else if (key.rfind("--", 0) == 0) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(key, " needs a value\n", kUsage));
-      }
-      value = args[++i];
-    }
-    if (key == "--device") {
-      out.device = value;
-    } else if (key == "--shapes") {
-      out.shapes = value;
-    } else if (key == "--ops") {
-      out.ops = absl::StrSplit(value, ',', absl::SkipEmpty());
-    } else if (key == "--iters") {
-      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), out.iters);
-      if (ec != std::errc() || end != value.data() + value.size() || out.iters < 1) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--iters: expected a positive integer, got '", value, "'"));
-      }
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", args[i], "'\n", kUsage));
-    }
-  }
-  if (out.device != "cpu" && out.device != "cuda") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--device: expected cpu or cuda, got '", out.device, "'"));
-  }
-  return out;
-}
-
 absl::Status RunBenchOps(const std::vector<std::string>& argv) {
-  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
-  LOOM_ASSIGN_OR_RETURN(Args args, ParseArgs(argv));
+  Args args;
+  FlagSet flags("loom bench ops", kDescription);
+  flags.Choice("--device", &args.device, {"cpu", "cuda"}, "where the ops run (cuda = device 0)");
+  flags.Choice("--shapes", &args.shapes, {"tiny", "small", "gpt2", "all"},
+               "which shapes (all = small + gpt2; tiny is a smoke test)");
+  flags.Int("--iters", &args.iters, "N", "timed calls per op after one warm-up")
+      .AtLeast(1)
+      .DefaultText("auto, ~0.2 s per op");
+  flags.Custom("--ops", "WORD,WORD...",
+               "only the op families named (e.g. attention,cross_entropy; linear = all GEMMs)",
+               [&](absl::string_view value) {
+                 args.ops = absl::StrSplit(value, ',', absl::SkipEmpty());
+                 return absl::OkStatus();
+               });
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(argv));
+  if (!run) return absl::OkStatus();
   LOOM_RETURN_IF_ERROR(bench::ShapesNamed(args.shapes).status());
   Device* device = CpuDevice();
   if (args.device == "cuda") {
@@ -121,7 +93,7 @@ absl::Status RunBenchOps(const std::vector<std::string>& argv) {
 }  // namespace
 
 LOOM_REGISTER_COMMAND(bench_ops, "bench ops",
-                      "time every op fwd/bwd at GPT-2 shapes against the device roofline", kUsage,
+                      "time every op fwd/bwd at GPT-2 shapes against the device roofline",
                       RunBenchOps);
 
 }  // namespace loom

@@ -27,12 +27,10 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: mpirun -np N loom bench pipeline --config F [--set path=value ...] [--steps N]\n"
-    "                 [--warmup N] [--recompute none,selective,full]\n"
-    "  Trains the job (parallel.pp > 1) for warmup + steps steps per recomputation mode and\n"
-    "  prints per pipeline stage: forward, backward, exchange and other ms per step, the\n"
-    "  measured bubble beside the formula's, and the peak activation memory.";
+constexpr char kDescription[] =
+    "Trains the job (parallel.pp > 1) for warmup + steps steps per recomputation mode and\n"
+    "prints per pipeline stage: forward, backward, exchange and other ms per step, the\n"
+    "measured bubble beside the formula's, and the peak activation memory.";
 
 // Per stage, what the bench prints (summed over the ranks of a stage with tp = dp = 0 only).
 enum Field { kForward, kBackward, kExchange, kStep, kActBytes, kSlots, kFields };
@@ -41,28 +39,32 @@ absl::StatusOr<ParallelConfig::Recompute> ParseRecompute(const std::string& s) {
   if (s == "none") return ParallelConfig::NONE;
   if (s == "selective") return ParallelConfig::SELECTIVE;
   if (s == "full") return ParallelConfig::FULL;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--recompute: '", s, "' is not one of none, selective, full"));
+  return absl::InvalidArgumentError(absl::StrCat("'", s, "' is not one of none, selective, full"));
 }
 
-absl::Status RunBenchPipeline(const std::vector<std::string>& argv) {
-  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
-  std::vector<std::string> args = argv;
+absl::Status RunBenchPipeline(const std::vector<std::string>& args) {
   std::string path;
   std::vector<std::string> overrides;
-  LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &path, &overrides));
   int steps = 4, warmup = 1;
-  std::string recompute = "none,full";
-  LOOM_RETURN_IF_ERROR(ParseFlags(
-      args, {{"--steps", &steps}, {"--warmup", &warmup}, {"--recompute", nullptr, &recompute}},
-      kUsage));
   std::vector<ParallelConfig::Recompute> modes;
-  for (absl::string_view m : absl::StrSplit(recompute, ',')) {
-    LOOM_ASSIGN_OR_RETURN(auto r, ParseRecompute(std::string(m)));
-    modes.push_back(r);
-  }
-  if (path.empty())
-    return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
+  FlagSet flags("mpirun -np N loom bench pipeline", kDescription);
+  flags.JobFlags(&path, &overrides);
+  flags.Int("--steps", &steps, "N", "timed steps per mode").AtLeast(1);
+  flags.Int("--warmup", &warmup, "N", "untimed steps first").AtLeast(0);
+  flags
+      .Custom("--recompute", "LIST", "recomputation modes to compare, of none, selective, full",
+              [&](absl::string_view list) -> absl::Status {
+                modes.clear();
+                for (absl::string_view m : absl::StrSplit(list, ',')) {
+                  LOOM_ASSIGN_OR_RETURN(auto r, ParseRecompute(std::string(m)));
+                  modes.push_back(r);
+                }
+                return absl::OkStatus();
+              })
+      .DefaultText("none,full");
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
+  if (!flags.Given("--recompute")) modes = {ParallelConfig::NONE, ParallelConfig::FULL};
   steps = std::max(1, steps);
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
   LOOM_ASSIGN_OR_RETURN(World * world, World::Get());
@@ -145,6 +147,6 @@ absl::Status RunBenchPipeline(const std::vector<std::string>& argv) {
 
 LOOM_REGISTER_COMMAND(bench_pipeline, "bench pipeline",
                       "per-stage forward/backward/exchange time, bubble and activation memory",
-                      kUsage, RunBenchPipeline);
+                      RunBenchPipeline);
 
 }  // namespace loom

@@ -23,24 +23,15 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: loom bench scaling --config F --ranks 1,2,4,8 --mode weak|strong [--tp T]\n"
-    "                          [--steps N] [--warmup K] [--out DIR] [--hostfile H]\n"
-    "                          [--mpirun PATH] [--mpirun-args \"...\"] [--set path=value ...]\n"
-    "  Runs `mpirun -np R loom train` for each R of --ranks and prints, per point: the layout,\n"
-    "  tokens/s, tokens/s per rank, scaling efficiency (per-rank throughput against the first\n"
-    "  point's), achieved FLOP/s per rank, MFU, the share of the step in exposed communication\n"
-    "  and in pipeline bubble (the schedule's formula), and rank 0's peak memory. Writes "
-    "DIR/scaling.csv, scaling.json\n"
-    "  and scaling.svg (tokens/s and efficiency against ranks, beside the ideal line); each\n"
-    "  point's run (metrics.jsonl and log) is in DIR/ranks_R.\n"
-    "  --mode weak     the global batch grows with the ranks (sequences per rank constant)\n"
-    "  --mode strong   the config's global batch at every point\n"
-    "  --tp T          tensor-parallel degree min(T, R) (default 1: data parallel only)\n"
-    "  --steps N       training steps per point (default 10); --warmup K: steps left out of the\n"
-    "                  averages (default 2)\n"
-    "  --out DIR       default scaling_runs\n"
-    "  --hostfile H, --mpirun-args: passed to mpirun (e.g. \"--mca btl_tcp_if_include eth0\")";
+constexpr char kDescription[] =
+    "Runs `mpirun -np R loom train` for each R of --ranks and prints, per point: the layout,\n"
+    "tokens/s, tokens/s per rank, scaling efficiency (per-rank throughput against the first\n"
+    "point's), achieved FLOP/s per rank, MFU, the share of the step in exposed communication\n"
+    "and in pipeline bubble (the schedule's formula), and rank 0's peak memory. Writes\n"
+    "DIR/scaling.csv, scaling.json and scaling.svg (tokens/s and efficiency against ranks,\n"
+    "beside the ideal line); each point's run (metrics.jsonl and log) is in DIR/ranks_R.\n"
+    "--mode weak: the global batch grows with the ranks (sequences per rank constant);\n"
+    "--mode strong: the config's global batch at every point.";
 
 // Runs argv, its output appended to `log`; returns the exit status.
 absl::StatusOr<int> RunLogged(const std::vector<std::string>& argv, const std::string& log) {
@@ -61,63 +52,42 @@ absl::StatusOr<int> RunLogged(const std::vector<std::string>& argv, const std::s
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-absl::Status RunBenchScaling(const std::vector<std::string>& argv) {
-  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
-  std::vector<std::string> args = argv;
+absl::Status RunBenchScaling(const std::vector<std::string>& args) {
   std::string path;
   std::vector<std::string> overrides;
-  LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &path, &overrides));
   std::vector<int> ranks;
   std::string mode_name, out = "scaling_runs", hostfile, mpirun = "mpirun", mpirun_args;
   int tp = 1, steps = 10, warmup = 2;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string name, value;
-    LOOM_RETURN_IF_ERROR(TakeFlag(args, &i, &name, &value, kUsage));
-    auto integer = [&](int* v, int min) -> absl::Status {
-      if (!absl::SimpleAtoi(value, v) || *v < min) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, " expects an integer >= ", min, ", got '", value, "'"));
-      }
-      return absl::OkStatus();
-    };
-    if (name == "--ranks") {
-      for (absl::string_view r : absl::StrSplit(value, ',')) {
-        int n = 0;
-        if (!absl::SimpleAtoi(r, &n) || n < 1 || (!ranks.empty() && n <= ranks.back())) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "--ranks expects increasing positive integers (1,2,4,8), got '", value, "'"));
-        }
-        ranks.push_back(n);
-      }
-    } else if (name == "--mode") {
-      mode_name = value;
-    } else if (name == "--tp") {
-      LOOM_RETURN_IF_ERROR(integer(&tp, 1));
-    } else if (name == "--steps") {
-      LOOM_RETURN_IF_ERROR(integer(&steps, 1));
-    } else if (name == "--warmup") {
-      LOOM_RETURN_IF_ERROR(integer(&warmup, 0));
-    } else if (name == "--out") {
-      out = value;
-    } else if (name == "--hostfile") {
-      hostfile = value;
-    } else if (name == "--mpirun") {
-      mpirun = value;
-    } else if (name == "--mpirun-args") {
-      mpirun_args = value;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument '", args[i], "'\n", kUsage));
-    }
-  }
-  if (path.empty())
-    return absl::InvalidArgumentError(absl::StrCat("--config is required\n", kUsage));
-  if (ranks.empty())
-    return absl::InvalidArgumentError(absl::StrCat("--ranks is required\n", kUsage));
-  if (mode_name != "weak" && mode_name != "strong") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--mode expects weak or strong, got '", mode_name, "'"));
-  }
+  FlagSet flags("loom bench scaling", kDescription);
+  flags.JobFlags(&path, &overrides);
+  flags
+      .Custom("--ranks", "1,2,4,8", "the rank counts of the sweep, increasing",
+              [&](absl::string_view value) -> absl::Status {
+                ranks.clear();
+                for (absl::string_view r : absl::StrSplit(value, ',')) {
+                  int n = 0;
+                  if (!absl::SimpleAtoi(r, &n) || n < 1 || (!ranks.empty() && n <= ranks.back())) {
+                    return absl::InvalidArgumentError(absl::StrCat(
+                        "expects increasing positive integers (1,2,4,8), got '", value, "'"));
+                  }
+                  ranks.push_back(n);
+                }
+                return absl::OkStatus();
+              })
+      .Required();
+  flags.Choice("--mode", &mode_name, {"weak", "strong"}, "how the global batch follows the ranks")
+      .Required();
+  flags.Int("--tp", &tp, "T", "tensor-parallel degree min(T, R) (1: data parallel only)")
+      .AtLeast(1);
+  flags.Int("--steps", &steps, "N", "training steps per point").AtLeast(1);
+  flags.Int("--warmup", &warmup, "K", "steps left out of the averages").AtLeast(0);
+  flags.String("--out", &out, "DIR", "where the runs, the table and the plot go");
+  flags.String("--hostfile", &hostfile, "H", "passed to mpirun");
+  flags.String("--mpirun", &mpirun, "PATH", "the mpirun to start each point with");
+  flags.String("--mpirun-args", &mpirun_args, "\"...\"",
+               "more mpirun arguments, e.g. \"--mca btl_tcp_if_include eth0\"");
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
   const ScalingMode mode = mode_name == "weak" ? ScalingMode::kWeak : ScalingMode::kStrong;
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
   std::error_code ec;
@@ -184,6 +154,6 @@ absl::Status RunBenchScaling(const std::vector<std::string>& argv) {
 
 LOOM_REGISTER_COMMAND(bench_scaling, "bench scaling",
                       "weak or strong scaling sweep: one mpirun per rank count, table and plot",
-                      kUsage, RunBenchScaling);
+                      RunBenchScaling);
 
 }  // namespace loom

@@ -22,22 +22,21 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: loom bench step --config F [--set path=value ...] [--steps N] [--warmup N]\n"
-    "  Times training steps of the job's model (one micro-batch of parallel.micro_batch_size x\n"
-    "  data.seq_len random tokens per step, forward + backward + AdamW) on one process and\n"
-    "  prints ms/step, tokens/s, FLOP rate vs the device peak and a per-op-family breakdown.";
+constexpr char kDescription[] =
+    "Times training steps of the job's model (one micro-batch of parallel.micro_batch_size x\n"
+    "data.seq_len random tokens per step, forward + backward + AdamW) on one process and\n"
+    "prints ms/step, tokens/s, FLOP rate vs the device peak and a per-op-family breakdown.";
 
-absl::Status RunBenchStep(const std::vector<std::string>& argv) {
-  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
-  std::vector<std::string> args = argv;
+absl::Status RunBenchStep(const std::vector<std::string>& args) {
   std::string path;
   std::vector<std::string> overrides;
-  LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &path, &overrides));
   int steps = 3, warmup = 1;
-  LOOM_RETURN_IF_ERROR(
-      ParseFlags(args, {{"--steps", &steps}, {"--warmup", &warmup}}, kUsage));
-  if (path.empty()) return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
+  FlagSet flags("loom bench step", kDescription);
+  flags.JobFlags(&path, &overrides);
+  flags.Int("--steps", &steps, "N", "timed steps").AtLeast(1);
+  flags.Int("--warmup", &warmup, "N", "untimed steps first").AtLeast(0);
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
   LOOM_RETURN_IF_ERROR(ValidateJobConfig(config, /*world_size=*/1));
   const GptConfig gpt = GptConfigFromJob(config);
@@ -107,7 +106,7 @@ absl::Status RunBenchStep(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-LOOM_REGISTER_COMMAND(bench_step, "bench step", "time training steps of a job's model", kUsage,
+LOOM_REGISTER_COMMAND(bench_step, "bench step", "time training steps of a job's model",
                       RunBenchStep);
 
 }  // namespace loom

@@ -14,28 +14,31 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: loom ckpt inspect DIR | loom ckpt verify DIR\n"
-    "  DIR is a checkpoint step directory (step_XXXXXXXX) or a checkpoint.dir, whose latest\n"
-    "  checkpoint is used.\n"
-    "  inspect  the step, tokens, saving layout, data position, files and every tensor with its\n"
-    "           shape and the bytes saved per kind (weights, master, adam_m, adam_v)\n"
-    "  verify   re-reads every slice of every file, checks every CRC-32C and file size, and that\n"
-    "           the slices of each tensor cover it exactly; exits non-zero naming the first\n"
-    "           problem";
+constexpr char kDirHelp[] =
+    "a checkpoint step directory (step_XXXXXXXX) or a checkpoint.dir, whose latest checkpoint "
+    "is used";
 
-absl::StatusOr<std::unique_ptr<CheckpointReader>> OpenArg(const std::vector<std::string>& args) {
-  if (args.size() != 1)
-    return absl::InvalidArgumentError(absl::StrCat("expected one DIR\n", kUsage));
-  LOOM_ASSIGN_OR_RETURN(std::string dir, ResolveCheckpoint(args[0]));
-  return CheckpointReader::Open(dir);
+// The one DIR argument of inspect and verify, opened; false when --help was printed.
+absl::StatusOr<std::unique_ptr<CheckpointReader>> OpenArg(FlagSet& flags,
+                                                          const std::vector<std::string>& args,
+                                                          bool* run) {
+  std::vector<std::string> dir;
+  flags.Positional("DIR", &dir, 1, 1, kDirHelp);
+  LOOM_ASSIGN_OR_RETURN(*run, flags.Parse(args));
+  if (!*run) return nullptr;
+  LOOM_ASSIGN_OR_RETURN(std::string resolved, ResolveCheckpoint(dir[0]));
+  return CheckpointReader::Open(resolved);
 }
 
 std::string Mb(int64_t bytes) { return absl::StrFormat("%.2f MB", bytes / 1e6); }
 
 absl::Status RunInspect(const std::vector<std::string>& args) {
-  if (WantsHelp(args, kUsage)) return absl::OkStatus();
-  LOOM_ASSIGN_OR_RETURN(auto reader, OpenArg(args));
+  FlagSet flags("loom ckpt inspect",
+                "Prints the step, tokens, saving layout, data position, files and every tensor\n"
+                "with its shape and the bytes saved per kind (weights, master, adam_m, adam_v).");
+  bool run = false;
+  LOOM_ASSIGN_OR_RETURN(auto reader, OpenArg(flags, args, &run));
+  if (!run) return absl::OkStatus();
   const CheckpointManifest& m = reader->manifest();
   const CheckpointLayout& l = m.layout();
   std::cout << "checkpoint " << reader->dir() << "\n"
@@ -76,8 +79,13 @@ absl::Status RunInspect(const std::vector<std::string>& args) {
 }
 
 absl::Status RunVerify(const std::vector<std::string>& args) {
-  if (WantsHelp(args, kUsage)) return absl::OkStatus();
-  LOOM_ASSIGN_OR_RETURN(auto reader, OpenArg(args));
+  FlagSet flags("loom ckpt verify",
+                "Re-reads every slice of every file, checks every CRC-32C and file size, and that\n"
+                "the slices of each tensor cover it exactly; exits non-zero naming the first\n"
+                "problem.");
+  bool run = false;
+  LOOM_ASSIGN_OR_RETURN(auto reader, OpenArg(flags, args, &run));
+  if (!run) return absl::OkStatus();
   Timer timer;
   LOOM_ASSIGN_OR_RETURN(int64_t bytes, reader->VerifyAll());
   // Coverage: each saved tensor and kind read whole (this also checks the slices' boxes).
@@ -101,18 +109,26 @@ absl::Status RunVerify(const std::vector<std::string>& args) {
 }
 
 absl::Status RunCkpt(const std::vector<std::string>& args) {
-  if (WantsHelp(args, kUsage)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("expected a subcommand\n", kUsage));
+  FlagSet flags("loom ckpt",
+                "subcommands (loom ckpt <subcommand> --help for each):\n"
+                "inspect DIR  a checkpoint's step, layout, data position, files and tensors\n"
+                "verify DIR   re-read every slice and check every checksum and size");
+  std::vector<std::string> words;
+  flags.Positional("SUBCOMMAND", &words, 0, 1, "");
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(words.empty() ? std::string("expected a subcommand")
+                                 : absl::StrCat("unknown ckpt subcommand '", words[0], "'"),
+                   "\n", flags.Usage()));
 }
 
 }  // namespace
 
-LOOM_REGISTER_COMMAND(ckpt, "ckpt", "checkpoint tools (loom ckpt inspect | verify)", kUsage,
-                      RunCkpt);
+LOOM_REGISTER_COMMAND(ckpt, "ckpt", "checkpoint tools (loom ckpt inspect | verify)", RunCkpt);
 LOOM_REGISTER_COMMAND(ckpt_inspect, "ckpt inspect",
-                      "show a checkpoint's step, layout, files and tensors", kUsage, RunInspect);
+                      "show a checkpoint's step, layout, files and tensors", RunInspect);
 LOOM_REGISTER_COMMAND(ckpt_verify, "ckpt verify",
-                      "re-read every slice of a checkpoint and check every checksum", kUsage,
-                      RunVerify);
+                      "re-read every slice of a checkpoint and check every checksum", RunVerify);
 
 }  // namespace loom

@@ -22,63 +22,31 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: loom config check --config FILE [--world-size N] [--set path.to.field=value ...]\n"
-    "  Loads FILE (a text-format JobConfig, see proto/job.proto), applies each --set in order,\n"
-    "  fills the defaults and checks the job for N ranks on this machine, as `loom train` does:\n"
-    "  the config, features this build lacks, data that does not open, checkpoint.dir and\n"
-    "  run_dir (writable, not locked by a running job, no other run's metrics), the resume\n"
-    "  checkpoint, model.init_from, and the memory a rank needs against the memory available\n"
-    "  (host RAM\n"
-    "  with its cgroup limit, or the GPU's; LOOM_MEMORY_LIMIT_BYTES=N caps it). Prints the\n"
-    "  resolved config, the derived numbers (parameters, padded vocab, accumulation steps,\n"
-    "  layers per stage) and the memory per rank, or every problem found, with exit status 2.\n"
-    "  --world-size N   ranks of the job; default parallel.dp * tp * pp (dp 0 counts as 1)\n"
-    "  --ranks-per-host N  ranks sharing this host's memory (CPU backend); default: all of\n"
-    "                   them, as `mpirun -np N` on this host starts them\n"
-    "  --set a.b=v      override a field: numbers, true/false, strings, enum names, lists [1,2]";
+constexpr char kDescription[] =
+    "Loads FILE (a text-format JobConfig, see proto/job.proto), applies each --set in order,\n"
+    "fills the defaults and checks the job for N ranks on this machine, as `loom train` does:\n"
+    "the config, features this build lacks, data that does not open, checkpoint.dir and\n"
+    "run_dir (writable, not locked by a running job, no other run's metrics), the resume\n"
+    "checkpoint, model.init_from, and the memory a rank needs against the memory available\n"
+    "(host RAM with its cgroup limit, or the GPU's; LOOM_MEMORY_LIMIT_BYTES=N caps it). Prints\n"
+    "the resolved config, the derived numbers (parameters, padded vocab, accumulation steps,\n"
+    "layers per stage) and the memory per rank, or every problem found, with exit status 2.";
 
-absl::Status RunConfigCheck(const std::vector<std::string>& args_in) {
-  if (WantsHelp(args_in, kUsage)) return absl::OkStatus();
-  std::vector<std::string> args = args_in;
+absl::Status RunConfigCheck(const std::vector<std::string>& args) {
   std::string path;
   std::vector<std::string> overrides;
-  absl::Status flags = ExtractConfigFlags(&args, &path, &overrides);
-  if (!flags.ok()) return flags;
   int world_size = 0, ranks_per_host = 0;
-  bool world_given = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string value;
-    if (args[i] == "--ranks-per-host" || absl::StartsWith(args[i], "--ranks-per-host=")) {
-      if (args[i] == "--ranks-per-host" && i + 1 < args.size()) {
-        value = args[++i];
-      } else if (args[i] != "--ranks-per-host") {
-        value = args[i].substr(std::string("--ranks-per-host=").size());
-      }
-      if (!absl::SimpleAtoi(value, &ranks_per_host) || ranks_per_host < 1) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--ranks-per-host expects a positive integer, got '", value, "'"));
-      }
-      continue;
-    }
-    if (args[i] == "--world-size" && i + 1 < args.size()) {
-      value = args[++i];
-    } else if (absl::StartsWith(args[i], "--world-size=")) {
-      value = args[i].substr(std::string("--world-size=").size());
-    } else if (args[i] == "--world-size") {
-      return absl::InvalidArgumentError("--world-size needs a number of ranks");
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument '", args[i], "'\n", kUsage));
-    }
-    if (!absl::SimpleAtoi(value, &world_size) || world_size < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--world-size expects a positive integer, got '", value, "'"));
-    }
-    world_given = true;
-  }
-  if (path.empty())
-    return absl::InvalidArgumentError(absl::StrCat("--config is required\n", kUsage));
+  FlagSet flags("loom config check", kDescription);
+  flags.JobFlags(&path, &overrides);
+  flags.Int("--world-size", &world_size, "N", "ranks of the job")
+      .AtLeast(1)
+      .DefaultText("parallel.dp * tp * pp, dp 0 counting as 1");
+  flags.Int("--ranks-per-host", &ranks_per_host, "N", "ranks sharing this host's memory (CPU)")
+      .AtLeast(1)
+      .DefaultText("all of them, as `mpirun -np N` on this host starts them");
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
+  const bool world_given = flags.Given("--world-size");
 
   absl::StatusOr<JobConfig> config = LoadJobConfig(path, overrides);
   if (!config.ok()) return config.status();
@@ -116,27 +84,29 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args_in) {
   return absl::OkStatus();
 }
 
-constexpr char kConfigUsage[] =
-    "usage: loom config <subcommand> ...\n"
-    "  check   validate a job config for a world size on this machine and print it resolved,\n"
-    "          with its derived numbers and memory per rank (loom config check --help)";
-
 absl::Status RunConfig(const std::vector<std::string>& args) {
-  if (WantsHelp(args, kConfigUsage)) return absl::OkStatus();
-  if (args.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("a subcommand is needed\n", kConfigUsage));
+  FlagSet flags("loom config",
+                "subcommands:\n"
+                "check   validate a job config for a world size on this machine and print it\n"
+                "        resolved, with its derived numbers and memory per rank (loom config\n"
+                "        check --help)");
+  std::vector<std::string> words;
+  flags.Positional("SUBCOMMAND", &words, 0, 1, "");
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
+  if (words.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("a subcommand is needed\n", flags.Usage()));
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown config subcommand '", args[0], "'\n", kConfigUsage));
+      absl::StrCat("unknown config subcommand '", words[0], "'\n", flags.Usage()));
 }
 
 }  // namespace
 
-LOOM_REGISTER_COMMAND(config, "config", "job config tools (loom config check)", kConfigUsage,
-                      RunConfig);
+LOOM_REGISTER_COMMAND(config, "config", "job config tools (loom config check)", RunConfig);
 
 LOOM_REGISTER_COMMAND(config_check, "config check",
                       "validate a job config and print it resolved, with its derived numbers",
-                      kUsage, RunConfigCheck);
+                      RunConfigCheck);
 
 }  // namespace loom

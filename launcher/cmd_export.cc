@@ -20,36 +20,16 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: loom export --format llmc|loom|safetensors --out PATH\n"
-    "                   (--config F [--set a.b=v ...] | --from FILE|DIR)\n"
-    "                   [--bf16]\n"
-    "  Writes model weights to PATH.\n"
-    "  --format llmc   llm.c GPT-2 model file (GPT2 family, tied embeddings, ffn = 4 * hidden)\n"
-    "  --format loom   loom model file: any family, the whole model shape in its header\n"
-    "  --format safetensors  one F32 tensor per parameter, named as in loom (global shapes)\n"
-    "  --config F      the job's model as training starts it: model.init_from when set, else\n"
-    "                  the random init from runtime.seed (--set overrides fields as in train)\n"
-    "  --from FILE     convert an existing llm.c or loom model file instead\n"
-    "  --from DIR      a checkpoint (step directory, or checkpoint.dir for its latest): the\n"
-    "                  consolidated weights of any layout\n"
-    "  --bf16          llm.c version 5 (bf16 weights) instead of fp32; --format llmc only";
-
-// Takes "--name VALUE" or "--name=VALUE" at args[*i]; true when it matched.
-absl::StatusOr<bool> TakeValue(const std::vector<std::string>& args, size_t* i,
-                               const std::string& name, std::string* value) {
-  const std::string& a = args[*i];
-  if (a == name) {
-    if (*i + 1 >= args.size()) return absl::InvalidArgumentError(name + " needs a value");
-    *value = args[++*i];
-    return true;
-  }
-  if (absl::StartsWith(a, name + "=")) {
-    *value = a.substr(name.size() + 1);
-    return true;
-  }
-  return false;
-}
+constexpr char kDescription[] =
+    "Writes model weights to PATH, from exactly one of:\n"
+    "  --config F  the job's model as training starts it: model.init_from when set, else the\n"
+    "              random init from runtime.seed (--set overrides fields as in train)\n"
+    "  --from FILE an existing llm.c or loom model file, converted\n"
+    "  --from DIR  a checkpoint (step directory, or checkpoint.dir for its latest): the\n"
+    "              consolidated weights of any layout\n"
+    "Formats: llmc = llm.c GPT-2 model file (GPT2 family, tied embeddings, ffn = 4 * hidden);\n"
+    "loom = loom model file, any family, the whole model shape in its header; safetensors =\n"
+    "one F32 tensor per parameter, named as in loom (global shapes).";
 
 // Why writing `out` could destroy a checkpoint or the input (`inputs`: --from, or the job's
 // model.init_from), or empty: `out` may not be an input, lie inside an input directory, or lie
@@ -83,34 +63,23 @@ std::string OutputProblem(const std::string& out, const std::vector<std::string>
   return "";
 }
 
-absl::Status RunExport(const std::vector<std::string>& argv) {
-  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
-  std::vector<std::string> args = argv;
+absl::Status RunExport(const std::vector<std::string>& args) {
   std::string config_path;
   std::vector<std::string> overrides;
-  LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &config_path, &overrides));
   std::string format_name, out, from;
   bool bf16 = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    LOOM_ASSIGN_OR_RETURN(bool f, TakeValue(args, &i, "--format", &format_name));
-    if (f) continue;
-    LOOM_ASSIGN_OR_RETURN(bool o, TakeValue(args, &i, "--out", &out));
-    if (o) continue;
-    LOOM_ASSIGN_OR_RETURN(bool m, TakeValue(args, &i, "--from", &from));
-    if (m) continue;
-    if (args[i] == "--bf16") {
-      bf16 = true;
-      continue;
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat("unexpected argument '", args[i], "'\n", kUsage));
-  }
-  if (format_name.empty())
-    return absl::InvalidArgumentError(absl::StrCat("--format is required\n", kUsage));
-  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("--out is required\n", kUsage));
+  FlagSet flags("loom export", kDescription);
+  flags.Choice("--format", &format_name, {"llmc", "loom", "safetensors"}, "the file format")
+      .Required();
+  flags.String("--out", &out, "PATH", "the file to write").Required();
+  flags.JobFlags(&config_path, &overrides, /*required=*/false);
+  flags.String("--from", &from, "FILE|DIR", "a model file or a checkpoint instead of a job");
+  flags.Bool("--bf16", &bf16, "llm.c version 5 (bf16 weights) instead of fp32; --format llmc only");
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
   if (config_path.empty() == from.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("give exactly one of --config and --from\n", kUsage));
+        absl::StrCat("give exactly one of --config and --from\n", flags.Usage()));
   }
   if (!from.empty() && !overrides.empty()) {
     return absl::InvalidArgumentError("--set applies to --config only, not to --from");
@@ -165,6 +134,6 @@ absl::Status RunExport(const std::vector<std::string>& argv) {
 
 LOOM_REGISTER_COMMAND(model_export, "export",
                       "write model weights (llm.c or loom file) from a job config or a model file",
-                      kUsage, RunExport);
+                      RunExport);
 
 }  // namespace loom

@@ -23,15 +23,11 @@
 namespace loom {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: loom train --config F [--set path.to.field=value ...] [--overwrite]\n"
-    "  Trains the model the job file describes. Run under mpirun for several ranks:\n"
-    "    mpirun -np 2 loom train --config configs/tiny.textproto\n"
-    "  --set overrides any field, e.g. --set lr_schedule.total_steps=100\n"
-    "  --overwrite   replace the metrics an earlier run left in logging.run_dir\n"
-    "                (the same as --set logging.overwrite=true)\n"
-    "  SIGTERM or SIGINT (Ctrl-C) stops at the next step boundary with exit code 0; a second\n"
-    "  one ends the process at once.";
+constexpr char kDescription[] =
+    "Trains the model the job file describes. Run under mpirun for several ranks:\n"
+    "  mpirun -np 2 loom train --config configs/tiny.textproto\n"
+    "SIGTERM or SIGINT (Ctrl-C) stops at the next step boundary with exit code 0; a second\n"
+    "one ends the process at once.";
 
 // The job as loaded and checked on this rank, and every rank's agreement on whether it runs.
 absl::StatusOr<JobConfig> LoadAndCheck(const std::string& path,
@@ -53,26 +49,19 @@ absl::StatusOr<JobConfig> LoadAndCheck(const std::string& path,
       " rank(s) found problems; ", refused[0] > 0 ? "rank 0 lists them" : "they list them", ")"));
 }
 
-absl::Status RunTrain(const std::vector<std::string>& argv) {
-  if (WantsHelp(argv, kUsage)) return absl::OkStatus();
-  InstallStopSignalHandlers();
-  std::vector<std::string> args = argv;
+absl::Status RunTrain(const std::vector<std::string>& args) {
   std::string path;
   std::vector<std::string> overrides;
-  LOOM_RETURN_IF_ERROR(ExtractConfigFlags(&args, &path, &overrides));
-  std::vector<std::string> rest;
-  for (const std::string& a : args) {
-    if (a == "--overwrite") {
-      overrides.push_back("logging.overwrite=true");
-    } else {
-      rest.push_back(a);
-    }
-  }
-  if (path.empty())
-    return absl::InvalidArgumentError(std::string("--config is required\n") + kUsage);
-  if (!rest.empty()) {
-    return absl::InvalidArgumentError("unexpected argument '" + rest[0] + "'\n" + kUsage);
-  }
+  bool overwrite = false;
+  FlagSet flags("loom train", kDescription);
+  flags.JobFlags(&path, &overrides);
+  flags.Bool("--overwrite", &overwrite,
+             "replace the metrics an earlier run left in logging.run_dir (the same as --set "
+             "logging.overwrite=true)");
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
+  if (overwrite) overrides.push_back("logging.overwrite=true");
+  InstallStopSignalHandlers();
   LOOM_ASSIGN_OR_RETURN(World * world, World::Get());
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadAndCheck(path, overrides, world));
   // One job per checkpoint.dir and run_dir, held until the process ends (rank 0 holds them for
@@ -117,7 +106,6 @@ absl::Status RunTrain(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-LOOM_REGISTER_COMMAND(train, "train", "train a model: loom train --config job.textproto", kUsage,
-                      RunTrain);
+LOOM_REGISTER_COMMAND(train, "train", "train a model: loom train --config job.textproto", RunTrain);
 
 }  // namespace loom

@@ -20,10 +20,10 @@ namespace loom {
 namespace {
 
 absl::Status RunVersion(const std::vector<std::string>& args) {
-  if (WantsHelp(args, "usage: loom version\n  Prints the build: git hash, build type, backends "
-                      "and library versions.")) {
-    return absl::OkStatus();
-  }
+  FlagSet flags("loom version",
+                "Prints the build: git hash, build type, backends and library versions.");
+  LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
+  if (!run) return absl::OkStatus();
   std::cout << "loom 0.1.0 (git " << BuildGitHash() << ", " << BuildType() << ")\n";
 #ifdef LOOM_WITH_CUDA
   int rt = 0;
@@ -50,6 +50,6 @@ absl::Status RunVersion(const std::vector<std::string>& args) {
 }  // namespace
 
 LOOM_REGISTER_COMMAND(version, "version", "print the build: git hash, backends, library versions",
-                      "usage: loom version", RunVersion);
+                      RunVersion);
 
 }  // namespace loom

@@ -52,6 +52,7 @@ absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const GptConfig& conf
   const int tp_rank = tpar.tp != nullptr ? tpar.tp->rank() : 0;
   LOOM_ASSIGN_OR_RETURN(ParamTable table, GptParamTable(config, tp, tp_rank, stage));
   std::unique_ptr<GptModel> m(new GptModel(config, device, std::move(table)));
+  LOOM_ASSIGN_OR_RETURN(m->refs_, ResolveGptParams(config, stage, m->layout_));
   m->stage_ = std::move(stage);
   m->recompute_ = recompute;
   m->dtype_ = dtype;
@@ -111,10 +112,6 @@ absl::StatusOr<Tensor> GptModel::ParamByName(const std::string& name) const {
   return Param(*s);
 }
 
-// Names are fixed by GptParamDescs, so a failed lookup is a programming error.
-Tensor GptModel::P(const std::string& name) const { return Param(**layout_.Find(name)); }
-Tensor GptModel::G(const std::string& name) const { return Grad(**layout_.Find(name)); }
-
 absl::Status GptModel::ZeroGrads() { return grads_.Fill0(); }
 
 absl::StatusOr<Tensor> GptModel::Alloc(const Shape& shape, DType dtype, int64_t* bytes) {
@@ -164,19 +161,15 @@ absl::Status GptModel::ReduceInputGrad(const Tensor& partial_full, const Tensor&
   return ReduceRowParallel(partial_full, shard);
 }
 
-absl::Status GptModel::GradsReady(std::initializer_list<const char*> suffixes,
-                                  const std::string& prefix) {
+absl::Status GptModel::GradsReady(std::initializer_list<ParamRef> refs) {
   if (!final_backward_) return absl::OkStatus();
-  for (const char* suffix : suffixes) {
-    const std::string name = prefix + suffix;
-    const auto& specs = layout_.specs();
-    for (size_t i = 0; i < specs.size(); ++i) {
-      if (specs[i].name != name) continue;
-      // Under sequence parallelism each rank computed this replicated parameter's gradient from
-      // its own rows (or, for row-parallel biases and positions, rank 0 alone): sum them.
-      if (sp_ && specs[i].grad_replicated_over_tp()) LOOM_RETURN_IF_ERROR(TpAllReduce(Grad(specs[i])));
-      if (grad_ready_) LOOM_RETURN_IF_ERROR(grad_ready_(static_cast<int>(i)));
-    }
+  for (ParamRef r : refs) {
+    if (!r.held()) continue;
+    const ParamSpec& spec = layout_.specs()[r.index];
+    // Under sequence parallelism each rank computed this replicated parameter's gradient from
+    // its own rows (or, for row-parallel biases and positions, rank 0 alone): sum them.
+    if (sp_ && spec.grad_replicated_over_tp()) LOOM_RETURN_IF_ERROR(TpAllReduce(Grad(spec)));
+    if (grad_ready_) LOOM_RETURN_IF_ERROR(grad_ready_(r.index));
   }
   return absl::OkStatus();
 }
@@ -359,14 +352,14 @@ absl::StatusOr<Tensor> GptModel::ChunkOutputGrad(int chunk, int mb) {
 absl::Status GptModel::EmbeddingForward(const Tensor& tokens, const Tensor& out) {
   const GptConfig& c = config_;
   Tensor wpe;
-  if (!c.is_llama()) wpe = P("wpe.weight");
+  if (!c.is_llama()) wpe = P(refs_.wpe);
   // Position embeddings are added once, by tensor rank 0, before the reduction.
   const Tensor* wpe_here = (!c.is_llama() && tp_rank_ == 0) ? &wpe : nullptr;
   // With SP the embedding of all rows goes to proj_ and is reduce-scattered into this rank's.
   const Tensor& emb_full = sp_ ? proj_ : out;
   LOOM_ASSIGN_OR_RETURN(Tensor emb3, emb_full.Reshape(Shape{B_, T_, c.hidden}));
   LOOM_TIMED_OP("embedding",
-                ops::EmbeddingForward(tokens, P("wte.weight"), wpe_here, emb3, vocab_start_));
+                ops::EmbeddingForward(tokens, P(refs_.wte), wpe_here, emb3, vocab_start_));
   if (tp_ != nullptr) LOOM_TIMED_OP(sp_ ? "sp_comm" : "tp_comm", ReduceRowParallel(emb_full, out));
   return absl::OkStatus();
 }
@@ -380,17 +373,17 @@ absl::Status GptModel::LayerForward(int l, const Tensor& x, LayerActs& a) {
   // The row-parallel reduction's result: proj_ (all-reduced) or its rows proj_s_ (SP).
   const Tensor& proj_out = proj_s_;
   const char* row_comm = sp_ ? "sp_comm" : "tp_comm";
-  const std::string p = absl::StrCat("blocks.", l, ".");
+  const GptParamRefs::Layer& L = refs_.layers[l];
   if (llama) {
-    LOOM_TIMED_OP("norm", ops::RMSNormForward(x, P(p + "attn_norm.weight"), eps, a.norm1, a.rstd1));
+    LOOM_TIMED_OP("norm", ops::RMSNormForward(x, P(L.norm1_w), eps, a.norm1, a.rstd1));
     LOOM_FULL_ROWS(in1, a.norm1);
-    LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(p + "attn.qkv.weight"), nullptr, a.qkv));
+    LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(L.qkv_w), nullptr, a.qkv));
   } else {
-    LOOM_TIMED_OP("norm", ops::LayerNormForward(x, P(p + "ln1.weight"), P(p + "ln1.bias"), eps,
-                                               a.norm1, a.mean1, a.rstd1));
+    LOOM_TIMED_OP("norm", ops::LayerNormForward(x, P(L.norm1_w), P(L.norm1_b), eps, a.norm1,
+                                                a.mean1, a.rstd1));
     LOOM_FULL_ROWS(in1, a.norm1);
-    Tensor qkv_b = P(p + "attn.qkv.bias");
-    LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(p + "attn.qkv.weight"), &qkv_b, a.qkv));
+    Tensor qkv_b = P(L.qkv_b);
+    LOOM_TIMED_OP("linear", ops::LinearForward(in1, P(L.qkv_w), &qkv_b, a.qkv));
   }
   const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
   LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
@@ -398,27 +391,28 @@ absl::Status GptModel::LayerForward(int l, const Tensor& x, LayerActs& a) {
   if (llama) LOOM_TIMED_OP("rope", ops::RopeForward(qkv3, heads_, kv_heads_, c.rope_theta));
   LOOM_TIMED_OP("attention", ops::AttentionForward(qkv3, heads_, kv_heads_, atty3, a.lse));
   if (llama) {
-    LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(p + "attn.proj.weight"), nullptr, proj_));
+    LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(L.proj_w), nullptr, proj_));
     if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
-    LOOM_TIMED_OP("norm", ops::FusedResidualRMSNormForward(x, proj_out, P(p + "mlp_norm.weight"),
-                                                          eps, a.res2, a.norm2, a.rstd2));
+    LOOM_TIMED_OP("norm", ops::FusedResidualRMSNormForward(x, proj_out, P(L.norm2_w), eps, a.res2,
+                                                           a.norm2, a.rstd2));
     LOOM_FULL_ROWS(in2, a.norm2);
-    LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(p + "mlp.gate_up.weight"), nullptr, a.fc));
+    LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(L.fc_w), nullptr, a.fc));
     LOOM_TIMED_OP("activation", ops::SwiGLUForward(a.fc, a.act));
-    LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(p + "mlp.down.weight"), nullptr, proj_));
+    LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(L.out_w), nullptr, proj_));
   } else {
-    Tensor proj_b = P(p + "attn.proj.bias");
-    LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(p + "attn.proj.weight"),
-                                               rank0 ? &proj_b : nullptr, proj_));
+    Tensor proj_b = P(L.proj_b);
+    LOOM_TIMED_OP("linear",
+                  ops::LinearForward(a.atty, P(L.proj_w), rank0 ? &proj_b : nullptr, proj_));
     if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
-    LOOM_TIMED_OP("norm", ops::FusedResidualLayerNormForward(
-        x, proj_out, P(p + "ln2.weight"), P(p + "ln2.bias"), eps, a.res2, a.norm2, a.mean2, a.rstd2));
+    LOOM_TIMED_OP("norm",
+                  ops::FusedResidualLayerNormForward(x, proj_out, P(L.norm2_w), P(L.norm2_b), eps,
+                                                     a.res2, a.norm2, a.mean2, a.rstd2));
     LOOM_FULL_ROWS(in2, a.norm2);
-    Tensor fc_b = P(p + "mlp.fc.bias");
-    LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(p + "mlp.fc.weight"), &fc_b, a.act, &a.fc));
-    Tensor mproj_b = P(p + "mlp.proj.bias");
-    LOOM_TIMED_OP("linear", ops::LinearForward(a.act, P(p + "mlp.proj.weight"),
-                                               rank0 ? &mproj_b : nullptr, proj_));
+    Tensor fc_b = P(L.fc_b);
+    LOOM_TIMED_OP("linear", ops::LinearForward(in2, P(L.fc_w), &fc_b, a.act, &a.fc));
+    Tensor mproj_b = P(L.out_b);
+    LOOM_TIMED_OP("linear",
+                  ops::LinearForward(a.act, P(L.out_w), rank0 ? &mproj_b : nullptr, proj_));
   }
   if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
   LOOM_TIMED_OP("residual", ops::Add(a.res2, proj_out, a.res3));
@@ -447,14 +441,14 @@ absl::StatusOr<float> GptModel::HeadForward(const Tensor& x_last, const Tensor& 
   const bool llama = c.is_llama();
   const float eps = c.norm_eps;
   if (llama) {
-    LOOM_TIMED_OP("norm", ops::RMSNormForward(x_last, P("final_norm.weight"), eps, normf_, rstdf_));
+    LOOM_TIMED_OP("norm", ops::RMSNormForward(x_last, P(refs_.final_norm_w), eps, normf_, rstdf_));
   } else {
-    LOOM_TIMED_OP("norm", ops::LayerNormForward(x_last, P("ln_f.weight"), P("ln_f.bias"), eps,
-                                               normf_, meanf_, rstdf_));
+    LOOM_TIMED_OP("norm",
+                  ops::LayerNormForward(x_last, P(refs_.final_norm_w), P(refs_.final_norm_b), eps,
+                                        normf_, meanf_, rstdf_));
   }
   LOOM_FULL_ROWS(inf, normf_);
-  const std::string head_name = c.tied_embeddings ? "wte.weight" : "lm_head.weight";
-  LOOM_TIMED_OP("linear", ops::LinearForward(inf, P(head_name), nullptr, logits_));
+  LOOM_TIMED_OP("linear", ops::LinearForward(inf, P(refs_.head), nullptr, logits_));
   if (mode == HeadMode::kLogits) return 0.0f;
   const bool backward = mode == HeadMode::kTrain;
   LOOM_RETURN_IF_ERROR(targets_dev_.CopyFrom(targets));
@@ -487,21 +481,22 @@ absl::StatusOr<float> GptModel::HeadForward(const Tensor& x_last, const Tensor& 
   // The head's backward now: logits_ holds dlogits (the cross-entropy wrote them in place);
   // with SP, gathered_ still holds the gathered final-norm output.
   const char* row_comm = sp_ ? "sp_comm" : "tp_comm";
-  LOOM_TIMED_OP("linear", ops::LinearBackward(logits_, inf, P(head_name), &d_norm_, G(head_name),
-                                              nullptr));
+  LOOM_TIMED_OP("linear",
+                ops::LinearBackward(logits_, inf, P(refs_.head), &d_norm_, G(refs_.head), nullptr));
   if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-  if (!c.tied_embeddings) LOOM_RETURN_IF_ERROR(GradsReady({"lm_head.weight"}, ""));
+  if (!c.tied_embeddings) LOOM_RETURN_IF_ERROR(GradsReady({refs_.head}));
   if (llama) {
-    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, x_last, P("final_norm.weight"), rstdf_,
-                                              d_out, G("final_norm.weight")));
-    LOOM_RETURN_IF_ERROR(GradsReady({"final_norm.weight"}, ""));
+    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, x_last, P(refs_.final_norm_w), rstdf_,
+                                               d_out, G(refs_.final_norm_w)));
+    LOOM_RETURN_IF_ERROR(GradsReady({refs_.final_norm_w}));
   } else {
-    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_last, P("ln_f.weight"), meanf_,
-                                                rstdf_, d_out, G("ln_f.weight"), G("ln_f.bias")));
-    LOOM_RETURN_IF_ERROR(GradsReady({"ln_f.weight", "ln_f.bias"}, ""));
+    LOOM_TIMED_OP("norm",
+                  ops::LayerNormBackward(d_norm_s_, x_last, P(refs_.final_norm_w), meanf_, rstdf_,
+                                         d_out, G(refs_.final_norm_w), G(refs_.final_norm_b)));
+    LOOM_RETURN_IF_ERROR(GradsReady({refs_.final_norm_w, refs_.final_norm_b}));
   }
   // A tied head on a stage without the embedding is a copy whose gradient is now complete.
-  if (c.tied_embeddings && !stage_.embedding) LOOM_RETURN_IF_ERROR(GradsReady({"wte.weight"}, ""));
+  if (c.tied_embeddings && !stage_.embedding) LOOM_RETURN_IF_ERROR(GradsReady({refs_.head}));
   return loss;
 }
 
@@ -544,7 +539,7 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   // Replicated parameters whose gradient needs all rows (row-parallel biases, positions): every
   // rank computes it from the full gradient without SP; rank 0 alone with SP (then summed).
   const bool full_row_grads_here = !sp_ || rank0;
-  const std::string p = absl::StrCat("blocks.", l, ".");
+  const GptParamRefs::Layer& L = refs_.layers[l];
   // d_res_ holds dL/d(block output) for this rank's rows; the MLP branch first.
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
   if (recompute_ == Recompute::kSelective) {
@@ -556,38 +551,36 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
     }
   }
   if (llama) {
-    LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(p + "mlp.down.weight"), &d_act_,
-                                                G(p + "mlp.down.weight"), nullptr));
+    LOOM_TIMED_OP("linear",
+                  ops::LinearBackward(d_full_, a.act, P(L.out_w), &d_act_, G(L.out_w), nullptr));
     LOOM_TIMED_OP("activation", ops::SwiGLUBackward(d_act_, a.fc, d_fc_));
     LOOM_FULL_ROWS(in2, a.norm2);
-    LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, in2, P(p + "mlp.gate_up.weight"),
-                                                &d_norm_, G(p + "mlp.gate_up.weight"), nullptr));
+    LOOM_TIMED_OP("linear",
+                  ops::LinearBackward(d_fc_, in2, P(L.fc_w), &d_norm_, G(L.fc_w), nullptr));
     if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, a.res2, P(p + "mlp_norm.weight"),
-                                               a.rstd2, d_tmp_, G(p + "mlp_norm.weight")));
+    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, a.res2, P(L.norm2_w), a.rstd2, d_tmp_,
+                                               G(L.norm2_w)));
   } else {
-    Tensor g_mproj_b = G(p + "mlp.proj.bias");
-    LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(p + "mlp.proj.weight"), &d_act_,
-                                                G(p + "mlp.proj.weight"),
+    Tensor g_mproj_b = G(L.out_b);
+    LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(L.out_w), &d_act_, G(L.out_w),
                                                 full_row_grads_here ? &g_mproj_b : nullptr));
     LOOM_TIMED_OP("activation", ops::GeluBackward(d_act_, a.fc, d_fc_));
     LOOM_FULL_ROWS(in2, a.norm2);
-    Tensor g_fc_b = G(p + "mlp.fc.bias");
-    LOOM_TIMED_OP("linear", ops::LinearBackward(d_fc_, in2, P(p + "mlp.fc.weight"), &d_norm_,
-                                                G(p + "mlp.fc.weight"), &g_fc_b));
+    Tensor g_fc_b = G(L.fc_b);
+    LOOM_TIMED_OP("linear",
+                  ops::LinearBackward(d_fc_, in2, P(L.fc_w), &d_norm_, G(L.fc_w), &g_fc_b));
     if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, a.res2, P(p + "ln2.weight"), a.mean2,
-                                                 a.rstd2, d_tmp_, G(p + "ln2.weight"),
-                                                 G(p + "ln2.bias")));
+    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, a.res2, P(L.norm2_w), a.mean2, a.rstd2,
+                                                 d_tmp_, G(L.norm2_w), G(L.norm2_b)));
   }
   LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d res2
   // Attention branch.
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
   Tensor g_proj_b;
-  if (!llama) g_proj_b = G(p + "attn.proj.bias");
-  LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.atty, P(p + "attn.proj.weight"), &d_atty_,
-                                              G(p + "attn.proj.weight"),
-                                              (llama || !full_row_grads_here) ? nullptr : &g_proj_b));
+  if (!llama) g_proj_b = G(L.proj_b);
+  LOOM_TIMED_OP("linear",
+                ops::LinearBackward(d_full_, a.atty, P(L.proj_w), &d_atty_, G(L.proj_w),
+                                    (llama || !full_row_grads_here) ? nullptr : &g_proj_b));
   const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
   LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
@@ -597,30 +590,23 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   LOOM_FULL_ROWS(in1, a.norm1);
   if (llama) {
     LOOM_TIMED_OP("rope", ops::RopeBackward(dqkv3, heads_, kv_heads_, c.rope_theta));
-    LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, in1, P(p + "attn.qkv.weight"), &d_norm_,
-                                                G(p + "attn.qkv.weight"), nullptr));
+    LOOM_TIMED_OP("linear",
+                  ops::LinearBackward(d_qkv_, in1, P(L.qkv_w), &d_norm_, G(L.qkv_w), nullptr));
     if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, x_in, P(p + "attn_norm.weight"), a.rstd1,
-                                               d_tmp_, G(p + "attn_norm.weight")));
+    LOOM_TIMED_OP(
+        "norm", ops::RMSNormBackward(d_norm_s_, x_in, P(L.norm1_w), a.rstd1, d_tmp_, G(L.norm1_w)));
   } else {
-    Tensor g_qkv_b = G(p + "attn.qkv.bias");
-    LOOM_TIMED_OP("linear", ops::LinearBackward(d_qkv_, in1, P(p + "attn.qkv.weight"), &d_norm_,
-                                                G(p + "attn.qkv.weight"), &g_qkv_b));
+    Tensor g_qkv_b = G(L.qkv_b);
+    LOOM_TIMED_OP("linear",
+                  ops::LinearBackward(d_qkv_, in1, P(L.qkv_w), &d_norm_, G(L.qkv_w), &g_qkv_b));
     if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_in, P(p + "ln1.weight"), a.mean1,
-                                                 a.rstd1, d_tmp_, G(p + "ln1.weight"),
-                                                 G(p + "ln1.bias")));
+    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_in, P(L.norm1_w), a.mean1, a.rstd1,
+                                                 d_tmp_, G(L.norm1_w), G(L.norm1_b)));
   }
   LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d x_in
-  if (llama) {
-    return GradsReady({"attn_norm.weight", "attn.qkv.weight", "attn.proj.weight",
-                       "mlp_norm.weight", "mlp.gate_up.weight", "mlp.down.weight"},
-                      p);
-  }
-  return GradsReady({"ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias",
-                     "attn.proj.weight", "attn.proj.bias", "ln2.weight", "ln2.bias",
-                     "mlp.fc.weight", "mlp.fc.bias", "mlp.proj.weight", "mlp.proj.bias"},
-                    p);
+  // In table order (LLaMA's unheld biases are passed over).
+  return GradsReady({L.norm1_w, L.norm1_b, L.qkv_w, L.qkv_b, L.proj_w, L.proj_b, L.norm2_w,
+                     L.norm2_b, L.fc_w, L.fc_b, L.out_w, L.out_b});
 }
 
 absl::Status GptModel::EmbeddingBackward(const Tensor& tokens) {
@@ -629,14 +615,12 @@ absl::Status GptModel::EmbeddingBackward(const Tensor& tokens) {
   const bool full_row_grads_here = !sp_ || tp_rank_ == 0;
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
   Tensor g_wpe;
-  if (!llama) g_wpe = G("wpe.weight");
+  if (!llama) g_wpe = G(refs_.wpe);
   LOOM_ASSIGN_OR_RETURN(Tensor dres3, d_full_.Reshape(Shape{B_, T_, c.hidden}));
-  LOOM_TIMED_OP("embedding",
-                ops::EmbeddingBackward(tokens, dres3, G("wte.weight"),
-                                       (llama || !full_row_grads_here) ? nullptr : &g_wpe,
-                                       vocab_start_));
-  if (llama) return GradsReady({"wte.weight"}, "");
-  return GradsReady({"wte.weight", "wpe.weight"}, "");
+  LOOM_TIMED_OP("embedding", ops::EmbeddingBackward(
+                                 tokens, dres3, G(refs_.wte),
+                                 (llama || !full_row_grads_here) ? nullptr : &g_wpe, vocab_start_));
+  return GradsReady({refs_.wte, refs_.wpe});  // wpe: GPT-2 only
 }
 
 absl::Status GptModel::ChunkBackward(int chunk, int mb) {

@@ -198,8 +198,9 @@ class GptModel {
   // d_out. Returns the mean loss (0 for kLogits).
   absl::StatusOr<float> HeadForward(const Tensor& x_last, const Tensor& targets, float loss_weight,
                                     HeadMode mode, const Tensor& d_out);
-  Tensor P(const std::string& name) const;
-  Tensor G(const std::string& name) const;
+  // A parameter (gradient) through its handle, resolved in Create (ResolveGptParams).
+  Tensor P(ParamRef r) const { return Param(layout_.specs()[r.index]); }
+  Tensor G(ParamRef r) const { return Grad(layout_.specs()[r.index]); }
   // Tensor-parallel collectives (no-ops without a tensor group).
   absl::Status TpAllReduce(const Tensor& t, ReduceOp op = ReduceOp::kSum);
   // Sequence-parallel: rows of this rank <-> all rows.
@@ -209,12 +210,14 @@ class GptModel {
   absl::Status ReduceRowParallel(const Tensor& full, const Tensor& shard);
   // The conjugate before backward of a column-parallel GEMM's input gradient.
   absl::Status ReduceInputGrad(const Tensor& partial_full, const Tensor& shard);
-  // The step's gradient of these parameters is complete (final backward only).
-  absl::Status GradsReady(std::initializer_list<const char*> suffixes, const std::string& prefix);
+  // The step's gradient of these parameters is complete (final backward only); unheld ones
+  // (another family's) are passed over.
+  absl::Status GradsReady(std::initializer_list<ParamRef> refs);
 
   GptConfig config_;
   GptStage stage_;
   ParamTable layout_;
+  GptParamRefs refs_;  // every parameter the code below reads, resolved once
   Device* device_;
   DType dtype_ = DType::kF32;
   Recompute recompute_ = Recompute::kNone;

@@ -1,8 +1,11 @@
 #include "model/gpt_params.h"
 
+#include <algorithm>
 #include <cmath>
+#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -147,6 +150,96 @@ int64_t GptParameterCount(const GptConfig& config) {
 
 ParamTable GptParamLayout(const GptConfig& config) {
   return *ParamTable::Create(GptParamDescs(config), 1, 0);
+}
+
+absl::StatusOr<GptParamRefs> ResolveGptParams(const GptConfig& c, const GptStage& stage,
+                                              const ParamTable& table) {
+  const std::vector<ParamSpec>& specs = table.specs();
+  std::unordered_map<std::string, int> index;
+  for (size_t i = 0; i < specs.size(); ++i) index.emplace(specs[i].name, static_cast<int>(i));
+  std::vector<bool> read(specs.size(), false);
+  std::vector<std::string> missing;
+  auto ref = [&](const std::string& name) {
+    auto it = index.find(name);
+    if (it == index.end()) {
+      missing.push_back(name);
+      return ParamRef{};
+    }
+    read[it->second] = true;
+    return ParamRef{it->second};
+  };
+  const bool llama = c.is_llama();
+  GptParamRefs r;
+  r.layers.resize(c.layers > 0 ? c.layers : 0);
+  if (stage.embedding) {
+    r.wte = ref("wte.weight");
+    if (!llama) r.wpe = ref("wpe.weight");
+  }
+  for (const GptStage::Chunk& ch : stage.chunks) {
+    for (int l = ch.first_layer; l < ch.first_layer + ch.layers; ++l) {
+      if (l < 0 || l >= static_cast<int>(r.layers.size())) {
+        return absl::InternalError(absl::StrCat("GptModel: layer ", l,
+                                                " of the stage is not one "
+                                                "of the model's ",
+                                                c.layers));
+      }
+      const std::string p = absl::StrCat("blocks.", l, ".");
+      GptParamRefs::Layer& L = r.layers[l];
+      if (llama) {
+        L.norm1_w = ref(p + "attn_norm.weight");
+        L.qkv_w = ref(p + "attn.qkv.weight");
+        L.proj_w = ref(p + "attn.proj.weight");
+        L.norm2_w = ref(p + "mlp_norm.weight");
+        L.fc_w = ref(p + "mlp.gate_up.weight");
+        L.out_w = ref(p + "mlp.down.weight");
+      } else {
+        L.norm1_w = ref(p + "ln1.weight");
+        L.norm1_b = ref(p + "ln1.bias");
+        L.qkv_w = ref(p + "attn.qkv.weight");
+        L.qkv_b = ref(p + "attn.qkv.bias");
+        L.proj_w = ref(p + "attn.proj.weight");
+        L.proj_b = ref(p + "attn.proj.bias");
+        L.norm2_w = ref(p + "ln2.weight");
+        L.norm2_b = ref(p + "ln2.bias");
+        L.fc_w = ref(p + "mlp.fc.weight");
+        L.fc_b = ref(p + "mlp.fc.bias");
+        L.out_w = ref(p + "mlp.proj.weight");
+        L.out_b = ref(p + "mlp.proj.bias");
+      }
+    }
+  }
+  if (stage.head) {
+    if (llama) {
+      r.final_norm_w = ref("final_norm.weight");
+    } else {
+      r.final_norm_w = ref("ln_f.weight");
+      r.final_norm_b = ref("ln_f.bias");
+    }
+    // A tied head reads the embedding (on a stage without it: the stage's copy of it).
+    r.head = ref(c.tied_embeddings ? "wte.weight" : "lm_head.weight");
+  }
+  std::vector<std::string> unread;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (!read[i]) unread.push_back(specs[i].name);
+  }
+  auto some = [](const std::vector<std::string>& names) {
+    constexpr size_t kShown = 8;
+    std::vector<std::string> shown(names.begin(), names.begin() + std::min(names.size(), kShown));
+    return absl::StrCat(
+        "'", absl::StrJoin(shown, "', '"), "'",
+        names.size() > kShown ? absl::StrCat(" and ", names.size() - kShown, " more") : "");
+  };
+  if (!missing.empty()) {
+    return absl::InternalError(absl::StrCat("GptModel: the parameter table lacks ", some(missing),
+                                            ", which the ", llama ? "LLaMA" : "GPT-2",
+                                            " model reads"));
+  }
+  if (!unread.empty()) {
+    return absl::InternalError(absl::StrCat("GptModel: the parameter table holds ", some(unread),
+                                            ", which the ", llama ? "LLaMA" : "GPT-2",
+                                            " model never reads"));
+  }
+  return r;
 }
 
 }  // namespace loom

@@ -55,4 +55,32 @@ int64_t GptParameterCount(const GptConfig& config);
 // The whole model on one rank (tp = 1), which cannot fail for a validated config.
 ParamTable GptParamLayout(const GptConfig& config);
 
+// One parameter of a table by position (ParamTable::specs()), resolved from its name once.
+struct ParamRef {
+  int index = -1;  // -1: not held (another family's parameter, or another stage's)
+  bool held() const { return index >= 0; }
+};
+
+// Every parameter GptModel reads, resolved against a stage's table when the model is built, so
+// that a name the table lacks is an error there and not a failed lookup inside a step.
+struct GptParamRefs {
+  // One block's parameters: GPT-2 names / LLaMA names. LLaMA has no biases and no *_b.
+  struct Layer {
+    ParamRef norm1_w, norm1_b;  // ln1 / attn_norm
+    ParamRef qkv_w, qkv_b;      // attn.qkv
+    ParamRef proj_w, proj_b;    // attn.proj
+    ParamRef norm2_w, norm2_b;  // ln2 / mlp_norm
+    ParamRef fc_w, fc_b;        // mlp.fc / mlp.gate_up
+    ParamRef out_w, out_b;      // mlp.proj / mlp.down
+  };
+  std::vector<Layer> layers;                  // by global layer index; the stage's are held
+  ParamRef wte, wpe;                          // the embedding stage's (wpe: GPT-2 only)
+  ParamRef final_norm_w, final_norm_b, head;  // the head stage's; head: lm_head or wte
+};
+// Resolves the parameters a (resolved) stage of the model reads in `table`. Internal error,
+// naming them, when the table lacks one the model reads or holds one it never reads (a
+// parameter that would train nothing).
+absl::StatusOr<GptParamRefs> ResolveGptParams(const GptConfig& config, const GptStage& stage,
+                                              const ParamTable& table);
+
 }  // namespace loom

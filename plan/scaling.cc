@@ -140,68 +140,171 @@ std::string ScalingJson(const std::vector<ScalingPoint>& points, ScalingMode mod
   return out;
 }
 
+std::vector<double> NiceTicks(double max, int max_intervals) {
+  max_intervals = std::max(1, max_intervals);
+  if (!(max > 0) || !std::isfinite(max)) return {0, 1};
+  // The step: 1, 2 or 5 times a power of ten, the smallest that covers max in max_intervals.
+  const double raw = max / max_intervals;
+  int exponent = static_cast<int>(std::floor(std::log10(raw)));
+  int mantissa = 1;
+  for (;;) {
+    const double step = mantissa * std::pow(10.0, exponent);
+    if (std::ceil(max / step - 1e-9) <= max_intervals) break;
+    if (mantissa == 1) {
+      mantissa = 2;
+    } else if (mantissa == 2) {
+      mantissa = 5;
+    } else {
+      mantissa = 1;
+      ++exponent;
+    }
+  }
+  const double step = mantissa * std::pow(10.0, exponent);
+  const int n = std::max(1, static_cast<int>(std::ceil(max / step - 1e-9)));
+  std::vector<double> ticks;
+  for (int k = 0; k <= n; ++k) {
+    // k * mantissa is exact; one multiplication or division by an exact power of ten rounds once,
+    // so 3 x 0.2 prints as 0.6.
+    const double units = static_cast<double>(k) * mantissa;
+    ticks.push_back(exponent >= 0 ? units * std::pow(10.0, exponent)
+                                  : units / std::pow(10.0, -exponent));
+  }
+  return ticks;
+}
+
+namespace {
+
+// A tick label: 50k, 1.5M, 0.5, 120%.
+std::string TickLabel(double v, bool percent) {
+  if (percent) return absl::StrFormat("%g%%", std::round(100 * v * 1e6) / 1e6);
+  const double a = std::fabs(v);
+  if (a >= 1e9) return absl::StrFormat("%gG", v / 1e9);
+  if (a >= 1e6) return absl::StrFormat("%gM", v / 1e6);
+  if (a >= 1e3) return absl::StrFormat("%gk", v / 1e3);
+  return absl::StrFormat("%g", v);
+}
+
+}  // namespace
+
 std::string ScalingSvg(const std::vector<ScalingPoint>& points, ScalingMode mode) {
-  // Two panels side by side: tokens/s (measured and ideal) and efficiency, ranks on a log2 axis.
-  constexpr double kW = 360, kH = 260, kLeft = 60, kTop = 30, kPlotW = 270, kPlotH = 180;
+  // Two panels side by side: tokens/s (measured against the ideal line) and scaling efficiency,
+  // ranks on a log2 axis with a tick at each point. Each panel: its title, a legend row under
+  // it (outside the plot, so it never covers a line), round y ticks with light grid lines.
+  constexpr double kW = 400, kH = 290, kLeft = 62, kTop = 50, kPlotW = 300, kPlotH = 190;
   std::string out = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-      "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" "
+      "font-family=\"sans-serif\" font-size=\"%.0f\">\n<rect width=\"100%%\" height=\"100%%\" "
       "fill=\"white\"/>\n",
-      2 * kW, kH);
+      2 * kW, kH, kSvgFontSize);
   if (points.empty()) return out + "</svg>\n";
   const double r0 = points.front().ranks, r1 = std::max<double>(points.back().ranks, r0 * 2);
   auto x = [&](double panel, double ranks) {
     return panel * kW + kLeft + kPlotW * std::log2(ranks / r0) / std::log2(r1 / r0);
   };
-  const double base = points.front().tokens_per_s / points.front().ranks;
-  double ymax = 0;
-  for (const ScalingPoint& p : points) ymax = std::max({ymax, p.tokens_per_s, base * p.ranks});
-  ymax *= 1.1;
-  auto axes = [&](double panel, const std::string& title, double top_value, bool percent) {
-    const double x0 = panel * kW + kLeft;
+  auto text = [&](double tx, double ty, const char* anchor, const std::string& s,
+                  const char* extra = "") {
+    absl::StrAppendFormat(&out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\"%s>%s</text>\n", tx,
+                          ty, anchor, extra, s);
+  };
+  struct Series {
+    std::string label, color;
+    bool dashed;
+  };
+  auto axes = [&](double panel, const std::string& title, const std::vector<double>& ticks,
+                  bool percent, const std::vector<Series>& legend) {
+    const double x0 = panel * kW + kLeft, top = ticks.back();
+    text(panel * kW + 12, 20, "start", title, " font-size=\"13\" font-weight=\"bold\"");
+    // Legend: a swatch and its label per series, left to right under the title.
+    double lx = panel * kW + 12;
+    for (const Series& s : legend) {
+      absl::StrAppendFormat(&out,
+                            "<line x1=\"%.1f\" y1=\"34\" x2=\"%.1f\" y2=\"34\" stroke=\"%s\" "
+                            "stroke-width=\"2\"%s/>\n",
+                            lx, lx + 22, s.color, s.dashed ? " stroke-dasharray=\"5,4\"" : "");
+      if (!s.dashed) {
+        absl::StrAppendFormat(&out,
+                              "<circle cx=\"%.1f\" cy=\"34\" r=\"3.5\" fill=\"%s\" "
+                              "stroke=\"white\"/>\n",
+                              lx + 11, s.color);
+      }
+      text(lx + 28, 38, "start", s.label);
+      lx += 28 + SvgTextWidth(s.label, kSvgFontSize) + 18;
+    }
+    for (double v : ticks) {
+      const double y = kTop + kPlotH - kPlotH * v / top;
+      absl::StrAppendFormat(&out,
+                            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                            "stroke=\"#e0e0e0\"/>\n",
+                            x0, y, x0 + kPlotW, y);
+      text(x0 - 5, y + 4, "end", TickLabel(v, percent));
+    }
     absl::StrAppendFormat(
         &out,
-        "<text x=\"%.0f\" y=\"18\" font-size=\"13\">%s</text>\n"
         "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n"
         "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n",
-        x0, title, x0, kTop, x0, kTop + kPlotH, x0, kTop + kPlotH, x0 + kPlotW, kTop + kPlotH);
-    for (int k = 0; k <= 4; ++k) {
-      const double v = top_value * k / 4, y = kTop + kPlotH - kPlotH * k / 4;
-      absl::StrAppendFormat(&out, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%s</text>\n",
-                            x0 - 4, y + 4,
-                            percent ? absl::StrFormat("%.0f%%", 100 * v) : FormatCount(v));
-    }
+        x0, kTop, x0, kTop + kPlotH, x0, kTop + kPlotH, x0 + kPlotW, kTop + kPlotH);
     for (const ScalingPoint& p : points) {
-      absl::StrAppendFormat(&out, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%d</text>\n",
-                            x(panel, p.ranks), kTop + kPlotH + 14, p.ranks);
+      text(x(panel, p.ranks), kTop + kPlotH + 15, "middle", absl::StrCat(p.ranks));
     }
-    absl::StrAppendFormat(&out, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">ranks</text>\n",
-                          x0 + kPlotW / 2, kTop + kPlotH + 30);
+    text(x0 + kPlotW / 2, kTop + kPlotH + 33, "middle", "ranks");
   };
-  auto line = [&](double panel, double top_value, const std::string& color, bool dashed,
-                  auto value_of) {
-    std::string pts;
+  // A series: a polyline, with a marker on each point when it is measured.
+  auto series = [&](double panel, double top, const Series& s, bool markers, auto value_of) {
+    std::string pts, dots;
     for (const ScalingPoint& p : points) {
-      absl::StrAppendFormat(&pts, "%.1f,%.1f ", x(panel, p.ranks),
-                            kTop + kPlotH - kPlotH * value_of(p) / top_value);
+      const double px = x(panel, p.ranks), py = kTop + kPlotH - kPlotH * value_of(p) / top;
+      absl::StrAppendFormat(&pts, "%.1f,%.1f ", px, py);
+      if (markers) {
+        absl::StrAppendFormat(&dots,
+                              "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\" "
+                              "stroke=\"white\"/>\n",
+                              px, py, s.color);
+      }
     }
     absl::StrAppendFormat(
         &out, "<polyline points=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s/>\n", pts,
-        color, dashed ? " stroke-dasharray=\"5,4\"" : "");
+        s.color, s.dashed ? " stroke-dasharray=\"5,4\"" : "");
+    out += dots;
   };
-  axes(0,
-       absl::StrCat("tokens/s (", mode == ScalingMode::kWeak ? "weak" : "strong",
-                    " scaling): measured, ideal dashed"),
-       ymax, false);
-  line(0, ymax, "gray", true, [&](const ScalingPoint& p) { return base * p.ranks; });
-  line(0, ymax, "steelblue", false, [](const ScalingPoint& p) { return p.tokens_per_s; });
-  double emax = 1.1;
-  for (const ScalingPoint& p : points) emax = std::max(emax, p.efficiency * 1.1);
-  axes(1, "scaling efficiency (tokens/s per rank vs the first point)", emax, true);
-  line(1, emax, "gray", true, [](const ScalingPoint&) { return 1.0; });
-  line(1, emax, "darkorange", false, [](const ScalingPoint& p) { return p.efficiency; });
+
+  const double base = points.front().tokens_per_s / points.front().ranks;
+  double ymax = 0;
+  for (const ScalingPoint& p : points) ymax = std::max({ymax, p.tokens_per_s, base * p.ranks});
+  const std::vector<double> yticks = NiceTicks(ymax * 1.02);
+  const Series measured{"measured", "steelblue", false}, ideal{"ideal (linear)", "gray", true};
+  axes(0, absl::StrCat("tokens/s, ", mode == ScalingMode::kWeak ? "weak" : "strong", " scaling"),
+       yticks, false, {measured, ideal});
+  series(0, yticks.back(), ideal, false, [&](const ScalingPoint& p) { return base * p.ranks; });
+  series(0, yticks.back(), measured, true, [](const ScalingPoint& p) { return p.tokens_per_s; });
+
+  double emax = 1.0;
+  for (const ScalingPoint& p : points) emax = std::max(emax, p.efficiency);
+  const std::vector<double> eticks = NiceTicks(emax * 1.05);
+  const Series efficiency{"per rank vs the first point", "darkorange", false},
+      full{"ideal 100%", "gray", true};
+  axes(1, "scaling efficiency", eticks, true, {efficiency, full});
+  series(1, eticks.back(), full, false, [](const ScalingPoint&) { return 1.0; });
+  series(1, eticks.back(), efficiency, true, [](const ScalingPoint& p) { return p.efficiency; });
   out += "</svg>\n";
   return out;
+}
+
+double SvgTextWidth(absl::string_view text, double font_size) {
+  // Average advance of sans-serif glyphs (DejaVu Sans, what rsvg and browsers on Linux fall back
+  // to): about 0.62 em, narrower for i, l, 1, spaces and punctuation. An upper-ish estimate.
+  double em = 0;
+  for (char c : text) {
+    if (absl::string_view("il.,:;'|! ").find(c) != absl::string_view::npos) {
+      em += 0.32;
+    } else if (absl::string_view("mwMW%").find(c) != absl::string_view::npos) {
+      em += 0.92;
+    } else if (c >= 'A' && c <= 'Z') {
+      em += 0.70;
+    } else {
+      em += 0.62;
+    }
+  }
+  return em * font_size;
 }
 
 }  // namespace loom

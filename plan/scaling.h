@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "proto/job.pb.h"
 
 namespace loom {
@@ -51,7 +52,18 @@ void FinishScaling(double flops_per_token, std::vector<ScalingPoint>* points);
 std::string FormatScalingTable(const std::vector<ScalingPoint>& points);
 std::string ScalingCsv(const std::vector<ScalingPoint>& points);
 std::string ScalingJson(const std::vector<ScalingPoint>& points, ScalingMode mode);
-// Tokens/s against ranks (measured, and the ideal line from the first point) and efficiency.
+// Tokens/s against ranks (measured, and the ideal line from the first point) and efficiency,
+// two panels, each with its title, a legend, round y ticks and a marker on each measured point.
 std::string ScalingSvg(const std::vector<ScalingPoint>& points, ScalingMode mode);
+
+// Round ticks for an axis from 0 to max: 0, s, 2s, ... up to the first multiple of s >= max,
+// where the step s is 1, 2 or 5 times a power of ten, the smallest giving at most max_intervals
+// intervals. {0, 1} for a max that is not positive.
+std::vector<double> NiceTicks(double max, int max_intervals = 6);
+
+// The SVG's text: font size, and the width a string takes at a size (an estimate for
+// sans-serif, erring wide), which the layout and its test use to keep text inside the picture.
+inline constexpr double kSvgFontSize = 11;
+double SvgTextWidth(absl::string_view text, double font_size);
 
 }  // namespace loom

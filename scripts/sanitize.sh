@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sanitize=${1:-address,undefined}
-regex=${2:-"^(checkpoint_faults_test|checkpoint_manifest_test|checkpoint_manifest_fuzz|metrics_test)$"}
+regex=${2:-"^(checkpoint_faults_test|checkpoint_manifest_test|manifest_fuzz|metrics_test)$"}
 dir=build-asan
 [[ $sanitize == thread ]] && dir=build-tsan
 args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_CUDA=OFF -DLOOM_SANITIZE="$sanitize")
@@ -17,8 +17,8 @@ cmake -S . -B "$dir" "${args[@]}" >/dev/null
 targets=()
 for t in $(cd "$dir" && ctest -N -R "$regex" | sed -n 's/^ *Test *#[0-9]*: //p'); do
   case $t in
-    checkpoint_manifest_fuzz) targets+=(manifest_fuzz) ;;
-    *_cli) targets+=(loom) ;;
+    manifest_fuzz) targets+=(manifest_fuzz) ;;
+    *_cli_test | checkpoint_refusals_test | stop_mpirun_test) targets+=(loom) ;;
     *) targets+=("$t") ;;
   esac
 done

@@ -8,7 +8,7 @@ PyTorch used), then the reference runs in float64:
   - logits [B*T, Vp] and the mean cross-entropy of one batch (B=2, T=8),
   - the gradient of that loss for every parameter,
   - the losses and global gradient norms of 10 training steps on that same batch, each step as
-    loom's trainer does it (launcher/trainer.cc Step()): gradient of the mean loss, global
+    loom's trainer does it (train/trainer.cc Step()): gradient of the mean loss, global
     L2 norm over all gradients, clip scale = clip / norm when norm > clip applied to the
     gradients, then torch.optim.AdamW (constant lr, betas (0.9, 0.95), eps 1e-8, weight decay
     only on 2-D weights).
@@ -17,7 +17,7 @@ Results are rounded to float32 when stored.
 gpt2_schedule.bin holds the same 10 steps of the GPT-2 model from the same initial weights with
 an LR schedule from torch.optim.lr_scheduler instead of a constant rate (warm-up LinearLR over 3
 steps, then CosineAnnealingLR, or LinearLR decay, to min_lr at step 10; loom's schedule,
-launcher/lr_schedule.h, as PyTorch's own schedulers compute it): per style the losses, gradient
+train/lr_schedule.h, as PyTorch's own schedulers compute it): per style the losses, gradient
 norms and the rate each step used, so the trainer's schedule, clipping and AdamW with weight decay
 are checked together against an independent reference, also across a resume.
 
@@ -284,7 +284,7 @@ SCHEDULE = dict(warmup_steps=3, total_steps=STEPS, min_lr=3e-4)
 
 
 def scheduler_for(opt, style):
-    """loom's schedule (launcher/lr_schedule.h) from PyTorch's schedulers: step s (0-based) of
+    """loom's schedule (train/lr_schedule.h) from PyTorch's schedulers: step s (0-based) of
     the warm-up uses lr * (s + 1) / W, then cosine or linear decay to min_lr over
     total_steps - W steps."""
     w, total = SCHEDULE["warmup_steps"], SCHEDULE["total_steps"]

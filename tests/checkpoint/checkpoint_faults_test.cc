@@ -24,7 +24,7 @@
 #include "runtime/files.h"
 #include "runtime/fs.h"
 #include "tests/checkpoint/checkpoint_testing.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -144,7 +144,8 @@ void RunFaultAt(const std::string& root, int64_t n, Fault fault, const std::stri
 }
 
 TEST(CheckpointFaultsTest, EveryOperationOfASaveFailingLeavesALoadableCheckpoint) {
-  const std::string root = testing::FreshTestDir();
+  const loom::testing::ScopedTempDir tmp("ckpt_faults");
+  const std::string root = tmp.path();
   const int64_t ops = OpsOfOneSave(root + "/count");
   ASSERT_GT(ops, 10);
   const std::pair<Fault, const char*> faults[] = {
@@ -158,7 +159,8 @@ TEST(CheckpointFaultsTest, EveryOperationOfASaveFailingLeavesALoadableCheckpoint
 }
 
 TEST(CheckpointFaultsTest, ACrashAfterAnyOperationOfASaveLeavesALoadableCheckpoint) {
-  const std::string root = testing::FreshTestDir();
+  const loom::testing::ScopedTempDir tmp("ckpt_faults");
+  const std::string root = tmp.path();
   const int64_t ops = OpsOfOneSave(root + "/count");
   for (int64_t n = 1; n <= ops; ++n) {
     RunFaultAt(absl::StrCat(root, "/crash_", n), n, Fault::kCrash, "crash");

@@ -12,7 +12,7 @@
 #include "checkpoint/checkpoint.h"
 #include "runtime/files.h"
 #include "tests/checkpoint/checkpoint_testing.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -24,7 +24,7 @@ using testing::State;
 class ManifestTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = loom::testing::FreshTestDir();
+    root_ = tmp_.path();
     dir_ = root_ + "/ckpt";
     State s = MakeState(1);
     ASSERT_TRUE(SaveStep(dir_, s, 1).ok());
@@ -39,6 +39,7 @@ class ManifestTest : public ::testing::Test {
     EXPECT_TRUE(AtomicWriteFile(step_ + "/manifest.pb", m_.SerializeAsString()).ok());
     return CheckpointReader::Open(step_).status();
   }
+  loom::testing::ScopedTempDir tmp_{"ckpt_manifest"};
   std::string root_, dir_, step_;
   CheckpointManifest m_;
 };
@@ -120,7 +121,8 @@ TEST_F(ManifestTest, SizesAreBoundedByTheFilesBeforeAnyAllocation) {
 }
 
 TEST(LatestTest, ALostLatestResumesFromTheNewestCompleteStep) {
-  const std::string dir = loom::testing::FreshTestDir() + "/ckpt";
+  const loom::testing::ScopedTempDir tmp("ckpt_latest");
+  const std::string dir = tmp / "ckpt";
   for (int step = 1; step <= 3; ++step) {
     State s = MakeState(static_cast<float>(step));
     ASSERT_TRUE(SaveStep(dir, s, step).ok());
@@ -147,7 +149,8 @@ TEST(LatestTest, ALostLatestResumesFromTheNewestCompleteStep) {
 }
 
 TEST(LatestTest, NoCompleteStepIsAnErrorNotAFreshStart) {
-  const std::string dir = loom::testing::FreshTestDir() + "/ckpt";
+  const loom::testing::ScopedTempDir tmp("ckpt_latest");
+  const std::string dir = tmp / "ckpt";
   State s = MakeState(1);
   ASSERT_TRUE(SaveStep(dir, s, 1).ok());
   ASSERT_EQ(std::remove((dir + "/latest").c_str()), 0);
@@ -156,7 +159,7 @@ TEST(LatestTest, NoCompleteStepIsAnErrorNotAFreshStart) {
   EXPECT_FALSE(latest.ok());
   EXPECT_TRUE(absl::StrContains(latest.status().message(), "step_00000001")) << latest.status();
   // An empty (or absent) checkpoint.dir is a fresh start.
-  auto fresh = LatestCheckpoint(loom::testing::FreshTestDir() + "/none");
+  auto fresh = LatestCheckpoint(tmp / "none");
   ASSERT_TRUE(fresh.ok());
   EXPECT_FALSE(fresh->has_value());
 }

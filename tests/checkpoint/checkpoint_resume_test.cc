@@ -45,7 +45,7 @@ namespace fs = std::filesystem;
 class CheckpointResumeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTempDir("ckpt_resume");
+    dir_ = tmp_.path();
     ByteTokenizer tok;
     std::vector<uint16_t> ids;
     for (int i = 0; i < 60; ++i) {
@@ -88,6 +88,7 @@ runtime { backend: CPU seed: 3 }
     return absl::StrCat(ck, "/", StepDirName(1));
   }
 
+  testing::ScopedTempDir tmp_{"ckpt_resume"};
   std::string dir_;
 };
 

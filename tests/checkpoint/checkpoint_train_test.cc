@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "tests/train/job_testing.h"
+#include "tests/train/train_testing.h"
 
 namespace loom {
 namespace {
@@ -64,16 +66,7 @@ std::unique_ptr<Trainer> Make(const std::string& text, const std::string& dir, W
   return t.ok() ? std::move(*t) : nullptr;
 }
 
-std::vector<float> Steps(Trainer& t, int n) {
-  std::vector<float> losses;
-  for (int i = 0; i < n; ++i) {
-    auto l = t.Step();
-    EXPECT_TRUE(l.ok()) << l.status();
-    if (!l.ok()) break;
-    losses.push_back(*l);
-  }
-  return losses;
-}
+std::vector<float> Steps(Trainer& t, int n) { return testing::Steps(t, n).losses; }
 
 std::vector<float> Weights(Trainer& t) {
   auto w = GatherGlobalParams(t.model().layout(), t.model().params(), t.groups().tp());
@@ -145,9 +138,14 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
   World* world = *w;
   world->state()->timeout = absl::Seconds(120);
   const int n = world->size();
-  // One directory for every rank: checkpoints are shared between the ranks.
+  // One directory for every rank: checkpoints are shared between the ranks. Rank 0 owns it and
+  // removes it after the closing barrier, when no rank uses it any more.
+  std::optional<testing::ScopedTempDir> owner;
   std::string root;
-  if (world->rank() == 0) root = testing::FreshTempDir(absl::StrCat("ckpt_train_np", n));
+  if (world->rank() == 0) {
+    owner.emplace(absl::StrCat("ckpt_train_np", n));
+    root = owner->path();
+  }
   {
     int len = static_cast<int>(root.size());
     MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -157,12 +155,8 @@ TEST(CheckpointTrainTest, ExactResumeReshardAndBadInput) {
   const std::string data = root + "/data";
   if (world->rank() == 0) {
     fs::create_directories(data);
-    ByteTokenizer tok;
-    std::vector<uint16_t> ids;
-    for (int i = 0; i < 80; ++i) {
-      tok.Encode(absl::StrCat("line ", i, ": the quick brown fox jumps over the lazy dog. "), &ids);
-    }
-    ASSERT_TRUE(WriteShard(data + "/train_000.bin", ids, ShardFormat::kLlmc).ok());
+    testing::WriteTextShard(data + "/train_000.bin", "the quick brown fox jumps over the lazy dog.",
+                            80);
   }
   MPI_Barrier(MPI_COMM_WORLD);
   // The richest layout of the world saves: dp 2, with tp 2 from 4 ranks and pp 2 from 8.

@@ -7,10 +7,11 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <numeric>
 #include <set>
 
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -21,13 +22,15 @@ using ::testing::HasSubstr;
 // tell where it came from. Sizes chosen so tails are dropped: with T = 8 the shards give
 // (100-1)/8 = 12, (57-1)/8 = 7 and (9-1)/8 = 1 samples, and the 5-token shard none.
 struct Fixture {
+  std::shared_ptr<testing::ScopedTempDir> tmp;  // removed when the last copy goes
   std::string dir;
   std::vector<std::vector<uint16_t>> shards;
 };
 
 Fixture MakeShards(ShardFormat format = ShardFormat::kLlmc) {
   Fixture f;
-  f.dir = testing::FreshTestDir();
+  f.tmp = std::make_shared<testing::ScopedTempDir>();
+  f.dir = f.tmp->path();
   int p = 0;
   for (int n : {100, 57, 5, 9}) {
     std::vector<uint16_t> tokens(n);

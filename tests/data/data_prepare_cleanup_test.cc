@@ -7,7 +7,7 @@
 #include <string>
 
 #include "data/data_prepare.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -20,7 +20,8 @@ void Write(const fs::path& path, const std::string& bytes) {
 }
 
 TEST(DataPrepareCleanupTest, AFailedRunCreatesNoOutputDirectory) {
-  const fs::path dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const fs::path dir = tmp.path();
   Write(dir / "in" / "a.txt", "hello world\n");
   DataPrepareOptions options;
   options.out_dir = (dir / "made" / "by" / "prepare").string();
@@ -50,7 +51,8 @@ TEST(DataPrepareCleanupTest, AFailedRunCreatesNoOutputDirectory) {
 }
 
 TEST(DataPrepareCleanupTest, BinaryInputsAreListed) {
-  const fs::path dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const fs::path dir = tmp.path();
   Write(dir / "in" / "a.txt", "plain text, no surprises\n");
   Write(dir / "in" / "b.bin", std::string("\x7f"
                                           "ELF\x02\x01\x01\0\0\0",

@@ -11,7 +11,7 @@
 #include "data/data_loader.h"
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -53,7 +53,8 @@ TEST(ValidationDocumentsTest, DeterministicSpreadAndBounds) {
 
 TEST(DataPrepareTest, SymlinkInsideADirectoryIsAnAliasNotASecondDocument) {
   // Debian's /usr/share/common-licenses holds GPL -> GPL-3 and friends.
-  const fs::path root = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const fs::path root = tmp.path();
   WriteText(root / "in/GPL-3", "gnu");
   WriteText(root / "in/MIT", "mit");
   fs::create_symlink("GPL-3", root / "in/GPL");
@@ -69,7 +70,8 @@ TEST(DataPrepareTest, SymlinkInsideADirectoryIsAnAliasNotASecondDocument) {
 }
 
 TEST(DataPrepareTest, EndToEnd) {
-  const fs::path root = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const fs::path root = tmp.path();
   // Inputs: a directory (walked recursively, sorted) and a single file given after it.
   WriteText(root / "in/b.txt", "bravo");
   WriteText(root / "in/a.txt", "alpha");
@@ -127,7 +129,8 @@ TEST(DataPrepareTest, EndToEnd) {
 }
 
 TEST(DataPrepareTest, OutputInsideInputIsNotReadBack) {
-  const fs::path root = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const fs::path root = tmp.path();
   WriteText(root / "a.txt", "one");
   WriteText(root / "b.txt", "two");
   DataPrepareOptions o;
@@ -144,7 +147,8 @@ TEST(DataPrepareTest, OutputInsideInputIsNotReadBack) {
 }
 
 TEST(DataPrepareTest, RefusesOldShardsUnlessOverwrite) {
-  const fs::path root = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const fs::path root = tmp.path();
   WriteText(root / "in/a.txt", std::string(100, 'x'));
   DataPrepareOptions o;
   o.inputs = {(root / "in").string()};
@@ -165,7 +169,8 @@ TEST(DataPrepareTest, RefusesOldShardsUnlessOverwrite) {
 }
 
 TEST(DataPrepareTest, BadInputsAreNamed) {
-  const fs::path root = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const fs::path root = tmp.path();
   WriteText(root / "a.txt", "x");
   DataPrepareOptions o;
   o.out_dir = (root / "out").string();

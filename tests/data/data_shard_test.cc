@@ -9,7 +9,7 @@
 
 #include "data/token_shard.h"
 #include "runtime/files.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -31,7 +31,8 @@ std::vector<uint16_t> Ramp(size_t n, int vocab) {
 }
 
 TEST(TokenShardTest, LlmcRoundTrip) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   const std::string path = Join(dir, "a.bin");
   const std::vector<uint16_t> tokens = Ramp(1000, 50257);
   ASSERT_TRUE(WriteShard(path, tokens, ShardFormat::kLlmc).ok());
@@ -54,7 +55,8 @@ TEST(TokenShardTest, LlmcRoundTrip) {
 }
 
 TEST(TokenShardTest, RawU16RoundTrip) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   const std::string path = Join(dir, "a.u16");
   const std::vector<uint16_t> tokens = {0, 1, 65535, 300, 7};
   ASSERT_TRUE(WriteShard(path, tokens, ShardFormat::kRawU16).ok());
@@ -65,7 +67,8 @@ TEST(TokenShardTest, RawU16RoundTrip) {
 }
 
 TEST(TokenShardTest, EmptyShardsOpen) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   ASSERT_TRUE(WriteShard(Join(dir, "e.bin"), {}, ShardFormat::kLlmc).ok());
   ASSERT_TRUE(WriteShard(Join(dir, "e.u16"), {}, ShardFormat::kRawU16).ok());
   auto a = TokenShard::Open(Join(dir, "e.bin"), ShardFormat::kLlmc, 10);
@@ -77,7 +80,8 @@ TEST(TokenShardTest, EmptyShardsOpen) {
 }
 
 TEST(TokenShardTest, BadMagicNamesFileAndOffset) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   const std::string path = Join(dir, "magic.bin");
   std::string bytes = EncodeShard(Ramp(10, 100), ShardFormat::kLlmc);
   bytes[0] ^= 1;
@@ -95,7 +99,8 @@ TEST(TokenShardTest, BadMagicNamesFileAndOffset) {
 }
 
 TEST(TokenShardTest, BadVersionNamesFileAndOffset) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   const std::string path = Join(dir, "version.bin");
   std::string bytes = EncodeShard(Ramp(10, 100), ShardFormat::kLlmc);
   const int32_t v2 = 2;
@@ -108,7 +113,8 @@ TEST(TokenShardTest, BadVersionNamesFileAndOffset) {
 }
 
 TEST(TokenShardTest, ShortFileNamesFileAndWhereItEnds) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   const std::string path = Join(dir, "short.bin");
   std::string bytes = EncodeShard(Ramp(10, 100), ShardFormat::kLlmc);
   bytes.resize(bytes.size() - 3);  // 8.5 of 10 tokens left
@@ -129,7 +135,8 @@ TEST(TokenShardTest, ShortFileNamesFileAndWhereItEnds) {
 }
 
 TEST(TokenShardTest, TrailingBytesAreAnError) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   const std::string path = Join(dir, "long.bin");
   WriteBytes(path, EncodeShard(Ramp(10, 100), ShardFormat::kLlmc) + "xy");
   auto shard = TokenShard::Open(path, ShardFormat::kLlmc, 100);
@@ -139,7 +146,8 @@ TEST(TokenShardTest, TrailingBytesAreAnError) {
 }
 
 TEST(TokenShardTest, OddRawFileNamesTheStrayByte) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   const std::string path = Join(dir, "odd.u16");
   WriteBytes(path, std::string(7, '\0'));
   auto shard = TokenShard::Open(path, ShardFormat::kRawU16, 100);
@@ -149,7 +157,8 @@ TEST(TokenShardTest, OddRawFileNamesTheStrayByte) {
 }
 
 TEST(TokenShardTest, TokenOutsideVocabNamesFileIndexAndOffset) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   std::vector<uint16_t> tokens = Ramp(100, 257);
   tokens[42] = 257;
   tokens[77] = 9999;  // only the first bad one is reported
@@ -170,7 +179,8 @@ TEST(TokenShardTest, TokenOutsideVocabNamesFileIndexAndOffset) {
 
 // The largest id equal to the vocab size is already outside it (ids are 0..vocab-1).
 TEST(TokenShardTest, IdEqualToTheVocabSizeIsOutside) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   std::vector<uint16_t> tokens = Ramp(100, 257);
   tokens[10] = 257;
   const std::string path = Join(dir, "edge.bin");
@@ -182,14 +192,16 @@ TEST(TokenShardTest, IdEqualToTheVocabSizeIsOutside) {
 }
 
 TEST(TokenShardTest, MissingFileIsNamed) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   auto shard = TokenShard::Open(Join(dir, "nope.bin"), ShardFormat::kLlmc, 100);
   ASSERT_FALSE(shard.ok());
   EXPECT_THAT(shard.status().message(), HasSubstr("nope.bin"));
 }
 
 TEST(ShardGlobTest, SortedAndInPatternOrder) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   for (const char* name : {"b_2.bin", "b_10.bin", "a_1.bin", "c.txt"}) {
     WriteBytes(Join(dir, name), "");
   }
@@ -200,7 +212,8 @@ TEST(ShardGlobTest, SortedAndInPatternOrder) {
 }
 
 TEST(ShardGlobTest, EmptyGlobNamesPattern) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   const std::string pattern = Join(dir, "train_*.bin");
   auto paths = ExpandShardGlobs({pattern});
   ASSERT_FALSE(paths.ok());
@@ -211,7 +224,8 @@ TEST(ShardGlobTest, EmptyGlobNamesPattern) {
 }
 
 TEST(ShardGlobTest, FileMatchedTwiceIsAnError) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   WriteBytes(Join(dir, "x.bin"), "");
   auto paths = ExpandShardGlobs({Join(dir, "*.bin"), Join(dir, "x.bin")});
   ASSERT_FALSE(paths.ok());

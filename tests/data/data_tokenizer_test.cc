@@ -6,7 +6,7 @@
 
 #include "data/tokenizer.h"
 #include "runtime/files.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -55,7 +55,8 @@ TEST(ByteTokenizerTest, DisplayMarksEotAndBadIds) {
 }
 
 TEST(ByteTokenizerTest, DescriptionFileRoundTrips) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   const std::string path = dir + "/tokenizer.json";
   ByteTokenizer tok;
   EXPECT_EQ(tok.DescriptionJson(), "{\"type\":\"byte\",\"vocab_size\":257,\"eot\":256}\n");
@@ -66,7 +67,8 @@ TEST(ByteTokenizerTest, DescriptionFileRoundTrips) {
 }
 
 TEST(ByteTokenizerTest, BadDescriptionsAreNamed) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   struct Case {
     std::string json, expect;
   } cases[] = {

@@ -20,6 +20,7 @@
 #include "launcher/command.h"
 #include "runtime/device.h"
 #include "runtime/files.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -253,24 +254,6 @@ INSTANTIATE_TEST_SUITE_P(
         OverrideErrorCase{"model.layers", {"expected path.to.field=value"}},
         OverrideErrorCase{"=3", {"field path is empty"}},
         OverrideErrorCase{"parallel.stage_layers=[1,2", {"']' is missing"}}));
-
-TEST(OverrideTest, ExtractConfigFlagsLeavesTheRest) {
-  std::vector<std::string> args = {"--config",
-                                   "a.textproto",
-                                   "--set",
-                                   "model.layers=2",
-                                   "--steps",
-                                   "3",
-                                   "--set=optimizer.lr=1e-3"};
-  std::string path;
-  std::vector<std::string> overrides;
-  ASSERT_TRUE(ExtractConfigFlags(&args, &path, &overrides).ok());
-  EXPECT_EQ(path, "a.textproto");
-  EXPECT_EQ(overrides, (std::vector<std::string>{"model.layers=2", "optimizer.lr=1e-3"}));
-  EXPECT_EQ(args, (std::vector<std::string>{"--steps", "3"}));
-  std::vector<std::string> dangling = {"--set"};
-  EXPECT_FALSE(ExtractConfigFlags(&dangling, &path, &overrides).ok());
-}
 
 // ---------------------------------------------------------------------------------------------
 // Defaults.
@@ -712,11 +695,8 @@ absl::Status RunCommand(const std::vector<std::string>& args, std::string* out) 
 
 // A temp dir with one train and one val shard, and the --set flags that point tiny.textproto at
 // them and at a fresh run dir there (the shipped data/demo may not exist where tests run).
-std::vector<std::string> TinyDataFlags(const std::string& name) {
-  const std::filesystem::path dir =
-      std::filesystem::path(::testing::TempDir()) / absl::StrCat("loom_config_", getpid(), name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+std::vector<std::string> TinyDataFlags(const testing::ScopedTempDir& tmp) {
+  const std::filesystem::path dir = tmp.path();
   // Enough for a sample per data-parallel rank at world size 4 (config check opens the data
   // as training does).
   const std::vector<uint16_t> tokens(600, 7);
@@ -743,7 +723,8 @@ std::vector<std::string> SetsOf(const std::vector<std::string>& flags) {
 
 TEST(ConfigCheckCommandTest, PrintsResolvedConfigJobLayoutAndMemory) {
   const std::string tiny = SourceDir() + "/configs/tiny.textproto";
-  const std::vector<std::string> data = TinyDataFlags("print");
+  const testing::ScopedTempDir tmp("print");
+  const std::vector<std::string> data = TinyDataFlags(tmp);
   std::string out;
   absl::Status s = RunCommand(
       Concat({"--config", tiny, "--world-size", "4", "--set=parallel.micro_batch_size=1"}, data),
@@ -768,7 +749,8 @@ TEST(ConfigCheckCommandTest, PrintsResolvedConfigJobLayoutAndMemory) {
 
 TEST(ConfigCheckCommandTest, RefusesWithEveryProblem) {
   const std::string tiny = SourceDir() + "/configs/tiny.textproto";
-  const std::vector<std::string> data = TinyDataFlags("refuse");
+  const testing::ScopedTempDir tmp("refuse");
+  const std::vector<std::string> data = TinyDataFlags(tmp);
   std::string out;
   absl::Status s = RunCommand(
       Concat({"--config", tiny, "--world-size", "3", "--set", "data.seq_len=65"}, data), &out);
@@ -842,9 +824,8 @@ TEST(ConfigsTest, LoadReportsEveryBadOverrideAndTheFileErrorsWithThem) {
   EXPECT_CONTAINS(std::string(bad.status().message()), "--set model.heads=x");
   EXPECT_CONTAINS(std::string(bad.status().message()), "--set model.layerz=2");
 
-  const std::filesystem::path dir =
-      std::filesystem::path(::testing::TempDir()) / absl::StrCat("loom_config_", getpid(), "_bad");
-  std::filesystem::create_directories(dir);
+  const testing::ScopedTempDir tmp("bad");
+  const std::filesystem::path dir = tmp.path();
   const std::string file = (dir / "bad.textproto").string();
   ASSERT_TRUE(AtomicWriteFile(file, "model { layers: x }\n").ok());
   auto both = LoadJobConfig(file, {"parallel.tp=two"});
@@ -857,15 +838,6 @@ TEST(ConfigsTest, LoadReportsEveryBadOverrideAndTheFileErrorsWithThem) {
   ASSERT_FALSE(as_dir.ok());
   EXPECT_EQ(as_dir.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_CONTAINS(std::string(as_dir.status().message()), "is a directory");
-}
-
-TEST(OverrideTest, ConfigGivenTwiceIsAnError) {
-  std::vector<std::string> args = {"--config", "a.textproto", "--config=b.textproto"};
-  std::string path;
-  std::vector<std::string> overrides;
-  absl::Status s = ExtractConfigFlags(&args, &path, &overrides);
-  ASSERT_FALSE(s.ok());
-  EXPECT_CONTAINS(std::string(s.message()), "'a.textproto' and 'b.textproto'");
 }
 
 TEST(ValidateTest, OverflowingSizesNameTheFieldWritten) {

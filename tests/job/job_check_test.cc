@@ -87,7 +87,7 @@ runtime { backend: CPU seed: 1 }
 class JobTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTempDir("job_check");
+    dir_ = tmp_.path();
     ASSERT_TRUE(MakeDirs(dir_ + "/data").ok());
     std::vector<uint16_t> ids;
     for (int i = 0; i < 4000; ++i) ids.push_back(static_cast<uint16_t>((i * 7 + i / 13) % 257));
@@ -115,6 +115,7 @@ class JobTest : public ::testing::Test {
     return s;
   }
 
+  testing::ScopedTempDir tmp_{"job_check"};
   std::string dir_;
   std::string job_file_;
 };
@@ -443,7 +444,8 @@ TEST_F(JobTest, NonFiniteInitWeightsAreRefusedNamingFileAndTensor) {
 }
 
 TEST(GemmPeakTest, MeasuredOnceThenReadFromTheCache) {
-  const std::string cache = testing::FreshTempDir("gemm_peak_cache");
+  const testing::ScopedTempDir tmp("gemm_peak_cache");
+  const std::string cache = tmp.path();
   ScopedEnv xdg("XDG_CACHE_HOME", cache);
   const std::string path = bench::GemmPeakCachePath();
   EXPECT_EQ(path, cache + "/loom/gemm_peak.tsv");

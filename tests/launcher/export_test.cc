@@ -46,7 +46,7 @@ runtime { backend: CPU seed: 4242 }
 class ExportTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTempDir("export");
+    dir_ = tmp_.path();
     std::vector<uint16_t> ids(64);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<uint16_t>(i % 100);
     ASSERT_TRUE(WriteShard(dir_ + "/train.bin", ids, ShardFormat::kLlmc).ok());
@@ -80,6 +80,7 @@ class ExportTest : public ::testing::Test {
   }
 
   std::string P(const std::string& name) const { return dir_ + "/" + name; }
+  testing::ScopedTempDir tmp_{"export"};
   std::string dir_;
 };
 

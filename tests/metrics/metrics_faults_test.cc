@@ -17,7 +17,7 @@
 #include "runtime/fault_fs.h"
 #include "runtime/files.h"
 #include "runtime/fs.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -91,7 +91,8 @@ void RunFaultAt(const std::string& root, int64_t n, Fault fault, bool resume, bo
 }
 
 TEST(MetricsFaultsTest, EveryOperationFailingLeavesWholeLines) {
-  const std::string root = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp("metrics_faults");
+  const std::string root = tmp.path();
   const std::pair<Fault, const char*> faults[] = {{Fault::kNoSpace, "ENOSPC"},
                                                   {Fault::kIoError, "EIO"},
                                                   {Fault::kShortWrite, "short write"},

@@ -15,7 +15,7 @@
 
 #include "absl/strings/str_split.h"
 #include "runtime/files.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -110,7 +110,8 @@ TEST(MetricsJsonTest, Float32ValuesRoundTripBitForBit) {
 }
 
 TEST(MetricsLoggerTest, WritesOneLinePerStepAndResumes) {
-  const std::string dir = testing::FreshTestDir() + "/run";
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp / "run";
   {
     auto logger = MetricsLogger::Create(dir);
     ASSERT_TRUE(logger.ok()) << logger.status();
@@ -145,7 +146,7 @@ TEST(MetricsLoggerTest, WritesOneLinePerStepAndResumes) {
   ASSERT_TRUE(fresh.ok());
   EXPECT_EQ(ReadFile(dir + "/metrics.jsonl")->size(), 0u);
   // Resuming where no file exists yet starts one.
-  auto none = MetricsLogger::OpenForResume(testing::FreshTestDir() + "/other", 10);
+  auto none = MetricsLogger::OpenForResume(tmp / "other", 10);
   ASSERT_TRUE(none.ok()) << none.status();
 }
 

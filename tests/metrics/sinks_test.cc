@@ -18,7 +18,7 @@
 #include "metrics/run_dir.h"
 #include "metrics/tensorboard.h"
 #include "runtime/files.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -77,7 +77,8 @@ std::vector<std::string> WholeLines(const std::string& path) {
 }
 
 TEST_F(FullDiskTest, AppendIsWholeOrNothing) {
-  const std::string path = testing::FreshTestDir() + "/records";
+  const testing::ScopedTempDir tmp;
+  const std::string path = tmp / "records";
   auto file = AppendFile::Open(path, AppendFile::Mode::kTruncate);
   ASSERT_TRUE(file.ok()) << file.status();
   DiskFullAfter(25);
@@ -96,7 +97,8 @@ TEST_F(FullDiskTest, AppendIsWholeOrNothing) {
 }
 
 TEST_F(FullDiskTest, FailedSinkIsSwitchedOffOthersGoOn) {
-  const std::string dir = testing::FreshTestDir() + "/run";
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp / "run";
   auto sinks = MetricsSinks::Open(dir, RunDirOptions{});
   ASSERT_TRUE(sinks.ok()) << sinks.status();
   ASSERT_TRUE((*sinks)->jsonl_active());
@@ -133,7 +135,8 @@ TEST_F(FullDiskTest, FailedSinkIsSwitchedOffOthersGoOn) {
 }
 
 TEST(RunDirTest, FreshRunRefusesEarlierMetricsUnlessOverwriting) {
-  const std::string dir = testing::FreshTestDir() + "/run";
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp / "run";
   EXPECT_TRUE(ExistingMetricsFiles(dir).empty());
   EXPECT_EQ(RunDirInUseProblem(dir), "");
   {
@@ -163,7 +166,8 @@ TEST(RunDirTest, FreshRunRefusesEarlierMetricsUnlessOverwriting) {
 }
 
 TEST(RunDirTest, ResumeContinuesWithoutDuplicatedSteps) {
-  const std::string dir = testing::FreshTestDir() + "/run";
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp / "run";
   RunDirOptions jsonl_only;
   jsonl_only.tensorboard = false;
   {

@@ -12,7 +12,7 @@
 
 #include "runtime/crc32c.h"
 #include "runtime/files.h"
-#include "tests/data/test_dir.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -43,7 +43,8 @@ TEST(TfRecordTest, FrameLayout) {
 }
 
 TEST(TensorBoardWriterTest, WritesVersionThenOneEventPerStep) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   auto writer = TensorBoardWriter::Create(dir);
   ASSERT_TRUE(writer.ok()) << writer.status();
   const std::string path = (*writer)->path();
@@ -74,7 +75,8 @@ TEST(TensorBoardWriterTest, WritesVersionThenOneEventPerStep) {
 }
 
 TEST(TensorBoardWriterTest, SecondWriterInTheSameSecondGetsItsOwnFile) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   auto a = TensorBoardWriter::Create(dir);
   auto b = TensorBoardWriter::Create(dir);
   ASSERT_TRUE(a.ok() && b.ok());
@@ -83,7 +85,8 @@ TEST(TensorBoardWriterTest, SecondWriterInTheSameSecondGetsItsOwnFile) {
 }
 
 TEST(TfRecordTest, CorruptionIsFoundWithItsOffset) {
-  const std::string dir = testing::FreshTestDir();
+  const testing::ScopedTempDir tmp;
+  const std::string dir = tmp.path();
   std::string path;
   {
     auto writer = TensorBoardWriter::Create(dir);

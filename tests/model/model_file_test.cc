@@ -70,7 +70,7 @@ void ExpectSameConfig(const GptConfig& a, const GptConfig& b) {
 
 class ModelFileTest : public ::testing::Test {
  protected:
-  void SetUp() override { dir_ = testing::FreshTempDir("model_file"); }
+  void SetUp() override { dir_ = tmp_.path(); }
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
   // Writes `bytes` to `name` and returns ReadModelFile's error for it.
@@ -85,6 +85,7 @@ class ModelFileTest : public ::testing::Test {
     std::memcpy(bytes->data() + 4 * index, &value, 4);
   }
 
+  testing::ScopedTempDir tmp_{"model_file"};
   std::string dir_;
 };
 

@@ -1,8 +1,8 @@
 // Helpers shared by model_test and trainer_test: the PyTorch model fixtures that
 // tools/gen_model_fixture.py writes into tests/fixtures/model/ (read with tests/ops/fixture.h),
 // the GptConfig they describe, and one training step done the way train/trainer.cc Step()
-// does it, for tests that drive GptModel + AdamW directly. Header-only: the test folders glob
-// only *_test.cc files.
+// does it, for tests that drive GptModel + AdamW directly; it brings ScopedTempDir
+// (tests/temp_dir.h) along. Header-only: the test folders glob only *_test.cc files.
 #pragma once
 
 #include <unistd.h>
@@ -23,6 +23,7 @@
 #include "ops/optimizer.h"
 #include "runtime/status.h"
 #include "tests/ops/fixture.h"
+#include "tests/temp_dir.h"  // ScopedTempDir, for the tests that include this
 
 namespace loom::testing {
 
@@ -131,17 +132,6 @@ inline absl::StatusOr<float> TrainStep(GptModel& model, AdamW& opt, const Tensor
   if (clip > 0 && norm > clip) scale = static_cast<float>(clip / norm);
   LOOM_RETURN_IF_ERROR(opt.Step(model.params(), model.grads(), lr, step, scale));
   return loss;
-}
-
-// A fresh, empty directory under the test temp dir, unique per test.
-inline std::string FreshTempDir(const std::string& tag) {
-  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::filesystem::path dir =
-      std::filesystem::path(::testing::TempDir()) /
-      absl::StrCat("loom_", tag, "_", info->test_suite_name(), "_", info->name(), "_", ::getpid());
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
 }
 
 // Max |x| over a vector, at least `floor`.

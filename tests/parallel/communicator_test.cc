@@ -226,12 +226,4 @@ TEST(CommunicatorTest, GridSubGroupsMatchReference) {
 }  // namespace
 }  // namespace loom
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto world = loom::World::Get();
-  if (!world.ok()) return 1;
-  // A failed assertion on one rank leaves its peers waiting in the next collective: a short
-  // deadline turns that into an error instead of a five-minute hang.
-  (*world)->state()->timeout = absl::Seconds(30);
-  return RUN_ALL_TESTS();
-}
+// main: tests/mpi_test_main.cc

@@ -16,6 +16,7 @@
 #include "parallel/world.h"
 #include "runtime/files.h"
 #include "tests/train/job_testing.h"
+#include "tests/train/train_testing.h"
 
 namespace loom {
 namespace {
@@ -32,22 +33,7 @@ runtime { backend: CPU seed: 7 }
 // Micro-batches of the global batch of 12 sequences: 6 on one rank, 6 / dp on each of dp ranks.
 constexpr int kMicroBatches = 6;
 
-struct StepLog {
-  std::vector<float> losses;
-  std::vector<double> grad_norms;
-};
-
-StepLog Steps(Trainer& t, int steps) {
-  StepLog out;
-  for (int i = 0; i < steps; ++i) {
-    auto l = t.Step();
-    EXPECT_TRUE(l.ok()) << l.status();
-    if (!l.ok()) break;
-    out.losses.push_back(*l);
-    out.grad_norms.push_back(t.last_grad_norm());
-  }
-  return out;
-}
+using testing::Steps;  // tests/train/train_testing.h: k steps, their losses and gradient norms
 
 class DataParallelTrainTest : public ::testing::Test {
  protected:
@@ -57,18 +43,11 @@ class DataParallelTrainTest : public ::testing::Test {
     world_ = *world;
     ASSERT_TRUE(world_->size() == 2 || world_->size() == 3) << "run under mpirun -np 2 or 3";
     // Each rank writes the same shard into its own directory (no shared-file races).
-    dir_ = testing::FreshTempDir(absl::StrCat("dp", world_->size(), "_rank", world_->rank()));
-    ByteTokenizer tok;
-    std::vector<uint16_t> ids;
-    for (int i = 0; i < 60; ++i) {
-      tok.Encode(absl::StrCat("line ", i, ": pack my box with five dozen liquor jugs. "), &ids);
-    }
-    ASSERT_TRUE(WriteShard(dir_ + "/train_000.bin", ids, ShardFormat::kLlmc).ok());
-    ids.clear();
-    for (int i = 0; i < 30; ++i) {
-      tok.Encode(absl::StrCat("held out ", i, ": sphinx of black quartz, judge my vow. "), &ids);
-    }
-    ASSERT_TRUE(WriteShard(dir_ + "/val_000.bin", ids, ShardFormat::kLlmc).ok());
+    dir_ = tmp_.path();
+    testing::WriteTextShard(dir_ + "/train_000.bin", "pack my box with five dozen liquor jugs.",
+                            60);
+    testing::WriteTextShard(dir_ + "/val_000.bin", "sphinx of black quartz, judge my vow.", 30,
+                            "held out");
   }
 
   // Fails unless every rank holds rank 0's weights bit for bit.
@@ -82,6 +61,7 @@ class DataParallelTrainTest : public ::testing::Test {
   }
 
   World* world_ = nullptr;
+  testing::ScopedTempDir tmp_{"dp"};  // named with the process id: one per rank
   std::string dir_;
 };
 
@@ -127,14 +107,14 @@ TEST_F(DataParallelTrainTest, GradientNormAndWeightsMatchOneRankWithoutClipping)
   ASSERT_TRUE(job.ok()) << job.status();
   auto dpn = Trainer::Create(*job, world_);
   ASSERT_TRUE(dpn.ok()) << dpn.status();
-  const StepLog run = Steps(**dpn, kSteps);
+  const testing::TrainRun run = Steps(**dpn, kSteps);
   ASSERT_EQ(run.grad_norms.size(), static_cast<size_t>(kSteps));
   ExpectSameWeightsOnAllRanks(**dpn);
   if (world_->rank() != 0) return;
 
   auto dp1 = Trainer::Create(*job, World::Self());
   ASSERT_TRUE(dp1.ok()) << dp1.status();
-  const StepLog ref = Steps(**dp1, kSteps);
+  const testing::TrainRun ref = Steps(**dp1, kSteps);
   ASSERT_EQ(ref.grad_norms.size(), static_cast<size_t>(kSteps));
   for (int i = 0; i < kSteps; ++i) {
     EXPECT_GT(ref.grad_norms[i], 1e-3) << "step " << i + 1;
@@ -206,19 +186,4 @@ TEST_F(DataParallelTrainTest, BadPipelineShapeIsRefused) {
 }  // namespace
 }  // namespace loom
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  // Only rank 0 prints gtest's report; every rank still runs and fails on its own.
-  auto world = loom::World::Get();
-  if (world.ok() && (*world)->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  int rc = RUN_ALL_TESTS();
-  if (world.ok()) {
-    int worst = rc;
-    MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    rc = worst;
-  }
-  return rc;
-}
+// main: tests/mpi_test_main.cc

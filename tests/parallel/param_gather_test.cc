@@ -54,8 +54,4 @@ TEST(ParamGatherTest, GatheredSlicesEqualTheOneRankModel) {
 }  // namespace
 }  // namespace loom
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (!loom::World::Get().ok()) return 1;
-  return RUN_ALL_TESTS();
-}
+// main: tests/mpi_test_main.cc

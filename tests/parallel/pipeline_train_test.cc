@@ -27,7 +27,7 @@
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "tests/train/job_testing.h"
-#include "tests/parallel/layout_compare.h"
+#include "tests/train/train_testing.h"
 
 namespace loom {
 namespace {
@@ -68,67 +68,16 @@ struct TrainRun : testing::TrainRun {
   std::vector<int32_t> sample;  // Sample() after training (through the pipeline)
 };
 
-// The whole model from every stage: each stage's parameters gathered over tp and placed at their
-// offsets in the whole-model layout, then summed over the pipeline group (each parameter lives
-// on exactly one stage, tied copies excluded, so the sum is exact).
-std::vector<float> GatherWholeModel(Trainer& t) {
-  const ParamTable& table = t.model().layout();
-  auto stage = GatherGlobalParams(table, t.model().params(), t.groups().tp());
-  EXPECT_TRUE(stage.ok()) << stage.status();
-  if (!stage.ok()) return {};
-  const ParamTable whole = GptParamLayout(t.model().config());
-  std::vector<int64_t> whole_offset;
-  {
-    int64_t off = 0;
-    for (const ParamSpec& s : whole.specs()) {
-      whole_offset.push_back(off);
-      off += s.global_shape.numel();
-    }
-  }
-  std::vector<double> sum(whole.global_total(), 0.0);
-  int64_t src = 0;
-  std::vector<float> tied_copy;
-  for (const ParamSpec& s : table.specs()) {
-    const int64_t n = s.global_shape.numel();
-    if (s.tied_copy) {
-      tied_copy.assign(stage->begin() + src, stage->begin() + src + n);
-    } else {
-      auto w = whole.Find(s.name);
-      EXPECT_TRUE(w.ok()) << s.name;
-      const int64_t dst = whole_offset[*w - whole.specs().data()];
-      for (int64_t i = 0; i < n; ++i) sum[dst + i] = (*stage)[src + i];
-    }
-    src += n;
-  }
-  EXPECT_TRUE(t.groups().pp().AllReduceHost(absl::MakeSpan(sum), ReduceOp::kSum).ok());
-  std::vector<float> out(sum.begin(), sum.end());
-  if (!tied_copy.empty()) {
-    // The last stage's LM head is the first stage's embedding, bit for bit.
-    const int64_t n = static_cast<int64_t>(tied_copy.size());
-    int64_t mismatches = 0;
-    for (int64_t i = 0; i < n; ++i) mismatches += tied_copy[i] != out[i];
-    EXPECT_EQ(mismatches, 0) << "the last stage's copy of wte.weight drifted from the first's";
-  }
-  return out;
-}
-
+// kSteps steps of the job, then validation and sampling through the trained pipeline.
 TrainRun Train(const JobConfig& job, World* world) {
   TrainRun run;
-  auto t = Trainer::Create(job, world);
-  EXPECT_TRUE(t.ok()) << t.status();
-  if (!t.ok()) return run;
-  for (int i = 0; i < kSteps; ++i) {
-    auto l = (*t)->Step();
-    EXPECT_TRUE(l.ok()) << l.status();
-    if (!l.ok()) return run;
-    run.losses.push_back(*l);
-    run.grad_norms.push_back((*t)->last_grad_norm());
-  }
-  run.weights = GatherWholeModel(**t);
-  auto val = (*t)->Evaluate();
+  std::unique_ptr<Trainer> t;
+  static_cast<testing::TrainRun&>(run) = testing::TrainSteps(job, world, kSteps, &t);
+  if (t == nullptr || static_cast<int>(run.losses.size()) != kSteps) return run;
+  auto val = t->Evaluate();
   EXPECT_TRUE(val.ok()) << val.status();
   if (val.ok()) run.val_loss = *val;
-  auto sample = (*t)->Sample({'T', 'h', 'e'}, 6);
+  auto sample = t->Sample({'T', 'h', 'e'}, 6);
   EXPECT_TRUE(sample.ok()) << sample.status();
   if (sample.ok()) run.sample = *sample;
   return run;
@@ -184,13 +133,10 @@ TEST(PipelineTrainTest, EveryLayoutMatchesOneRank) {
   const int n = world->size();
   const std::vector<Layout> layouts = LayoutsFor(n);
   ASSERT_FALSE(layouts.empty()) << "no pipeline layouts for " << n << " ranks (run at 2, 4, 8)";
-  const std::string dir = testing::FreshTempDir(absl::StrCat("pp_rank", world->rank()));
-  ByteTokenizer tok;
-  std::vector<uint16_t> ids;
-  for (int i = 0; i < 80; ++i) {
-    tok.Encode(absl::StrCat("line ", i, ": the quick brown fox jumps over the lazy dog. "), &ids);
-  }
-  ASSERT_TRUE(WriteShard(dir + "/train_000.bin", ids, ShardFormat::kLlmc).ok());
+  const testing::ScopedTempDir tmp(absl::StrCat("pp_rank", world->rank()));
+  const std::string dir = tmp.path();
+  testing::WriteTextShard(dir + "/train_000.bin", "the quick brown fox jumps over the lazy dog.",
+                          80);
   constexpr int kPad = 8;
   for (bool llama : {false, true}) {
     for (const Layout& l : layouts) {

@@ -21,7 +21,7 @@
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "tests/train/job_testing.h"
-#include "tests/parallel/layout_compare.h"
+#include "tests/train/train_testing.h"
 
 namespace loom {
 namespace {
@@ -47,38 +47,16 @@ runtime { backend: CPU seed: 7 }
 
 using testing::TrainRun;
 
-TrainRun Train(const JobConfig& job, World* world) {
-  TrainRun run;
-  auto t = Trainer::Create(job, world);
-  EXPECT_TRUE(t.ok()) << t.status();
-  if (!t.ok()) return run;
-  for (int i = 0; i < kSteps; ++i) {
-    auto l = (*t)->Step();
-    EXPECT_TRUE(l.ok()) << l.status();
-    if (!l.ok()) return run;
-    run.losses.push_back(*l);
-    run.grad_norms.push_back((*t)->last_grad_norm());
-  }
-  auto w = GatherGlobalParams((*t)->model().layout(), (*t)->model().params(),
-                              (*t)->groups().tp());
-  EXPECT_TRUE(w.ok()) << w.status();
-  if (w.ok()) run.weights = std::move(*w);
-  return run;
-}
-
 TEST(TensorParallelTrainTest, EveryLayoutMatchesOneRank) {
   auto w = World::Get();
   ASSERT_TRUE(w.ok());
   World* world = *w;
   world->state()->timeout = absl::Seconds(60);
   const int n = world->size();
-  const std::string dir = testing::FreshTempDir(absl::StrCat("tp_rank", world->rank()));
-  ByteTokenizer tok;
-  std::vector<uint16_t> ids;
-  for (int i = 0; i < 80; ++i) {
-    tok.Encode(absl::StrCat("line ", i, ": the quick brown fox jumps over the lazy dog. "), &ids);
-  }
-  ASSERT_TRUE(WriteShard(dir + "/train_000.bin", ids, ShardFormat::kLlmc).ok());
+  const testing::ScopedTempDir tmp(absl::StrCat("tp_rank", world->rank()));
+  const std::string dir = tmp.path();
+  testing::WriteTextShard(dir + "/train_000.bin", "the quick brown fox jumps over the lazy dog.",
+                          80);
   constexpr int kPad = 8;
   for (bool llama : {false, true}) {
     for (int tp : {1, 2, 4}) {
@@ -88,7 +66,7 @@ TEST(TensorParallelTrainTest, EveryLayoutMatchesOneRank) {
       // The 1-rank reference pads the vocabulary as the tp run does (to kPad * tp).
       auto ref_job = testing::JobFromText(Job(llama, 1, false, kPad * tp), dir);
       ASSERT_TRUE(ref_job.ok()) << ref_job.status();
-      const TrainRun ref = Train(*ref_job, World::Self());
+      const TrainRun ref = testing::TrainSteps(*ref_job, World::Self(), kSteps);
       for (bool sp : {false, true}) {
         for (bool zero : {false, true}) {
           if ((sp && tp == 1) || (zero && dp == 1)) continue;
@@ -97,7 +75,7 @@ TEST(TensorParallelTrainTest, EveryLayoutMatchesOneRank) {
               " sequence parallelism,", zero ? " distributed" : " plain", " optimizer");
           auto job = testing::JobFromText(Job(llama, tp, sp, kPad, zero), dir);
           ASSERT_TRUE(job.ok()) << job.status();
-          const TrainRun got = Train(*job, world);
+          const TrainRun got = testing::TrainSteps(*job, world, kSteps);
           testing::ExpectSameTraining(got, ref, what);
           if (world->rank() == 0) std::cout << what << ": compared with 1 rank" << std::endl;
         }

@@ -176,7 +176,8 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
 }
 
 TEST(PlanTest, CommandRefusesBadFlagsNamingThem) {
-  const std::string dir = testing::FreshTempDir("plan_cli");
+  const testing::ScopedTempDir tmp("plan_cli");
+  const std::string dir = tmp.path();
   const std::string file = dir + "/job.textproto";
   ASSERT_TRUE(AtomicWriteFile(file, kJob).ok());
   EXPECT_TRUE(

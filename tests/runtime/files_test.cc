@@ -12,21 +12,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
 
 class FilesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "loom_files_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir_ + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
-  }
+  void SetUp() override { dir_ = tmp_.path(); }
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   std::vector<std::string> Entries() const {
     std::vector<std::string> names;
@@ -39,6 +32,7 @@ class FilesTest : public ::testing::Test {
     return names;
   }
 
+  testing::ScopedTempDir tmp_{"files"};
   std::string dir_;
 };
 

@@ -31,6 +31,7 @@
 #include "parallel/world.h"
 #include "runtime/files.h"
 #include "tests/train/job_testing.h"
+#include "tests/train/train_testing.h"
 
 namespace loom {
 namespace {
@@ -54,7 +55,8 @@ TEST_P(TrainerGoldenTest, StepsMatchPyTorch) {
   const FixtureCase& fc = GetParam();
   auto fx = testing::LoadModelFixture(fc.name);
   ASSERT_TRUE(fx.ok()) << fx.status();
-  const std::string dir = testing::FreshTempDir("trainer_golden");
+  const testing::ScopedTempDir tmp("trainer_golden");
+  const std::string dir = tmp.path();
   auto job = testing::FixtureJob(*fx, fc.name, dir, fc.micro_batch);
   ASSERT_TRUE(job.ok()) << job.status();
   auto trainer = Trainer::Create(*job, TestWorld());
@@ -97,7 +99,7 @@ runtime { backend: CPU seed: 1337 }
 class TrainerRunTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTempDir("trainer_run");
+    dir_ = tmp_.path();
     ASSERT_TRUE(MakeDirs(dir_ + "/data").ok());
     ByteTokenizer tok;
     std::vector<uint16_t> ids;
@@ -117,16 +119,10 @@ class TrainerRunTest : public ::testing::Test {
     auto t = Trainer::Create(job, TestWorld());
     EXPECT_TRUE(t.ok()) << t.status();
     if (!t.ok()) return {};
-    std::vector<float> losses;
-    for (int i = 0; i < n; ++i) {
-      auto l = (*t)->Step();
-      EXPECT_TRUE(l.ok()) << l.status();
-      if (!l.ok()) break;
-      losses.push_back(*l);
-    }
-    return losses;
+    return testing::Steps(**t, n).losses;
   }
 
+  testing::ScopedTempDir tmp_{"trainer_run"};
   std::string dir_;
 };
 
