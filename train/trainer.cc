@@ -402,8 +402,7 @@ absl::Status Trainer::Run() {
   if (step_ < config_.lr_schedule().total_steps()) {
     // runtime.stop_at_step: the run is not done, only this part of it.
     LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << config_.lr_schedule().total_steps()
-                   << " (runtime.stop_at_step) after "
-                   << FormatDuration(progress_->elapsed_s());
+                   << " (runtime.stop_at_step) after " << FormatDuration(progress_->elapsed_s());
   } else {
     LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(progress_->elapsed_s());
   }
