@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -16,9 +17,11 @@
 #include "data/token_shard.h"
 #include "job/checkpoint_job.h"
 #include "metrics/run_dir.h"
+#include "ops/cuda/limits.h"
 #include "runtime/device.h"
 #include "runtime/dir_lock.h"
 #include "runtime/fs.h"
+#include "runtime/status.h"
 
 namespace loom {
 namespace {
@@ -45,10 +48,49 @@ bool JobRunsOnGpu(const JobConfig& c) {
   }
 }
 
+// The free memory of the device this rank will use, probing no other.
+absl::StatusOr<AvailableMemory> GpuAvailable(const LocalPlacement& where, int* device) {
+  LOOM_ASSIGN_OR_RETURN(*device,
+                        ChooseCudaDevice(where, CudaDeviceCount(), CudaUnavailableReason()));
+  return CudaAvailableMemory(*device);
+}
+
 }  // namespace
 
-JobCheck CheckJob(const JobConfig& config_in, int world_size, int ranks_per_host,
-                  bool probe_locks) {
+std::vector<std::string> CudaKernelShapeProblems(const JobConfig& config) {
+  std::vector<std::string> out;
+  const ModelConfig& m = config.model();
+  if (m.heads() <= 0 || m.hidden() <= 0) return out;  // ConfigProblems names these
+  const int64_t head_dim = m.hidden() / m.heads();
+  if (head_dim > ops::cuda::kMaxAttentionHeadDim) {
+    out.push_back(absl::StrCat(
+        "model.hidden / model.heads = ", m.hidden(), " / ", m.heads(), " = head dim ", head_dim,
+        ", but the CUDA attention kernels "
+        "support head dims up to ",
+        ops::cuda::kMaxAttentionHeadDim, ": use more heads (or runtime.backend CPU)"));
+  }
+  const int tp = std::max(1, config.parallel().tp());
+  const int64_t local_heads = m.heads() / tp;
+  const int64_t micro = config.parallel().micro_batch_size();
+  if (micro * local_heads > ops::cuda::kMaxGridY) {
+    out.push_back(absl::StrCat(
+        "parallel.micro_batch_size x model.heads / parallel.tp = ", micro, " x ", local_heads,
+        " = ", micro * local_heads, " attention blocks per column, over CUDA's grid limit of ",
+        ops::cuda::kMaxGridY, ": lower parallel.micro_batch_size (or raise parallel.tp)"));
+  }
+  return out;
+}
+
+int NcclCommunicatorCount(int tp, int dp, int pp) {
+  return (tp > 1) + (dp > 1) + (pp > 1) + (pp > 1 ? 1 : 0);
+}
+
+int64_t GpuMemoryReserve(int tp, int dp, int pp) {
+  return kGpuOpsReserve + NcclCommunicatorCount(tp, dp, pp) * kNcclCommReserve;
+}
+
+JobCheck CheckJob(const JobConfig& config_in, int world_size, const LocalPlacement& where,
+                  int ranks_per_host, bool probe_locks) {
   JobCheck check;
   JobConfig config = config_in;
   ApplyDefaults(&config);
@@ -168,12 +210,17 @@ JobCheck CheckJob(const JobConfig& config_in, int world_size, int ranks_per_host
     } else {
       check.memory = *estimate;
       check.on_gpu = JobRunsOnGpu(config);
-      check.reserve = check.on_gpu ? kGpuMemoryReserve : kCpuMemoryReserve;
+      const JobLayout& n = *check.numbers;
+      check.reserve = check.on_gpu ? GpuMemoryReserve(n.tp, n.dp, n.pp) : kCpuMemoryReserve;
       check.ranks_per_host = check.on_gpu         ? 1
                              : ranks_per_host > 0 ? ranks_per_host
                                                   : RanksPerHost();
-      auto available =
-          check.on_gpu && CudaDeviceCount() > 0 ? CudaAvailableMemory(0) : HostAvailableMemory();
+      if (check.on_gpu) {
+        for (std::string& p : CudaKernelShapeProblems(config)) check.problems.push_back(p);
+      }
+      auto available = check.on_gpu && CudaDeviceCount() > 0
+                           ? GpuAvailable(where, &check.cuda_device)
+                           : HostAvailableMemory();
       if (!available.ok()) {
         check.problems.push_back(absl::StrCat("memory: ", available.status().message()));
       } else {

@@ -10,8 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "benchmarks/comm_bench.h"
 #include "launcher/command.h"
-#include "runtime/build_info.h"
 #include "parallel/world.h"
+#include "runtime/build_info.h"
+#include "runtime/cuda_device_choice.h"
 #include "runtime/device.h"
 #include "runtime/status.h"
 
@@ -77,12 +78,12 @@ absl::Status RunBenchComm(const std::vector<std::string>& argv) {
   LOOM_ASSIGN_OR_RETURN(World * world, World::Get());
   Device* device = CpuDevice();
   if (args.device == "cuda") {
-    if (CudaDeviceCount() > 0 && CudaDeviceCount() < world->local_size()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(world->local_size(), " ranks run on this node but only ", CudaDeviceCount(),
-                       " GPU(s) are visible: each local rank needs its own GPU"));
-    }
-    LOOM_ASSIGN_OR_RETURN(device, CudaDevice(world->local_rank()));
+    // As the trainer chooses (runtime/cuda_device_choice.h): one visible GPU per rank is
+    // device 0, otherwise local rank mod visible.
+    LOOM_ASSIGN_OR_RETURN(int index,
+                          ChooseCudaDevice(LocalPlacement{world->local_rank(), world->local_size()},
+                                           CudaDeviceCount(), CudaUnavailableReason()));
+    LOOM_ASSIGN_OR_RETURN(device, CudaDevice(index));
     LOOM_RETURN_IF_ERROR(world->UseCuda(device));
   }
   const bool lead = world->rank() == 0;

@@ -59,7 +59,7 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args) {
   }
   // As `mpirun -np N` on this host would start it, unless told how the ranks spread.
   if (ranks_per_host == 0) ranks_per_host = world_size;
-  const JobCheck check = CheckJob(*config, world_size, ranks_per_host);
+  const JobCheck check = CheckJob(*config, world_size, LocalPlacementFromEnv(), ranks_per_host);
   absl::Status verdict = JobCheckStatus(check, world_size);
   if (!verdict.ok()) {
     return absl::Status(verdict.code(), absl::StrCat(path, ": ", verdict.message()));

@@ -207,4 +207,12 @@ absl::Status Gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
   return NoBackendError(kOp, a);
 }
 
+void SetTf32ForFp32Gemms(bool on) {
+#ifdef LOOM_WITH_CUDA
+  cuda::SetFp32GemmTf32(on);
+#else
+  (void)on;
+#endif
+}
+
 }  // namespace loom::ops

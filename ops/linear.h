@@ -23,4 +23,9 @@ absl::Status LinearBackward(const Tensor& dout, const Tensor& inp, const Tensor&
 absl::Status Gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
                   float alpha = 1.0f, float beta = 0.0f);
 
+// fp32 GEMMs on CUDA use TF32 tensor cores when `on` (RuntimeConfig.tf32; default off, so
+// fp32 on a GPU matches the CPU reference closely). Process-wide; no effect on the CPU
+// backend or on bf16 GEMMs.
+void SetTf32ForFp32Gemms(bool on);
+
 }  // namespace loom::ops

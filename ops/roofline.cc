@@ -96,18 +96,37 @@ std::string CpuModel() {
   return "unknown cpu";
 }
 
-// The GPU parts loom knows, with their assumed dense bf16 GEMM peaks.
-absl::StatusOr<double> AssumedGpuPeak(const std::string& name) {
-  if (name.find("H200") != std::string::npos || name.find("H100") != std::string::npos) {
-    return 790e12;
-  }
-  return absl::UnimplementedError(absl::StrCat(
-      "no roofline is known for ", name,
-      " (loom bench ops knows H100/H200); add its dense bf16 rate and copy bandwidth to "
-      "ops/roofline.cc"));
+// The part of CUDA device `device` (its facts from the driver).
+absl::StatusOr<GpuPart> PartOf(Device* device) {
+  LOOM_ASSIGN_OR_RETURN(CudaDeviceFacts facts, GetCudaDeviceFacts(device->index()));
+  return GpuPartFor(facts.name, facts.sm_count, facts.total_memory_bytes);
 }
 
 }  // namespace
+
+absl::StatusOr<GpuPart> GpuPartFor(const std::string& device_name, int sm_count,
+                                   size_t memory_bytes) {
+  const double gib = static_cast<double>(memory_bytes) / (1 << 30);
+  const bool nvl = device_name.find("NVL") != std::string::npos;
+  // Datasheet figures (NVIDIA H100 and H200 product briefs), dense.
+  if (device_name.find("H200") != std::string::npos) {
+    if (nvl) return GpuPart{"H200 NVL", 835e12, 417e12, 60e12, 4.8e12};
+    return GpuPart{"H200 SXM", 989.4e12, 494.7e12, 66.9e12, 4.8e12};
+  }
+  if (device_name.find("H100") != std::string::npos) {
+    if (device_name.find("PCIe") != std::string::npos || sm_count == 114) {
+      return GpuPart{"H100 PCIe", 756.5e12, 378e12, 51.2e12, 2.0e12};
+    }
+    if (nvl || gib > 90) return GpuPart{"H100 NVL", 835e12, 417e12, 60e12, 3.9e12};
+    if (sm_count == 132 || sm_count == 0)
+      return GpuPart{"H100 SXM", 989.4e12, 494.7e12, 66.9e12, 3.35e12};
+  }
+  return absl::NotFoundError(absl::StrFormat(
+      "no roofline is known for %s (%d SMs, %.0f GiB): loom knows H100 SXM, H100 PCIe, H100 NVL, "
+      "H200 and H200 NVL; add the part's dense bf16 rate and HBM bandwidth to "
+      "ops/roofline.cc (GpuPartFor)",
+      device_name, sm_count, gib));
+}
 
 std::string GemmPeakCachePath() {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
@@ -120,9 +139,10 @@ std::string GemmPeakCachePath() {
 absl::StatusOr<GemmPeakFlops> GemmPeak(Device* device) {
   GemmPeakFlops peak;
   if (!device->is_cpu()) {
-    LOOM_ASSIGN_OR_RETURN(peak.flops, AssumedGpuPeak(device->Name()));
-    peak.description = absl::StrFormat("assumed %.0f TFLOP/s dense bf16 for %s", peak.flops / 1e12,
-                                       device->Name());
+    LOOM_ASSIGN_OR_RETURN(GpuPart part, PartOf(device));
+    peak.flops = part.bf16_flops;
+    peak.description = absl::StrFormat("datasheet %.1f TFLOP/s dense bf16 of the %s (%s)",
+                                       peak.flops / 1e12, part.name, device->Name());
     return peak;
   }
   // Tabs and newlines would break the file's lines; a CPU name has none, but be safe.
@@ -178,14 +198,15 @@ absl::StatusOr<Roofline> GetRoofline(Device* device) {
     return r;
   }
   const std::string name = device->Name();
-  LOOM_ASSIGN_OR_RETURN(r.flops, AssumedGpuPeak(name));
-  r.bytes_per_s = 4.3e12;  // H100/H200, the parts AssumedGpuPeak knows
+  LOOM_ASSIGN_OR_RETURN(GpuPart part, PartOf(device));
+  r.flops = part.bf16_flops;
+  r.bytes_per_s = part.hbm_bytes_per_s;
   LOOM_ASSIGN_OR_RETURN(r.measured_copy_bps, DeviceCopyRate(device));
   r.description = absl::StrFormat(
-      "compute: assumed %.0f TFLOP/s dense bf16 for %s (a measured 8192^3 bf16 GEMM rate)\n"
-      "memory: assumed %.1f TB/s (a measured device copy rate); this run measured a 1 GiB "
-      "device copy at %.2f TB/s",
-      r.flops / 1e12, name, r.bytes_per_s / 1e12, r.measured_copy_bps / 1e12);
+      "compute: datasheet %.1f TFLOP/s dense bf16 of the %s (%s)\n"
+      "memory: datasheet %.2f TB/s HBM; this run measured a 1 GiB device copy at %.2f TB/s "
+      "(read + write)",
+      r.flops / 1e12, part.name, name, r.bytes_per_s / 1e12, r.measured_copy_bps / 1e12);
   return r;
 }
 

@@ -2,10 +2,10 @@
 // start-up on the threads the run has: the best cblas_sgemm rate over two GEMM shapes (a cube
 // and a GPT-2 MLP product) and the bandwidth of an OpenMP-parallel memcpy, counting bytes read
 // plus bytes written (the same accounting the ops' byte counts use). On a GPU they are the
-// assumed peaks of the named part (H100/H200: ~790 TFLOP/s dense bf16, as measured on an H200,
-// and ~4.3 TB/s, the device-to-device copy rate measured there); the description says so,
-// and a measured copy rate is reported beside them. An unknown GPU is an error rather than a
-// guess.
+// datasheet peaks of the part (GpuPartFor: H100 SXM, H100 PCIe, H100 NVL, H200, H200 NVL told
+// apart by name, SM count and memory size), dense bf16 tensor-core FLOP/s and HBM bandwidth;
+// the description says so, and a measured copy rate is reported beside them. An unknown GPU
+// is an error rather than a guess.
 #pragma once
 
 #include <string>
@@ -14,6 +14,22 @@
 #include "runtime/device.h"
 
 namespace loom::bench {
+
+// One GPU part's datasheet figures (dense, i.e. without 2:4 sparsity).
+struct GpuPart {
+  std::string name;            // "H100 SXM"
+  double bf16_flops = 0;       // dense bf16 tensor-core FLOP/s
+  double tf32_flops = 0;       // dense tf32 tensor-core FLOP/s (fp32 GEMMs with TF32 allowed)
+  double fp32_flops = 0;       // fp32 FMA FLOP/s without tensor cores
+  double hbm_bytes_per_s = 0;  // HBM bandwidth
+};
+
+// The part behind a CUDA device, from what the driver reports: its name ("NVIDIA H100 80GB
+// HBM3", "NVIDIA H100 PCIe", "NVIDIA H200"), SM count and memory. The H100 SXM and PCIe differ
+// in SMs (132 vs 114), the H100 NVL in memory (94 GB), the H200 in name and memory (141 GB).
+// NotFound (naming the three inputs and this file) for a part loom has no figures for.
+absl::StatusOr<GpuPart> GpuPartFor(const std::string& device_name, int sm_count,
+                                   size_t memory_bytes);
 
 struct Roofline {
   double flops = 0;              // FLOP/s of the GEMM path (fp32 sgemm on CPU, bf16 on GPU)

@@ -6,16 +6,20 @@
 #include <nccl.h>
 #include <sched.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ops/cuda/context.h"
+#include "runtime/host_wait.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -27,19 +31,78 @@ struct NcclComm {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
   int device = 0;
+  std::string name;                  // the group's name ("tp", "dp", ...), for times and aborts
+  std::atomic<bool> aborted{false};  // ncclCommAbort was called: never destroy it again
   ~NcclComm() {
     (void)UseCudaDevice(device);
     // Every operation issued on it has completed by now (each holds this object until it has),
     // so destroying does not wait on a peer.
-    if (comm != nullptr) ncclCommDestroy(comm);
-    if (stream != nullptr) cudaStreamDestroy(stream);
+    if (comm != nullptr && !aborted.load()) ncclCommDestroy(comm);
+    if (stream != nullptr && !aborted.load()) cudaStreamDestroy(stream);
   }
 };
+
+// Every NCCL communicator of the process, so that the watchdog can abort them all
+// (AbortNcclCommunicators) without knowing who owns them.
+struct LiveComms {
+  std::mutex mu;
+  std::vector<std::weak_ptr<NcclComm>> comms;
+};
+LiveComms& Live() {
+  static auto* live = new LiveComms();  // never destroyed: an abort may come during exit
+  return *live;
+}
+
+// Completion events, reused: one cudaEventCreate per collective cost ~1-2 us of host time per
+// call and made the driver's event table grow with the step count. Timing is enabled, so a
+// collective's time on its stream comes from the events themselves (TakeNcclDeviceSeconds).
+class EventPool {
+ public:
+  absl::StatusOr<cudaEvent_t> Take(int device) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto& free = free_[device];
+      if (!free.empty()) {
+        cudaEvent_t e = free.back();
+        free.pop_back();
+        return e;
+      }
+    }
+    cudaEvent_t e = nullptr;
+    LOOM_CUDA_CHECK(cudaEventCreate(&e));
+    return e;
+  }
+  void Give(int device, cudaEvent_t e) {
+    if (e == nullptr) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    free_[device].push_back(e);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<int, std::vector<cudaEvent_t>> free_;
+};
+EventPool& Events() {
+  static auto* pool = new EventPool();  // never destroyed (events outlive static destruction)
+  return *pool;
+}
+
+// Seconds each communicator's operations spent on its stream, from their events, not yet
+// taken by TakeNcclDeviceSeconds.
+struct DeviceTimes {
+  std::mutex mu;
+  std::map<std::string, double> seconds;
+};
+DeviceTimes& Times() {
+  static auto* times = new DeviceTimes();
+  return *times;
+}
 
 // One NCCL operation in flight: its completion event, its deadline and what to say about it.
 struct InFlight {
   std::shared_ptr<NcclComm> comm;
-  cudaEvent_t done = nullptr;  // recorded on comm->stream after the operation
+  cudaEvent_t start = nullptr;  // recorded on comm->stream before the operation (pooled)
+  cudaEvent_t done = nullptr;   // recorded on comm->stream after the operation (pooled)
   absl::Time deadline;
   absl::Duration timeout;
   int64_t step = -1;  // the training step it was issued in
@@ -48,8 +111,27 @@ struct InFlight {
   // kept as long as the operation may still read or write them.
   std::vector<Tensor> orphans;
   ~InFlight() {
-    if (done != nullptr) cudaEventDestroy(done);
+    // Back to the pool only when the operation is over: an event still pending on a stream
+    // (a timed-out collective) must not be recorded again by another operation.
+    const bool over = done != nullptr && cudaEventQuery(done) == cudaSuccess;
+    if (over) {
+      Events().Give(comm->device, start);
+      Events().Give(comm->device, done);
+    }
   }
+  // Adds the operation's time on its stream to its communicator's total (once, when complete).
+  void Account() {
+    if (accounted || start == nullptr) return;
+    accounted = true;
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, start, done) == cudaSuccess) {
+      std::lock_guard<std::mutex> lock(Times().mu);
+      Times().seconds[comm->name] += ms / 1e3;
+    } else {
+      cudaGetLastError();
+    }
+  }
+  bool accounted = false;
 };
 
 absl::Status DeadlineError(const InFlight& op) {
@@ -63,6 +145,9 @@ absl::Status DeadlineError(const InFlight& op) {
 // True once `op` has completed; false while it runs within its deadline; an error when it is
 // past its deadline or NCCL / CUDA report a failure.
 absl::StatusOr<bool> Poll(const InFlight& op, absl::Time now) {
+  if (op.comm->aborted.load()) {
+    return absl::AbortedError(absl::StrCat(op.what, ": its NCCL communicator was aborted"));
+  }
   const cudaError_t q = cudaEventQuery(op.done);
   if (q == cudaSuccess) return true;
   if (q != cudaErrorNotReady) {
@@ -113,9 +198,22 @@ class InFlightRegistry {
     for (auto it = ops_.begin(); it != ops_.end();) {
       absl::StatusOr<bool> done = Poll(**it, now);
       if (!done.ok()) return done.status();
+      if (*done) (*it)->Account();
       it = *done ? ops_.erase(it) : std::next(it);
     }
     return absl::OkStatus();
+  }
+  // Blocks until no operation is in flight (each within its deadline): the allocator's gate
+  // before cudaFree, which would otherwise wait for the communication streams unbounded.
+  absl::Status WaitAll() {
+    for (int64_t polls = 0;; ++polls) {
+      LOOM_RETURN_IF_ERROR(Check());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (ops_.empty()) return absl::OkStatus();
+      }
+      if (polls > 256) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
   }
 
  private:
@@ -425,9 +523,13 @@ class NcclBackend : public CommBackend {
     op->what = what;
     op->timeout = state_->timeout;
     op->step = state_->step.load();
-    LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&op->done, cudaEventDisableTiming));
+    LOOM_ASSIGN_OR_RETURN(op->start, Events().Take(comm_->device));
+    LOOM_ASSIGN_OR_RETURN(op->done, Events().Take(comm_->device));
     LOOM_CUDA_CHECK(cudaEventRecord(ready_, ctx->stream));
     LOOM_CUDA_CHECK(cudaStreamWaitEvent(comm_->stream, ready_, 0));
+    // After the wait for the ops' stream: the time measured is the operation's own (peers'
+    // lateness included), not the compute queued before it.
+    LOOM_CUDA_CHECK(cudaEventRecord(op->start, comm_->stream));
     const absl::Status queued = enqueue(comm_->stream);
     LOOM_CUDA_CHECK(cudaEventRecord(op->done, comm_->stream));
     op->deadline = absl::Now() + op->timeout;
@@ -456,7 +558,16 @@ class NcclBackend : public CommBackend {
 
 absl::StatusOr<std::unique_ptr<CommBackend>> MakeNcclBackend(std::shared_ptr<MpiCommHandle> group,
                                                              std::shared_ptr<CommState> state,
-                                                             Device* cuda_device) {
+                                                             Device* cuda_device,
+                                                             const std::string& name) {
+  // Once per process: host waits on device work (runtime/host_wait.h) report a collective past
+  // its deadline by name, and the allocator frees its cache only with no collective in flight.
+  static const bool hooked = [] {
+    AddHostWaitCheck([] { return Registry().Check(); });
+    CachingAllocator::SetCacheReleaseGate([] { return Registry().WaitAll(); });
+    return true;
+  }();
+  (void)hooked;
   if (cuda_device == nullptr || !cuda_device->is_cuda()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the NCCL backend needs a CUDA device, got ",
@@ -485,7 +596,16 @@ absl::StatusOr<std::unique_ptr<CommBackend>> MakeNcclBackend(std::shared_ptr<Mpi
   }
   auto comm = std::make_shared<NcclComm>();
   comm->device = cuda_device->index();
+  comm->name = name.empty() ? std::string("nccl") : name;
   LOOM_NCCL_CHECK(ncclCommInitRank(&comm->comm, size, msg.id, rank));
+  {
+    std::lock_guard<std::mutex> lock(Live().mu);
+    auto& live = Live().comms;
+    live.erase(std::remove_if(live.begin(), live.end(),
+                              [](const std::weak_ptr<NcclComm>& c) { return c.expired(); }),
+               live.end());
+    live.push_back(comm);
+  }
   // The highest priority, so the transfers are not starved by compute kernels queued before
   // them on the ops' stream.
   int least = 0, greatest = 0;
@@ -502,6 +622,42 @@ absl::StatusOr<std::unique_ptr<CommBackend>> MakeNcclBackend(std::shared_ptr<Mpi
   return std::unique_ptr<CommBackend>(
       std::make_unique<NcclBackend>(std::move(state), cuda_device, std::move(comm), ready,
                                     std::move(mpi), *std::move(barrier), rank, size));
+}
+
+int AbortNcclCommunicators(absl::Duration limit) {
+  std::vector<std::shared_ptr<NcclComm>> comms;
+  {
+    std::lock_guard<std::mutex> lock(Live().mu);
+    for (auto& weak : Live().comms) {
+      if (auto c = weak.lock()) comms.push_back(std::move(c));
+    }
+  }
+  if (comms.empty()) return 0;
+  // ncclCommAbort stops the communicator's kernels and proxy threads; it should not block, but
+  // a wedged driver must not keep the job from ending: a helper thread does it while this one
+  // waits at most `limit`.
+  auto done = std::make_shared<std::atomic<int>>(0);
+  std::thread([comms, done] {
+    for (const auto& c : comms) {
+      bool expected = false;
+      if (c->aborted.compare_exchange_strong(expected, true) && c->comm != nullptr) {
+        (void)UseCudaDevice(c->device);
+        ncclCommAbort(c->comm);
+      }
+      done->fetch_add(1);
+    }
+  }).detach();
+  const absl::Time until = absl::Now() + limit;
+  while (done->load() < static_cast<int>(comms.size()) && absl::Now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return done->load();
+}
+
+std::map<std::string, double> TakeNcclDeviceSeconds() {
+  (void)Registry().Check();  // accounts the operations completed since the last look
+  std::lock_guard<std::mutex> lock(Times().mu);
+  return std::exchange(Times().seconds, {});
 }
 
 }  // namespace loom

@@ -26,13 +26,29 @@
 // collective is named at the next wait of any communicator. A CommWork whose operation missed
 // its deadline keeps its tensors for as long as the operation may still touch them.
 //
+// Hang safety beyond the backend's own waits: every host wait on device work
+// (runtime/host_wait.h: the loss copy, the gradient norm, a snapshot) also checks the
+// collectives in flight, so a copy stuck behind a stalled collective is reported as that
+// collective (operation, group, step); the caching allocator frees its cache only once no
+// collective is in flight (its release gate), since cudaFree waits for every stream; and the
+// watchdog aborts every NCCL communicator of the process (AbortNcclCommunicators, from
+// World::Abort) before the job ends, so no NCCL kernel keeps the GPU or the process alive.
+//
+// Times: each operation is bracketed by two pooled, timing-enabled events on its stream (the
+// first recorded after the wait for the ops' stream), so the time it took on the GPU, waiting
+// for peers included, is known (TakeNcclDeviceSeconds); the host's issue time is ~0 and says
+// nothing.
+//
 // Types: reductions in f32, bf16, f16 and i32 (ncclAvg for ReduceOp::kAvg); copies (gathers,
 // broadcast, send/recv) move any dtype as bytes. Counts are size_t: no INT_MAX limit.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_backend.h"
 #include "runtime/device.h"
@@ -42,8 +58,19 @@ namespace loom {
 // The NCCL backend for the ranks of `group->comm`, on `cuda_device` (which every later tensor
 // of this backend must live on). Collective over `group`: every member calls it at the same
 // point. Host scalars (AllReduceHost) go over `group`'s MPI communicator.
+// `name` (the group's: "tp", "dp", ...) keys its device times.
 absl::StatusOr<std::unique_ptr<CommBackend>> MakeNcclBackend(std::shared_ptr<MpiCommHandle> group,
                                                              std::shared_ptr<CommState> state,
-                                                             Device* cuda_device);
+                                                             Device* cuda_device,
+                                                             const std::string& name = "");
+
+// Calls ncclCommAbort on every NCCL communicator of this process (those of every group), from
+// a helper thread, waiting at most `limit` for it. Returns how many were aborted (0 without
+// NCCL). After it, every operation in flight reports Aborted and nothing is destroyed twice.
+int AbortNcclCommunicators(absl::Duration limit);
+
+// Seconds the NCCL operations completed since the last call spent on their streams, measured by
+// CUDA events, per group name; empty without NCCL.
+std::map<std::string, double> TakeNcclDeviceSeconds();
 
 }  // namespace loom

@@ -17,8 +17,11 @@ absl::StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const World
   g->coord_ = grid.CoordOf(world.rank());
   g->world_ = &world.comm();
   for (GroupKind kind : kAllGroupKinds) {
+    // Only groups that move device tensors get NCCL (World::Split also skips groups of one):
+    // the model group carries host scalars only (the gradient norm's sum of squares).
+    Device* dev = kind == GroupKind::kModel ? nullptr : cuda;
     LOOM_ASSIGN_OR_RETURN(g->groups_[static_cast<int>(kind)],
-                          world.Split(GroupKindName(kind), grid.Group(kind, world.rank()), cuda));
+                          world.Split(GroupKindName(kind), grid.Group(kind, world.rank()), dev));
   }
   return g;
 }

@@ -16,8 +16,9 @@ namespace loom {
 class ProcessGroups {
  public:
   // `world` supplies the world communicator and the MPI splits; grid.world_size() must equal
-  // world->size(). With `cuda` (or when the world has one: World::UseCuda) every group also
-  // gets an NCCL backend on that device for CUDA tensors.
+  // world->size(). With `cuda` (or when the world has one: World::UseCuda) every group of more
+  // than one rank that moves device tensors (tp, dp, pp, embedding; not model, which carries
+  // host scalars) also gets an NCCL backend on that device.
   static absl::StatusOr<std::unique_ptr<ProcessGroups>> Create(const World& world,
                                                                const RankGrid& grid,
                                                                Device* cuda = nullptr);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "parallel/mpi_backend.h"
 #include "parallel/nccl_backend.h"
+#include "runtime/host_wait.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -22,6 +23,14 @@ absl::Status EnsureMpi() {
   // the blocking MPI_Allreduce in `loom bench comm`. Rabenseifner (reduce-scatter + all-gather,
   // each rank reduces 1/n of the data) reached >= 135% there. The user's own setting wins.
   setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", /*overwrite=*/0);
+  // Started without a launcher (no mpirun/srun variables): a world of one that needs no
+  // Open MPI daemon. By default Open MPI's singleton MPI_Init starts `orted`, which a machine
+  // running loom from the GPU bundle does not have (scripts/gpu-check.sh); loom never spawns
+  // processes, so the isolated singleton loses nothing.
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr && std::getenv("PMIX_RANK") == nullptr &&
+      std::getenv("PMI_RANK") == nullptr) {
+    setenv("OMPI_MCA_ess_singleton_isolated", "1", /*overwrite=*/0);
+  }
   // SERIALIZED rather than FUNNELED: the data-parallel GradReducer drives MPI's progress from a
   // helper thread while backward computes (the MPI backend serialises its calls with a lock).
   // Open MPI enables its internal locking only for MPI_THREAD_MULTIPLE, so this costs nothing;
@@ -65,6 +74,14 @@ absl::StatusOr<World*> World::Create() {
   LOOM_MPI_CHECK(MPI_Comm_size(node, &w->local_size_));
   MPI_Comm_free(&node);
   w->state_ = std::make_shared<CommState>();
+  // Host waits on device work (runtime/host_wait.h) share the communicators' deadline, name
+  // the same step and answer roll calls the same way.
+  std::shared_ptr<CommState> state = w->state_;
+  SetHostWaitPolicy(HostWaitPolicy{[state] { return state->timeout; },
+                                   [state] { return state->step.load(); },
+                                   [state](const std::string& what) {
+                                     if (state->on_long_wait) state->on_long_wait(what);
+                                   }});
   std::vector<int> members(w->size_);
   for (int r = 0; r < w->size_; ++r) members[r] = r;
   w->comm_ = std::make_unique<Communicator>("world", members, w->rank_, w->state_,
@@ -135,8 +152,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> World::Split(const std::string& na
   }
   std::unique_ptr<CommBackend> nccl;
   if (cuda == nullptr) cuda = cuda_;
-  if (cuda != nullptr) {
-    auto made = MakeNcclBackend(handle, state_, cuda);
+  // A group of one moves nothing: no NCCL communicator (its buffers cost GPU memory).
+  if (cuda != nullptr && members.size() > 1) {
+    auto made = MakeNcclBackend(handle, state_, cuda, name);
     if (!made.ok()) {
       return absl::Status(made.status().code(),
                           absl::StrCat("group ", name, " [", FormatRankList(members),
@@ -149,6 +167,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> World::Split(const std::string& na
 }
 
 void World::Abort(int code) const {
+  // NCCL kernels waiting for a peer would keep the GPU (and the process's exit) busy: abort
+  // every communicator first, waiting at most a few seconds for it.
+  AbortNcclCommunicators(absl::Seconds(5));
   if (size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
   std::exit(code);
 }

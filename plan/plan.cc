@@ -132,7 +132,6 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
   ApplyDefaults(&config);
   config.mutable_parallel()->clear_stage_layers();  // the planner splits layers evenly
   const bool cpu = config.runtime().backend() == RuntimeConfig::CPU;
-  const int64_t reserve = cpu ? kCpuMemoryReserve : kGpuMemoryReserve;
   const double capacity = m.memory_gib * 1073741824.0;
   const int64_t global = config.parallel().global_batch_size();
   const int layers = config.model().layers();
@@ -165,8 +164,9 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
               auto memory = EstimateMemoryPerRank(*layout);
               if (!memory.ok()) return memory.status();
               l.memory = *memory;
-              l.reserve = reserve;
-              l.fits = static_cast<double>(l.memory.total + reserve) <= capacity;
+              l.reserve =
+                  cpu ? kCpuMemoryReserve : kCudaContextReserve + GpuMemoryReserve(tp, dp, pp);
+              l.fits = static_cast<double>(l.memory.total + l.reserve) <= capacity;
               l.time = PredictTimes(*layout, m, l);
               const double tokens = static_cast<double>(global) * config.data().seq_len();
               l.tokens_per_s = tokens / l.time.total();

@@ -7,10 +7,36 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/device.h"
+#include "runtime/host_wait.h"
 #include "runtime/status.h"
 
 namespace loom {
 namespace {
+
+// Host waits on the legacy default stream (where copies and memsets run, ordered after the
+// ops' stream): an event recorded there is polled against the job's deadline
+// (runtime/host_wait.h) instead of blocking in the driver, so a copy queued behind a stalled
+// collective ends the job with a message rather than hanging it. One event per device and host
+// thread, created once (no cudaEventCreate per wait).
+absl::Status WaitForLegacyStream(int device, const std::string& what) {
+  thread_local std::vector<cudaEvent_t> events;
+  if (static_cast<int>(events.size()) <= device) events.resize(device + 1, nullptr);
+  cudaEvent_t& ev = events[device];
+  if (ev == nullptr) {
+    LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  }
+  LOOM_CUDA_CHECK(cudaEventRecord(ev, /*legacy default stream*/ 0));
+  return WaitForDevice(
+      [&]() -> absl::StatusOr<bool> {
+        const cudaError_t q = cudaEventQuery(ev);
+        if (q == cudaSuccess) return true;
+        if (q == cudaErrorNotReady) return false;
+        cudaGetLastError();
+        return absl::InternalError(
+            absl::StrCat(what, ": CUDA reports ", cudaGetErrorString(q), " while waiting"));
+      },
+      what);
+}
 
 class CudaDeviceImpl final : public Device {
  public:
@@ -31,32 +57,47 @@ class CudaDeviceImpl final : public Device {
     (void)UseCudaDevice(index_);
     cudaFree(ptr);
   }
+  // Host <-> device copies: first the queued work (which may wait on a collective) is waited for
+  // with the deadline, then the copy itself, which then waits for nothing but its own transfer.
   absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return absl::OkStatus();
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    LOOM_RETURN_IF_ERROR(WaitForLegacyStream(
+        index_, absl::StrCat("copy of ", bytes, " bytes from cuda:", index_, " to the host")));
     LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
     return absl::OkStatus();
   }
   absl::Status CopyFromHost(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return absl::OkStatus();
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    LOOM_RETURN_IF_ERROR(WaitForLegacyStream(
+        index_, absl::StrCat("copy of ", bytes, " bytes from the host to cuda:", index_)));
     LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
     return absl::OkStatus();
   }
+  // Device to device and memsets never block the host: queued on the legacy default stream.
   absl::Status CopyWithin(void* dst, const void* src, size_t bytes) override {
-    LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+    if (bytes == 0) return absl::OkStatus();
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, 0));
     return absl::OkStatus();
   }
   absl::Status Memset(void* dst, int value, size_t bytes) override {
-    LOOM_CUDA_CHECK(cudaMemset(dst, value, bytes));
+    if (bytes == 0) return absl::OkStatus();
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    LOOM_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, 0));
     return absl::OkStatus();
   }
+  // Everything queued on the ops' and copy streams (the legacy default stream waits for every
+  // blocking stream), with the deadline. Not cudaDeviceSynchronize: that would also wait for
+  // the communication streams, and hang on a collective a peer never joins.
   absl::Status Synchronize() override {
     LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
-    LOOM_CUDA_CHECK(cudaDeviceSynchronize());
-    return absl::OkStatus();
+    return WaitForLegacyStream(index_, absl::StrCat("synchronisation of cuda:", index_));
   }
   MemoryInfo GetMemoryInfo() const override {
-    MemoryInfo info;
-    (void)UseCudaDevice(index_);
-    cudaMemGetInfo(&info.free_bytes, &info.total_bytes);
-    return info;
+    auto info = CudaMemoryInfo(index_);
+    return info.ok() ? *info : MemoryInfo{};
   }
 
  private:
@@ -106,6 +147,30 @@ absl::Status UseCudaDevice(int index) {
   LOOM_CUDA_CHECK(cudaSetDevice(index));
   current_device = index;
   return absl::OkStatus();
+}
+
+absl::StatusOr<MemoryInfo> CudaMemoryInfo(int index) {
+  LOOM_RETURN_IF_ERROR(UseCudaDevice(index));
+  MemoryInfo info;
+  LOOM_CUDA_CHECK(cudaMemGetInfo(&info.free_bytes, &info.total_bytes));
+  return info;
+}
+
+absl::StatusOr<CudaDeviceFacts> GetCudaDeviceFacts(int index) {
+  const int n = CudaDeviceCount();
+  if (index < 0 || index >= n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", index, " requested but ", n, " are visible"));
+  }
+  cudaDeviceProp prop{};
+  LOOM_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  CudaDeviceFacts f;
+  f.name = prop.name;
+  f.sm_count = prop.multiProcessorCount;
+  f.total_memory_bytes = prop.totalGlobalMem;
+  f.compute_major = prop.major;
+  f.compute_minor = prop.minor;
+  return f;
 }
 
 absl::StatusOr<Device*> CudaDevice(int index) {

@@ -12,8 +12,16 @@ namespace loom {
 
 namespace {
 constexpr size_t kRound = 512;
+std::function<absl::Status()>& ReleaseGate() {
+  static auto* gate = new std::function<absl::Status()>();
+  return *gate;
+}
 size_t RoundUp(size_t n) { return n == 0 ? kRound : (n + kRound - 1) / kRound * kRound; }
 }  // namespace
+
+void CachingAllocator::SetCacheReleaseGate(std::function<absl::Status()> gate) {
+  ReleaseGate() = std::move(gate);
+}
 
 CachingAllocator::~CachingAllocator() {
   // Blocks still live at exit belong to leaked tensors; the process is ending, so only the cache
@@ -23,7 +31,7 @@ CachingAllocator::~CachingAllocator() {
 
 absl::StatusOr<void*> CachingAllocator::Allocate(size_t bytes) {
   size_t size = RoundUp(bytes);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   void* ptr = nullptr;
   // Best fit among cached blocks no larger than 2x the request, so a huge block is not
   // wasted on a small tensor.
@@ -34,19 +42,32 @@ absl::StatusOr<void*> CachingAllocator::Allocate(size_t bytes) {
     cache_.erase(it);
   } else {
     auto raw = device_->RawAllocate(size);
-    if (!raw.ok()) {
-      // Retry once after returning the cache to the device.
+    if (!raw.ok() && !cache_.empty()) {
+      // Retry once after returning the cache to the device, once nothing in flight may still
+      // use it (the release gate; the ops' stream reuse rule covers the rest). The gate runs
+      // without the lock: what it waits for may free tensors (Free takes the lock).
+      if (!device_->is_cpu() && ReleaseGate()) {
+        lock.unlock();
+        absl::Status gate = ReleaseGate()();
+        lock.lock();
+        if (!gate.ok()) {
+          return absl::Status(gate.code(),
+                              absl::StrCat("out of memory on ", device_->Name(), " allocating ",
+                                           bytes, " bytes, and the cache cannot be released: ",
+                                           gate.message()));
+        }
+      }
       for (auto& [s, p] : cache_) {
         device_->RawFree(p);
         stats_.reserved_bytes -= s;
       }
       cache_.clear();
       raw = device_->RawAllocate(size);
-      if (!raw.ok()) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "out of memory on ", device_->Name(), " allocating ", bytes, " bytes (live ",
-            stats_.live_bytes, ", reserved ", stats_.reserved_bytes, "): ", raw.status().message()));
-      }
+    }
+    if (!raw.ok()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "out of memory on ", device_->Name(), " allocating ", bytes, " bytes (live ",
+          stats_.live_bytes, ", reserved ", stats_.reserved_bytes, "): ", raw.status().message()));
     }
     ptr = *raw;
     stats_.reserved_bytes += size;
@@ -69,6 +90,12 @@ void CachingAllocator::Free(void* ptr) {
 }
 
 void CachingAllocator::EmptyCache() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cache_.empty()) return;
+  }
+  // Without the lock (what the gate waits for may free tensors); a closed gate keeps the cache.
+  if (!device_->is_cpu() && ReleaseGate() && !ReleaseGate()().ok()) return;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [s, p] : cache_) {
     device_->RawFree(p);

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -54,11 +55,19 @@ class Device;
 // that a side stream may still use (without one of those waits) is a use-after-free on the GPU.
 class CachingAllocator {
  public:
+  // Called before cached blocks of a non-CPU device go back to it (EmptyCache, the retry after
+  // an out-of-memory): cudaFree synchronises the whole device, communication streams included,
+  // so freeing while a collective is in flight would block the host behind it (forever when a
+  // peer has stalled). The NCCL backend installs a gate that waits, with the job's deadline,
+  // for every collective in flight to complete; an error from it is returned instead of freeing.
+  // None by default. Process-wide; set at start-up.
+  static void SetCacheReleaseGate(std::function<absl::Status()> gate);
+
   explicit CachingAllocator(Device* device) : device_(device) {}
   ~CachingAllocator();
   absl::StatusOr<void*> Allocate(size_t bytes);
   void Free(void* ptr);
-  // Returns cached blocks to the device.
+  // Returns cached blocks to the device (after the release gate, see SetCacheReleaseGate).
   void EmptyCache();
   AllocatorStats stats() const;
   void ResetPeak();
@@ -110,6 +119,17 @@ int CudaDeviceCount();
 // Why CUDA is unavailable ("" when it is available).
 std::string CudaUnavailableReason();
 absl::StatusOr<Device*> CudaDevice(int index = 0);
+// Free and total memory of CUDA device `index`, every return code checked (makes the device
+// current: probe only the device this rank chose, runtime/cuda_device_choice.h).
+absl::StatusOr<MemoryInfo> CudaMemoryInfo(int index);
+// What the driver says about device `index` without making a context on it.
+struct CudaDeviceFacts {
+  std::string name;  // "NVIDIA H100 80GB HBM3"
+  int sm_count = 0;
+  size_t total_memory_bytes = 0;
+  int compute_major = 0, compute_minor = 0;
+};
+absl::StatusOr<CudaDeviceFacts> GetCudaDeviceFacts(int index);
 // Makes CUDA device `index` current on the calling thread. The device last made current is
 // remembered per thread, so calling this before every op costs no driver call when it is
 // already current; loom code sets the device only through this (never cudaSetDevice directly)

@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 #endif
 
+#include "absl/strings/str_cat.h"
+#include "runtime/host_wait.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -27,9 +29,28 @@ Stream::~Stream() {
 #endif
 }
 
+#ifdef LOOM_WITH_CUDA
+namespace {
+// cudaStreamQuery / cudaEventQuery as WaitForDevice's poll: true when done, an error naming
+// `what` when CUDA reports one.
+absl::StatusOr<bool> Done(cudaError_t q, const std::string& what) {
+  if (q == cudaSuccess) return true;
+  if (q == cudaErrorNotReady) return false;
+  cudaGetLastError();
+  return absl::InternalError(absl::StrCat(what, ": CUDA reports ", cudaGetErrorString(q)));
+}
+}  // namespace
+#endif
+
+// Host waits poll against the job's deadline (runtime/host_wait.h) instead of blocking in
+// cudaStreamSynchronize / cudaEventSynchronize, which no deadline can interrupt.
 absl::Status Stream::Synchronize() {
 #ifdef LOOM_WITH_CUDA
-  if (device_->is_cuda()) LOOM_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(handle_)));
+  if (device_->is_cuda()) {
+    auto stream = static_cast<cudaStream_t>(handle_);
+    const std::string what = absl::StrCat("synchronisation of a stream of ", device_->Name());
+    return WaitForDevice([&] { return Done(cudaStreamQuery(stream), what); }, what);
+  }
 #endif
   return absl::OkStatus();
 }
@@ -79,7 +100,11 @@ absl::Status Event::Record(const Stream& stream) {
 
 absl::Status Event::Synchronize() {
 #ifdef LOOM_WITH_CUDA
-  if (handle_) LOOM_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(handle_)));
+  if (handle_) {
+    auto event = static_cast<cudaEvent_t>(handle_);
+    const std::string what = absl::StrCat("wait for an event of ", device_->Name());
+    return WaitForDevice([&] { return Done(cudaEventQuery(event), what); }, what);
+  }
 #endif
   return absl::OkStatus();
 }

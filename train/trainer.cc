@@ -14,10 +14,13 @@
 #include "job/job_check.h"
 #include "model/model_file.h"
 #include "model/sampling.h"
+#include "ops/linear.h"
 #include "ops/optimizer.h"
 #include "ops/roofline.h"
 #include "parallel/distributed_optimizer.h"
 #include "parallel/grad_reducer.h"
+#include "parallel/nccl_backend.h"
+#include "runtime/cuda_device_choice.h"
 #include "runtime/logging.h"
 #include "runtime/philox.h"
 #include "runtime/status.h"
@@ -29,15 +32,14 @@ namespace loom {
 
 namespace {
 
-// The GPU of a rank is its local rank's: one GPU per process on each node.
+// The GPU of a rank: chosen from its place on the node before any device is probed
+// (runtime/cuda_device_choice.h; one visible device per rank is device 0).
 absl::StatusOr<Device*> LocalGpu(const World& world) {
-  const int visible = CudaDeviceCount();
-  if (visible > 0 && visible < world.local_size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        world.local_size(), " ranks run on this node but only ", visible,
-        " GPU(s) are visible: each local rank needs its own GPU (local rank r uses GPU r)"));
-  }
-  return CudaDevice(world.local_rank());
+  const LocalPlacement where{world.local_rank(), world.local_size()};
+  LOOM_ASSIGN_OR_RETURN(int index,
+                        ChooseCudaDevice(where, CudaDeviceCount(), CudaUnavailableReason()));
+  LOOM_LOG(INFO) << "GPU: " << DescribeCudaChoice(where, CudaDeviceCount(), index);
+  return CudaDevice(index);
 }
 
 absl::StatusOr<Device*> ChooseDevice(const JobConfig& job, const World& world) {
@@ -61,17 +63,18 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_ASSIGN_OR_RETURN(t->fault_, FaultInjector::FromEnv(world->rank()));
   // The same verdict as `loom config check` (what this build cannot do yet included), before
   // anything large is allocated.
-  const JobCheck check = CheckJob(config, world->size(), 0, /*probe_locks=*/false);
+  const JobCheck check =
+      CheckJob(config, world->size(), LocalPlacement{world->local_rank(), world->local_size()},
+               /*ranks_per_host=*/0, /*probe_locks=*/false);
   LOOM_RETURN_IF_ERROR(JobCheckStatus(check, world->size()));
   t->numbers_ = *check.numbers;
   const JobLayout& n = t->numbers_;
   // Every wait on a collective of this job has the job's deadline.
   world->state()->timeout = absl::Seconds(config.runtime().collective_timeout_s());
   LOOM_ASSIGN_OR_RETURN(t->device_, ChooseDevice(config, *world));
-  // CUDA gradients travel over NCCL (collective: every rank chose the same backend).
-  if (t->device_->is_cuda() && world->size() > 1) LOOM_RETURN_IF_ERROR(world->UseCuda(t->device_));
+  // CUDA tensors travel over NCCL, on the groups that move them (ProcessGroups); the world
+  // communicator carries host scalars only and gets no NCCL communicator.
   LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp));
-  // Every group gets its NCCL backend when the model lives on a GPU.
   LOOM_ASSIGN_OR_RETURN(
       t->groups_,
       ProcessGroups::Create(*world, grid,
@@ -83,6 +86,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     openblas_set_num_threads(config.runtime().threads_per_rank());
   }
   const bool bf16 = n.bf16;
+  ops::SetTf32ForFp32Gemms(config.runtime().tf32());
 
   // Data first: a missing or bad shard is reported before the model takes any memory.
   LOOM_RETURN_IF_ERROR(t->BuildData());
@@ -122,6 +126,25 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
         got.total(), got.weights, got.grads, got.master, got.moments, want.total(),
         bf16 ? absl::StrCat("2 + 4 + 12/", n.distributed_optimizer ? n.dp : 1)
              : absl::StrCat("4 + 4 + 8/", n.distributed_optimizer ? n.dp : 1));
+  }
+  // Init and restore leave temporaries in the allocator's cache: give them back, then measure
+  // what the CUDA context, cuBLAS and NCCL hold beside loom's tensors (the job check reserved
+  // check.reserve for all but the context, which its probe measured).
+  if (!t->device_->is_cpu()) {
+    LOOM_RETURN_IF_ERROR(t->device_->Synchronize());
+    t->device_->allocator().EmptyCache();
+    if (t->device_->is_cuda()) {
+      auto mem = CudaMemoryInfo(t->device_->index());
+      if (mem.ok()) {
+        const double used = static_cast<double>(mem->total_bytes - mem->free_bytes);
+        const double loom = static_cast<double>(t->device_->allocator().stats().reserved_bytes);
+        LOOM_LOG(INFO) << absl::StrFormat(
+            "GPU memory after init: %.0f MiB used, %.0f MiB by loom's tensors, %.0f MiB by the "
+            "CUDA context, cuBLAS and NCCL (reserved for cuBLAS and NCCL: %.0f MiB)",
+            used / 1048576, loom / 1048576, (used - loom) / 1048576,
+            static_cast<double>(check.reserve) / 1048576);
+      }
+    }
   }
   LOOM_ASSIGN_OR_RETURN(t->norm_acc_, Tensor::Zeros(Shape{1}, DType::kF32, t->device_));
   // The gradient norm counts each parameter once, on the rank that owns it (OwnsParam, the
@@ -327,6 +350,19 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss) {
       step_, total, loss, LearningRate(config_, step_ - 1), last_grad_norm_,
       static_cast<int64_t>(device_->allocator().stats().peak_bytes), skipped_steps_, val_loss);
   for (const std::string& line : r.lines) LOOM_LOG(INFO) << line;
+  if (device_->is_cuda()) {
+    // The progress line's communication times are host issue times on a GPU (~0): the
+    // collectives' own time on their streams, from CUDA events (parallel/nccl_backend.h).
+    const std::map<std::string, double> gpu = TakeNcclDeviceSeconds();
+    std::string line;
+    for (const auto& [group, seconds] : gpu) {
+      absl::StrAppend(&line, line.empty() ? "" : ", ", group,
+                      absl::StrFormat(" %.1f ms", seconds * 1e3));
+    }
+    if (!line.empty()) {
+      LOOM_LOG(INFO) << "communication on the GPU since the last line (CUDA events): " << line;
+    }
+  }
   if (sinks_) sinks_->Log(r.metrics);  // a failing sink is switched off, never the run
   return absl::OkStatus();
 }

@@ -104,10 +104,14 @@ __device__ __forceinline__ void LoadTile(float* dst, const T* src, int64_t strid
 }
 
 // ---------------------------------------------------------------------------------------
+// Launch bounds (forward and dQ): one block per SM, so ptxas may use up to 255 registers; with
+// the default bounds it capped the HDP 128 kernels at 128 and spilled up to 96 bytes, while
+// their shared memory allows at most two blocks anyway (ops/cuda/kernel_resources.tsv).
+//
 // Forward. Grid: (query tiles, B * NH); the last (longest) query tiles are scheduled first.
 // Shared memory: Q, K, V tiles [64][HDP + 1] and P [64][65], fp32.
 template <typename T, int HDP>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     AttentionForwardKernel(const T* qkv, T* out, float* lse, Geometry geo) {
   constexpr int kLd = HDP + 1;
   constexpr int NC = HDP / 16;
@@ -339,7 +343,7 @@ __global__ void __launch_bounds__(kThreads)
 // loops over the key tiles up to the causal limit.
 // Shared memory: Q, dO, K, V tiles [64][HDP + 1], dS [64][65], lse and D [64].
 template <typename T, int HDP>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     AttentionBackwardQKernel(const T* dout, const T* qkv, const float* lse, const float* dsum,
                              T* dqkv, Geometry geo) {
   constexpr int kLd = HDP + 1;
@@ -423,9 +427,10 @@ constexpr size_t BackwardQSmem() {
 // Kernels above 48 KiB of dynamic shared memory must opt in (Hopper allows 227 KiB).
 template <typename Kernel>
 absl::Status AllowSmem(Kernel kernel, size_t bytes) {
-  LOOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(bytes)));
-  return absl::OkStatus();
+  // Once per kernel, device and size (ops/cuda/context.h), not on every launch.
+  int device = 0;
+  LOOM_CUDA_CHECK(cudaGetDevice(&device));
+  return AllowDynamicSmem(device, reinterpret_cast<const void*>(kernel), bytes);
 }
 
 // 128-bit loads need every row start 16-byte aligned: aligned base pointers and a head dim

@@ -342,8 +342,13 @@ __device__ __forceinline__ BackwardSmemLayout LayOut(unsigned char* smem) {
 
 // dK and dV of 64 keys of one kv head, over the query heads of its group and the query tiles
 // at or after the key tile. Grid: (key tiles, B * NKV).
+// Launch bounds: one block per SM, so ptxas may use up to 255 registers. With the default
+// bounds it capped the kernel at 128 registers and spilled (8 bytes at HDP 64, 48 at 128; 48 at
+// HDP 64 when asked for two blocks). At HDP 128 shared memory allows one block anyway; at HDP
+// 64 the second block is given up for no spills (ops/cuda/kernel_resources.tsv: a GPU run
+// should time both, see docs/gpu_cuda.md).
 template <int HDP>
-__global__ void __launch_bounds__(kBwdThreads)
+__global__ void __launch_bounds__(kBwdThreads, 1)
     BackwardKVKernel(const bf16_t* dout, const bf16_t* qkv, const float* lse, const float* dsum,
                      bf16_t* dqkv, Geometry geo) {
   constexpr int kLdH = LdH<HDP>();
@@ -478,9 +483,10 @@ __global__ void __launch_bounds__(kBwdThreads)
 
 template <typename Kernel>
 absl::Status AllowSmem(Kernel kernel, size_t bytes) {
-  LOOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(bytes)));
-  return absl::OkStatus();
+  // Once per kernel, device and size (ops/cuda/context.h), not on every launch.
+  int device = 0;
+  LOOM_CUDA_CHECK(cudaGetDevice(&device));
+  return AllowDynamicSmem(device, reinterpret_cast<const void*>(kernel), bytes);
 }
 
 }  // namespace

@@ -4,8 +4,11 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/host_wait.h"
 #include "runtime/status.h"
 
 namespace loom::ops::cuda {
@@ -73,7 +76,17 @@ absl::Status SetOpStream(int device, cudaStream_t stream) {
   if (stream == ctx->stream) return absl::OkStatus();
   // Work already queued on the old stream (and the scratch and workspace it uses) must finish
   // before the new stream may reuse that memory: the allocator's reuse rule is one op stream.
-  LOOM_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+  // Polled against the job's deadline (runtime/host_wait.h), not cudaStreamSynchronize.
+  const cudaStream_t old_stream = ctx->stream;
+  LOOM_RETURN_IF_ERROR(WaitForDevice(
+      [&]() -> absl::StatusOr<bool> {
+        const cudaError_t q = cudaStreamQuery(old_stream);
+        if (q == cudaSuccess) return true;
+        if (q == cudaErrorNotReady) return false;
+        cudaGetLastError();
+        return absl::InternalError(absl::StrCat("SetOpStream: ", cudaGetErrorString(q)));
+      },
+      absl::StrCat("the op stream of cuda:", device, " before switching streams")));
   ctx->stream = stream;
   LOOM_CUBLAS_CHECK(cublasSetStream(ctx->cublas, stream));
   return absl::OkStatus();
@@ -94,6 +107,21 @@ absl::StatusOr<void*> OpScratch(DeviceContext* ctx, size_t bytes) {
   ctx->scratch = fresh;
   ctx->scratch_bytes = grown;
   return ctx->scratch;
+}
+
+absl::Status AllowDynamicSmem(int device, const void* kernel, size_t bytes) {
+  static auto* mu = new std::mutex();
+  static auto* done = new std::set<std::tuple<int, const void*, size_t>>();
+  const auto key = std::make_tuple(device, kernel, bytes);
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    if (done->count(key) != 0) return absl::OkStatus();
+  }
+  LOOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(bytes)));
+  std::lock_guard<std::mutex> lock(*mu);
+  done->insert(key);
+  return absl::OkStatus();
 }
 
 absl::Status CheckLaunch(const char* kernel_name) {

@@ -56,6 +56,11 @@ absl::Status SetOpStream(int device, cudaStream_t stream);
 // Like the ops themselves, not for concurrent use from several host threads on one device.
 absl::StatusOr<void*> OpScratch(DeviceContext* ctx, size_t bytes);
 
+// Lets `kernel` (a __global__ function's address) use `bytes` of dynamic shared memory on
+// `device`. The attribute sticks to the function, so it is set once per (kernel, device, size):
+// the launch path of every attention call does no driver call for it.
+absl::Status AllowDynamicSmem(int device, const void* kernel, size_t bytes);
+
 // Turns the error of the last kernel launch (bad configuration, no kernel image for this GPU)
 // into a Status naming the kernel.
 absl::Status CheckLaunch(const char* kernel_name);

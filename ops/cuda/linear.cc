@@ -1,14 +1,18 @@
 // cuBLASLt GEMMs for ops/linear.h. Row-major matrices are column-major matrices transposed,
 // so every product is issued as its transpose: out^T = W x inp^T for the forward pass,
 // dinp^T = W^T x dout^T, dW^T = inp^T x dout. Algorithms chosen by the cuBLASLt heuristic are
-// cached per problem (shape, dtypes, epilogue, pointer alignment), so steady-state calls do no
-// heuristic query.
+// cached per problem (shape, dtypes, epilogue, pointer alignment, TF32) together with the
+// descriptors themselves, so a steady-state call creates nothing and queries no heuristic: it
+// sets the call's bias and aux pointers on the cached descriptor and runs the product.
+// fp32 products use TF32 tensor cores only when SetFp32GemmTf32(true) (RuntimeConfig.tf32).
 #include "ops/cuda/linear.h"
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -72,10 +76,19 @@ struct LtDescriptors {
   }
 };
 
+// One problem's descriptors and algorithm, built on its first call and kept for the process
+// (a training run has a few dozen distinct problems).
 struct CachedAlgo {
-  bool found = false;
+  bool supported = true;  // this cuBLASLt can do the fused form (epilogue attributes set)
+  bool found = false;     // the heuristic found an algorithm
   cublasLtMatmulAlgo_t algo;
+  std::shared_ptr<LtDescriptors> desc;
 };
+
+std::atomic<bool>& Tf32() {
+  static std::atomic<bool> on{false};
+  return on;
+}
 
 std::mutex& AlgoCacheMutex() {
   static auto* mu = new std::mutex();
@@ -92,7 +105,14 @@ std::string AlgoKey(int device, const MatmulCall& mm) {
                       static_cast<int>(mm.epilogue), ",", static_cast<int>(mm.bias_type), "|",
                       AlignmentOf(mm.a), ",", AlignmentOf(mm.b), ",", AlignmentOf(mm.d), ",",
                       mm.bias != nullptr ? AlignmentOf(mm.bias) : 0u, ",",
-                      mm.aux != nullptr ? AlignmentOf(mm.aux) : 0u, "|", mm.beta != 0.0f);
+                      mm.aux != nullptr ? AlignmentOf(mm.aux) : 0u, "|", mm.beta != 0.0f,
+                      mm.bias != nullptr, mm.aux != nullptr, "|", Tf32().load());
+}
+
+// TF32 tensor cores for fp32 inputs when allowed; fp32 accumulation in every case.
+cublasComputeType_t ComputeType(const MatmulCall& mm) {
+  return mm.ab_type == CUDA_R_32F && Tf32().load() ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                   : CUBLAS_COMPUTE_32F;
 }
 
 // Sets up the descriptors. A failure to set an epilogue attribute means this cuBLASLt cannot
@@ -100,7 +120,7 @@ std::string AlgoKey(int device, const MatmulCall& mm) {
 absl::Status BuildDescriptors(DeviceContext* ctx, const MatmulCall& mm, LtDescriptors* desc,
                               bool* supported) {
   *supported = true;
-  LOOM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc->op, ComputeType(mm), CUDA_R_32F));
   const cublasOperation_t ta = mm.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t tb = mm.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   LOOM_CUBLAS_CHECK(
@@ -154,11 +174,6 @@ absl::Status BuildDescriptors(DeviceContext* ctx, const MatmulCall& mm, LtDescri
 // Runs the product when cuBLASLt has an algorithm for it; returns false (having done nothing)
 // when it has none, so the caller can fall back to an unfused form.
 absl::StatusOr<bool> TryMatmul(DeviceContext* ctx, const MatmulCall& mm) {
-  LtDescriptors desc;
-  bool supported = true;
-  LOOM_RETURN_IF_ERROR(BuildDescriptors(ctx, mm, &desc, &supported));
-  if (!supported) return false;
-
   const std::string key = AlgoKey(ctx->device, mm);
   CachedAlgo entry;
   bool cached = false;
@@ -171,19 +186,36 @@ absl::StatusOr<bool> TryMatmul(DeviceContext* ctx, const MatmulCall& mm) {
     }
   }
   if (!cached) {
-    cublasLtMatmulHeuristicResult_t result{};
-    int count = 0;
-    const cublasStatus_t rc = cublasLtMatmulAlgoGetHeuristic(
-        ctx->cublaslt, desc.op, desc.a, desc.b, desc.d, desc.d, desc.pref, 1, &result, &count);
-    if (rc != CUBLAS_STATUS_SUCCESS && rc != CUBLAS_STATUS_NOT_SUPPORTED) {
-      LOOM_CUBLAS_CHECK(rc);
+    entry.desc = std::make_shared<LtDescriptors>();
+    LOOM_RETURN_IF_ERROR(BuildDescriptors(ctx, mm, entry.desc.get(), &entry.supported));
+    if (entry.supported) {
+      cublasLtMatmulHeuristicResult_t result{};
+      int count = 0;
+      const cublasStatus_t rc = cublasLtMatmulAlgoGetHeuristic(
+          ctx->cublaslt, entry.desc->op, entry.desc->a, entry.desc->b, entry.desc->d, entry.desc->d,
+          entry.desc->pref, 1, &result, &count);
+      if (rc != CUBLAS_STATUS_SUCCESS && rc != CUBLAS_STATUS_NOT_SUPPORTED) {
+        LOOM_CUBLAS_CHECK(rc);
+      }
+      entry.found = rc == CUBLAS_STATUS_SUCCESS && count > 0;
+      if (entry.found) entry.algo = result.algo;
     }
-    entry.found = rc == CUBLAS_STATUS_SUCCESS && count > 0;
-    if (entry.found) entry.algo = result.algo;
     std::lock_guard<std::mutex> lock(AlgoCacheMutex());
     AlgoCache()[key] = entry;
+  } else if (entry.supported && entry.found) {
+    // The cached descriptor carries the first call's pointers: set this call's.
+    const LtDescriptors& desc = *entry.desc;
+    if (mm.bias != nullptr) {
+      LOOM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                       &mm.bias, sizeof(mm.bias)));
+    }
+    if (mm.aux != nullptr) {
+      LOOM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+          desc.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &mm.aux, sizeof(mm.aux)));
+    }
   }
-  if (!entry.found) return false;
+  if (!entry.supported || !entry.found) return false;
+  const LtDescriptors& desc = *entry.desc;
   LOOM_CUBLAS_CHECK(cublasLtMatmul(ctx->cublaslt, desc.op, &mm.alpha, mm.a, desc.a, mm.b, desc.b,
                                    &mm.beta, mm.d, desc.d, mm.d, desc.d, &entry.algo,
                                    ctx->workspace, ctx->workspace_bytes, ctx->stream));
@@ -202,6 +234,9 @@ absl::Status RunMatmul(DeviceContext* ctx, const MatmulCall& mm, const char* wha
 }
 
 }  // namespace
+
+void SetFp32GemmTf32(bool on) { Tf32().store(on); }
+bool Fp32GemmTf32() { return Tf32().load(); }
 
 absl::Status LinearForward(const Tensor& inp, const Tensor& weight, const Tensor* bias,
                            const Tensor& out, const Tensor* pre_gelu, int64_t n, int64_t ic,

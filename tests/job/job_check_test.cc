@@ -467,3 +467,66 @@ TEST(GemmPeakTest, MeasuredOnceThenReadFromTheCache) {
 
 }  // namespace
 }  // namespace loom
+
+// ---- the CUDA parts of the check (no GPU needed) -------------------------------------------
+
+namespace loom {
+namespace {
+
+TEST(CudaJobCheckTest, NcclCommunicatorsOnlyForGroupsThatMoveDeviceTensors) {
+  EXPECT_EQ(NcclCommunicatorCount(1, 1, 1), 0);  // one GPU: no NCCL at all
+  EXPECT_EQ(NcclCommunicatorCount(1, 8, 1), 1);  // dp
+  EXPECT_EQ(NcclCommunicatorCount(8, 1, 1), 1);  // tp
+  EXPECT_EQ(NcclCommunicatorCount(2, 2, 2), 4);  // tp, dp, pp and the embedding pair
+  EXPECT_EQ(GpuMemoryReserve(1, 1, 1), kGpuOpsReserve);
+  EXPECT_EQ(GpuMemoryReserve(1, 8, 1), kGpuOpsReserve + kNcclCommReserve);
+  // The old fixed reserve was 512 MiB whatever the layout; one GPU now keeps back 64 MiB.
+  EXPECT_LT(GpuMemoryReserve(1, 1, 1), int64_t{512} << 20);
+}
+
+JobConfig ShapeJob(int hidden, int heads, int micro, int tp) {
+  JobConfig c;
+  c.mutable_model()->set_hidden(hidden);
+  c.mutable_model()->set_heads(heads);
+  c.mutable_parallel()->set_micro_batch_size(micro);
+  c.mutable_parallel()->set_tp(tp);
+  return c;
+}
+
+TEST(CudaJobCheckTest, ShapesTheKernelsCannotRunAreNamed) {
+  EXPECT_TRUE(CudaKernelShapeProblems(ShapeJob(768, 12, 64, 1)).empty());  // GPT-2 124M
+  EXPECT_TRUE(CudaKernelShapeProblems(ShapeJob(1024, 8, 1, 1)).empty());   // head dim 128
+  auto wide = CudaKernelShapeProblems(ShapeJob(2048, 8, 1, 1));            // head dim 256
+  ASSERT_EQ(wide.size(), 1u);
+  EXPECT_NE(wide[0].find("model.hidden / model.heads = 2048 / 8 = head dim 256"), std::string::npos)
+      << wide[0];
+  EXPECT_NE(wide[0].find("up to 128"), std::string::npos) << wide[0];
+  auto tall = CudaKernelShapeProblems(ShapeJob(768, 12, 8192, 1));  // 98304 blocks
+  ASSERT_EQ(tall.size(), 1u);
+  EXPECT_NE(tall[0].find("parallel.micro_batch_size x model.heads / parallel.tp = 8192 x 12 = "
+                         "98304"),
+            std::string::npos)
+      << tall[0];
+  EXPECT_NE(tall[0].find("65535"), std::string::npos);
+  // Tensor parallelism divides the heads a rank launches: the same batch fits at tp 2.
+  EXPECT_TRUE(CudaKernelShapeProblems(ShapeJob(768, 12, 8192, 2)).empty());
+}
+
+// Refused only when the job would run on CUDA: the CPU backend runs any head dim.
+TEST_F(JobTest, KernelShapesAreCheckedOnlyForCudaJobs) {
+  auto cpu = Job({"model.hidden=512", "model.heads=2"});  // head dim 256
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  const JobCheck on_cpu = CheckJob(*cpu, 1);
+  for (const std::string& p : on_cpu.problems)
+    EXPECT_EQ(p.find("head dim"), std::string::npos) << p;
+  auto cuda = Job({"model.hidden=512", "model.heads=2", "runtime.backend=CUDA"});
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  const JobCheck on_cuda = CheckJob(*cuda, 1);
+  bool named = false;
+  for (const std::string& p : on_cuda.problems)
+    named |= p.find("head dim 256") != std::string::npos;
+  EXPECT_TRUE(named) << absl::StrJoin(on_cuda.problems, "\n");
+}
+
+}  // namespace
+}  // namespace loom
