@@ -49,6 +49,7 @@ std::string StepDirName(int64_t step);
 struct CheckpointSources {
   const ParamTable* table = nullptr;
   GridCoord coord;
+  int dp_size = 1;  // the replicas over which replicated state's writing is spread
   OptimizerView optimizer;
   Tensor params, master, m, v;
 };
@@ -60,6 +61,7 @@ struct CheckpointInfo {
   JobConfig job;
   CheckpointLayout layout;
   CheckpointDataPosition data;
+  std::string run_id;
 };
 
 struct SaveStats {
@@ -102,6 +104,7 @@ class CheckpointSaver {
     CheckpointRankSlices slices;
     double start_s = 0, write_s = 0;
     absl::Status write_status;
+    bool async = false;
     std::atomic<bool> done{false};  // set by the writer
     std::thread writer;
   };
@@ -118,13 +121,26 @@ class CheckpointSaver {
 // whose `latest` names one. Errors: the path does not exist; nothing complete there (naming
 // the step directories without a manifest it found).
 absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path);
-// The step directory <dir>/latest names, nullopt when there is no `latest` (a fresh start).
-// An error when `latest` names a directory without a manifest.
+// The step directory <dir>/latest names. Without a `latest` file: the newest complete step
+// directory (one CheckpointReader::Open accepts: manifest, plain file names, real file sizes),
+// with a warning saying so; nullopt when there is none at all (a fresh start). An error when
+// `latest` names a directory without a manifest, or when step directories exist but none is
+// complete (naming each and why).
 absl::StatusOr<std::optional<std::string>> LatestCheckpoint(const std::string& dir);
+
+// The newest step directory of `dir` that CheckpointReader::Open accepts ("" when none), and
+// each newer one skipped with the reason.
+struct NewestCheckpoint {
+  std::string path;
+  std::vector<std::string> skipped;
+};
+absl::StatusOr<NewestCheckpoint> FindNewestCompleteCheckpoint(const std::string& dir);
 
 class CheckpointReader {
  public:
-  // Reads and checks <step_dir>/manifest.pb.
+  // Reads and checks <step_dir>/manifest.pb: a data file must be a plain name listed in its
+  // file table, present with the recorded size; every tensor shape and slice is bounded by
+  // those sizes before anything is allocated. Errors name the file and the field.
   static absl::StatusOr<std::unique_ptr<CheckpointReader>> Open(const std::string& step_dir);
 
   const CheckpointManifest& manifest() const { return manifest_; }
@@ -149,6 +165,9 @@ class CheckpointReader {
   absl::StatusOr<int64_t> VerifyAll();
 
  private:
+  // Open's checks of the manifest against the step directory: plain data file names from the
+  // file table only, real file sizes, and every tensor shape, box and length bounded by them.
+  absl::Status CheckManifest();
   absl::StatusOr<const MappedFile*> File(const std::string& name);
   absl::StatusOr<const uint8_t*> SliceData(int index);
 
@@ -157,6 +176,7 @@ class CheckpointReader {
   std::map<std::pair<std::string, int>, std::vector<int>> index_;  // (tensor, kind) -> slices
   std::map<std::string, const CheckpointTensor*> tensors_;
   std::map<std::string, MappedFile> files_;
+  std::map<std::string, int64_t> file_sizes_;  // the file table, checked against the disk
   std::vector<bool> verified_;
 };
 

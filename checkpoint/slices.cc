@@ -1,6 +1,7 @@
 #include "checkpoint/slices.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -99,28 +100,37 @@ absl::StatusOr<std::vector<Region>> CutFlatRange(const ParamSpec& spec, int64_t 
 namespace {
 
 // Cuts every owned range over every parameter (with `keep` deciding which parameters), one
-// Region per box for each of `kinds`, `at` in packed coordinates.
+// Region per box for each of `kinds`, `at` in packed coordinates. Only the packed elements in
+// [window.begin, window.end) (the whole of them by default).
 template <typename Keep>
 absl::Status CutOwned(const ParamTable& table, const std::vector<FlatRange>& owned,
-                      const std::vector<CheckpointKind>& kinds, Keep keep,
-                      std::vector<Region>* out) {
+                      const std::vector<CheckpointKind>& kinds, Keep keep, std::vector<Region>* out,
+                      FlatRange window = {0, std::numeric_limits<int64_t>::max()}) {
   int64_t packed = 0;
-  for (const FlatRange& r : owned) {
+  for (const FlatRange& full : owned) {
+    // The part of this range inside the window, in flat coordinates.
+    const FlatRange r{
+        full.begin + std::max<int64_t>(0, window.begin - packed),
+        full.begin + std::min(full.size(), std::max<int64_t>(0, window.end - packed))};
     for (const ParamSpec& s : table.specs()) {
+      if (r.begin >= r.end) break;
       if (s.offset >= r.end || s.offset + s.numel() <= r.begin || !keep(s)) continue;
       LOOM_ASSIGN_OR_RETURN(std::vector<Region> boxes, CutFlatRange(s, r.begin, r.end));
       for (const CheckpointKind kind : kinds) {
         for (Region b : boxes) {
           b.kind = kind;
-          b.at = packed + (b.at - r.begin);
+          b.at = packed + (b.at - full.begin);
           out->push_back(std::move(b));
         }
       }
     }
-    packed += r.size();
+    packed += full.size();
   }
   return absl::OkStatus();
 }
+
+// dp rank `d`'s share of n elements replicated over `dp` ranks: one contiguous range each.
+FlatRange ShareOf(int64_t n, int d, int dp) { return FlatRange{n * d / dp, n * (d + 1) / dp}; }
 
 std::vector<CheckpointKind> OptimizerKinds(const OptimizerView& o) {
   if (o.separate_master) return {MASTER, ADAM_M, ADAM_V};
@@ -130,19 +140,31 @@ std::vector<CheckpointKind> OptimizerKinds(const OptimizerView& o) {
 }  // namespace
 
 absl::StatusOr<std::vector<Region>> SavedRegions(const ParamTable& table, const GridCoord& coord,
-                                                 const OptimizerView& optimizer) {
+                                                 const OptimizerView& optimizer, int dp_size) {
+  if (dp_size < 1 || coord.dp < 0 || coord.dp >= dp_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SavedRegions: dp rank ", coord.dp, " of a data-parallel size ", dp_size));
+  }
   std::vector<Region> out;
   auto mine = [&](const ParamSpec& s) { return OwnsParam(s, coord.tp); };
-  if (coord.dp == 0) {
-    for (const ParamSpec& s : table.specs()) {
-      if (!mine(s)) continue;
-      LOOM_ASSIGN_OR_RETURN(std::vector<Region> boxes,
-                            CutFlatRange(s, s.offset, s.offset + s.numel()));
-      for (Region& b : boxes) out.push_back(std::move(b));  // kind WEIGHTS, at = flat offset
-    }
+  // Replicated over dp: each dp rank writes its contiguous share of the flat buffer, so that
+  // save time falls as dp grows (as DCP's planner spreads replicated tensors).
+  const FlatRange weights = ShareOf(table.total(), coord.dp, dp_size);
+  for (const ParamSpec& s : table.specs()) {
+    if (!mine(s)) continue;
+    const int64_t lo = std::max(s.offset, weights.begin);
+    const int64_t hi = std::min(s.offset + s.numel(), weights.end);
+    if (lo >= hi) continue;
+    LOOM_ASSIGN_OR_RETURN(std::vector<Region> boxes, CutFlatRange(s, lo, hi));
+    for (Region& b : boxes) out.push_back(std::move(b));  // kind WEIGHTS, at = flat offset
   }
-  if (optimizer.sharded || coord.dp == 0) {
+  if (optimizer.sharded) {
     LOOM_RETURN_IF_ERROR(CutOwned(table, optimizer.owned, OptimizerKinds(optimizer), mine, &out));
+  } else {
+    int64_t packed = 0;
+    for (const FlatRange& r : optimizer.owned) packed += r.size();
+    LOOM_RETURN_IF_ERROR(CutOwned(table, optimizer.owned, OptimizerKinds(optimizer), mine, &out,
+                                  ShareOf(packed, coord.dp, dp_size)));
   }
   return out;
 }

@@ -11,9 +11,11 @@
 // Who saves what (each element of the model state exactly once over the world):
 //   - nothing of a pipeline stage's tied copy (ParamSpec::tied_copy; its primary is saved);
 //   - a parameter replicated over the tensor group only on tensor rank 0;
-//   - the weights (replicated over dp) only on data-parallel rank 0;
+//   - the weights (replicated over dp): each dp rank its share, a contiguous 1/dp of the flat
+//     buffer, so the writing is spread over the replicas (as DCP's planner does);
 //   - master weights (bf16 models only) and both moments: with the distributed optimizer every
-//     dp rank its owned ranges; with the plain one (replicated over dp) dp rank 0.
+//     dp rank its owned ranges; with the plain one (replicated over dp) each dp rank a 1/dp
+//     share of the packed buffers.
 #pragma once
 
 #include <cstdint>
@@ -49,9 +51,9 @@ struct OptimizerView {
   bool separate_master = false;
 };
 
-// The regions this rank writes (see the file comment).
+// The regions this rank writes (see the file comment); dp_size: the data-parallel size.
 absl::StatusOr<std::vector<Region>> SavedRegions(const ParamTable& table, const GridCoord& coord,
-                                                 const OptimizerView& optimizer);
+                                                 const OptimizerView& optimizer, int dp_size);
 
 // The regions this rank must fill on load: every piece of every parameter (weights, tied
 // copies included) and, when `with_optimizer`, the owned ranges of master (if separate) and

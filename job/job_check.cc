@@ -1,7 +1,11 @@
 #include "job/job_check.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/numbers.h"
@@ -9,11 +13,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "checkpoint/checkpoint.h"
+#include "data/data_loader.h"
 #include "data/token_shard.h"
 #include "job/checkpoint_job.h"
 #include "metrics/run_dir.h"
 #include "ops/cuda/limits.h"
 #include "runtime/device.h"
+#include "runtime/dir_lock.h"
+#include "runtime/fs.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -83,7 +90,8 @@ int64_t GpuMemoryReserve(int tp, int dp, int pp) {
   return kGpuOpsReserve + NcclCommunicatorCount(tp, dp, pp) * kNcclCommReserve;
 }
 
-JobCheck CheckJob(const JobConfig& config_in, int world_size, const LocalPlacement& where) {
+JobCheck CheckJob(const JobConfig& config_in, int world_size, const LocalPlacement& where,
+                  int ranks_per_host, bool probe_locks) {
   JobCheck check;
   JobConfig config = config_in;
   ApplyDefaults(&config);
@@ -92,31 +100,102 @@ JobCheck CheckJob(const JobConfig& config_in, int world_size, const LocalPlaceme
   if (check.problems.empty()) check.numbers = JobLayout::FromValid(config, world_size);
   for (std::string& p : NotYetSupported(config)) check.problems.push_back(std::move(p));
 
-  // The data globs: each must match a file (the shards' contents are checked when training
-  // opens them).
+  // The data: each glob must match files, and (for a config whose numbers derive) the shards
+  // must open as training opens them: headers, sizes, token ids below the vocabulary.
+  const std::optional<JobLayout>& derived = check.numbers;
   const std::pair<const char*, const std::string*> globs[] = {
       {"data.train", &config.data().train()}, {"data.val", &config.data().val()}};
   for (const auto& [field, pattern] : globs) {
     if (pattern->empty()) continue;
     auto files = ExpandShardGlobs({*pattern});
-    if (!files.ok()) check.problems.push_back(absl::StrCat(field, ": ", files.status().message()));
+    if (!files.ok()) {
+      check.problems.push_back(absl::StrCat(field, ": ", files.status().message()));
+      continue;
+    }
+    if (!derived.has_value()) continue;
+    DataLoaderOptions opts;
+    opts.patterns = {*pattern};
+    opts.format =
+        config.data().format() == DataConfig::RAW_U16 ? ShardFormat::kRawU16 : ShardFormat::kLlmc;
+    opts.vocab_size = config.model().vocab();
+    opts.seq_len = config.data().seq_len();
+    opts.dp_size = derived->dp;
+    auto data = DataLoader::Open(opts);
+    if (!data.ok()) check.problems.push_back(absl::StrCat(field, ": ", data.status().message()));
   }
 
-  // A resume path that does not exist or holds no complete checkpoint, before anything runs.
+  // The directories the job writes: usable now, not at the first save (interval 0 saves only
+  // at the end), and not in use by another job.
+  const std::pair<const char*, const std::string*> dirs[] = {
+      {"checkpoint.dir", &config.checkpoint().dir()},
+      {"logging.run_dir", &config.logging().run_dir()}};
+  for (const auto& [field, dir] : dirs) {
+    if (dir->empty()) continue;
+    std::string unusable = UnwritableDirProblem(*dir);
+    if (!unusable.empty()) {
+      check.problems.push_back(absl::StrCat(field, ": ", unusable));
+      continue;
+    }
+    std::string locked = probe_locks ? DirLockProblem(*dir, field) : std::string();
+    if (!locked.empty()) check.problems.push_back(std::move(locked));
+  }
+
+  // A resume path that does not exist or holds no complete checkpoint, before anything runs;
+  // the checkpoint must open (manifest, file names, sizes) and lie within this run's steps.
   auto resume = ResumeSource(config);
-  if (!resume.ok()) check.problems.push_back(std::string(resume.status().message()));
-  // model.init_from may be a checkpoint (a step directory or a checkpoint.dir).
-  std::error_code ec;
-  if (std::filesystem::is_directory(config.model().init_from(), ec)) {
-    auto dir = ResolveCheckpoint(config.model().init_from());
-    if (!dir.ok()) {
-      check.problems.push_back(absl::StrCat("model.init_from: ", dir.status().message()));
+  std::string resume_run_id;
+  if (!resume.ok()) {
+    check.problems.push_back(std::string(resume.status().message()));
+  } else if (resume->has_value()) {
+    auto reader = CheckpointReader::Open(**resume);
+    if (!reader.ok()) {
+      check.problems.push_back(absl::StrCat("checkpoint.resume: ", reader.status().message()));
+    } else {
+      resume_run_id = (*reader)->manifest().run_id();
+      const int64_t step = (*reader)->manifest().step();
+      if (derived.has_value() && step > derived->steps_this_run) {
+        check.problems.push_back(absl::StrCat(
+            "checkpoint ", **resume, " is at step ", step, ", past this run's last step ",
+            derived->steps_this_run, " (runtime.stop_at_step / lr_schedule.total_steps)"));
+      }
     }
   }
-  // A resumed run continues its metrics; only a fresh one must not reuse a run_dir.
+  // A fresh start over a checkpoint.dir holding checkpoints would overwrite them step by step:
+  // only when asked for in so many words.
+  if (config.checkpoint().resume() == "NONE" && !config.checkpoint().dir().empty() &&
+      !config.logging().overwrite()) {
+    auto newest = FindNewestCompleteCheckpoint(config.checkpoint().dir());
+    if (newest.ok() && !newest->path.empty()) {
+      check.problems.push_back(absl::StrCat(
+          "checkpoint.resume NONE, but checkpoint.dir ", config.checkpoint().dir(),
+          " holds checkpoints (the newest ", newest->path,
+          "): a fresh start would overwrite them; resume (checkpoint.resume AUTO), choose another "
+          "checkpoint.dir, or start over with --overwrite (logging.overwrite=true)"));
+    }
+  }
+  // model.init_from: a model file or a checkpoint (a step directory or a checkpoint.dir).
+  const std::string& init_from = config.model().init_from();
+  std::error_code ec;
+  if (!init_from.empty()) {
+    if (std::filesystem::is_directory(init_from, ec)) {
+      auto dir = ResolveCheckpoint(init_from);
+      if (!dir.ok()) {
+        check.problems.push_back(absl::StrCat("model.init_from: ", dir.status().message()));
+      } else if (auto reader = CheckpointReader::Open(*dir); !reader.ok()) {
+        check.problems.push_back(absl::StrCat("model.init_from: ", reader.status().message()));
+      }
+    } else if (::access(init_from.c_str(), R_OK) != 0) {
+      check.problems.push_back(absl::StrCat("model.init_from: '", init_from,
+                                            "' cannot be read: ", std::strerror(errno)));
+    }
+  }
+  // A resumed run continues its own metrics; a fresh one must not reuse a run_dir, and a
+  // resume of another run (another run id) must not cut that run's metrics.
   const bool resumes = resume.ok() && resume->has_value();
-  if (!config.logging().run_dir().empty() && !config.logging().overwrite() && !resumes) {
-    std::string in_use = RunDirInUseProblem(config.logging().run_dir());
+  if (!config.logging().run_dir().empty() && !config.logging().overwrite()) {
+    std::string in_use = resumes
+                             ? RunDirOfAnotherRunProblem(config.logging().run_dir(), resume_run_id)
+                             : RunDirInUseProblem(config.logging().run_dir());
     if (!in_use.empty()) check.problems.push_back(std::move(in_use));
   }
 
@@ -134,7 +213,9 @@ JobCheck CheckJob(const JobConfig& config_in, int world_size, const LocalPlaceme
       check.on_gpu = JobRunsOnGpu(config);
       const JobLayout& n = *check.numbers;
       check.reserve = check.on_gpu ? GpuMemoryReserve(n.tp, n.dp, n.pp) : kCpuMemoryReserve;
-      check.ranks_per_host = check.on_gpu ? 1 : RanksPerHost();
+      check.ranks_per_host = check.on_gpu         ? 1
+                             : ranks_per_host > 0 ? ranks_per_host
+                                                  : RanksPerHost();
       if (check.on_gpu) {
         for (std::string& p : CudaKernelShapeProblems(config)) check.problems.push_back(p);
       }

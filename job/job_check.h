@@ -1,8 +1,12 @@
 // One verdict on a job, shared by `loom config check` and `loom train` (and Trainer::Create),
 // so the two never disagree: everything wrong with the config itself (ConfigProblems), what
-// this build cannot do yet (NotYetSupported), data globs that match no file, a run_dir holding
-// an earlier run's metrics, and a job whose memory does not fit this machine. All of it is
-// decided before any large allocation; a bad job is InvalidArgument (exit code 2).
+// this build cannot do yet (NotYetSupported), data that does not open as training opens it
+// (globs, shard headers and sizes, token ids), a checkpoint.dir or run_dir that cannot be
+// written or is locked by another job (runtime/dir_lock.h), a resume checkpoint that does not
+// open or lies past this run's last step, a fresh start over existing checkpoints without
+// --overwrite, a model.init_from that cannot be read, a run_dir holding another run's metrics,
+// and a job whose memory does not fit this machine. All of it is decided before any large
+// allocation; a bad job is InvalidArgument (exit code 2). docs/refusals.md lists them.
 //
 // Memory: the estimate (job/memory_estimate.h) of the rank needing the most, times the
 // ranks sharing this host's RAM on the CPU backend (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE; 1
@@ -66,9 +70,13 @@ struct JobCheck {
 };
 
 // Checks `config` (defaults applied) for a job of `world_size` ranks on this machine; `where`
-// is this rank's place on its node (which GPU it will use).
+// is this rank's place on its node (which GPU it will use); `ranks_per_host` ranks share its
+// memory (0: from Open MPI's environment, 1 outside mpirun). probe_locks: report a
+// checkpoint.dir or run_dir locked by another job (off once the job holds its own locks:
+// Trainer::Create checks again).
 JobCheck CheckJob(const JobConfig& config, int world_size,
-                  const LocalPlacement& where = LocalPlacementFromEnv());
+                  const LocalPlacement& where = LocalPlacementFromEnv(), int ranks_per_host = 0,
+                  bool probe_locks = true);
 
 // OK, or InvalidArgument "N problem(s) in the job (world size W):" with one "  - ..." line each.
 absl::Status JobCheckStatus(const JobCheck& check, int world_size);

@@ -25,21 +25,25 @@ namespace {
 constexpr char kDescription[] =
     "Loads FILE (a text-format JobConfig, see proto/job.proto), applies each --set in order,\n"
     "fills the defaults and checks the job for N ranks on this machine, as `loom train` does:\n"
-    "the config, features this build lacks, data globs that match no file, a run_dir holding\n"
-    "earlier metrics, and the memory a rank needs against the memory available (host RAM\n"
-    "with its cgroup limit, or the GPU's; LOOM_MEMORY_LIMIT_BYTES=N caps it). Prints the\n"
-    "resolved config, the derived numbers (parameters, padded vocab, accumulation steps,\n"
+    "the config, features this build lacks, data that does not open, checkpoint.dir and\n"
+    "run_dir (writable, not locked by a running job, no other run's metrics), the resume\n"
+    "checkpoint, model.init_from, and the memory a rank needs against the memory available\n"
+    "(host RAM with its cgroup limit, or the GPU's; LOOM_MEMORY_LIMIT_BYTES=N caps it). Prints\n"
+    "the resolved config, the derived numbers (parameters, padded vocab, accumulation steps,\n"
     "layers per stage) and the memory per rank, or every problem found, with exit status 2.";
 
 absl::Status RunConfigCheck(const std::vector<std::string>& args) {
   std::string path;
   std::vector<std::string> overrides;
-  int world_size = 0;
+  int world_size = 0, ranks_per_host = 0;
   FlagSet flags("loom config check", kDescription);
   flags.JobFlags(&path, &overrides);
   flags.Int("--world-size", &world_size, "N", "ranks of the job")
       .AtLeast(1)
       .DefaultText("parallel.dp * tp * pp, dp 0 counting as 1");
+  flags.Int("--ranks-per-host", &ranks_per_host, "N", "ranks sharing this host's memory (CPU)")
+      .AtLeast(1)
+      .DefaultText("all of them, as `mpirun -np N` on this host starts them");
   LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
   if (!run) return absl::OkStatus();
   const bool world_given = flags.Given("--world-size");
@@ -53,7 +57,9 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args) {
         int64_t{std::max(1, p.dp())} * std::max(1, p.tp()) * std::max(1, p.pp());
     world_size = static_cast<int>(std::min<int64_t>(product, std::numeric_limits<int>::max()));
   }
-  const JobCheck check = CheckJob(*config, world_size);
+  // As `mpirun -np N` on this host would start it, unless told how the ranks spread.
+  if (ranks_per_host == 0) ranks_per_host = world_size;
+  const JobCheck check = CheckJob(*config, world_size, LocalPlacementFromEnv(), ranks_per_host);
   absl::Status verdict = JobCheckStatus(check, world_size);
   if (!verdict.ok()) {
     return absl::Status(verdict.code(), absl::StrCat(path, ": ", verdict.message()));

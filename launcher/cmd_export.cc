@@ -3,7 +3,8 @@
 // writes a model's weights. With a job config: the job's model as training would start it
 // (model.init_from, or the random init from runtime.seed). With --from: converts a model file
 // (llm.c or loom) to the other format, or rewrites it (e.g. llm.c fp32 to bf16); from a
-// checkpoint directory: its consolidated weights, whatever layout saved it.
+// checkpoint directory: its consolidated weights, whatever layout saved it. --out may not be an
+// input, or lie inside an input or inside any checkpoint directory (exit code 2).
 #include <filesystem>
 #include <iostream>
 
@@ -13,6 +14,7 @@
 #include "job/config.h"
 #include "train/model_export.h"
 #include "model/gpt_params.h"
+#include "runtime/files.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -28,6 +30,38 @@ constexpr char kDescription[] =
     "Formats: llmc = llm.c GPT-2 model file (GPT2 family, tied embeddings, ffn = 4 * hidden);\n"
     "loom = loom model file, any family, the whole model shape in its header; safetensors =\n"
     "one F32 tensor per parameter, named as in loom (global shapes).";
+
+// Why writing `out` could destroy a checkpoint or the input (`inputs`: --from, or the job's
+// model.init_from), or empty: `out` may not be an input, lie inside an input directory, or lie
+// inside any checkpoint directory (a step directory with a manifest, or a checkpoint.dir with a
+// `latest` file or a job's lock).
+std::string OutputProblem(const std::string& out, const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path o = fs::weakly_canonical(fs::absolute(out, ec), ec);
+  for (const std::string& in : inputs) {
+    if (in.empty()) continue;
+    const fs::path i = fs::weakly_canonical(fs::absolute(in, ec), ec);
+    if (o == i) return absl::StrCat("--out ", out, " is the input ", in, ": it would be destroyed");
+    const std::string is = i.string() + "/";
+    if (absl::StartsWith(o.string(), is)) {
+      return absl::StrCat("--out ", out, " lies inside the input ", in);
+    }
+  }
+  for (fs::path dir = o.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+    for (const char* marker : {"manifest.pb", "latest", ".loom.lock"}) {
+      // `latest` counts when it names a step, as a checkpoint.dir's does.
+      if (fs::exists(dir / marker, ec) &&
+          (std::string(marker) != "latest" ||
+           absl::StartsWith(ReadFile((dir / marker).string()).value_or(""), "step_"))) {
+        return absl::StrCat("--out ", out, " lies inside the checkpoint directory ", dir.string(),
+                            " (it holds ", marker, "): writing there could destroy a checkpoint");
+      }
+    }
+    if (dir == dir.parent_path()) break;
+  }
+  return "";
+}
 
 absl::Status RunExport(const std::vector<std::string>& args) {
   std::string config_path;
@@ -51,6 +85,16 @@ absl::Status RunExport(const std::vector<std::string>& args) {
     return absl::InvalidArgumentError("--set applies to --config only, not to --from");
   }
   LOOM_ASSIGN_OR_RETURN(ExportFormat format, ParseExportFormat(format_name));
+  {
+    std::vector<std::string> inputs = {from};
+    if (!config_path.empty()) {
+      inputs.push_back(config_path);
+      auto job = LoadJobConfig(config_path, overrides);
+      if (job.ok()) inputs.push_back(job->model().init_from());
+    }
+    const std::string problem = OutputProblem(out, inputs);
+    if (!problem.empty()) return absl::InvalidArgumentError(problem);
+  }
 
   LoadedWeights weights;
   std::string source;

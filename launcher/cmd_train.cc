@@ -5,6 +5,10 @@
 // and another rank did (memory or files that differ between hosts), which then prints its own.
 // SIGTERM / SIGINT stop the run at the next step boundary with exit code 0.
 
+#include <memory>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "launcher/command.h"
 #include "job/config.h"
@@ -13,6 +17,7 @@
 #include "train/trainer.h"
 #include "train/watchdog.h"
 #include "parallel/world.h"
+#include "runtime/dir_lock.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -59,6 +64,35 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   InstallStopSignalHandlers();
   LOOM_ASSIGN_OR_RETURN(World * world, World::Get());
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadAndCheck(path, overrides, world));
+  // One job per checkpoint.dir and run_dir, held until the process ends (rank 0 holds them for
+  // the job; every rank learns whether it could).
+  std::vector<std::unique_ptr<DirLock>> locks;
+  absl::Status locked;
+  if (world->rank() == 0) {
+    for (const std::pair<const char*, std::string> dir :
+         {std::pair<const char*, std::string>{"checkpoint.dir", config.checkpoint().dir()},
+          {"logging.run_dir", config.logging().run_dir()}}) {
+      if (dir.second.empty() || !locked.ok()) continue;
+      if (!locks.empty() && dir.second == config.checkpoint().dir()) continue;  // the same one
+      auto lock = DirLock::Acquire(dir.second, dir.first);
+      if (lock.ok()) {
+        locks.push_back(std::move(*lock));
+      } else {
+        locked = lock.status();
+      }
+    }
+  }
+  {
+    double failed[1] = {locked.ok() ? 0.0 : 1.0};
+    LOOM_RETURN_IF_ERROR(world->comm().AllReduceHost(absl::MakeSpan(failed, 1), ReduceOp::kSum));
+    if (!locked.ok()) return locked;
+    if (failed[0] > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", world->rank(),
+                       ": the job is refused (rank 0 could not lock its "
+                       "directories; it says why)"));
+    }
+  }
   auto trainer = Trainer::Create(config, world);
   absl::Status s = trainer.ok() ? (*trainer)->Run() : trainer.status();
   if (!s.ok() && world->size() > 1) {

@@ -4,8 +4,8 @@
 // began: a reader never sees half a record. The metrics sinks (metrics.jsonl, TensorBoard event
 // files) are built on it.
 //
-// Tests inject write failures through SetAppendWriteFunctionForTesting, the one seam between
-// this file and the kernel's write.
+// Files are opened through the file-system seam (runtime/fs.h), where tests inject faults;
+// SetAppendWriteFunctionForTesting replaces only the kernel's write under it.
 #pragma once
 
 #include <sys/types.h>
@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "runtime/fs.h"
 
 namespace loom {
 
@@ -41,10 +42,10 @@ class AppendFile {
   int64_t size() const { return size_; }
 
  private:
-  AppendFile(std::string path, int fd, int64_t size)
-      : path_(std::move(path)), fd_(fd), size_(size) {}
+  AppendFile(std::string path, std::unique_ptr<WritableFile> file)
+      : path_(std::move(path)), file_(std::move(file)), size_(file_->Size()) {}
   std::string path_;
-  int fd_;
+  std::unique_ptr<WritableFile> file_;
   int64_t size_;  // bytes of whole records in the file
 };
 

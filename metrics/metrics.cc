@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "runtime/files.h"
+#include "runtime/fs.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -126,7 +127,7 @@ absl::StatusOr<std::unique_ptr<MetricsLogger>> MetricsLogger::OpenForResume(
     const std::string& run_dir, int64_t resume_step) {
   LOOM_RETURN_IF_ERROR(MakeDirs(run_dir));
   std::string path = (std::filesystem::path(run_dir) / kMetricsFile).string();
-  if (std::filesystem::exists(path)) {
+  if (Exists(Fs(), path)) {
     LOOM_ASSIGN_OR_RETURN(std::string old, ReadFile(path));
     std::string kept;
     for (absl::string_view line : absl::StrSplit(old, '\n')) {

@@ -1,30 +1,33 @@
 #include "metrics/run_dir.h"
 
+#include <unistd.h>
+
 #include <algorithm>
-#include <filesystem>
-#include <system_error>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "runtime/fs.h"
 #include "runtime/logging.h"
 #include "runtime/status.h"
 
 namespace loom {
 
-namespace fs = std::filesystem;
-
 std::vector<std::string> ExistingMetricsFiles(const std::string& run_dir) {
   std::vector<std::string> found;
-  std::error_code ec;
-  if (run_dir.empty() || !fs::is_directory(run_dir, ec)) return found;
-  for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::error_code size_ec;
-    if (name == "metrics.jsonl" && it->is_regular_file() && it->file_size(size_ec) > 0) {
-      found.push_back(it->path().string());
+  if (run_dir.empty() || !IsDir(Fs(), run_dir)) return found;
+  auto names = Fs().ListDir(run_dir);
+  if (!names.ok()) return found;
+  for (const std::string& name : *names) {
+    const std::string path = absl::StrCat(run_dir, "/", name);
+    if (name == "metrics.jsonl") {
+      auto info = Fs().Stat(path);
+      if (info.ok() && info->is_regular && info->size > 0) found.push_back(path);
     } else if (absl::StartsWith(name, "events.out.tfevents.")) {
-      found.push_back(it->path().string());
+      found.push_back(path);
     }
   }
   std::sort(found.begin(), found.end());
@@ -41,19 +44,54 @@ std::string RunDirInUseProblem(const std::string& run_dir) {
                       "--overwrite) to delete them");
 }
 
+std::string NewRunId() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  return absl::StrCat(absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone()), "-",
+                      host, "-", ::getpid());
+}
+
+namespace {
+constexpr char kRunIdFile[] = "run_id";
+}  // namespace
+
+std::string RunDirOfAnotherRunProblem(const std::string& run_dir, const std::string& run_id) {
+  const std::vector<std::string> files = ExistingMetricsFiles(run_dir);
+  if (files.empty()) return "";
+  auto text = Fs().ReadFile(absl::StrCat(run_dir, "/", kRunIdFile));
+  const std::string theirs =
+      text.ok() ? std::string(absl::StripAsciiWhitespace(*text)) : std::string();
+  if (theirs == run_id) return "";
+  return absl::StrCat(
+      "logging.run_dir ", run_dir, " holds the metrics of ",
+      theirs.empty() ? "a run without a run id" : absl::StrCat("run ", theirs),
+      ", but the checkpoint resumed is of ",
+      run_id.empty() ? "a run without a run id" : absl::StrCat("run ", run_id),
+      ": continuing would cut that run's metrics after the resume step; choose another run_dir, "
+      "or set logging.overwrite=true (loom train --overwrite) to replace them");
+}
+
 absl::StatusOr<std::unique_ptr<MetricsSinks>> MetricsSinks::Open(const std::string& run_dir,
                                                                  const RunDirOptions& options) {
   std::unique_ptr<MetricsSinks> sinks(new MetricsSinks());
-  if (!options.resume_step.has_value()) {
+  bool continues = options.resume_step.has_value();
+  if (continues) {
+    const std::string other = RunDirOfAnotherRunProblem(run_dir, options.run_id);
+    if (!other.empty()) {
+      if (!options.overwrite) return absl::FailedPreconditionError(other);
+      continues = false;  // the other run's metrics are deleted below
+    }
+  }
+  if (!continues) {
     const std::vector<std::string> old = ExistingMetricsFiles(run_dir);
     if (!old.empty() && !options.overwrite) {
       return absl::FailedPreconditionError(RunDirInUseProblem(run_dir));
     }
     for (const std::string& path : old) {
-      std::error_code ec;
-      if (!fs::remove(path, ec) || ec) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "logging.overwrite: cannot delete the earlier run's ", path, ": ", ec.message()));
+      if (absl::Status removed = Fs().Remove(path); !removed.ok()) {
+        return absl::Status(removed.code(),
+                            absl::StrCat("logging.overwrite: cannot delete the earlier run's ",
+                                         path, ": ", removed.message()));
       }
     }
     if (!old.empty()) {
@@ -61,8 +99,13 @@ absl::StatusOr<std::unique_ptr<MetricsSinks>> MetricsSinks::Open(const std::stri
                      << "earlier run in " << run_dir;
     }
   }
+  if (!options.run_id.empty()) {
+    LOOM_RETURN_IF_ERROR(MakeDirs(Fs(), run_dir));
+    LOOM_RETURN_IF_ERROR(
+        AtomicWriteFile(Fs(), absl::StrCat(run_dir, "/", kRunIdFile), options.run_id + "\n"));
+  }
   if (options.jsonl) {
-    if (options.resume_step.has_value()) {
+    if (continues) {
       LOOM_ASSIGN_OR_RETURN(sinks->jsonl_,
                             MetricsLogger::OpenForResume(run_dir, *options.resume_step));
     } else {

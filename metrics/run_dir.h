@@ -3,7 +3,9 @@
 // - A fresh run never writes over an earlier run's record: Open refuses a run_dir that already
 //   holds metrics unless told to overwrite (then those files are deleted first). A resumed run
 //   continues metrics.jsonl after dropping the lines of steps beyond the resume step, and adds a
-//   TensorBoard file beside the old ones.
+//   TensorBoard file beside the old ones - but only the run that wrote them: each run has an id
+//   (in its checkpoints, and in <run_dir>/run_id), and a resume whose id differs from the run
+//   dir's is refused like a fresh run (an unrelated checkpoint would cut another run's steps).
 // - Metrics are never worth a run: when a sink fails to write (a full disk, a lost mount) the
 //   failure is logged once, that sink is switched off and Log carries on with the others.
 #pragma once
@@ -25,7 +27,15 @@ struct RunDirOptions {
   bool tensorboard = true;
   bool overwrite = false;              // delete an earlier run's metrics instead of refusing
   std::optional<int64_t> resume_step;  // set when the run resumes after this step
+  std::string run_id;                  // written to <run_dir>/run_id; see the file comment
 };
+
+// A new run id: "<UTC time>-<host>-<pid>", unique enough to tell two runs apart.
+std::string NewRunId();
+
+// Why the run `run_id`, resuming, may not continue the metrics in `run_dir` (they are another
+// run's, or of a run without an id while this one has one), or empty.
+std::string RunDirOfAnotherRunProblem(const std::string& run_dir, const std::string& run_id);
 
 // The files in `run_dir` that hold an earlier run's metrics: a non-empty metrics.jsonl and
 // every events.out.tfevents.* file, sorted. Empty when the directory does not exist.

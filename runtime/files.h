@@ -1,5 +1,6 @@
 // Files: the few filesystem operations checkpoints, data shards and logs need, with the
-// durability and error messages they need.
+// durability and error messages they need. AtomicWriteFile, ReadFile, MakeDirs, FsyncDir and
+// DurableRename go through the file-system seam (runtime/fs.h: Fs()), where tests inject faults.
 //
 // - AtomicWriteFile leaves either the old contents or the new, never a torn file: it writes a
 //   temporary file beside the target, fsyncs it, renames it over the target and fsyncs the

@@ -82,7 +82,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   // The same verdict as `loom config check` (what this build cannot do yet included), before
   // anything large is allocated.
   const JobCheck check =
-      CheckJob(config, world->size(), LocalPlacement{world->local_rank(), world->local_size()});
+      CheckJob(config, world->size(), LocalPlacement{world->local_rank(), world->local_size()},
+               /*ranks_per_host=*/0, /*probe_locks=*/false);
   LOOM_RETURN_IF_ERROR(JobCheckStatus(check, world->size()));
   t->numbers_ = *check.numbers;
   const JobLayout& n = t->numbers_;
@@ -138,6 +139,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   }
   // Resume (checkpoint.resume), or weights from a model.init_from step directory.
   LOOM_RETURN_IF_ERROR(t->RestoreCheckpoint(init_from_checkpoint));
+  if (t->run_id_.empty()) t->run_id_ = NewRunId();  // a fresh start (or an id-less checkpoint)
   {
     const StateBytes got = t->optimizer_->MeasuredStateBytes();
     const StateBytes want = ExpectedStateBytes(bf16, n.distributed_optimizer ? n.dp : 1);
@@ -510,7 +512,13 @@ absl::Status Trainer::Run() {
     }
   }
   LOOM_RETURN_IF_ERROR(CheckpointAtStop());
-  LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(progress_->elapsed_s());
+  if (step_ < config_.lr_schedule().total_steps()) {
+    // runtime.stop_at_step: the run is not done, only this part of it.
+    LOOM_LOG(INFO) << "stopped at step " << step_ << " of " << config_.lr_schedule().total_steps()
+                   << " (runtime.stop_at_step) after " << FormatDuration(progress_->elapsed_s());
+  } else {
+    LOOM_LOG(INFO) << "done: " << step_ << " steps in " << FormatDuration(progress_->elapsed_s());
+  }
   // The host's waits on the device inside the steps (the copies and synchronisations that stop
   // a GPU's host from running ahead): at most kHostSyncsPerStep each.
   if (!device_->host_memory()) {

@@ -170,6 +170,8 @@ class Trainer {
   std::unique_ptr<CheckpointSaver> saver_;  // with a checkpoint.dir
   int64_t last_saved_step_ = -1;
   std::string resumed_from_;
+  std::string resumed_note_;  // "resumed from ...", logged once every rank agrees
+  std::string run_id_;        // this run's id (metrics/run_dir.h): saved, carried by resumes
 };
 
 }  // namespace loom

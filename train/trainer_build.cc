@@ -188,6 +188,7 @@ absl::Status Trainer::OpenSinks() {
     sinks.tensorboard = config.logging().tensorboard();
     sinks.overwrite = config.logging().overwrite();
     if (!t->resumed_from_.empty()) sinks.resume_step = t->step_;
+    sinks.run_id = t->run_id_;
     LOOM_ASSIGN_OR_RETURN(t->sinks_, MetricsSinks::Open(run_dir, sinks));
   }
   return absl::OkStatus();

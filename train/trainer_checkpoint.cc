@@ -27,6 +27,7 @@ absl::Status Trainer::SaveCheckpoint() {
   CheckpointSources src;
   src.table = &model_->layout();
   src.coord = groups_->coord();
+  src.dp_size = numbers_.dp;
   src.optimizer = OptimizerPlan();
   src.params = model_->params();
   if (src.optimizer.separate_master) src.master = optimizer_->master();
@@ -45,6 +46,7 @@ absl::Status Trainer::SaveCheckpoint() {
   l.set_distributed_optimizer(optimizer_->sharded());
   l.set_weights_dtype(std::string(DTypeName(model_->params().dtype())));
   info.data = DataPositionOf(train_data_->GetState(), numbers_.dp);
+  info.run_id = run_id_;
   LOOM_ASSIGN_OR_RETURN(auto stats, saver_->Save(src, info, config_.checkpoint().async()));
   (void)stats;  // logged by the saver
   last_saved_step_ = step_;
@@ -135,11 +137,13 @@ absl::Status Trainer::LoadCheckpoint(const std::string& step_dir, bool weights_o
   step_ = m.step();
   last_saved_step_ = step_;
   resumed_from_ = step_dir;
+  run_id_ = m.run_id();
+  // Logged by RestoreCheckpoint once every rank has loaded its part.
   const CheckpointLayout& l = m.layout();
-  LOOM_LOG(INFO) << "resumed from " << step_dir << " at step " << step_ << " (saved by dp "
-                 << l.dp() << " tp " << l.tp() << " pp " << l.pp() << ", "
-                 << (l.distributed_optimizer() ? "distributed" : "plain")
-                 << " optimizer; data epoch " << data.epoch << ", index " << data.index << ")";
+  resumed_note_ = absl::StrCat("resumed from ", step_dir, " at step ", step_, " (saved by dp ",
+                               l.dp(), " tp ", l.tp(), " pp ", l.pp(), ", ",
+                               l.distributed_optimizer() ? "distributed" : "plain",
+                               " optimizer; data epoch ", data.epoch, ", index ", data.index, ")");
   return absl::OkStatus();
 }
 
@@ -169,6 +173,8 @@ absl::Status Trainer::RestoreCheckpoint(bool init_from_checkpoint) {
                                            static_cast<int>(failed[0]), " rank(s), e.g. rank ",
                                            static_cast<int>(failed[1]), " (see its message)"));
   }
+  // Only now, with every rank's part loaded and checked.
+  if (!resumed_note_.empty()) LOOM_LOG(INFO) << resumed_note_;
   return absl::OkStatus();
 }
 

@@ -91,7 +91,7 @@ void CheckGrid(bool sharded) {
       for (const FlatRange& r : o.owned) {
         packed.insert(packed.end(), local.begin() + r.begin, local.begin() + r.end);
       }
-      auto regions = SavedRegions(*table, GridCoord{t, d, 0}, o);
+      auto regions = SavedRegions(*table, GridCoord{t, d, 0}, o, dp);
       ASSERT_TRUE(regions.ok()) << regions.status();
       for (const Region& r : *regions) {
         const std::vector<double>& buf = r.kind == WEIGHTS ? local : packed;
@@ -128,6 +128,28 @@ void CheckGrid(bool sharded) {
 TEST(SlicesTest, EveryElementSavedOncePlain) { CheckGrid(false); }
 TEST(SlicesTest, EveryElementSavedOnceSharded) { CheckGrid(true); }
 
+// Replicated state (the weights; the plain optimizer's moments) is written by every dp replica,
+// each its 1/dp share, not by dp rank 0 alone (issue 19: a slow save on one rank while the
+// others wait).
+TEST(SlicesTest, ReplicatedStateIsSpreadOverTheDpReplicas) {
+  auto table = ParamTable::Create(Descs());
+  ASSERT_TRUE(table.ok());
+  OptimizerView o;
+  o.owned = {{0, table->total()}};
+  const int dp = 4;
+  for (int d = 0; d < dp; ++d) {
+    auto regions = SavedRegions(*table, GridCoord{0, d, 0}, o, dp);
+    ASSERT_TRUE(regions.ok()) << regions.status();
+    std::map<int, int64_t> elements;
+    for (const Region& r : *regions) elements[r.kind] += r.box.numel();
+    for (CheckpointKind kind : {WEIGHTS, ADAM_M, ADAM_V}) {
+      EXPECT_NEAR(static_cast<double>(elements[kind]), table->total() / static_cast<double>(dp),
+                  1.0)
+          << "dp rank " << d << " " << KindName(kind);
+    }
+  }
+}
+
 TEST(SlicesTest, TiedCopiesAreNotSaved) {
   std::vector<ParamDesc> v = Descs();
   v[3].tied_copy = true;
@@ -135,7 +157,7 @@ TEST(SlicesTest, TiedCopiesAreNotSaved) {
   ASSERT_TRUE(table.ok());
   OptimizerView o;
   o.owned = {{0, table->total()}};
-  auto regions = SavedRegions(*table, GridCoord{}, o);
+  auto regions = SavedRegions(*table, GridCoord{}, o, 1);
   ASSERT_TRUE(regions.ok());
   for (const Region& r : *regions) EXPECT_NE(r.spec->name, "vocab");
   auto needed = NeededRegions(*table, o, true);

@@ -631,8 +631,8 @@ TEST(DerivedTest, GridBatchAndStages) {
 
   // Interleaved: chunk k is virtual stage k / pp of stage k % pp, in model order.
   auto v = JobLayout::Create(With({"parallel.pp=2", "parallel.virtual_stages=2",
-                               "parallel.schedule=INTERLEAVED", "runtime.stop_at_step=5"}),
-                         2);
+                                   "parallel.schedule=INTERLEAVED", "runtime.stop_at_step=5"}),
+                             2);
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->chunk_layers, (std::vector<int>{1, 1, 1, 1}));
   EXPECT_EQ(v->FirstLayerOf(0, 0), 0);
@@ -697,7 +697,9 @@ absl::Status RunCommand(const std::vector<std::string>& args, std::string* out) 
 // them and at a fresh run dir there (the shipped data/demo may not exist where tests run).
 std::vector<std::string> TinyDataFlags(const testing::ScopedTempDir& tmp) {
   const std::filesystem::path dir = tmp.path();
-  const std::vector<uint16_t> tokens(200, 7);
+  // Enough for a sample per data-parallel rank at world size 4 (config check opens the data
+  // as training does).
+  const std::vector<uint16_t> tokens(600, 7);
   EXPECT_TRUE(WriteShard((dir / "train_000.bin").string(), tokens, ShardFormat::kLlmc).ok());
   EXPECT_TRUE(WriteShard((dir / "val_000.bin").string(), tokens, ShardFormat::kLlmc).ok());
   return {"--set", absl::StrCat("data.train=", (dir / "train_*.bin").string()),
