@@ -14,12 +14,10 @@
 #   collective).
 set -uo pipefail
 loom=$1 src=$2 work=$3 mpiexec=$4
+source "$src/tests/cli_testing.sh"
 rm -rf "$work"
 mkdir -p "$work"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 LOOM_CKPT_TEST_ASYNC_DELAY_MS=3000
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-fail() { echo "FAIL: $*"; exit 1; }
-lines() { if [[ -f $1 ]]; then wc -l < "$1"; else echo 0; fi; }
 
 "$loom" data prepare --input "$src/launcher" --out "$work/data" --val-fraction 0 >/dev/null \
   || fail "data prepare"

@@ -11,14 +11,11 @@
 #   finishes, warns once per sink, and the metrics end in a whole line.
 set -uo pipefail
 loom=$1 src=$2 work=$3 mpiexec=${4:-}
+source "$src/tests/cli_testing.sh"
 rm -rf "$work"
 mkdir -p "$work"
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-fail() { echo "FAIL: $*"; exit 1; }
 
 # Lines of a file (0 when missing).
-lines() { if [[ -f $1 ]]; then wc -l < "$1"; else echo 0; fi; }
 
 # Waits until $1 has at least $2 lines while process $3 runs.
 wait_lines() {

@@ -18,12 +18,8 @@
 #   resumed from it trains to the end.
 set -uo pipefail
 loom=$1 mpiexec=$2 src=$3 out=$4
+source "$src/tests/cli_testing.sh"
 rm -rf "$out" && mkdir -p "$out"
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-fail() { echo "FAIL: $*"; [[ -n ${log:-} && -f $log ]] && { echo "---- $log"; tail -30 "$log"; }; exit 1; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 "$loom" data prepare --input "$src/launcher" --out "$out/data" --val-fraction 0 >"$out/prepare.log" \
   || { cat "$out/prepare.log"; fail "data prepare"; }
@@ -62,27 +58,7 @@ LOOM_FAULT=stall LOOM_FAULT_RANK=1 LOOM_FAULT_STEP=3 timeout 90 "${mpi3[@]}" \
   -x LOOM_FAULT -x LOOM_FAULT_RANK -x LOOM_FAULT_STEP "${train[@]}" \
   --set parallel.global_batch_size=6 --set "checkpoint.dir=$out/ckpt_stall" \
   --set checkpoint.interval=1 >"$log" 2>&1 &
-pid=$!
-stalled=
-for _ in $(seq 600); do
-  grep -q "LOOM_FAULT: rank 1 stalls at step 3" "$log" && { stalled=$(now); break; }
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-wait "$pid"
-rc=$?
-ended=$(now)
-[[ -n $stalled ]] || fail "rank 1 never stalled"
-(( rc == 124 )) && fail "the job hung (still running after 90 s)"
-(( rc != 0 )) || fail "a job with a stalled rank exited 0"
-took=$(secs "$stalled" "$ended")
-awk -v t="$took" 'BEGIN { exit !(t <= 15) }' || fail "the job ended ${took} s after the stall (limit 5 + 10 s)"
-grep -Eq "rank [02]: all_reduce.* on dp \[0,1,2\] did not complete within 5s at step 3" "$log" \
-  || fail "no message naming the operation and the step"
-grep -q "did not arrive (no answer: stalled in compute, crashed or hung outside communication): rank 1$" "$log" \
-  || fail "the stalled rank is not named"
-grep -Eq "^  rank [02]: step 3: waiting in all_reduce" "$log" \
-  || fail "the roll call does not show the other waiting rank"
+expect_stall_reported $!
 echo "stall: the job ended ${took} s after rank 1 of 3 stalled (exit $rc), naming step 3, rank 1 and the waiting rank"
 # After a fault: the checkpoint `latest` names verifies, is at most one interval (1 step) behind
 # the faulting step, and the job resumes from it to the end.
