@@ -59,12 +59,6 @@ void MaybeKillForTest(int rank, int64_t step) {
   }
 }
 
-// Host bytes of a buffer (copied off a GPU once).
-absl::StatusOr<Tensor> OnHost(const Tensor& t) {
-  if (!t.defined() || t.on_host()) return t;
-  return t.To(CpuDevice());
-}
-
 // Writes the chunks back to back into a new file `path` and syncs it (the directory is
 // synced at the commit, by the rename). A failed write leaves no file behind.
 absl::Status WriteChunks(const std::string& path,
@@ -164,13 +158,12 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
   absl::Status snap = [&]() -> absl::Status {
     LOOM_ASSIGN_OR_RETURN(std::vector<Region> regions,
                           SavedRegions(*src.table, src.coord, src.optimizer, src.dp_size));
-    LOOM_ASSIGN_OR_RETURN(Tensor params, OnHost(src.params));
-    LOOM_ASSIGN_OR_RETURN(Tensor master, OnHost(src.master));
-    LOOM_ASSIGN_OR_RETURN(Tensor m, OnHost(src.m));
-    LOOM_ASSIGN_OR_RETURN(Tensor v, OnHost(src.v));
-    p->host = {params, master, m, v};  // keeps GPU buffers' host copies alive
-    // Training changes host buffers once Save returns: an async save copies its regions.
-    const bool copy = async && src.params.on_host();
+    const Tensor &params = src.params, &master = src.master, &m = src.m, &v = src.v;
+    // Only the regions this rank writes leave the device (nothing for a replica that saves
+    // nothing), into one host buffer freed with the save; host buffers are written from where
+    // they are, except for an async save, which training would overtake.
+    const bool from_device = !params.on_host();
+    const bool copy = from_device || async;
     int64_t total = 0;
     for (const Region& r : regions) {
       total += r.box.numel() * (r.kind == WEIGHTS ? DTypeSize(params.dtype()) : 4);
@@ -193,10 +186,19 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
                                                 " box ", BoxString(r.box),
                                                 " lies outside its buffer ", t.DebugString()));
       }
-      const char* from = static_cast<const char*>(t.data()) + r.at * es;
-      if (copy) {
-        p->copy.append(from, len);
+      const char* from = nullptr;
+      if (!t.on_host()) {
+        p->copy.resize(static_cast<size_t>(at + len));  // within the reserved total: no move
+        Tensor dst = Tensor::View(p->copy.data() + at, Shape{r.box.numel()}, t.dtype(),
+                                  CpuDevice());
+        LOOM_RETURN_IF_ERROR(dst.CopyFrom(t.FlatView(r.at, r.box.numel())));
         from = p->copy.data() + at;
+      } else {
+        from = static_cast<const char*>(t.data()) + r.at * es;
+        if (copy) {
+          p->copy.append(from, len);
+          from = p->copy.data() + at;
+        }
       }
       p->chunks.push_back({from, static_cast<size_t>(len)});
       CheckpointSlice* s = p->slices.add_slices();

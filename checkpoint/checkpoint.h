@@ -95,12 +95,12 @@ class CheckpointSaver {
     CheckpointInfo info;
     std::string tmp_dir, final_dir;
     // This rank's data file: pieces of memory written back to back. They point into `copy`
-    // (an async save's snapshot of the regions), into `host` (host copies of GPU buffers), or,
-    // for a synchronous save of host buffers, into the buffers themselves (no copy).
+    // (the regions this rank writes, copied from a device's buffers, or snapshotted for an
+    // async save; freed with the save) or, for a synchronous save of host buffers, into the
+    // buffers themselves (no copy).
     std::vector<std::pair<const char*, size_t>> chunks;
     int64_t size = 0;
     std::string copy;
-    std::vector<Tensor> host;
     CheckpointRankSlices slices;
     double start_s = 0, write_s = 0;
     absl::Status write_status;

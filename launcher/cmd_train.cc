@@ -69,7 +69,7 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   std::vector<std::unique_ptr<DirLock>> locks;
   absl::Status locked;
   if (world->rank() == 0) {
-    for (const std::pair<const char*, std::string> dir :
+    for (const std::pair<const char*, std::string>& dir :
          {std::pair<const char*, std::string>{"checkpoint.dir", config.checkpoint().dir()},
           {"logging.run_dir", config.logging().run_dir()}}) {
       if (dir.second.empty() || !locked.ok()) continue;
