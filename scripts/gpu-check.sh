@@ -64,7 +64,7 @@ trap 'rm -rf "$TMP"' EXIT
 # "skip NAME (why)". A multi-rank test registered at one rank runs without mpirun (loom starts
 # as a world of one when no launcher started it).
 gpu_test_plan() {
-  (cd "$BUILD_DIR" && ctest -L gpu --show-only=json-v1 2>/dev/null) | python3 -c '
+  (cd "$BUILD_DIR" && ctest -L '^gpu$' --show-only=json-v1 2>/dev/null) | python3 -c '
 import json, os, sys
 for t in json.load(sys.stdin).get("tests", []):
     cmd = t.get("command") or [t["name"]]  # not built yet: the target is named like the test
