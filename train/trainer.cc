@@ -499,7 +499,6 @@ absl::Status Trainer::Run() {
     }
     LOOM_RETURN_IF_ERROR(LogStep(loss, val));
     LOOM_RETURN_IF_ERROR(CheckpointAfterStep());
-    // The tensor group of the first replica samples together (its ranks hold vocab slices).
     // The tensor group of the first replica samples together (its ranks hold vocab slices),
     // with every pipeline stage of that replica.
     if (sample_every > 0 && tokenizer_ && groups_->coord().dp == 0 &&
