@@ -36,24 +36,8 @@ absl::Status CheckSameModel(const CheckpointManifest& saved, const JobConfig& jo
   JobConfig saved_job = saved.job();
   ApplyDefaults(&saved_job);  // a field the saving build left unset reads as its default
   const GptConfig a = GptConfigFromJob(job), b = GptConfigFromJob(saved_job);
-  std::vector<std::string> diffs;
-  auto cmp = [&](const char* field, auto mine, auto theirs) {
-    if (mine != theirs) {
-      diffs.push_back(absl::StrCat(field, ": the job has ", mine, ", the checkpoint ", theirs));
-    }
-  };
-  cmp("model.family", a.is_llama() ? "LLAMA" : "GPT2", b.is_llama() ? "LLAMA" : "GPT2");
-  cmp("model.layers", a.layers, b.layers);
-  cmp("model.heads", a.heads, b.heads);
-  cmp("model.kv_heads", a.kv_heads, b.kv_heads);
-  cmp("model.hidden", a.hidden, b.hidden);
-  cmp("model.ffn_hidden", a.ffn_hidden, b.ffn_hidden);
-  cmp("model.vocab", a.vocab, b.vocab);
-  cmp("model.max_seq", a.max_seq, b.max_seq);
-  cmp("model.tied_embeddings", a.tied_embeddings, b.tied_embeddings);
-  cmp("model.norm_eps", a.norm_eps, b.norm_eps);
-  // RoPE's base only matters where there is RoPE.
-  if (a.is_llama() && b.is_llama()) cmp("model.rope_theta", a.rope_theta, b.rope_theta);
+  const std::vector<std::string> diffs = GptConfigDifferences(
+      a, b, "the job has", "the checkpoint", /*with_padding=*/false, /*with_numerics=*/true);
   if (diffs.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       "checkpoint ", step_dir, "/manifest.pb is of another model: ", absl::StrJoin(diffs, "; ")));

@@ -63,4 +63,32 @@ double TrainingFlopsPerToken(const GptConfig& c, int64_t num_params, int seq_len
          6.0 * c.layers * static_cast<double>(c.hidden) * seq_len;
 }
 
+std::vector<std::string> GptConfigDifferences(const GptConfig& a, const GptConfig& b,
+                                              const std::string& a_label,
+                                              const std::string& b_label, bool with_padding,
+                                              bool with_numerics) {
+  std::vector<std::string> diffs;
+  auto cmp = [&](const char* field, auto mine, auto theirs) {
+    if (mine != theirs) {
+      diffs.push_back(absl::StrCat(field, ": ", a_label, " ", mine, ", ", b_label, " ", theirs));
+    }
+  };
+  cmp("model.family", a.is_llama() ? "LLAMA" : "GPT2", b.is_llama() ? "LLAMA" : "GPT2");
+  cmp("model.layers", a.layers, b.layers);
+  cmp("model.heads", a.heads, b.heads);
+  cmp("model.kv_heads", a.kv_heads, b.kv_heads);
+  cmp("model.hidden", a.hidden, b.hidden);
+  cmp("model.ffn_hidden", a.ffn_hidden, b.ffn_hidden);
+  cmp("model.vocab", a.vocab, b.vocab);
+  if (with_padding) cmp("padded vocab", a.padded_vocab, b.padded_vocab);
+  cmp("model.max_seq", a.max_seq, b.max_seq);
+  cmp("model.tied_embeddings", a.tied_embeddings, b.tied_embeddings);
+  if (with_numerics) {
+    cmp("model.norm_eps", a.norm_eps, b.norm_eps);
+    // RoPE's base only matters where there is RoPE.
+    if (a.is_llama() && b.is_llama()) cmp("model.rope_theta", a.rope_theta, b.rope_theta);
+  }
+  return diffs;
+}
+
 }  // namespace loom

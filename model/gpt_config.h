@@ -52,4 +52,14 @@ inline constexpr int64_t kMaxPaddedVocab = 1 << 24;
 // parameter GEMMs, plus the attention score and value GEMMs with the causal half counted).
 double TrainingFlopsPerToken(const GptConfig& c, int64_t num_params, int seq_len);
 
+// The fields in which two model shapes differ, one "<field>: <a_label> X, <b_label> Y" each,
+// named as job fields, in a fixed order: everything that changes the computation's shape, plus
+// the padded vocab with `with_padding` (a file's tensors are stored padded) and the numerics
+// (norm_eps; rope_theta where both use RoPE) with `with_numerics`. The one comparison behind
+// "this file / checkpoint is of another model" (model files, checkpoints).
+std::vector<std::string> GptConfigDifferences(const GptConfig& a, const GptConfig& b,
+                                              const std::string& a_label,
+                                              const std::string& b_label, bool with_padding,
+                                              bool with_numerics);
+
 }  // namespace loom

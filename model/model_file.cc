@@ -269,20 +269,8 @@ absl::Status WriteLoomModelFile(const std::string& path, const GptConfig& c,
 }
 
 absl::Status CheckSameShape(const GptConfig& job, const GptConfig& file, const std::string& path) {
-  std::vector<std::string> diffs;
-  auto cmp = [&](const char* field, int64_t a, int64_t b) {
-    if (a != b) diffs.push_back(absl::StrCat(field, ": job has ", a, ", file has ", b));
-  };
-  cmp("model.family", static_cast<int>(job.family), static_cast<int>(file.family));
-  cmp("model.layers", job.layers, file.layers);
-  cmp("model.heads", job.heads, file.heads);
-  cmp("model.kv_heads", job.kv_heads, file.kv_heads);
-  cmp("model.hidden", job.hidden, file.hidden);
-  cmp("model.ffn_hidden", job.ffn_hidden, file.ffn_hidden);
-  cmp("model.vocab", job.vocab, file.vocab);
-  cmp("padded vocab", job.padded_vocab, file.padded_vocab);
-  cmp("model.max_seq", job.max_seq, file.max_seq);
-  cmp("model.tied_embeddings", job.tied_embeddings, file.tied_embeddings);
+  const std::vector<std::string> diffs = GptConfigDifferences(
+      job, file, "job has", "file has", /*with_padding=*/true, /*with_numerics=*/false);
   if (diffs.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat("model.init_from ", path,
                                                  " does not fit the job's model: ",
