@@ -179,24 +179,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     LOOM_ASSIGN_OR_RETURN(t->loss_rows_,
                           t->readback_.FlatView(0, accum * rows).Reshape(Shape{accum, rows}));
     t->norm_acc_ = t->readback_.FlatView(accum * rows, 1);
-    Device* dev = t->device_;
-    LOOM_ASSIGN_OR_RETURN(void* staging,
-                          dev->AllocateHostStaging(2 * accum * rows * sizeof(int32_t)));
-    t->staging_ = std::shared_ptr<int32_t>(static_cast<int32_t*>(staging),
-                                           [dev](int32_t* p) { dev->FreeHostStaging(p); });
-    for (int64_t k = 0; k < accum; ++k) {
-      int32_t* in = t->staging_.get() + 2 * k * rows;
-      if (dev->host_memory()) {
-        t->step_inputs_.push_back(Tensor::View(in, Shape{micro, T}, DType::kI32, CpuDevice()));
-        t->step_targets_.push_back(
-            Tensor::View(in + rows, Shape{micro, T}, DType::kI32, CpuDevice()));
-      } else {
-        LOOM_ASSIGN_OR_RETURN(Tensor din, Tensor::Empty(Shape{micro, T}, DType::kI32, dev));
-        LOOM_ASSIGN_OR_RETURN(Tensor dtg, Tensor::Empty(Shape{micro, T}, DType::kI32, dev));
-        t->step_inputs_.push_back(din);
-        t->step_targets_.push_back(dtg);
-      }
-    }
+    // After the resume: the batches start from the restored data position.
+    LOOM_ASSIGN_OR_RETURN(t->batches_,
+                          StepBatches::Create(t->device_, t->train_data_.get(), accum, micro, T));
   }
   // The gradient norm counts each parameter once, on the rank that owns it (OwnsParam, the
   // same rule checkpoints save by).
@@ -274,29 +259,15 @@ absl::StatusOr<double> Trainer::GradNormFrom(double local_squares) {
   return std::sqrt(sq[0]);
 }
 
-absl::Status Trainer::StageBatches(int64_t accum) {
-  const int64_t rows = loss_rows_.dim(1);
-  const int micro = static_cast<int>(numbers_.micro_batch_size);
-  for (int64_t k = 0; k < accum; ++k) {
-    int32_t* in = staging_.get() + 2 * k * rows;
-    // The previous step's copies out of these buffers finished before its read-back returned.
-    LOOM_RETURN_IF_ERROR(
-        train_data_->NextBatch(micro, absl::MakeSpan(in, rows), absl::MakeSpan(in + rows, rows)));
-    if (device_->host_memory()) continue;  // step_inputs_ are views of the staging
-    LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_inputs_[k].data(), in, rows * 4));
-    LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_targets_[k].data(), in + rows, rows * 4));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<float> Trainer::Step() {
   const int64_t accum = numbers_.grad_accum_steps;
   world_->state()->step = step_ + 1;  // named by a collective that times out
   fault_.BeforeStep(step_ + 1);
   LOOM_RETURN_IF_ERROR(model_->ZeroGrads());
-  // Every micro-batch of the step is staged and its copy queued before any compute: the host
-  // never waits for a copy, and on a GPU the copies run ahead of the micro-batches using them.
-  LOOM_RETURN_IF_ERROR(StageBatches(accum));
+  // Every micro-batch of the step is staged and its copy queued before any compute (by the
+  // previous step's prefetch, or now): the host never waits for a copy, and on a GPU the copies
+  // run ahead of the micro-batches using them.
+  LOOM_RETURN_IF_ERROR(batches_->Next());
   // The losses stay on the device until the one read-back below.
   model_->DeferLosses(loss_rows_);
   const absl::Status ran = PipelineStep(accum);
@@ -307,6 +278,9 @@ absl::StatusOr<float> Trainer::Step() {
   LOOM_RETURN_IF_ERROR(
       fault_.AtGradients(step_ + 1, model_->grads(), optimizer_->owned_ranges(), norm_runs_));
   LOOM_RETURN_IF_ERROR(QueueGradNormSquares());
+  // The step's work is queued: while the device runs it, the host reads the next step's batches
+  // and queues their copies (after this step's ops in stream order). Not past the run's end.
+  if (step_ + 1 < numbers_.steps_this_run) LOOM_RETURN_IF_ERROR(batches_->Prefetch());
   // The step's one host wait on the device: its losses and its gradient norm's squares.
   const int64_t rows = loss_rows_.dim(1);
   LOOM_ASSIGN_OR_RETURN(const std::vector<float> back, readback_.ToFloatVector());
@@ -334,8 +308,8 @@ absl::StatusOr<float> Trainer::Step() {
 absl::Status Trainer::PipelineStep(int64_t accum) {
   // Every stage has the step's batches (the data position stays the same on all of them); the
   // first stage uses the tokens, the last the targets.
-  std::vector<Tensor> in(step_inputs_.begin(), step_inputs_.begin() + accum);
-  std::vector<Tensor> tg(step_targets_.begin(), step_targets_.begin() + accum);
+  std::vector<Tensor> in(batches_->inputs().begin(), batches_->inputs().begin() + accum);
+  std::vector<Tensor> tg(batches_->targets().begin(), batches_->targets().begin() + accum);
   LOOM_RETURN_IF_ERROR(reducer_->BeginBackward());
   LOOM_RETURN_IF_ERROR(pipeline_->TrainStep(in, tg, 1.0f / static_cast<float>(accum)).status());
   return ReduceTiedEmbedding();
@@ -448,11 +422,11 @@ absl::StatusOr<bool> Trainer::AnyRankAskedToStop() {
   if (flag[0] > 0) {
     stop_reason_ = StopSignalReceived() != 0 ? StopSignalName() : "a peer rank's signal";
   } else if (flag[1] > 0) {
-    stop_reason_ = !TimeIsUp() ? std::string("a peer rank's time limit")
-                               : absl::StrCat("time limit: runtime.max_duration_s = ",
-                                              config_.runtime().max_duration_s(),
-                                              " less a margin of ",
-                                              config_.runtime().stop_margin_s(), " s");
+    stop_reason_ = !TimeIsUp()
+                       ? std::string("a peer rank's time limit")
+                       : absl::StrCat("time limit: runtime.max_duration_s = ",
+                                      config_.runtime().max_duration_s(), " less a margin of ",
+                                      config_.runtime().stop_margin_s(), " s");
   }
   return flag[0] > 0 || flag[1] > 0;
 }
