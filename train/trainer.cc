@@ -180,6 +180,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
                           t->readback_.FlatView(0, accum * rows).Reshape(Shape{accum, rows}));
     t->norm_acc_ = t->readback_.FlatView(accum * rows, 1);
     // After the resume: the batches start from the restored data position.
+    if (!t->device_->host_memory()) {
+      LOOM_ASSIGN_OR_RETURN(t->reduce_begin_, Event::Create(t->device_));
+      LOOM_ASSIGN_OR_RETURN(t->reduce_end_, Event::Create(t->device_));
+    }
     LOOM_ASSIGN_OR_RETURN(t->batches_,
                           StepBatches::Create(t->device_, t->train_data_.get(), accum, micro, T));
   }
@@ -227,11 +231,21 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
 
 absl::Status Trainer::FinishGradReduction() {
   Timer timer;
+  if (reduce_begin_) LOOM_RETURN_IF_ERROR(reduce_begin_->Record(op_stream_->stream()));
   LOOM_RETURN_IF_ERROR(reducer_->Finish());
+  if (reduce_end_) LOOM_RETURN_IF_ERROR(reduce_end_->Record(op_stream_->stream()));
   CommSeconds comm;
   comm.dp_exposed = timer.Seconds();  // the part of the reduction backward did not hide
   comm.dp_total = reducer_->stats().comm_s;
   progress_->AddComm(comm);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::AccountDeviceComm() {
+  if (!reduce_begin_) return absl::OkStatus();
+  // Both events are behind the read-back the host has just waited for.
+  LOOM_ASSIGN_OR_RETURN(const float exposed_ms, reduce_end_->ElapsedMs(*reduce_begin_));
+  progress_->AddDeviceComm(TakeDeviceCommSeconds(), std::max(0.0f, exposed_ms) / 1e3);
   return absl::OkStatus();
 }
 
@@ -284,6 +298,7 @@ absl::StatusOr<float> Trainer::Step() {
   // The step's one host wait on the device: its losses and its gradient norm's squares.
   const int64_t rows = loss_rows_.dim(1);
   LOOM_ASSIGN_OR_RETURN(const std::vector<float> back, readback_.ToFloatVector());
+  LOOM_RETURN_IF_ERROR(AccountDeviceComm());
   double loss_sum = 0;
   for (int64_t k = 0; k < heads; ++k) loss_sum += GptModel::MeanLoss(&back[k * rows], rows);
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
@@ -397,18 +412,20 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss) {
       step_, total, loss, LearningRate(config_, step_ - 1), last_grad_norm_,
       static_cast<int64_t>(device_->allocator().stats().peak_bytes), skipped_steps_, val_loss);
   for (const std::string& line : r.lines) LOOM_LOG(INFO) << line;
-  if (device_->is_cuda()) {
-    // The progress line's communication times are host issue times on a GPU (~0): the
-    // collectives' own time on their streams, from CUDA events (parallel/nccl_backend.h).
-    const std::map<std::string, double> gpu = TakeNcclDeviceSeconds();
+  if (!r.device_seconds.empty()) {
+    // The progress line's communication times are host issue times on a device (~0): the
+    // collectives' own time on their streams (CUDA events, parallel/nccl_backend.h; the test
+    // device's stream times), which comm_share is made of.
     std::string line;
-    for (const auto& [group, seconds] : gpu) {
+    for (const auto& [group, seconds] : r.device_seconds) {
       absl::StrAppend(&line, line.empty() ? "" : ", ", group,
                       absl::StrFormat(" %.1f ms", seconds * 1e3));
     }
-    if (!line.empty()) {
-      LOOM_LOG(INFO) << "communication on the GPU since the last line (CUDA events): " << line;
-    }
+    LOOM_LOG(INFO) << "communication on " << device_->Name()
+                   << " since the last line (stream events): " << line
+                   << (r.metrics.comm_share
+                           ? absl::StrFormat("; comm_share %.6f", *r.metrics.comm_share)
+                           : std::string());
   }
   if (sinks_) sinks_->Log(r.metrics);  // a failing sink is switched off, never the run
   return absl::OkStatus();

@@ -94,6 +94,9 @@ class Trainer {
   absl::Status BuildOptimizer();
   absl::Status OpenSinks();
   absl::Status FinishGradReduction();
+  // On a device, after the step's read-back: its collectives' stream times and the reduction's
+  // exposed part go to the progress counters (comm_share; StepProgress::AddDeviceComm).
+  absl::Status AccountDeviceComm();
   // The gradient norm's local sum of squares, queued on the device into readback_'s last
   // element; GradNormFrom reduces the host value over the groups and takes the root.
   absl::Status QueueGradNormSquares();
@@ -154,6 +157,9 @@ class Trainer {
   // (Device::AllocateHostStaging), the next step's prefetched during compute; it knows the data
   // position of the batches used, which checkpoints save (train/step_batches.h).
   std::unique_ptr<StepBatches> batches_;
+  // On a device: timing events on the ops' stream around its wait for the data-parallel
+  // reduction (the reduction's exposed part as the device saw it, for comm_share).
+  std::unique_ptr<Event> reduce_begin_, reduce_end_;
   std::vector<int32_t> inputs_, targets_;  // evaluation
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the

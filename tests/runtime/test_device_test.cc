@@ -114,6 +114,32 @@ TEST(TestDevice, CopiesToTheHostQueueAndOneWaitCoversThem) {
   d->FreeHostStaging(host);
 }
 
+// Timing events, as CUDA's: the time between the stream reaching two records (a sleep of at
+// least 50 ms between them here), and an error before the stream has reached them.
+TEST(TestDevice, EventsTimeTheirStream) {
+  Device* d = Dev();
+  auto begin = Event::Create(d), end = Event::Create(d);
+  ASSERT_TRUE(begin.ok() && end.ok());
+  const Stream ops = Stream::Default(d);
+  std::atomic<bool> go{false};
+  ASSERT_TRUE(EnqueueOnTestDevice(d, [&go] {
+                while (!go.load()) Sleep(1);
+                return absl::OkStatus();
+              }).ok());
+  ASSERT_TRUE((*begin)->Record(ops).ok());
+  ASSERT_TRUE(EnqueueOnTestDevice(d, [] {
+                Sleep(50);
+                return absl::OkStatus();
+              }).ok());
+  ASSERT_TRUE((*end)->Record(ops).ok());
+  EXPECT_FALSE((*end)->ElapsedMs(**begin).ok());  // not reached yet
+  go = true;
+  ASSERT_TRUE((*end)->Synchronize().ok());
+  auto ms = (*end)->ElapsedMs(**begin);
+  ASSERT_TRUE(ms.ok()) << ms.status();
+  EXPECT_GE(*ms, 49.0f);
+}
+
 TEST(TestDevice, EventsOrderStreamsAndWithoutThemNothingDoes) {
   Device* d = Dev();
   auto side = Stream::Create(d);
