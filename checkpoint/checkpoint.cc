@@ -155,6 +155,9 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
   LOOM_RETURN_IF_ERROR(AgreeAll(*world_, prepared, absl::StrCat("checkpoint ", p->tmp_dir)));
 
   // This rank's slices, copied to host memory now: training may change the buffers next.
+  // The device whose copies into p->staging were queued and not yet waited for (an error
+  // between the first copy and the wait must not free the buffer under them).
+  Device* unwaited = nullptr;
   absl::Status snap = [&]() -> absl::Status {
     LOOM_ASSIGN_OR_RETURN(std::vector<Region> regions,
                           SavedRegions(*src.table, src.coord, src.optimizer, src.dp_size));
@@ -202,6 +205,7 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
                                                   ", the weights on ", params.device()->Name()));
         }
         char* dst = p->staging.get() + at;
+        unwaited = device;
         LOOM_RETURN_IF_ERROR(device->CopyToHostAsync(
             dst, static_cast<const char*>(t.FlatView(r.at, r.box.numel()).data()), len));
         from = dst;
@@ -226,12 +230,9 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
     }
     p->size = at;
     if (device != nullptr) {
-      const absl::Status copied = device->WaitForCopies(
-          absl::StrCat("the checkpoint snapshot (", total, " bytes) of step ", info.step));
-      // A failed wait may leave copies queued that still write into the buffer: it is kept
-      // (leaked) rather than freed under them; the job is ending anyway.
-      if (!copied.ok()) (void)p->staging.release();
-      LOOM_RETURN_IF_ERROR(copied);
+      LOOM_RETURN_IF_ERROR(device->WaitForCopies(
+          absl::StrCat("the checkpoint snapshot (", total, " bytes) of step ", info.step)));
+      unwaited = nullptr;
     }
     // The checksums, once the bytes are on the host.
     for (int i = 0; i < p->slices.slices_size(); ++i) {
@@ -253,6 +254,9 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
     }
     return absl::OkStatus();
   }();
+  // Copies queued but not waited for (the wait failed, or an error came between): the buffer
+  // is kept (leaked) rather than freed under copies that may still land; the job is ending.
+  if (unwaited != nullptr && p->staging) (void)p->staging.release();
   p->start_s = timer.Seconds();  // the snapshot's time, which training waits for
   pending_ = std::move(p);
   if (!snap.ok()) {
