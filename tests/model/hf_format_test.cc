@@ -192,6 +192,8 @@ struct ExportCase {
   int64_t shard_bytes;
 };
 
+void PrintTo(const ExportCase& c, std::ostream* os) { *os << c.from << " as " << c.like; }
+
 class HfExportTest : public ::testing::TestWithParam<ExportCase> {};
 
 // The float32 model exported as `dtype` holds exactly the tensors transformers saved for that
