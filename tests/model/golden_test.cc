@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "parallel/adamw.h"
 #include "model/gpt.h"
 #include "model/model_file.h"
-#include "parallel/adamw.h"
 #include "runtime/dtype.h"
 #include "tests/model/model_testing.h"
 
