@@ -74,7 +74,7 @@ absl::Status RunExport(const std::vector<std::string>& args) {
   std::string format_name, out, from;
   bool bf16 = false;
   std::string dtype_name = "f32";
-  int64_t max_shard_mb = 0;
+  double max_shard_mb = 0;
   FlagSet flags("loom export", kDescription);
   flags.Choice("--format", &format_name, {"llmc", "loom", "safetensors", "hf"}, "the file format")
       .Required();
@@ -84,9 +84,9 @@ absl::Status RunExport(const std::vector<std::string>& args) {
   flags.Bool("--bf16", &bf16, "llm.c version 5 (bf16 weights) instead of fp32; --format llmc only");
   flags.Choice("--dtype", &dtype_name, {"f32", "bf16", "f16"},
                "the tensors' dtype; --format hf only");
-  flags.Int64("--max-shard-mb", &max_shard_mb, "N",
-              "--format hf: shards of at most this many MiB with model.safetensors.index.json "
-              "(0 = one model.safetensors)");
+  flags.Double("--max-shard-mb", &max_shard_mb, "N",
+               "--format hf: shards of at most this many MiB with model.safetensors.index.json "
+               "(0 = one model.safetensors)");
   LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
   if (!run) return absl::OkStatus();
   if (config_path.empty() == from.empty()) {
@@ -132,7 +132,7 @@ absl::Status RunExport(const std::vector<std::string>& args) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max-shard-mb expects a number of MiB >= 0, got ", max_shard_mb));
   }
-  options.max_shard_bytes = max_shard_mb << 20;
+  options.max_shard_bytes = static_cast<int64_t>(max_shard_mb * (1 << 20));
   LOOM_RETURN_IF_ERROR(WriteModelWeights(out, format, weights, options));
   const GptConfig& c = weights.config;
   std::cout << "wrote " << out << " ("

@@ -3,6 +3,7 @@
 // runner, the gradient reducer and the optimizer, the metrics sinks.
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "model/hf_format.h"
@@ -95,6 +96,17 @@ absl::Status Trainer::BuildModel(std::optional<std::vector<float>>* init,
                           absl::StrCat("model.init_from: ", opened.status().message()));
     }
     LOOM_RETURN_IF_ERROR(CheckSameShape(gpt, (*opened)->config(), init_from));
+    // The numerics are no shape: the job's values are used, but a file that says otherwise
+    // (a HF config.json's rope_theta, rms_norm_eps) was trained with another model.
+    const GptConfig& file = (*opened)->config();
+    for (const std::string& d :
+         GptConfigDifferences(gpt, file, "job has", "file has",
+                              /*with_padding=*/false, /*with_numerics=*/true)) {
+      if (absl::StartsWith(d, "model.norm_eps") || absl::StartsWith(d, "model.rope_theta")) {
+        LOOM_LOG(WARNING) << "model.init_from " << init_from << ": " << d
+                          << " (the job's value is used: set it as the file says)";
+      }
+    }
     reader = std::move(*opened);
   }
   TensorParallelism tpar;
