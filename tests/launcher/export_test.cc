@@ -13,6 +13,7 @@
 #include "data/token_shard.h"
 #include "gtest/gtest.h"
 #include "launcher/command.h"
+#include "model/gpt_params.h"
 #include "model/model_file.h"
 #include "parallel/world.h"
 #include "runtime/dtype.h"
@@ -189,6 +190,49 @@ TEST_F(ExportTest, HuggingFaceInAndOut) {
   auto want_bf16 = ReadModelFile(testing::SourceDir() + "/tests/fixtures/hf/llama_bf16");
   ASSERT_TRUE(bf16.ok() && want_bf16.ok()) << bf16.status();
   EXPECT_TRUE(SameBits(bf16->params, want_bf16->params));
+}
+
+// What `loom generate` loads (train/model_export.h): the model and weights at a checkpoint, and
+// at its Hugging Face export, whole or as one tensor rank's slices, agree with the trainer's.
+TEST_F(ExportTest, WeightsAtAnyPath) {
+  auto text = ReadFile(P("llama.textproto"));
+  ASSERT_TRUE(text.ok());
+  auto job = testing::JobFromText(*text, dir_, {"checkpoint.dir=" + P("ckpt")});
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto world = World::Get();
+  ASSERT_TRUE(world.ok());
+  std::vector<float> trained;
+  GptConfig model;
+  {
+    auto t = Trainer::Create(*job, *world);
+    ASSERT_TRUE(t.ok()) << t.status();
+    ASSERT_TRUE((*t)->Step().ok());
+    ASSERT_TRUE((*t)->SaveCheckpoint().ok());
+    ASSERT_TRUE((*t)->FinishCheckpoint().ok());
+    trained = *(*t)->model().params().ToFloatVector();
+    model = (*t)->model().config();
+  }
+  ASSERT_TRUE(Export({"--format", "hf", "--from", P("ckpt"), "--out", P("hf")}).ok());
+  for (const std::string& path : {P("ckpt"), P("hf")}) {
+    auto c = ReadModelConfigAt(path);
+    ASSERT_TRUE(c.ok()) << path << ": " << c.status();
+    EXPECT_TRUE(GptConfigDifferences(*c, model, "a", "b", false, true).empty()) << path;
+    auto whole = ReadWholeModel(path);
+    ASSERT_TRUE(whole.ok()) << path << ": " << whole.status();
+    auto again = ReadWeightSlicesAt(path, model, GptParamLayout(model));
+    ASSERT_TRUE(again.ok()) << path << ": " << again.status();
+    EXPECT_TRUE(SameBits(*again, trained)) << path;
+    // Tensor rank 1 of 2, with the padding tp 2 gives (256 rows).
+    GptConfig tp2 = model;
+    tp2.padded_vocab = 256;
+    auto table = GptParamTable(tp2, 2, 1);
+    ASSERT_TRUE(table.ok());
+    auto slices = ReadWeightSlicesAt(path, tp2, *table);
+    ASSERT_TRUE(slices.ok()) << path << ": " << slices.status();
+    auto want = ReadWeightSlicesAt(P("ckpt"), tp2, *table);
+    ASSERT_TRUE(want.ok()) << want.status();
+    EXPECT_TRUE(SameBits(*slices, *want)) << path;
+  }
 }
 
 TEST_F(ExportTest, RefusesBadRequests) {

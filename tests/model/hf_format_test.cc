@@ -259,6 +259,48 @@ TEST(HfExport, DropsPaddingAndReplacesAnEarlierExport) {
   EXPECT_EQ(*back, w->params);
 }
 
+// The head's other choice for each family: a LLaMA tied to its embedding stores no lm_head
+// (tie_word_embeddings true), a GPT-2 with an untied head stores it; both read back as written.
+TEST(HfExport, TiedLlamaAndUntiedGpt2) {
+  const testing::ScopedTempDir tmp("hf_export_heads");
+  for (bool llama : {true, false}) {
+    GptConfig c;
+    c.family = llama ? ModelFamily::kLlama : ModelFamily::kGpt2;
+    c.layers = 1;
+    c.heads = 2;
+    c.kv_heads = llama ? 1 : 2;
+    c.hidden = 8;
+    c.ffn_hidden = llama ? 12 : 32;
+    c.vocab = 10;
+    c.padded_vocab = 16;
+    c.max_seq = 4;
+    c.tied_embeddings = llama;
+    const ParamTable layout = GptParamLayout(c);
+    std::vector<float> p(layout.total());
+    for (size_t i = 0; i < p.size(); ++i) p[i] = 0.01f * static_cast<float>(i % 101);
+    for (const ParamSpec& s : layout.specs()) {
+      if (s.zero_rows_from >= 0) {
+        std::fill(p.begin() + s.offset + s.zero_rows_from * c.hidden,
+                  p.begin() + s.offset + s.numel(), 0.0f);
+      }
+    }
+    const std::string out = tmp.path() + (llama ? "/llama" : "/gpt2");
+    ASSERT_TRUE(WriteHfModelDir(out, c, p, {}).ok());
+    EXPECT_EQ(TensorsIn(out).count("lm_head.weight"), llama ? 0u : 1u);
+    auto config = ReadFile(out + "/config.json");
+    ASSERT_TRUE(config.ok());
+    EXPECT_TRUE(absl::StrContains(
+        *config, llama ? "\"tie_word_embeddings\": true" : "\"tie_word_embeddings\": false"))
+        << *config;
+    auto reader = ModelFileReader::Open(out);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    EXPECT_EQ((*reader)->config().tied_embeddings, llama);
+    auto back = ReadModelSlices(**reader, c, layout);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, p) << (llama ? "LLaMA" : "GPT-2");
+  }
+}
+
 // ---- refusals ---------------------------------------------------------------------------------
 
 class HfRefusalTest : public ::testing::Test {
