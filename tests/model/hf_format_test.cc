@@ -402,6 +402,40 @@ TEST_F(HfRefusalTest, MissingAndExtraTensors) {
   EXPECT_TRUE(ModelFileReader::Open(dir).ok());
 }
 
+// Checkpoints of the bare GPT2Model (as the released openai-community/gpt2 files) name their
+// tensors without "transformer." and carry the causal-mask buffers: the same weights. A job
+// with a shorter context reads the first position rows.
+TEST_F(HfRefusalTest, BareModelNamesAndAShorterContext) {
+  const std::string dir = Copy("gpt2_f32");
+  EditTensors(dir, [](std::vector<SafetensorsOut>* t) {
+    for (SafetensorsOut& x : *t) x.name = x.name.substr(std::string("transformer.").size());
+    t->push_back({"h.1.attn.bias", {1, 1, 16, 16}, std::vector<float>(256, 1.0f)});
+  });
+  auto bare = ReadModelFile(dir);
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  auto want = ReadModelFile(HfPath("gpt2_f32"));
+  ASSERT_TRUE(want.ok());
+  EXPECT_EQ(bare->params, want->params);
+
+  auto reader = ModelFileReader::Open(dir);
+  ASSERT_TRUE(reader.ok());
+  GptConfig job = want->config;
+  job.max_seq = 8;
+  const ParamTable layout = GptParamLayout(job);
+  auto p = ReadModelSlices(**reader, job, layout);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const ParamSpec* wpe = *layout.Find("wpe.weight");
+  const ParamSpec* whole_wpe = *GptParamLayout(want->config).Find("wpe.weight");
+  EXPECT_TRUE(std::equal(p->begin() + wpe->offset, p->begin() + wpe->offset + wpe->numel(),
+                         want->params.begin() + whole_wpe->offset));
+  job.max_seq = 32;
+  auto longer = ReadModelSlices(**reader, job, GptParamLayout(job));
+  ASSERT_FALSE(longer.ok());
+  EXPECT_TRUE(
+      absl::StrContains(longer.status().message(), "model.max_seq: job has 32, file has 16"))
+      << longer.status();
+}
+
 TEST_F(HfRefusalTest, BrokenFilesAndIndex) {
   std::string dir = Copy("llama_f32");
   auto bytes = ReadFile(dir + "/model.safetensors");
