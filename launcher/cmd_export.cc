@@ -111,7 +111,6 @@ absl::Status RunExport(const std::vector<std::string>& args) {
   LoadedWeights weights;
   std::string source;
   if (!from.empty()) {
-    std::error_code ec;
     LOOM_ASSIGN_OR_RETURN(weights, ReadWholeModel(from));
     source = from;
   } else {
