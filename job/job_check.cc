@@ -180,9 +180,9 @@ JobCheck CheckJob(const JobConfig& config_in, int world_size, const LocalPlaceme
   const std::string& init_from = config.model().init_from();
   std::error_code ec;
   if (!init_from.empty()) {
-    const bool model_file = IsHfModelDir(init_from) ||
-                            (!std::filesystem::is_directory(init_from, ec) &&
-                             ::access(init_from.c_str(), R_OK) == 0);
+    const bool model_file =
+        IsHfModelDir(init_from) ||
+        (!std::filesystem::is_directory(init_from, ec) && ::access(init_from.c_str(), R_OK) == 0);
     if (model_file) {
       auto reader = ModelFileReader::Open(init_from);
       if (!reader.ok()) {
