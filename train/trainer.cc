@@ -180,11 +180,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     LOOM_ASSIGN_OR_RETURN(t->loss_rows_,
                           t->readback_.FlatView(0, accum * rows).Reshape(Shape{accum, rows}));
     t->norm_acc_ = t->readback_.FlatView(accum * rows, 1);
-    // After the resume: the batches start from the restored data position.
+    // Timing events for comm_share on a device (AccountDeviceComm).
     if (!t->device_->host_memory()) {
       LOOM_ASSIGN_OR_RETURN(t->reduce_begin_, Event::Create(t->device_));
       LOOM_ASSIGN_OR_RETURN(t->reduce_end_, Event::Create(t->device_));
     }
+    // After the resume: the batches start from the restored data position.
     LOOM_ASSIGN_OR_RETURN(t->batches_,
                           StepBatches::Create(t->device_, t->train_data_.get(), accum, micro, T));
   }
