@@ -180,22 +180,34 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
                           t->readback_.FlatView(0, accum * rows).Reshape(Shape{accum, rows}));
     t->norm_acc_ = t->readback_.FlatView(accum * rows, 1);
     Device* dev = t->device_;
+    // Per micro-batch: inputs, targets, then segment ids (used with masked data only).
     LOOM_ASSIGN_OR_RETURN(void* staging,
-                          dev->AllocateHostStaging(2 * accum * rows * sizeof(int32_t)));
+                          dev->AllocateHostStaging(3 * accum * rows * sizeof(int32_t)));
     t->staging_ = std::shared_ptr<int32_t>(static_cast<int32_t*>(staging),
                                            [dev](int32_t* p) { dev->FreeHostStaging(p); });
+    t->masked_ = t->train_data_->has_loss_mask();
     for (int64_t k = 0; k < accum; ++k) {
-      int32_t* in = t->staging_.get() + 2 * k * rows;
+      int32_t* in = t->staging_.get() + 3 * k * rows;
       if (dev->host_memory()) {
         t->step_inputs_.push_back(Tensor::View(in, Shape{micro, T}, DType::kI32, CpuDevice()));
         t->step_targets_.push_back(
             Tensor::View(in + rows, Shape{micro, T}, DType::kI32, CpuDevice()));
+        t->step_segments_.push_back(
+            Tensor::View(in + 2 * rows, Shape{micro, T}, DType::kI32, CpuDevice()));
       } else {
         LOOM_ASSIGN_OR_RETURN(Tensor din, Tensor::Empty(Shape{micro, T}, DType::kI32, dev));
         LOOM_ASSIGN_OR_RETURN(Tensor dtg, Tensor::Empty(Shape{micro, T}, DType::kI32, dev));
         t->step_inputs_.push_back(din);
         t->step_targets_.push_back(dtg);
+        if (t->masked_) {
+          LOOM_ASSIGN_OR_RETURN(Tensor dsg, Tensor::Empty(Shape{micro, T}, DType::kI32, dev));
+          t->step_segments_.push_back(dsg);
+        }
       }
+    }
+    if (t->masked_) {
+      LOOM_LOG(INFO) << "data: loss masks and document boundaries from the shards' token flags "
+                        "(the loss is the mean over the counted targets of the global batch)";
     }
   }
   // The gradient norm counts each parameter once, on the rank that owns it (OwnsParam, the
@@ -278,13 +290,18 @@ absl::Status Trainer::StageBatches(int64_t accum) {
   const int64_t rows = loss_rows_.dim(1);
   const int micro = static_cast<int>(numbers_.micro_batch_size);
   for (int64_t k = 0; k < accum; ++k) {
-    int32_t* in = staging_.get() + 2 * k * rows;
+    int32_t* in = staging_.get() + 3 * k * rows;
     // The previous step's copies out of these buffers finished before its read-back returned.
-    LOOM_RETURN_IF_ERROR(
-        train_data_->NextBatch(micro, absl::MakeSpan(in, rows), absl::MakeSpan(in + rows, rows)));
+    LOOM_RETURN_IF_ERROR(train_data_->NextBatch(micro, absl::MakeSpan(in, rows),
+                                                absl::MakeSpan(in + rows, rows),
+                                                absl::MakeSpan(in + 2 * rows, rows)));
     if (device_->host_memory()) continue;  // step_inputs_ are views of the staging
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_inputs_[k].data(), in, rows * 4));
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_targets_[k].data(), in + rows, rows * 4));
+    if (masked_) {
+      LOOM_RETURN_IF_ERROR(
+          device_->CopyFromHostAsync(step_segments_[k].data(), in + 2 * rows, rows * 4));
+    }
   }
   return absl::OkStatus();
 }
@@ -297,11 +314,27 @@ absl::StatusOr<float> Trainer::Step() {
   // Every micro-batch of the step is staged and its copy queued before any compute: the host
   // never waits for a copy, and on a GPU the copies run ahead of the micro-batches using them.
   LOOM_RETURN_IF_ERROR(StageBatches(accum));
+  // Each micro-batch's loss is the mean of its B x T rows: weighted 1 / accum, the gradient is
+  // that of the step's mean (the data-parallel reduction then averages the replicas). With loss
+  // masks the objective is the mean over the counted targets of the whole global batch: each
+  // row's weight is dp / (the global count), so that the replicas' average is right too.
+  const double dp = static_cast<double>(numbers_.dp);
+  const int64_t rows_per_batch = loss_rows_.dim(1);
+  float loss_weight = 1.0f / static_cast<float>(accum);
+  double counted = 0;
+  if (masked_) {
+    LOOM_ASSIGN_OR_RETURN(counted, CountStepTargets(accum));
+    loss_weight =
+        counted > 0 ? static_cast<float>(static_cast<double>(rows_per_batch) * dp / counted) : 0;
+    model_->SetSegments(
+        std::vector<Tensor>(step_segments_.begin(), step_segments_.begin() + accum));
+  }
   // The losses stay on the device until the one read-back below.
   model_->DeferLosses(loss_rows_);
-  const absl::Status ran = PipelineStep(accum);
+  const absl::Status ran = PipelineStep(accum, loss_weight);
   const int64_t heads = model_->deferred_losses();
   model_->DeferLosses(Tensor());
+  model_->SetSegments({});
   LOOM_RETURN_IF_ERROR(ran);
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
   LOOM_RETURN_IF_ERROR(
@@ -311,8 +344,15 @@ absl::StatusOr<float> Trainer::Step() {
   const int64_t rows = loss_rows_.dim(1);
   LOOM_ASSIGN_OR_RETURN(const std::vector<float> back, readback_.ToFloatVector());
   double loss_sum = 0;
-  for (int64_t k = 0; k < heads; ++k) loss_sum += GptModel::MeanLoss(&back[k * rows], rows);
-  double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
+  double loss_mean[1] = {0};
+  if (masked_) {
+    // Ignored rows hold 0; this replica's share of the global mean (averaged over dp below).
+    for (int64_t i = 0; i < heads * rows; ++i) loss_sum += back[i];
+    loss_mean[0] = counted > 0 ? loss_sum * dp / counted : 0.0;
+  } else {
+    for (int64_t k = 0; k < heads; ++k) loss_sum += GptModel::MeanLoss(&back[k * rows], rows);
+    loss_mean[0] = loss_sum / static_cast<double>(accum);
+  }
   LOOM_RETURN_IF_ERROR(fault_.AtStep(step_ + 1, &loss_mean[0]));
   // The loss is computed on the last pipeline stage: every stage takes it from there.
   if (numbers_.pp > 1) {
@@ -331,13 +371,24 @@ absl::StatusOr<float> Trainer::Step() {
   return static_cast<float>(loss_mean[0]);
 }
 
-absl::Status Trainer::PipelineStep(int64_t accum) {
+absl::StatusOr<double> Trainer::CountStepTargets(int64_t accum) {
+  const int64_t rows = loss_rows_.dim(1);
+  double count[1] = {0};
+  for (int64_t k = 0; k < accum; ++k) {
+    const int32_t* targets = staging_.get() + 3 * k * rows + rows;
+    for (int64_t i = 0; i < rows; ++i) count[0] += targets[i] >= 0 ? 1 : 0;
+  }
+  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(count, 1), ReduceOp::kSum));
+  return count[0];
+}
+
+absl::Status Trainer::PipelineStep(int64_t accum, float loss_weight) {
   // Every stage has the step's batches (the data position stays the same on all of them); the
   // first stage uses the tokens, the last the targets.
   std::vector<Tensor> in(step_inputs_.begin(), step_inputs_.begin() + accum);
   std::vector<Tensor> tg(step_targets_.begin(), step_targets_.begin() + accum);
   LOOM_RETURN_IF_ERROR(reducer_->BeginBackward());
-  LOOM_RETURN_IF_ERROR(pipeline_->TrainStep(in, tg, 1.0f / static_cast<float>(accum)).status());
+  LOOM_RETURN_IF_ERROR(pipeline_->TrainStep(in, tg, loss_weight).status());
   return ReduceTiedEmbedding();
 }
 
@@ -355,6 +406,7 @@ absl::Status Trainer::ReduceTiedEmbedding() {
 
 absl::StatusOr<float> Trainer::Evaluate() {
   if (!val_data_) return absl::FailedPreconditionError("no validation data (data.val is empty)");
+  if (val_data_->has_loss_mask()) return EvaluateMasked();
   const int micro = config_.parallel().micro_batch_size();
   const int T = config_.data().seq_len();
   val_data_->Rewind();
@@ -376,6 +428,40 @@ absl::StatusOr<float> Trainer::Evaluate() {
   }
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
   return static_cast<float>(sum[0] / (static_cast<double>(batches) * groups_->dp().size()));
+}
+
+absl::StatusOr<float> Trainer::EvaluateMasked() {
+  const int micro = config_.parallel().micro_batch_size();
+  const int T = config_.data().seq_len();
+  const int64_t rows = int64_t{micro} * T;
+  val_data_->Rewind();
+  eval_segments_host_.resize(rows);
+  if (!eval_segments_.defined()) {
+    LOOM_ASSIGN_OR_RETURN(eval_segments_, Tensor::Empty(Shape{micro, T}, DType::kI32, device_));
+  }
+  double sum[2] = {0, 0};  // loss summed over counted targets, their count
+  const int batches = config_.logging().eval_batches();
+  for (int k = 0; k < batches; ++k) {
+    LOOM_RETURN_IF_ERROR(val_data_->NextBatch(micro, absl::MakeSpan(inputs_),
+                                              absl::MakeSpan(targets_),
+                                              absl::MakeSpan(eval_segments_host_)));
+    LOOM_RETURN_IF_ERROR(eval_segments_.CopyFrom(
+        Tensor::View(eval_segments_host_.data(), Shape{micro, T}, DType::kI32, CpuDevice())));
+    model_->SetSegments({eval_segments_});
+    Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
+    Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
+    auto loss = pipeline_->ForwardOnly(in, tg, GptModel::HeadMode::kEval);
+    model_->SetSegments({});
+    LOOM_RETURN_IF_ERROR(loss.status());
+    sum[0] += static_cast<double>(*loss) * static_cast<double>(rows);  // ignored rows are 0
+    for (int32_t target : targets_) sum[1] += target >= 0 ? 1 : 0;
+  }
+  // The loss sum lives on the last stage; every stage counted the same targets.
+  if (numbers_.pp > 1) {
+    LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
+  }
+  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sum, 2), ReduceOp::kSum));
+  return static_cast<float>(sum[1] > 0 ? sum[0] / sum[1] : 0.0);
 }
 
 absl::StatusOr<std::vector<int32_t>> Trainer::Sample(const std::vector<int32_t>& prompt,

@@ -112,7 +112,13 @@ class Trainer {
   OptimizerView OptimizerPlan() const;
   // One step's micro-batches (staged) through the pipeline (one stage when pp == 1); their
   // losses stay on the device (GptModel::DeferLosses).
-  absl::Status PipelineStep(int64_t accum);
+  absl::Status PipelineStep(int64_t accum, float loss_weight);
+  // Fine-tuning data (the shards carry loss masks): the step's count of targets that count,
+  // summed over the micro-batches and the data-parallel group (the same on every stage and
+  // tensor rank: they read the same batches).
+  absl::StatusOr<double> CountStepTargets(int64_t accum);
+  // The validation loss over the counted targets of eval_batches batches (masked data).
+  absl::StatusOr<float> EvaluateMasked();
   // The tied embedding's gradient summed over the embedding group (first and last pipeline
   // stage), then handed to the data-parallel reduction.
   absl::Status ReduceTiedEmbedding();
@@ -154,6 +160,12 @@ class Trainer {
   std::shared_ptr<int32_t> staging_;
   std::vector<Tensor> step_inputs_, step_targets_;
   std::vector<int32_t> inputs_, targets_;  // evaluation
+  // Masked (fine-tuning) data: the staged segment ids per micro-batch (after inputs and targets
+  // in staging_) and their device copies; evaluation's segment ids, host and device.
+  bool masked_ = false;
+  std::vector<Tensor> step_segments_;
+  std::vector<int32_t> eval_segments_host_;
+  Tensor eval_segments_;
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
   // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.
