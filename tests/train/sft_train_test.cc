@@ -116,6 +116,43 @@ TEST_P(SftGoldenTest, TrainerStepsMatchPyTorchForAnyMicroBatching) {
   }
 }
 
+// The GPU's control path (runtime.backend TEST: segment ids and targets reach the device by
+// copies, losses are read back once per step) gives the CPU's losses bit for bit.
+TEST_P(SftGoldenTest, TestDeviceMatchesCpuBitForBit) {
+  const testing::ScopedTempDir tmp("sft_device");
+  const std::vector<int32_t> stream = Ints(*sft_.Get("stream"));
+  const std::vector<int32_t> flags = Ints(*sft_.Get(V("flags")));
+  const std::string shard = tmp.path() + "/sft_train.bin";
+  ASSERT_TRUE(WriteShard(shard, std::vector<uint16_t>(stream.begin(), stream.end()),
+                         ShardFormat::kLlmc)
+                  .ok());
+  ASSERT_TRUE(
+      WriteTokenFlags(TokenFlagsPath(shard), std::vector<uint8_t>(flags.begin(), flags.end()))
+          .ok());
+  std::vector<float> losses[2];
+  for (int device = 0; device < 2; ++device) {
+    auto job = testing::FixtureJob(model_fx_, GetParam().family, tmp.path(), 2);
+    ASSERT_TRUE(job.ok()) << job.status();
+    job->mutable_data()->set_train(shard);
+    job->mutable_data()->set_val(shard);
+    job->mutable_logging()->set_eval_batches(2);
+    job->mutable_parallel()->set_global_batch_size(static_cast<int>(*sft_.Int("B")));
+    job->mutable_data()->set_seq_len(static_cast<int>(*sft_.Int("T")));
+    if (device == 1) job->mutable_runtime()->set_backend(RuntimeConfig::TEST);
+    auto trainer = Trainer::Create(*job, *World::Get());
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    for (int k = 0; k < 3; ++k) {
+      auto loss = (*trainer)->Step();
+      ASSERT_TRUE(loss.ok()) << loss.status();
+      losses[device].push_back(*loss);
+    }
+    auto val = (*trainer)->Evaluate();
+    ASSERT_TRUE(val.ok()) << val.status();
+    losses[device].push_back(*val);
+  }
+  EXPECT_EQ(losses[0], losses[1]);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, SftGoldenTest,
                          ::testing::Values(SftCase{"gpt2", "masked"}, SftCase{"gpt2", "packed"},
                                            SftCase{"llama", "masked"}, SftCase{"llama", "packed"}),
