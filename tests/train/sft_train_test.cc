@@ -123,9 +123,9 @@ TEST_P(SftGoldenTest, TestDeviceMatchesCpuBitForBit) {
   const std::vector<int32_t> stream = Ints(*sft_.Get("stream"));
   const std::vector<int32_t> flags = Ints(*sft_.Get(V("flags")));
   const std::string shard = tmp.path() + "/sft_train.bin";
-  ASSERT_TRUE(WriteShard(shard, std::vector<uint16_t>(stream.begin(), stream.end()),
-                         ShardFormat::kLlmc)
-                  .ok());
+  ASSERT_TRUE(
+      WriteShard(shard, std::vector<uint16_t>(stream.begin(), stream.end()), ShardFormat::kLlmc)
+          .ok());
   ASSERT_TRUE(
       WriteTokenFlags(TokenFlagsPath(shard), std::vector<uint8_t>(flags.begin(), flags.end()))
           .ok());
