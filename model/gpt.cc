@@ -243,8 +243,8 @@ absl::Status GptModel::SelectSegments(int mb) {
   }
   if (segments_[mb].shape() != Shape{B_, T_}) {
     return absl::InvalidArgumentError(absl::StrCat("segment ids of micro-batch ", mb, " are ",
-                                                   segments_[mb].shape().ToString(),
-                                                   ", expected [", B_, ", ", T_, "]"));
+                                                   segments_[mb].shape().ToString(), ", expected [",
+                                                   B_, ", ", T_, "]"));
   }
   cur_segments_ = segments_[mb];
   return absl::OkStatus();
@@ -426,9 +426,8 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor datty3, d_atty_.Reshape(Shape{B, T, attn_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor dqkv3, d_qkv_.Reshape(Shape{B, T, qkv_dim}));
-  LOOM_TIMED_OP("attention",
-                ops::AttentionBackward(datty3, qkv3, atty3, a.lse, heads_, kv_heads_, dqkv3,
-                                       CurSegments()));
+  LOOM_TIMED_OP("attention", ops::AttentionBackward(datty3, qkv3, atty3, a.lse, heads_, kv_heads_,
+                                                    dqkv3, CurSegments()));
   LOOM_FULL_ROWS(in1, a.norm1);
   if (llama) {
     LOOM_TIMED_OP("rope", ops::RopeBackward(dqkv3, heads_, kv_heads_, c.rope_theta));

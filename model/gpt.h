@@ -165,9 +165,7 @@ class GptModel {
   // chunk calls (ForwardBackward and Forward use 0). Attention then stays inside each segment
   // (block-diagonal causal, ops/attention.h). Empty (the default): plain causal attention. The
   // caller keeps the tensors unchanged until the micro-batches' backward passes have run.
-  void SetSegments(std::vector<Tensor> per_micro_batch) {
-    segments_ = std::move(per_micro_batch);
-  }
+  void SetSegments(std::vector<Tensor> per_micro_batch) { segments_ = std::move(per_micro_batch); }
 
   // ---- Chunk API (pipeline stages). Chunks are numbered 0 .. stage().chunks.size() - 1. ----
   int num_chunks() const { return static_cast<int>(stage_.chunks.size()); }

@@ -76,8 +76,8 @@ absl::Status CheckSegmentOrder(const std::string& p, const int32_t* seg, const D
     for (int64_t i = 1; i < d.t; ++i) {
       if (seg[bi * d.t + i] < seg[bi * d.t + i - 1]) {
         return absl::InvalidArgumentError(absl::StrCat(
-            p, "segments[", bi, ", ", i, "] = ", seg[bi * d.t + i], " is below segments[", bi,
-            ", ", i - 1, "] = ", seg[bi * d.t + i - 1], " (ids must not decrease along T)"));
+            p, "segments[", bi, ", ", i, "] = ", seg[bi * d.t + i], " is below segments[", bi, ", ",
+            i - 1, "] = ", seg[bi * d.t + i - 1], " (ids must not decrease along T)"));
       }
     }
   }

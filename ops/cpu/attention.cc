@@ -223,8 +223,8 @@ void AttentionBackward(const T* dout, const T* qkv, const T* out, const T* lse, 
   }
 }
 
-template void AttentionForward<float>(const float*, int64_t, int64_t, int, int, int, float*,
-                                      float*, const int32_t*);
+template void AttentionForward<float>(const float*, int64_t, int64_t, int, int, int, float*, float*,
+                                      const int32_t*);
 template void AttentionForward<double>(const double*, int64_t, int64_t, int, int, int, double*,
                                        double*, const int32_t*);
 template void AttentionBackward<float>(const float*, const float*, const float*, const float*,
