@@ -58,6 +58,7 @@ absl::Status CheckOutDir(const SftPrepareOptions& o) {
 // One split being packed.
 struct Packer {
   int64_t seq_len = 0;
+  bool pack = true;
   std::vector<uint16_t> tokens;
   std::vector<uint8_t> flags;
   int64_t pad = 0, truncated = 0;
@@ -78,7 +79,7 @@ struct Packer {
         ++truncated;
       }
       const size_t used = tokens.size() % t;
-      if (used != 0 && used + e.tokens.size() > t) PadTo(tokens.size() - used + t);
+      if (used != 0 && (!pack || used + e.tokens.size() > t)) PadTo(tokens.size() - used + t);
     }
     tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
     flags.insert(flags.end(), e.flags.begin(), e.flags.end());
@@ -191,6 +192,9 @@ absl::StatusOr<SftPrepareResult> PrepareSftData(const SftPrepareOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("data sft: --seq-len must be >= 0, got ", o.seq_len));
   }
+  if (!o.pack && o.seq_len == 0) {
+    return absl::InvalidArgumentError("data sft: --no-pack needs --seq-len (the sample length)");
+  }
   LOOM_ASSIGN_OR_RETURN(const data::SftTemplate tmpl, LoadSftTemplate(o.template_name));
   // Every line first, so a malformed line anywhere fails before anything is written.
   std::vector<RenderedExample> examples;
@@ -226,7 +230,7 @@ absl::StatusOr<SftPrepareResult> PrepareSftData(const SftPrepareOptions& o) {
   SftPrepareResult result;
   result.examples = static_cast<int64_t>(examples.size());
   const std::vector<int64_t> val = ValidationDocuments(result.examples, o.val_fraction);
-  Packer train{o.seq_len}, valid{o.seq_len};
+  Packer train{o.seq_len, o.pack}, valid{o.seq_len, o.pack};
   size_t next_val = 0;
   for (int64_t i = 0; i < result.examples; ++i) {
     const bool is_val = next_val < val.size() && val[next_val] == i;

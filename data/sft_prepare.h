@@ -16,7 +16,8 @@
 // the shards are cut for the data loader's samples (token k*T .. k*T + T): an example never
 // crosses a sample boundary; the rest of a sample is padded with end-of-text tokens (context,
 // their own document), an example longer than T is cut to its first T tokens (counted in the
-// result), and one padding token ends the shard so its last sample is whole. With seq_len 0
+// result), and one padding token ends the shard so its last sample is whole; with pack = false
+// each example gets a sample of its own. With seq_len 0
 // examples are packed as one stream and may straddle samples (attention still stays inside each
 // example). DIR/tokenizer.json and DIR/sft_template.textproto (the template used) are written
 // too. Every file is written atomically.
@@ -52,6 +53,10 @@ struct SftPrepareOptions {
   std::string template_name = "qa";  // built-in name or text-format file
   double val_fraction = 0.05;
   int seq_len = 0;  // 0: one stream; T: samples of the loader never cut an example
+  // With seq_len: false puts each example alone at the start of its own sample (padding the
+  // rest), so it sits at positions 0.. as a prompt does at generation time (positions are not
+  // reset at document starts inside a packed sample).
+  bool pack = true;
   bool overwrite = false;
 };
 

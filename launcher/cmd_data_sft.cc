@@ -32,9 +32,14 @@ absl::Status RunDataSft(const std::vector<std::string>& args) {
   flags.Int("--seq-len", &o.seq_len, "T",
             "the training job's data.seq_len: examples are packed so that no training sample "
             "cuts one (0: one stream)");
+  bool no_pack = false;
+  flags.Bool("--no-pack", &no_pack,
+             "with --seq-len: one example per sample, starting at position 0 as a prompt does "
+             "when generating (positions are not reset inside a packed sample)");
   flags.Bool("--overwrite", &o.overwrite, "replace shards an earlier run left in DIR");
   LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
   if (!run) return absl::OkStatus();
+  o.pack = !no_pack;
   LOOM_ASSIGN_OR_RETURN(SftPrepareResult r, PrepareSftData(o));
   std::cout << "examples: " << r.examples << " (train " << r.train_examples << ", val "
             << r.val_examples << ")\n"

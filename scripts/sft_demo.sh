@@ -23,14 +23,17 @@ if [[ ! -e checkpoints/quickstart/latest ]]; then
     ${PRETRAIN_STEPS:+--set lr_schedule.total_steps=$PRETRAIN_STEPS}
 fi
 echo "== loom data sft"
-"$LOOM" data sft --input data/demo/sft_qa.jsonl --out data/demo/sft --seq-len 128 \
+# --no-pack: each example starts its own sample, at the positions a prompt has when generating
+# (positions are not reset at document starts inside a packed sample).
+"$LOOM" data sft --input data/demo/sft_qa.jsonl --out data/demo/sft --seq-len 128 --no-pack \
   --val-fraction 0 --template qa --overwrite
 QUESTIONS=("When was GPL-3 published?" "Who publishes Apache-2.0?" "What is LGPL-2.1?"
            "Who publishes MPL-2.0?")
 ask() {  # $1: checkpoint
   for q in "${QUESTIONS[@]}"; do
-    "$LOOM" generate --from "$1" --template qa --prompt "$q" --temperature 0 \
-      --max-new-tokens 60 --quiet | sed "s|^|  Q: $q -> A: |"
+    a=$("$LOOM" generate --from "$1" --template qa --prompt "$q" --temperature 0 \
+      --max-new-tokens 60 --quiet)
+    echo "  Q: $q -> A: ${a//$'\n'/\\n}"
   done
 }
 echo "== answers before fine-tuning"

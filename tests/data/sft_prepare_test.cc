@@ -128,6 +128,19 @@ TEST(SftPrepareTest, PackedForSeqLenAndReadBackByTheLoader) {
   auto again = PrepareSftData(o);
   ASSERT_FALSE(again.ok());
   EXPECT_NE(again.status().message().find("--overwrite"), std::string::npos);
+
+  // Unpacked: every example alone at the start of a sample of its own.
+  o.overwrite = true;
+  o.seq_len = 40;
+  o.pack = false;
+  r = PrepareSftData(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->train_tokens, 3 * 40 + 1);
+  auto shard = TokenShard::Open(r->train_shard, ShardFormat::kLlmc, ByteTokenizer::kVocabSize);
+  ASSERT_TRUE(shard.ok());
+  for (int s = 0; s < 3; ++s) EXPECT_EQ((*shard)->tokens()[s * 40], 'Q') << "sample " << s;
+  o.seq_len = 0;
+  EXPECT_FALSE(PrepareSftData(o).ok());
 }
 
 TEST(SftPrepareTest, MalformedLinesAreNamed) {
