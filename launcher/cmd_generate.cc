@@ -14,7 +14,8 @@ namespace {
 
 constexpr char kDescription[] =
     "Continues TEXT with a model: a checkpoint (a step directory, or a checkpoint.dir for its\n"
-    "latest step; saved by any layout) or a model file (llm.c or loom). Decoding keeps a KV\n"
+    "latest step; saved by any layout), a Hugging Face directory or a model file (llm.c or\n"
+    "loom); each rank reads only its slices. Decoding keeps a KV\n"
     "cache and prints each token as it is chosen. --temperature 0 is greedy; otherwise the\n"
     "logits are divided by the temperature, cut to the --top-k largest and then to the\n"
     "--top-p nucleus, and sampled with --seed. --template renders TEXT as the user turn of an\n"

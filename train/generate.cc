@@ -36,13 +36,6 @@ absl::StatusOr<Device*> GenerationDevice(const std::string& backend, const World
       absl::StrCat("--backend must be cpu, cuda or test, got \"", backend, "\""));
 }
 
-// Whole-model weights from a checkpoint (any layout) or a model file.
-absl::StatusOr<LoadedWeights> LoadWeights(const std::string& from) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(from, ec)) return ReadCheckpointWeights(from);
-  return ReadModelFile(from);
-}
-
 }  // namespace
 
 absl::StatusOr<GenerateResult> Generate(
@@ -57,12 +50,16 @@ absl::StatusOr<GenerateResult> Generate(
     return absl::InvalidArgumentError(
         absl::StrCat("--top-p must be in (0, 1], got ", o.sampling.top_p));
   }
-  auto weights = LoadWeights(o.from);
-  if (!weights.ok()) {
-    return absl::Status(weights.status().code(),
-                        absl::StrCat("--from ", o.from, ": ", weights.status().message()));
+  auto stored = ReadModelConfigAt(o.from);
+  if (!stored.ok()) {
+    return absl::Status(stored.status().code(),
+                        absl::StrCat("--from ", o.from, ": ", stored.status().message()));
   }
-  const GptConfig& config = weights->config;
+  GptConfig config = *stored;
+  // The vocabulary is padded for this tensor group (padding rows zero); the stored padding
+  // (none in a Hugging Face model) need not divide by it.
+  const int tp = world->size();
+  config.padded_vocab = (config.padded_vocab + tp - 1) / tp * tp;
   ByteTokenizer tok;
   if (config.vocab != tok.vocab_size()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -85,13 +82,10 @@ absl::StatusOr<GenerateResult> Generate(
   }
 
   // The tensor group is the world; each rank builds its share of the model.
-  const int tp = world->size();
-  if (config.heads % tp != 0 || config.kv_heads % tp != 0 || config.padded_vocab % tp != 0 ||
-      config.ffn_hidden % tp != 0) {
+  if (config.heads % tp != 0 || config.kv_heads % tp != 0 || config.ffn_hidden % tp != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "generation on ", tp, " ranks (tensor parallel): heads ", config.heads, ", kv_heads ",
-        config.kv_heads, ", ffn_hidden ", config.ffn_hidden, " and the padded vocabulary ",
-        config.padded_vocab, " must all divide by ", tp));
+        config.kv_heads, " and ffn_hidden ", config.ffn_hidden, " must all divide by ", tp));
   }
   LOOM_ASSIGN_OR_RETURN(Device * device, GenerationDevice(o.backend, *world));
   std::unique_ptr<ops::OpStreamScope> op_stream;
@@ -106,9 +100,13 @@ absl::StatusOr<GenerateResult> Generate(
   tpar.tp = &groups->tp();
   LOOM_ASSIGN_OR_RETURN(std::unique_ptr<GptModel> model,
                         GptModel::Create(config, device, DType::kF32, tpar));
-  LOOM_ASSIGN_OR_RETURN(std::vector<float> local,
-                        SliceGlobalParams(model->layout(), weights->params));
-  LOOM_RETURN_IF_ERROR(model->params().CopyFromFloats(local));
+  // Each rank reads only its own slices (train/model_export.h).
+  auto local = ReadWeightSlicesAt(o.from, config, model->layout());
+  if (!local.ok()) {
+    return absl::Status(local.status().code(),
+                        absl::StrCat("--from ", o.from, ": ", local.status().message()));
+  }
+  LOOM_RETURN_IF_ERROR(model->params().CopyFromFloats(*local));
   Communicator* tp_comm = tp > 1 ? &groups->tp() : nullptr;
 
   std::unique_ptr<Generator> gen;

@@ -1,6 +1,7 @@
-// The work behind `loom generate`: a model's weights (a model file, or a checkpoint of any
-// layout consolidated into this process: train/model_export.h) on every rank of a tensor
-// group the size of the world, each rank holding its slices; the prompt encoded (byte
+// The work behind `loom generate`: a model's weights (a checkpoint of any layout, a Hugging
+// Face directory, an llm.c or loom model file: train/model_export.h) on every rank of a tensor
+// group the size of the world, each rank reading only its slices (the vocabulary padded for the
+// group); the prompt encoded (byte
 // tokenizer; optionally rendered by an SFT chat template, data/sft_prepare.h); then
 // KV-cached decoding (model/generator.h), every rank choosing the same token each step
 // (model/sampling.h: the logits' vocab slices are gathered, the draw is seeded). Tokens are
