@@ -1,6 +1,7 @@
 #include "data/data_loader.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -57,6 +58,24 @@ absl::StatusOr<std::unique_ptr<DataLoader>> DataLoader::Open(const DataLoaderOpt
     loader->num_samples_ += samples;
     loader->num_tokens_ += n;
     loader->dropped_tokens_ += n - samples * t;
+    const std::string flags_path = TokenFlagsPath(path);
+    std::error_code ec;
+    if (std::filesystem::exists(flags_path, ec)) {
+      if (loader->flags_.size() != loader->shards_.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "data loader: ", path, " has token flags (", flags_path, ") but ",
+            loader->shards_.front()->path(),
+            " has none: either every shard of a run carries a loss mask or none does"));
+      }
+      LOOM_ASSIGN_OR_RETURN(std::unique_ptr<TokenFlags> flags,
+                            TokenFlags::Open(flags_path, shard->size()));
+      loader->flags_.push_back(std::move(flags));
+    } else if (!loader->flags_.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("data loader: ", path, " has no token flags (", flags_path, ") but ",
+                       loader->flags_.front()->path(),
+                       " exists: either every shard of a run carries a loss mask or none does"));
+    }
     loader->shards_.push_back(std::move(shard));
   }
   loader->first_sample_.push_back(loader->num_samples_);
@@ -94,7 +113,8 @@ int64_t DataLoader::SampleAt(int64_t epoch, int64_t index) const {
   return order[position];
 }
 
-void DataLoader::ReadSample(int64_t sample, int32_t* inputs, int32_t* targets) const {
+void DataLoader::ReadSample(int64_t sample, int32_t* inputs, int32_t* targets,
+                            int32_t* segments) const {
   const size_t s =
       static_cast<size_t>(std::upper_bound(first_sample_.begin(), first_sample_.end(), sample) -
                           first_sample_.begin() - 1);
@@ -104,15 +124,34 @@ void DataLoader::ReadSample(int64_t sample, int32_t* inputs, int32_t* targets) c
     inputs[i] = x[i];
     targets[i] = x[i + 1];
   }
+  if (flags_.empty()) {
+    if (segments != nullptr) std::fill(segments, segments + t, 0);
+    return;
+  }
+  const uint8_t* f = flags_[s]->flags().data() + (sample - first_sample_[s]) * t;
+  int32_t segment = 0;
+  for (int64_t i = 0; i < t; ++i) {
+    if ((f[i + 1] & kLossFlag) == 0) targets[i] = -1;
+    // Position 0 opens the sample's first segment whatever its flag says.
+    if (i > 0 && (f[i] & kDocStartFlag) != 0) ++segment;
+    if (segments != nullptr) segments[i] = segment;
+  }
 }
 
 absl::Status DataLoader::NextBatch(int batch, absl::Span<int32_t> inputs,
                                    absl::Span<int32_t> targets) {
+  return NextBatch(batch, inputs, targets, {});
+}
+
+absl::Status DataLoader::NextBatch(int batch, absl::Span<int32_t> inputs,
+                                   absl::Span<int32_t> targets, absl::Span<int32_t> segments) {
   const size_t t = static_cast<size_t>(options_.seq_len);
-  if (batch < 1 || inputs.size() != batch * t || targets.size() != batch * t) {
+  if (batch < 1 || inputs.size() != batch * t || targets.size() != batch * t ||
+      (!segments.empty() && segments.size() != batch * t)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "data loader: NextBatch(", batch, ") with seq_len ", t, " needs inputs and targets of ",
-        static_cast<int64_t>(batch) * t, " ids, got ", inputs.size(), " and ", targets.size()));
+        "data loader: NextBatch(", batch, ") with seq_len ", t,
+        " needs inputs and targets (and segments, when given) of ", static_cast<int64_t>(batch) * t,
+        " ids, got ", inputs.size(), ", ", targets.size(), " and ", segments.size()));
   }
   for (int b = 0; b < batch; ++b) {
     if (state_.index == samples_per_rank_) {
@@ -124,7 +163,8 @@ absl::Status DataLoader::NextBatch(int batch, absl::Span<int32_t> inputs,
       order_epoch_ = state_.epoch;
     }
     const int64_t sample = order_[state_.index * options_.dp_size + options_.dp_rank];
-    ReadSample(sample, inputs.data() + b * t, targets.data() + b * t);
+    ReadSample(sample, inputs.data() + b * t, targets.data() + b * t,
+               segments.empty() ? nullptr : segments.data() + b * t);
     state_.index += 1;
   }
   return absl::OkStatus();

@@ -17,6 +17,13 @@
 // batches and SetState on a fresh loader with the same options continues with exactly the
 // batches the first loader would have given. A batch that runs past the end of an epoch
 // continues into the next one.
+//
+// Fine-tuning data. When every shard has a token-flags side file (data/token_flags.h: X.mask
+// beside shard X), the loader carries its loss mask and document boundaries: a target whose
+// token is not a loss token is -1 (the cross-entropy ignores it), and the four-span NextBatch
+// also fills segment ids per input position (0 at a sample's first token, one more at each
+// document start after it) for block-diagonal attention. Some shards with a side file and some
+// without is an error naming one of each.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +34,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "data/token_flags.h"
 #include "data/token_shard.h"
 
 namespace loom {
@@ -58,6 +66,11 @@ class DataLoader {
   // Fills inputs[b, t] = x[t] and targets[b, t] = x[t + 1] for `batch` samples x, row-major
   // [batch, seq_len]; both spans must hold exactly batch * seq_len ids.
   absl::Status NextBatch(int batch, absl::Span<int32_t> inputs, absl::Span<int32_t> targets);
+  // The same, also filling segments[b, t] (all 0 without flags files); segments may be empty.
+  absl::Status NextBatch(int batch, absl::Span<int32_t> inputs, absl::Span<int32_t> targets,
+                         absl::Span<int32_t> segments);
+  // Do the shards carry token flags (loss masks and document starts)?
+  bool has_loss_mask() const { return !flags_.empty(); }
 
   DataLoaderState GetState() const { return state_; }
   // Fails (leaving the position alone) when the index is past this rank's share of an epoch.
@@ -79,11 +92,12 @@ class DataLoader {
   explicit DataLoader(DataLoaderOptions options) : options_(std::move(options)) {}
   // The epoch's order (global sample ids); identity without shuffle.
   void BuildOrder(int64_t epoch, std::vector<int64_t>* order) const;
-  void ReadSample(int64_t sample, int32_t* inputs, int32_t* targets) const;
+  void ReadSample(int64_t sample, int32_t* inputs, int32_t* targets, int32_t* segments) const;
 
   DataLoaderOptions options_;
   std::vector<std::unique_ptr<TokenShard>> shards_;
-  std::vector<int64_t> first_sample_;  // per shard, plus N at the end
+  std::vector<std::unique_ptr<TokenFlags>> flags_;  // per shard, or empty: no loss masks
+  std::vector<int64_t> first_sample_;               // per shard, plus N at the end
   int64_t num_samples_ = 0;
   int64_t samples_per_rank_ = 0;
   int64_t num_tokens_ = 0;

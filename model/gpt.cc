@@ -203,7 +203,8 @@ absl::Status GptModel::LayerForward(int l, const Tensor& x, LayerActs& a) {
   LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
   if (llama) LOOM_TIMED_OP("rope", ops::RopeForward(qkv3, heads_, kv_heads_, c.rope_theta));
-  LOOM_TIMED_OP("attention", ops::AttentionForward(qkv3, heads_, kv_heads_, atty3, a.lse));
+  LOOM_TIMED_OP("attention",
+                ops::AttentionForward(qkv3, heads_, kv_heads_, atty3, a.lse, CurSegments()));
   if (llama) {
     LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(L.proj_w), nullptr, proj_));
     if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
@@ -233,7 +234,24 @@ absl::Status GptModel::LayerForward(int l, const Tensor& x, LayerActs& a) {
   return absl::OkStatus();
 }
 
+absl::Status GptModel::SelectSegments(int mb) {
+  cur_segments_ = Tensor();
+  if (segments_.empty()) return absl::OkStatus();
+  if (mb < 0 || mb >= static_cast<int>(segments_.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("micro-batch ", mb, " has no segment ids (",
+                                                   segments_.size(), " set by SetSegments)"));
+  }
+  if (segments_[mb].shape() != Shape{B_, T_}) {
+    return absl::InvalidArgumentError(absl::StrCat("segment ids of micro-batch ", mb, " are ",
+                                                   segments_[mb].shape().ToString(), ", expected [",
+                                                   B_, ", ", T_, "]"));
+  }
+  cur_segments_ = segments_[mb];
+  return absl::OkStatus();
+}
+
 absl::Status GptModel::RunChunkLayers(int chunk, Slot& slot) {
+  LOOM_RETURN_IF_ERROR(SelectSegments(slot.mb));
   const GptStage::Chunk& ch = stage_.chunks[chunk];
   const bool full = recompute_ == Recompute::kFull;
   Tensor x = slot.x_in;
@@ -408,8 +426,8 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor datty3, d_atty_.Reshape(Shape{B, T, attn_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor dqkv3, d_qkv_.Reshape(Shape{B, T, qkv_dim}));
-  LOOM_TIMED_OP("attention",
-                ops::AttentionBackward(datty3, qkv3, atty3, a.lse, heads_, kv_heads_, dqkv3));
+  LOOM_TIMED_OP("attention", ops::AttentionBackward(datty3, qkv3, atty3, a.lse, heads_, kv_heads_,
+                                                    dqkv3, CurSegments()));
   LOOM_FULL_ROWS(in1, a.norm1);
   if (llama) {
     LOOM_TIMED_OP("rope", ops::RopeBackward(dqkv3, heads_, kv_heads_, c.rope_theta));
@@ -448,6 +466,7 @@ absl::Status GptModel::EmbeddingBackward(const Tensor& tokens) {
 
 absl::Status GptModel::ChunkBackward(int chunk, int mb) {
   LOOM_ASSIGN_OR_RETURN(Slot * slot, FindSlot(chunk, mb, "backward"));
+  LOOM_RETURN_IF_ERROR(SelectSegments(mb));
   const GptStage::Chunk& ch = stage_.chunks[chunk];
   const bool full = recompute_ == Recompute::kFull;
   LOOM_RETURN_IF_ERROR(d_res_.CopyFrom(slot->d_out));

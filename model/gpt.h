@@ -160,6 +160,13 @@ class GptModel {
   // the next call).
   absl::StatusOr<Tensor> Forward(const Tensor& tokens);
 
+  // Packed examples (fine-tuning data): segment ids i32 [B, T] per micro-batch, on the model's
+  // device (or the host for a host-memory device), indexed by the micro-batch number of the
+  // chunk calls (ForwardBackward and Forward use 0). Attention then stays inside each segment
+  // (block-diagonal causal, ops/attention.h). Empty (the default): plain causal attention. The
+  // caller keeps the tensors unchanged until the micro-batches' backward passes have run.
+  void SetSegments(std::vector<Tensor> per_micro_batch) { segments_ = std::move(per_micro_batch); }
+
   // ---- Chunk API (pipeline stages). Chunks are numbered 0 .. stage().chunks.size() - 1. ----
   int num_chunks() const { return static_cast<int>(stage_.chunks.size()); }
   // Does chunk `chunk` begin the model (embedding) / end it (head and loss)?
@@ -266,6 +273,10 @@ class GptModel {
   Tensor gathered_;  // [N, C]: an all-gathered norm output (SP)
   Tensor row_max_, sum_exp_, target_logit_;  // vocab-parallel cross-entropy, f32 [N]
   Tensor targets_dev_;
+  std::vector<Tensor> segments_;  // SetSegments
+  Tensor cur_segments_;           // the running micro-batch's (undefined: none)
+  absl::Status SelectSegments(int mb);
+  const Tensor* CurSegments() const { return cur_segments_.defined() ? &cur_segments_ : nullptr; }
   Tensor deferred_;  // DeferLosses' rows (undefined: losses are read per head forward)
   int64_t deferred_next_ = 0;
   Tensor proj_;  // forward scratch: output of a projection before its residual add ([N, C])

@@ -23,4 +23,18 @@ absl::StatusOr<int32_t> SampleTopK(const Tensor& logits, int64_t row, int64_t vo
                                    int64_t padded_vocab, Communicator* tp, uint64_t seed,
                                    uint64_t draw, int k = kDefaultTopK);
 
+// Generation's choice of the next token (loom generate): temperature <= 0 is greedy (the largest
+// logit of the real vocabulary; the lowest id among equals). Otherwise softmax(logits /
+// temperature) restricted to the top_k largest (top_k <= 0: all), then to the smallest set of
+// those, largest first, whose probability reaches top_p (top_p >= 1: all), renormalised, one
+// Philox draw (seed, draw). Vocab slices and padding as SampleTopK.
+struct SamplingOptions {
+  float temperature = 1.0f;
+  int top_k = 0;
+  float top_p = 1.0f;
+};
+absl::StatusOr<int32_t> SampleToken(const Tensor& logits, int64_t row, int64_t vocab,
+                                    int64_t padded_vocab, Communicator* tp,
+                                    const SamplingOptions& options, uint64_t seed, uint64_t draw);
+
 }  // namespace loom

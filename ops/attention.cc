@@ -63,10 +63,33 @@ absl::StatusOr<Dims> CheckQkv(const char* op, const Tensor& qkv, int n_head, int
   return d;
 }
 
+// Segments: i32 [B, T] beside qkv; on the CPU also nondecreasing along T (checked when the
+// kernel runs, where the host may read them).
+absl::Status CheckSegments(const std::string& p, const Tensor* segments, const Tensor& qkv,
+                           const Dims& d) {
+  if (segments == nullptr) return absl::OkStatus();
+  return CheckTensor(*segments, qkv, Shape({d.b, d.t}), DType::kI32, p + "segments");
+}
+
+absl::Status CheckSegmentOrder(const std::string& p, const int32_t* seg, const Dims& d) {
+  for (int64_t bi = 0; bi < d.b; ++bi) {
+    for (int64_t i = 1; i < d.t; ++i) {
+      if (seg[bi * d.t + i] < seg[bi * d.t + i - 1]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            p, "segments[", bi, ", ", i, "] = ", seg[bi * d.t + i], " is below segments[", bi, ", ",
+            i - 1, "] = ", seg[bi * d.t + i - 1], " (ids must not decrease along T)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+const int32_t* SegPtr(const Tensor* s) { return s ? s->data_as<const int32_t>() : nullptr; }
+
 }  // namespace
 
 absl::Status AttentionForward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& out,
-                              const Tensor& lse) {
+                              const Tensor& lse, const Tensor* segments) {
   const char* op = "AttentionForward";
   LOOM_ASSIGN_OR_RETURN(Dims d, CheckQkv(op, qkv, n_head, n_kv_head));
   const std::string p = absl::StrCat(op, ": ");
@@ -74,23 +97,26 @@ absl::Status AttentionForward(const Tensor& qkv, int n_head, int n_kv_head, cons
       CheckTensor(out, qkv, Shape({d.b, d.t, int64_t{n_head} * d.hd}), qkv.dtype(), p + "out"));
   LOOM_RETURN_IF_ERROR(
       CheckTensor(lse, qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, p + "lse"));
+  LOOM_RETURN_IF_ERROR(CheckSegments(p, segments, qkv, d));
   if (d.b == 0 || d.t == 0) return absl::OkStatus();
   if (RunsCpuKernels(qkv)) {
-    return RunCpuKernel(qkv, [=]() -> absl::Status {
+    return RunCpuKernel(qkv, [=, segments = OptionalTensor(segments)]() -> absl::Status {
+      if (segments) LOOM_RETURN_IF_ERROR(CheckSegmentOrder(p, SegPtr(segments), d));
       cpu::AttentionForward<float>(qkv.data_as<const float>(), d.b, d.t, n_head, n_kv_head, d.hd,
-                                   out.data_as<float>(), lse.data_as<float>());
+                                   out.data_as<float>(), lse.data_as<float>(), SegPtr(segments));
       return absl::OkStatus();
     });
   }
 #ifdef LOOM_WITH_CUDA
-  return cuda::AttentionForward(qkv, d.b, d.t, n_head, n_kv_head, d.hd, out, lse);
+  return cuda::AttentionForward(qkv, d.b, d.t, n_head, n_kv_head, d.hd, out, lse, segments);
 #else
   return absl::UnimplementedError(p + "CUDA tensor in a build without CUDA");
 #endif
 }
 
 absl::Status AttentionBackward(const Tensor& dout, const Tensor& qkv, const Tensor& out,
-                               const Tensor& lse, int n_head, int n_kv_head, const Tensor& dqkv) {
+                               const Tensor& lse, int n_head, int n_kv_head, const Tensor& dqkv,
+                               const Tensor* segments) {
   const char* op = "AttentionBackward";
   LOOM_ASSIGN_OR_RETURN(Dims d, CheckQkv(op, qkv, n_head, n_kv_head));
   const std::string p = absl::StrCat(op, ": ");
@@ -100,17 +126,21 @@ absl::Status AttentionBackward(const Tensor& dout, const Tensor& qkv, const Tens
   LOOM_RETURN_IF_ERROR(
       CheckTensor(lse, qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, p + "lse"));
   LOOM_RETURN_IF_ERROR(CheckTensor(dqkv, qkv, qkv.shape(), qkv.dtype(), p + "dqkv"));
+  LOOM_RETURN_IF_ERROR(CheckSegments(p, segments, qkv, d));
   if (d.b == 0 || d.t == 0) return absl::OkStatus();
   if (RunsCpuKernels(qkv)) {
-    return RunCpuKernel(qkv, [=]() -> absl::Status {
+    return RunCpuKernel(qkv, [=, segments = OptionalTensor(segments)]() -> absl::Status {
+      if (segments) LOOM_RETURN_IF_ERROR(CheckSegmentOrder(p, SegPtr(segments), d));
       cpu::AttentionBackward<float>(dout.data_as<const float>(), qkv.data_as<const float>(),
                                     out.data_as<const float>(), lse.data_as<const float>(), d.b,
-                                    d.t, n_head, n_kv_head, d.hd, dqkv.data_as<float>());
+                                    d.t, n_head, n_kv_head, d.hd, dqkv.data_as<float>(),
+                                    SegPtr(segments));
       return absl::OkStatus();
     });
   }
 #ifdef LOOM_WITH_CUDA
-  return cuda::AttentionBackward(dout, qkv, out, lse, d.b, d.t, n_head, n_kv_head, d.hd, dqkv);
+  return cuda::AttentionBackward(dout, qkv, out, lse, d.b, d.t, n_head, n_kv_head, d.hd, dqkv,
+                                 segments);
 #else
   return absl::UnimplementedError(p + "CUDA tensor in a build without CUDA");
 #endif

@@ -13,8 +13,9 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
   b->accum_ = accum;
   b->micro_ = micro;
   b->rows_ = micro * seq_len;
+  b->masked_ = loader->has_loss_mask();
   LOOM_ASSIGN_OR_RETURN(void* staging,
-                        device->AllocateHostStaging(2 * 2 * accum * b->rows_ * sizeof(int32_t)));
+                        device->AllocateHostStaging(2 * 3 * accum * b->rows_ * sizeof(int32_t)));
   b->staging_ = std::shared_ptr<int32_t>(static_cast<int32_t*>(staging),
                                          [device](int32_t* p) { device->FreeHostStaging(p); });
   for (int buffer = 0; buffer < 2; ++buffer) {
@@ -25,16 +26,26 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
             Tensor::View(in, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
         b->targets_[buffer].push_back(
             Tensor::View(in + b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
+        if (b->masked_) {
+          b->segments_[buffer].push_back(
+              Tensor::View(in + 2 * b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
+        }
       } else if (buffer == 0) {
         LOOM_ASSIGN_OR_RETURN(Tensor in, Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
         LOOM_ASSIGN_OR_RETURN(Tensor tg, Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
         b->inputs_[0].push_back(in);
         b->targets_[0].push_back(tg);
+        if (b->masked_) {
+          LOOM_ASSIGN_OR_RETURN(Tensor sg,
+                                Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
+          b->segments_[0].push_back(sg);
+        }
       } else {
         // One set of device tensors: stream order keeps a prefetch's copies after the ops that
         // read the current step's.
         b->inputs_[1] = b->inputs_[0];
         b->targets_[1] = b->targets_[0];
+        b->segments_[1] = b->segments_[0];
       }
     }
   }
@@ -43,7 +54,7 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
 }
 
 int32_t* StepBatches::Staging(int buffer, int64_t k) const {
-  return staging_.get() + (static_cast<int64_t>(buffer) * accum_ + k) * 2 * rows_;
+  return staging_.get() + (static_cast<int64_t>(buffer) * accum_ + k) * 3 * rows_;
 }
 
 absl::Status StepBatches::Read(int buffer) {
@@ -51,12 +62,17 @@ absl::Status StepBatches::Read(int buffer) {
   for (int64_t k = 0; k < accum_; ++k) {
     int32_t* in = Staging(buffer, k);
     // The copies out of this buffer two steps ago finished before the last read-back returned.
-    LOOM_RETURN_IF_ERROR(
-        loader_->NextBatch(micro, absl::MakeSpan(in, rows_), absl::MakeSpan(in + rows_, rows_)));
+    LOOM_RETURN_IF_ERROR(loader_->NextBatch(
+        micro, absl::MakeSpan(in, rows_), absl::MakeSpan(in + rows_, rows_),
+        masked_ ? absl::MakeSpan(in + 2 * rows_, rows_) : absl::Span<int32_t>()));
     if (device_->host_memory()) continue;  // the step's tensors are views of the staging
     const size_t bytes = static_cast<size_t>(rows_) * sizeof(int32_t);
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(inputs_[buffer][k].data(), in, bytes));
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(targets_[buffer][k].data(), in + rows_, bytes));
+    if (masked_) {
+      LOOM_RETURN_IF_ERROR(
+          device_->CopyFromHostAsync(segments_[buffer][k].data(), in + 2 * rows_, bytes));
+    }
   }
   return absl::OkStatus();
 }

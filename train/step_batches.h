@@ -40,6 +40,14 @@ class StepBatches {
   absl::Status Next();
   const std::vector<Tensor>& inputs() const { return inputs_[current_]; }
   const std::vector<Tensor>& targets() const { return targets_[current_]; }
+  // With fine-tuning data (the loader's shards carry token flags): each micro-batch's segment
+  // ids for block-diagonal attention, else empty.
+  const std::vector<Tensor>& segments() const { return segments_[current_]; }
+  bool masked() const { return masked_; }
+  // The host copy of micro-batch k's targets of the current step (-1: not counted in the loss).
+  absl::Span<const int32_t> host_targets(int64_t k) const {
+    return absl::MakeConstSpan(Staging(current_, k) + rows_, rows_);
+  }
 
   // Reads the following step's micro-batches into the other staging buffer and queues
   // their copies to the device. Call once the current step's work that reads inputs()/targets()
@@ -59,8 +67,9 @@ class StepBatches {
   Device* device_ = nullptr;
   DataLoader* loader_ = nullptr;
   int64_t accum_ = 0, micro_ = 0, rows_ = 0;  // rows_: micro x seq_len ids per micro-batch
-  std::shared_ptr<int32_t> staging_;          // 2 buffers of accum x (inputs, targets)
-  std::vector<Tensor> inputs_[2], targets_[2];
+  std::shared_ptr<int32_t> staging_;  // 2 buffers of accum x (inputs, targets, segments)
+  std::vector<Tensor> inputs_[2], targets_[2], segments_[2];
+  bool masked_ = false;
   int current_ = 0;
   int prefetched_ = -1;       // the buffer a prefetch filled; -1: none
   DataLoaderState consumed_;  // the loader's position before the prefetch

@@ -188,6 +188,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     // After the resume: the batches start from the restored data position.
     LOOM_ASSIGN_OR_RETURN(t->batches_,
                           StepBatches::Create(t->device_, t->train_data_.get(), accum, micro, T));
+    t->masked_ = t->batches_->masked();
+    if (t->masked_) {
+      LOOM_LOG(INFO) << "data: loss masks and document boundaries from the shards' token flags "
+                        "(the loss is the mean over the counted targets of the global batch)";
+    }
   }
   // The gradient norm counts each parameter once, on the rank that owns it (OwnsParam, the
   // same rule checkpoints save by).
@@ -293,11 +298,27 @@ absl::StatusOr<float> Trainer::Step() {
   // previous step's prefetch, or now): the host never waits for a copy, and on a GPU the copies
   // run ahead of the micro-batches using them.
   LOOM_RETURN_IF_ERROR(batches_->Next());
+  // Each micro-batch's loss is the mean of its B x T rows: weighted 1 / accum, the gradient is
+  // that of the step's mean (the data-parallel reduction then averages the replicas). With loss
+  // masks the objective is the mean over the counted targets of the whole global batch: each
+  // row's weight is dp / (the global count), so that the replicas' average is right too.
+  const double dp = static_cast<double>(numbers_.dp);
+  const int64_t rows_per_batch = loss_rows_.dim(1);
+  float loss_weight = 1.0f / static_cast<float>(accum);
+  double counted = 0;
+  if (masked_) {
+    LOOM_ASSIGN_OR_RETURN(counted, CountStepTargets(accum));
+    loss_weight =
+        counted > 0 ? static_cast<float>(static_cast<double>(rows_per_batch) * dp / counted) : 0;
+    model_->SetSegments(
+        std::vector<Tensor>(batches_->segments().begin(), batches_->segments().begin() + accum));
+  }
   // The losses stay on the device until the one read-back below.
   model_->DeferLosses(loss_rows_);
-  const absl::Status ran = PipelineStep(accum);
+  const absl::Status ran = PipelineStep(accum, loss_weight);
   const int64_t heads = model_->deferred_losses();
   model_->DeferLosses(Tensor());
+  model_->SetSegments({});
   LOOM_RETURN_IF_ERROR(ran);
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
   LOOM_RETURN_IF_ERROR(
@@ -311,8 +332,15 @@ absl::StatusOr<float> Trainer::Step() {
   LOOM_ASSIGN_OR_RETURN(const std::vector<float> back, readback_.ToFloatVector());
   LOOM_RETURN_IF_ERROR(AccountDeviceComm());
   double loss_sum = 0;
-  for (int64_t k = 0; k < heads; ++k) loss_sum += GptModel::MeanLoss(&back[k * rows], rows);
-  double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
+  double loss_mean[1] = {0};
+  if (masked_) {
+    // Ignored rows hold 0; this replica's share of the global mean (averaged over dp below).
+    for (int64_t i = 0; i < heads * rows; ++i) loss_sum += back[i];
+    loss_mean[0] = counted > 0 ? loss_sum * dp / counted : 0.0;
+  } else {
+    for (int64_t k = 0; k < heads; ++k) loss_sum += GptModel::MeanLoss(&back[k * rows], rows);
+    loss_mean[0] = loss_sum / static_cast<double>(accum);
+  }
   LOOM_RETURN_IF_ERROR(fault_.AtStep(step_ + 1, &loss_mean[0]));
   // The loss is computed on the last pipeline stage: every stage takes it from there.
   if (numbers_.pp > 1) {
@@ -331,13 +359,24 @@ absl::StatusOr<float> Trainer::Step() {
   return static_cast<float>(loss_mean[0]);
 }
 
-absl::Status Trainer::PipelineStep(int64_t accum) {
+absl::StatusOr<double> Trainer::CountStepTargets(int64_t accum) {
+  const int64_t rows = loss_rows_.dim(1);
+  double count[1] = {0};
+  for (int64_t k = 0; k < accum; ++k) {
+    const absl::Span<const int32_t> targets = batches_->host_targets(k);
+    for (int64_t i = 0; i < rows; ++i) count[0] += targets[i] >= 0 ? 1 : 0;
+  }
+  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(count, 1), ReduceOp::kSum));
+  return count[0];
+}
+
+absl::Status Trainer::PipelineStep(int64_t accum, float loss_weight) {
   // Every stage has the step's batches (the data position stays the same on all of them); the
   // first stage uses the tokens, the last the targets.
   std::vector<Tensor> in(batches_->inputs().begin(), batches_->inputs().begin() + accum);
   std::vector<Tensor> tg(batches_->targets().begin(), batches_->targets().begin() + accum);
   LOOM_RETURN_IF_ERROR(reducer_->BeginBackward());
-  LOOM_RETURN_IF_ERROR(pipeline_->TrainStep(in, tg, 1.0f / static_cast<float>(accum)).status());
+  LOOM_RETURN_IF_ERROR(pipeline_->TrainStep(in, tg, loss_weight).status());
   return ReduceTiedEmbedding();
 }
 
@@ -355,6 +394,7 @@ absl::Status Trainer::ReduceTiedEmbedding() {
 
 absl::StatusOr<float> Trainer::Evaluate() {
   if (!val_data_) return absl::FailedPreconditionError("no validation data (data.val is empty)");
+  if (val_data_->has_loss_mask()) return EvaluateMasked();
   const int micro = config_.parallel().micro_batch_size();
   const int T = config_.data().seq_len();
   val_data_->Rewind();
@@ -376,6 +416,40 @@ absl::StatusOr<float> Trainer::Evaluate() {
   }
   LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
   return static_cast<float>(sum[0] / (static_cast<double>(batches) * groups_->dp().size()));
+}
+
+absl::StatusOr<float> Trainer::EvaluateMasked() {
+  const int micro = config_.parallel().micro_batch_size();
+  const int T = config_.data().seq_len();
+  const int64_t rows = int64_t{micro} * T;
+  val_data_->Rewind();
+  eval_segments_host_.resize(rows);
+  if (!eval_segments_.defined()) {
+    LOOM_ASSIGN_OR_RETURN(eval_segments_, Tensor::Empty(Shape{micro, T}, DType::kI32, device_));
+  }
+  double sum[2] = {0, 0};  // loss summed over counted targets, their count
+  const int batches = config_.logging().eval_batches();
+  for (int k = 0; k < batches; ++k) {
+    LOOM_RETURN_IF_ERROR(val_data_->NextBatch(micro, absl::MakeSpan(inputs_),
+                                              absl::MakeSpan(targets_),
+                                              absl::MakeSpan(eval_segments_host_)));
+    LOOM_RETURN_IF_ERROR(eval_segments_.CopyFrom(
+        Tensor::View(eval_segments_host_.data(), Shape{micro, T}, DType::kI32, CpuDevice())));
+    model_->SetSegments({eval_segments_});
+    Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
+    Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
+    auto loss = pipeline_->ForwardOnly(in, tg, GptModel::HeadMode::kEval);
+    model_->SetSegments({});
+    LOOM_RETURN_IF_ERROR(loss.status());
+    sum[0] += static_cast<double>(*loss) * static_cast<double>(rows);  // ignored rows are 0
+    for (int32_t target : targets_) sum[1] += target >= 0 ? 1 : 0;
+  }
+  // The loss sum lives on the last stage; every stage counted the same targets.
+  if (numbers_.pp > 1) {
+    LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
+  }
+  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sum, 2), ReduceOp::kSum));
+  return static_cast<float>(sum[1] > 0 ? sum[0] / sum[1] : 0.0);
 }
 
 absl::StatusOr<std::vector<int32_t>> Trainer::Sample(const std::vector<int32_t>& prompt,

@@ -116,7 +116,13 @@ class Trainer {
   OptimizerView OptimizerPlan() const;
   // One step's micro-batches (staged) through the pipeline (one stage when pp == 1); their
   // losses stay on the device (GptModel::DeferLosses).
-  absl::Status PipelineStep(int64_t accum);
+  absl::Status PipelineStep(int64_t accum, float loss_weight);
+  // Fine-tuning data (the shards carry loss masks): the step's count of targets that count,
+  // summed over the micro-batches and the data-parallel group (the same on every stage and
+  // tensor rank: they read the same batches).
+  absl::StatusOr<double> CountStepTargets(int64_t accum);
+  // The validation loss over the counted targets of eval_batches batches (masked data).
+  absl::StatusOr<float> EvaluateMasked();
   // The tied embedding's gradient summed over the embedding group (first and last pipeline
   // stage), then handed to the data-parallel reduction.
   absl::Status ReduceTiedEmbedding();
@@ -161,6 +167,11 @@ class Trainer {
   // reduction (the reduction's exposed part as the device saw it, for comm_share).
   std::unique_ptr<Event> reduce_begin_, reduce_end_;
   std::vector<int32_t> inputs_, targets_;  // evaluation
+  // Masked (fine-tuning) data (the step's segment ids come with batches_); evaluation's segment
+  // ids, host and device.
+  bool masked_ = false;
+  std::vector<int32_t> eval_segments_host_;
+  Tensor eval_segments_;
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
   // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.

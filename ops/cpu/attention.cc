@@ -84,6 +84,18 @@ struct Layout {
   }
 };
 
+// For each of the b*t positions, the first position of its segment (0 without segments).
+std::vector<int64_t> SegmentStarts(const int32_t* segments, int64_t b, int64_t t) {
+  std::vector<int64_t> start(static_cast<size_t>(segments ? b * t : 0));
+  for (int64_t bi = 0; segments && bi < b; ++bi) {
+    for (int64_t i = 0; i < t; ++i) {
+      const int64_t n = bi * t + i;
+      start[n] = (i > 0 && segments[n] == segments[n - 1]) ? start[n - 1] : i;
+    }
+  }
+  return start;
+}
+
 Layout MakeLayout(int64_t t, int nh, int nkv, int hd) {
   return Layout{
       t,       static_cast<int64_t>(nh + 2 * nkv) * hd, static_cast<int64_t>(nh) * hd, nh, nkv, hd,
@@ -93,8 +105,10 @@ Layout MakeLayout(int64_t t, int nh, int nkv, int hd) {
 }  // namespace
 
 template <typename T>
-void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, T* out, T* lse) {
+void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, T* out, T* lse,
+                      const int32_t* segments) {
   const Layout L = MakeLayout(t, nh, nkv, hd);
+  const std::vector<int64_t> starts = SegmentStarts(segments, b, t);
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nh * nblocks;
@@ -125,8 +139,10 @@ void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int h
       for (int64_t i = 0; i < m; ++i) {
         T* srow = s + i * kn;
         const int64_t valid = r0 + i + 1;  // causal: keys 0..r0+i
-        const T mx = MaxOf(srow, valid);
-        const double sum = ExpRow(srow, valid, mx);
+        const int64_t lo = segments ? starts[bi * t + r0 + i] : 0;  // the segment's first key
+        const T mx = MaxOf(srow + lo, valid - lo);
+        const double sum = ExpRow(srow + lo, valid - lo, mx);
+        std::fill(srow, srow + lo, T(0));
         std::fill(srow + valid, srow + kn, T(0));
         lse_row[i] = static_cast<T>(mx + std::log(sum));
         inv_sum[i] = static_cast<T>(1.0 / sum);
@@ -142,8 +158,9 @@ void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int h
 
 template <typename T>
 void AttentionBackward(const T* dout, const T* qkv, const T* out, const T* lse, int64_t b,
-                       int64_t t, int nh, int nkv, int hd, T* dqkv) {
+                       int64_t t, int nh, int nkv, int hd, T* dqkv, const int32_t* segments) {
   const Layout L = MakeLayout(t, nh, nkv, hd);
+  const std::vector<int64_t> starts = SegmentStarts(segments, b, t);
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nkv;
@@ -183,7 +200,9 @@ void AttentionBackward(const T* dout, const T* qkv, const T* out, const T* lse, 
           for (int64_t i = 0; i < m; ++i) {
             T* prow = p + i * kn;
             const int64_t valid = r0 + i + 1;
-            ExpRow(prow, valid, lse_row[i]);
+            const int64_t lo = segments ? starts[bi * t + r0 + i] : 0;
+            ExpRow(prow + lo, valid - lo, lse_row[i]);
+            std::fill(prow, prow + lo, T(0));
             std::fill(prow + valid, prow + kn, T(0));
             double acc = 0.0;  // D_i = dO_i . O_i
             for (int d = 0; d < hd; ++d) {
@@ -204,13 +223,13 @@ void AttentionBackward(const T* dout, const T* qkv, const T* out, const T* lse, 
   }
 }
 
-template void AttentionForward<float>(const float*, int64_t, int64_t, int, int, int, float*,
-                                      float*);
+template void AttentionForward<float>(const float*, int64_t, int64_t, int, int, int, float*, float*,
+                                      const int32_t*);
 template void AttentionForward<double>(const double*, int64_t, int64_t, int, int, int, double*,
-                                       double*);
+                                       double*, const int32_t*);
 template void AttentionBackward<float>(const float*, const float*, const float*, const float*,
-                                       int64_t, int64_t, int, int, int, float*);
+                                       int64_t, int64_t, int, int, int, float*, const int32_t*);
 template void AttentionBackward<double>(const double*, const double*, const double*, const double*,
-                                        int64_t, int64_t, int, int, int, double*);
+                                        int64_t, int64_t, int, int, int, double*, const int32_t*);
 
 }  // namespace loom::ops::cpu

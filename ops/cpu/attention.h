@@ -13,13 +13,17 @@
 namespace loom::ops::cpu {
 
 // qkv: [b, t, (nh + 2*nkv) * hd]; out: [b, t, nh * hd]; lse: [b, nh, t].
+// segments: null, or [b, t] ids nondecreasing along t (packed examples): a query then sees the
+// keys at or before it back to where its segment begins (block-diagonal causal attention).
 template <typename T>
-void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, T* out, T* lse);
+void AttentionForward(const T* qkv, int64_t b, int64_t t, int nh, int nkv, int hd, T* out, T* lse,
+                      const int32_t* segments = nullptr);
 
 // dout, out: [b, t, nh * hd]; dqkv: like qkv (overwrite). Parallel over (batch, kv head) so a
 // kv head's dK/dV, summed over the query heads of its group, has one writer and a fixed order.
 template <typename T>
 void AttentionBackward(const T* dout, const T* qkv, const T* out, const T* lse, int64_t b,
-                       int64_t t, int nh, int nkv, int hd, T* dqkv);
+                       int64_t t, int nh, int nkv, int hd, T* dqkv,
+                       const int32_t* segments = nullptr);
 
 }  // namespace loom::ops::cpu

@@ -19,6 +19,7 @@ using attn::Geometry;
 using attn::kLn2;
 using attn::kLog2e;
 using attn::kTile;
+using attn::SameSegment;
 
 // Tiles: 64 query rows x 64 keys, 256 threads as a 16 x 16 grid. In every tile product a
 // thread owns rows ty + 16 i (i < 4) and columns tx + 16 j (j < NC) of the result, so rows
@@ -167,15 +168,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int64_t col = k0 + tx + 16 * j;
-        s[i][j] = (col <= row && col < t) ? s[i][j] * geo.scale_log2 : -INFINITY;
+        const bool visible = col <= row && col < t && (row >= t || SameSegment(geo, bi, row, col));
+        s[i][j] = visible ? s[i][j] * geo.scale_log2 : -INFINITY;
         tile_max = fmaxf(tile_max, s[i][j]);
       }
       const float m_new = fmaxf(m[i], RowMax16(tile_max));
-      const float alpha = exp2f(m[i] - m_new);  // 0 on the first tile (m = -inf)
+      // -inf only while segments have masked every key so far: exponentials are then 0.
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      const float alpha = exp2f(m[i] - m_use);  // 0 on the first tile (m = -inf)
       float sum = 0.0f;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const float p = exp2f(s[i][j] - m_new);
+        const float p = exp2f(s[i][j] - m_use);
         sum += p;
         ps[(ty + 16 * i) * kLdP + tx + 16 * j] = p;
       }
@@ -241,8 +245,10 @@ __device__ __forceinline__ void LoadRowStats(float* lse_s, float* d_s, const flo
 // dS = P * (dP - D). Writes dS to ds_s and, when p_s is given, P to p_s ([64][65] each).
 __device__ __forceinline__ void ProbsAndDs(const float (&s)[4][4], const float (&dp)[4][4],
                                            const float* lse_s, const float* d_s, int64_t q0,
-                                           int64_t k0, int64_t t, float scale_log2, int ty, int tx,
-                                           float* p_s, float* ds_s) {
+                                           int64_t k0, const Geometry& geo, int64_t bi, int ty,
+                                           int tx, float* p_s, float* ds_s) {
+  const int64_t t = geo.t;
+  const float scale_log2 = geo.scale_log2;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int r = ty + 16 * i;
@@ -251,7 +257,7 @@ __device__ __forceinline__ void ProbsAndDs(const float (&s)[4][4], const float (
     for (int j = 0; j < 4; ++j) {
       const int c = tx + 16 * j;
       const int64_t col = k0 + c;
-      const bool visible = row < t && col < t && col <= row;
+      const bool visible = row < t && col < t && col <= row && SameSegment(geo, bi, row, col);
       const float p = visible ? exp2f(s[i][j] * scale_log2 - lse_s[r]) : 0.0f;
       if (p_s) p_s[r * kLdP + c] = p;
       ds_s[r * kLdP + c] = p * (dp[i][j] - d_s[r]);
@@ -262,8 +268,10 @@ __device__ __forceinline__ void ProbsAndDs(const float (&s)[4][4], const float (
 // dK / dV. Grid: (key tiles, B * NKV). A block owns 64 keys of one kv head, loops over the
 // query heads of its group and the query tiles at or after its key tile.
 // Shared memory: K, V, Q, dO tiles [64][HDP + 1], P and dS [64][65], lse and D [64].
+// One block per SM as well (the tsv's design): the segment test of packed examples pushed the
+// HDP 64 instance past the 128 registers the default bounds allow, into spills.
 template <typename T, int HDP>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     AttentionBackwardKVKernel(const T* dout, const T* qkv, const float* lse, const float* dsum,
                               T* dqkv, Geometry geo) {
   constexpr int kLd = HDP + 1;
@@ -314,7 +322,7 @@ __global__ void __launch_bounds__(kThreads)
       Zero(dp);
       TileMma<4, false, true>(s, qs, kLd, ks, kLd, geo.hd, ty, tx);
       TileMma<4, false, true>(dp, dos, kLd, vs, kLd, geo.hd, ty, tx);
-      ProbsAndDs(s, dp, lse_s, d_s, q0, k0, t, geo.scale_log2, ty, tx, p_s, ds_s);
+      ProbsAndDs(s, dp, lse_s, d_s, q0, k0, geo, bi, ty, tx, p_s, ds_s);
       __syncthreads();
       // dV += P^T dO and dK += dS^T Q (the 1/sqrt(hd) of dK is applied at the end).
       TileMma<NC, true, false>(dv, p_s, kLdP, dos, kLd, kTile, ty, tx);
@@ -390,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     Zero(dp);
     TileMma<4, false, true>(s, qs, kLd, ks, kLd, geo.hd, ty, tx);
     TileMma<4, false, true>(dp, dos, kLd, vs, kLd, geo.hd, ty, tx);
-    ProbsAndDs(s, dp, lse_s, d_s, q0, k0, t, geo.scale_log2, ty, tx, nullptr, ds_s);
+    ProbsAndDs(s, dp, lse_s, d_s, q0, k0, geo, bi, ty, tx, nullptr, ds_s);
     __syncthreads();
     TileMma<NC, false, false>(dq, ds_s, kLdP, ks, kLd, kTile, ty, tx);  // dQ += dS K
   }
@@ -444,8 +452,10 @@ bool CanVectorize(int hd, std::initializer_list<const Tensor*> ts) {
   return true;
 }
 
-Geometry MakeGeometry(int64_t b, int64_t t, int nh, int nkv, int hd, bool vec) {
+Geometry MakeGeometry(int64_t b, int64_t t, int nh, int nkv, int hd, bool vec,
+                      const Tensor* segments) {
   Geometry g;
+  g.seg = segments ? segments->data_as<const int32_t>() : nullptr;
   g.b = b;
   g.t = t;
   g.hd = hd;
@@ -486,8 +496,9 @@ bool UseTensorCores() {
 
 template <typename T, int HDP>
 absl::Status Forward(const Tensor& qkv, int64_t b, int64_t t, int nh, int nkv, int hd,
-                     const Tensor& out, const Tensor& lse, cudaStream_t stream) {
-  const Geometry geo = MakeGeometry(b, t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv}));
+                     const Tensor& out, const Tensor& lse, const Tensor* segments,
+                     cudaStream_t stream) {
+  const Geometry geo = MakeGeometry(b, t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv}), segments);
   const int64_t tiles = (t + kTile - 1) / kTile;
   LOOM_RETURN_IF_ERROR(CheckGrid(tiles, b * nh, "AttentionForward"));
   if (UseTensorCores<T>()) return attn::ForwardTensorCore<HDP>(qkv, geo, out, lse, stream);
@@ -502,8 +513,9 @@ absl::Status Forward(const Tensor& qkv, int64_t b, int64_t t, int nh, int nkv, i
 template <typename T, int HDP>
 absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
                       int64_t b, int64_t t, int nh, int nkv, int hd, const Tensor& dqkv,
-                      cudaStream_t stream) {
-  const Geometry geo = MakeGeometry(b, t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv, &dout}));
+                      const Tensor* segments, cudaStream_t stream) {
+  const Geometry geo =
+      MakeGeometry(b, t, nh, nkv, hd, CanVectorize<T>(hd, {&qkv, &dout}), segments);
   const int64_t tiles = (t + kTile - 1) / kTile;
   LOOM_RETURN_IF_ERROR(CheckGrid(tiles, b * nh, "AttentionBackward"));
 
@@ -558,21 +570,21 @@ void SetBf16AttentionKernel(Bf16AttentionKernel kernel) { Bf16Kernel().store(ker
 Bf16AttentionKernel GetBf16AttentionKernel() { return Bf16Kernel().load(); }
 
 absl::Status AttentionForward(const Tensor& qkv, int64_t b, int64_t t, int nh, int nkv, int hd,
-                              const Tensor& out, const Tensor& lse) {
+                              const Tensor& out, const Tensor& lse, const Tensor* segments) {
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(qkv));
   if (b == 0 || t == 0) return absl::OkStatus();
-#define LOOM_CALL(T, HDP) Forward<T, HDP>(qkv, b, t, nh, nkv, hd, out, lse, ctx->stream)
+#define LOOM_CALL(T, HDP) Forward<T, HDP>(qkv, b, t, nh, nkv, hd, out, lse, segments, ctx->stream)
   LOOM_ATTENTION_DISPATCH(qkv.dtype(), hd, LOOM_CALL);
 #undef LOOM_CALL
 }
 
 absl::Status AttentionBackward(const Tensor& dout, const Tensor& qkv, const Tensor& out,
                                const Tensor& lse, int64_t b, int64_t t, int nh, int nkv, int hd,
-                               const Tensor& dqkv) {
+                               const Tensor& dqkv, const Tensor* segments) {
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(qkv));
   if (b == 0 || t == 0) return absl::OkStatus();
 #define LOOM_CALL(T, HDP) \
-  Backward<T, HDP>(dout, qkv, out, lse, b, t, nh, nkv, hd, dqkv, ctx->stream)
+  Backward<T, HDP>(dout, qkv, out, lse, b, t, nh, nkv, hd, dqkv, segments, ctx->stream)
   LOOM_ATTENTION_DISPATCH(qkv.dtype(), hd, LOOM_CALL);
 #undef LOOM_CALL
 }

@@ -33,11 +33,15 @@ enum class Bf16AttentionKernel { kTensorCore, kSimt };
 void SetBf16AttentionKernel(Bf16AttentionKernel kernel);
 Bf16AttentionKernel GetBf16AttentionKernel();
 
+// segments: null, or i32 [B, T] segment ids (ops/attention.h): a key of another segment is
+// masked like a future one. A query tile's first key tiles may then be wholly masked for some
+// rows, so the online softmax keeps its running max at -inf until a visible key arrives.
 absl::Status AttentionForward(const Tensor& qkv, int64_t b, int64_t t, int nh, int nkv, int hd,
-                              const Tensor& out, const Tensor& lse);
+                              const Tensor& out, const Tensor& lse,
+                              const Tensor* segments = nullptr);
 
 absl::Status AttentionBackward(const Tensor& dout, const Tensor& qkv, const Tensor& out,
                                const Tensor& lse, int64_t b, int64_t t, int nh, int nkv, int hd,
-                               const Tensor& dqkv);
+                               const Tensor& dqkv, const Tensor* segments = nullptr);
 
 }  // namespace loom::ops::cuda

@@ -28,7 +28,15 @@ struct Geometry {
   int64_t out_row;     // elements per token of out: nh * hd
   float scale_log2;    // log2(e) / sqrt(hd): scores go straight to the exp2 domain
   bool vec;            // 128-bit loads are safe (aligned rows, hd a multiple of the vector)
+  const int32_t* seg = nullptr;  // [B, T] segment ids (packed examples), or null: one per row
 };
+
+// Block-diagonal causal masking: may query `row` see key `col` (both < t) of batch element bi,
+// beyond the causal rule? Always without segments; else only inside the query's own segment.
+__device__ __forceinline__ bool SameSegment(const Geometry& geo, int64_t bi, int64_t row,
+                                            int64_t col) {
+  return geo.seg == nullptr || geo.seg[bi * geo.t + row] == geo.seg[bi * geo.t + col];
+}
 
 // bf16 tensor-core (WMMA) kernels, HDP 64 or 128. dsum: f32 [B, NH, T] = rowsum(dO * O).
 template <int HDP>

@@ -161,17 +161,21 @@ __global__ void __launch_bounds__(kFwdThreads)
     for (int j = 0; j < kTile / 2; ++j) {
       const int c = 2 * j + parity;
       const int64_t col = k0 + c;
-      sv[j] = (col <= row && col < t) ? ss[r * kLdS + c] * geo.scale_log2 : -INFINITY;
+      const bool visible =
+          col <= row && col < t && (row >= t || attn::SameSegment(geo, bi, row, col));
+      sv[j] = visible ? ss[r * kLdS + c] * geo.scale_log2 : -INFINITY;
       tile_max = fmaxf(tile_max, sv[j]);
     }
     tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-    // Finite: key k0 is visible to every row of the tile (k0 <= q0 <= row and k0 < t).
+    // Finite without segments: key k0 is visible to every row of the tile (k0 <= q0 <= row and
+    // k0 < t). With segments every key so far may be masked: m stays -inf, exponentials 0.
     const float m_new = fmaxf(m, tile_max);
-    const float alpha = exp2f(m - m_new);  // 0 on the first tile
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+    const float alpha = exp2f(m - m_use);  // 0 on the first tile
     float sum = 0.0f;
 #pragma unroll
     for (int j = 0; j < kTile / 2; ++j) {
-      const float p = exp2f(sv[j] - m_new);
+      const float p = exp2f(sv[j] - m_use);
       sum += p;
       ps[r * kLdP + 2 * j + parity] = __float2bfloat16(p);
     }
@@ -251,14 +255,17 @@ __device__ __forceinline__ void ScoresAndDp(const bf16_t* qs, const bf16_t* dos,
 // P = exp(S * scale - lse) on the causal part (0 elsewhere) and dS = P * (dP - D), written as
 // bf16 tiles (p_b may be null). lse_s is in the log2 domain.
 __device__ __forceinline__ void ProbsAndDs(const float* ss, const float* dps, const float* lse_s,
-                                           const float* d_s, int64_t q0, int64_t k0, int64_t t,
-                                           float scale_log2, bf16_t* p_b, bf16_t* ds_b) {
+                                           const float* d_s, int64_t q0, int64_t k0,
+                                           const Geometry& geo, int64_t bi, bf16_t* p_b,
+                                           bf16_t* ds_b) {
+  const int64_t t = geo.t;
+  const float scale_log2 = geo.scale_log2;
   for (int idx = threadIdx.x; idx < kTile * kTile; idx += blockDim.x) {
     const int r = idx / kTile;
     const int c = idx % kTile;
     const int64_t row = q0 + r;
     const int64_t col = k0 + c;
-    const bool visible = row < t && col < t && col <= row;
+    const bool visible = row < t && col < t && col <= row && attn::SameSegment(geo, bi, row, col);
     const float p = visible ? exp2f(ss[r * kLdS + c] * scale_log2 - lse_s[r]) : 0.0f;
     if (p_b) p_b[r * kLdP + c] = __float2bfloat16(p);
     ds_b[r * kLdP + c] = __float2bfloat16(p * (dps[r * kLdS + c] - d_s[r]));
@@ -389,7 +396,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       __syncthreads();
       ScoresAndDp<HDP>(s.qs, s.dos, s.ks, s.vs, s.ss, s.dps);
       __syncthreads();
-      ProbsAndDs(s.ss, s.dps, s.lse_s, s.d_s, q0, k0, t, geo.scale_log2, s.p_b, s.ds_b);
+      ProbsAndDs(s.ss, s.dps, s.lse_s, s.d_s, q0, k0, geo, bi, s.p_b, s.ds_b);
       __syncthreads();
       // dV += P^T dO, dK += dS^T Q: P^T / dS^T are P / dS read column-major.
 #pragma unroll
@@ -459,7 +466,7 @@ __global__ void __launch_bounds__(kBwdThreads)
     __syncthreads();
     ScoresAndDp<HDP>(s.qs, s.dos, s.ks, s.vs, s.ss, s.dps);
     __syncthreads();
-    ProbsAndDs(s.ss, s.dps, s.lse_s, s.d_s, q0, k0, t, geo.scale_log2, nullptr, s.ds_b);
+    ProbsAndDs(s.ss, s.dps, s.lse_s, s.d_s, q0, k0, geo, bi, nullptr, s.ds_b);
     __syncthreads();
     // dQ += dS K.
 #pragma unroll

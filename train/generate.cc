@@ -1,0 +1,155 @@
+#include "train/generate.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "data/sft_prepare.h"
+#include "data/tokenizer.h"
+#include "model/generator.h"
+#include "model/gpt.h"
+#include "model/model_file.h"
+#include "ops/op_stream.h"
+#include "parallel/param_table.h"
+#include "parallel/process_groups.h"
+#include "parallel/rank_grid.h"
+#include "runtime/cuda_device_choice.h"
+#include "runtime/status.h"
+#include "runtime/test_device.h"
+#include "runtime/timer.h"
+#include "train/model_export.h"
+
+namespace loom {
+namespace {
+
+absl::StatusOr<Device*> GenerationDevice(const std::string& backend, const World& world) {
+  if (backend == "cpu") return CpuDevice();
+  if (backend == "test") {
+    return TestDeviceCount() == 1 ? TestDevice(0) : TestDevice(world.local_rank());
+  }
+  if (backend == "cuda") {
+    const LocalPlacement where{world.local_rank(), world.local_size()};
+    LOOM_ASSIGN_OR_RETURN(int index,
+                          ChooseCudaDevice(where, CudaDeviceCount(), CudaUnavailableReason()));
+    return CudaDevice(index);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--backend must be cpu, cuda or test, got \"", backend, "\""));
+}
+
+}  // namespace
+
+absl::StatusOr<GenerateResult> Generate(
+    const GenerateOptions& o, World* world,
+    const std::function<void(int32_t, const std::string&)>& on_token) {
+  if (o.from.empty()) return absl::InvalidArgumentError("--from: a checkpoint or model file");
+  if (o.max_new_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-new-tokens must be >= 0, got ", o.max_new_tokens));
+  }
+  if (o.sampling.top_p <= 0 || o.sampling.top_p > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--top-p must be in (0, 1], got ", o.sampling.top_p));
+  }
+  auto stored = ReadModelConfigAt(o.from);
+  if (!stored.ok()) {
+    return absl::Status(stored.status().code(),
+                        absl::StrCat("--from ", o.from, ": ", stored.status().message()));
+  }
+  GptConfig config = *stored;
+  // The vocabulary is padded for this tensor group (padding rows zero); the stored padding
+  // (none in a Hugging Face model) need not divide by it.
+  const int tp = world->size();
+  config.padded_vocab = (config.padded_vocab + tp - 1) / tp * tp;
+  ByteTokenizer tok;
+  if (config.vocab != tok.vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--from ", o.from, ": the model's vocabulary has ", config.vocab,
+        " ids, the byte tokenizer ", tok.vocab_size(), " (other tokenizers: not yet)"));
+  }
+  std::string text = o.prompt;
+  if (!o.template_name.empty()) {
+    LOOM_ASSIGN_OR_RETURN(data::SftTemplate tmpl, LoadSftTemplate(o.template_name));
+    text = RenderSftPrompt(o.prompt, tmpl);
+  }
+  GenerateResult result;
+  for (uint16_t id : tok.Encode(text)) result.prompt_ids.push_back(id);
+  if (result.prompt_ids.empty()) result.prompt_ids.push_back(tok.eot());  // unconditional
+  const int64_t total = static_cast<int64_t>(result.prompt_ids.size()) + o.max_new_tokens;
+  if (total > config.max_seq) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt (", result.prompt_ids.size(), " tokens) and --max-new-tokens ",
+                     o.max_new_tokens, " exceed the model's max_seq of ", config.max_seq));
+  }
+
+  // The tensor group is the world; each rank builds its share of the model.
+  if (config.heads % tp != 0 || config.kv_heads % tp != 0 || config.ffn_hidden % tp != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "generation on ", tp, " ranks (tensor parallel): heads ", config.heads, ", kv_heads ",
+        config.kv_heads, " and ffn_hidden ", config.ffn_hidden, " must all divide by ", tp));
+  }
+  LOOM_ASSIGN_OR_RETURN(Device * device, GenerationDevice(o.backend, *world));
+  std::unique_ptr<ops::OpStreamScope> op_stream;
+  if (!device->host_memory()) {
+    LOOM_ASSIGN_OR_RETURN(op_stream, ops::OpStreamScope::Create(device));
+  }
+  LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(tp, tp, 1, 1));
+  LOOM_ASSIGN_OR_RETURN(
+      std::unique_ptr<ProcessGroups> groups,
+      ProcessGroups::Create(*world, grid, !device->host_memory() && tp > 1 ? device : nullptr));
+  TensorParallelism tpar;
+  tpar.tp = &groups->tp();
+  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<GptModel> model,
+                        GptModel::Create(config, device, DType::kF32, tpar));
+  // Each rank reads only its own slices (train/model_export.h).
+  auto local = ReadWeightSlicesAt(o.from, config, model->layout());
+  if (!local.ok()) {
+    return absl::Status(local.status().code(),
+                        absl::StrCat("--from ", o.from, ": ", local.status().message()));
+  }
+  LOOM_RETURN_IF_ERROR(model->params().CopyFromFloats(*local));
+  Communicator* tp_comm = tp > 1 ? &groups->tp() : nullptr;
+
+  std::unique_ptr<Generator> gen;
+  if (!o.full_recompute) {
+    LOOM_ASSIGN_OR_RETURN(gen, Generator::Create(model.get(), tp_comm, total));
+  }
+  std::vector<int32_t> seq = result.prompt_ids;
+  // The logits the next token is picked from: row `row` of `logits`.
+  auto next_logits =
+      [&](absl::Span<const int32_t> fresh) -> absl::StatusOr<std::pair<Tensor, int64_t>> {
+    if (gen) {
+      LOOM_ASSIGN_OR_RETURN(Tensor l, gen->Append(fresh));
+      return std::make_pair(l, int64_t{0});
+    }
+    const int64_t n = static_cast<int64_t>(seq.size());
+    Tensor in = Tensor::View(seq.data(), Shape{1, n}, DType::kI32, CpuDevice());
+    LOOM_ASSIGN_OR_RETURN(Tensor l, model->Forward(in));
+    return std::make_pair(l, n - 1);
+  };
+  Timer timer;
+  LOOM_ASSIGN_OR_RETURN(auto next, next_logits(seq));
+  timer.Reset();
+  for (int i = 0; i < o.max_new_tokens; ++i) {
+    LOOM_ASSIGN_OR_RETURN(const int32_t id,
+                          SampleToken(next.first, next.second, config.vocab, config.padded_vocab,
+                                      tp_comm, o.sampling, o.seed, static_cast<uint64_t>(i)));
+    if (i + 1 == o.max_new_tokens || (o.stop_at_eot && id == tok.eot())) {
+      LOOM_ASSIGN_OR_RETURN(
+          Tensor row,
+          next.first.Slice(next.second, next.second + 1).Reshape(Shape{next.first.dim(1)}));
+      LOOM_ASSIGN_OR_RETURN(result.last_logits, row.ToFloatVector());
+      result.last_logits.resize(std::min<size_t>(result.last_logits.size(), config.vocab));
+    }
+    if (o.stop_at_eot && id == tok.eot()) break;
+    result.new_ids.push_back(id);
+    seq.push_back(id);
+    if (on_token) on_token(id, tok.DecodeForDisplay({id}));
+    if (i + 1 < o.max_new_tokens) {
+      LOOM_ASSIGN_OR_RETURN(next, next_logits(absl::MakeConstSpan(&seq.back(), 1)));
+    }
+  }
+  result.seconds = timer.Seconds();
+  return result;
+}
+
+}  // namespace loom
