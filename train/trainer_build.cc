@@ -17,17 +17,17 @@ namespace loom {
 namespace {
 
 // tokenizer.json beside the training shards, if `data prepare` wrote one.
-std::optional<ByteTokenizer> FindTokenizer(const DataLoader& data) {
-  if (data.shards().empty()) return std::nullopt;
+std::unique_ptr<Tokenizer> FindTokenizer(const DataLoader& data) {
+  if (data.shards().empty()) return nullptr;
   std::filesystem::path dir = std::filesystem::path(data.shards()[0]->path()).parent_path();
   std::filesystem::path desc = dir / "tokenizer.json";
-  if (!std::filesystem::exists(desc)) return std::nullopt;
+  if (!std::filesystem::exists(desc)) return nullptr;
   auto tok = LoadTokenizer(desc.string());
   if (!tok.ok()) {
     LOOM_LOG(WARNING) << "not decoding samples: " << tok.status().message();
-    return std::nullopt;
+    return nullptr;
   }
-  return *tok;
+  return std::move(*tok);
 }
 
 }  // namespace

@@ -37,7 +37,8 @@ std::vector<uint16_t> ReadAll(const std::vector<std::string>& shards) {
 }
 
 std::vector<uint16_t> Doc(const std::string& text) {
-  std::vector<uint16_t> ids = ByteTokenizer().Encode(text);
+  std::vector<uint16_t> ids;
+  ByteTokenizer().Encode(text, &ids);
   ids.push_back(ByteTokenizer::kEot);
   return ids;
 }
@@ -116,7 +117,7 @@ TEST(DataPrepareTest, EndToEnd) {
   ASSERT_TRUE(tok.ok()) << tok.status();
   DataLoaderOptions lo;
   lo.patterns = {(root / "out/train_*.bin").string()};
-  lo.vocab_size = tok->vocab_size();
+  lo.vocab_size = (*tok)->vocab_size();
   lo.seq_len = 3;
   lo.shuffle = false;
   auto loader = DataLoader::Open(lo);
@@ -124,8 +125,8 @@ TEST(DataPrepareTest, EndToEnd) {
   EXPECT_EQ((*loader)->num_tokens(), static_cast<int64_t>(train.size()));
   std::vector<int32_t> in(3), tg(3);
   ASSERT_TRUE((*loader)->NextBatch(1, absl::MakeSpan(in), absl::MakeSpan(tg)).ok());
-  EXPECT_EQ(*tok->Decode(in), "alp");
-  EXPECT_EQ(*tok->Decode(tg), "lph");
+  EXPECT_EQ(*(*tok)->Decode(in), "alp");
+  EXPECT_EQ(*(*tok)->Decode(tg), "lph");
 }
 
 TEST(DataPrepareTest, OutputInsideInputIsNotReadBack) {
