@@ -3,6 +3,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "data/bpe_tokenizer.h"
+#include "data/sentencepiece_tokenizer.h"
+#include "data/tokenizer_json.h"
 #include "google/protobuf/util/json_util.h"
 #include "proto/tokenizer.pb.h"
 #include "runtime/files.h"
@@ -107,6 +110,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path
   if (!text.ok()) {
     return absl::Status(text.status().code(), absl::StrCat("tokenizer: ", text.status().message()));
   }
+  const size_t first = text->find_first_not_of(" \t\r\n");
+  if (first == std::string::npos || (*text)[first] != '{') {
+    // Not JSON: a SentencePiece model is a serialized protocol buffer.
+    return LoadSentencePieceTokenizer(path, *text);
+  }
+  // A Hugging Face tokenizer.json has a "model"; anything else is read as a byte description,
+  // whose parser names what is wrong.
+  auto root = json::Parse(*text);
+  if (root.ok() && root->Find("model") != nullptr) return LoadBpeTokenizer(path, *root);
   return LoadByteDescription(path, *text);
 }
 
