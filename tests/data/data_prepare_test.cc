@@ -31,7 +31,9 @@ std::vector<uint16_t> ReadAll(const std::vector<std::string>& shards) {
   for (const auto& path : shards) {
     auto shard = TokenShard::Open(path, ShardFormat::kLlmc, ByteTokenizer::kVocabSize);
     EXPECT_TRUE(shard.ok()) << shard.status();
-    if (shard.ok()) all.insert(all.end(), (*shard)->tokens().begin(), (*shard)->tokens().end());
+    if (shard.ok()) {
+      for (size_t i = 0; i < (*shard)->size(); ++i) all.push_back((*shard)->at(i));
+    }
   }
   return all;
 }
