@@ -138,6 +138,17 @@ class BpeTokenizer : public Tokenizer {
     return out;
   }
 
+  // Pre-tokens never span "x\nY" (x, Y printable ASCII): the regexes end a piece after such a
+  // newline, at the end of text as inside it. Only a prefix space, an added token holding a
+  // newline or one that swallows whitespace to its left could tell the cut.
+  bool SplitsAfterNewline() const override {
+    if (add_prefix_space_) return false;
+    for (const AddedToken& a : added_) {
+      if (a.lstrip || a.content.find('\n') != std::string::npos) return false;
+    }
+    return true;
+  }
+
   std::optional<int32_t> TokenId(std::string_view token) const override {
     for (const AddedToken& a : added_) {
       if (a.content == token) return a.id;

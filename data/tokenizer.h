@@ -63,6 +63,10 @@ class Tokenizer {
   // The id of one token given as its text, e.g. "<|im_start|>" or "</s>"; nullopt if there is
   // no such single token.
   virtual std::optional<int32_t> TokenId(std::string_view token) const = 0;
+  // Whether Encode(a + b) == Encode(a) + Encode(b) whenever `a` ends with a printable ASCII
+  // character (0x21..0x7E) and '\n' and `b` starts with one: `data prepare` then cuts a large
+  // document there and encodes the pieces on several threads.
+  virtual bool SplitsAfterNewline() const { return false; }
 };
 
 class ByteTokenizer : public Tokenizer {
@@ -89,6 +93,7 @@ class ByteTokenizer : public Tokenizer {
   std::string DecodeForDisplay(absl::Span<const int32_t> ids) const override;
   // A single byte, or kEotText for EOT.
   std::optional<int32_t> TokenId(std::string_view token) const override;
+  bool SplitsAfterNewline() const override { return true; }
 
   // The description file's contents: {"type":"byte","vocab_size":257,"eot":256}.
   std::string DescriptionJson() const;
