@@ -26,12 +26,12 @@
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
 #include "job/config.h"
+#include "train/lr_schedule.h"
 #include "metrics/tensorboard.h"
 #include "parallel/world.h"
 #include "runtime/files.h"
 #include "tests/train/job_testing.h"
 #include "tests/train/train_testing.h"
-#include "train/lr_schedule.h"
 
 namespace loom {
 namespace {
