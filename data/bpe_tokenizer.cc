@@ -16,8 +16,8 @@
 namespace loom {
 namespace {
 
-// Ids above this are refused: vocabularies are far smaller, and an id sizes a table.
-constexpr int64_t kMaxId = (1 << 24) - 1;
+// Ids above this are refused: vocabularies are far smaller (the embedding has a row per id).
+constexpr int64_t kMaxId = (1 << 30) - 1;
 
 // GPT-2's bytes_to_unicode: printable bytes stand for themselves, the others for U+0100 + n.
 struct ByteMap {
@@ -126,15 +126,17 @@ class BpeTokenizer : public Tokenizer {
             absl::StrCat("bpe tokenizer: cannot decode id ", ids[i], " at position ", i,
                          " (no token has it; the vocabulary size is ", vocab_size_, ")"));
       }
-      out += id_bytes_[ids[i]];
+      out += id_text_.find(ids[i])->second;
     }
     return out;
   }
 
   std::string DecodeForDisplay(absl::Span<const int32_t> ids) const override {
     std::string out;
-    for (int32_t id : ids)
-      out += Known(id) ? id_bytes_[id] : std::string(ByteTokenizer::kReplacement);
+    for (int32_t id : ids) {
+      auto it = id_text_.find(id);
+      out += it != id_text_.end() ? it->second : std::string(ByteTokenizer::kReplacement);
+    }
     return out;
   }
 
@@ -161,7 +163,7 @@ class BpeTokenizer : public Tokenizer {
  private:
   friend absl::StatusOr<std::unique_ptr<Tokenizer>> LoadBpe(const std::string&, const json::Value&);
 
-  bool Known(int32_t id) const { return id >= 0 && id < vocab_size_ && id_known_[id]; }
+  bool Known(int32_t id) const { return id_text_.contains(id); }
 
   // Calls `plain` for the text between this pass's added tokens and appends their ids.
   template <typename F>
@@ -307,8 +309,8 @@ class BpeTokenizer : public Tokenizer {
   std::array<int32_t, 256> byte_id_{};
   absl::flat_hash_map<std::string, int32_t> word_id_;                  // token bytes -> id
   absl::flat_hash_map<uint64_t, std::pair<int32_t, int32_t>> merges_;  // pair -> (rank, id)
-  std::vector<std::string> id_bytes_;
-  std::vector<bool> id_known_;
+  // What each id decodes to; sparse, since ids may have gaps (LLaMA-3's specials at 128000).
+  absl::flat_hash_map<int32_t, std::string> id_text_;
   std::vector<AddedToken> added_;
   // Added tokens by first byte, longest first; [0] normalized false, [1] normalized true.
   std::array<absl::flat_hash_map<uint8_t, std::vector<const AddedToken*>>, 2> by_first_;
@@ -488,18 +490,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadBpe(const std::string& path,
     }
   }
   tok->vocab_size_ = static_cast<int>(max_id + 1);
-  tok->id_bytes_.assign(tok->vocab_size_, std::string());
-  tok->id_known_.assign(tok->vocab_size_, false);
+  tok->id_text_.reserve(entries.size() + tok->added_.size());
   for (const auto& [id, token] : entries) {
     std::optional<std::string> bytes = TokenBytes(*token);
     if (bytes.has_value()) tok->word_id_.emplace(*bytes, id);
-    tok->id_bytes_[id] = bytes.has_value() ? *bytes : *token;
-    tok->id_known_[id] = true;
+    tok->id_text_[id] = bytes.has_value() ? *bytes : *token;
   }
-  for (const AddedToken& a : tok->added_) {
+  for (const AddedToken& a : tok->added_) {  // an added token's text wins, as in the library
     std::optional<std::string> bytes = TokenBytes(a.content);
-    tok->id_bytes_[a.id] = bytes.has_value() ? *bytes : a.content;
-    tok->id_known_[a.id] = true;
+    tok->id_text_[a.id] = bytes.has_value() ? *bytes : a.content;
   }
   for (const AddedToken& a : tok->added_) {
     tok->by_first_[a.normalized ? 1 : 0][static_cast<uint8_t>(a.content[0])].push_back(&a);
