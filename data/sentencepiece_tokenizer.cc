@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -34,14 +35,33 @@ const Shim& GetShim() {
         "SentencePiece is off in sanitizer builds (its shim is opened with RTLD_DEEPBIND, which "
         "the sanitizer runtimes refuse)";
 #elif defined(LOOM_SENTENCEPIECE_SHIM)
+    // $LOOM_SENTENCEPIECE_SHIM, else where the build put it, else lib/ beside the binary's
+    // directory (a build tree or an install moved elsewhere).
+    std::vector<std::string> paths;
     const char* env = std::getenv("LOOM_SENTENCEPIECE_SHIM");
-    const std::string path = env != nullptr && *env != '\0' ? env : LOOM_SENTENCEPIECE_SHIM;
-    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-    if (h == nullptr) {
-      const char* e = dlerror();
-      s->error = absl::StrCat("cannot load ", path, ": ", e != nullptr ? e : "?");
-      return s;
+    if (env != nullptr && *env != '\0') {
+      paths.push_back(env);
+    } else {
+      paths.push_back(LOOM_SENTENCEPIECE_SHIM);
+      std::error_code ec;
+      const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+      if (!ec) {
+        paths.push_back(
+            (exe.parent_path().parent_path() / "lib" / "libloom_sentencepiece.so").string());
+      }
     }
+    void* h = nullptr;
+    std::string path;
+    for (const std::string& p : paths) {
+      path = p;
+      h = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      if (h != nullptr) break;
+      const char* e = dlerror();
+      absl::StrAppend(&s->error, s->error.empty() ? "cannot load " : "; nor ", p, ": ",
+                      e != nullptr ? e : "?");
+    }
+    if (h == nullptr) return s;
+    s->error.clear();
     auto get = [&](auto* fn, const char* name) {
       *fn = reinterpret_cast<std::remove_pointer_t<decltype(fn)>>(dlsym(h, name));
       if (*fn == nullptr && s->error.empty()) s->error = absl::StrCat(path, " lacks ", name);
