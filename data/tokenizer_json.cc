@@ -46,7 +46,7 @@ class Parser {
   }
 
   bool ParseValue(Value* v, int depth) {
-    if (depth > kMaxDepth) return Fail(absl::StrCat("nesting deeper than ", kMaxDepth));
+    if (depth >= kMaxDepth) return Fail(absl::StrCat("nesting deeper than ", kMaxDepth));
     SkipSpace();
     if (pos_ >= text_.size()) return Fail("unexpected end of input");
     const char c = text_[pos_];
