@@ -6,7 +6,8 @@ README and docs plus the multilingual lines in SAMPLES (so their merges cover CJ
 
   gpt2.tokenizer.json    `tokenizers` byte-level BPE with the GPT-2 pre-tokenizer (ByteLevel with
                          its built-in regex), added tokens with lstrip, rstrip and normalized set,
-                         and <|endoftext|> added last as in GPT-2.
+                         and <|endoftext|> added last as in GPT-2. gpt2_prefix.expected.tsv:
+                         its ids with the pre-tokenizer's add_prefix_space set.
   llama3.tokenizer.json  `tokenizers` byte-level BPE with the LLaMA-3 pre-tokenizer (a Split on
                          LLaMA-3's regex, then ByteLevel without regex), ignore_merges as in
                          LLaMA-3, and LLaMA-3's special tokens at LLaMA-3's ids: <|begin_of_text|>
@@ -155,6 +156,13 @@ def gpt2(out):
     tok = Tokenizer.from_file(os.path.join(out, "gpt2.tokenizer.json"))
     write_expected(os.path.join(out, "gpt2.expected.tsv"), TEXTS + GPT2_EXTRA,
                    lambda t: tok.encode(t, add_special_tokens=False).ids)
+    # The same tokenizer with ByteLevel's add_prefix_space (a space before each piece of text
+    # that lacks one); the test makes this variant by editing the file the same way.
+    spec = json.loads(tok.to_str())
+    spec["pre_tokenizer"]["add_prefix_space"] = True
+    prefixed = Tokenizer.from_str(json.dumps(spec))
+    write_expected(os.path.join(out, "gpt2_prefix.expected.tsv"), TEXTS + GPT2_EXTRA,
+                   lambda t: prefixed.encode(t, add_special_tokens=False).ids)
 
 
 def llama3(out):

@@ -52,6 +52,24 @@ TEST(BpeTokenizerTest, Llama3StyleMatchesTokenizersLibrary) {
   ExpectReferenceIds("llama3.tokenizer.json", "llama3.expected.tsv");
 }
 
+TEST(BpeTokenizerTest, AddPrefixSpaceMatchesTokenizersLibrary) {
+  auto json = ReadFile(testing::FixtureDir() + "/gpt2.tokenizer.json");
+  ASSERT_TRUE(json.ok()) << json.status();
+  const std::string edited =
+      absl::StrReplaceAll(*json, {{R"("add_prefix_space": false)", R"("add_prefix_space": true)"}});
+  ASSERT_NE(edited, *json);
+  const testing::ScopedTempDir tmp;
+  ASSERT_TRUE(AtomicWriteFile(tmp.path() + "/tokenizer.json", edited).ok());
+  auto tok = LoadTokenizer(tmp.path() + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_FALSE((*tok)->SplitsAfterNewline());
+  const auto cases = testing::ReadExpected("gpt2_prefix.expected.tsv");
+  ASSERT_GE(cases.size(), 40u);
+  for (const auto& c : cases) {
+    EXPECT_EQ((*tok)->Encode(c.text), c.ids) << "text: \"" << c.text << "\"";
+  }
+}
+
 TEST(BpeTokenizerTest, SpecialTokensComeFromTheFile) {
   auto gpt2 = Load("gpt2.tokenizer.json");
   ASSERT_NE(gpt2, nullptr);
