@@ -41,6 +41,8 @@ void Check(bool ok, const char* what) {
 
 }  // namespace
 
+constexpr char kBadBytes[] = "bad \xff\xfe\xed\xa0\x80 bytes\0nul";
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   {
     std::FILE* f = std::fopen(Path().c_str(), "wb");
@@ -54,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The input itself as text too: whatever the file holds, encoding it must be safe.
   const std::string texts[] = {
       "Hello, world! it's 2026 \n\n  你好 😀 <|endoftext|><s></s>'S ab aab b",
-      std::string("bad \xff\xfe\xed\xa0\x80 bytes\0nul", 22),
+      std::string(kBadBytes, sizeof(kBadBytes) - 1),
       std::string(reinterpret_cast<const char*>(data), std::min<size_t>(size, 512)),
   };
   for (const std::string& text : texts) {
