@@ -41,6 +41,8 @@ void Check(bool ok, const char* what) {
 
 }  // namespace
 
+// Bytes that matter to JSON and to protobuf varints, for the mutations.
+constexpr char kMutationBytes[] = "\"\\{}[],:0-9e \x80\xff\x01";
 constexpr char kBadBytes[] = "bad \xff\xfe\xed\xa0\x80 bytes\0nul";
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -123,7 +125,7 @@ int main(int argc, char** argv) {
             in[at] = static_cast<char>(in[at] ^ (1 << (rng() % 8)));
             break;
           case 1:  // bytes that matter to JSON and to protobuf varints
-            in[at] = "\"\\{}[],:0-9e \x80\xff\x01"[rng() % 18];
+            in[at] = kMutationBytes[rng() % (sizeof(kMutationBytes) - 1)];
             break;
           case 2:
             in.resize(at);
