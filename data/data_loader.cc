@@ -37,9 +37,9 @@ absl::StatusOr<std::unique_ptr<DataLoader>> DataLoader::Open(const DataLoaderOpt
     return absl::InvalidArgumentError(
         absl::StrCat("data loader: seq_len must be >= 1, got ", options.seq_len));
   }
-  if (options.vocab_size < 1 || options.vocab_size > 65536) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data loader: vocab_size must be in 1..65536 (uint16 tokens), got ", options.vocab_size));
+  if (options.vocab_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data loader: vocab_size must be >= 1, got ", options.vocab_size));
   }
   if (options.dp_size < 1 || options.dp_rank < 0 || options.dp_rank >= options.dp_size) {
     return absl::InvalidArgumentError(absl::StrCat("data loader: dp_rank ", options.dp_rank,
@@ -119,11 +119,10 @@ void DataLoader::ReadSample(int64_t sample, int32_t* inputs, int32_t* targets,
       static_cast<size_t>(std::upper_bound(first_sample_.begin(), first_sample_.end(), sample) -
                           first_sample_.begin() - 1);
   const int64_t t = options_.seq_len;
-  const uint16_t* x = shards_[s]->tokens().data() + (sample - first_sample_[s]) * t;
-  for (int64_t i = 0; i < t; ++i) {
-    inputs[i] = x[i];
-    targets[i] = x[i + 1];
-  }
+  // Inputs are tokens [k*t, k*t + t) of the shard, targets the same shifted by one.
+  const size_t begin = static_cast<size_t>((sample - first_sample_[s]) * t);
+  shards_[s]->Read(begin, static_cast<size_t>(t), inputs);
+  shards_[s]->Read(begin + 1, static_cast<size_t>(t), targets);
   if (flags_.empty()) {
     if (segments != nullptr) std::fill(segments, segments + t, 0);
     return;

@@ -1,13 +1,16 @@
 #include "data/data_prepare.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -94,13 +97,17 @@ absl::StatusOr<std::vector<std::string>> CollectDocuments(const std::vector<std:
   return documents;
 }
 
-// Accumulates one split's tokens and writes a shard whenever shard_tokens are buffered.
+// Accumulates one split's tokens and writes a shard whenever shard_tokens are buffered, with
+// uint16 ids (id_bytes 2) or uint32 ids (4).
 class ShardSink {
  public:
-  ShardSink(std::string dir, std::string split, int64_t shard_tokens)
-      : dir_(std::move(dir)), split_(std::move(split)), shard_tokens_(shard_tokens) {}
+  ShardSink(std::string dir, std::string split, int64_t shard_tokens, int id_bytes)
+      : dir_(std::move(dir)),
+        split_(std::move(split)),
+        shard_tokens_(shard_tokens),
+        id_bytes_(id_bytes) {}
 
-  absl::Status Append(const std::vector<uint16_t>& tokens) {
+  absl::Status Append(const std::vector<int32_t>& tokens) {
     size_t i = 0;
     while (i < tokens.size()) {
       const size_t room = static_cast<size_t>(shard_tokens_) - buffer_.size();
@@ -116,7 +123,13 @@ class ShardSink {
     if (buffer_.empty()) return absl::OkStatus();
     const std::string path =
         (fs::path(dir_) / absl::StrFormat("%s_%06d.bin", split_, shards_.size())).string();
-    LOOM_RETURN_IF_ERROR(WriteShard(path, buffer_, ShardFormat::kLlmc));
+    if (id_bytes_ == 2) {
+      std::vector<uint16_t> ids(buffer_.begin(), buffer_.end());
+      LOOM_RETURN_IF_ERROR(WriteShard(path, ids, ShardFormat::kLlmc));
+    } else {
+      std::vector<uint32_t> ids(buffer_.begin(), buffer_.end());
+      LOOM_RETURN_IF_ERROR(WriteShard32(path, ids));
+    }
     tokens_ += static_cast<int64_t>(buffer_.size());
     shards_.push_back(path);
     buffer_.clear();
@@ -130,39 +143,125 @@ class ShardSink {
   std::string dir_;
   std::string split_;
   int64_t shard_tokens_;
-  std::vector<uint16_t> buffer_;
+  int id_bytes_;
+  std::vector<int32_t> buffer_;
   std::vector<std::string> shards_;
   int64_t tokens_ = 0;
 };
 
-// Encodes one document (streamed in 1 MiB pieces, so any file size works) followed by EOT.
-absl::Status EncodeDocument(const std::string& path, const ByteTokenizer& tokenizer,
-                            ShardSink* sink, bool* binary) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return FileError(errno, "data prepare: open document", path);
-  std::string chunk(1 << 20, '\0');
-  std::vector<uint16_t> tokens;
-  absl::Status status;
-  for (;;) {
-    const size_t n = std::fread(chunk.data(), 1, chunk.size(), f);
-    if (std::memchr(chunk.data(), '\0', n) != nullptr) *binary = true;
-    tokens.clear();
-    tokenizer.Encode(std::string_view(chunk.data(), n), &tokens);
-    if (n < chunk.size()) {
-      if (std::ferror(f)) {
-        status = FileError(errno, "data prepare: read document", path);
+// A piece of a document to encode, and where its ids go.
+struct Piece {
+  std::string text;
+  bool first = false, last = false;  // of its document: BOS before, EOT after
+  bool val = false;
+  std::vector<int32_t> ids;
+};
+
+// Where a document may be cut: just after a '\n' between printable ASCII characters (see
+// Tokenizer::SplitsAfterNewline), the last such place at or before `limit`; 0 when none.
+size_t CutPoint(std::string_view text, size_t limit) {
+  auto printable = [](char c) { return c >= 0x21 && c <= 0x7E; };
+  for (size_t p = std::min(limit, text.size() - 1); p >= 2; --p) {
+    if (text[p - 1] == '\n' && printable(text[p - 2]) && printable(text[p])) return p;
+  }
+  return 0;
+}
+
+// Reads documents, cuts them into pieces, encodes batches of pieces on `threads` threads and
+// hands the ids to the sinks in document order.
+class Encoder {
+ public:
+  Encoder(const Tokenizer& tokenizer, const DataPrepareOptions& options, int threads,
+          ShardSink* train, ShardSink* val)
+      : tok_(tokenizer), options_(options), threads_(threads), train_(train), val_(val) {}
+
+  // Reads one document and queues its pieces; sets *binary when it holds NUL bytes.
+  absl::Status AddDocument(const std::string& path, bool is_val, bool* binary) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return FileError(errno, "data prepare: open document", path);
+    const size_t piece = static_cast<size_t>(std::max<int64_t>(options_.piece_bytes, 1));
+    const bool cut = tok_.SplitsAfterNewline();
+    std::string pending;  // read but not yet queued
+    std::string block(std::min<size_t>(piece, 1 << 20), '\0');
+    bool first = true;
+    absl::Status status;
+    for (;;) {
+      const size_t n = std::fread(block.data(), 1, block.size(), f);
+      if (std::memchr(block.data(), '\0', n) != nullptr) *binary = true;
+      pending.append(block.data(), n);
+      input_bytes_ += static_cast<int64_t>(n);
+      if (n < block.size()) {
+        if (std::ferror(f)) status = FileError(errno, "data prepare: read document", path);
         break;
       }
-      tokens.push_back(static_cast<uint16_t>(tokenizer.eot()));
-      status = sink->Append(tokens);
-      break;
+      // Queue whole pieces while more than one piece is pending (the rest may still grow).
+      while (cut && pending.size() > piece) {
+        const size_t p = CutPoint(pending, piece);
+        if (p == 0) break;
+        status = Queue(pending.substr(0, p), first, false, is_val);
+        if (!status.ok()) break;
+        pending.erase(0, p);
+        first = false;
+      }
+      if (!status.ok()) break;
     }
-    status = sink->Append(tokens);
-    if (!status.ok()) break;
+    std::fclose(f);
+    LOOM_RETURN_IF_ERROR(status);
+    return Queue(std::move(pending), first, true, is_val);
   }
-  std::fclose(f);
-  return status;
-}
+
+  absl::Status Finish() { return RunBatch(); }
+  int64_t input_bytes() const { return input_bytes_; }
+  double encode_seconds() const { return encode_seconds_; }
+
+ private:
+  absl::Status Queue(std::string text, bool first, bool last, bool is_val) {
+    batch_bytes_ += text.size();
+    batch_.push_back({std::move(text), first, last, is_val, {}});
+    // A batch holds a few pieces per thread, so the threads stay busy and memory stays bounded.
+    const size_t target = static_cast<size_t>(threads_) * 4 *
+                          static_cast<size_t>(std::max<int64_t>(options_.piece_bytes, 1 << 16));
+    if (batch_bytes_ >= target || batch_.size() >= static_cast<size_t>(threads_) * 256) {
+      return RunBatch();
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status RunBatch() {
+    if (batch_.empty()) return absl::OkStatus();
+    const auto start = std::chrono::steady_clock::now();
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i; (i = next.fetch_add(1)) < batch_.size();) {
+        Piece& p = batch_[i];
+        if (p.first && tok_.bos() >= 0) p.ids.push_back(tok_.bos());
+        tok_.Encode(p.text, &p.ids);
+        if (p.last) p.ids.push_back(tok_.eot());
+        std::string().swap(p.text);
+      }
+    };
+    const int n = static_cast<int>(std::min<size_t>(threads_, batch_.size()));
+    std::vector<std::thread> pool;
+    for (int t = 1; t < n; ++t) pool.emplace_back(work);
+    work();
+    for (std::thread& t : pool) t.join();
+    encode_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (Piece& p : batch_) LOOM_RETURN_IF_ERROR((p.val ? val_ : train_)->Append(p.ids));
+    batch_.clear();
+    batch_bytes_ = 0;
+    return absl::OkStatus();
+  }
+
+  const Tokenizer& tok_;
+  const DataPrepareOptions& options_;
+  int threads_;
+  ShardSink *train_, *val_;
+  std::vector<Piece> batch_;
+  size_t batch_bytes_ = 0;
+  int64_t input_bytes_ = 0;
+  double encode_seconds_ = 0;
+};
 
 }  // namespace
 
@@ -183,7 +282,7 @@ namespace {
 // Encodes `documents` into out_dir (which exists).
 absl::StatusOr<DataPrepareResult> PrepareInto(const DataPrepareOptions& options,
                                               const std::vector<std::string>& documents,
-                                              const fs::path& out_dir);
+                                              const fs::path& out_dir, const Tokenizer& tokenizer);
 }  // namespace
 
 absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options) {
@@ -225,6 +324,21 @@ absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options)
         "); use an empty directory or pass --overwrite"));
   }
 
+  if (options.threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data prepare: --threads must be >= 0 (0: one per hardware thread), got ",
+                     options.threads));
+  }
+  // The tokenizer before anything is written: a bad one leaves no output behind.
+  std::unique_ptr<Tokenizer> tokenizer = std::make_unique<ByteTokenizer>();
+  if (!options.tokenizer.empty()) {
+    auto loaded = LoadTokenizer(options.tokenizer);
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat("data prepare: --tokenizer: ", loaded.status().message()));
+    }
+    tokenizer = std::move(*loaded);
+  }
   LOOM_ASSIGN_OR_RETURN(std::vector<std::string> documents,
                         CollectDocuments(options.inputs, out_dir));
   if (documents.empty()) {
@@ -243,7 +357,7 @@ absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options)
     created = created.parent_path();
   }
   LOOM_RETURN_IF_ERROR(MakeDirs(out_dir.string()));
-  auto result = PrepareInto(options, documents, out_dir);
+  auto result = PrepareInto(options, documents, out_dir, *tokenizer);
   if (!result.ok() && !out_existed) {
     // The directories are this call's own: leave nothing behind.
     fs::remove_all(created, ec);
@@ -255,27 +369,51 @@ namespace {
 
 absl::StatusOr<DataPrepareResult> PrepareInto(const DataPrepareOptions& options,
                                               const std::vector<std::string>& documents,
-                                              const fs::path& out_dir) {
+                                              const fs::path& out_dir, const Tokenizer& tokenizer) {
   DataPrepareResult result;
   result.documents = static_cast<int64_t>(documents.size());
+  result.tokenizer_type = std::string(tokenizer.type());
+  result.vocab_size = tokenizer.vocab_size();
+  result.id_bytes = tokenizer.vocab_size() <= 65536 ? 2 : 4;
+  result.threads = options.threads > 0
+                       ? options.threads
+                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const std::vector<int64_t> val = ValidationDocuments(result.documents, options.val_fraction);
-  ByteTokenizer tokenizer;
-  ShardSink train(out_dir.string(), "train", options.shard_tokens);
-  ShardSink valid(out_dir.string(), "val", options.shard_tokens);
+  ShardSink train(out_dir.string(), "train", options.shard_tokens, result.id_bytes);
+  ShardSink valid(out_dir.string(), "val", options.shard_tokens, result.id_bytes);
+  Encoder encoder(tokenizer, options, result.threads, &train, &valid);
   size_t next_val = 0;
   for (int64_t i = 0; i < result.documents; ++i) {
     const bool is_val = next_val < val.size() && val[next_val] == i;
     if (is_val) ++next_val;
     bool binary = false;
-    LOOM_RETURN_IF_ERROR(
-        EncodeDocument(documents[i], tokenizer, is_val ? &valid : &train, &binary));
+    LOOM_RETURN_IF_ERROR(encoder.AddDocument(documents[i], is_val, &binary));
     if (binary) result.binary_documents.push_back(documents[i]);
   }
+  LOOM_RETURN_IF_ERROR(encoder.Finish());
   LOOM_RETURN_IF_ERROR(train.Flush());
   LOOM_RETURN_IF_ERROR(valid.Flush());
+  result.input_bytes = encoder.input_bytes();
+  result.encode_seconds = encoder.encode_seconds();
 
-  result.tokenizer_path = (out_dir / "tokenizer.json").string();
-  LOOM_RETURN_IF_ERROR(AtomicWriteFile(result.tokenizer_path, tokenizer.DescriptionJson()));
+  // The tokenizer beside the shards, under the name the trainer looks for; the other name is
+  // removed so an earlier run's tokenizer cannot be found first.
+  const bool model_file = tokenizer.type() == "sentencepiece";
+  result.tokenizer_path = (out_dir / (model_file ? "tokenizer.model" : "tokenizer.json")).string();
+  std::string bytes;
+  if (options.tokenizer.empty()) {
+    bytes = ByteTokenizer().DescriptionJson();
+  } else {
+    std::string source = options.tokenizer;
+    std::error_code ec;
+    if (fs::is_directory(source, ec)) {
+      source = (fs::path(source) / (model_file ? "tokenizer.model" : "tokenizer.json")).string();
+    }
+    LOOM_ASSIGN_OR_RETURN(bytes, ReadFile(source));
+  }
+  LOOM_RETURN_IF_ERROR(AtomicWriteFile(result.tokenizer_path, bytes));
+  std::error_code ec;
+  fs::remove(out_dir / (model_file ? "tokenizer.json" : "tokenizer.model"), ec);
   result.val_documents = static_cast<int64_t>(val.size());
   result.train_documents = result.documents - result.val_documents;
   result.train_tokens = train.tokens();

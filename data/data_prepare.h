@@ -1,13 +1,22 @@
 // `loom data prepare` as a library call: turns text files into token shards for training.
 //
-// Every input file is one document: its bytes are encoded with the byte tokenizer and followed
-// by EOT. Directories are walked recursively; each input's files are taken in sorted (bytewise)
-// path order, inputs in the order given. A deterministic, evenly spread fraction of the
-// documents goes to the validation split (at least one when the fraction is > 0 and there are at
-// least two documents; never all of them). Tokens of each split are packed, in document order,
-// into llm.c shards of at most shard_tokens tokens: DIR/train_000000.bin, ... and
-// DIR/val_000000.bin, ...; DIR/tokenizer.json describes the tokenizer. Every file is written
-// atomically, so an interrupted run leaves no torn shard.
+// Every input file is one document: its bytes are encoded with the tokenizer (the byte
+// tokenizer, or the tokenizer.json / .model given, see data/tokenizer.h), preceded by the
+// tokenizer's begin-of-text id if it has one (LLaMA) and followed by its end-of-text id.
+// Directories are walked recursively; each input's files are taken in sorted (bytewise) path order,
+// inputs in the order given. A deterministic, evenly spread fraction of the documents goes to the
+// validation split (at least one when the fraction is > 0 and there are at least two documents;
+// never all of them). Tokens of each split are packed, in document order, into llm.c shards of at
+// most shard_tokens tokens: DIR/train_000000.bin, ... and DIR/val_000000.bin, ..., with uint16 ids
+// when the vocabulary has at most 65536 ids and uint32 ids (llm.c's LLaMA-3 header,
+// data/token_shard.h) above. The tokenizer goes beside them for the trainer: DIR/tokenizer.json
+// (the byte tokenizer's description, or a copy of the given tokenizer.json) or DIR/tokenizer.model
+// (a copy of the SentencePiece model). Every file is written atomically, so an interrupted run
+// leaves no torn shard.
+//
+// Threads: documents are encoded on `threads` threads in batches, and a large document in
+// pieces cut after a newline where the tokenizer allows it (Tokenizer::SplitsAfterNewline);
+// the output is the same, byte for byte, for any thread count.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +33,10 @@ struct DataPrepareOptions {
   double val_fraction = 0.05;
   int64_t shard_tokens = 100'000'000;
   bool overwrite = false;  // replace shards an earlier run left in out_dir
+  std::string tokenizer;   // a tokenizer file or directory; empty: the byte tokenizer
+  int threads = 0;         // 0: one per hardware thread
+  // A document is cut into pieces of about this many bytes (where the tokenizer allows).
+  int64_t piece_bytes = 1 << 20;
 };
 
 struct DataPrepareResult {
@@ -36,6 +49,12 @@ struct DataPrepareResult {
   std::vector<std::string> val_shards;
   std::string tokenizer_path;
   std::vector<std::string> binary_documents;  // inputs that contain NUL bytes, in input order
+  std::string tokenizer_type;                 // "byte", "bpe", "sentencepiece"
+  int vocab_size = 0;
+  int id_bytes = 2;           // of the shards' ids
+  int threads = 1;            // used
+  int64_t input_bytes = 0;    // of all documents
+  double encode_seconds = 0;  // reading and encoding, without writing shards
 };
 
 // Errors: a missing input (naming it), an input listed twice, no documents, a bad option, an

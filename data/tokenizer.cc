@@ -1,6 +1,11 @@
 #include "data/tokenizer.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
+#include "data/bpe_tokenizer.h"
+#include "data/sentencepiece_tokenizer.h"
+#include "data/tokenizer_json.h"
 #include "google/protobuf/util/json_util.h"
 #include "proto/tokenizer.pb.h"
 #include "runtime/files.h"
@@ -12,10 +17,15 @@ void ByteTokenizer::Encode(std::string_view text, std::vector<uint16_t>* out) co
   for (char c : text) out->push_back(static_cast<unsigned char>(c));
 }
 
-std::vector<uint16_t> ByteTokenizer::Encode(std::string_view text) const {
-  std::vector<uint16_t> out;
-  Encode(text, &out);
-  return out;
+void ByteTokenizer::Encode(std::string_view text, std::vector<int32_t>* out) const {
+  out->reserve(out->size() + text.size());
+  for (char c : text) out->push_back(static_cast<unsigned char>(c));
+}
+
+std::optional<int32_t> ByteTokenizer::TokenId(std::string_view token) const {
+  if (token.size() == 1) return static_cast<unsigned char>(token[0]);
+  if (token == kEotText) return kEot;
+  return std::nullopt;
 }
 
 absl::StatusOr<std::string> ByteTokenizer::Decode(absl::Span<const int32_t> ids) const {
@@ -52,16 +62,15 @@ std::string ByteTokenizer::DescriptionJson() const {
   return absl::StrCat("{\"type\":\"byte\",\"vocab_size\":", kVocabSize, ",\"eot\":", kEot, "}\n");
 }
 
-absl::StatusOr<ByteTokenizer> LoadTokenizer(const std::string& path) {
-  auto text = ReadFile(path);
-  if (!text.ok()) {
-    return absl::Status(text.status().code(),
-                        absl::StrCat("tokenizer description: ", text.status().message()));
-  }
+namespace {
+
+// The byte tokenizer's description file (proto3 JSON of data::TokenizerSpec).
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadByteDescription(const std::string& path,
+                                                               const std::string& text) {
   data::TokenizerSpec spec;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
-  auto parsed = google::protobuf::util::JsonStringToMessage(*text, &spec, options);
+  auto parsed = google::protobuf::util::JsonStringToMessage(text, &spec, options);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("tokenizer description ", path,
@@ -82,7 +91,35 @@ absl::StatusOr<ByteTokenizer> LoadTokenizer(const std::string& path) {
                                                    spec.eot(), " but a byte tokenizer uses ",
                                                    ByteTokenizer::kEot));
   }
-  return ByteTokenizer();
+  return std::make_unique<ByteTokenizer>();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    for (const char* name : {"tokenizer.json", "tokenizer.model"}) {
+      const std::string inner = (std::filesystem::path(path) / name).string();
+      if (std::filesystem::exists(inner, ec)) return LoadTokenizer(inner);
+    }
+    return absl::NotFoundError(absl::StrCat("tokenizer: directory ", path,
+                                            " holds neither tokenizer.json nor tokenizer.model"));
+  }
+  auto text = ReadFile(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat("tokenizer: ", text.status().message()));
+  }
+  const size_t first = text->find_first_not_of(" \t\r\n");
+  if (first == std::string::npos || (*text)[first] != '{') {
+    // Not JSON: a SentencePiece model is a serialized protocol buffer.
+    return LoadSentencePieceTokenizer(path, *text);
+  }
+  // A Hugging Face tokenizer.json has a "model"; anything else is read as a byte description,
+  // whose parser names what is wrong.
+  auto root = json::Parse(*text);
+  if (root.ok() && root->Find("model") != nullptr) return LoadBpeTokenizer(path, *root);
+  return LoadByteDescription(path, *text);
 }
 
 }  // namespace loom

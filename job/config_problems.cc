@@ -80,10 +80,11 @@ class Checker {
     for (std::string& problem : GptConfigFromJob(c_).Problems())
       problems.push_back(std::move(problem));
     at_least("model.vocab_pad_multiple", m.vocab_pad_multiple(), 1);
-    if (m.vocab() > 65536) {
+    // LLMC shards hold uint32 ids too (llm.c's LLaMA-3 header); raw ones only uint16.
+    if (m.vocab() > 65536 && c_.data().format() == DataConfig::RAW_U16) {
       add("model.vocab (", m.vocab(),
           ") exceeds 65536, the most token ids uint16 token shards "
-          "(data.format LLMC or RAW_U16) can hold");
+          "(data.format RAW_U16) can hold; LLMC shards with 32-bit ids hold more");
     }
   }
 

@@ -153,7 +153,7 @@ class Trainer {
   std::unique_ptr<GradReducer> reducer_;
   std::unique_ptr<ModelOptimizer> optimizer_;
   std::unique_ptr<DataLoader> train_data_, val_data_;
-  std::optional<ByteTokenizer> tokenizer_;
+  std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<MetricsSinks> sinks_;  // rank 0 with a run_dir
   Tensor norm_acc_;                      // f32 [1] on the device: the last element of readback_
   // The step's per-row losses (one row of micro x T per micro-batch, DeferLosses) and then the

@@ -18,18 +18,23 @@
 namespace loom {
 namespace {
 
-// tokenizer.json beside the training shards, if `data prepare` wrote one.
-std::optional<ByteTokenizer> FindTokenizer(const DataLoader& data) {
-  if (data.shards().empty()) return std::nullopt;
+// The tokenizer `data prepare` left beside the training shards (tokenizer.json or
+// tokenizer.model), if any; *where names the file.
+std::unique_ptr<Tokenizer> FindTokenizer(const DataLoader& data, std::string* where) {
+  if (data.shards().empty()) return nullptr;
   std::filesystem::path dir = std::filesystem::path(data.shards()[0]->path()).parent_path();
-  std::filesystem::path desc = dir / "tokenizer.json";
-  if (!std::filesystem::exists(desc)) return std::nullopt;
-  auto tok = LoadTokenizer(desc.string());
-  if (!tok.ok()) {
-    LOOM_LOG(WARNING) << "not decoding samples: " << tok.status().message();
-    return std::nullopt;
+  for (const char* name : {"tokenizer.json", "tokenizer.model"}) {
+    std::filesystem::path desc = dir / name;
+    if (!std::filesystem::exists(desc)) continue;
+    *where = desc.string();
+    auto tok = LoadTokenizer(desc.string());
+    if (!tok.ok()) {
+      LOOM_LOG(WARNING) << "not decoding samples: " << tok.status().message();
+      return nullptr;
+    }
+    return std::move(*tok);
   }
-  return *tok;
+  return nullptr;
 }
 
 }  // namespace
@@ -68,7 +73,21 @@ absl::Status Trainer::BuildData() {
     }
     t->val_data_ = std::move(*data);
   }
-  t->tokenizer_ = FindTokenizer(*t->train_data_);
+  std::string tokenizer_file;
+  t->tokenizer_ = FindTokenizer(*t->train_data_, &tokenizer_file);
+  // Ids the tokenizer can give must have rows in the embedding: a smaller model.vocab would
+  // fail on the first id beyond it (or, for data prepared later, mid-run).
+  if (t->tokenizer_ && t->tokenizer_->vocab_size() > config.model().vocab()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.vocab is ", config.model().vocab(), " but the tokenizer beside the training data (",
+        tokenizer_file, ", ", std::string(t->tokenizer_->type()), ") has ",
+        t->tokenizer_->vocab_size(), " ids: set model.vocab to ", t->tokenizer_->vocab_size()));
+  }
+  if (t->tokenizer_ && t->tokenizer_->vocab_size() < config.model().vocab()) {
+    LOOM_LOG(INFO) << "model.vocab " << config.model().vocab() << " has rows beyond the "
+                   << t->tokenizer_->vocab_size() << " ids of " << tokenizer_file
+                   << " (they are never a target)";
+  }
 
   return absl::OkStatus();
 }

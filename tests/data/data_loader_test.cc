@@ -285,5 +285,33 @@ TEST(DataLoaderTest, Errors) {
   EXPECT_FALSE(loader->NextBatch(2, absl::MakeSpan(in), absl::MakeSpan(tg)).ok());
 }
 
+// Shards with 32-bit ids (vocabularies above 65536) feed the same batches; ids beyond the
+// model's vocabulary are refused at open.
+TEST(DataLoaderTest, Reads32BitShards) {
+  const testing::ScopedTempDir tmp;
+  const std::string path = tmp.path() + "/train_000.bin";
+  std::vector<uint32_t> ids(13);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = 128000 + static_cast<uint32_t>(i) * 19;
+  ASSERT_TRUE(WriteShard32(path, ids).ok());
+  DataLoaderOptions o;
+  o.patterns = {path};
+  o.vocab_size = 128256;
+  o.seq_len = 4;
+  o.shuffle = false;
+  auto loader = DataLoader::Open(o);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  EXPECT_EQ((*loader)->num_samples(), 3);
+  std::vector<int32_t> in(8), tg(8);
+  ASSERT_TRUE((*loader)->NextBatch(2, absl::MakeSpan(in), absl::MakeSpan(tg)).ok());
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(in[i], static_cast<int32_t>(ids[i]));
+    EXPECT_EQ(tg[i], static_cast<int32_t>(ids[i + 1]));
+  }
+  o.vocab_size = 128200;
+  auto small = DataLoader::Open(o);
+  ASSERT_FALSE(small.ok());
+  EXPECT_THAT(small.status().message(), ::testing::HasSubstr("not below the vocab size 128200"));
+}
+
 }  // namespace
 }  // namespace loom

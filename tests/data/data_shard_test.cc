@@ -24,6 +24,12 @@ void WriteBytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), bytes.size());
 }
 
+std::vector<int32_t> All(const TokenShard& shard) {
+  std::vector<int32_t> out(shard.size());
+  shard.Read(0, shard.size(), out.data());
+  return out;
+}
+
 std::vector<uint16_t> Ramp(size_t n, int vocab) {
   std::vector<uint16_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint16_t>((i * 7919) % vocab);
@@ -51,7 +57,51 @@ TEST(TokenShardTest, LlmcRoundTrip) {
   ASSERT_TRUE(shard.ok()) << shard.status();
   EXPECT_EQ((*shard)->path(), path);
   ASSERT_EQ((*shard)->size(), tokens.size());
-  EXPECT_TRUE(std::equal(tokens.begin(), tokens.end(), (*shard)->tokens().begin()));
+  EXPECT_EQ((*shard)->id_bytes(), 2);
+  EXPECT_EQ(All(**shard), std::vector<int32_t>(tokens.begin(), tokens.end()));
+  EXPECT_EQ((*shard)->at(999), tokens[999]);
+}
+
+// Vocabularies above 65536 (LLaMA-3: 128256): uint32 ids under llm.c's own LLaMA-3 header.
+TEST(TokenShardTest, Llmc32RoundTrip) {
+  const testing::ScopedTempDir tmp;
+  const std::string path = Join(tmp.path(), "a.bin");
+  std::vector<uint32_t> tokens = {0, 65535, 65536, 128000, 128255, 7};
+  ASSERT_TRUE(WriteShard32(path, tokens).ok());
+  EXPECT_EQ(std::filesystem::file_size(path), 1024 + 4 * tokens.size());
+  auto bytes = ReadFile(path);
+  ASSERT_TRUE(bytes.ok());
+  int32_t header[256];
+  std::memcpy(header, bytes->data(), sizeof(header));
+  EXPECT_EQ(header[0], 20240801);
+  EXPECT_EQ(header[1], 7);
+  EXPECT_EQ(header[2], 6);
+  for (int i = 3; i < 256; ++i) EXPECT_EQ(header[i], 0);
+  auto shard = TokenShard::Open(path, ShardFormat::kLlmc, 128256);
+  ASSERT_TRUE(shard.ok()) << shard.status();
+  EXPECT_EQ((*shard)->id_bytes(), 4);
+  EXPECT_EQ(All(**shard), std::vector<int32_t>(tokens.begin(), tokens.end()));
+  std::vector<int32_t> part(2);
+  (*shard)->Read(2, 2, part.data());
+  EXPECT_EQ(part, (std::vector<int32_t>{65536, 128000}));
+
+  // An id at the vocabulary size is named with its index and byte offset.
+  auto small = TokenShard::Open(path, ShardFormat::kLlmc, 128255);
+  ASSERT_FALSE(small.ok());
+  EXPECT_THAT(small.status().message(), HasSubstr("token 4 (byte offset 1040) has id 128255"));
+  // Truncated: the size follows the 4-byte ids.
+  WriteBytes(path, bytes->substr(0, bytes->size() - 2));
+  auto cut = TokenShard::Open(path, ShardFormat::kLlmc, 128256);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_THAT(cut.status().message(), HasSubstr("truncated after token 5"));
+  // The uint32 magic with the uint16 version is not a shard either.
+  std::string mixed = *bytes;
+  const int32_t one = 1;
+  std::memcpy(mixed.data() + 4, &one, 4);
+  WriteBytes(path, mixed);
+  auto bad = TokenShard::Open(path, ShardFormat::kLlmc, 128256);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("unsupported version 1 at byte 4 (expected 7"));
 }
 
 TEST(TokenShardTest, RawU16RoundTrip) {
@@ -63,7 +113,7 @@ TEST(TokenShardTest, RawU16RoundTrip) {
   EXPECT_EQ(std::filesystem::file_size(path), 10u);
   auto shard = TokenShard::Open(path, ShardFormat::kRawU16, 65536);
   ASSERT_TRUE(shard.ok()) << shard.status();
-  EXPECT_EQ(std::vector<uint16_t>((*shard)->tokens().begin(), (*shard)->tokens().end()), tokens);
+  EXPECT_EQ(All(**shard), std::vector<int32_t>(tokens.begin(), tokens.end()));
 }
 
 TEST(TokenShardTest, EmptyShardsOpen) {

@@ -13,17 +13,15 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::vector<int32_t> Ids(const std::vector<uint16_t>& v) { return {v.begin(), v.end()}; }
-
 TEST(ByteTokenizerTest, RoundTripsEveryByte) {
   ByteTokenizer tok;
   std::string text;
   for (int b = 0; b < 256; ++b) text.push_back(static_cast<char>(b));
   text += "héllo, wörld \xF0\x9F\x98\x80";
-  std::vector<uint16_t> ids = tok.Encode(text);
+  std::vector<int32_t> ids = tok.Encode(text);
   ASSERT_EQ(ids.size(), text.size());
   for (size_t i = 0; i < 256; ++i) EXPECT_EQ(ids[i], i);
-  auto back = tok.Decode(Ids(ids));
+  auto back = tok.Decode(ids);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, text);
   EXPECT_EQ(tok.vocab_size(), 257);
@@ -63,7 +61,8 @@ TEST(ByteTokenizerTest, DescriptionFileRoundTrips) {
   ASSERT_TRUE(AtomicWriteFile(path, tok.DescriptionJson()).ok());
   auto loaded = LoadTokenizer(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_EQ(loaded->vocab_size(), 257);
+  EXPECT_EQ((*loaded)->vocab_size(), 257);
+  EXPECT_EQ((*loaded)->type(), "byte");
 }
 
 TEST(ByteTokenizerTest, BadDescriptionsAreNamed) {

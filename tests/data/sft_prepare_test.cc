@@ -138,7 +138,7 @@ TEST(SftPrepareTest, PackedForSeqLenAndReadBackByTheLoader) {
   EXPECT_EQ(r->train_tokens, 3 * 40 + 1);
   auto shard = TokenShard::Open(r->train_shard, ShardFormat::kLlmc, ByteTokenizer::kVocabSize);
   ASSERT_TRUE(shard.ok());
-  for (int s = 0; s < 3; ++s) EXPECT_EQ((*shard)->tokens()[s * 40], 'Q') << "sample " << s;
+  for (int s = 0; s < 3; ++s) EXPECT_EQ((*shard)->at(s * 40), 'Q') << "sample " << s;
   o.seq_len = 0;
   EXPECT_FALSE(PrepareSftData(o).ok());
 }

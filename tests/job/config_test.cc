@@ -156,7 +156,7 @@ INSTANTIATE_TEST_SUITE_P(
                  {"parallel.grad_bucket_mb must be > 0 (got 0)"}},
         RuleCase{"ZeroVocab", {"model.vocab=0"}, 1, {"model.vocab must be >= 1 (got 0)"}},
         RuleCase{"VocabTooBigForShards",
-                 {"model.vocab=70000"},
+                 {"model.vocab=70000", "data.format=RAW_U16"},
                  1,
                  {"model.vocab (70000) exceeds 65536"}},
         RuleCase{"WarmupTooLong",

@@ -212,6 +212,24 @@ TEST_F(TrainerRunTest, InitFileOfAnotherShapeNamesTheFields) {
       << t.status();
 }
 
+TEST_F(TrainerRunTest, TokenizerLargerThanModelVocabIsRefused) {
+  // data prepare left a BPE tokenizer (1004 ids) beside shards for a model of vocab 257.
+  std::filesystem::copy_file(testing::SourceDir() + "/tests/fixtures/tokenizer/gpt2.tokenizer.json",
+                             dir_ + "/data/tokenizer.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto job = Job();
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto t = Trainer::Create(*job, TestWorld());
+  ASSERT_FALSE(t.ok());
+  EXPECT_TRUE(absl::StrContains(t.status().message(), "model.vocab is 257")) << t.status();
+  EXPECT_TRUE(absl::StrContains(t.status().message(), "has 1004 ids")) << t.status();
+  EXPECT_TRUE(absl::StrContains(t.status().message(), "tokenizer.json")) << t.status();
+  // A model with room for every id trains on the same shards.
+  auto fits = Job({"model.vocab=1004"});
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  EXPECT_TRUE(Trainer::Create(*fits, TestWorld()).ok());
+}
+
 // BF16 with backend CPU is refused by the config check; with backend AUTO on a machine without
 // a GPU the backend is only known in Create, which refuses it there.
 TEST_F(TrainerRunTest, Bf16OnTheCpuIsRefused) {

@@ -1,0 +1,42 @@
+// A small JSON reader for Hugging Face tokenizer.json files: the whole document as a tree of
+// values. It accepts RFC 8259 JSON (strings with \u escapes and surrogate pairs become UTF-8)
+// and refuses anything else with the byte offset of the problem; nesting deeper than 64 is
+// refused too, so hostile files cannot exhaust the stack.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace loom::json {
+
+struct Value {
+  enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };
+  Kind kind = Kind::kNull;
+  bool boolean = false;
+  double number = 0;
+  std::string string;
+  std::vector<Value> array;
+  std::vector<std::pair<std::string, Value>> object;  // in file order
+
+  bool is_null() const { return kind == Kind::kNull; }
+  bool is_string() const { return kind == Kind::kString; }
+  bool is_number() const { return kind == Kind::kNumber; }
+  bool is_bool() const { return kind == Kind::kBool; }
+  bool is_array() const { return kind == Kind::kArray; }
+  bool is_object() const { return kind == Kind::kObject; }
+  // The member `key` of an object (the last one if repeated); nullptr when absent or not an
+  // object.
+  const Value* Find(std::string_view key) const;
+};
+
+// "null", "true", "a number", ...: for messages.
+std::string_view KindName(Value::Kind kind);
+
+absl::StatusOr<Value> Parse(std::string_view text);
+
+}  // namespace loom::json
