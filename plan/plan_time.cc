@@ -47,7 +47,12 @@ PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const Planned
   const double total_fpt =
       TrainingFlopsPerToken(g, ParameterCount(whole), static_cast<int>(T));
   const double layer_fpt_model = LayerFlopsPerToken(whole, static_cast<int>(T));
-  const double head_fpt = std::max(0.0, total_fpt - g.layers * layer_fpt_model);
+  // What the layers do not count: the head's vocabulary projection (6*C*V) on the last stage,
+  // the embedding tables' share of 6N (an untied wte, GPT-2's wpe) on the first, so the stages
+  // add up to the model flops MFU counts (one GPU runs at exactly peak x efficiency).
+  const double rest_fpt = std::max(0.0, total_fpt - g.layers * layer_fpt_model);
+  const double head_fpt = std::min(rest_fpt, 6.0 * C * static_cast<double>(g.vocab));
+  const double embedding_fpt = rest_fpt - head_fpt;
   double layer_fpt = layer_fpt_model;
   if (d.recompute == Recompute::kFull) layer_fpt *= 4.0 / 3.0;
   if (d.recompute == Recompute::kSelective) layer_fpt += 2.0 * C * T;
@@ -76,7 +81,8 @@ PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const Planned
   for (int s = 0; s < d.pp; ++s) {
     double layers = 0;
     for (int c = s; c < chunks; c += d.pp) layers += l.chunk_layers[c];
-    double flops = layers * layer_fpt + (s == d.pp - 1 ? head_fpt : 0);
+    const double flops =
+        layers * layer_fpt + (s == d.pp - 1 ? head_fpt : 0) + (s == 0 ? embedding_fpt : 0);
     const double compute = flops * rank_tokens / d.tp / achievable;
     const double tp = layers * tp_per_layer, ring = layers * cp_per_layer;
     if (compute + tp + ring > worst) {
