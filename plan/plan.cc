@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -167,6 +169,11 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
   const double fpt = TrainingFlopsPerToken(GptConfigFromJob(config), ParameterCount(config.model()),
                                            seq_len);
 
+  struct Priced {
+    std::optional<JobLayout> layout;  // absent: the layout is not valid
+    MemoryEstimate memory;
+  };
+  std::map<std::string, Priced> estimates;
   std::vector<PlannedLayout> out;
   for (int tp : Divisors(m.gpus)) {
     if (tp > m.gpus_per_node) continue;  // tensor parallelism needs the intra-node links
@@ -192,6 +199,7 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
           const std::vector<int> split = PlannerStageLayers(layers, pp, vs);
           if (split.empty()) continue;
           const bool uneven = layers % (pp * vs) != 0;
+          estimates.clear();  // only the schedules of one (tp, cp, pp, v) share estimates
           for (PlanSchedule schedule : schedules) {
             for (int micro : Divisors(global)) {
               if (micro > search.max_micro_batch) break;
@@ -209,12 +217,20 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
                   l.sequence_parallel = tp > 1;
                   const JobConfig job = PerRankJob(config, l);
                   const int world = dp * tp * pp;  // the grid loom sees until parallel.cp
-                  if (!LayoutProblems(job, world).empty()) continue;
-                  const JobLayout layout = JobLayout::FromValid(job, world);
+                  // ZERO_BUBBLE shares its per-rank job (and so its estimate) with 1F1B.
+                  auto [cached, fresh] = estimates.try_emplace(job.SerializeAsString());
+                  if (fresh) {
+                    if (LayoutProblems(job, world).empty()) {
+                      cached->second.layout = JobLayout::FromValid(job, world);
+                      auto memory = EstimateMemoryPerRank(*cached->second.layout);
+                      if (!memory.ok()) return memory.status();
+                      cached->second.memory = *memory;
+                    }
+                  }
+                  if (!cached->second.layout) continue;
+                  const JobLayout& layout = *cached->second.layout;
                   l.micro_batches = layout.grad_accum_steps;
-                  auto memory = EstimateMemoryPerRank(layout);
-                  if (!memory.ok()) return memory.status();
-                  l.memory = *memory;
+                  l.memory = cached->second.memory;
                   const int64_t extra = Issue21Bytes(layout, l);
                   l.memory.activations += extra;
                   l.memory.total += extra;
