@@ -15,10 +15,10 @@
 #include "ops/linear.h"
 #include "ops/roofline.h"
 #include "parallel/adamw.h"
-#include "plan/gpu_presets.h"
-#include "runtime/files.h"
 #include "parallel/distributed_optimizer.h"
+#include "plan/gpu_presets.h"
 #include "runtime/cuda_device_choice.h"
+#include "runtime/files.h"
 #include "runtime/philox.h"
 #include "runtime/profiler.h"
 #include "runtime/status.h"
@@ -122,7 +122,8 @@ absl::Status RunBenchStep(const std::vector<std::string>& args) {
   // A second, profiled pass for the breakdown (synchronising per op distorts GPU totals a bit).
   OpProfiler::Reset();
   OpProfiler::Enable(true);
-  for (int i = 0; i < std::max(1, steps); ++i) LOOM_RETURN_IF_ERROR(one_step(warmup + steps + i + 1));
+  for (int i = 0; i < std::max(1, steps); ++i)
+    LOOM_RETURN_IF_ERROR(one_step(warmup + steps + i + 1));
   OpProfiler::Enable(false);
   std::printf("  %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of the device peak (MFU)\n",
               s * 1e3, B * T / s, flops_per_step / s / 1e9,
@@ -131,8 +132,8 @@ absl::Status RunBenchStep(const std::vector<std::string>& args) {
     // What `loom plan` assumes as achievable: this step's model FLOP rate over the peak it is
     // measured against (plan/gpu_presets.h).
     Calibration c;
-    c.part = absl::StrCat(device->Name(), ": ",
-                          peak.description.substr(0, peak.description.find('\n')));
+    c.part =
+        absl::StrCat(device->Name(), ": ", peak.description.substr(0, peak.description.find('\n')));
     c.peak_tflops = peak.flops / 1e12;
     c.achieved_tflops = flops_per_step / s / 1e12;
     c.efficiency = peak.flops > 0 ? flops_per_step / s / peak.flops : 0;

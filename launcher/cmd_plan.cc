@@ -47,27 +47,33 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
                "the GPU: sets memory, peak, efficiency, links and GPUs per node (docs/planner.md)");
   flags.Double("--gpu-memory-gib", &m.memory_gib, "M", "usable memory per GPU")
       .DefaultText("from --gpu");
-  flags.Double("--peak-tflops", &m.peak_tflops, "P",
-               "dense peak TFLOP/s per GPU at the job's precision (MFU's denominator)")
+  flags
+      .Double("--peak-tflops", &m.peak_tflops, "P",
+              "dense peak TFLOP/s per GPU at the job's precision (MFU's denominator)")
       .DefaultText("from --gpu");
-  flags.Double("--efficiency", &m.efficiency, "E",
-               "achievable fraction of the peak for the compute (an assumption, printed)")
+  flags
+      .Double("--efficiency", &m.efficiency, "E",
+              "achievable fraction of the peak for the compute (an assumption, printed)")
       .DefaultText("from --gpu");
-  flags.Double("--gpu-tflops", &achievable, "T",
-               "achievable TFLOP/s per GPU: sets --efficiency to T / peak")
+  flags
+      .Double("--gpu-tflops", &achievable, "T",
+              "achievable TFLOP/s per GPU: sets --efficiency to T / peak")
       .DefaultText("peak x efficiency");
   flags.String("--calibration", &calibration, "FILE",
                "take the efficiency from a file `loom bench step --calibration-out` wrote");
-  flags.Double("--intra-node-gbps", &m.intra_node_gbps, "B1",
-               "Gbit/s per GPU per direction inside a node")
+  flags
+      .Double("--intra-node-gbps", &m.intra_node_gbps, "B1",
+              "Gbit/s per GPU per direction inside a node")
       .DefaultText("from --gpu");
-  flags.Double("--inter-node-gbps", &m.inter_node_gbps, "B2",
-               "Gbit/s per GPU per direction between nodes")
+  flags
+      .Double("--inter-node-gbps", &m.inter_node_gbps, "B2",
+              "Gbit/s per GPU per direction between nodes")
       .DefaultText("from --gpu");
   flags.Int("--gpus-per-node", &m.gpus_per_node, "G", "GPUs in one node").DefaultText("from --gpu");
   flags.Int("--max-cp", &search.max_cp, "C", "largest context-parallel degree to try").AtLeast(1);
-  flags.Int("--max-micro-batch", &search.max_micro_batch, "B",
-            "largest micro-batch (sequences) to try")
+  flags
+      .Int("--max-micro-batch", &search.max_micro_batch, "B",
+           "largest micro-batch (sequences) to try")
       .AtLeast(1);
   flags.Bool("--zero-bubble", &search.zero_bubble, "also try the ZERO_BUBBLE schedule (pp > 1)");
   flags.Bool("--uneven-stages", &search.uneven_stages,
@@ -115,8 +121,8 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
           calibration, c.part, c.peak_tflops, preset.name, machine.peak_tflops));
     }
     machine.efficiency = c.efficiency;
-    machine.efficiency_source =
-        absl::StrCat("measured by loom bench step on ", c.part, " (", calibration, ": ", c.job, ")");
+    machine.efficiency_source = absl::StrCat("measured by loom bench step on ", c.part, " (",
+                                             calibration, ": ", c.job, ")");
   }
   LOOM_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(path, overrides));
   absl::StatusOr<std::vector<PlannedLayout>> plan = PlanLayouts(config, machine, search);
@@ -126,20 +132,21 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
   int fit = 0;
   for (const PlannedLayout& l : *plan) fit += l.fits;
   const PlanMachine& x = machine;
-  std::cout << absl::StrFormat(
-                   "# loom plan: %s on %d GPU(s): %s%s, %d per node, %.4g GiB, links %.5g / %.5g "
-                   "Gbit/s intra / inter node\n",
-                   path, x.gpus, x.gpu, overridden.empty() ? "" : " (overridden: " + overridden + ")",
-                   x.gpus_per_node, x.memory_gib, x.intra_node_gbps, x.inter_node_gbps)
-            << absl::StrFormat("# peak %.5g TFLOP/s (dense, the job's precision): MFU is against it\n",
-                               x.peak_tflops)
-            << absl::StrFormat(
-                   "# assumed achievable: %.3g of peak = %.5g TFLOP/s for the compute; source: %s\n",
-                   x.efficiency, x.achievable_tflops(), x.efficiency_source)
-            << "# " << plan->size() << " valid layouts, " << fit
-            << " fit in memory; ms per step, communication as exposed beside compute "
-               "(docs/planner.md); stages = layers per model chunk\n"
-            << FormatPlanTable(*plan, top);
+  std::cout
+      << absl::StrFormat(
+             "# loom plan: %s on %d GPU(s): %s%s, %d per node, %.4g GiB, links %.5g / %.5g "
+             "Gbit/s intra / inter node\n",
+             path, x.gpus, x.gpu, overridden.empty() ? "" : " (overridden: " + overridden + ")",
+             x.gpus_per_node, x.memory_gib, x.intra_node_gbps, x.inter_node_gbps)
+      << absl::StrFormat("# peak %.5g TFLOP/s (dense, the job's precision): MFU is against it\n",
+                         x.peak_tflops)
+      << absl::StrFormat(
+             "# assumed achievable: %.3g of peak = %.5g TFLOP/s for the compute; source: %s\n",
+             x.efficiency, x.achievable_tflops(), x.efficiency_source)
+      << "# " << plan->size() << " valid layouts, " << fit
+      << " fit in memory; ms per step, communication as exposed beside compute "
+         "(docs/planner.md); stages = layers per model chunk\n"
+      << FormatPlanTable(*plan, top);
   bool issue21 = false;
   for (int i = 0; i < std::min<int>(top, plan->size()); ++i) {
     issue21 |= (*plan)[i].cp > 1 || (*plan)[i].schedule == PlanSchedule::kZeroBubble;

@@ -344,7 +344,7 @@ std::string FormatTimeline(const PipelineSchedule& schedule, const PipelineShape
 }
 
 static absl::StatusOr<PipelineBubble> SimulatedPipelineBubble(PipelineScheduleKind kind,
-                                                       const PipelineShape& shape);
+                                                              const PipelineShape& shape);
 
 absl::StatusOr<PipelineBubble> SchedulePipelineBubble(PipelineScheduleKind kind,
                                                       const PipelineShape& shape) {
@@ -367,7 +367,7 @@ absl::StatusOr<PipelineBubble> SchedulePipelineBubble(PipelineScheduleKind kind,
 }
 
 static absl::StatusOr<PipelineBubble> SimulatedPipelineBubble(PipelineScheduleKind kind,
-                                                       const PipelineShape& shape) {
+                                                              const PipelineShape& shape) {
   PipelineBubble out;
   if (shape.stages <= 1) {
     out.in_flight.assign(1, 1);

@@ -35,8 +35,8 @@ const std::vector<GpuPreset>& GpuPresets() {
        absl::StrCat(kH100Source, " (the SXM part's figure; none published for PCIe)"), 512, 400, 8,
        "PCIe 5 x16 (64 GB/s per direction), one 400 Gb/s NIC per GPU"},
       {"h200", "H200 SXM", 140.4, 989.4, 0.46,
-       absl::StrCat(kH100Source, " (the H100's figure: the same compute, more memory)"), 3600,
-       400, 8, "NVLink 4 (450 GB/s per direction), one 400 Gb/s NIC per GPU"},
+       absl::StrCat(kH100Source, " (the H100's figure: the same compute, more memory)"), 3600, 400,
+       8, "NVLink 4 (450 GB/s per direction), one 400 Gb/s NIC per GPU"},
       {"a100-80gb", "A100 SXM 80GB", 80, 312, 0.60, kA100Source, 2400, 200, 8,
        "NVLink 3 (300 GB/s per direction), one 200 Gb/s HDR NIC per GPU (DGX A100)"},
       {"a100-40gb", "A100 SXM 40GB", 40, 312, 0.58, kA100_40Source, 2400, 200, 8,
@@ -79,9 +79,10 @@ absl::StatusOr<Calibration> ParseCalibration(const std::string& text, const std:
   Calibration c;
   for (const char* key : {"part", "peak_tflops", "achieved_tflops", "efficiency", "job"}) {
     if (!kv.count(key)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": not a loom calibration file: no '", key, "' line (write one with loom bench "
-          "step --calibration-out)"));
+      return absl::InvalidArgumentError(absl::StrCat(path, ": not a loom calibration file: no '",
+                                                     key,
+                                                     "' line (write one with loom bench "
+                                                     "step --calibration-out)"));
     }
   }
   c.part = kv["part"];
@@ -95,8 +96,8 @@ absl::StatusOr<Calibration> ParseCalibration(const std::string& text, const std:
     }
   }
   if (c.efficiency > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": efficiency ", c.efficiency, " exceeds 1 (achieved above the peak)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": efficiency ", c.efficiency, " exceeds 1 (achieved above the peak)"));
   }
   return c;
 }

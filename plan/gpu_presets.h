@@ -20,11 +20,11 @@
 namespace loom {
 
 struct GpuPreset {
-  std::string name;           // the --gpu value: "h100-sxm"
-  std::string part;           // "H100 SXM" (ops/roofline.cc GpuPartFor's name)
-  double memory_gib = 0;      // usable memory per GPU
-  double peak_tflops = 0;     // dense bf16 tensor-core TFLOP/s (datasheet)
-  double efficiency = 0;      // default achievable fraction of the peak
+  std::string name;        // the --gpu value: "h100-sxm"
+  std::string part;        // "H100 SXM" (ops/roofline.cc GpuPartFor's name)
+  double memory_gib = 0;   // usable memory per GPU
+  double peak_tflops = 0;  // dense bf16 tensor-core TFLOP/s (datasheet)
+  double efficiency = 0;   // default achievable fraction of the peak
   std::string efficiency_source;
   double intra_node_gbps = 0;  // Gbit/s per GPU per direction inside a node
   double inter_node_gbps = 0;  // Gbit/s per GPU per direction between nodes

@@ -166,8 +166,8 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
   const int64_t global = config.parallel().global_batch_size();
   const int layers = config.model().layers();
   const int seq_len = config.data().seq_len();
-  const double fpt = TrainingFlopsPerToken(GptConfigFromJob(config), ParameterCount(config.model()),
-                                           seq_len);
+  const double fpt =
+      TrainingFlopsPerToken(GptConfigFromJob(config), ParameterCount(config.model()), seq_len);
 
   struct Priced {
     std::optional<JobLayout> layout;  // absent: the layout is not valid

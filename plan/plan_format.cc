@@ -13,8 +13,8 @@ std::string FormatPlanTable(const std::vector<PlannedLayout>& layouts, int rows)
       "%4s %5s %2s %2s %3s %2s %-14s %-11s %5s %-9s %-3s | %8s %8s %8s | %9s %8s %7s %7s %7s %7s "
       "%7s | %9s %5s\n",
       "rank", "dp", "tp", "cp", "pp", "v", "stages", "sched", "micro", "recompute", "zero",
-      "mem GiB", "state", "acts", "step ms", "compute", "tp", "cp", "dp", "pp", "bubble",
-      "tok/s", "MFU");
+      "mem GiB", "state", "acts", "step ms", "compute", "tp", "cp", "dp", "pp", "bubble", "tok/s",
+      "MFU");
   int shown = 0;
   for (const PlannedLayout& l : layouts) {
     if (shown++ >= rows) break;

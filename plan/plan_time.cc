@@ -39,13 +39,12 @@ PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const Planned
   const int cp = l.cp;
   const double dt = job.precision() == JobConfig::BF16 ? 2 : 4;
   const double C = g.hidden;
-  const double T = static_cast<double>(job.data().seq_len()) * cp;  // the whole sequence
+  const double T = static_cast<double>(job.data().seq_len()) * cp;         // the whole sequence
   const double rank_tokens = static_cast<double>(l.micro_batch) * T / cp;  // per micro-batch
   const double achievable = m.achievable_tflops() * 1e12;
   const double intra = BytesPerSecond(m.intra_node_gbps), inter = BytesPerSecond(m.inter_node_gbps);
   ModelConfig whole = job.model();
-  const double total_fpt =
-      TrainingFlopsPerToken(g, ParameterCount(whole), static_cast<int>(T));
+  const double total_fpt = TrainingFlopsPerToken(g, ParameterCount(whole), static_cast<int>(T));
   const double layer_fpt_model = LayerFlopsPerToken(whole, static_cast<int>(T));
   // What the layers do not count: the head's vocabulary projection (6*C*V) on the last stage,
   // the embedding tables' share of 6N (an untied wte, GPT-2's wpe) on the first, so the stages

@@ -238,8 +238,8 @@ TEST(PlanModelTest, PresetsAndCalibrationFiles) {
   EXPECT_EQ(back->job, c.job);
   auto missing = ParseCalibration("part x\npeak_tflops 1\n", "cal.txt");
   EXPECT_TRUE(absl::StrContains(missing.status().message(), "cal.txt: not a loom calibration"));
-  auto over = ParseCalibration(
-      "part x\npeak_tflops 1\nachieved_tflops 2\nefficiency 2\njob j\n", "cal.txt");
+  auto over = ParseCalibration("part x\npeak_tflops 1\nachieved_tflops 2\nefficiency 2\njob j\n",
+                               "cal.txt");
   EXPECT_TRUE(absl::StrContains(over.status().message(), "exceeds 1")) << over.status();
 }
 
@@ -258,8 +258,8 @@ TEST(PlanModelTest, BenchStepWritesTheCalibrationPlanReads) {
   const testing::ScopedTempDir tmp("plan_calibration");
   const std::string file = tmp.path() + "/job.textproto", cal = tmp.path() + "/cal.txt";
   ASSERT_TRUE(AtomicWriteFile(file, kJob).ok());
-  auto bench = RunCommand("bench step", {"--config", file, "--steps", "1", "--warmup", "0",
-                                  "--calibration-out", cal});
+  auto bench = RunCommand(
+      "bench step", {"--config", file, "--steps", "1", "--warmup", "0", "--calibration-out", cal});
   ASSERT_TRUE(bench.ok()) << bench.status();
   auto text = ReadFile(cal);
   ASSERT_TRUE(text.ok()) << text.status();
@@ -270,15 +270,15 @@ TEST(PlanModelTest, BenchStepWritesTheCalibrationPlanReads) {
   // The plan takes the efficiency from it, on a machine with the peak it was measured against,
   // and says so; another peak is refused.
   auto plan = RunCommand("plan", {"--config", file, "--gpus", "2", "--calibration", cal,
-                           "--peak-tflops", absl::StrCat(c->peak_tflops)});
+                                  "--peak-tflops", absl::StrCat(c->peak_tflops)});
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_TRUE(absl::StrContains(*plan, "measured by loom bench step")) << *plan;
   auto refused = RunCommand("plan", {"--config", file, "--gpus", "2", "--calibration", cal});
   EXPECT_TRUE(absl::StrContains(refused.status().message(), "give the matching --gpu"))
       << refused.status();
   // Presets set the figures, flags override them, and the printout names the peak.
-  auto a100 = RunCommand("plan", {"--config", file, "--gpus", "2", "--gpu", "a100-80gb",
-                           "--inter-node-gbps", "100"});
+  auto a100 = RunCommand(
+      "plan", {"--config", file, "--gpus", "2", "--gpu", "a100-80gb", "--inter-node-gbps", "100"});
   ASSERT_TRUE(a100.ok()) << a100.status();
   EXPECT_TRUE(absl::StrContains(*a100, "a100-80gb (overridden: --inter-node-gbps)")) << *a100;
   EXPECT_TRUE(absl::StrContains(*a100, "peak 312 TFLOP/s")) << *a100;

@@ -12,8 +12,8 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "launcher/command.h"
 #include "job/config.h"
+#include "launcher/command.h"
 #include "model/gpt_config.h"
 #include "runtime/files.h"
 #include "tests/train/job_testing.h"
@@ -103,8 +103,7 @@ TEST(PlanTest, StepTimeTermsFollowTheFormulas) {
   ASSERT_NE(dp4, nullptr);
   EXPECT_NEAR(dp4->time.compute, flops / (4 * 0.05e12), 1e-12 * dp4->time.compute);
   const double reduction = 2.0 * 3 / 4 * dp4->memory.parameters * 4 / (10e9 / 8);
-  EXPECT_DOUBLE_EQ(dp4->time.dp_comm,
-                   std::max(reduction, reduction - 2.0 / 3 * dp4->time.compute));
+  EXPECT_DOUBLE_EQ(dp4->time.dp_comm, std::max(reduction, reduction - 2.0 / 3 * dp4->time.compute));
   EXPECT_EQ(dp4->time.tp_comm, 0);
   EXPECT_EQ(dp4->time.pp_comm, 0);
   EXPECT_EQ(dp4->time.bubble, 0);
@@ -210,8 +209,7 @@ TEST(PlanTest, CommandRefusesBadFlagsNamingThem) {
   EXPECT_TRUE(absl::StrContains(s.message(), "--gpu-tflops expects a number")) << s;
   s = RunPlan({"--config", file, "--gpus", "4", "--inter-node-gbps", "0"});
   EXPECT_TRUE(absl::StrContains(s.message(), "--inter-node-gbps must be a positive")) << s;
-  s = RunPlan({"--config", file, "--gpus", "3", "--uneven-stages=false", "--set",
-               "model.heads=4"});
+  s = RunPlan({"--config", file, "--gpus", "3", "--uneven-stages=false", "--set", "model.heads=4"});
   // 3 GPUs: tp 1 (heads 4 do not split 3 ways), dp 3 does not divide 16 sequences, pp 3 does
   // not divide 4 layers (uneven stages not tried), cp 3 does not divide the sequence in 6:
   // nothing is valid, and the data-parallel layout's problem is named.
