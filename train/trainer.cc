@@ -115,7 +115,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_RETURN_IF_ERROR(t->BuildData());
 
   const GptConfig& gpt = n.model;
-  std::optional<LoadedWeights> init;
+  std::optional<std::vector<float>> init;
   bool init_from_checkpoint = false;
   LOOM_RETURN_IF_ERROR(t->BuildModel(&init, &init_from_checkpoint));
   LOOM_RETURN_IF_ERROR(t->BuildOptimizer());
@@ -125,7 +125,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   {
     std::vector<float> weights;
     if (init) {
-      LOOM_ASSIGN_OR_RETURN(weights, SliceGlobalParams(table, init->params));
+      weights = std::move(*init);  // this rank's slices, read by BuildModel
     } else {
       weights.resize(table.total());
       LOOM_RETURN_IF_ERROR(

@@ -82,11 +82,11 @@ class Trainer {
  private:
   Trainer() = default;
   // The pieces Create assembles, in its order (train/trainer_build.cc): the train and validation
-  // loaders and the tokenizer; the model (with model.init_from's weights read into `init`, or
-  // `init_from_checkpoint` for a step directory) and its pipeline runner; the gradient reducer
-  // and the optimizer; the metrics sinks (rank 0 with a run_dir).
+  // loaders and the tokenizer; the model (with this rank's slices of model.init_from's weights read
+  // into `init`, or `init_from_checkpoint` for a step directory) and its pipeline runner; the
+  // gradient reducer and the optimizer; the metrics sinks (rank 0 with a run_dir).
   absl::Status BuildData();
-  absl::Status BuildModel(std::optional<LoadedWeights>* init, bool* init_from_checkpoint);
+  absl::Status BuildModel(std::optional<std::vector<float>>* init, bool* init_from_checkpoint);
   absl::Status BuildOptimizer();
   absl::Status OpenSinks();
   absl::Status FinishGradReduction();
