@@ -75,9 +75,10 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
       .Int("--max-micro-batch", &search.max_micro_batch, "B",
            "largest micro-batch (sequences) to try")
       .AtLeast(1);
-  flags.Bool("--zero-bubble", &search.zero_bubble, "also try the ZERO_BUBBLE schedule (pp > 1)");
+  flags.Bool("--zero-bubble", &search.zero_bubble,
+             "also try the ZERO_BUBBLE schedule (pp > 1); on, =false to leave out");
   flags.Bool("--uneven-stages", &search.uneven_stages,
-             "also try pp * virtual stages that do not divide the layers");
+             "also try pp * virtual stages that do not divide the layers; on, =false to leave out");
   flags.Int("--top", &top, "K", "rows to print").AtLeast(0);
   flags.String("--csv", &csv, "FILE", "also write every layout, exact bytes and seconds, as CSV");
   LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
