@@ -88,8 +88,13 @@ JOB
       '{ printf "%.1f%% (e = %s)", 100 * $20, e }')
   fi
   describe() {
-    awk -F, '{ printf "dp%s tp%s%s pp%s v%s mb%s %s%s%s [%s]", $2, $3, ($21 > 1 ? " cp" $21 : ""),
-               $4, $5, $6, $7, ($8 == 1 ? " zero1" : ""), ($22 == "zb" ? " zb" : ""), $23 }' <<<"$1"
+    # Stages as runs of equal layer counts ("7,8*14,7"), as loom plan prints them.
+    awk -F, '{ n = split($23, a, " "); split("", runs); out = ""
+               for (i = 1; i <= n; i = j) {
+                 for (j = i; j <= n && a[j] == a[i]; ++j) {}
+                 out = out (out == "" ? "" : ",") a[i] (j - i > 1 ? "*" (j - i) : "") }
+               printf "dp%s tp%s%s pp%s v%s mb%s %s%s%s [%s]", $2, $3, ($21 > 1 ? " cp" $21 : ""),
+                 $4, $5, $6, $7, ($8 == 1 ? " zero1" : ""), ($22 == "zb" ? " zb" : ""), out }' <<<"$1"
   }
   mfu() { awk -F, '{ printf "%.1f%%", 100 * $20 }' <<<"$1"; }
   echo "$name: $(describe "$top") $(mfu "$top")" >&2
