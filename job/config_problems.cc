@@ -32,8 +32,9 @@ std::string Num(double v) {
 // numbers. The grid check derives dp (0 = from the world size) for the batch check.
 class Checker {
  public:
-  Checker(const JobConfig& c, int world_size)
-      : c_(c),
+  Checker(const JobConfig& c, int world_size, bool check_data = true)
+      : check_data_(check_data),
+        c_(c),
         m(c.model()),
         p(c.parallel()),
         o(c.optimizer()),
@@ -56,7 +57,7 @@ class Checker {
     Batch();
     Sequence();
     OptimizerAndSchedule();
-    DataCheckpointLogging();
+    if (check_data_) DataCheckpointLogging();
     Runtime();
     return std::move(problems);
   }
@@ -80,8 +81,9 @@ class Checker {
     for (std::string& problem : GptConfigFromJob(c_).Problems())
       problems.push_back(std::move(problem));
     at_least("model.vocab_pad_multiple", m.vocab_pad_multiple(), 1);
-    // LLMC shards hold uint32 ids too (llm.c's LLaMA-3 header); raw ones only uint16.
-    if (m.vocab() > 65536 && c_.data().format() == DataConfig::RAW_U16) {
+    // LLMC shards hold uint32 ids too (llm.c's LLaMA-3 header); raw ones only uint16. A plan
+    // checks no data.
+    if (check_data_ && m.vocab() > 65536 && c_.data().format() == DataConfig::RAW_U16) {
       add("model.vocab (", m.vocab(),
           ") exceeds 65536, the most token ids uint16 token shards "
           "(data.format RAW_U16) can hold; LLMC shards with 32-bit ids hold more");
@@ -303,6 +305,9 @@ class Checker {
     }
   }
 
+  // False for LayoutProblems: the data, checkpoint and logging fields (and what the token shard
+  // format limits) are not checked.
+  const bool check_data_;
   const JobConfig& c_;
   const ModelConfig& m;
   const ParallelConfig& p;
@@ -324,6 +329,12 @@ std::vector<std::string> ConfigProblems(const JobConfig& config_in, int world_si
   JobConfig c = config_in;
   ApplyDefaults(&c);  // idempotent: a config from LoadJobConfig or JobLayout already has them
   return Checker(c, world_size).Run();
+}
+
+std::vector<std::string> LayoutProblems(const JobConfig& config_in, int world_size) {
+  JobConfig c = config_in;
+  ApplyDefaults(&c);
+  return Checker(c, world_size, /*check_data=*/false).Run();
 }
 
 absl::Status ValidateJobConfig(const JobConfig& config, int world_size) {

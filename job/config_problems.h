@@ -16,6 +16,12 @@ namespace loom {
 // each naming the fields and numbers. Empty when the config is runnable.
 std::vector<std::string> ConfigProblems(const JobConfig& config, int world_size);
 
+// ConfigProblems without the checks on the data, checkpoint and logging fields and on what the
+// token shards' format can hold (a vocabulary above 65,536 for uint16 shards): the problems a
+// layout of the job can have. The layout planner (plan/plan.h) plans a job before any data
+// exists, so it must not need them.
+std::vector<std::string> LayoutProblems(const JobConfig& config, int world_size);
+
 // What this build cannot do yet, for a config with defaults applied: one sentence per feature
 // the job asks for, naming the field. Kept apart from ConfigProblems (which says what is wrong
 // with a job in itself) so each entry can be deleted as its feature lands. Both `loom config

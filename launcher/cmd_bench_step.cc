@@ -16,7 +16,9 @@
 #include "ops/roofline.h"
 #include "parallel/adamw.h"
 #include "parallel/distributed_optimizer.h"
+#include "plan/gpu_presets.h"
 #include "runtime/cuda_device_choice.h"
+#include "runtime/files.h"
 #include "runtime/philox.h"
 #include "runtime/profiler.h"
 #include "runtime/status.h"
@@ -35,8 +37,11 @@ absl::Status RunBenchStep(const std::vector<std::string>& args) {
   std::string path;
   std::vector<std::string> overrides;
   int steps = 3, warmup = 1;
+  std::string calibration_out;
   FlagSet flags("loom bench step", kDescription);
   flags.JobFlags(&path, &overrides);
+  flags.String("--calibration-out", &calibration_out, "FILE",
+               "write the measured FLOP rate against the peak for `loom plan --calibration`");
   flags.Int("--steps", &steps, "N", "timed steps").AtLeast(1);
   flags.Int("--warmup", &warmup, "N", "untimed steps first").AtLeast(0);
   LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
@@ -117,11 +122,28 @@ absl::Status RunBenchStep(const std::vector<std::string>& args) {
   // A second, profiled pass for the breakdown (synchronising per op distorts GPU totals a bit).
   OpProfiler::Reset();
   OpProfiler::Enable(true);
-  for (int i = 0; i < std::max(1, steps); ++i) LOOM_RETURN_IF_ERROR(one_step(warmup + steps + i + 1));
+  for (int i = 0; i < std::max(1, steps); ++i)
+    LOOM_RETURN_IF_ERROR(one_step(warmup + steps + i + 1));
   OpProfiler::Enable(false);
   std::printf("  %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of the device peak (MFU)\n",
               s * 1e3, B * T / s, flops_per_step / s / 1e9,
               peak.flops > 0 ? 100.0 * flops_per_step / s / peak.flops : 0.0);
+  if (!calibration_out.empty()) {
+    // What `loom plan` assumes as achievable: this step's model FLOP rate over the peak it is
+    // measured against (plan/gpu_presets.h).
+    Calibration c;
+    c.part =
+        absl::StrCat(device->Name(), ": ", peak.description.substr(0, peak.description.find('\n')));
+    c.peak_tflops = peak.flops / 1e12;
+    c.achieved_tflops = flops_per_step / s / 1e12;
+    c.efficiency = peak.flops > 0 ? flops_per_step / s / peak.flops : 0;
+    c.job = absl::StrFormat("%s (%s, %d layers, C=%d, %d heads, V=%lld, B=%d, T=%d, %s)", path,
+                            gpt.is_llama() ? "LLaMA" : "GPT-2", gpt.layers, gpt.hidden, gpt.heads,
+                            static_cast<long long>(gpt.vocab), B, T, bf16 ? "bf16" : "fp32");
+    LOOM_RETURN_IF_ERROR(AtomicWriteFile(calibration_out, FormatCalibration(c)));
+    std::printf("  calibration: %s (efficiency %.3f of the peak)\n", calibration_out.c_str(),
+                c.efficiency);
+  }
   // The allocator's peak over the timed steps against loom's own estimate of the same job
   // (job/memory_estimate.h, one rank), so a GPU run checks the estimate the job check and
   // `loom plan` rely on.

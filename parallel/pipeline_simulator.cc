@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <set>
 #include <tuple>
 
@@ -342,8 +343,31 @@ std::string FormatTimeline(const PipelineSchedule& schedule, const PipelineShape
   return out;
 }
 
+static absl::StatusOr<PipelineBubble> SimulatedPipelineBubble(PipelineScheduleKind kind,
+                                                              const PipelineShape& shape);
+
 absl::StatusOr<PipelineBubble> SchedulePipelineBubble(PipelineScheduleKind kind,
                                                       const PipelineShape& shape) {
+  // A pure function of (kind, shape), asked once per layout by the memory estimate: the layout
+  // planner walks thousands of layouts sharing a few hundred shapes, some of them simulating
+  // p * m * v in the hundreds of thousands of actions, so results are kept.
+  static std::mutex mu;
+  static std::map<std::tuple<int, int, int, int>, absl::StatusOr<PipelineBubble>> memo;
+  const auto key = std::make_tuple(static_cast<int>(kind), shape.stages, shape.micro_batches,
+                                   shape.virtual_stages);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = memo.find(key);
+    if (it != memo.end()) return it->second;
+  }
+  absl::StatusOr<PipelineBubble> result = SimulatedPipelineBubble(kind, shape);
+  std::lock_guard<std::mutex> lock(mu);
+  memo.emplace(key, result);
+  return result;
+}
+
+static absl::StatusOr<PipelineBubble> SimulatedPipelineBubble(PipelineScheduleKind kind,
+                                                              const PipelineShape& shape) {
   PipelineBubble out;
   if (shape.stages <= 1) {
     out.in_flight.assign(1, 1);

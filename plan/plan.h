@@ -1,31 +1,37 @@
 // The layout planner behind `loom plan`: for a job and a machine loom has never run on (GPU
-// count, memory and speed, intra- and inter-node bandwidth, GPUs per node) it enumerates every
-// valid layout (dp, tp, pp, virtual stages, micro-batch size, recomputation, distributed
-// optimizer), predicts its memory per GPU and its step time, and ranks them.
+// count and kind, memory, peak and achievable speed, intra- and inter-node bandwidth, GPUs per
+// node) it enumerates every valid layout (dp, tp, cp, pp with even or uneven stages, virtual
+// stages, schedule, micro-batch size, recomputation, distributed optimizer), predicts its
+// memory per GPU and its step time, and ranks them. docs/planner.md explains the model and
+// checks it against published runs.
 //
-// Nothing here is a second copy of a rule: a layout is valid when ConfigProblems (the check
-// `loom train` applies) finds nothing in the job with that layout; its memory is
-// EstimateMemoryPerRank (job/memory_estimate.h: weights, gradients, optimizer state as the
-// distributed optimizer shards it, activations of the micro-batches in flight with the chosen
-// recomputation); its flops are TrainingFlopsPerToken (model/gpt_config.h).
+// Nothing here is a second copy of a rule: a layout is valid when LayoutProblems (the check
+// `loom train` applies, less the data fields: planning needs no data) finds nothing in the job
+// with that layout; its memory is EstimateMemoryPerRank (job/memory_estimate.h); its flops are
+// TrainingFlopsPerToken (model/gpt_config.h); its bubble is the pipeline simulator's.
 //
-// The step-time model (every term in seconds per optimizer step, nothing overlapped, so it is
-// an upper bound on a machine that overlaps):
-//   compute  = tokens/step * flops/token / (gpus * tflops), times 4/3 with full recomputation
-//              (one more forward) and plus the attention-score forward with selective;
-//   tp comm  = per layer of a stage and micro-batch, 4 all-reduces of B*T*C activations (6 with
-//              full recomputation; sequence parallelism moves the same bytes as reduce-scatters
-//              and all-gathers), ring cost 2(tp-1)/tp * bytes / intra-node bandwidth;
-//   dp comm  = the gradient all-reduce of the rank's parameters in fp32, 2(dp-1)/dp * bytes;
-//              with the distributed optimizer a reduce-scatter of fp32 gradients and an
-//              all-gather of the weights; over the inter-node link when the dp group spans nodes;
-//   pp comm  = per micro-batch and model chunk, the stage output sent forward and its gradient
-//              back (point to point), inter-node when the pipeline spans nodes;
-//   bubble   = compute * (pp-1) / (virtual stages * micro-batches), Megatron's
-//              (p-1)/(m+p-1) of the schedule, reduced v-fold by interleaving.
-// Ranks are numbered as RankGrid does (tp innermost, then dp, then pp), so tp stays inside a
-// node (tp <= gpus per node) and the dp and pp groups span nodes when tp*dp (tp*dp*pp) exceeds
-// the GPUs of one node.
+// The step-time model (plan/plan_time.cc; seconds per optimizer step), what loom executes:
+//   compute  = micro-batches x the slowest stage's flops per micro-batch / (tp * cp * peak *
+//              efficiency): layers on that stage (x 4/3 with full recomputation), the head on the
+//              last; efficiency is an explicit assumption (a GPU preset's default or a
+//              calibration file);
+//   tp comm  = on the critical path: per layer and micro-batch 4 all-reduces of B*T/cp*C
+//              activations (6 with full recomputation; sequence parallelism moves the same bytes);
+//   cp comm  = the ring: K/V blocks passed cp-1 times per layer forward (and K/V plus dK/dV
+//              backward) beside the attention blocks; only what the attention does not cover;
+//   dp comm  = the gradient reduction (fp32, over dp * cp ranks) runs in buckets beside the last
+//              micro-batch's backward: exposed is max(last bucket, reduction - that backward);
+//              with the distributed optimizer the reduction is a reduce-scatter and the weights'
+//              all-gather after the optimizer step is exposed whole;
+//   pp comm  = each exchange (batched send/recv) is waited for: 2 per micro-batch and chunk;
+//   bubble   = the stage's busy time x the schedule's overhead from the simulator ((p-1)/(v m)
+//              for 1F1B and interleaved), a third of 1F1B's for ZERO_BUBBLE (ZB-H1).
+// Ranks are numbered as RankGrid does (tp innermost, then cp, dp, pp), so tp stays inside a
+// node (tp <= gpus per node) and the cp, dp and pp groups span nodes when they must.
+//
+// Context parallelism (parallel.cp) and the ZERO_BUBBLE schedule are planned here ahead of the
+// trainer (issue 21): a layout carries them as planner fields; WithLayout is the one place that
+// writes them into a job config.
 #pragma once
 
 #include <string>
@@ -33,52 +39,87 @@
 
 #include "absl/status/statusor.h"
 #include "job/memory_estimate.h"
+#include "plan/gpu_presets.h"
 #include "proto/job.pb.h"
 
 namespace loom {
 
 struct PlanMachine {
   int gpus = 1;
-  double memory_gib = 80;         // per GPU
-  double tflops = 400;            // achievable dense bf16 (or the CPU's sgemm) TFLOP/s per GPU
-  double intra_node_gbps = 3600;  // Gbit/s per GPU within a node (NVLink 4: ~3600)
+  std::string gpu = "h100-sxm";  // the preset the figures came from (printed)
+  double memory_gib = 79.6;      // usable per GPU
+  double peak_tflops = 989.4;    // dense bf16 (or the CPU's sgemm) peak: MFU's denominator
+  double efficiency = 0.46;      // fraction of the peak the compute achieves (an assumption)
+  std::string efficiency_source = "h100-sxm default";
+  double intra_node_gbps = 3600;  // Gbit/s per GPU within a node (NVLink 4: 3600)
   double inter_node_gbps = 400;   // Gbit/s per GPU between nodes (400G InfiniBand: 400)
   int gpus_per_node = 8;
+  double achievable_tflops() const { return peak_tflops * efficiency; }
 };
 
+// The machine of `gpus` GPUs of a preset.
+PlanMachine MachineFromPreset(const GpuPreset& preset, int gpus);
+
+// What the search enumerates beyond dp, tp, pp, micro-batch, recomputation and ZeRO.
+struct PlanSearch {
+  int max_cp = 16;             // context-parallel degrees up to this (2*cp must divide seq_len)
+  bool zero_bubble = true;     // ZERO_BUBBLE beside 1F1B for pp > 1 with one virtual stage
+  bool uneven_stages = true;   // pp * v that do not divide the layers (PlannerStageLayers)
+  int max_virtual_stages = 4;  // interleaving depth tried with uneven stages
+  int max_micro_batch = 16;    // sequences per micro-batch tried (divisors of the batch up to it)
+};
+
+enum class PlanSchedule { kOneFOneB, kInterleaved, kZeroBubble };
+const char* PlanScheduleName(PlanSchedule s);  // "1f1b", "interleaved", "zb"
+
 struct PlanTimes {
-  double compute = 0, tp_comm = 0, dp_comm = 0, pp_comm = 0, bubble = 0;
-  double total() const { return compute + tp_comm + dp_comm + pp_comm + bubble; }
+  double compute = 0, tp_comm = 0, cp_comm = 0, dp_comm = 0, pp_comm = 0, bubble = 0;
+  double dp_hidden = 0;  // reduction time hidden behind backward (informational, not in total)
+  double total() const { return compute + tp_comm + cp_comm + dp_comm + pp_comm + bubble; }
 };
 
 struct PlannedLayout {
   LayoutDegrees degrees;  // dp, tp, pp, virtual stages, recomputation
+  int cp = 1;             // context-parallel ranks (a planner field until parallel.cp lands)
+  PlanSchedule schedule = PlanSchedule::kOneFOneB;
+  std::vector<int> chunk_layers;  // layers of each model chunk, model order (pp * v entries)
+  bool uneven = false;            // chunk_layers is not the even split (written as stage_layers)
   int micro_batch = 1;
   int64_t micro_batches = 1;  // per step on each data-parallel rank (accumulation)
   bool distributed_optimizer = false;
   bool sequence_parallel = false;
-  MemoryEstimate memory;
-  int64_t reserve = 0;  // bytes the machine keeps back (CUDA context, workspaces)
-  bool fits = false;    // memory.total + reserve <= the GPU's memory
+  MemoryEstimate memory;  // per GPU; cp and ZERO_BUBBLE's own terms included
+  int64_t reserve = 0;    // bytes the machine keeps back (CUDA context, workspaces)
+  bool fits = false;      // memory.total + reserve <= the GPU's memory
   PlanTimes time;
   double tokens_per_s = 0;
-  double mfu = 0;            // model flops (no recomputation) over the machine's peak
-  std::string Name() const;  // "dp4 tp2 pp1 v1 mb2 none zero1"
+  double mfu = 0;            // model flops (no recomputation) over the machine's PEAK
+  std::string Name() const;  // "dp4 tp2 pp1 v1 mb2 none zero1" (+ " cp2", " zb")
+  int world() const { return degrees.dp * degrees.tp * degrees.pp * cp; }
 };
 
-// `config` with this layout's parallel fields (tp, pp, dp, virtual stages and schedule,
-// micro-batch size, sequence parallelism, distributed optimizer).
+// `config` with this layout's parallel fields (tp, pp, dp, virtual stages, stage_layers when
+// uneven, schedule, micro-batch size, sequence parallelism, distributed optimizer): the job to
+// run. cp and ZERO_BUBBLE are written in one place (see plan.cc) once the trainer has them.
 JobConfig WithLayout(const JobConfig& config, const PlannedLayout& layout);
 
 // Every valid layout of `config` (defaults applied) on `machine`, those that fit first, by
-// predicted step time; then those that do not fit, by memory. An error names a bad machine
-// figure, or says that no layout is valid (with the problems of the plain dp-only layout).
+// predicted step time (ties: fewer kinds of parallelism, then memory); then those that do not
+// fit, by memory. An error names a bad machine figure, or says that no layout is valid (with the
+// problems of the plain dp-only layout).
 absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config,
-                                                       const PlanMachine& machine);
+                                                       const PlanMachine& machine,
+                                                       const PlanSearch& search = PlanSearch());
 
 // The ranked table, at most `rows` rows, with a header line.
 std::string FormatPlanTable(const std::vector<PlannedLayout>& layouts, int rows);
 // Every layout as CSV with a header: exact bytes (memory_bytes excludes the reserve) and seconds.
+// The first 20 columns keep their order (tools/plan_vs_measured.sh reads them by position).
 std::string FormatPlanCsv(const std::vector<PlannedLayout>& layouts);
+
+// Per-step times of one layout (plan_time.cc). `job` is the per-rank view of the layout (its
+// JobLayout, with data.seq_len / cp); `l` carries the memory already estimated.
+PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const PlannedLayout& l,
+                       double bubble_overhead);
 
 }  // namespace loom

@@ -431,7 +431,18 @@ step_f() {
     done
     if [[ -n "$out" ]]; then
       cp "$out" "$LOGS/f-$model.log"
-      summary+=("$model B=$b: $(grep -oE '[0-9.]+ ms/step, [0-9]+ tokens/s' "$out" | head -1), MFU $(grep -oE '= [0-9]+% of the device peak' "$out" | grep -oE '[0-9]+%'), $(grep -oE 'peak/estimate [0-9.]+' "$out")")
+      # The planner's prediction for the same one-GPU step (H100 SXM figures, its default
+      # efficiency; docs/planner.md), beside the measurement.
+      local planned
+      planned=$("$LOOM" plan --config "configs/$model.textproto" --set precision=BF16 \
+        --set runtime.backend=CUDA --set data.seq_len=1024 --set parallel.micro_batch_size=$b \
+        --set parallel.global_batch_size=$b --gpus 1 --gpu h100-sxm --max-cp 1 --top 0 \
+        --max-micro-batch $b \
+        --csv "$LOGS/f-$model.plan.csv" >/dev/null 2>&1 &&
+        awk -F, -v b="$b" '$2==1 && $3==1 && $4==1 && $6==b && $7=="none" && $8==0 {
+          printf "plan %.1f ms, %.0f MiB", $13 * 1e3, $10 / 1048576; exit }' \
+          "$LOGS/f-$model.plan.csv" || echo "plan failed")
+      summary+=("$model B=$b: $(grep -oE '[0-9.]+ ms/step, [0-9]+ tokens/s' "$out" | head -1), MFU $(grep -oE '= [0-9]+% of the device peak' "$out" | grep -oE '[0-9]+%'), $(grep -oE 'peak/estimate [0-9.]+' "$out"), $planned")
     else
       failed=1
       summary+=("$model: no micro-batch ran (last: $(tail -1 "$LOGS/f-$model-b$b.log"))")

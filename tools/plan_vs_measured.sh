@@ -6,7 +6,9 @@
 #   tools/plan_vs_measured.sh [BUILD_DIR] [OUT_DIR]
 # --gpu-tflops is calibrated on the first layout (1 rank): the rate that makes its predicted
 # compute time its measured step time, so the times compare the model's communication and
-# layout terms, not the sgemm peak against a tiny model's GEMMs. Every rank runs one thread;
+# layout terms, not the sgemm peak against a tiny model's GEMMs (it is given as the peak too:
+# efficiency 1). Only the layouts the trainer runs are planned (no cp, no zero-bubble, even
+# stages), so each row of the CSV is one trained layout. Every rank runs one thread;
 # the times mean little with more ranks than free cores.
 set -euo pipefail
 build=${1:-build}
@@ -49,7 +51,8 @@ for l in "${layouts[@]}"; do
     echo "# calibrated --gpu-tflops $tflops (1 rank, measured)"
   fi
   "$loom" plan --config "$out/job.textproto" "${sets[@]}" --gpus "$n" --gpus-per-node "$n" \
-    --gpu-tflops "$tflops" --gpu-memory-gib 64 --intra-node-gbps 40 --inter-node-gbps 40 \
+    --gpu-tflops "$tflops" --peak-tflops "$tflops" --gpu-memory-gib 64 --intra-node-gbps 40 \
+    --inter-node-gbps 40 --max-cp 1 --zero-bubble=false --uneven-stages=false \
     --csv "$run.plan.csv" >/dev/null
   row=$(awk -F, -v dp="$dp" -v tp="$tp" -v mb="$micro" -v z="$zero" \
     '$2==dp && $3==tp && $4==1 && $5==1 && $6==mb && $7=="none" && $8==z' "$run.plan.csv")
