@@ -73,7 +73,7 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args) {
   {
     // Which rank is where: coordinates and group members, the pattern for large worlds.
     const JobLayout& n = *check.numbers;
-    auto grid = RankGrid::Create(world_size, n.tp, n.dp, n.pp);
+    auto grid = RankGrid::Create(world_size, n.tp, n.dp, n.pp, n.cp);
     if (grid.ok()) {
       std::cout << "# rank grid:\n";
       for (absl::string_view line : absl::StrSplit(grid->Describe(16), '\n')) {

@@ -97,7 +97,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   // Ops run on a stream of their own, ordered against the communication streams by events
   // (on the test device that order is real: a missing event gives wrong numbers).
   LOOM_ASSIGN_OR_RETURN(t->op_stream_, ops::OpStreamScope::Create(t->device_));
-  LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp));
+  LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp, n.cp));
   // Every group of more than one rank gets its device backend when the model lives on a device.
   LOOM_ASSIGN_OR_RETURN(
       t->groups_,
