@@ -154,6 +154,11 @@ class Trainer {
   std::shared_ptr<int32_t> staging_;
   std::vector<Tensor> step_inputs_, step_targets_;
   std::vector<int32_t> inputs_, targets_;  // evaluation
+  // Context parallelism: whole sequences from the loader before this rank's chunks are cut.
+  std::vector<int32_t> cp_full_in_, cp_full_tg_;
+  // Reads one micro-batch into in/targets (micro x seq_len / cp each): this rank's chunks.
+  absl::Status NextContextBatch(DataLoader& data, int micro, absl::Span<int32_t> in,
+                                absl::Span<int32_t> targets);
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
   // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.

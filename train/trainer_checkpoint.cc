@@ -27,7 +27,10 @@ absl::Status Trainer::SaveCheckpoint() {
   CheckpointSources src;
   src.table = &model_->layout();
   src.coord = groups_->coord();
-  src.dp_size = numbers_.dp;
+  // The replicas that spread the writing of replicated state (and hold ZeRO-1's shards) are
+  // dp x cp: this rank's index among them is its rank in the dpcp group (its dp rank at cp 1).
+  src.coord.dp = groups_->dpcp().rank();
+  src.dp_size = groups_->dpcp().size();
   src.optimizer = OptimizerPlan();
   src.params = model_->params();
   if (src.optimizer.separate_master) src.master = optimizer_->master();
