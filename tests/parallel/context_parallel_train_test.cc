@@ -9,7 +9,10 @@
 // merges every rank's K/V block by log-sum-exp, dK/dV travel back around the ring, and the
 // gradients are averaged over dp x cp: a wrong chunk, position, merge or reduction moves the
 // losses far beyond 1e-5.
+#include <mpi.h>
+
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,7 +39,7 @@ struct Layout {
   }
 };
 
-std::string Job(bool llama, const Layout& l, int pad_multiple) {
+std::string Job(bool llama, const Layout& l, int pad_multiple, const std::string& extra = "") {
   const std::string model =
       llama ? "family: LLAMA layers: 2 heads: 8 kv_heads: 2 hidden: 32 vocab: 257 max_seq: 32"
             : "family: GPT2 layers: 2 heads: 4 hidden: 32 vocab: 257 max_seq: 32";
@@ -50,7 +53,7 @@ lr_schedule { warmup_steps: 1 decay_style: COSINE min_lr: 0.001 total_steps: 4 }
 data { train: "$DIR/train_*.bin" seq_len: 32 }
 logging { interval: 1 }
 runtime { backend: CPU seed: 7 }
-)");
+)", extra);
 }
 
 TEST(ContextParallelTrainTest, EveryCpLayoutMatchesOneRank) {
@@ -87,6 +90,76 @@ TEST(ContextParallelTrainTest, EveryCpLayoutMatchesOneRank) {
       if (world->rank() == 0) std::cout << what << ": compared with 1 rank" << std::endl;
     }
   }
+}
+
+// Checkpoints of a cp layout: parameters are replicated over cp and ZeRO-1 shards them over
+// dp x cp, so a cp 2 checkpoint resumes bit for bit on cp 2 and reshards onto one rank, whose
+// next losses match the uninterrupted 1-rank run to 1e-5.
+TEST(ContextParallelTrainTest, CheckpointResumesOnCpAndReshardsToOneRank) {
+  auto w = World::Get();
+  ASSERT_TRUE(w.ok());
+  World* world = *w;
+  if (world->size() != 2) GTEST_SKIP() << "runs at 2 ranks";
+  world->state()->timeout = absl::Seconds(60);
+  constexpr int kStop = 2, kTotal = 4;
+  // One directory for both ranks (checkpoints are shared): rank 0 owns it.
+  std::optional<testing::ScopedTempDir> owner;
+  std::string root;
+  if (world->rank() == 0) {
+    owner.emplace("cp_ckpt");
+    root = owner->path();
+  }
+  int len = static_cast<int>(root.size());
+  MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  root.resize(len);
+  MPI_Bcast(root.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (world->rank() == 0) {
+    testing::WriteTextShard(root + "/train_000.bin",
+                            "context parallel ring attention splits each sequence.", 80);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  const Layout cp2{2, 1, 1, 1, false, true};
+  auto job = [&](const Layout& l, const std::string& extra) {
+    auto j = testing::JobFromText(Job(false, l, 8, extra), root);
+    EXPECT_TRUE(j.ok()) << j.status();
+    return *j;
+  };
+  const testing::TrainRun ref = testing::TrainSteps(job(cp2, ""), world, kTotal);
+  const std::string ck = root + "/ck";
+  {
+    JobConfig j = job(cp2, absl::StrCat("checkpoint { dir: \"", ck, "\" }\n"));
+    j.mutable_runtime()->set_stop_at_step(kStop);
+    auto t = Trainer::Create(j, world);
+    ASSERT_TRUE(t.ok()) << t.status();
+    ASSERT_TRUE((*t)->Run().ok());
+  }
+  {
+    auto t = Trainer::Create(job(cp2, absl::StrCat("checkpoint { dir: \"", ck, "\" }\n")), world);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ((*t)->step(), kStop);
+    const testing::TrainRun resumed = testing::Steps(**t, kTotal - kStop);
+    ASSERT_EQ(resumed.losses.size(), static_cast<size_t>(kTotal - kStop));
+    for (int i = 0; i < kTotal - kStop; ++i) {
+      EXPECT_EQ(resumed.losses[i], ref.losses[kStop + i]) << "cp 2 resume, step " << kStop + i + 1;
+    }
+  }
+  if (world->rank() == 0) {
+    // cp 2 -> one rank: the same checkpoint on a 1-rank layout (no ZeRO) against a 1-rank run.
+    const Layout one{1, 1, 1, 1, false, false};
+    const testing::TrainRun ref_one = testing::TrainSteps(job(one, ""), World::Self(), kTotal);
+    auto t = Trainer::Create(job(one, absl::StrCat("checkpoint { resume: \"", ck, "\" }\n")),
+                             World::Self());
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ((*t)->step(), kStop);
+    const testing::TrainRun resumed = testing::Steps(**t, kTotal - kStop);
+    ASSERT_EQ(resumed.losses.size(), static_cast<size_t>(kTotal - kStop));
+    for (int i = 0; i < kTotal - kStop; ++i) {
+      EXPECT_NEAR(resumed.losses[i], ref_one.losses[kStop + i], 1e-5 * ref_one.losses[kStop + i])
+          << "cp 2 checkpoint resharded onto 1 rank, step " << kStop + i + 1;
+    }
+    std::cout << "cp 2 checkpoint: resumed bit for bit on cp 2, resharded onto 1 rank" << std::endl;
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 }  // namespace
