@@ -1,7 +1,10 @@
 #include "parallel/ring_attention.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +13,34 @@
 #include "runtime/timer.h"
 
 namespace loom {
+namespace {
+
+// On the CPU an MPI transfer larger than the eager limit moves only inside MPI calls: while a
+// block computes, a helper thread drives the progress engine (where MPI allows calls from
+// another thread), so the posted hop completes behind the compute. NCCL and the test device's
+// backend progress on their own streams and need none.
+class ProgressWhileComputing {
+ public:
+  ProgressWhileComputing(Communicator& comm, const CommWork* pending, const Tensor& t) {
+    if (pending == nullptr || !t.on_host() || !comm.CpuProgressFromAnyThread()) return;
+    thread_ = std::thread([this, &comm] {
+      while (!stop_.load(std::memory_order_relaxed)) {
+        (void)comm.ProgressCpu();  // errors surface in the owner's Wait
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  ~ProgressWhileComputing() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace
 
 ops::ChunkedPositions ContextChunks(int64_t seq_len, int cp, int rank) {
   const int64_t chunk = seq_len / (2 * cp);
@@ -56,9 +87,12 @@ absl::Status RingAttention::Forward(const Tensor& qkv, int n_head, int n_kv_head
     }
     const int origin = (r - s + n) % n;
     Timer compute;
-    LOOM_RETURN_IF_ERROR(ops::AttentionBlockForward(qkv, cur, n_head, n_kv_head, mine,
-                                                    ContextChunks(seq_len, n, origin), s == 0,
-                                                    out, lse));
+    {
+      ProgressWhileComputing progress(*cp_, hop.get(), qkv);
+      LOOM_RETURN_IF_ERROR(ops::AttentionBlockForward(qkv, cur, n_head, n_kv_head, mine,
+                                                      ContextChunks(seq_len, n, origin), s == 0,
+                                                      out, lse));
+    }
     times_.compute_seconds += compute.Seconds();
     if (hop) {
       Timer wait;
@@ -91,9 +125,13 @@ absl::Status RingAttention::Backward(const Tensor& dout, const Tensor& qkv, cons
     const int origin = (r - s + n) % n;
     const Tensor& dcur = dkv_buf[s % 2];
     Timer compute;
-    LOOM_RETURN_IF_ERROR(ops::AttentionBlockBackward(dout, qkv, cur, out, lse, n_head, n_kv_head,
-                                                     mine, ContextChunks(seq_len, n, origin),
-                                                     dqkv, dcur));
+    {
+      ProgressWhileComputing progress(*cp_, hop.get(), qkv);
+      LOOM_RETURN_IF_ERROR(ops::AttentionBlockBackward(dout, qkv, cur, out, lse, n_head,
+                                                       n_kv_head, mine,
+                                                       ContextChunks(seq_len, n, origin), dqkv,
+                                                       dcur));
+    }
     times_.compute_seconds += compute.Seconds();
     Timer wait;
     if (hop) {
