@@ -2,7 +2,8 @@
 // tiny GPT-2 (learned positions) and a tiny LLaMA with grouped-query attention (RoPE) train a few
 // steps on every cp layout that fills the world this binary runs in, and must match a 1-rank run
 // of the same job to 1e-5 relative (losses and gradient norms step by step, the final weights):
-//   2 ranks: cp 2;
+//   2 ranks: cp 2, on the CPU and on the test device (device tensors, the ring's transfers on
+//            the communication stream ordered by events: the GPU's control path);
 //   4 ranks: cp 4, cp 2 x tp 2 with sequence parallelism, cp 2 x pp 2 (1F1B), cp 2 x dp 2 with
 //            the distributed optimizer (ZeRO-1 sharded over dp x cp).
 // Each rank holds chunks r and 2cp-1-r of every sequence at their global positions, attention
@@ -32,8 +33,9 @@ constexpr int kSteps = 3;
 struct Layout {
   int cp, tp, pp, dp;
   bool sp, zero;
+  bool test_device = false;  // runtime.backend TEST: the GPU's path (device tensors, streams)
   std::string Name() const {
-    return absl::StrCat("cp ", cp, tp > 1 ? absl::StrCat(" x tp ", tp, sp ? " (SP)" : "") : "",
+    return absl::StrCat(test_device ? "test device: " : "", "cp ", cp, tp > 1 ? absl::StrCat(" x tp ", tp, sp ? " (SP)" : "") : "",
                         pp > 1 ? absl::StrCat(" x pp ", pp) : "",
                         dp > 1 ? absl::StrCat(" x dp ", dp, zero ? " (ZeRO-1)" : "") : "");
   }
@@ -52,8 +54,7 @@ std::string Job(bool llama, const Layout& l, int pad_multiple, const std::string
 lr_schedule { warmup_steps: 1 decay_style: COSINE min_lr: 0.001 total_steps: 4 }
 data { train: "$DIR/train_*.bin" seq_len: 32 }
 logging { interval: 1 }
-runtime { backend: CPU seed: 7 }
-)", extra);
+runtime { seed: 7 backend: )", l.test_device ? "TEST" : "CPU", " }\n", extra);
 }
 
 TEST(ContextParallelTrainTest, EveryCpLayoutMatchesOneRank) {
@@ -67,7 +68,7 @@ TEST(ContextParallelTrainTest, EveryCpLayoutMatchesOneRank) {
   testing::WriteTextShard(dir + "/train_000.bin",
                           "context parallel ring attention splits each sequence.", 80);
   std::vector<Layout> layouts;
-  if (n == 2) layouts = {{2, 1, 1, 1, false, false}};
+  if (n == 2) layouts = {{2, 1, 1, 1, false, false}, {2, 1, 1, 1, false, false, true}};
   if (n == 4) {
     layouts = {{4, 1, 1, 1, false, false},
                {2, 2, 1, 1, true, false},
