@@ -277,7 +277,8 @@ class GptModel {
   Communicator* cp_ = nullptr;
   int cp_size_ = 1, cp_rank_ = 0;
   std::unique_ptr<RingAttention> ring_;
-  Tensor ring_kv_[2], ring_dkv_[2];  // [B, T, qkv]: blocks in flight around the ring
+  // [B, T, qkv]: blocks in flight around the ring; dK/dV accumulators in flight and a partial.
+  Tensor ring_kv_[2], ring_dkv_[3];
   Tensor wpe_local_, g_wpe_local_;   // [T, C]: wpe rows at this rank's positions (GPT-2)
   int heads_ = 0, kv_heads_ = 0;  // local heads
   int64_t vocab_start_ = 0, local_vocab_ = 0, valid_local_vocab_ = 0;

@@ -130,10 +130,13 @@ absl::Status GptModel::SetShape(int64_t B, int64_t T) {
   LOOM_ASSIGN_OR_RETURN(d_fc_, Alloc(Shape{N, fc_width}, dt, sb));
   LOOM_ASSIGN_OR_RETURN(d_act_, Alloc(Shape{N, F}, dt, sb));
   if (cp_size_ > 1) {
-    // Ring attention: two K/V blocks in flight and two dK/dV accumulators (whole qkv rows).
-    for (int i = 0; i < 2; ++i) {
-      LOOM_ASSIGN_OR_RETURN(ring_kv_[i], Alloc(Shape{B, T, qkv}, dt, sb));
-      LOOM_ASSIGN_OR_RETURN(ring_dkv_[i], Alloc(Shape{B, T, qkv}, dt, sb));
+    // Ring attention (whole qkv rows): two K/V blocks in flight, two dK/dV accumulators in
+    // flight and this rank's partial.
+    for (Tensor& t : ring_kv_) {
+      LOOM_ASSIGN_OR_RETURN(t, Alloc(Shape{B, T, qkv}, dt, sb));
+    }
+    for (Tensor& t : ring_dkv_) {
+      LOOM_ASSIGN_OR_RETURN(t, Alloc(Shape{B, T, qkv}, dt, sb));
     }
     if (!config_.is_llama() && stage_.embedding) {
       LOOM_ASSIGN_OR_RETURN(wpe_local_, Alloc(Shape{T, C}, dt, sb));

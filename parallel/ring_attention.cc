@@ -107,15 +107,15 @@ absl::Status RingAttention::Forward(const Tensor& qkv, int n_head, int n_kv_head
 absl::Status RingAttention::Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out,
                                      const Tensor& lse, int n_head, int n_kv_head,
                                      const Tensor& dqkv, const Tensor kv_buf[2],
-                                     const Tensor dkv_buf[2]) {
+                                     const Tensor dkv_buf[3]) {
   const int n = cp_->size(), r = cp_->rank();
   const int64_t seq_len = qkv.dim(1) * n;
   const ops::ChunkedPositions mine = ContextChunks(seq_len, n, r);
   // dqkv collects dQ in its Q columns; the accumulator that travels with each block collects
   // dK and dV in its K and V columns; the two are summed at the end (disjoint columns).
   LOOM_RETURN_IF_ERROR(dqkv.Fill0());
-  LOOM_RETURN_IF_ERROR(dkv_buf[0].Fill0());
   Tensor cur = qkv;
+  std::unique_ptr<CommWork> dhop;  // the accumulator of this step's block, still arriving
   for (int s = 0; s < n; ++s) {
     std::unique_ptr<CommWork> hop;
     const Tensor& next = kv_buf[s % 2];
@@ -123,14 +123,19 @@ absl::Status RingAttention::Backward(const Tensor& dout, const Tensor& qkv, cons
       LOOM_ASSIGN_OR_RETURN(hop, Shift(cur, next));
     }
     const int origin = (r - s + n) % n;
-    const Tensor& dcur = dkv_buf[s % 2];
+    // This rank's share of the block's dK/dV goes into a fresh partial while the block's
+    // accumulator is still on its way from the previous rank (at step 0 the block is this
+    // rank's own and has no accumulator yet: straight into it).
+    const Tensor& acc = dkv_buf[s % 2];
+    const Tensor& part = s == 0 ? acc : dkv_buf[2];
+    LOOM_RETURN_IF_ERROR(part.Fill0());
     Timer compute;
     {
-      ProgressWhileComputing progress(*cp_, hop.get(), qkv);
+      ProgressWhileComputing progress(*cp_, hop ? hop.get() : dhop.get(), qkv);
       LOOM_RETURN_IF_ERROR(ops::AttentionBlockBackward(dout, qkv, cur, out, lse, n_head,
                                                        n_kv_head, mine,
                                                        ContextChunks(seq_len, n, origin), dqkv,
-                                                       dcur));
+                                                       part));
     }
     times_.compute_seconds += compute.Seconds();
     Timer wait;
@@ -139,14 +144,19 @@ absl::Status RingAttention::Backward(const Tensor& dout, const Tensor& qkv, cons
       cur = next;
     }
     times_.kv_wait_seconds += wait.Seconds();
-    // The accumulator moves on after every block, so after n hops each is home again.
     Timer dwait;
-    if (n > 1) {
-      LOOM_ASSIGN_OR_RETURN(std::unique_ptr<CommWork> dhop, Shift(dcur, dkv_buf[(s + 1) % 2]));
+    if (dhop) {
       LOOM_RETURN_IF_ERROR(dhop->Wait());
+      LOOM_RETURN_IF_ERROR(ops::Add(acc, part, acc));
     }
     times_.dkv_wait_seconds += dwait.Seconds();
+    // The accumulator moves on after every block (its hop overlaps the next block's compute),
+    // so after n hops each is home again.
+    LOOM_ASSIGN_OR_RETURN(dhop, Shift(acc, dkv_buf[(s + 1) % 2]));
   }
+  Timer dwait;
+  LOOM_RETURN_IF_ERROR(dhop->Wait());
+  times_.dkv_wait_seconds += dwait.Seconds();
   return ops::Add(dqkv, dkv_buf[n % 2], dqkv);
 }
 

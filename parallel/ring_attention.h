@@ -9,10 +9,12 @@
 // every rank's queries.
 //
 // Overlap: each hop of the blocks is posted (BatchSendRecvAsync) before the block that arrived
-// last is computed and waited for after it, so the transfer runs behind the compute where the
-// backend progresses on its own (NCCL; MPI for messages it sends eagerly or progresses in its
-// own thread). The dK/dV accumulator can only leave once its block is computed, so that hop is
-// not hidden. RingTimes reports the seconds spent waiting for each.
+// last is computed and waited for after it, so the transfer runs behind the compute (NCCL and
+// the test device progress on their own streams; on the CPU a helper thread drives MPI while a
+// block computes). In backward a rank computes its share of a block's dK/dV into a fresh
+// partial while that block's accumulator is still arriving, adds the two afterwards and posts
+// the sum on: the accumulator's hop runs behind the next block's compute too. RingTimes reports
+// the seconds spent waiting for each.
 //
 // What it costs: the blocks travel as whole qkv rows (Q included, which the receiver ignores):
 // simpler and the same buffers as the local qkv, at (NH + 2*NKV) / (2*NKV) times the bytes of
@@ -43,7 +45,7 @@ absl::Status SelectContextChunks(const int32_t* full, int64_t B, int64_t seq_len
 // Seconds this rank waited for the ring's transfers since the last Take.
 struct RingTimes {
   double kv_wait_seconds = 0;   // waits for K/V blocks (posted before the compute)
-  double dkv_wait_seconds = 0;  // waits for the dK/dV accumulators (after the compute)
+  double dkv_wait_seconds = 0;  // waits for the dK/dV accumulators (posted a block earlier)
   double compute_seconds = 0;   // the block kernels
 };
 
@@ -58,11 +60,11 @@ class RingAttention {
   // qkv (the blocks in flight).
   absl::Status Forward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& out,
                        const Tensor& lse, const Tensor kv_buf[2]);
-  // dqkv (overwritten) from dout, with out and lse from Forward. kv_buf and dkv_buf: two
-  // tensors each, shaped like qkv.
+  // dqkv (overwritten) from dout, with out and lse from Forward. kv_buf: two tensors, dkv_buf:
+  // three (two accumulators in flight and this rank's partial), each shaped like qkv.
   absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out,
                         const Tensor& lse, int n_head, int n_kv_head, const Tensor& dqkv,
-                        const Tensor kv_buf[2], const Tensor dkv_buf[2]);
+                        const Tensor kv_buf[2], const Tensor dkv_buf[3]);
 
   RingTimes TakeTimes() { return std::exchange(times_, RingTimes{}); }
 
