@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "checkpoint/checkpoint.h"
 #include "gtest/gtest.h"
 #include "parallel/world.h"
 #include "tests/parallel/layout_compare.h"
@@ -133,6 +134,15 @@ TEST(ContextParallelTrainTest, CheckpointResumesOnCpAndReshardsToOneRank) {
     auto t = Trainer::Create(j, world);
     ASSERT_TRUE(t.ok()) << t.status();
     ASSERT_TRUE((*t)->Run().ok());
+  }
+  {
+    // The manifest records the layout, cp included.
+    auto latest = LatestCheckpoint(ck);
+    ASSERT_TRUE(latest.ok() && latest->has_value()) << ck;
+    auto reader = CheckpointReader::Open(**latest);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    EXPECT_EQ((*reader)->manifest().layout().cp(), 2);
+    EXPECT_EQ((*reader)->manifest().layout().world_size(), 2);
   }
   {
     auto t = Trainer::Create(job(cp2, absl::StrCat("checkpoint { dir: \"", ck, "\" }\n")), world);
