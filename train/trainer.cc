@@ -103,7 +103,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
       t->groups_,
       ProcessGroups::Create(*world, grid, on_device && world->size() > 1 ? t->device_ : nullptr));
   const GridCoord& coord = t->groups_->coord();
-  SetLogRankInfo(world->rank(), coord.dp, coord.pp, coord.tp);
+  SetLogRankInfo(world->rank(), coord.dp, coord.pp, coord.tp, n.cp > 1 ? coord.cp : -1);
   if (config.runtime().threads_per_rank() > 0) {
     omp_set_num_threads(config.runtime().threads_per_rank());
     openblas_set_num_threads(config.runtime().threads_per_rank());

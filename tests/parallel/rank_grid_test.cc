@@ -61,6 +61,9 @@ TEST(RankGridTest, ContextRanksSitBetweenTensorAndDataRanks) {
   // One whole model: tp x pp at this (cp, dp).
   EXPECT_EQ(g->Group(GroupKind::kModel, 11), (std::vector<int>{2, 3, 10, 11}));
   EXPECT_EQ(g->CoordString(11), "dp 0 pp 1 tp 1 cp 1");
+  // The names communicators (and so deadline errors and the watchdog's roll call) carry.
+  EXPECT_STREQ(GroupKindName(GroupKind::kCp), "cp");
+  EXPECT_STREQ(GroupKindName(GroupKind::kDpCp), "dpcp");
   for (GroupKind k : kAllGroupKinds) {
     std::set<int> seen;
     for (const auto& members : g->AllGroups(k)) {
