@@ -47,15 +47,16 @@ absl::StatusOr<RingBenchResult> RunRingBench(const RingBenchOptions& o) {
   LOOM_ASSIGN_OR_RETURN(Tensor dqkv, make(Shape{o.batch, T, width}));
   Tensor kv[2], dkv[3];
   for (Tensor& t : kv) {
-      LOOM_ASSIGN_OR_RETURN(t, make(Shape{o.batch, T, width}));
-    }
+    LOOM_ASSIGN_OR_RETURN(t, make(Shape{o.batch, T, width}));
+  }
   for (Tensor& t : dkv) {
-      LOOM_ASSIGN_OR_RETURN(t, make(Shape{o.batch, T, width}));
-    }
+    LOOM_ASSIGN_OR_RETURN(t, make(Shape{o.batch, T, width}));
+  }
   {
     // Values of a plausible scale (the timing does not depend on them).
     std::vector<float> v(qkv.numel());
-    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 2654435761u) % 1000) / 1e3f - 0.5f;
+    for (size_t i = 0; i < v.size(); ++i)
+      v[i] = static_cast<float>((i * 2654435761u) % 1000) / 1e3f - 0.5f;
     LOOM_RETURN_IF_ERROR(qkv.CopyFromFloats(v));
     v.resize(dout.numel());
     LOOM_RETURN_IF_ERROR(dout.CopyFromFloats(v));
@@ -70,8 +71,7 @@ absl::StatusOr<RingBenchResult> RunRingBench(const RingBenchOptions& o) {
     Timer step;
     for (int i = 0; i < o.iters; ++i) {
       LOOM_RETURN_IF_ERROR(ring.Forward(qkv, o.heads, o.kv_heads, out, lse, kv));
-      LOOM_RETURN_IF_ERROR(
-          ring.Backward(dout, qkv, out, lse, o.heads, o.kv_heads, dqkv, kv, dkv));
+      LOOM_RETURN_IF_ERROR(ring.Backward(dout, qkv, out, lse, o.heads, o.kv_heads, dqkv, kv, dkv));
     }
     const RingTimes times = ring.TakeTimes();
     LOOM_ASSIGN_OR_RETURN(double s, Slowest(comm, step.Seconds() / o.iters));
@@ -81,8 +81,7 @@ absl::StatusOr<RingBenchResult> RunRingBench(const RingBenchOptions& o) {
     LOOM_ASSIGN_OR_RETURN(best.kv_wait_seconds, Least(comm, times.kv_wait_seconds / o.iters));
     LOOM_ASSIGN_OR_RETURN(best.dkv_wait_seconds, Least(comm, times.dkv_wait_seconds / o.iters));
     LOOM_ASSIGN_OR_RETURN(best.kv_wait_slowest, Slowest(comm, times.kv_wait_seconds / o.iters));
-    LOOM_ASSIGN_OR_RETURN(best.dkv_wait_slowest,
-                          Slowest(comm, times.dkv_wait_seconds / o.iters));
+    LOOM_ASSIGN_OR_RETURN(best.dkv_wait_slowest, Slowest(comm, times.dkv_wait_seconds / o.iters));
   }
   // The same hops with nothing between post and wait: (cp - 1) K/V hops in forward and again in
   // backward, cp dK/dV hops in backward.

@@ -328,7 +328,8 @@ class Checker {
                (T / cp * p.micro_batch_size()) % tp != 0) {
       add("parallel.sequence_parallel splits a context rank's rows (parallel.micro_batch_size ",
           p.micro_batch_size(), " x data.seq_len ", T, " / parallel.cp ", cp, " = ",
-          T / cp * p.micro_batch_size(), ") over parallel.tp (", tp, "), which does not divide them");
+          T / cp * p.micro_batch_size(), ") over parallel.tp (", tp,
+          "), which does not divide them");
     }
     if (l.sample_interval() > 0) {
       add("logging.sample_interval (", l.sample_interval(), ") samples text with the whole "

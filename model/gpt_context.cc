@@ -24,10 +24,9 @@ absl::Status GptModel::Rope(const Tensor& qkv3, bool inverse) {
   const int64_t width = qkv3.dim(2);
   for (int64_t b = 0; b < B_; ++b) {
     for (int k = 0; k < 2; ++k) {
-      LOOM_ASSIGN_OR_RETURN(
-          Tensor run,
-          qkv3.FlatView((b * T_ + k * p.chunk) * width, p.chunk * width)
-              .Reshape(Shape{1, p.chunk, width}));
+      LOOM_ASSIGN_OR_RETURN(Tensor run,
+                            qkv3.FlatView((b * T_ + k * p.chunk) * width, p.chunk * width)
+                                .Reshape(Shape{1, p.chunk, width}));
       const int64_t start = k == 0 ? p.start0 : p.start1;
       LOOM_RETURN_IF_ERROR(inverse ? ops::RopeBackward(run, heads_, kv_heads_, theta, start)
                                    : ops::RopeForward(run, heads_, kv_heads_, theta, start));
@@ -41,14 +40,12 @@ absl::Status GptModel::Attention(const Tensor& qkv3, const Tensor& atty3, const 
   return ring_->Forward(qkv3, heads_, kv_heads_, atty3, lse, ring_kv_);
 }
 
-absl::Status GptModel::AttentionGrad(const Tensor& datty3, const Tensor& qkv3,
-                                     const Tensor& atty3, const Tensor& lse,
-                                     const Tensor& dqkv3) {
+absl::Status GptModel::AttentionGrad(const Tensor& datty3, const Tensor& qkv3, const Tensor& atty3,
+                                     const Tensor& lse, const Tensor& dqkv3) {
   if (ring_ == nullptr) {
     return ops::AttentionBackward(datty3, qkv3, atty3, lse, heads_, kv_heads_, dqkv3);
   }
-  return ring_->Backward(datty3, qkv3, atty3, lse, heads_, kv_heads_, dqkv3, ring_kv_,
-                         ring_dkv_);
+  return ring_->Backward(datty3, qkv3, atty3, lse, heads_, kv_heads_, dqkv3, ring_kv_, ring_dkv_);
 }
 
 absl::StatusOr<Tensor> GptModel::LocalWpe() {
@@ -67,8 +64,7 @@ absl::Status GptModel::AddLocalWpeGrad() {
   for (int k = 0; k < 2; ++k) {
     const int64_t start = k == 0 ? p.start0 : p.start1;
     const Tensor rows = g.Slice(start, start + p.chunk);
-    LOOM_RETURN_IF_ERROR(
-        ops::Add(rows, g_wpe_local_.Slice(k * p.chunk, (k + 1) * p.chunk), rows));
+    LOOM_RETURN_IF_ERROR(ops::Add(rows, g_wpe_local_.Slice(k * p.chunk, (k + 1) * p.chunk), rows));
   }
   return absl::OkStatus();
 }

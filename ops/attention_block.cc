@@ -30,9 +30,8 @@ absl::Status Expect(const Tensor& x, const Tensor& ref, const Shape& shape, DTyp
   return absl::OkStatus();
 }
 
-absl::StatusOr<Dims> CheckBlocks(const char* op, const Tensor& q, const Tensor& kv, int nh,
-                                 int nkv, const ChunkedPositions& qp,
-                                 const ChunkedPositions& kp) {
+absl::StatusOr<Dims> CheckBlocks(const char* op, const Tensor& q, const Tensor& kv, int nh, int nkv,
+                                 const ChunkedPositions& qp, const ChunkedPositions& kp) {
   LOOM_RETURN_IF_ERROR(CheckDefinedArg(q, op, "q_qkv"));
   if (nh <= 0 || nkv <= 0 || nh % nkv != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -70,8 +69,8 @@ absl::Status AttentionBlockForward(const Tensor& q_qkv, const Tensor& kv_qkv, in
   LOOM_ASSIGN_OR_RETURN(Dims d, CheckBlocks(op, q_qkv, kv_qkv, n_head, n_kv_head, q_pos, kv_pos));
   LOOM_RETURN_IF_ERROR(
       Expect(out, q_qkv, Shape({d.b, d.t, int64_t{n_head} * d.hd}), q_qkv.dtype(), op, "out"));
-  LOOM_RETURN_IF_ERROR(Expect(lse, q_qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, op,
-                              "lse"));
+  LOOM_RETURN_IF_ERROR(
+      Expect(lse, q_qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, op, "lse"));
   return RunCpuKernel(q_qkv, [=]() -> absl::Status {
     cpu::AttentionBlockForward(q_qkv.data_as<const float>(), kv_qkv.data_as<const float>(), d.b,
                                d.t, n_head, n_kv_head, d.hd, q_pos, kv_pos, first,
@@ -81,16 +80,16 @@ absl::Status AttentionBlockForward(const Tensor& q_qkv, const Tensor& kv_qkv, in
 }
 
 absl::Status AttentionBlockBackward(const Tensor& dout, const Tensor& q_qkv, const Tensor& kv_qkv,
-                                    const Tensor& out, const Tensor& lse, int n_head,
-                                    int n_kv_head, ChunkedPositions q_pos, ChunkedPositions kv_pos,
+                                    const Tensor& out, const Tensor& lse, int n_head, int n_kv_head,
+                                    ChunkedPositions q_pos, ChunkedPositions kv_pos,
                                     const Tensor& dq_qkv, const Tensor& dkv_qkv) {
   const char* op = "AttentionBlockBackward";
   LOOM_ASSIGN_OR_RETURN(Dims d, CheckBlocks(op, q_qkv, kv_qkv, n_head, n_kv_head, q_pos, kv_pos));
   const Shape out_shape({d.b, d.t, int64_t{n_head} * d.hd});
   LOOM_RETURN_IF_ERROR(Expect(out, q_qkv, out_shape, q_qkv.dtype(), op, "out"));
   LOOM_RETURN_IF_ERROR(Expect(dout, q_qkv, out_shape, q_qkv.dtype(), op, "dout"));
-  LOOM_RETURN_IF_ERROR(Expect(lse, q_qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, op,
-                              "lse"));
+  LOOM_RETURN_IF_ERROR(
+      Expect(lse, q_qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, op, "lse"));
   LOOM_RETURN_IF_ERROR(Expect(dq_qkv, q_qkv, q_qkv.shape(), q_qkv.dtype(), op, "dq_qkv"));
   LOOM_RETURN_IF_ERROR(Expect(dkv_qkv, q_qkv, q_qkv.shape(), q_qkv.dtype(), op, "dkv_qkv"));
   return RunCpuKernel(q_qkv, [=]() -> absl::Status {

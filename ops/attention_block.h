@@ -42,8 +42,8 @@ absl::Status AttentionBlockForward(const Tensor& q_qkv, const Tensor& kv_qkv, in
 // dL/dQ into the Q columns of dq_qkv and dL/dK, dL/dV into the K and V columns of dkv_qkv (the
 // other columns are not touched).
 absl::Status AttentionBlockBackward(const Tensor& dout, const Tensor& q_qkv, const Tensor& kv_qkv,
-                                    const Tensor& out, const Tensor& lse, int n_head,
-                                    int n_kv_head, ChunkedPositions q_pos, ChunkedPositions kv_pos,
+                                    const Tensor& out, const Tensor& lse, int n_head, int n_kv_head,
+                                    ChunkedPositions q_pos, ChunkedPositions kv_pos,
                                     const Tensor& dq_qkv, const Tensor& dkv_qkv);
 
 }  // namespace loom::ops

@@ -1,7 +1,8 @@
 // ProcessGroups: this rank's communicators for every group of the rank grid (tp, dp, pp,
-// model, embedding, cp, dpcp) plus the world, created once at start-up (a collective over the world, in a
-// fixed order on every rank). Code that needs "the data-parallel group" asks this object; no
-// module-level globals. A world of one gives size-1 groups whose operations cost nothing.
+// model, embedding, cp, dpcp) plus the world, created once at start-up (a collective over the
+// world, in a fixed order on every rank). Code that needs "the data-parallel group" asks this
+// object; no module-level globals. A world of one gives size-1 groups whose operations cost
+// nothing.
 #pragma once
 
 #include <memory>

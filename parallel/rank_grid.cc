@@ -130,7 +130,8 @@ std::string RankGrid::Describe(int max_ranks) const {
   if (shown < world_size()) {
     absl::StrAppend(&out, "  ... ", world_size() - shown,
                     " more ranks follow the same rule: tp groups are ", tp_,
-                    " consecutive ranks, ", cp_ > 1 ? absl::StrCat("cp groups stride ", tp_, ", ") : "",
+                    " consecutive ranks, ",
+                    cp_ > 1 ? absl::StrCat("cp groups stride ", tp_, ", ") : "",
                     "dp groups stride ", tp_ * cp_, ", pp groups stride ", tp_ * cp_ * dp_,
                     "; last rank ", world_size() - 1, ": ", CoordString(world_size() - 1), "\n");
   }

@@ -47,12 +47,12 @@ ops::ChunkedPositions ContextChunks(int64_t seq_len, int cp, int rank) {
   return ops::ChunkedPositions{chunk, rank * chunk, (2 * int64_t{cp} - 1 - rank) * chunk};
 }
 
-absl::Status SelectContextChunks(const int32_t* full, int64_t B, int64_t seq_len, int cp,
-                                 int rank, int32_t* local) {
+absl::Status SelectContextChunks(const int32_t* full, int64_t B, int64_t seq_len, int cp, int rank,
+                                 int32_t* local) {
   if (cp < 1 || rank < 0 || rank >= cp || seq_len % (2 * cp) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "context chunks: cp rank ", rank, " of ", cp, " cannot cut sequences of ", seq_len,
-        " tokens into ", 2 * cp, " equal chunks"));
+    return absl::InvalidArgumentError(absl::StrCat("context chunks: cp rank ", rank, " of ", cp,
+                                                   " cannot cut sequences of ", seq_len,
+                                                   " tokens into ", 2 * cp, " equal chunks"));
   }
   const ops::ChunkedPositions p = ContextChunks(seq_len, cp, rank);
   const int64_t local_len = 2 * p.chunk;
@@ -72,8 +72,8 @@ absl::StatusOr<std::unique_ptr<CommWork>> RingAttention::Shift(const Tensor& sen
   return cp_->BatchSendRecvAsync(ops);
 }
 
-absl::Status RingAttention::Forward(const Tensor& qkv, int n_head, int n_kv_head,
-                                    const Tensor& out, const Tensor& lse, const Tensor kv_buf[2]) {
+absl::Status RingAttention::Forward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& out,
+                                    const Tensor& lse, const Tensor kv_buf[2]) {
   const int n = cp_->size(), r = cp_->rank();
   const int64_t seq_len = qkv.dim(1) * n;
   const ops::ChunkedPositions mine = ContextChunks(seq_len, n, r);
@@ -89,9 +89,8 @@ absl::Status RingAttention::Forward(const Tensor& qkv, int n_head, int n_kv_head
     Timer compute;
     {
       ProgressWhileComputing progress(*cp_, hop.get(), qkv);
-      LOOM_RETURN_IF_ERROR(ops::AttentionBlockForward(qkv, cur, n_head, n_kv_head, mine,
-                                                      ContextChunks(seq_len, n, origin), s == 0,
-                                                      out, lse));
+      LOOM_RETURN_IF_ERROR(ops::AttentionBlockForward(
+          qkv, cur, n_head, n_kv_head, mine, ContextChunks(seq_len, n, origin), s == 0, out, lse));
     }
     times_.compute_seconds += compute.Seconds();
     if (hop) {
@@ -132,10 +131,9 @@ absl::Status RingAttention::Backward(const Tensor& dout, const Tensor& qkv, cons
     Timer compute;
     {
       ProgressWhileComputing progress(*cp_, hop ? hop.get() : dhop.get(), qkv);
-      LOOM_RETURN_IF_ERROR(ops::AttentionBlockBackward(dout, qkv, cur, out, lse, n_head,
-                                                       n_kv_head, mine,
-                                                       ContextChunks(seq_len, n, origin), dqkv,
-                                                       part));
+      LOOM_RETURN_IF_ERROR(ops::AttentionBlockBackward(dout, qkv, cur, out, lse, n_head, n_kv_head,
+                                                       mine, ContextChunks(seq_len, n, origin),
+                                                       dqkv, part));
     }
     times_.compute_seconds += compute.Seconds();
     Timer wait;

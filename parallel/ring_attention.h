@@ -39,8 +39,8 @@ ops::ChunkedPositions ContextChunks(int64_t seq_len, int cp, int rank);
 // Copies this cp rank's tokens of [B, seq_len] rows (i32 or f32, host memory) into [B,
 // seq_len / cp]: chunk r then chunk 2*cp-1-r of each sequence (what the data loader's batch
 // becomes on a context-parallel rank; targets are cut the same way).
-absl::Status SelectContextChunks(const int32_t* full, int64_t B, int64_t seq_len, int cp,
-                                 int rank, int32_t* local);
+absl::Status SelectContextChunks(const int32_t* full, int64_t B, int64_t seq_len, int cp, int rank,
+                                 int32_t* local);
 
 // Seconds this rank waited for the ring's transfers since the last Take.
 struct RingTimes {
@@ -62,9 +62,9 @@ class RingAttention {
                        const Tensor& lse, const Tensor kv_buf[2]);
   // dqkv (overwritten) from dout, with out and lse from Forward. kv_buf: two tensors, dkv_buf:
   // three (two accumulators in flight and this rank's partial), each shaped like qkv.
-  absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out,
-                        const Tensor& lse, int n_head, int n_kv_head, const Tensor& dqkv,
-                        const Tensor kv_buf[2], const Tensor dkv_buf[3]);
+  absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                        int n_head, int n_kv_head, const Tensor& dqkv, const Tensor kv_buf[2],
+                        const Tensor dkv_buf[3]);
 
   RingTimes TakeTimes() { return std::exchange(times_, RingTimes{}); }
 

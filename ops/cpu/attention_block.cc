@@ -45,8 +45,9 @@ struct Layout {
 };
 
 Layout MakeLayout(int64_t t, int nh, int nkv, int hd) {
-  return Layout{t,  static_cast<int64_t>(nh + 2 * nkv) * hd, static_cast<int64_t>(nh) * hd, nh,
-                nkv, hd, nh / nkv};
+  return Layout{
+      t,       static_cast<int64_t>(nh + 2 * nkv) * hd, static_cast<int64_t>(nh) * hd, nh, nkv, hd,
+      nh / nkv};
 }
 
 }  // namespace
@@ -140,8 +141,8 @@ void AttentionBlockForward(const float* q_qkv, const float* kv_qkv, int64_t b, i
 
 void AttentionBlockBackward(const float* dout, const float* q_qkv, const float* kv_qkv,
                             const float* out, const float* lse, int64_t b, int64_t t, int nh,
-                            int nkv, int hd, ChunkedPositions qp, ChunkedPositions kp, float* dq_qkv,
-                            float* dkv_qkv) {
+                            int nkv, int hd, ChunkedPositions qp, ChunkedPositions kp,
+                            float* dq_qkv, float* dkv_qkv) {
   const Layout L = MakeLayout(t, nh, nkv, hd);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;

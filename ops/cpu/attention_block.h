@@ -16,7 +16,7 @@ void AttentionBlockForward(const float* q_qkv, const float* kv_qkv, int64_t b, i
 
 void AttentionBlockBackward(const float* dout, const float* q_qkv, const float* kv_qkv,
                             const float* out, const float* lse, int64_t b, int64_t t, int nh,
-                            int nkv, int hd, ChunkedPositions qp, ChunkedPositions kp, float* dq_qkv,
-                            float* dkv_qkv);
+                            int nkv, int hd, ChunkedPositions qp, ChunkedPositions kp,
+                            float* dq_qkv, float* dkv_qkv);
 
 }  // namespace loom::ops::cpu

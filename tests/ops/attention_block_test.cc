@@ -100,8 +100,8 @@ TEST(AttentionBlockTest, BlocksMergedAroundTheRingEqualWholeSequenceAttention) {
       for (int s = 0; s < k.cp; ++s) {
         const int o = (r - s + k.cp) % k.cp;
         ASSERT_TRUE(AttentionBlockBackward(dout_r, q[r], q[o], out[r], lse[r], k.nh, k.nkv,
-                                           PositionsOf(T, k.cp, r), PositionsOf(T, k.cp, o),
-                                           dq[r], dkv[o])
+                                           PositionsOf(T, k.cp, r), PositionsOf(T, k.cp, o), dq[r],
+                                           dkv[o])
                         .ok());
       }
     }

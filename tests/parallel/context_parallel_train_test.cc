@@ -36,7 +36,8 @@ struct Layout {
   bool sp, zero;
   bool test_device = false;  // runtime.backend TEST: the GPU's path (device tensors, streams)
   std::string Name() const {
-    return absl::StrCat(test_device ? "test device: " : "", "cp ", cp, tp > 1 ? absl::StrCat(" x tp ", tp, sp ? " (SP)" : "") : "",
+    return absl::StrCat(test_device ? "test device: " : "", "cp ", cp,
+                        tp > 1 ? absl::StrCat(" x tp ", tp, sp ? " (SP)" : "") : "",
                         pp > 1 ? absl::StrCat(" x pp ", pp) : "",
                         dp > 1 ? absl::StrCat(" x dp ", dp, zero ? " (ZeRO-1)" : "") : "");
   }
@@ -48,14 +49,15 @@ std::string Job(bool llama, const Layout& l, int pad_multiple, const std::string
             : "family: GPT2 layers: 2 heads: 4 hidden: 32 vocab: 257 max_seq: 32";
   return absl::StrCat("model { ", model, " vocab_pad_multiple: ", pad_multiple, " }\n",
                       "parallel { micro_batch_size: 2 global_batch_size: 8 tp: ", l.tp,
-                      " cp: ", l.cp, " pp: ", l.pp, " sequence_parallel: ",
-                      l.sp ? "true" : "false", " distributed_optimizer: ",
-                      l.zero ? "true" : "false", " grad_bucket_mb: 0.01 }\n",
+                      " cp: ", l.cp, " pp: ", l.pp, " sequence_parallel: ", l.sp ? "true" : "false",
+                      " distributed_optimizer: ", l.zero ? "true" : "false",
+                      " grad_bucket_mb: 0.01 }\n",
                       R"(optimizer { lr: 0.01 weight_decay: 0.1 grad_clip: 1.0 }
 lr_schedule { warmup_steps: 1 decay_style: COSINE min_lr: 0.001 total_steps: 4 }
 data { train: "$DIR/train_*.bin" seq_len: 32 }
 logging { interval: 1 }
-runtime { seed: 7 backend: )", l.test_device ? "TEST" : "CPU", " }\n", extra);
+runtime { seed: 7 backend: )",
+                      l.test_device ? "TEST" : "CPU", " }\n", extra);
 }
 
 TEST(ContextParallelTrainTest, EveryCpLayoutMatchesOneRank) {
