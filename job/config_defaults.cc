@@ -30,6 +30,7 @@ void ApplyDefaults(JobConfig* c) {
   ParallelConfig* p = c->mutable_parallel();
   if (!p->has_tp()) p->set_tp(1);
   if (!p->has_pp()) p->set_pp(1);
+  if (!p->has_cp()) p->set_cp(1);
   if (!p->has_virtual_stages()) p->set_virtual_stages(1);
   if (!p->has_micro_batch_size()) p->set_micro_batch_size(1);
   if (!p->has_schedule()) p->set_schedule(ParallelConfig::ONE_F_ONE_B);

@@ -47,7 +47,8 @@ class Checker {
         tp(p.tp()),
         pp(p.pp()),
         vs(p.virtual_stages()),
-        dp(p.dp()) {}
+        dp(p.dp()),
+        cp(p.cp()) {}
 
   std::vector<std::string> Run() {
     Model();
@@ -59,6 +60,7 @@ class Checker {
     OptimizerAndSchedule();
     if (check_data_) DataCheckpointLogging();
     Runtime();
+    ContextSplit();
     return std::move(problems);
   }
 
@@ -90,29 +92,41 @@ class Checker {
     }
   }
 
-  // The grid.
+  // The grid: tp x cp x dp x pp.
   void Grid() {
     at_least("world size", world_size, 1);
     at_least("parallel.tp", tp, 1);
     at_least("parallel.pp", pp, 1);
+    at_least("parallel.cp", cp, 1);
     at_least("parallel.virtual_stages", vs, 1);
     at_most("parallel.tp", tp, kMaxGridDegree);
     at_most("parallel.pp", pp, kMaxGridDegree);
+    at_most("parallel.cp", cp, kMaxGridDegree);
     at_most("parallel.virtual_stages", vs, kMaxGridDegree);
     at_most("parallel.dp", dp, kMaxGridDegree);
     if (dp < 0) add("parallel.dp must be >= 0 (0 = derive from the world size; got ", dp, ")");
-    if (tp >= 1 && pp >= 1 && world_size >= 1 && dp >= 0) {
+    // "parallel.tp (2) * parallel.pp (1)", with parallel.cp named only when it is used.
+    const std::string degrees =
+        cp == 1 ? absl::StrCat("parallel.tp (", tp, ") * parallel.pp (", pp, ")")
+                : absl::StrCat("parallel.tp (", tp, ") * parallel.cp (", cp, ") * parallel.pp (",
+                               pp, ")");
+    if (tp >= 1 && pp >= 1 && cp >= 1 && world_size >= 1 && dp >= 0) {
       if (dp == 0) {
-        if (world_size % (tp * pp) != 0) {
-          add("world size ", world_size, " is not divisible by parallel.tp (", tp,
-              ") * parallel.pp (", pp, ") = ", tp * pp, ", so parallel.dp cannot be derived");
+        if (world_size % (tp * pp * cp) != 0) {
+          add("world size ", world_size, " is not divisible by ", degrees, " = ", tp * pp * cp,
+              ", so parallel.dp cannot be derived");
         } else {
-          dp = world_size / (tp * pp);
+          dp = world_size / (tp * pp * cp);
         }
-      } else if (auto grid = RankGrid::Create(world_size, tp, dp, pp); !grid.ok()) {
-        // The rank grid owns the rule (world = dp * tp * pp); said here in the job's fields.
-        add("world size ", world_size, " != parallel.dp (", dp, ") * parallel.tp (", tp,
-            ") * parallel.pp (", pp, ") = ", dp * tp * pp);
+      } else if (auto grid = RankGrid::Create(world_size, tp, dp, pp, cp); !grid.ok()) {
+        // The rank grid owns the rule (world = tp * cp * dp * pp); said here in the job's fields.
+        if (cp == 1) {
+          add("world size ", world_size, " != parallel.dp (", dp, ") * parallel.tp (", tp,
+              ") * parallel.pp (", pp, ") = ", dp * tp * pp);
+        } else {
+          add("world size ", world_size, " != parallel.dp (", dp, ") * ", degrees, " = ",
+              dp * tp * pp * cp);
+        }
       }
     }
   }
@@ -305,6 +319,27 @@ class Checker {
     }
   }
 
+  // Context parallelism: the sequence is cut into 2 * cp chunks (each cp rank holds two, for a
+  // balanced causal load); sequence parallelism then splits a cp rank's rows over tp.
+  void ContextSplit() {
+    if (cp <= 1) return;
+    const int64_t T = d.seq_len();
+    if (T > 0 && T % (2 * cp) != 0) {
+      add("parallel.cp (", cp, ") cuts data.seq_len (", T, ") into 2 * cp = ", 2 * cp,
+          " chunks, but ", T, " is not divisible by ", 2 * cp);
+    } else if (T > 0 && p.sequence_parallel() && tp > 1 &&
+               (T / cp * p.micro_batch_size()) % tp != 0) {
+      add("parallel.sequence_parallel splits a context rank's rows (parallel.micro_batch_size ",
+          p.micro_batch_size(), " x data.seq_len ", T, " / parallel.cp ", cp, " = ",
+          T / cp * p.micro_batch_size(), ") over parallel.tp (", tp,
+          "), which does not divide them");
+    }
+    if (l.sample_interval() > 0) {
+      add("logging.sample_interval (", l.sample_interval(), ") samples text with the whole "
+          "sequence on one rank; it cannot be combined with parallel.cp (", cp, ") > 1");
+    }
+  }
+
   // False for LayoutProblems: the data, checkpoint and logging fields (and what the token shard
   // format limits) are not checked.
   const bool check_data_;
@@ -320,6 +355,7 @@ class Checker {
   const int world_size;
   const int64_t tp, pp, vs;
   int64_t dp;
+  const int64_t cp;
   std::vector<std::string> problems;
 };
 
@@ -355,6 +391,15 @@ std::vector<std::string> NotYetSupported(const JobConfig& c) {
       CudaDeviceCount() == 0) {
     add("precision BF16 needs a CUDA GPU, but ", CudaUnavailableReason(),
         " (the CPU backend computes in FP32 only)");
+  }
+  // Ring attention runs its block kernels on the CPU (and the test device, which runs them);
+  // the CUDA block kernels are not written yet (docs/parallel.md).
+  const bool cuda = c.runtime().backend() == RuntimeConfig::CUDA ||
+                    (c.runtime().backend() == RuntimeConfig::AUTO && CudaDeviceCount() > 0);
+  if (c.parallel().cp() > 1 && cuda) {
+    add("parallel.cp (", c.parallel().cp(), ") > 1 needs ring attention's CUDA block kernels, "
+        "which this build does not have yet: context parallelism runs on runtime.backend CPU "
+        "(or TEST) only");
   }
   return out;
 }

@@ -125,7 +125,8 @@ JobLayout JobLayout::FromValid(const JobConfig& config, int world_size) {
   d.tp = p.tp();
   d.pp = p.pp();
   d.virtual_stages = p.virtual_stages();
-  d.dp = p.dp() > 0 ? p.dp() : world_size / (d.tp * d.pp);
+  d.cp = p.cp();
+  d.dp = p.dp() > 0 ? p.dp() : world_size / (d.tp * d.pp * d.cp);
   d.schedule = PipelineScheduleFromConfig(p.schedule());
   d.recompute = RecomputeFromConfig(p.recompute());
   d.bf16 = c.precision() == JobConfig::BF16;
@@ -133,6 +134,7 @@ JobLayout JobLayout::FromValid(const JobConfig& config, int world_size) {
   d.distributed_optimizer = p.distributed_optimizer();
   d.micro_batch_size = p.micro_batch_size();
   d.seq_len = c.data().seq_len();
+  d.seq_len_per_cp_rank = d.seq_len / d.cp;
   d.sequences_per_step = p.global_batch_size();
   d.grad_accum_steps = p.global_batch_size() / (int64_t{p.micro_batch_size()} * d.dp);
   d.tokens_per_step = d.sequences_per_step * c.data().seq_len();
@@ -157,7 +159,14 @@ JobLayout JobLayout::FromValid(const JobConfig& config, int world_size) {
 std::string FormatJobLayout(const JobLayout& d, const std::string& prefix) {
   std::vector<std::string> lines;
   lines.push_back(absl::StrCat("world size: ", d.world_size, " = dp ", d.dp, " x tp ", d.tp,
-                               " x pp ", d.pp, " (virtual stages ", d.virtual_stages, ")"));
+                               " x pp ", d.pp, d.cp > 1 ? absl::StrCat(" x cp ", d.cp) : "",
+                               " (virtual stages ", d.virtual_stages, ")"));
+  if (d.cp > 1) {
+    lines.push_back(absl::StrCat("context parallel: each sequence of ", d.seq_len,
+                                 " tokens in ", 2 * d.cp, " chunks of ", d.seq_len / (2 * d.cp),
+                                 "; cp rank r holds chunks r and ", 2 * d.cp - 1, " - r (",
+                                 d.seq_len_per_cp_rank, " tokens per rank)"));
+  }
   lines.push_back(
       absl::StrCat("parameters: ", Grouped(d.parameters), " (", Short(d.parameters),
                    "); allocated with the padded vocab: ", Grouped(d.padded_parameters)));

@@ -38,7 +38,7 @@ struct JobLayout {
   GptConfig model;   // its model shape (padded vocab)
 
   int world_size = 0;
-  int dp = 0;  // parallel.dp, or world_size / (tp * pp) when it was 0
+  int dp = 0;  // parallel.dp, or world_size / (tp * cp * pp) when it was 0
   int tp = 0;
   int pp = 0;
   int virtual_stages = 0;
@@ -49,7 +49,7 @@ struct JobLayout {
   bool distributed_optimizer = false;
 
   int64_t micro_batch_size = 0;    // sequences per micro-batch
-  int64_t seq_len = 0;             // tokens per sequence
+  int64_t seq_len = 0;             // tokens per sequence (whole, before the cp split)
   int64_t grad_accum_steps = 0;    // micro-batches per rank per step: global / (micro * dp)
   int64_t sequences_per_step = 0;  // parallel.global_batch_size
   int64_t tokens_per_step = 0;     // global_batch_size * data.seq_len
@@ -63,6 +63,8 @@ struct JobLayout {
   // stage k / pp of pipeline stage k % pp) and the global index of each chunk's first layer.
   std::vector<int> chunk_layers;
   std::vector<int> chunk_first_layer;
+  int cp = 1;                    // parallel.cp: ranks that split each sequence (ring attention)
+  int64_t seq_len_per_cp_rank = 0;  // seq_len / cp: the tokens of a sequence one rank holds
 
   // Validates `config` for `world_size` ranks (InvalidArgument listing every problem, as
   // ValidateJobConfig) and derives the layout.

@@ -39,7 +39,8 @@ absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& l) {
   // 1 without pipeline stages).
   LOOM_ASSIGN_OR_RETURN(PipelineBubble schedule,
                         SchedulePipelineBubble(l.schedule, l.pipeline_shape()));
-  const double shard = l.distributed_optimizer ? 1.0 / l.dp : 1.0;
+  // ZeRO-1 shards over every replica of the parameters: dp x cp.
+  const double shard = l.distributed_optimizer ? 1.0 / (l.dp * l.cp) : 1.0;
   MemoryEstimate best;
   for (int s = 0; s < l.pp; ++s) {
     const GptStage stage = l.pp > 1 ? PipelineStageOf(l.pp, s, l.chunk_layers) : GptStage{};
@@ -50,7 +51,7 @@ absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& l) {
     LOOM_ASSIGN_OR_RETURN(
         GptModel::ActivationFootprint acts,
         GptModel::MeasureActivations(l.model, l.tp, l.sequence_parallel, stage, dtype, l.recompute,
-                                     l.micro_batch_size, l.seq_len));
+                                     l.micro_batch_size, l.seq_len_per_cp_rank, l.cp));
     double slot = 0;
     for (int64_t b : acts.slot) slot += static_cast<double>(b);
     slot /= std::max<size_t>(1, acts.slot.size());  // a chunk's slot (chunks split layers evenly)
@@ -84,7 +85,7 @@ absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobConfig& config,
   p->set_recompute(d.recompute == Recompute::kFull        ? ParallelConfig::FULL
                    : d.recompute == Recompute::kSelective ? ParallelConfig::SELECTIVE
                                                           : ParallelConfig::NONE);
-  LOOM_ASSIGN_OR_RETURN(JobLayout layout, JobLayout::Create(job, d.dp * d.tp * d.pp));
+  LOOM_ASSIGN_OR_RETURN(JobLayout layout, JobLayout::Create(job, d.dp * d.tp * d.pp * p->cp()));
   return EstimateMemoryPerRank(layout);
 }
 

@@ -4,12 +4,14 @@
 // - parameters: the parameter table the model builds for the stage (model/gpt_params.h), padded
 //   vocab rows and the last stage's copy of a tied embedding included;
 // - bytes per parameter: the compute dtype's weights, fp32 gradients, and the optimizer's own
-//   state (parallel/adamw.h: fp32 m and v, an fp32 master copy under bf16), split over dp
+//   state (parallel/adamw.h: fp32 m and v, an fp32 master copy under bf16), split over dp x cp
 //   with parallel.distributed_optimizer;
 // - activations: the model's own allocation code run without allocating
 //   (GptModel::MeasureActivations): the buffers held once, plus one slot per micro-batch chunk
 //   in flight, the count the pipeline simulator finds for the job's schedule
-//   (parallel/pipeline_simulator.h), recomputation included.
+//   (parallel/pipeline_simulator.h), recomputation included. With context parallelism a rank
+//   holds seq_len / cp tokens of each sequence (about 1/cp of the activations) plus ring
+//   attention's blocks in flight.
 // The figure is that of the pipeline stage needing the most.
 // Not counted: allocator rounding (512 bytes a tensor), communication buffers, the CUDA context
 // and library workspaces, the process's own code and heap (callers keep a reserve for those,

@@ -44,7 +44,8 @@ absl::Status RunInspect(const std::vector<std::string>& args) {
   std::cout << "checkpoint " << reader->dir() << "\n"
             << "step " << m.step() << ", " << m.tokens_seen() << " tokens seen\n"
             << "saved by " << l.world_size() << " rank(s): dp " << l.dp() << " tp " << l.tp()
-            << " pp " << l.pp() << " (virtual stages " << l.virtual_stages() << "), "
+            << " pp " << l.pp() << (l.cp() > 1 ? absl::StrCat(" cp ", l.cp()) : "")
+            << " (virtual stages " << l.virtual_stages() << "), "
             << (l.distributed_optimizer() ? "distributed" : "plain") << " optimizer, weights "
             << l.weights_dtype() << "\n"
             << "data: epoch " << m.data().epoch() << ", " << m.data().samples_consumed()

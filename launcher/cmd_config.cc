@@ -40,7 +40,7 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args) {
   flags.JobFlags(&path, &overrides);
   flags.Int("--world-size", &world_size, "N", "ranks of the job")
       .AtLeast(1)
-      .DefaultText("parallel.dp * tp * pp, dp 0 counting as 1");
+      .DefaultText("parallel.dp * tp * pp * cp, dp 0 counting as 1");
   flags.Int("--ranks-per-host", &ranks_per_host, "N", "ranks sharing this host's memory (CPU)")
       .AtLeast(1)
       .DefaultText("all of them, as `mpirun -np N` on this host starts them");
@@ -54,7 +54,8 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args) {
   if (!world_given) {
     // In 64 bits: absurd degrees are reported by the check, not overflowed here.
     const int64_t product =
-        int64_t{std::max(1, p.dp())} * std::max(1, p.tp()) * std::max(1, p.pp());
+        int64_t{std::max(1, p.dp())} * std::max(1, p.tp()) * std::max(1, p.pp()) *
+        std::max(1, p.cp());
     world_size = static_cast<int>(std::min<int64_t>(product, std::numeric_limits<int>::max()));
   }
   // As `mpirun -np N` on this host would start it, unless told how the ranks spread.
@@ -65,7 +66,7 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args) {
     return absl::Status(verdict.code(), absl::StrCat(path, ": ", verdict.message()));
   }
   std::cout << "# loom config check: " << path << ", world size " << world_size
-            << (world_given ? "" : " (from parallel.dp * tp * pp)") << "\n";
+            << (world_given ? "" : " (from parallel.dp * tp * pp * cp)") << "\n";
   for (const auto& o : overrides) std::cout << "# --set " << o << "\n";
   std::cout << JobConfigToText(*config);
   std::cout << "# derived numbers:\n" << FormatJobLayout(*check.numbers, "#   ");
@@ -73,7 +74,7 @@ absl::Status RunConfigCheck(const std::vector<std::string>& args) {
   {
     // Which rank is where: coordinates and group members, the pattern for large worlds.
     const JobLayout& n = *check.numbers;
-    auto grid = RankGrid::Create(world_size, n.tp, n.dp, n.pp);
+    auto grid = RankGrid::Create(world_size, n.tp, n.dp, n.pp, n.cp);
     if (grid.ok()) {
       std::cout << "# rank grid:\n";
       for (absl::string_view line : absl::StrSplit(grid->Describe(16), '\n')) {

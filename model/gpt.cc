@@ -65,6 +65,12 @@ absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const GptConfig& conf
   m->tp_size_ = tp;
   m->tp_rank_ = tp_rank;
   m->sp_ = tpar.sequence_parallel && tp > 1;
+  if (tpar.cp != nullptr && tpar.cp->size() > 1) {
+    m->cp_ = tpar.cp;
+    m->cp_size_ = tpar.cp->size();
+    m->cp_rank_ = tpar.cp->rank();
+    m->ring_ = std::make_unique<RingAttention>(tpar.cp);
+  }
   m->heads_ = config.heads / tp;
   m->kv_heads_ = config.kv_heads / tp;
   m->local_vocab_ = config.padded_vocab / tp;
@@ -168,6 +174,9 @@ absl::Status GptModel::EmbeddingForward(const Tensor& tokens, const Tensor& out)
   Tensor wpe;
   if (!c.is_llama()) wpe = P(refs_.wpe);
   // Position embeddings are added once, by tensor rank 0, before the reduction.
+  if (!c.is_llama() && tp_rank_ == 0 && cp_ != nullptr) {
+    LOOM_ASSIGN_OR_RETURN(wpe, LocalWpe());  // the rows of this rank's global positions
+  }
   const Tensor* wpe_here = (!c.is_llama() && tp_rank_ == 0) ? &wpe : nullptr;
   // With SP the embedding of all rows goes to proj_ and is reduce-scattered into this rank's.
   const Tensor& emb_full = sp_ ? proj_ : out;
@@ -202,9 +211,8 @@ absl::Status GptModel::LayerForward(int l, const Tensor& x, LayerActs& a) {
   const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
   LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
-  if (llama) LOOM_TIMED_OP("rope", ops::RopeForward(qkv3, heads_, kv_heads_, c.rope_theta));
-  LOOM_TIMED_OP("attention",
-                ops::AttentionForward(qkv3, heads_, kv_heads_, atty3, a.lse, CurSegments()));
+  if (llama) LOOM_TIMED_OP("rope", Rope(qkv3, /*inverse=*/false));
+  LOOM_TIMED_OP("attention", Attention(qkv3, atty3, a.lse));
   if (llama) {
     LOOM_TIMED_OP("linear", ops::LinearForward(a.atty, P(L.proj_w), nullptr, proj_));
     if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceRowParallel(proj_, proj_s_));
@@ -426,11 +434,10 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor datty3, d_atty_.Reshape(Shape{B, T, attn_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor dqkv3, d_qkv_.Reshape(Shape{B, T, qkv_dim}));
-  LOOM_TIMED_OP("attention", ops::AttentionBackward(datty3, qkv3, atty3, a.lse, heads_, kv_heads_,
-                                                    dqkv3, CurSegments()));
+  LOOM_TIMED_OP("attention", AttentionGrad(datty3, qkv3, atty3, a.lse, dqkv3));
   LOOM_FULL_ROWS(in1, a.norm1);
   if (llama) {
-    LOOM_TIMED_OP("rope", ops::RopeBackward(dqkv3, heads_, kv_heads_, c.rope_theta));
+    LOOM_TIMED_OP("rope", Rope(dqkv3, /*inverse=*/true));
     LOOM_TIMED_OP("linear",
                   ops::LinearBackward(d_qkv_, in1, P(L.qkv_w), &d_norm_, G(L.qkv_w), nullptr));
     if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
@@ -458,9 +465,14 @@ absl::Status GptModel::EmbeddingBackward(const Tensor& tokens) {
   Tensor g_wpe;
   if (!llama) g_wpe = G(refs_.wpe);
   LOOM_ASSIGN_OR_RETURN(Tensor dres3, d_full_.Reshape(Shape{B_, T_, c.hidden}));
-  LOOM_TIMED_OP("embedding", ops::EmbeddingBackward(
-                                 tokens, dres3, G(refs_.wte),
-                                 (llama || !full_row_grads_here) ? nullptr : &g_wpe, vocab_start_));
+  // With cp the position gradient is for this rank's positions: collected in g_wpe_local_, then
+  // added to its rows of wpe's gradient.
+  const bool local_wpe = !llama && full_row_grads_here && cp_ != nullptr;
+  if (local_wpe) LOOM_RETURN_IF_ERROR(g_wpe_local_.Fill0());
+  Tensor* g_pos = (llama || !full_row_grads_here) ? nullptr : (local_wpe ? &g_wpe_local_ : &g_wpe);
+  LOOM_TIMED_OP("embedding", ops::EmbeddingBackward(tokens, dres3, G(refs_.wte), g_pos,
+                                                    vocab_start_));
+  if (local_wpe) LOOM_RETURN_IF_ERROR(AddLocalWpeGrad());
   return GradsReady({refs_.wte, refs_.wpe});  // wpe: GPT-2 only
 }
 

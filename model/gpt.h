@@ -30,6 +30,12 @@
 // the head's backward at once in its forward pass and keeps only dL/d(chunk output), so the
 // logits are never held per micro-batch. ForwardBackward is the single-stage case of the same
 // code. Activation recomputation (Recompute) trades compute for the memory of each slot.
+//
+// Context parallelism: with a cp group of size cp, a micro-batch is this rank's T = seq_len / cp
+// tokens of each sequence (chunks r and 2*cp-1-r, parallel/ring_attention.h): every op but
+// attention is per token and runs on them as is; the learned position embedding and RoPE use
+// the tokens' global positions; attention is ring attention over the cp group. The gradients
+// are this rank's share: the trainer averages them over dp x cp.
 #pragma once
 
 #include <memory>
@@ -41,7 +47,9 @@
 
 #include "model/gpt_config.h"
 #include "model/gpt_params.h"
+#include "ops/attention_block.h"
 #include "parallel/communicator.h"
+#include "parallel/ring_attention.h"
 #include "runtime/tensor.h"
 
 namespace loom {
@@ -50,6 +58,7 @@ namespace loom {
 struct TensorParallelism {
   Communicator* tp = nullptr;  // null or size 1: no tensor parallelism
   bool sequence_parallel = false;
+  Communicator* cp = nullptr;  // null or size 1: no context parallelism (ring attention)
 };
 
 // What a slot keeps for backward.
@@ -86,7 +95,7 @@ class GptModel {
                                                                 bool sequence_parallel,
                                                                 GptStage stage, DType dtype,
                                                                 Recompute recompute, int64_t B,
-                                                                int64_t T);
+                                                                int64_t T, int cp = 1);
 
   const GptConfig& config() const { return config_; }
   const GptStage& stage() const { return stage_; }
@@ -136,6 +145,9 @@ class GptModel {
     double tp_seconds = 0, sp_seconds = 0;
   };
   CommTimes TakeCommTimes() { return std::exchange(comm_, CommTimes{}); }
+  int cp_size() const { return cp_size_; }
+  // Ring attention's waits and block compute since the last call (zeros without cp).
+  RingTimes TakeRingTimes() { return ring_ ? ring_->TakeTimes() : RingTimes{}; }
 
   // Losses kept on the device, so the host need not wait for each micro-batch (a GPU's host
   // then runs ahead of its work): while `rows` is defined (f32 [R, B*T] on the model's device),
@@ -243,6 +255,15 @@ class GptModel {
   // The step's gradient of these parameters is complete (final backward only); unheld ones
   // (another family's) are passed over.
   absl::Status GradsReady(std::initializer_list<ParamRef> refs);
+  // Context parallelism (model/gpt_context.cc): global positions, attention over the ring.
+  ops::ChunkedPositions LocalPositions() const;
+  absl::Status Rope(const Tensor& qkv3, bool inverse);
+  absl::Status Attention(const Tensor& qkv3, const Tensor& atty3, const Tensor& lse);
+  absl::Status AttentionGrad(const Tensor& datty3, const Tensor& qkv3, const Tensor& atty3,
+                             const Tensor& lse, const Tensor& dqkv3);
+  // The wpe rows of this rank's positions (GPT-2 with cp), and their gradient added back.
+  absl::StatusOr<Tensor> LocalWpe();
+  absl::Status AddLocalWpeGrad();
 
   GptConfig config_;
   GptStage stage_;
@@ -260,6 +281,12 @@ class GptModel {
   int tp_size_ = 1, tp_rank_ = 0;
   bool dry_run_ = false;  // MeasureActivations: Alloc counts bytes and allocates nothing
   bool sp_ = false;
+  Communicator* cp_ = nullptr;
+  int cp_size_ = 1, cp_rank_ = 0;
+  std::unique_ptr<RingAttention> ring_;
+  // [B, T, qkv]: blocks in flight around the ring; dK/dV accumulators in flight and a partial.
+  Tensor ring_kv_[2], ring_dkv_[3];
+  Tensor wpe_local_, g_wpe_local_;   // [T, C]: wpe rows at this rank's positions (GPT-2)
   int heads_ = 0, kv_heads_ = 0;  // local heads
   int64_t vocab_start_ = 0, local_vocab_ = 0, valid_local_vocab_ = 0;
   GradReadyHook grad_ready_;

@@ -11,10 +11,11 @@ namespace loom {
 
 absl::StatusOr<GptModel::ActivationFootprint> GptModel::MeasureActivations(
     const GptConfig& config, int tp, bool sequence_parallel, GptStage stage, DType dtype,
-    Recompute recompute, int64_t B, int64_t T) {
+    Recompute recompute, int64_t B, int64_t T, int cp) {
   LOOM_RETURN_IF_ERROR(config.Validate());
   LOOM_ASSIGN_OR_RETURN(stage, ResolveGptStage(config, stage));
   if (tp < 1) return absl::InvalidArgumentError(absl::StrCat("tp must be >= 1, got ", tp));
+  if (cp < 1) return absl::InvalidArgumentError(absl::StrCat("cp must be >= 1, got ", cp));
   std::unique_ptr<GptModel> m(new GptModel(config, nullptr, ParamTable()));
   m->dry_run_ = true;
   m->stage_ = std::move(stage);
@@ -22,6 +23,7 @@ absl::StatusOr<GptModel::ActivationFootprint> GptModel::MeasureActivations(
   m->dtype_ = dtype;
   m->tp_size_ = tp;
   m->sp_ = sequence_parallel && tp > 1;
+  m->cp_size_ = cp;  // T is then this rank's tokens of each sequence
   m->heads_ = config.heads / tp;
   m->kv_heads_ = config.kv_heads / tp;
   m->local_vocab_ = config.padded_vocab / tp;
@@ -58,9 +60,13 @@ absl::Status GptModel::SetShape(int64_t B, int64_t T) {
     return absl::InvalidArgumentError(
         absl::StrCat("micro-batch shape must be positive, got B = ", B, ", T = ", T));
   }
-  if (T > config_.max_seq) {
+  if (T * cp_size_ > config_.max_seq) {
     return absl::InvalidArgumentError(
-        absl::StrCat("sequence length ", T, " exceeds model.max_seq ", config_.max_seq));
+        absl::StrCat("sequence length ", T * cp_size_, " exceeds model.max_seq ", config_.max_seq));
+  }
+  if (cp_size_ > 1 && T % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "context parallelism: a rank's ", T, " tokens per sequence must be two equal chunks"));
   }
   const int64_t N = B * T, C = config_.hidden, hd = config_.head_dim();
   if (sp_ && N % tp_size_ != 0) {
@@ -123,6 +129,20 @@ absl::Status GptModel::SetShape(int64_t B, int64_t T) {
   LOOM_ASSIGN_OR_RETURN(d_atty_, Alloc(Shape{N, attn}, dt, sb));
   LOOM_ASSIGN_OR_RETURN(d_fc_, Alloc(Shape{N, fc_width}, dt, sb));
   LOOM_ASSIGN_OR_RETURN(d_act_, Alloc(Shape{N, F}, dt, sb));
+  if (cp_size_ > 1) {
+    // Ring attention (whole qkv rows): two K/V blocks in flight, two dK/dV accumulators in
+    // flight and this rank's partial.
+    for (Tensor& t : ring_kv_) {
+      LOOM_ASSIGN_OR_RETURN(t, Alloc(Shape{B, T, qkv}, dt, sb));
+    }
+    for (Tensor& t : ring_dkv_) {
+      LOOM_ASSIGN_OR_RETURN(t, Alloc(Shape{B, T, qkv}, dt, sb));
+    }
+    if (!config_.is_llama() && stage_.embedding) {
+      LOOM_ASSIGN_OR_RETURN(wpe_local_, Alloc(Shape{T, C}, dt, sb));
+      LOOM_ASSIGN_OR_RETURN(g_wpe_local_, Alloc(Shape{T, C}, f32, sb));
+    }
+  }
   return absl::OkStatus();
 }
 

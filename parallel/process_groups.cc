@@ -17,6 +17,8 @@ absl::StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const World
   g->coord_ = grid.CoordOf(world.rank());
   g->world_ = &world.comm();
   for (GroupKind kind : kAllGroupKinds) {
+    // dp x cp is the dp group itself when cp == 1 (the same on every rank, so no rank splits).
+    if (kind == GroupKind::kDpCp && grid.cp() == 1) continue;
     // The model group carries host scalars only (the gradient norm's sum): no device backend,
     // so no NCCL communicator (and its buffers) for it.
     Device* device = kind == GroupKind::kModel ? nullptr : cuda;

@@ -1,7 +1,8 @@
 // ProcessGroups: this rank's communicators for every group of the rank grid (tp, dp, pp,
-// model, embedding) plus the world, created once at start-up (a collective over the world, in a
-// fixed order on every rank). Code that needs "the data-parallel group" asks this object; no
-// module-level globals. A world of one gives size-1 groups whose operations cost nothing.
+// model, embedding, cp, dpcp) plus the world, created once at start-up (a collective over the
+// world, in a fixed order on every rank). Code that needs "the data-parallel group" asks this
+// object; no module-level globals. A world of one gives size-1 groups whose operations cost
+// nothing.
 #pragma once
 
 #include <memory>
@@ -33,7 +34,14 @@ class ProcessGroups {
   Communicator& pp() const { return *groups_[2]; }
   Communicator& model() const { return *groups_[3]; }
   Communicator& embedding() const { return *groups_[4]; }
-  Communicator& group(GroupKind kind) const { return *groups_[static_cast<int>(kind)]; }
+  // Context parallelism: the ring of ranks that split one sequence.
+  Communicator& cp() const { return *groups_[5]; }
+  // Every replica of the parameters (dp x cp): gradients are averaged and ZeRO-1 shards over
+  // it. With cp == 1 this is the dp communicator itself (no second communicator is made).
+  Communicator& dpcp() const { return groups_[6] ? *groups_[6] : dp(); }
+  Communicator& group(GroupKind kind) const {
+    return kind == GroupKind::kDpCp ? dpcp() : *groups_[static_cast<int>(kind)];
+  }
   CommState& state() const { return world_->state(); }
 
  private:
@@ -42,7 +50,7 @@ class ProcessGroups {
   GridCoord coord_;
   int rank_ = 0;
   Communicator* world_ = nullptr;
-  std::unique_ptr<Communicator> groups_[5];
+  std::unique_ptr<Communicator> groups_[7];
 };
 
 }  // namespace loom

@@ -19,28 +19,39 @@ const char* GroupKindName(GroupKind kind) {
       return "model";
     case GroupKind::kEmbedding:
       return "embedding";
+    case GroupKind::kCp:
+      return "cp";
+    case GroupKind::kDpCp:
+      return "dpcp";
   }
   return "?";
 }
 
-absl::StatusOr<RankGrid> RankGrid::Create(int world_size, int tp, int dp, int pp) {
-  if (tp < 1 || dp < 1 || pp < 1) {
+absl::StatusOr<RankGrid> RankGrid::Create(int world_size, int tp, int dp, int pp, int cp) {
+  if (tp < 1 || dp < 1 || pp < 1 || cp < 1) {
     return absl::InvalidArgumentError(absl::StrCat("parallel degrees must be >= 1, got tp = ", tp,
-                                                   ", dp = ", dp, ", pp = ", pp));
+                                                   ", dp = ", dp, ", pp = ", pp, ", cp = ", cp));
   }
-  if (static_cast<int64_t>(tp) * dp * pp != world_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the world has ", world_size, " ranks but tp x dp x pp = ", tp, " x ", dp, " x ", pp,
-        " = ", static_cast<int64_t>(tp) * dp * pp));
+  const int64_t product = static_cast<int64_t>(tp) * cp * dp * pp;
+  if (product != world_size) {
+    if (cp == 1) {
+      return absl::InvalidArgumentError(absl::StrCat("the world has ", world_size,
+                                                     " ranks but tp x dp x pp = ", tp, " x ", dp,
+                                                     " x ", pp, " = ", product));
+    }
+    return absl::InvalidArgumentError(absl::StrCat("the world has ", world_size,
+                                                   " ranks but tp x cp x dp x pp = ", tp, " x ",
+                                                   cp, " x ", dp, " x ", pp, " = ", product));
   }
-  return RankGrid(tp, dp, pp);
+  return RankGrid(tp, dp, pp, cp);
 }
 
 GridCoord RankGrid::CoordOf(int rank) const {
   GridCoord c;
   c.tp = rank % tp_;
-  c.dp = (rank / tp_) % dp_;
-  c.pp = rank / (tp_ * dp_);
+  c.cp = (rank / tp_) % cp_;
+  c.dp = (rank / (tp_ * cp_)) % dp_;
+  c.pp = rank / (tp_ * cp_ * dp_);
   return c;
 }
 
@@ -49,25 +60,33 @@ std::vector<int> RankGrid::Group(GroupKind kind, int rank) const {
   std::vector<int> out;
   switch (kind) {
     case GroupKind::kTp:
-      for (int t = 0; t < tp_; ++t) out.push_back(RankOf({t, me.dp, me.pp}));
+      for (int t = 0; t < tp_; ++t) out.push_back(RankOf({t, me.dp, me.pp, me.cp}));
       break;
     case GroupKind::kDp:
-      for (int d = 0; d < dp_; ++d) out.push_back(RankOf({me.tp, d, me.pp}));
+      for (int d = 0; d < dp_; ++d) out.push_back(RankOf({me.tp, d, me.pp, me.cp}));
       break;
     case GroupKind::kPp:
-      for (int p = 0; p < pp_; ++p) out.push_back(RankOf({me.tp, me.dp, p}));
+      for (int p = 0; p < pp_; ++p) out.push_back(RankOf({me.tp, me.dp, p, me.cp}));
       break;
     case GroupKind::kModel:
       for (int p = 0; p < pp_; ++p) {
-        for (int t = 0; t < tp_; ++t) out.push_back(RankOf({t, me.dp, p}));
+        for (int t = 0; t < tp_; ++t) out.push_back(RankOf({t, me.dp, p, me.cp}));
       }
       break;
     case GroupKind::kEmbedding:
       if (pp_ == 1 || (me.pp != 0 && me.pp != pp_ - 1)) {
         out.push_back(rank);
       } else {
-        out.push_back(RankOf({me.tp, me.dp, 0}));
-        out.push_back(RankOf({me.tp, me.dp, pp_ - 1}));
+        out.push_back(RankOf({me.tp, me.dp, 0, me.cp}));
+        out.push_back(RankOf({me.tp, me.dp, pp_ - 1, me.cp}));
+      }
+      break;
+    case GroupKind::kCp:
+      for (int k = 0; k < cp_; ++k) out.push_back(RankOf({me.tp, me.dp, me.pp, k}));
+      break;
+    case GroupKind::kDpCp:
+      for (int d = 0; d < dp_; ++d) {
+        for (int k = 0; k < cp_; ++k) out.push_back(RankOf({me.tp, d, me.pp, k}));
       }
       break;
   }
@@ -88,14 +107,18 @@ std::vector<std::vector<int>> RankGrid::AllGroups(GroupKind kind) const {
 
 std::string RankGrid::CoordString(int rank) const {
   const GridCoord c = CoordOf(rank);
+  if (cp_ > 1) return absl::StrCat("dp ", c.dp, " pp ", c.pp, " tp ", c.tp, " cp ", c.cp);
   return absl::StrCat("dp ", c.dp, " pp ", c.pp, " tp ", c.tp);
 }
 
 std::string RankGrid::Describe(int max_ranks) const {
-  std::string out = absl::StrCat("grid: tp ", tp_, " x dp ", dp_, " x pp ", pp_, " = ",
-                                 world_size(),
-                                 " ranks; rank = tp_rank + ", tp_, " * (dp_rank + ", dp_,
-                                 " * pp_rank)\n");
+  std::string out =
+      cp_ == 1 ? absl::StrCat("grid: tp ", tp_, " x dp ", dp_, " x pp ", pp_, " = ", world_size(),
+                              " ranks; rank = tp_rank + ", tp_, " * (dp_rank + ", dp_,
+                              " * pp_rank)\n")
+               : absl::StrCat("grid: tp ", tp_, " x cp ", cp_, " x dp ", dp_, " x pp ", pp_, " = ",
+                              world_size(), " ranks; rank = tp_rank + ", tp_, " * (cp_rank + ",
+                              cp_, " * (dp_rank + ", dp_, " * pp_rank))\n");
   const int shown = std::min(world_size(), max_ranks);
   for (int r = 0; r < shown; ++r) {
     absl::StrAppend(&out, "  rank ", r, ": ", CoordString(r));
@@ -107,7 +130,9 @@ std::string RankGrid::Describe(int max_ranks) const {
   if (shown < world_size()) {
     absl::StrAppend(&out, "  ... ", world_size() - shown,
                     " more ranks follow the same rule: tp groups are ", tp_,
-                    " consecutive ranks, dp groups stride ", tp_, ", pp groups stride ", tp_ * dp_,
+                    " consecutive ranks, ",
+                    cp_ > 1 ? absl::StrCat("cp groups stride ", tp_, ", ") : "",
+                    "dp groups stride ", tp_ * cp_, ", pp groups stride ", tp_ * cp_ * dp_,
                     "; last rank ", world_size() - 1, ": ", CoordString(world_size() - 1), "\n");
   }
   return out;

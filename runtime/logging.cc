@@ -91,9 +91,10 @@ absl::Status LoadLogLevelFromEnv() {
   return level.status();
 }
 
-void SetLogRankInfo(int rank, int dp, int pp, int tp) {
+void SetLogRankInfo(int rank, int dp, int pp, int tp, int cp) {
   std::lock_guard<std::mutex> lock(Mu());
-  g_prefix = absl::StrFormat("[r%d dp%d pp%d tp%d]", rank, dp, pp, tp);
+  g_prefix = cp < 0 ? absl::StrFormat("[r%d dp%d pp%d tp%d]", rank, dp, pp, tp)
+                    : absl::StrFormat("[r%d dp%d pp%d tp%d cp%d]", rank, dp, pp, tp, cp);
   g_rank.store(rank);
 }
 

@@ -40,7 +40,8 @@ LogLevel GetLogLevel();
 absl::Status LoadLogLevelFromEnv();
 
 // Called once by the launcher after the grid is built.
-void SetLogRankInfo(int rank, int dp, int pp, int tp);
+// cp >= 0 adds " cp<k>" (context-parallel jobs; -1, the default, leaves it out).
+void SetLogRankInfo(int rank, int dp, int pp, int tp, int cp = -1);
 // Back to "not set": no prefix, all ranks print. For tests and tools.
 void ClearLogRankInfo();
 // The current prefix ("" when unset), e.g. "[r3 dp1 pp0 tp1]".

@@ -1,19 +1,39 @@
 #include "train/step_batches.h"
 
+#include "absl/strings/str_cat.h"
+
+#include "parallel/ring_attention.h"
 #include "runtime/status.h"
 
 namespace loom {
 
 absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device, DataLoader* loader,
                                                                  int64_t accum, int64_t micro,
-                                                                 int64_t seq_len) {
+                                                                 int64_t full_seq_len, int cp,
+                                                                 int cp_rank) {
   std::unique_ptr<StepBatches> b(new StepBatches());
   b->device_ = device;
   b->loader_ = loader;
   b->accum_ = accum;
   b->micro_ = micro;
+  b->seq_len_ = full_seq_len;
+  b->cp_ = cp;
+  b->cp_rank_ = cp_rank;
+  const int64_t seq_len = full_seq_len / cp;  // this rank's tokens of each sequence
   b->rows_ = micro * seq_len;
   b->masked_ = loader->has_loss_mask();
+  if (b->masked_ && cp > 1) {
+    // The ring's attention blocks take no segment ids, and the counted targets would need
+    // reducing over dp x cp: not built yet, so refused rather than trained wrong.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fine-tuning data with loss masks (token flags beside the shards) cannot be combined "
+        "with parallel.cp (",
+        cp, ") > 1 yet: use parallel.cp 1 for fine-tuning"));
+  }
+  if (cp > 1) {
+    b->full_in_.resize(micro * full_seq_len);
+    b->full_tg_.resize(micro * full_seq_len);
+  }
   LOOM_ASSIGN_OR_RETURN(void* staging,
                         device->AllocateHostStaging(2 * 3 * accum * b->rows_ * sizeof(int32_t)));
   b->staging_ = std::shared_ptr<int32_t>(static_cast<int32_t*>(staging),
@@ -62,9 +82,19 @@ absl::Status StepBatches::Read(int buffer) {
   for (int64_t k = 0; k < accum_; ++k) {
     int32_t* in = Staging(buffer, k);
     // The copies out of this buffer two steps ago finished before the last read-back returned.
-    LOOM_RETURN_IF_ERROR(loader_->NextBatch(
-        micro, absl::MakeSpan(in, rows_), absl::MakeSpan(in + rows_, rows_),
-        masked_ ? absl::MakeSpan(in + 2 * rows_, rows_) : absl::Span<int32_t>()));
+    if (cp_ == 1) {
+      LOOM_RETURN_IF_ERROR(loader_->NextBatch(
+          micro, absl::MakeSpan(in, rows_), absl::MakeSpan(in + rows_, rows_),
+          masked_ ? absl::MakeSpan(in + 2 * rows_, rows_) : absl::Span<int32_t>()));
+    } else {
+      // Every rank of the cp group reads the same sequences and keeps its two chunks of each.
+      LOOM_RETURN_IF_ERROR(
+          loader_->NextBatch(micro, absl::MakeSpan(full_in_), absl::MakeSpan(full_tg_)));
+      LOOM_RETURN_IF_ERROR(
+          SelectContextChunks(full_in_.data(), micro_, seq_len_, cp_, cp_rank_, in));
+      LOOM_RETURN_IF_ERROR(
+          SelectContextChunks(full_tg_.data(), micro_, seq_len_, cp_, cp_rank_, in + rows_));
+    }
     if (device_->host_memory()) continue;  // the step's tensors are views of the staging
     const size_t bytes = static_cast<size_t>(rows_) * sizeof(int32_t);
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(inputs_[buffer][k].data(), in, bytes));

@@ -29,10 +29,13 @@ namespace loom {
 class StepBatches {
  public:
   // `accum` micro-batches of `micro` x `seq_len` per step, read from `loader` (not owned;
-  // it must outlive this) onto `device`.
+  // it must outlive this) onto `device`. With context parallelism (cp > 1) the loader's whole
+  // sequences are cut to cp rank `cp_rank`'s two chunks (parallel/ring_attention.h
+  // SelectContextChunks): the batches are then micro x seq_len / cp.
   static absl::StatusOr<std::unique_ptr<StepBatches>> Create(Device* device, DataLoader* loader,
                                                              int64_t accum, int64_t micro,
-                                                             int64_t seq_len);
+                                                             int64_t seq_len, int cp = 1,
+                                                             int cp_rank = 0);
 
   // The next step's micro-batches: the prefetched ones if Prefetch ran since the last Next,
   // else read and queued now. inputs()/targets() then hold them (device tensors, or views
@@ -67,6 +70,9 @@ class StepBatches {
   Device* device_ = nullptr;
   DataLoader* loader_ = nullptr;
   int64_t accum_ = 0, micro_ = 0, rows_ = 0;  // rows_: micro x seq_len ids per micro-batch
+  int64_t seq_len_ = 0;  // the loader's (whole) sequence length
+  int cp_ = 1, cp_rank_ = 0;
+  std::vector<int32_t> full_in_, full_tg_;  // cp > 1: whole sequences before the cut
   std::shared_ptr<int32_t> staging_;  // 2 buffers of accum x (inputs, targets, segments)
   std::vector<Tensor> inputs_[2], targets_[2], segments_[2];
   bool masked_ = false;

@@ -98,13 +98,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   // Ops run on a stream of their own, ordered against the communication streams by events
   // (on the test device that order is real: a missing event gives wrong numbers).
   LOOM_ASSIGN_OR_RETURN(t->op_stream_, ops::OpStreamScope::Create(t->device_));
-  LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp));
+  LOOM_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(world->size(), n.tp, n.dp, n.pp, n.cp));
   // Every group of more than one rank gets its device backend when the model lives on a device.
   LOOM_ASSIGN_OR_RETURN(
       t->groups_,
       ProcessGroups::Create(*world, grid, on_device && world->size() > 1 ? t->device_ : nullptr));
   const GridCoord& coord = t->groups_->coord();
-  SetLogRankInfo(world->rank(), coord.dp, coord.pp, coord.tp);
+  SetLogRankInfo(world->rank(), coord.dp, coord.pp, coord.tp, n.cp > 1 ? coord.cp : -1);
   if (config.runtime().threads_per_rank() > 0) {
     omp_set_num_threads(config.runtime().threads_per_rank());
     openblas_set_num_threads(config.runtime().threads_per_rank());
@@ -143,13 +143,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   if (t->run_id_.empty()) t->run_id_ = NewRunId();  // a fresh start (or an id-less checkpoint)
   {
     const StateBytes got = t->optimizer_->MeasuredStateBytes();
-    const StateBytes want = ExpectedStateBytes(bf16, n.distributed_optimizer ? n.dp : 1);
+    const int shards = n.distributed_optimizer ? n.dp * n.cp : 1;  // ZeRO-1 over dp x cp
+    const StateBytes want = ExpectedStateBytes(bf16, shards);
     LOOM_LOG(INFO) << absl::StrFormat(
         "model state: %.2f bytes/parameter (weights %.2f, gradients %.2f, master weights %.2f, "
         "moments %.2f; expected %.2f = %s)",
         got.total(), got.weights, got.grads, got.master, got.moments, want.total(),
-        bf16 ? absl::StrCat("2 + 4 + 12/", n.distributed_optimizer ? n.dp : 1)
-             : absl::StrCat("4 + 4 + 8/", n.distributed_optimizer ? n.dp : 1));
+        bf16 ? absl::StrCat("2 + 4 + 12/", shards) : absl::StrCat("4 + 4 + 8/", shards));
   }
   // Init and restore leave temporaries in the allocator's cache: give them back, then measure
   // what the CUDA context, cuBLAS and NCCL hold beside loom's tensors (the job check reserved
@@ -173,8 +173,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   {
     // The step's one read-back (losses, then the gradient norm's squares) and its token staging.
     const int64_t accum = n.grad_accum_steps;
-    const int64_t micro = n.micro_batch_size, T = n.seq_len;
+    // With context parallelism a micro-batch is this rank's seq_len / cp tokens per sequence.
+    const int64_t micro = n.micro_batch_size, T = n.seq_len_per_cp_rank;
     const int64_t rows = micro * T;
+    t->cp_full_in_.resize(micro * n.seq_len);
+    t->cp_full_tg_.resize(micro * n.seq_len);
     LOOM_ASSIGN_OR_RETURN(t->readback_,
                           Tensor::Zeros(Shape{accum * rows + 1}, DType::kF32, t->device_));
     LOOM_ASSIGN_OR_RETURN(t->loss_rows_,
@@ -185,9 +188,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
       LOOM_ASSIGN_OR_RETURN(t->reduce_begin_, Event::Create(t->device_));
       LOOM_ASSIGN_OR_RETURN(t->reduce_end_, Event::Create(t->device_));
     }
-    // After the resume: the batches start from the restored data position.
+    // After the resume: the batches start from the restored data position. With context
+    // parallelism each holds this rank's chunks of the loader's whole sequences.
     LOOM_ASSIGN_OR_RETURN(t->batches_,
-                          StepBatches::Create(t->device_, t->train_data_.get(), accum, micro, T));
+                          StepBatches::Create(t->device_, t->train_data_.get(), accum, micro,
+                                              n.seq_len, n.cp, coord.cp));
     t->masked_ = t->batches_->masked();
     if (t->masked_) {
       LOOM_LOG(INFO) << "data: loss masks and document boundaries from the shards' token flags "
@@ -216,7 +221,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   const double peak_flops = roof.ok() ? roof->flops * world->size() : 0.0;
   t->progress_ =
       std::make_unique<StepProgress>(n.tokens_per_step, flops_per_token, peak_flops,
-                                     n.tp > 1 || n.dp > 1 || n.pp > 1, n.tp > 1 || n.dp > 1);
+                                     n.tp > 1 || n.dp > 1 || n.pp > 1 || n.cp > 1,
+                                     n.tp > 1 || n.dp > 1);
   const int64_t micro = n.micro_batch_size;
   t->inputs_.resize(micro * T);
   t->targets_.resize(micro * T);
@@ -283,10 +289,24 @@ absl::Status Trainer::QueueGradNormSquares() {
 absl::StatusOr<double> Trainer::GradNormFrom(double local_squares) {
   double sq[1] = {local_squares};
   LOOM_RETURN_IF_ERROR(groups_->model().AllReduceHost(absl::MakeSpan(sq, 1), ReduceOp::kSum));
-  if (optimizer_->sharded()) {
-    LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sq, 1), ReduceOp::kSum));
+  if (optimizer_->sharded()) {  // shards over dp x cp
+    LOOM_RETURN_IF_ERROR(groups_->dpcp().AllReduceHost(absl::MakeSpan(sq, 1), ReduceOp::kSum));
   }
   return std::sqrt(sq[0]);
+}
+
+absl::Status Trainer::NextContextBatch(DataLoader& data, int micro, absl::Span<int32_t> in,
+                                       absl::Span<int32_t> targets) {
+  const JobLayout& n = numbers_;
+  if (n.cp == 1) return data.NextBatch(micro, in, targets);
+  // Every rank of the cp group reads the same sequences (the loader's position moves the same
+  // on all of them) and keeps its two chunks of each, inputs and targets alike.
+  LOOM_RETURN_IF_ERROR(data.NextBatch(micro, absl::MakeSpan(cp_full_in_),
+                                      absl::MakeSpan(cp_full_tg_)));
+  const int r = groups_->coord().cp;
+  LOOM_RETURN_IF_ERROR(
+      SelectContextChunks(cp_full_in_.data(), micro, n.seq_len, n.cp, r, in.data()));
+  return SelectContextChunks(cp_full_tg_.data(), micro, n.seq_len, n.cp, r, targets.data());
 }
 
 absl::StatusOr<float> Trainer::Step() {
@@ -346,7 +366,10 @@ absl::StatusOr<float> Trainer::Step() {
   if (numbers_.pp > 1) {
     LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kSum));
   }
-  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
+  // Each cp rank's loss is the mean over its (equally many) tokens: the mean over dp x cp is the
+  // mean over the step's tokens.
+  LOOM_RETURN_IF_ERROR(
+      groups_->dpcp().AllReduceHost(absl::MakeSpan(loss_mean, 1), ReduceOp::kAvg));
   LOOM_ASSIGN_OR_RETURN(last_grad_norm_, GradNormFrom(static_cast<double>(back.back())));
   // Checked before the optimizer touches the weights: a poisoned update must never be applied.
   LOOM_ASSIGN_OR_RETURN(const bool skip, SkipIfNonFinite(loss_mean[0], last_grad_norm_));
@@ -396,13 +419,14 @@ absl::StatusOr<float> Trainer::Evaluate() {
   if (!val_data_) return absl::FailedPreconditionError("no validation data (data.val is empty)");
   if (val_data_->has_loss_mask()) return EvaluateMasked();
   const int micro = config_.parallel().micro_batch_size();
-  const int T = config_.data().seq_len();
+  const int T = static_cast<int>(numbers_.seq_len_per_cp_rank);
   val_data_->Rewind();
   double sum[1] = {0};
   const int batches = config_.logging().eval_batches();
   for (int k = 0; k < batches; ++k) {
-    LOOM_RETURN_IF_ERROR(
-        val_data_->NextBatch(micro, absl::MakeSpan(inputs_), absl::MakeSpan(targets_)));
+    LOOM_RETURN_IF_ERROR(NextContextBatch(*val_data_, micro,
+                                          absl::MakeSpan(inputs_.data(), int64_t{micro} * T),
+                                          absl::MakeSpan(targets_.data(), int64_t{micro} * T)));
     Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     LOOM_ASSIGN_OR_RETURN(const float loss,
@@ -414,8 +438,9 @@ absl::StatusOr<float> Trainer::Evaluate() {
   if (numbers_.pp > 1) {
     LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
   }
-  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
-  return static_cast<float>(sum[0] / (static_cast<double>(batches) * groups_->dp().size()));
+  // ... and the cp ranks each their share of the same sequences' tokens.
+  LOOM_RETURN_IF_ERROR(groups_->dpcp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
+  return static_cast<float>(sum[0] / (static_cast<double>(batches) * groups_->dpcp().size()));
 }
 
 absl::StatusOr<float> Trainer::EvaluateMasked() {

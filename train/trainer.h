@@ -172,6 +172,11 @@ class Trainer {
   bool masked_ = false;
   std::vector<int32_t> eval_segments_host_;
   Tensor eval_segments_;
+  // Context parallelism: whole sequences from the loader before this rank's chunks are cut.
+  std::vector<int32_t> cp_full_in_, cp_full_tg_;
+  // Reads one micro-batch into in/targets (micro x seq_len / cp each): this rank's chunks.
+  absl::Status NextContextBatch(DataLoader& data, int micro, absl::Span<int32_t> in,
+                                absl::Span<int32_t> targets);
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
   // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.

@@ -131,6 +131,7 @@ absl::Status Trainer::BuildModel(std::optional<std::vector<float>>* init,
   TensorParallelism tpar;
   tpar.tp = &t->groups_->tp();
   tpar.sequence_parallel = n.sequence_parallel;
+  tpar.cp = &t->groups_->cp();  // ring attention over the cp group (a group of one: none)
   // This rank's pipeline stage: its model chunks (the whole model when pp == 1).
   GptStage stage;
   if (n.pp > 1) stage = PipelineStageOf(n.pp, coord.pp, n.chunk_layers);
@@ -199,9 +200,13 @@ absl::Status Trainer::BuildOptimizer() {
   }
   // ZeRO-1: the buffers padded so every bucket divides into equal shards (one reduce-scatter and
   // one all-gather per bucket); the reducer and the optimizer see the padded storage.
-  if (ro.shard) LOOM_RETURN_IF_ERROR(t->model_->PadBuffers(n.dp));
+  // Parameters are replicated over dp x cp (cp ranks hold the same weights, each computing the
+  // gradient of its share of the tokens): the reduction averages over both (dpcp is dp when
+  // cp == 1).
+  Communicator& replicas = t->groups_->dpcp();
+  if (ro.shard) LOOM_RETURN_IF_ERROR(t->model_->PadBuffers(replicas.size()));
   LOOM_ASSIGN_OR_RETURN(
-      t->reducer_, GradReducer::Create(table, t->model_->grads_storage(), t->groups_->dp(), ro));
+      t->reducer_, GradReducer::Create(table, t->model_->grads_storage(), replicas, ro));
   GradReducer* reducer = t->reducer_.get();
   const int tied = t->tied_index_;
   t->model_->set_grad_ready_hook([reducer, tied](int i) {
@@ -217,7 +222,7 @@ absl::Status Trainer::BuildOptimizer() {
   if (ro.shard) {
     LOOM_ASSIGN_OR_RETURN(
         t->optimizer_, CreateDistributedOptimizer(
-                           table, adam, t->device_, t->groups_->dp(), t->model_->params_storage(),
+                           table, adam, t->device_, replicas, t->model_->params_storage(),
                            t->model_->grads_storage(), reducer->BucketRanges()));
   } else {
     LOOM_ASSIGN_OR_RETURN(

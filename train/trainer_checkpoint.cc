@@ -27,7 +27,10 @@ absl::Status Trainer::SaveCheckpoint() {
   CheckpointSources src;
   src.table = &model_->layout();
   src.coord = groups_->coord();
-  src.dp_size = numbers_.dp;
+  // The replicas that spread the writing of replicated state (and hold ZeRO-1's shards) are
+  // dp x cp: this rank's index among them is its rank in the dpcp group (its dp rank at cp 1).
+  src.coord.dp = groups_->dpcp().rank();
+  src.dp_size = groups_->dpcp().size();
   src.optimizer = OptimizerPlan();
   src.params = model_->params();
   if (src.optimizer.separate_master) src.master = optimizer_->master();
@@ -42,6 +45,7 @@ absl::Status Trainer::SaveCheckpoint() {
   l.set_tp(numbers_.tp);
   l.set_dp(numbers_.dp);
   l.set_pp(numbers_.pp);
+  l.set_cp(numbers_.cp);
   l.set_virtual_stages(numbers_.virtual_stages);
   l.set_distributed_optimizer(optimizer_->sharded());
   l.set_weights_dtype(std::string(DTypeName(model_->params().dtype())));
@@ -142,7 +146,8 @@ absl::Status Trainer::LoadCheckpoint(const std::string& step_dir, bool weights_o
   // Logged by RestoreCheckpoint once every rank has loaded its part.
   const CheckpointLayout& l = m.layout();
   resumed_note_ = absl::StrCat("resumed from ", step_dir, " at step ", step_, " (saved by dp ",
-                               l.dp(), " tp ", l.tp(), " pp ", l.pp(), ", ",
+                               l.dp(), " tp ", l.tp(), " pp ", l.pp(),
+                               l.cp() > 1 ? absl::StrCat(" cp ", l.cp()) : "", ", ",
                                l.distributed_optimizer() ? "distributed" : "plain",
                                " optimizer; data epoch ", data.epoch, ", index ", data.index, ")");
   return absl::OkStatus();

@@ -206,7 +206,31 @@ INSTANTIATE_TEST_SUITE_P(
                  {"precision=BF16", "runtime.backend=CPU"},
                  1,
                  {"precision BF16", "runtime.backend is CPU"}},
-        RuleCase{"ZeroWorld", {}, 0, {"world size must be >= 1 (got 0)"}}),
+        RuleCase{"ZeroWorld", {}, 0, {"world size must be >= 1 (got 0)"}},
+        RuleCase{"CpSeqLen",
+                 {"parallel.cp=3"},
+                 3,
+                 {"parallel.cp (3) cuts data.seq_len (64) into 2 * cp = 6 chunks",
+                  "not divisible by 6"}},
+        RuleCase{"CpWorld",
+                 {"parallel.dp=2", "parallel.cp=2"},
+                 6,
+                 {"world size 6 != parallel.dp (2) * parallel.tp (1) * parallel.cp (2) * "
+                  "parallel.pp (1) = 4"}},
+        RuleCase{"CpWorldNotDivisible",
+                 {"parallel.cp=4", "parallel.tp=2"},
+                 4,
+                 {"world size 4 is not divisible by parallel.tp (2) * parallel.cp (4)"}},
+        RuleCase{"CpSample",
+                 {"parallel.cp=2", "logging.sample_interval=5"},
+                 2,
+                 {"logging.sample_interval (5)", "parallel.cp (2)"}},
+        RuleCase{"CpSequenceParallelRows",
+                 {"parallel.cp=2", "parallel.tp=4", "parallel.sequence_parallel=true",
+                  "data.seq_len=12", "parallel.micro_batch_size=1"},
+                 8,
+                 {"a context rank's rows", "= 6) over parallel.tp (4)"},
+                 1}),
     [](const ::testing::TestParamInfo<RuleCase>& info) { return info.param.name; });
 
 TEST(ValidateTest, ReportsEveryProblemAtOnce) {
@@ -346,6 +370,18 @@ TEST(DerivedTest, GridBatchAndStages) {
   EXPECT_EQ(v->FirstLayerOf(0, 1), 2);
   EXPECT_EQ(v->FirstLayerOf(1, 1), 3);
   EXPECT_EQ(v->steps_this_run, 5);
+
+  // Context parallelism: tp 2 x cp 2 x dp 2 (derived) = 8; cp ranks share their sequences.
+  auto cp = JobLayout::Create(With({"parallel.tp=2", "parallel.cp=2"}), 8);
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  EXPECT_EQ(cp->cp, 2);
+  EXPECT_EQ(cp->dp, 2);
+  EXPECT_EQ(cp->seq_len_per_cp_rank, 32);
+  EXPECT_EQ(cp->grad_accum_steps, 2);
+  const std::string cp_text = FormatJobLayout(*cp, "");
+  EXPECT_CONTAINS(cp_text, "world size: 8 = dp 2 x tp 2 x pp 1 x cp 2");
+  EXPECT_CONTAINS(cp_text, "4 chunks of 16; cp rank r holds chunks r and 3 - r");
+  EXPECT_EQ(JobLayout::Create(With({}), 1)->cp, 1);
 
   auto u = JobLayout::Create(With({"parallel.pp=2", "parallel.stage_layers=[1,3]"}), 2);
   ASSERT_TRUE(u.ok()) << u.status();
@@ -543,6 +579,12 @@ TEST(NotYetSupportedTest, EachEntryNamesItsField) {
     EXPECT_CONTAINS(bf16[0], "precision BF16 needs a CUDA GPU");
     EXPECT_TRUE(NotYetSupported(With({"precision=BF16", "runtime.backend=CPU"})).empty());
   }
+  // Context parallelism: the CPU (and test device) run the ring; CUDA has no block kernels yet.
+  EXPECT_TRUE(NotYetSupported(With({"parallel.cp=2", "runtime.backend=CPU"})).empty());
+  EXPECT_TRUE(NotYetSupported(With({"parallel.cp=2", "runtime.backend=TEST"})).empty());
+  auto cp_cuda = NotYetSupported(With({"parallel.cp=2", "runtime.backend=CUDA"}));
+  ASSERT_EQ(cp_cuda.size(), 1u);
+  EXPECT_CONTAINS(cp_cuda[0], "parallel.cp (2) > 1 needs ring attention's CUDA block kernels");
 }
 
 }  // namespace

@@ -302,6 +302,30 @@ TEST_F(JobTest, EstimateShardsAsMegatronDoes) {
   EXPECT_EQ(half.optimizer_moments, 8 * half.parameters);
 }
 
+// Context parallelism: a rank holds seq_len / cp tokens of each sequence, so its activations
+// fall about 1/cp (plus ring attention's blocks in flight); parameters are replicated over cp,
+// and ZeRO-1 shards the moments over dp x cp.
+TEST_F(JobTest, EstimateSplitsActivationsOverCp) {
+  const std::vector<std::string> base = {"model.layers=4", "model.heads=4", "model.hidden=64",
+                                         "parallel.micro_batch_size=1"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), base.begin(), base.end());
+    auto job = Job(more);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return Estimate(*job, LayoutDegrees{});
+  };
+  const MemoryEstimate one = with({});
+  const MemoryEstimate cp2 = with({"parallel.cp=2"});
+  const MemoryEstimate cp4 = with({"parallel.cp=4"});
+  EXPECT_EQ(cp2.parameters, one.parameters);
+  EXPECT_EQ(cp2.optimizer_moments, one.optimizer_moments);
+  EXPECT_LT(cp2.activations, 0.65 * one.activations) << FormatMemoryEstimate(cp2, "  ");
+  EXPECT_GT(cp2.activations, 0.45 * one.activations) << FormatMemoryEstimate(cp2, "  ");
+  EXPECT_LT(cp4.activations, 0.4 * one.activations) << FormatMemoryEstimate(cp4, "  ");
+  const MemoryEstimate zero = with({"parallel.cp=2", "parallel.distributed_optimizer=true"});
+  EXPECT_NEAR(zero.optimizer_moments, one.optimizer_moments / 2.0, 1);
+}
+
 TEST_F(JobTest, AJobTooBigForTheMemoryIsRefusedBeforeAllocating) {
   // About 47M parameters (16 bytes each) in 400 MiB.
   auto job = Job({"model.layers=1", "model.hidden=768", "model.heads=12", "model.vocab=50257",

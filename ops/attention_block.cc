@@ -1,0 +1,104 @@
+// Checks for ops/attention_block.h, then dispatch. HD is derived from the packed width as in
+// ops/attention.cc.
+#include "ops/attention_block.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "ops/arg_checks.h"
+#include "ops/cpu/attention_block.h"
+#include "ops/host_kernel.h"
+#include "runtime/status.h"
+
+namespace loom::ops {
+namespace {
+
+struct Dims {
+  int64_t b = 0, t = 0;
+  int hd = 0;
+};
+
+absl::Status Expect(const Tensor& x, const Tensor& ref, const Shape& shape, DType dtype,
+                    const char* op, const char* name) {
+  LOOM_RETURN_IF_ERROR(CheckDefinedArg(x, op, name));
+  LOOM_RETURN_IF_ERROR(CheckSameDeviceArg(ref, x, op, name));
+  LOOM_RETURN_IF_ERROR(CheckDTypeArg(x, dtype, op, name));
+  if (x.shape() != shape) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, ": expected shape ",
+                                                   shape.ToString(), ", got ", TensorDesc(x)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Dims> CheckBlocks(const char* op, const Tensor& q, const Tensor& kv, int nh, int nkv,
+                                 const ChunkedPositions& qp, const ChunkedPositions& kp) {
+  LOOM_RETURN_IF_ERROR(CheckDefinedArg(q, op, "q_qkv"));
+  if (nh <= 0 || nkv <= 0 || nh % nkv != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": n_head (", nh, ") must be a positive multiple of n_kv_head (", nkv, ")"));
+  }
+  const int64_t heads = nh + 2 * static_cast<int64_t>(nkv);
+  if (q.rank() != 3 || q.dim(2) == 0 || q.dim(2) % heads != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": q_qkv: expected [B, T, (n_head + 2*n_kv_head) * HD] = [B, T, ", heads,
+                     " * HD], got ", TensorDesc(q)));
+  }
+  LOOM_RETURN_IF_ERROR(Expect(kv, q, q.shape(), q.dtype(), op, "kv_qkv"));
+  for (const auto& [p, name] : {std::pair{qp, "q_pos"}, std::pair{kp, "kv_pos"}}) {
+    if (p.chunk <= 0 || 2 * p.chunk != q.dim(1) || p.start0 < 0 || p.start0 + p.chunk > p.start1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          op, ": ", name, " (chunk ", p.chunk, ", starts ", p.start0, " and ", p.start1,
+          ") must describe two ascending chunks covering the block's ", q.dim(1), " rows"));
+    }
+  }
+  if (!RunsCpuKernels(q)) {
+    return absl::UnimplementedError(absl::StrCat(
+        op, ": ring attention's block kernels run on the CPU (and the test device) only; ",
+        TensorDesc(q), " is on ", q.device()->Name()));
+  }
+  LOOM_RETURN_IF_ERROR(CheckDTypeArg(q, DType::kF32, op, "q_qkv (CPU backend)"));
+  return Dims{q.dim(0), q.dim(1), static_cast<int>(q.dim(2) / heads)};
+}
+
+}  // namespace
+
+absl::Status AttentionBlockForward(const Tensor& q_qkv, const Tensor& kv_qkv, int n_head,
+                                   int n_kv_head, ChunkedPositions q_pos, ChunkedPositions kv_pos,
+                                   bool first, const Tensor& out, const Tensor& lse) {
+  const char* op = "AttentionBlockForward";
+  LOOM_ASSIGN_OR_RETURN(Dims d, CheckBlocks(op, q_qkv, kv_qkv, n_head, n_kv_head, q_pos, kv_pos));
+  LOOM_RETURN_IF_ERROR(
+      Expect(out, q_qkv, Shape({d.b, d.t, int64_t{n_head} * d.hd}), q_qkv.dtype(), op, "out"));
+  LOOM_RETURN_IF_ERROR(
+      Expect(lse, q_qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, op, "lse"));
+  return RunCpuKernel(q_qkv, [=]() -> absl::Status {
+    cpu::AttentionBlockForward(q_qkv.data_as<const float>(), kv_qkv.data_as<const float>(), d.b,
+                               d.t, n_head, n_kv_head, d.hd, q_pos, kv_pos, first,
+                               out.data_as<float>(), lse.data_as<float>());
+    return absl::OkStatus();
+  });
+}
+
+absl::Status AttentionBlockBackward(const Tensor& dout, const Tensor& q_qkv, const Tensor& kv_qkv,
+                                    const Tensor& out, const Tensor& lse, int n_head, int n_kv_head,
+                                    ChunkedPositions q_pos, ChunkedPositions kv_pos,
+                                    const Tensor& dq_qkv, const Tensor& dkv_qkv) {
+  const char* op = "AttentionBlockBackward";
+  LOOM_ASSIGN_OR_RETURN(Dims d, CheckBlocks(op, q_qkv, kv_qkv, n_head, n_kv_head, q_pos, kv_pos));
+  const Shape out_shape({d.b, d.t, int64_t{n_head} * d.hd});
+  LOOM_RETURN_IF_ERROR(Expect(out, q_qkv, out_shape, q_qkv.dtype(), op, "out"));
+  LOOM_RETURN_IF_ERROR(Expect(dout, q_qkv, out_shape, q_qkv.dtype(), op, "dout"));
+  LOOM_RETURN_IF_ERROR(
+      Expect(lse, q_qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, op, "lse"));
+  LOOM_RETURN_IF_ERROR(Expect(dq_qkv, q_qkv, q_qkv.shape(), q_qkv.dtype(), op, "dq_qkv"));
+  LOOM_RETURN_IF_ERROR(Expect(dkv_qkv, q_qkv, q_qkv.shape(), q_qkv.dtype(), op, "dkv_qkv"));
+  return RunCpuKernel(q_qkv, [=]() -> absl::Status {
+    cpu::AttentionBlockBackward(dout.data_as<const float>(), q_qkv.data_as<const float>(),
+                                kv_qkv.data_as<const float>(), out.data_as<const float>(),
+                                lse.data_as<const float>(), d.b, d.t, n_head, n_kv_head, d.hd,
+                                q_pos, kv_pos, dq_qkv.data_as<float>(), dkv_qkv.data_as<float>());
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace loom::ops
