@@ -83,7 +83,9 @@ Result RunSteps(const GptConfig& c, const GptStage& stage, Recompute r, bool spl
   Result out;
   if (m == nullptr) return out;
   GptModel& model = *m;
-  if (split) EXPECT_TRUE(model.set_split_backward(true).ok());
+  if (split) {
+    EXPECT_TRUE(model.set_split_backward(true).ok());
+  }
   EXPECT_TRUE(model.ZeroGrads().ok());
   const int64_t rows = model.activation_rows(), C = c.hidden;
   auto forward_and_input_grad = [&](int mb) {
@@ -107,7 +109,9 @@ Result RunSteps(const GptConfig& c, const GptStage& stage, Recompute r, bool spl
   };
   for (int mb = 0; mb < mbs; ++mb) {
     forward_and_input_grad(mb);
-    if (split && w_at_once) EXPECT_TRUE(model.ChunkBackwardWeight(0, mb).ok());
+    if (split && w_at_once) {
+      EXPECT_TRUE(model.ChunkBackwardWeight(0, mb).ok());
+    }
   }
   if (split && !w_at_once) {
     for (int mb = 0; mb < mbs; ++mb) {
@@ -148,7 +152,9 @@ TEST_P(BackwardSplitTest, WholeModelWeightPassesDeferredAgreeTo1e6) {
   for (size_t i = 0; i < fused.grads.size(); ++i) {
     ASSERT_NEAR(fused.grads[i], split.grads[i], 1e-6 * (1 + std::fabs(fused.grads[i]))) << i;
   }
-  if (GetParam().llama) EXPECT_TRUE(BitwiseEqual(fused.grads, split.grads));
+  if (GetParam().llama) {
+    EXPECT_TRUE(BitwiseEqual(fused.grads, split.grads));
+  }
 }
 
 TEST_P(BackwardSplitTest, MiddleStageInputGradAndWeightsEqualFusedBitwise) {
@@ -200,6 +206,39 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<Case>& i) {
       return std::string(i.param.llama ? "llama_" : "gpt2_") + RecomputeName(i.param.recompute);
     });
+
+// The data-parallel overlap: the gradient-ready hooks (where the reducer launches buckets) fire
+// in the W pass, not in B, and in the fused backward's order.
+TEST(BackwardSplitOrderTest, GradReadyHooksFireInWInTheFusedOrder) {
+  for (bool llama : {false, true}) {
+    const GptConfig c = Tiny(llama);
+    std::vector<int> fused_order, split_order;
+    for (bool split : {false, true}) {
+      std::unique_ptr<GptModel> m = Make(c, {}, Recompute::kNone);
+      std::vector<int>* order = split ? &split_order : &fused_order;
+      m->set_grad_ready_hook([order](int i) {
+        order->push_back(i);
+        return absl::OkStatus();
+      });
+      if (split) {
+        ASSERT_TRUE(m->set_split_backward(true).ok());
+      }
+      Tensor tokens = Ints(0, 7, c.vocab), targets = Ints(0, 5, c.vocab);
+      ASSERT_TRUE(m->ChunkForward(0, 0, &tokens, &targets, 1.0f).ok());
+      const size_t after_forward = order->size();  // the head's, fired in its forward
+      if (split) {
+        ASSERT_TRUE(m->ChunkBackwardInput(0, 0).ok());
+        EXPECT_EQ(order->size(), after_forward) << "a hook fired in B";
+        ASSERT_TRUE(m->ChunkBackwardWeight(0, 0).ok());
+        EXPECT_GT(order->size(), after_forward) << "no hook fired in W";
+      } else {
+        ASSERT_TRUE(m->ChunkBackward(0, 0).ok());
+      }
+    }
+    EXPECT_FALSE(fused_order.empty());
+    EXPECT_EQ(split_order, fused_order) << (llama ? "llama" : "gpt2");
+  }
+}
 
 TEST(BackwardSplitOrderTest, RefusesWBeforeBAndBTwiceAndBWithoutTheSplit) {
   const GptConfig c = Tiny(false);
