@@ -28,7 +28,7 @@ for mode in none full; do
 done
 (( $(grep -cE "^ +[01] +[0-9.]+ +[0-9.]+ +[0-9.]+ +-?[0-9.]+ +[0-9.]+% +[0-9.]+% " "$work/out.log") == 4 )) \
   || fail "expected 2 stage rows per mode"
-act() { grep -A3 "^recompute $1:" "$work/out.log" | grep -E "^ +0 " | awk '{print $(NF-1)}'; }
+act() { grep -A3 "^recompute $1:" "$work/out.log" | grep -E "^ +0 " | awk '{print $(NF-2)}'; }
 none=$(act none) full=$(act full)
 awk -v a="$full" -v b="$none" 'BEGIN { exit !(a < b) }' \
   || fail "full recomputation should hold less on stage 0 ($full MiB) than none ($none MiB)"
