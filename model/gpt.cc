@@ -385,7 +385,9 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
     LOOM_TIMED_OP("activation", ops::GeluBackward(d_act_, a.fc, d_fc_));
   }
   LOOM_FULL_ROWS(in2, a.norm2);
-  LOOM_RETURN_IF_ERROR(LinearGrads(d_fc_, in2, gemm_in_in_slot, L.fc_w, L.fc_b, &d_norm_));
+  // After the activation's backward the slot's fc is dead: it keeps fc's output gradient.
+  LOOM_RETURN_IF_ERROR(LinearGrads(d_fc_, in2, gemm_in_in_slot, L.fc_w, L.fc_b, &d_norm_,
+                                   full ? nullptr : &a.fc));
   if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
   LOOM_RETURN_IF_ERROR(NormGrads(d_norm_s_, a.res2, !full, L.norm2_w, L.norm2_b, a.mean2, a.rstd2,
                                  !full, d_tmp_));
@@ -403,7 +405,9 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
                 ops::AttentionBackward(datty3, qkv3, atty3, a.lse, heads_, kv_heads_, dqkv3));
   LOOM_FULL_ROWS(in1, a.norm1);
   if (llama) LOOM_TIMED_OP("rope", ops::RopeBackward(dqkv3, heads_, kv_heads_, c.rope_theta));
-  LOOM_RETURN_IF_ERROR(LinearGrads(d_qkv_, in1, gemm_in_in_slot, L.qkv_w, L.qkv_b, &d_norm_));
+  // After attention's backward the slot's qkv is dead: it keeps qkv's output gradient.
+  LOOM_RETURN_IF_ERROR(LinearGrads(d_qkv_, in1, gemm_in_in_slot, L.qkv_w, L.qkv_b, &d_norm_,
+                                   full ? nullptr : &a.qkv));
   if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
   LOOM_RETURN_IF_ERROR(
       NormGrads(d_norm_s_, x_in, true, L.norm1_w, L.norm1_b, a.mean1, a.rstd1, !full, d_tmp_));

@@ -252,8 +252,11 @@ class GptModel {
   // The backward's parameter-gradient points (gpt_backward_split.cc): run at once, or, during
   // ChunkBackwardInput, only their input-gradient half with the rest recorded for W.
   // dinp = dout @ W^T-side; dW (+ db when `b` is held) += from dout and inp.
+  // `dead`: a slot tensor of dout's shape that B no longer needs, to keep dout in rather than
+  // in a stash buffer (the qkv and fc activations, once attention and the activation function
+  // have run backward).
   absl::Status LinearGrads(const Tensor& dout, const Tensor& inp, bool inp_in_slot, ParamRef w,
-                           ParamRef b, const Tensor* dinp);
+                           ParamRef b, const Tensor* dinp, const Tensor* dead = nullptr);
   // LayerNorm (b held) or RMSNorm backward: dx, and dgamma (dbeta).
   absl::Status NormGrads(const Tensor& dout, const Tensor& x, bool x_in_slot, ParamRef w,
                          ParamRef b, const Tensor& mean, const Tensor& rstd, bool stats_in_slot,
@@ -262,7 +265,7 @@ class GptModel {
   absl::Status ParamsReady(const std::vector<ParamRef>& refs);
   // During ChunkBackwardInput: `t` itself when it lives in the slot, else a copy in the slot's
   // next stash buffer (whose shape must be t's: the plan and the code go in step).
-  absl::StatusOr<Tensor> Keep(const Tensor& t, bool in_slot);
+  absl::StatusOr<Tensor> Keep(const Tensor& t, bool in_slot, const Tensor* dead = nullptr);
   absl::Status RunWeightTask(const WeightTask& t);
   // The stash buffers one slot of `chunk` needs, in the order Keep takes them.
   std::vector<std::pair<Shape, DType>> WeightStashPlan(int chunk) const;

@@ -3,9 +3,11 @@
 // EmbeddingGrads or ParamsReady. Outside ChunkBackwardInput they run the fused op at once (the
 // plain backward). Inside it they run only the input-gradient half (B) and record the rest as
 // a WeightTask in the slot, with views of what it reads: slot tensors as they are (the slot
-// stays taken until W), shared buffers copied into the slot's stash. ChunkBackwardWeight (W)
-// replays the tasks in the order recorded, so gradients accumulate in the same order, with the
-// same kernels, as the fused backward's.
+// stays taken until W), shared buffers copied into the slot's stash, except that the output
+// gradients of the qkv and fc GEMMs go into the slot's own qkv and fc activations, which B has
+// finished with by then (without full recomputation): the stash holds about a third less.
+// ChunkBackwardWeight (W) replays the tasks in the order recorded, so gradients accumulate in the
+// same order, with the same kernels, as the fused backward's.
 //
 // Per op: a linear's B is its dX GEMM and its W the dW GEMM and bias sums
 // (ops::LinearBackwardInput / LinearBackwardWeight, both backends); attention, RoPE and the
@@ -65,16 +67,16 @@ std::vector<std::pair<Shape, DType>> GptModel::WeightStashPlan(int chunk) const 
   for (int j = 0; j < stage_.chunks[chunk].layers; ++j) {
     add(Shape{N, C}, dt);                                      // MLP out: dL/d(block output)
     if (recompute_ != Recompute::kNone) add(Shape{N, F}, dt);  // the recomputed activation
-    add(Shape{N, fc_width}, dt);                               // MLP fc: dL/d(fc output)
-    if (sp_ || full) add(Shape{N, C}, dt);                     // its input, gathered or rebuilt
-    add(Shape{Ns, C}, dt);                                     // norm 2: dL/d(norm output)
+    if (full) add(Shape{N, fc_width}, dt);  // MLP fc: dL/d(fc output); else in the slot's fc
+    if (sp_ || full) add(Shape{N, C}, dt);  // its input, gathered or rebuilt
+    add(Shape{Ns, C}, dt);                  // norm 2: dL/d(norm output)
     if (full) {
       add(Shape{Ns, C}, dt);  // its input (res2)
       norm_stats();
     }
     add(Shape{N, C}, dt);                   // attention out projection: dL/d(res2)
     if (full) add(Shape{N, attn}, dt);      // its input (attention output)
-    add(Shape{N, qkv}, dt);                 // qkv: dL/d(qkv)
+    if (full) add(Shape{N, qkv}, dt);       // qkv: dL/d(qkv); else in the slot's qkv
     if (sp_ || full) add(Shape{N, C}, dt);  // its input
     add(Shape{Ns, C}, dt);                  // norm 1: dL/d(norm output); its input is in the slot
     if (full) norm_stats();
@@ -83,8 +85,17 @@ std::vector<std::pair<Shape, DType>> GptModel::WeightStashPlan(int chunk) const 
   return plan;
 }
 
-absl::StatusOr<Tensor> GptModel::Keep(const Tensor& t, bool in_slot) {
+absl::StatusOr<Tensor> GptModel::Keep(const Tensor& t, bool in_slot, const Tensor* dead) {
   if (in_slot) return t;
+  if (dead != nullptr) {
+    if (dead->shape() != t.shape() || dead->dtype() != t.dtype()) {
+      return absl::InternalError(absl::StrCat("split backward: the freed slot tensor ",
+                                              dead->DebugString(), " cannot keep ",
+                                              t.DebugString()));
+    }
+    LOOM_RETURN_IF_ERROR(dead->CopyFrom(t));
+    return *dead;
+  }
   Slot& s = *deferring_;
   if (s.stash_next >= s.stash.size()) {
     return absl::InternalError(absl::StrCat("split backward: the slot's weight-gradient buffers (",
@@ -103,7 +114,7 @@ absl::StatusOr<Tensor> GptModel::Keep(const Tensor& t, bool in_slot) {
 }
 
 absl::Status GptModel::LinearGrads(const Tensor& dout, const Tensor& inp, bool inp_in_slot,
-                                   ParamRef w, ParamRef b, const Tensor* dinp) {
+                                   ParamRef w, ParamRef b, const Tensor* dinp, const Tensor* dead) {
   Tensor db;
   if (b.held()) db = G(b);
   if (deferring_ == nullptr) {
@@ -113,7 +124,7 @@ absl::Status GptModel::LinearGrads(const Tensor& dout, const Tensor& inp, bool i
   }
   if (dinp != nullptr) LOOM_TIMED_OP("linear", ops::LinearBackwardInput(dout, P(w), *dinp));
   WeightTask task{WeightTask::kLinear};
-  LOOM_ASSIGN_OR_RETURN(task.dout, Keep(dout, false));
+  LOOM_ASSIGN_OR_RETURN(task.dout, Keep(dout, false, dead));
   LOOM_ASSIGN_OR_RETURN(task.in, Keep(inp, inp_in_slot));
   task.w = w;
   task.b = b;

@@ -7,9 +7,9 @@
 //            and 1F1B with selective and with full activation recomputation;
 //   4 ranks: pp 4; dp 2 x pp 2 with the distributed optimizer; tp 2 x pp 2 with sequence
 //            parallelism; pp 2 interleaved over tp 2;
-//   ZERO_BUBBLE (B and W split, W deferred): pp 2 (also with selective recomputation), pp 4,
-//            dp 2 x pp 2 with the distributed optimizer, tp 2 x pp 2 with sequence parallelism
-//            and full recomputation;
+//   ZERO_BUBBLE (B and W split, W deferred): pp 2 (also with selective and with full
+//            recomputation), pp 4, dp 2 x pp 2 with the distributed optimizer, tp 2 x pp 2 with
+//            sequence parallelism;
 //   8 ranks: dp 2 x tp 2 x pp 2 with sequence parallelism and the distributed optimizer, 1F1B
 //            and interleaved.
 // The last stage's copy of the tied embedding must stay bitwise equal to the first stage's, and
@@ -109,6 +109,7 @@ std::vector<Layout> LayoutsFor(int n) {
     add({.pp = 2, .recompute = "FULL"});
     add({.pp = 2, .schedule = "ZERO_BUBBLE"});
     add({.pp = 2, .schedule = "ZERO_BUBBLE", .recompute = "SELECTIVE"});
+    add({.pp = 2, .schedule = "ZERO_BUBBLE", .recompute = "FULL"});
   } else if (n == 4) {
     add({.pp = 4});
     add({.dp = 2, .pp = 2, .zero = true});
@@ -116,7 +117,7 @@ std::vector<Layout> LayoutsFor(int n) {
     add({.tp = 2, .pp = 2, .v = 2, .schedule = "INTERLEAVED"});
     add({.pp = 4, .schedule = "ZERO_BUBBLE"});
     add({.dp = 2, .pp = 2, .schedule = "ZERO_BUBBLE", .zero = true});
-    add({.tp = 2, .pp = 2, .schedule = "ZERO_BUBBLE", .sp = true, .recompute = "FULL"});
+    add({.tp = 2, .pp = 2, .schedule = "ZERO_BUBBLE", .sp = true});
   } else if (n == 8) {
     add({.dp = 2, .tp = 2, .pp = 2, .sp = true, .zero = true});
     add({.dp = 2, .tp = 2, .pp = 2, .v = 2, .schedule = "INTERLEAVED", .sp = true,
