@@ -24,20 +24,20 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "ops/roofline.h"
 #include "data/token_shard.h"
+#include "launcher/command.h"
 #include "job/config.h"
 #include "job/memory_estimate.h"
-#include "launcher/command.h"
+#include "train/stop_signal.h"
+#include "train/trainer.h"
 #include "metrics/append_file.h"
-#include "model/gpt_params.h"
 #include "model/model_file.h"
-#include "ops/roofline.h"
+#include "model/gpt_params.h"
 #include "parallel/world.h"
 #include "runtime/files.h"
 #include "runtime/memory_info.h"
 #include "tests/train/job_testing.h"
-#include "train/stop_signal.h"
-#include "train/trainer.h"
 
 namespace loom {
 namespace {
@@ -168,7 +168,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadJob{"ResumePathNeverIgnored",
                {"checkpoint.resume=$DIR/ckpt/step_00000005"},
                "checkpoint.resume: checkpoint path"},
-        BadJob{"InitFromDirWithoutCheckpoint", {"model.init_from=$DIR/data"}, "model.init_from: '"},
+        BadJob{"InitFromDirWithoutCheckpoint",
+               {"model.init_from=$DIR/data"},
+               "model.init_from: '"},
         BadJob{"CollectiveTimeoutBelowOneSecond",
                {"runtime.collective_timeout_s=0"},
                "runtime.collective_timeout_s"},
@@ -416,9 +418,8 @@ TEST_F(JobTest, TimeLimitMarginMustFitTheLimit) {
   ASSERT_TRUE(job.ok()) << job.status();
   const std::vector<std::string> problems = ConfigProblems(*job, 1);
   ASSERT_EQ(problems.size(), 1u);
-  EXPECT_TRUE(absl::StrContains(problems[0],
-                                "runtime.stop_margin_s (30) must be less than "
-                                "runtime.max_duration_s (30)"))
+  EXPECT_TRUE(absl::StrContains(problems[0], "runtime.stop_margin_s (30) must be less than "
+                                             "runtime.max_duration_s (30)"))
       << problems[0];
   auto dflt = Job({"runtime.max_duration_s=300"});
   ASSERT_TRUE(dflt.ok());
