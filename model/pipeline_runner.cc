@@ -8,10 +8,8 @@
 
 namespace loom {
 
-absl::StatusOr<std::unique_ptr<PipelineRunner>> PipelineRunner::Create(GptModel* model,
-                                                                       Communicator* pp,
-                                                                       PipelineScheduleKind kind,
-                                                                       const PipelineShape& shape) {
+absl::StatusOr<std::unique_ptr<PipelineRunner>> PipelineRunner::Create(
+    GptModel* model, Communicator* pp, PipelineScheduleKind kind, const PipelineShape& shape) {
   if (model == nullptr || pp == nullptr) {
     return absl::InvalidArgumentError("PipelineRunner needs a model and a pipeline group");
   }
@@ -75,9 +73,9 @@ absl::Status PipelineRunner::RunExchange(const Action& a) {
       case TransferKind::kSendGrad: {
         const bool grad = t.kind == TransferKind::kSendGrad;
         size_t i = 0;
-        while (i < pending_.size() &&
-               !(pending_[i].grad == grad && pending_[i].mb == t.micro_batch &&
-                 pending_[i].chunk == t.chunk)) {
+        while (i < pending_.size() && !(pending_[i].grad == grad &&
+                                        pending_[i].mb == t.micro_batch &&
+                                        pending_[i].chunk == t.chunk)) {
           ++i;
         }
         if (i == pending_.size()) {
@@ -124,8 +122,8 @@ absl::StatusOr<double> PipelineRunner::TrainStep(const std::vector<Tensor>& toke
         // The head's backward runs inside its forward: final on the last micro-batch.
         model_->set_final_backward(mb == m - 1);
         Timer timer;
-        LOOM_ASSIGN_OR_RETURN(float loss,
-                              model_->ChunkForward(c, mb, &tokens[mb], &targets[mb], loss_weight));
+        LOOM_ASSIGN_OR_RETURN(float loss, model_->ChunkForward(c, mb, &tokens[mb], &targets[mb],
+                                                               loss_weight));
         times_.forward_s += timer.Seconds();
         if (model_->ChunkHasHead(c)) {
           loss_sum += loss;
