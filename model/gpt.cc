@@ -386,11 +386,11 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   }
   LOOM_FULL_ROWS(in2, a.norm2);
   // After the activation's backward the slot's fc is dead: it keeps fc's output gradient.
-  LOOM_RETURN_IF_ERROR(LinearGrads(d_fc_, in2, gemm_in_in_slot, L.fc_w, L.fc_b, &d_norm_,
-                                   full ? nullptr : &a.fc));
+  LOOM_RETURN_IF_ERROR(
+      LinearGrads(d_fc_, in2, gemm_in_in_slot, L.fc_w, L.fc_b, &d_norm_, full ? nullptr : &a.fc));
   if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-  LOOM_RETURN_IF_ERROR(NormGrads(d_norm_s_, a.res2, !full, L.norm2_w, L.norm2_b, a.mean2, a.rstd2,
-                                 !full, d_tmp_));
+  LOOM_RETURN_IF_ERROR(
+      NormGrads(d_norm_s_, a.res2, !full, L.norm2_w, L.norm2_b, a.mean2, a.rstd2, !full, d_tmp_));
   LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d res2
   // Attention branch.
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
@@ -421,8 +421,7 @@ absl::Status GptModel::EmbeddingBackward(const Tensor& tokens) {
   const bool full_row_grads_here = !sp_ || tp_rank_ == 0;
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
   // The embedding has no input gradient: its whole backward is weight gradients.
-  LOOM_RETURN_IF_ERROR(
-      EmbeddingGrads(tokens, d_full_, !config_.is_llama() && full_row_grads_here));
+  LOOM_RETURN_IF_ERROR(EmbeddingGrads(tokens, d_full_, !config_.is_llama() && full_row_grads_here));
   return ParamsReady({refs_.wte, refs_.wpe});  // wpe: GPT-2 only
 }
 

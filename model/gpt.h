@@ -82,12 +82,9 @@ class GptModel {
     int64_t scratch = 0;
     std::vector<int64_t> slot;  // bytes per chunk of the stage
   };
-  static absl::StatusOr<ActivationFootprint> MeasureActivations(const GptConfig& config, int tp,
-                                                                bool sequence_parallel,
-                                                                GptStage stage, DType dtype,
-                                                                Recompute recompute, int64_t B,
-                                                                int64_t T,
-                                                                bool split_backward = false);
+  static absl::StatusOr<ActivationFootprint> MeasureActivations(
+      const GptConfig& config, int tp, bool sequence_parallel, GptStage stage, DType dtype,
+      Recompute recompute, int64_t B, int64_t T, bool split_backward = false);
 
   const GptConfig& config() const { return config_; }
   const GptStage& stage() const { return stage_; }
@@ -199,7 +196,8 @@ class GptModel {
   // ChunkBackwardInput is ChunkBackward's B half: ChunkInputGrad() (what the previous stage
   // waits for) and none of the parameters' gradients. What those need stays alive: the slot
   // stays taken, and the shared buffers the weight GEMMs and norms read (output gradients,
-  // gathered rows, recomputed activations) are copied into the slot's weight-gradient buffers.
+  // gathered rows, recomputed activations) are copied into the slot's weight-gradient buffers
+  // (the qkv and fc GEMMs' output gradients into the slot's own qkv and fc, dead after B).
   // ChunkBackwardWeight is the W half: it accumulates the parameters' gradients (linear dW and
   // db, norm gamma and beta, the embedding), fires the gradient-ready hooks of a final pass and
   // gives the slot back. B then W gives ChunkBackward's gradients bit for bit. The head keeps

@@ -297,9 +297,8 @@ absl::StatusOr<std::vector<Action>> BuildStageSchedule(PipelineScheduleKind kind
     // 1F1B. As a step of its own it would stand between them and make the B's send wait
     // alone for its receiver, which under rendezvous sends stalls the stage (the simulator
     // shows it).
-    const bool weight_only = std::all_of(step.begin(), step.end(), [](const Action& a) {
-      return a.kind == ActionKind::kWeight;
-    });
+    const bool weight_only = std::all_of(
+        step.begin(), step.end(), [](const Action& a) { return a.kind == ActionKind::kWeight; });
     if (weight_only) {
       // In the cool-down (no forward receives after this), the B's sends go out before the
       // W's, which then fill the wait for the next gradient instead of delaying this one.

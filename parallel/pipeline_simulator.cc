@@ -102,9 +102,9 @@ absl::StatusOr<std::map<MessageKey, MessageEnds>> PairMessages(const PipelineSch
 
 // What one stage has done so far.
 struct StageState {
-  size_t pc = 0;                                        // next action
-  double t = 0;                                         // when the stage is free
-  bool posted = false;                                  // the exchange at pc has been posted
+  size_t pc = 0;        // next action
+  double t = 0;         // when the stage is free
+  bool posted = false;  // the exchange at pc has been posted
   std::set<std::pair<int, int>> forwarded, backwarded, weighted;  // (mb, chunk)
   bool has_weight = false;  // the list has W actions: B is the input-gradient half
   std::set<MessageKey> received;
@@ -122,8 +122,7 @@ double ComputeDuration(const PipelineCosts& c, int stage, ActionKind kind, bool 
   if (kind == ActionKind::kForward) return Duration(c, stage, true);
   const double backward = Duration(c, stage, false);
   if (!split) return backward;
-  return kind == ActionKind::kWeight ? backward * c.weight_share
-                                     : backward * (1 - c.weight_share);
+  return kind == ActionKind::kWeight ? backward * c.weight_share : backward * (1 - c.weight_share);
 }
 
 }  // namespace
@@ -325,9 +324,9 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
           }
         }
         if (state[s].has_weight && !state[s].weighted.count({mb, c})) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("stage ", s, " never runs the weight-gradient backward (W) of micro-batch ",
-                           mb, " chunk ", c, " (its other W's are in the list)"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "stage ", s, " never runs the weight-gradient backward (W) of micro-batch ", mb,
+              " chunk ", c, " (its other W's are in the list)"));
         }
       }
     }
