@@ -175,7 +175,11 @@ class Checker {
         }
       }
     }
-    if (vs > 1 && p.schedule() != ParallelConfig::INTERLEAVED) {
+    if (vs > 1 && p.schedule() == ParallelConfig::ZERO_BUBBLE) {
+      add("parallel.schedule ZERO_BUBBLE is ZB-H1, one model chunk per stage: "
+          "parallel.virtual_stages must be 1 (got ",
+          vs, "); the interleaved zero-bubble variant (ZB-V) is not built");
+    } else if (vs > 1 && p.schedule() != ParallelConfig::INTERLEAVED) {
       add("parallel.virtual_stages (", vs, ") > 1 needs parallel.schedule INTERLEAVED (got ",
           ParallelConfig::Schedule_Name(p.schedule()), ")");
     }

@@ -83,6 +83,8 @@ PipelineScheduleKind PipelineScheduleFromConfig(ParallelConfig::Schedule schedul
       return PipelineScheduleKind::kGPipe;
     case ParallelConfig::INTERLEAVED:
       return PipelineScheduleKind::kInterleaved;
+    case ParallelConfig::ZERO_BUBBLE:
+      return PipelineScheduleKind::kZeroBubble;
     default:
       return PipelineScheduleKind::kOneFOneB;
   }

@@ -48,13 +48,26 @@ absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& l) {
     // stage holds the same count).
     LOOM_ASSIGN_OR_RETURN(ParamTable table, GptParamTable(l.model, l.tp, 0, stage));
     // Activations: the model's own allocation code, run without allocating.
+    // ZERO_BUBBLE: each slot also holds the buffers its deferred weight gradients read.
+    const bool split = l.schedule == PipelineScheduleKind::kZeroBubble;
     LOOM_ASSIGN_OR_RETURN(
         GptModel::ActivationFootprint acts,
         GptModel::MeasureActivations(l.model, l.tp, l.sequence_parallel, stage, dtype, l.recompute,
-                                     l.micro_batch_size, l.seq_len_per_cp_rank, l.cp));
+                                     l.micro_batch_size, l.seq_len_per_cp_rank, l.cp, split));
     double slot = 0;
     for (int64_t b : acts.slot) slot += static_cast<double>(b);
     slot /= std::max<size_t>(1, acts.slot.size());  // a chunk's slot (chunks split layers evenly)
+    double w_slot = 0;  // the part of a slot that is weight-gradient buffers
+    if (split) {
+      LOOM_ASSIGN_OR_RETURN(
+          GptModel::ActivationFootprint plain,
+          GptModel::MeasureActivations(l.model, l.tp, l.sequence_parallel, stage, dtype,
+                                       l.recompute, l.micro_batch_size, l.seq_len_per_cp_rank,
+                                       l.cp));
+      double plain_slot = 0;
+      for (int64_t b : plain.slot) plain_slot += static_cast<double>(b);
+      w_slot = slot - plain_slot / std::max<size_t>(1, plain.slot.size());
+    }
     const int in_flight = l.pp > 1 ? schedule.in_flight[s] : 1;
     const double params = static_cast<double>(table.total());
     MemoryEstimate m;
@@ -66,6 +79,7 @@ absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& l) {
     m.master_weights = l.bf16 ? Saturate(params * kMasterWeightBytesPerParam * shard) : 0;
     m.optimizer_moments = Saturate(params * kAdamWMomentBytesPerParam * shard);
     m.activations = Saturate(static_cast<double>(acts.scratch) + in_flight * slot);
+    m.weight_grad_buffers = Saturate(in_flight * w_slot);
     m.total = Saturate(static_cast<double>(m.weights) + m.gradients + m.master_weights +
                        m.optimizer_moments + m.activations);
     if (s == 0 || m.total > best.total) best = m;
@@ -101,6 +115,7 @@ std::string FormatMemoryEstimate(const MemoryEstimate& m, const std::string& pre
   if (m.master_weights > 0) line("fp32 master weights ", m.master_weights);
   line("AdamW moments       ", m.optimizer_moments);
   line("activations         ", m.activations);
+  if (m.weight_grad_buffers > 0) line("  of which W buffers ", m.weight_grad_buffers);
   absl::StrAppend(&out, prefix, "  total               ", Bytes(m.total), " (", m.total,
                   " bytes)\n");
   return out;

@@ -9,9 +9,10 @@
 // - activations: the model's own allocation code run without allocating
 //   (GptModel::MeasureActivations): the buffers held once, plus one slot per micro-batch chunk
 //   in flight, the count the pipeline simulator finds for the job's schedule
-//   (parallel/pipeline_simulator.h), recomputation included. With context parallelism a rank
-//   holds seq_len / cp tokens of each sequence (about 1/cp of the activations) plus ring
-//   attention's blocks in flight.
+//   (parallel/pipeline_simulator.h), recomputation included; under ZERO_BUBBLE each slot also
+//   holds the buffers of its deferred weight gradients, until its W pass. With context
+//   parallelism a rank holds seq_len / cp tokens of each sequence (about 1/cp of the
+//   activations) plus ring attention's blocks in flight.
 // The figure is that of the pipeline stage needing the most.
 // Not counted: allocator rounding (512 bytes a tensor), communication buffers, the CUDA context
 // and library workspaces, the process's own code and heap (callers keep a reserve for those,
@@ -51,6 +52,9 @@ struct MemoryEstimate {
   int64_t total = 0;
   int stage = 0;  // the pipeline stage the figures are for (the largest)
   int64_t micro_batches_in_flight = 1;
+  // ZERO_BUBBLE: the part of `activations` that holds what the deferred weight-gradient passes
+  // read (output gradients, gathered or recomputed inputs) until they run; 0 otherwise.
+  int64_t weight_grad_buffers = 0;
 };
 
 // The estimate for the rank that needs the most. `config` has its defaults applied and is valid

@@ -147,7 +147,7 @@ absl::Status GptModel::ReduceInputGrad(const Tensor& partial_full, const Tensor&
   return ReduceRowParallel(partial_full, shard);
 }
 
-absl::Status GptModel::GradsReady(std::initializer_list<ParamRef> refs) {
+absl::Status GptModel::GradsReady(const std::vector<ParamRef>& refs) {
   if (!final_backward_) return absl::OkStatus();
   for (ParamRef r : refs) {
     if (!r.held()) continue;
@@ -387,6 +387,11 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   // Replicated parameters whose gradient needs all rows (row-parallel biases, positions): every
   // rank computes it from the full gradient without SP; rank 0 alone with SP (then summed).
   const bool full_row_grads_here = !sp_ || rank0;
+  // Which of the tensors the weight gradients read live in the slot (the rest are shared
+  // buffers, copied aside when the weight gradients are deferred: gpt_backward_split.cc).
+  const bool full = recompute_ == Recompute::kFull;
+  const bool act_in_slot = recompute_ == Recompute::kNone;
+  const bool gemm_in_in_slot = !sp_ && !full;  // the column-parallel GEMMs' input (norm output)
   const GptParamRefs::Layer& L = refs_.layers[l];
   // d_res_ holds dL/d(block output) for this rank's rows; the MLP branch first.
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
@@ -398,37 +403,25 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
       LOOM_TIMED_OP("activation", ops::GeluForward(a.fc, a.act));
     }
   }
+  LOOM_RETURN_IF_ERROR(LinearGrads(d_full_, a.act, act_in_slot, L.out_w,
+                                   full_row_grads_here ? L.out_b : ParamRef{}, &d_act_));
   if (llama) {
-    LOOM_TIMED_OP("linear",
-                  ops::LinearBackward(d_full_, a.act, P(L.out_w), &d_act_, G(L.out_w), nullptr));
     LOOM_TIMED_OP("activation", ops::SwiGLUBackward(d_act_, a.fc, d_fc_));
-    LOOM_FULL_ROWS(in2, a.norm2);
-    LOOM_TIMED_OP("linear",
-                  ops::LinearBackward(d_fc_, in2, P(L.fc_w), &d_norm_, G(L.fc_w), nullptr));
-    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-    LOOM_TIMED_OP("norm", ops::RMSNormBackward(d_norm_s_, a.res2, P(L.norm2_w), a.rstd2, d_tmp_,
-                                               G(L.norm2_w)));
   } else {
-    Tensor g_mproj_b = G(L.out_b);
-    LOOM_TIMED_OP("linear", ops::LinearBackward(d_full_, a.act, P(L.out_w), &d_act_, G(L.out_w),
-                                                full_row_grads_here ? &g_mproj_b : nullptr));
     LOOM_TIMED_OP("activation", ops::GeluBackward(d_act_, a.fc, d_fc_));
-    LOOM_FULL_ROWS(in2, a.norm2);
-    Tensor g_fc_b = G(L.fc_b);
-    LOOM_TIMED_OP("linear",
-                  ops::LinearBackward(d_fc_, in2, P(L.fc_w), &d_norm_, G(L.fc_w), &g_fc_b));
-    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, a.res2, P(L.norm2_w), a.mean2, a.rstd2,
-                                                 d_tmp_, G(L.norm2_w), G(L.norm2_b)));
   }
+  LOOM_FULL_ROWS(in2, a.norm2);
+  // After the activation's backward the slot's fc is dead: it keeps fc's output gradient.
+  LOOM_RETURN_IF_ERROR(
+      LinearGrads(d_fc_, in2, gemm_in_in_slot, L.fc_w, L.fc_b, &d_norm_, full ? nullptr : &a.fc));
+  if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+  LOOM_RETURN_IF_ERROR(
+      NormGrads(d_norm_s_, a.res2, !full, L.norm2_w, L.norm2_b, a.mean2, a.rstd2, !full, d_tmp_));
   LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d res2
   // Attention branch.
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
-  Tensor g_proj_b;
-  if (!llama) g_proj_b = G(L.proj_b);
-  LOOM_TIMED_OP("linear",
-                ops::LinearBackward(d_full_, a.atty, P(L.proj_w), &d_atty_, G(L.proj_w),
-                                    (llama || !full_row_grads_here) ? nullptr : &g_proj_b));
+  LOOM_RETURN_IF_ERROR(LinearGrads(d_full_, a.atty, !full, L.proj_w,
+                                   full_row_grads_here ? L.proj_b : ParamRef{}, &d_atty_));
   const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
   LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
@@ -436,69 +429,61 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   LOOM_ASSIGN_OR_RETURN(Tensor dqkv3, d_qkv_.Reshape(Shape{B, T, qkv_dim}));
   LOOM_TIMED_OP("attention", AttentionGrad(datty3, qkv3, atty3, a.lse, dqkv3));
   LOOM_FULL_ROWS(in1, a.norm1);
-  if (llama) {
-    LOOM_TIMED_OP("rope", Rope(dqkv3, /*inverse=*/true));
-    LOOM_TIMED_OP("linear",
-                  ops::LinearBackward(d_qkv_, in1, P(L.qkv_w), &d_norm_, G(L.qkv_w), nullptr));
-    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-    LOOM_TIMED_OP(
-        "norm", ops::RMSNormBackward(d_norm_s_, x_in, P(L.norm1_w), a.rstd1, d_tmp_, G(L.norm1_w)));
-  } else {
-    Tensor g_qkv_b = G(L.qkv_b);
-    LOOM_TIMED_OP("linear",
-                  ops::LinearBackward(d_qkv_, in1, P(L.qkv_w), &d_norm_, G(L.qkv_w), &g_qkv_b));
-    if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-    LOOM_TIMED_OP("norm", ops::LayerNormBackward(d_norm_s_, x_in, P(L.norm1_w), a.mean1, a.rstd1,
-                                                 d_tmp_, G(L.norm1_w), G(L.norm1_b)));
-  }
+  if (llama) LOOM_TIMED_OP("rope", Rope(dqkv3, /*inverse=*/true));
+  // After attention's backward the slot's qkv is dead: it keeps qkv's output gradient.
+  LOOM_RETURN_IF_ERROR(LinearGrads(d_qkv_, in1, gemm_in_in_slot, L.qkv_w, L.qkv_b, &d_norm_,
+                                   full ? nullptr : &a.qkv));
+  if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
+  LOOM_RETURN_IF_ERROR(
+      NormGrads(d_norm_s_, x_in, true, L.norm1_w, L.norm1_b, a.mean1, a.rstd1, !full, d_tmp_));
   LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d x_in
   // In table order (LLaMA's unheld biases are passed over).
-  return GradsReady({L.norm1_w, L.norm1_b, L.qkv_w, L.qkv_b, L.proj_w, L.proj_b, L.norm2_w,
-                     L.norm2_b, L.fc_w, L.fc_b, L.out_w, L.out_b});
+  return ParamsReady({L.norm1_w, L.norm1_b, L.qkv_w, L.qkv_b, L.proj_w, L.proj_b, L.norm2_w,
+                      L.norm2_b, L.fc_w, L.fc_b, L.out_w, L.out_b});
 }
 
 absl::Status GptModel::EmbeddingBackward(const Tensor& tokens) {
-  const GptConfig& c = config_;
-  const bool llama = c.is_llama();
   const bool full_row_grads_here = !sp_ || tp_rank_ == 0;
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
-  Tensor g_wpe;
-  if (!llama) g_wpe = G(refs_.wpe);
-  LOOM_ASSIGN_OR_RETURN(Tensor dres3, d_full_.Reshape(Shape{B_, T_, c.hidden}));
-  // With cp the position gradient is for this rank's positions: collected in g_wpe_local_, then
-  // added to its rows of wpe's gradient.
-  const bool local_wpe = !llama && full_row_grads_here && cp_ != nullptr;
-  if (local_wpe) LOOM_RETURN_IF_ERROR(g_wpe_local_.Fill0());
-  Tensor* g_pos = (llama || !full_row_grads_here) ? nullptr : (local_wpe ? &g_wpe_local_ : &g_wpe);
-  LOOM_TIMED_OP("embedding", ops::EmbeddingBackward(tokens, dres3, G(refs_.wte), g_pos,
-                                                    vocab_start_));
-  if (local_wpe) LOOM_RETURN_IF_ERROR(AddLocalWpeGrad());
-  return GradsReady({refs_.wte, refs_.wpe});  // wpe: GPT-2 only
+  // The embedding has no input gradient: its whole backward is weight gradients.
+  LOOM_RETURN_IF_ERROR(EmbeddingGrads(tokens, d_full_, !config_.is_llama() && full_row_grads_here));
+  return ParamsReady({refs_.wte, refs_.wpe});  // wpe: GPT-2 only
 }
 
 absl::Status GptModel::ChunkBackward(int chunk, int mb) {
   LOOM_ASSIGN_OR_RETURN(Slot * slot, FindSlot(chunk, mb, "backward"));
-  LOOM_RETURN_IF_ERROR(SelectSegments(mb));
+  if (slot->input_grad_done) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "backward of micro-batch ", mb, " on chunk ", chunk,
+        ": its input-gradient half (B) already ran; finish it with ChunkBackwardWeight"));
+  }
+  LOOM_RETURN_IF_ERROR(BackwardBody(chunk, *slot));
+  slot->mb = -1;
+  return absl::OkStatus();
+}
+
+absl::Status GptModel::BackwardBody(int chunk, Slot& slot) {
+  // Block-diagonal attention (packed fine-tuning data) needs this micro-batch's segment ids.
+  LOOM_RETURN_IF_ERROR(SelectSegments(slot.mb));
   const GptStage::Chunk& ch = stage_.chunks[chunk];
   const bool full = recompute_ == Recompute::kFull;
-  LOOM_RETURN_IF_ERROR(d_res_.CopyFrom(slot->d_out));
+  LOOM_RETURN_IF_ERROR(d_res_.CopyFrom(slot.d_out));
   for (int j = ch.layers - 1; j >= 0; --j) {
     const int l = ch.first_layer + j;
     if (full) {
       // Rebuild this layer's activations from its kept input (its collectives run again; they
       // give the same values), then its backward.
-      const Tensor& x_in = j == 0 ? slot->x_in : slot->layer_out[j - 1];
+      const Tensor& x_in = j == 0 ? slot.x_in : slot.layer_out[j - 1];
       LayerActs& a = shared_acts_[0];
-      a.res3 = slot->layer_out[j];
+      a.res3 = slot.layer_out[j];
       LOOM_RETURN_IF_ERROR(LayerForward(l, x_in, a));
       LOOM_RETURN_IF_ERROR(LayerBackward(l, x_in, a));
     } else {
-      const Tensor& x_in = j == 0 ? slot->x_in : slot->acts[j - 1].res3;
-      LOOM_RETURN_IF_ERROR(LayerBackward(l, x_in, slot->acts[j]));
+      const Tensor& x_in = j == 0 ? slot.x_in : slot.acts[j - 1].res3;
+      LOOM_RETURN_IF_ERROR(LayerBackward(l, x_in, slot.acts[j]));
     }
   }
-  if (ChunkHasEmbedding(chunk)) LOOM_RETURN_IF_ERROR(EmbeddingBackward(slot->tokens));
-  slot->mb = -1;
+  if (ChunkHasEmbedding(chunk)) LOOM_RETURN_IF_ERROR(EmbeddingBackward(slot.tokens));
   return absl::OkStatus();
 }
 

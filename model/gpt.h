@@ -91,11 +91,9 @@ class GptModel {
     int64_t scratch = 0;
     std::vector<int64_t> slot;  // bytes per chunk of the stage
   };
-  static absl::StatusOr<ActivationFootprint> MeasureActivations(const GptConfig& config, int tp,
-                                                                bool sequence_parallel,
-                                                                GptStage stage, DType dtype,
-                                                                Recompute recompute, int64_t B,
-                                                                int64_t T, int cp = 1);
+  static absl::StatusOr<ActivationFootprint> MeasureActivations(
+      const GptConfig& config, int tp, bool sequence_parallel, GptStage stage, DType dtype,
+      Recompute recompute, int64_t B, int64_t T, int cp = 1, bool split_backward = false);
 
   const GptConfig& config() const { return config_; }
   const GptStage& stage() const { return stage_; }
@@ -213,10 +211,35 @@ class GptModel {
   absl::Status ChunkBackward(int chunk, int mb);
   const Tensor& ChunkInputGrad() const { return d_res_; }
 
+  // ---- The backward split (schedules with deferred weight gradients: ZERO_BUBBLE). ----
+  // ChunkBackwardInput is ChunkBackward's B half: ChunkInputGrad() (what the previous stage
+  // waits for) and none of the parameters' gradients. What those need stays alive: the slot
+  // stays taken, and the shared buffers the weight GEMMs and norms read (output gradients,
+  // gathered rows, recomputed activations) are copied into the slot's weight-gradient buffers
+  // (the qkv and fc GEMMs' output gradients into the slot's own qkv and fc, dead after B).
+  // ChunkBackwardWeight is the W half: it accumulates the parameters' gradients (linear dW and
+  // db, norm gamma and beta, the embedding), fires the gradient-ready hooks of a final pass and
+  // gives the slot back. B then W gives ChunkBackward's gradients bit for bit. The head keeps
+  // running its whole backward inside its forward: deferring its W would hold the logits'
+  // gradient [B*T, V/tp] per micro-batch. Needs set_split_backward(true) first.
+  absl::Status ChunkBackwardInput(int chunk, int mb);
+  absl::Status ChunkBackwardWeight(int chunk, int mb);
+  // Makes every slot hold the weight-gradient buffers the split needs (counted in
+  // slot_bytes()); drops the slots, so call it with none in flight.
+  absl::Status set_split_backward(bool split);
+  bool split_backward() const { return split_backward_; }
+
  private:
   GptModel(const GptConfig& config, Device* device, ParamTable layout);
   struct LayerActs {
     Tensor norm1, mean1, rstd1, qkv, atty, lse, res2, norm2, mean2, rstd2, fc, act, res3;
+  };
+  // One deferred piece of weight-gradient work, over views into the slot or its stash.
+  struct WeightTask {
+    enum Kind { kLinear, kNorm, kEmbedding, kReady } kind;
+    Tensor dout, in, mean, rstd;  // in: the GEMM's input, the norm's input, or the tokens
+    ParamRef w, b;                // b unheld: no bias gradient (or no position embedding)
+    std::vector<ParamRef> ready;  // kReady: their gradients are final
   };
   // One micro-batch in flight through one chunk.
   struct Slot {
@@ -226,6 +249,12 @@ class GptModel {
     Tensor d_out;   // [Ns, C] dL/d(chunk output)
     std::vector<LayerActs> acts;  // one per layer of the chunk (none under full recompute)
     std::vector<Tensor> layer_out;  // full recompute: each layer's output [Ns, C], its checkpoint
+    // Split backward: the weight-gradient buffers (WeightStashPlan), the deferred work B
+    // recorded for W, and whether B ran.
+    std::vector<Tensor> stash;
+    size_t stash_next = 0;
+    std::vector<WeightTask> w_tasks;
+    bool input_grad_done = false;
   };
   absl::StatusOr<Slot*> TakeSlot(int chunk, int mb);
   absl::StatusOr<Slot*> FindSlot(int chunk, int mb, const char* what);
@@ -236,6 +265,27 @@ class GptModel {
   absl::Status LayerForward(int layer, const Tensor& x, LayerActs& a);
   absl::Status LayerBackward(int layer, const Tensor& x_in, LayerActs& a);
   absl::Status RunChunkLayers(int chunk, Slot& slot);
+  absl::Status BackwardBody(int chunk, Slot& slot);  // ChunkBackward's work on a slot
+  // The backward's parameter-gradient points (gpt_backward_split.cc): run at once, or, during
+  // ChunkBackwardInput, only their input-gradient half with the rest recorded for W.
+  // dinp = dout @ W^T-side; dW (+ db when `b` is held) += from dout and inp.
+  // `dead`: a slot tensor of dout's shape that B no longer needs, to keep dout in rather than
+  // in a stash buffer (the qkv and fc activations, once attention and the activation function
+  // have run backward).
+  absl::Status LinearGrads(const Tensor& dout, const Tensor& inp, bool inp_in_slot, ParamRef w,
+                           ParamRef b, const Tensor* dinp, const Tensor* dead = nullptr);
+  // LayerNorm (b held) or RMSNorm backward: dx, and dgamma (dbeta).
+  absl::Status NormGrads(const Tensor& dout, const Tensor& x, bool x_in_slot, ParamRef w,
+                         ParamRef b, const Tensor& mean, const Tensor& rstd, bool stats_in_slot,
+                         const Tensor& dx);
+  absl::Status EmbeddingGrads(const Tensor& tokens, const Tensor& dout, bool with_positions);
+  absl::Status ParamsReady(const std::vector<ParamRef>& refs);
+  // During ChunkBackwardInput: `t` itself when it lives in the slot, else a copy in the slot's
+  // next stash buffer (whose shape must be t's: the plan and the code go in step).
+  absl::StatusOr<Tensor> Keep(const Tensor& t, bool in_slot, const Tensor* dead = nullptr);
+  absl::Status RunWeightTask(const WeightTask& t);
+  // The stash buffers one slot of `chunk` needs, in the order Keep takes them.
+  std::vector<std::pair<Shape, DType>> WeightStashPlan(int chunk) const;
   // The head on x_last [Ns, C]: final norm, logits, loss; kTrain also the head's backward into
   // d_out. Returns the mean loss (0 for kLogits).
   absl::StatusOr<float> HeadForward(const Tensor& x_last, const Tensor& targets, float loss_weight,
@@ -254,7 +304,7 @@ class GptModel {
   absl::Status ReduceInputGrad(const Tensor& partial_full, const Tensor& shard);
   // The step's gradient of these parameters is complete (final backward only); unheld ones
   // (another family's) are passed over.
-  absl::Status GradsReady(std::initializer_list<ParamRef> refs);
+  absl::Status GradsReady(const std::vector<ParamRef>& refs);
   // Context parallelism (model/gpt_context.cc): global positions, attention over the ring.
   ops::ChunkedPositions LocalPositions() const;
   absl::Status Rope(const Tensor& qkv3, bool inverse);
@@ -313,6 +363,9 @@ class GptModel {
   Tensor d_res_, d_tmp_, d_norm_, d_qkv_, d_atty_, d_fc_, d_act_;
   Tensor d_full_;    // [N, C]: all rows of d_res_ (SP; otherwise d_res_ itself)
   Tensor d_norm_s_;  // this rank's rows of d_norm_ after its reduction (SP; otherwise d_norm_)
+  bool split_backward_ = false;
+  Slot* deferring_ = nullptr;  // during ChunkBackwardInput: the slot W's work is recorded in
+  Tensor norm_dw_, norm_db_;   // B's norm backward writes gamma/beta gradients here, unread
 };
 
 }  // namespace loom

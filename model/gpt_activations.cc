@@ -11,7 +11,7 @@ namespace loom {
 
 absl::StatusOr<GptModel::ActivationFootprint> GptModel::MeasureActivations(
     const GptConfig& config, int tp, bool sequence_parallel, GptStage stage, DType dtype,
-    Recompute recompute, int64_t B, int64_t T, int cp) {
+    Recompute recompute, int64_t B, int64_t T, int cp, bool split_backward) {
   LOOM_RETURN_IF_ERROR(config.Validate());
   LOOM_ASSIGN_OR_RETURN(stage, ResolveGptStage(config, stage));
   if (tp < 1) return absl::InvalidArgumentError(absl::StrCat("tp must be >= 1, got ", tp));
@@ -27,6 +27,7 @@ absl::StatusOr<GptModel::ActivationFootprint> GptModel::MeasureActivations(
   m->heads_ = config.heads / tp;
   m->kv_heads_ = config.kv_heads / tp;
   m->local_vocab_ = config.padded_vocab / tp;
+  m->split_backward_ = split_backward;
   LOOM_RETURN_IF_ERROR(m->SetShape(B, T));
   ActivationFootprint out;
   out.scratch = m->scratch_bytes_;
@@ -143,6 +144,13 @@ absl::Status GptModel::SetShape(int64_t B, int64_t T) {
       LOOM_ASSIGN_OR_RETURN(g_wpe_local_, Alloc(Shape{T, C}, f32, sb));
     }
   }
+  // The split backward's B sends a norm's gamma/beta gradients here (fp32, as the gradients).
+  LOOM_ASSIGN_OR_RETURN(norm_dw_, Alloc(Shape{C}, f32, sb));
+  LOOM_ASSIGN_OR_RETURN(norm_db_, Alloc(Shape{C}, f32, sb));
+  if (!dry_run_) {
+    LOOM_RETURN_IF_ERROR(norm_dw_.Fill0());
+    LOOM_RETURN_IF_ERROR(norm_db_.Fill0());
+  }
   return absl::OkStatus();
 }
 
@@ -208,6 +216,13 @@ absl::StatusOr<GptModel::Slot*> GptModel::TakeSlot(int chunk, int mb) {
       free->acts.resize(stage_.chunks[chunk].layers);
       for (LayerActs& a : free->acts) {
         LOOM_RETURN_IF_ERROR(AllocLayerActs(a, recompute_ == Recompute::kNone, b));
+      }
+    }
+    if (split_backward_) {
+      // What W reads that B's shared buffers would not keep (gpt_backward_split.cc).
+      for (const auto& [shape, dtype] : WeightStashPlan(chunk)) {
+        LOOM_ASSIGN_OR_RETURN(Tensor t, Alloc(shape, dtype, b));
+        free->stash.push_back(t);
       }
     }
   }

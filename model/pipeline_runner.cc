@@ -29,6 +29,13 @@ absl::StatusOr<std::unique_ptr<PipelineRunner>> PipelineRunner::Create(
   r->shape_ = shape;
   r->stage_ = pp->rank();
   LOOM_ASSIGN_OR_RETURN(r->actions_, BuildStageSchedule(kind, shape, r->stage_));
+  // A schedule with W actions runs each backward as B then a deferred W: the model's slots then
+  // keep what W needs (model/gpt.h, the backward split).
+  r->split_backward_ = std::any_of(r->actions_.begin(), r->actions_.end(),
+                                   [](const Action& a) { return a.kind == ActionKind::kWeight; });
+  if (r->split_backward_ != model->split_backward()) {
+    LOOM_RETURN_IF_ERROR(model->set_split_backward(r->split_backward_));
+  }
   return r;
 }
 
@@ -131,13 +138,25 @@ absl::StatusOr<double> PipelineRunner::TrainStep(const std::vector<Tensor>& toke
         const int mb = a.micro_batch, c = a.chunk;
         model_->set_final_backward(mb == m - 1);
         Timer timer;
-        LOOM_RETURN_IF_ERROR(model_->ChunkBackward(c, mb));
+        // Split: only the input gradient (B); the parameters' gradients wait for the W action.
+        LOOM_RETURN_IF_ERROR(split_backward_ ? model_->ChunkBackwardInput(c, mb)
+                                             : model_->ChunkBackward(c, mb));
         times_.backward_s += timer.Seconds();
         if (!model_->ChunkHasEmbedding(c)) {
           LOOM_ASSIGN_OR_RETURN(Tensor buf, SendBuffer());
           LOOM_RETURN_IF_ERROR(buf.CopyFrom(model_->ChunkInputGrad()));
           pending_.push_back({true, mb, c, std::move(buf)});
         }
+        break;
+      }
+      case ActionKind::kWeight: {
+        const int mb = a.micro_batch;
+        // The last micro-batch's W completes each parameter's gradient: its hooks fire there,
+        // so the data-parallel buckets launch as the W passes finish.
+        model_->set_final_backward(mb == m - 1);
+        Timer timer;
+        LOOM_RETURN_IF_ERROR(model_->ChunkBackwardWeight(a.chunk, mb));
+        times_.weight_s += timer.Seconds();
         break;
       }
       case ActionKind::kExchange:

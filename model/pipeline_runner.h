@@ -9,6 +9,9 @@
 // state runs a backward between a forward and the exchange that sends its output); received
 // activations and gradients land directly in the model's slots. The last micro-batch's compute
 // on each chunk is marked final, so gradient-ready hooks fire exactly once per parameter.
+// A schedule with Weight actions (ZERO_BUBBLE) runs Backward as the model's input-gradient half
+// (ChunkBackwardInput) and Weight as its weight-gradient half (ChunkBackwardWeight); the hooks
+// then fire in the last micro-batch's W passes.
 //
 // ForwardOnly runs one micro-batch forward through the whole pipeline, one virtual stage after
 // the other (validation, sampling): no schedule, no overlap, one transfer per boundary.
@@ -47,6 +50,7 @@ class PipelineRunner {
   // Seconds this rank spent since the last TakeTimes(), by kind, and what it sent.
   struct Times {
     double forward_s = 0, backward_s = 0, exchange_s = 0;
+    double weight_s = 0;  // W actions (ZERO_BUBBLE); backward_s then holds only the B's
     int64_t bytes_sent = 0;
     int exchanges = 0;
   };
@@ -64,6 +68,7 @@ class PipelineRunner {
   PipelineShape shape_;
   int stage_ = 0;
   std::vector<Action> actions_;
+  bool split_backward_ = false;  // the schedule has W actions
   // Copies of outputs waiting for their exchange, keyed by (is_grad, micro-batch, chunk).
   struct Pending {
     bool grad;

@@ -172,6 +172,16 @@ absl::Status LinearBackward(const Tensor& dout, const Tensor& inp, const Tensor&
   return NoBackendError(kOp, inp);
 }
 
+absl::Status LinearBackwardInput(const Tensor& dout, const Tensor& weight, const Tensor& dinp) {
+  // dout [N, OC] @ weight [OC, IC]: LinearBackward's dinp GEMM, with Gemm's shape checks.
+  return Gemm(dout, false, weight, false, dinp);
+}
+
+absl::Status LinearBackwardWeight(const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                                  const Tensor& dweight, const Tensor* dbias) {
+  return LinearBackward(dout, inp, weight, nullptr, dweight, dbias);
+}
+
 absl::Status Gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
                   float alpha, float beta) {
   constexpr const char* kOp = "Gemm";

@@ -18,6 +18,15 @@ absl::Status LinearForward(const Tensor& inp, const Tensor& weight, const Tensor
 absl::Status LinearBackward(const Tensor& dout, const Tensor& inp, const Tensor& weight,
                             const Tensor* dinp, const Tensor& dweight, const Tensor* dbias);
 
+// The same backward split in two, for pipeline schedules that defer weight gradients
+// (ZERO_BUBBLE): the input gradient alone, dinp = dout @ W (overwrite), which the previous
+// stage waits for, and the weight gradients alone, dweight += dout^T @ inp and dbias += column
+// sums of dout (null to skip), run later. Each runs the very GEMM LinearBackward runs, on both
+// backends, so Input then Weight gives LinearBackward's results bit for bit.
+absl::Status LinearBackwardInput(const Tensor& dout, const Tensor& weight, const Tensor& dinp);
+absl::Status LinearBackwardWeight(const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                                  const Tensor& dweight, const Tensor* dbias);
+
 // General GEMM on row-major matrices: c = alpha * op(a) @ op(b) + beta * c, with
 // op(x) = x^T when the trans flag is set. a: [M, K] (or [K, M]), b: [K, N] (or [N, K]).
 absl::Status Gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,

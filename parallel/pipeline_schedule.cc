@@ -18,6 +18,8 @@ const char* PipelineScheduleName(PipelineScheduleKind kind) {
       return "1f1b";
     case PipelineScheduleKind::kInterleaved:
       return "interleaved";
+    case PipelineScheduleKind::kZeroBubble:
+      return "zero_bubble";
   }
   return "?";
 }
@@ -55,6 +57,8 @@ std::string ActionName(const Action& a, const PipelineShape& shape) {
       return absl::StrCat("F", MbName(a.micro_batch, a.chunk, shape));
     case ActionKind::kBackward:
       return absl::StrCat("B", MbName(a.micro_batch, a.chunk, shape));
+    case ActionKind::kWeight:
+      return absl::StrCat("W", MbName(a.micro_batch, a.chunk, shape));
     case ActionKind::kExchange: {
       std::vector<std::string> parts;
       for (const Transfer& t : a.transfers) {
@@ -88,6 +92,11 @@ absl::Status ValidatePipelineShape(PipelineScheduleKind kind, const PipelineShap
           "pipeline schedule interleaved needs the micro-batches (", shape.micro_batches,
           ") to be a multiple of the stages (", shape.stages, ")"));
     }
+  } else if (shape.virtual_stages != 1 && kind == PipelineScheduleKind::kZeroBubble) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pipeline schedule zero_bubble is ZB-H1, with one model chunk per stage: virtual stages "
+        "must be 1 (got ",
+        shape.virtual_stages, "); the interleaved zero-bubble variant (ZB-V) is not built"));
   } else if (shape.virtual_stages != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("pipeline schedule ", name, " needs virtual stages 1 (got ",
@@ -199,6 +208,32 @@ absl::StatusOr<Steps> ComputeSteps(PipelineScheduleKind kind, const PipelineShap
       for (int mb = m - warmup; mb < m; ++mb) steps.push_back({Action::Backward(mb, 0)});
       break;
     }
+    case PipelineScheduleKind::kZeroBubble: {
+      // ZB-H1 (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024): 1F1B's forwards and
+      // input-gradient backwards B in 1F1B's order, so the gradient reaches stage 0 after p
+      // B's instead of p full backwards; each W is put off until a forward would otherwise
+      // hold more micro-batches than `limit` = min(p, m), 1F1B's peak (stage 0's), which lets
+      // the later stages, whose 1F1B holds fewer, run several B's back to back and fill their
+      // warm-up and cool-down gaps with W's. In the cool-down one W goes before each B (the
+      // gap while that B's gradient travels), the rest at the end. With t_F = t_B = t_W and
+      // m >= p every stage idles (p - 1) t_B (the paper's (p-1)(t_F + t_B - t_W)): a third of
+      // 1F1B's 3 (p - 1) t_B.
+      const int limit = std::min(p, m);
+      const int warmup = std::min(p - stage - 1, m);
+      int f = 0, b = 0, w = 0;
+      for (; f < warmup; ++f) steps.push_back({Action::Forward(f, 0)});
+      while (f < m) {
+        for (; f - w >= limit; ++w) steps.push_back({Action::Weight(w, 0)});
+        steps.push_back({Action::Forward(f++, 0)});
+        steps.push_back({Action::Backward(b++, 0)});
+      }
+      while (b < m) {
+        if (w < b) steps.push_back({Action::Weight(w++, 0)});
+        steps.push_back({Action::Backward(b++, 0)});
+      }
+      for (; w < m; ++w) steps.push_back({Action::Weight(w, 0)});
+      break;
+    }
     case PipelineScheduleKind::kInterleaved: {
       // Megatron: warm-up covers the first chunk's p micro-batches on every later stage twice
       // over (there and back) plus a full round of the other chunks. In the steady state a
@@ -245,7 +280,32 @@ absl::StatusOr<std::vector<Action>> BuildStageSchedule(PipelineScheduleKind kind
     actions.push_back(Action{ActionKind::kExchange, -1, -1, std::move(pending)});
     pending.clear();
   };
+  // Whether a forward after step `from` receives an activation.
+  auto inputs_follow = [&](const std::vector<Action>* from) {
+    std::vector<Transfer> inputs;
+    for (const std::vector<Action>* st = from + 1; st < steps.data() + steps.size(); ++st) {
+      for (const Action& a : *st) {
+        if (a.kind == ActionKind::kForward) AppendInputs(shape, stage, a, &inputs);
+      }
+      if (!inputs.empty()) return true;
+    }
+    return false;
+  };
   for (const auto& step : steps) {
+    // A step of W's only has no inputs and no outputs: it runs before the pending exchange,
+    // whose sends (the previous B's gradient) then pair with the next step's receives as in
+    // 1F1B. As a step of its own it would stand between them and make the B's send wait
+    // alone for its receiver, which under rendezvous sends stalls the stage (the simulator
+    // shows it).
+    const bool weight_only = std::all_of(
+        step.begin(), step.end(), [](const Action& a) { return a.kind == ActionKind::kWeight; });
+    if (weight_only) {
+      // In the cool-down (no forward receives after this), the B's sends go out before the
+      // W's, which then fill the wait for the next gradient instead of delaying this one.
+      if (!inputs_follow(&step)) flush();
+      actions.insert(actions.end(), step.begin(), step.end());
+      continue;
+    }
     for (const Action& a : step) AppendInputs(shape, stage, a, &pending);
     flush();
     actions.insert(actions.end(), step.begin(), step.end());

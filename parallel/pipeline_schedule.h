@@ -7,7 +7,7 @@
 //
 // Promises, for every shape the builders accept (checked by tests/parallel/pipeline_schedule_test):
 // - each (micro-batch, chunk) of a stage is run forward exactly once and backward exactly once,
-//   the forward first;
+//   the forward first (ZERO_BUBBLE: and its weight-gradient half W once, after the backward);
 // - every send has exactly one matching receive on the neighbouring stage, and the receive of a
 //   compute's input comes before that compute;
 // - the pairing rule: the exchange between two consecutive computes of a stage holds the
@@ -32,9 +32,11 @@ enum class PipelineScheduleKind {
   kGPipe,        // all forwards, then all backwards (GPipe); v must be 1
   kOneFOneB,     // PipeDream-flush / Megatron's non-interleaved 1F1B; v must be 1
   kInterleaved,  // Megatron's interleaved 1F1B over v >= 2 chunks per stage; m % p == 0
+  kZeroBubble,   // ZB-H1 (Qi et al., ICLR 2024): 1F1B with each backward split into B and a
+                 // deferred W; v must be 1
 };
 
-// "gpipe", "1f1b", "interleaved".
+// "gpipe", "1f1b", "interleaved", "zero_bubble".
 const char* PipelineScheduleName(PipelineScheduleKind kind);
 
 struct PipelineShape {
@@ -73,7 +75,11 @@ struct Transfer {
 // A tag unique among the messages of one step: 2 * (boundary * m + micro_batch) + is_grad.
 int MessageTag(const Transfer& t, const PipelineShape& shape);
 
-enum class ActionKind { kForward, kBackward, kExchange };
+// kBackward is the whole backward, except in a schedule that has kWeight actions (ZERO_BUBBLE):
+// there kBackward is only its input-gradient half (B: what the previous stage waits for) and
+// kWeight(mb, chunk) the weight-gradient half (W), which nobody waits for; a micro-batch's
+// activations are held from its forward until its W.
+enum class ActionKind { kForward, kBackward, kExchange, kWeight };
 
 struct Action {
   ActionKind kind;
@@ -83,22 +89,26 @@ struct Action {
 
   static Action Forward(int mb, int chunk) { return {ActionKind::kForward, mb, chunk, {}}; }
   static Action Backward(int mb, int chunk) { return {ActionKind::kBackward, mb, chunk, {}}; }
+  static Action Weight(int mb, int chunk) { return {ActionKind::kWeight, mb, chunk, {}}; }
   bool operator==(const Action&) const = default;
 };
 
-// "F3" / "B3" for v == 1, "F3.1" (micro-batch 3, chunk 1) otherwise; an exchange as
+// "F3" / "B3" / "W3" for v == 1, "F3.1" (micro-batch 3, chunk 1) otherwise; an exchange as
 // "X[send_act mb3 c0->s1c0, recv_grad mb2 c0<-s1c0]".
 std::string ActionName(const Action& a, const PipelineShape& shape);
 
-// Checks p >= 1, m >= 1, v >= 1 and what `kind` needs (v == 1 for GPipe and 1F1B; p >= 2,
+// Checks p >= 1, m >= 1, v >= 1 and what `kind` needs (v == 1 for GPipe, 1F1B and zero bubble
+// (ZB-V is not built); p >= 2,
 // v >= 2 and m % p == 0 for interleaved), naming the numbers in the error.
 absl::Status ValidatePipelineShape(PipelineScheduleKind kind, const PipelineShape& shape);
 
-// The compute order alone (Forward/Backward actions, no exchanges) of `stage`.
+// The compute order alone (Forward/Backward/Weight actions, no exchanges) of `stage`.
 absl::StatusOr<std::vector<Action>> PipelineComputeOrder(PipelineScheduleKind kind,
                                                          const PipelineShape& shape, int stage);
 
 // The full action list of `stage`: the compute order with the exchanges of the pairing rule.
+// A W has no inputs or outputs: it is a step of its own, so the exchange before it holds only
+// the previous step's sends, and the next step's receives follow it.
 absl::StatusOr<std::vector<Action>> BuildStageSchedule(PipelineScheduleKind kind,
                                                        const PipelineShape& shape, int stage);
 

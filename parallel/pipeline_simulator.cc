@@ -103,10 +103,11 @@ absl::StatusOr<std::map<MessageKey, MessageEnds>> PairMessages(const PipelineSch
 
 // What one stage has done so far.
 struct StageState {
-  size_t pc = 0;                                        // next action
-  double t = 0;                                         // when the stage is free
-  bool posted = false;                                  // the exchange at pc has been posted
-  std::set<std::pair<int, int>> forwarded, backwarded;  // (mb, chunk)
+  size_t pc = 0;        // next action
+  double t = 0;         // when the stage is free
+  bool posted = false;  // the exchange at pc has been posted
+  std::set<std::pair<int, int>> forwarded, backwarded, weighted;  // (mb, chunk)
+  bool has_weight = false;  // the list has W actions: B is the input-gradient half
   std::set<MessageKey> received;
   int in_flight = 0;
 };
@@ -115,6 +116,14 @@ double Duration(const PipelineCosts& c, int stage, bool forward) {
   const std::vector<double>& per = forward ? c.stage_forward : c.stage_backward;
   if (!per.empty()) return per[stage];
   return forward ? c.forward : c.backward;
+}
+
+// A compute's duration: with W actions in the list, B and W share the backward.
+double ComputeDuration(const PipelineCosts& c, int stage, ActionKind kind, bool split) {
+  if (kind == ActionKind::kForward) return Duration(c, stage, true);
+  const double backward = Duration(c, stage, false);
+  if (!split) return backward;
+  return kind == ActionKind::kWeight ? backward * c.weight_share : backward * (1 - c.weight_share);
 }
 
 }  // namespace
@@ -147,6 +156,10 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
                        Duration(costs, s, false), ", latency ", costs.latency, ")"));
     }
   }
+  if (!(costs.weight_share >= 0 && costs.weight_share <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pipeline simulation: weight_share must be in [0, 1], got ", costs.weight_share));
+  }
   auto paired = PairMessages(schedule, shape);
   if (!paired.ok()) return paired.status();
   std::map<MessageKey, MessageEnds>& messages = *paired;
@@ -155,6 +168,11 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
   sim.stages.resize(p);
   for (int s = 0; s < p; ++s) sim.stages[s].times.resize(schedule[s].size());
   std::vector<StageState> state(p);
+  for (int s = 0; s < p; ++s) {
+    for (const Action& a : schedule[s]) {
+      if (a.kind == ActionKind::kWeight) state[s].has_weight = true;
+    }
+  }
   const int last_virtual = shape.virtual_total() - 1;
   const bool eager = costs.send_mode == SendMode::kEager;
 
@@ -168,6 +186,26 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
       StageReport& rep = sim.stages[s];
       while (st.pc < schedule[s].size()) {
         const Action& a = schedule[s][st.pc];
+        if (a.kind == ActionKind::kWeight) {
+          const std::pair<int, int> id{a.micro_batch, a.chunk};
+          if (st.weighted.count(id)) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(At(s, st.pc, a, shape), " runs a second time"));
+          }
+          if (!st.backwarded.count(id)) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                At(s, st.pc, a, shape), " runs before its input-gradient backward (B)"));
+          }
+          st.weighted.insert(id);
+          --st.in_flight;
+          const double d = ComputeDuration(costs, s, a.kind, true);
+          rep.times[st.pc] = {st.t, st.t + d};
+          rep.busy += d;
+          st.t += d;
+          ++st.pc;
+          moved = true;
+          continue;
+        }
         if (a.kind == ActionKind::kForward || a.kind == ActionKind::kBackward) {
           const bool fwd = a.kind == ActionKind::kForward;
           const std::pair<int, int> id{a.micro_batch, a.chunk};
@@ -190,9 +228,13 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
                 At(s, st.pc, a, shape), " runs before its output gradient was received"));
           }
           done.insert(id);
-          st.in_flight += fwd ? 1 : -1;
+          if (fwd) {
+            ++st.in_flight;
+          } else if (!st.has_weight) {
+            --st.in_flight;  // with W actions the activations are held until the W
+          }
           rep.max_in_flight = std::max(rep.max_in_flight, st.in_flight);
-          const double d = Duration(costs, s, fwd);
+          const double d = ComputeDuration(costs, s, a.kind, st.has_weight);
           rep.times[st.pc] = {st.t, st.t + d};
           rep.busy += d;
           st.t += d;
@@ -281,6 +323,11 @@ absl::StatusOr<PipelineSimulation> SimulatePipeline(const PipelineSchedule& sche
                                                            fwd ? "forward" : "backward",
                                                            " of micro-batch ", mb, " chunk ", c));
           }
+        }
+        if (state[s].has_weight && !state[s].weighted.count({mb, c})) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "stage ", s, " never runs the weight-gradient backward (W) of micro-batch ", mb,
+              " chunk ", c, " (its other W's are in the list)"));
         }
       }
     }

@@ -15,7 +15,8 @@
 // `latency` once (the messages of one batched call travel together).
 //
 // Reported per stage: busy (compute), idle (makespan - busy), time blocked in exchanges, finish
-// time, the most (micro-batch, chunk) forwards whose backward has not run yet, and the bubble
+// time, the most (micro-batch, chunk) forwards whose backward has not run yet (with W actions:
+// whose W has not run, as the activations are held until then), and the bubble
 // fraction idle / makespan; for the whole pipeline the makespan and total idle / (p * makespan).
 #pragma once
 
@@ -37,6 +38,10 @@ struct PipelineCosts {
   std::vector<double> stage_forward;
   std::vector<double> stage_backward;
   SendMode send_mode = SendMode::kRendezvous;
+  // In a schedule with W actions (ZERO_BUBBLE) the backward splits: B takes
+  // (1 - weight_share) x backward and W weight_share x backward, so the work per micro-batch
+  // is the same as in the other schedules. 0.5 is the paper's T_B = T_W.
+  double weight_share = 0.5;
 };
 
 // When an action ran: computes from start to end; an exchange was posted at start and completed
@@ -51,7 +56,7 @@ struct StageReport {
   double idle = 0;                // makespan - busy
   double exchange_wait = 0;       // time between posting exchanges and their completion
   double finish = 0;              // end of the stage's last action
-  int max_in_flight = 0;          // most (mb, chunk) forwards done whose backward had not run
+  int max_in_flight = 0;          // most (mb, chunk) forwards done whose backward (W) had not run
   double bubble_fraction = 0;     // idle / makespan
   std::vector<ActionTime> times;  // one per action of the stage's list
 };

@@ -10,6 +10,7 @@
 #           to one process (LOOM_TEST_DEVICE_LOCK_DIR), as srun --gpus-per-task=1 gives
 #   tp2sp   tensor parallelism 2 with sequence parallelism
 #   pp2     2 pipeline stages (1F1B, 4 micro-batches)
+#   pp2zb   the same with the zero-bubble schedule (ZERO_BUBBLE: B, then the deferred W)
 #   zero1   3 data-parallel ranks with the distributed optimizer (ZeRO-1) and small buckets, so
 #           the buffers are padded and parameters straddle bucket boundaries
 #   resume  with ZeRO-1 on 2 ranks: checkpoint at step 3, stop, resume: steps 4..6 equal the
@@ -130,6 +131,12 @@ case $case_name in
     on_test_device dev
     same_losses cpu dev
     ;;
+  pp2zb)
+    run cpu CPU 2 --set parallel.pp=2 --set parallel.schedule=ZERO_BUBBLE
+    run dev TEST 2 --set parallel.pp=2 --set parallel.schedule=ZERO_BUBBLE
+    on_test_device dev
+    same_losses cpu dev
+    ;;
   zero1)
     zero=(--set parallel.distributed_optimizer=true --set parallel.global_batch_size=6
           --set parallel.grad_bucket_mb=0.05)
@@ -165,7 +172,7 @@ case $case_name in
     echo "stall: the job ended ${took} s after rank 1 of 3 stalled (exit $rc)"
     ;;
   *)
-    fail "unknown case (one, dp2, tp2sp, pp2, zero1, resume, stall)"
+    fail "unknown case (one, dp2, tp2sp, pp2, pp2zb, zero1, resume, stall)"
     ;;
 esac
 echo "gpu_path $case_name: ok"

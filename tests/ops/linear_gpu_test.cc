@@ -102,6 +102,31 @@ TEST_P(LinearGpuTest, BackwardMatchesCpuAndAccumulates) {
   EXPECT_EQ(HostValues(db2), HostValues(db3));
 }
 
+// The ZERO_BUBBLE split on the GPU: LinearBackwardInput then LinearBackwardWeight give
+// LinearBackward's dinp, dweight and dbias bit for bit (the same cuBLASLt calls).
+TEST_P(LinearGpuTest, SplitBackwardEqualsFusedBitwise) {
+  LOOM_SKIP_WITHOUT_CUDA();
+  const auto [n, ic, oc, dt, grad_dt] = GetParam();
+  const auto inp_v = RoundTo(RandomFloats(n * ic, 14), dt);
+  const auto w_v = RoundTo(RandomFloats(oc * ic, 15), dt);
+  const auto dout_v = RoundTo(RandomFloats(n * oc, 16), dt);
+  const auto dw0 = RoundTo(RandomFloats(oc * ic, 17), grad_dt);
+  const auto db0 = RoundTo(RandomFloats(oc, 18), grad_dt);
+  Tensor inp = MakeTensor(inp_v, {n, ic}, dt, Gpu());
+  Tensor w = MakeTensor(w_v, {oc, ic}, dt, Gpu());
+  Tensor dout = MakeTensor(dout_v, {n, oc}, dt, Gpu());
+  Tensor dinp_f = *Tensor::Zeros({n, ic}, dt, Gpu()), dinp_s = *Tensor::Zeros({n, ic}, dt, Gpu());
+  Tensor dw_f = MakeTensor(dw0, {oc, ic}, grad_dt, Gpu());
+  Tensor dw_s = MakeTensor(dw0, {oc, ic}, grad_dt, Gpu());
+  Tensor db_f = MakeTensor(db0, {oc}, grad_dt, Gpu()), db_s = MakeTensor(db0, {oc}, grad_dt, Gpu());
+  ASSERT_TRUE(LinearBackward(dout, inp, w, &dinp_f, dw_f, &db_f).ok());
+  ASSERT_TRUE(LinearBackwardInput(dout, w, dinp_s).ok());
+  ASSERT_TRUE(LinearBackwardWeight(dout, inp, w, dw_s, &db_s).ok());
+  EXPECT_EQ(HostValues(dinp_f), HostValues(dinp_s)) << "dinp";
+  EXPECT_EQ(HostValues(dw_f), HostValues(dw_s)) << "dweight";
+  EXPECT_EQ(HostValues(db_f), HostValues(db_s)) << "dbias";
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, LinearGpuTest,
     ::testing::Values(

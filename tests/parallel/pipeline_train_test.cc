@@ -7,6 +7,9 @@
 //            and 1F1B with selective and with full activation recomputation;
 //   4 ranks: pp 4; dp 2 x pp 2 with the distributed optimizer; tp 2 x pp 2 with sequence
 //            parallelism; pp 2 interleaved over tp 2;
+//   ZERO_BUBBLE (B and W split, W deferred): at 2 ranks pp 2 (also with selective and with
+//            full recomputation); at 4 pp 4, dp 2 x pp 2 with the distributed optimizer, tp 2 x
+//            pp 2 with sequence parallelism; at 8 dp 2 x tp 2 x pp 2 with both;
 //   8 ranks: dp 2 x tp 2 x pp 2 with sequence parallelism and the distributed optimizer, 1F1B
 //            and interleaved.
 // The last stage's copy of the tied embedding must stay bitwise equal to the first stage's, and
@@ -104,15 +107,22 @@ std::vector<Layout> LayoutsFor(int n) {
     add({.pp = 2, .stage_layers = "[1, 3]"});
     add({.pp = 2, .recompute = "SELECTIVE"});
     add({.pp = 2, .recompute = "FULL"});
+    add({.pp = 2, .schedule = "ZERO_BUBBLE"});
+    add({.pp = 2, .schedule = "ZERO_BUBBLE", .recompute = "SELECTIVE"});
+    add({.pp = 2, .schedule = "ZERO_BUBBLE", .recompute = "FULL"});
   } else if (n == 4) {
     add({.pp = 4});
     add({.dp = 2, .pp = 2, .zero = true});
     add({.tp = 2, .pp = 2, .sp = true});
     add({.tp = 2, .pp = 2, .v = 2, .schedule = "INTERLEAVED"});
+    add({.pp = 4, .schedule = "ZERO_BUBBLE"});
+    add({.dp = 2, .pp = 2, .schedule = "ZERO_BUBBLE", .zero = true});
+    add({.tp = 2, .pp = 2, .schedule = "ZERO_BUBBLE", .sp = true});
   } else if (n == 8) {
     add({.dp = 2, .tp = 2, .pp = 2, .sp = true, .zero = true});
     add({.dp = 2, .tp = 2, .pp = 2, .v = 2, .schedule = "INTERLEAVED", .sp = true,
          .zero = true});
+    add({.dp = 2, .tp = 2, .pp = 2, .schedule = "ZERO_BUBBLE", .sp = true, .zero = true});
   }
   return out;
 }
