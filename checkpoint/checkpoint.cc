@@ -155,20 +155,31 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
   LOOM_RETURN_IF_ERROR(AgreeAll(*world_, prepared, absl::StrCat("checkpoint ", p->tmp_dir)));
 
   // This rank's slices, copied to host memory now: training may change the buffers next.
+  // The device whose copies into p->staging were queued and not yet waited for (an error
+  // between the first copy and the wait must not free the buffer under them).
+  Device* unwaited = nullptr;
   absl::Status snap = [&]() -> absl::Status {
     LOOM_ASSIGN_OR_RETURN(std::vector<Region> regions,
                           SavedRegions(*src.table, src.coord, src.optimizer, src.dp_size));
     const Tensor &params = src.params, &master = src.master, &m = src.m, &v = src.v;
-    // Only the regions this rank writes leave the device (nothing for a replica that saves
-    // nothing), into one host buffer freed with the save; host buffers are written from where
-    // they are, except for an async save, which training would overtake.
-    const bool from_device = !params.on_host();
-    const bool copy = from_device || async;
+    // Only the regions this rank writes leave the device (nothing, and no wait, for a replica
+    // that saves nothing): into one buffer of the device's host staging memory (page-locked on
+    // CUDA), every copy queued on the device's stream, then one wait with the job's deadline
+    // (Device::WaitForCopies); the writer frees the buffer once written. Host buffers are
+    // written from where they are, except for an async save, which training would overtake.
     int64_t total = 0;
     for (const Region& r : regions) {
       total += r.box.numel() * (r.kind == WEIGHTS ? DTypeSize(params.dtype()) : 4);
     }
-    if (copy) p->copy.reserve(total);
+    Device* device = nullptr;  // the device whose copies are waited for
+    if (total > 0 && !params.on_host()) {
+      device = params.device();
+      LOOM_ASSIGN_OR_RETURN(void* buffer, device->AllocateHostStaging(static_cast<size_t>(total)));
+      p->staging = std::unique_ptr<char, std::function<void(char*)>>(
+          static_cast<char*>(buffer), [device](char* b) { device->FreeHostStaging(b); });
+    } else if (async) {
+      p->copy.reserve(total);
+    }
     const std::string file = RankFileName(world_->rank());
     int64_t at = 0;
     for (const Region& r : regions) {
@@ -188,14 +199,19 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
       }
       const char* from = nullptr;
       if (!t.on_host()) {
-        p->copy.resize(static_cast<size_t>(at + len));  // within the reserved total: no move
-        Tensor dst = Tensor::View(p->copy.data() + at, Shape{r.box.numel()}, t.dtype(),
-                                  CpuDevice());
-        LOOM_RETURN_IF_ERROR(dst.CopyFrom(t.FlatView(r.at, r.box.numel())));
-        from = p->copy.data() + at;
+        if (t.device() != device) {
+          return absl::InternalError(absl::StrCat("checkpoint: ", r.spec->name, " ",
+                                                  KindName(r.kind), " lies on ", t.device()->Name(),
+                                                  ", the weights on ", params.device()->Name()));
+        }
+        char* dst = p->staging.get() + at;
+        unwaited = device;
+        LOOM_RETURN_IF_ERROR(device->CopyToHostAsync(
+            dst, static_cast<const char*>(t.FlatView(r.at, r.box.numel()).data()), len));
+        from = dst;
       } else {
         from = static_cast<const char*>(t.data()) + r.at * es;
-        if (copy) {
+        if (async) {
           p->copy.append(from, len);
           from = p->copy.data() + at;
         }
@@ -210,10 +226,19 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
       s->set_file(file);
       s->set_byte_offset(at);
       s->set_length(len);
-      s->set_crc32c(Crc32c(from, static_cast<size_t>(len)));
       at += len;
     }
     p->size = at;
+    if (device != nullptr) {
+      LOOM_RETURN_IF_ERROR(device->WaitForCopies(
+          absl::StrCat("the checkpoint snapshot (", total, " bytes) of step ", info.step)));
+      unwaited = nullptr;
+    }
+    // The checksums, once the bytes are on the host.
+    for (int i = 0; i < p->slices.slices_size(); ++i) {
+      const auto& [data, n] = p->chunks[i];
+      p->slices.mutable_slices(i)->set_crc32c(Crc32c(data, n));
+    }
     p->slices.set_rank(world_->rank());
     if (total > 0) {
       p->slices.mutable_file()->set_name(file);
@@ -229,6 +254,9 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
     }
     return absl::OkStatus();
   }();
+  // Copies queued but not waited for (the wait failed, or an error came between): the buffer
+  // is kept (leaked) rather than freed under copies that may still land; the job is ending.
+  if (unwaited != nullptr && p->staging) (void)p->staging.release();
   p->start_s = timer.Seconds();  // the snapshot's time, which training waits for
   pending_ = std::move(p);
   if (!snap.ok()) {
@@ -255,6 +283,9 @@ absl::StatusOr<std::optional<SaveStats>> CheckpointSaver::Save(const CheckpointS
       }
     }
     raw->write_status = WriteRankFiles(*raw);
+    // Written (or failed): the staging memory goes back now, off the training thread (on CUDA
+    // cudaFreeHost may wait for the device).
+    raw->staging.reset();
     raw->done = true;
   });
   if (!async) return Finish();

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -94,13 +95,16 @@ class CheckpointSaver {
   struct Pending {
     CheckpointInfo info;
     std::string tmp_dir, final_dir;
-    // This rank's data file: pieces of memory written back to back. They point into `copy`
-    // (the regions this rank writes, copied from a device's buffers, or snapshotted for an
-    // async save; freed with the save) or, for a synchronous save of host buffers, into the
-    // buffers themselves (no copy).
+    // This rank's data file: pieces of memory written back to back. They point into `staging`
+    // (the regions this rank writes, copied from a device's buffers into the device's host
+    // staging memory, page-locked on CUDA, with copies queued on its stream and one wait; freed
+    // by the writer once written), into `copy` (host buffers snapshotted for an async save;
+    // freed with the save) or, for a synchronous save of host buffers, into the buffers
+    // themselves (no copy).
     std::vector<std::pair<const char*, size_t>> chunks;
     int64_t size = 0;
     std::string copy;
+    std::unique_ptr<char, std::function<void(char*)>> staging;
     CheckpointRankSlices slices;
     double start_s = 0, write_s = 0;
     absl::Status write_status;

@@ -17,6 +17,8 @@
 #include "data/token_shard.h"
 #include "job/checkpoint_job.h"
 #include "metrics/run_dir.h"
+#include "model/hf_format.h"
+#include "model/model_file.h"
 #include "ops/cuda/limits.h"
 #include "runtime/device.h"
 #include "runtime/dir_lock.h"
@@ -173,11 +175,24 @@ JobCheck CheckJob(const JobConfig& config_in, int world_size, const LocalPlaceme
           "checkpoint.dir, or start over with --overwrite (logging.overwrite=true)"));
     }
   }
-  // model.init_from: a model file or a checkpoint (a step directory or a checkpoint.dir).
+  // model.init_from: a model file, a Hugging Face model directory, or a checkpoint (a step
+  // directory or a checkpoint.dir). A model's headers are read and its shape checked.
   const std::string& init_from = config.model().init_from();
   std::error_code ec;
   if (!init_from.empty()) {
-    if (std::filesystem::is_directory(init_from, ec)) {
+    const bool model_file =
+        IsHfModelDir(init_from) ||
+        (!std::filesystem::is_directory(init_from, ec) && ::access(init_from.c_str(), R_OK) == 0);
+    if (model_file) {
+      auto reader = ModelFileReader::Open(init_from);
+      if (!reader.ok()) {
+        check.problems.push_back(absl::StrCat("model.init_from: ", reader.status().message()));
+      } else if (derived.has_value()) {
+        // "model.init_from <path> does not fit the job's model: <field>: job has .., file has .."
+        absl::Status s = CheckSameShape(derived->model, (*reader)->config(), init_from);
+        if (!s.ok()) check.problems.push_back(std::string(s.message()));
+      }
+    } else if (std::filesystem::is_directory(init_from, ec)) {
       auto dir = ResolveCheckpoint(init_from);
       if (!dir.ok()) {
         check.problems.push_back(absl::StrCat("model.init_from: ", dir.status().message()));

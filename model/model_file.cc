@@ -4,16 +4,17 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "checkpoint/slices.h"
+#include "model/hf_format.h"
 #include "runtime/dtype.h"
 #include "runtime/files.h"
 #include "runtime/status.h"
 
 namespace loom {
-
-absl::StatusOr<LoadedWeights> ReadModelFileUnchecked(const std::string& path);
 
 namespace {
 
@@ -44,11 +45,11 @@ struct LlmcTensor {
   bool per_layer;
 };
 constexpr LlmcTensor kLlmcOrder[] = {
-    {"wte.weight", false},      {"wpe.weight", false},       {"ln1.weight", true},
-    {"ln1.bias", true},         {"attn.qkv.weight", true},   {"attn.qkv.bias", true},
-    {"attn.proj.weight", true}, {"attn.proj.bias", true},    {"ln2.weight", true},
-    {"ln2.bias", true},         {"mlp.fc.weight", true},     {"mlp.fc.bias", true},
-    {"mlp.proj.weight", true},  {"mlp.proj.bias", true},     {"ln_f.weight", false},
+    {"wte.weight", false},      {"wpe.weight", false},     {"ln1.weight", true},
+    {"ln1.bias", true},         {"attn.qkv.weight", true}, {"attn.qkv.bias", true},
+    {"attn.proj.weight", true}, {"attn.proj.bias", true},  {"ln2.weight", true},
+    {"ln2.bias", true},         {"mlp.fc.weight", true},   {"mlp.fc.bias", true},
+    {"mlp.proj.weight", true},  {"mlp.proj.bias", true},   {"ln_f.weight", false},
     {"ln_f.bias", false}};
 
 float IntBitsToFloat(int32_t v) {
@@ -76,15 +77,41 @@ absl::Status ForEachLlmcChunk(const ParamTable& layout, int layers, Fn fn) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<LoadedWeights> ReadLlmc(const std::string& path, const int32_t* h,
-                                       const char* data, size_t size) {
+// A parameter stored whole and untransposed at `data`, in loom's global shape `s` (stored
+// with `stored_rows` rows along dim 0: an llm.c or loom file's own padded vocabulary) of which
+// the first `real_rows` are read.
+StoredParam WholeParam(const std::string& path, const ParamSpec& s, const uint8_t* data,
+                       DType dtype, int64_t real_rows) {
+  StoredPart part;
+  part.file = path;
+  part.tensor = s.name;
+  part.data = data;
+  part.dtype = dtype;
+  const std::vector<int64_t>& d = s.global_shape.dims();
+  part.rows = d[0];
+  part.cols = d.size() == 2 ? d[1] : 1;
+  StoredParam p;
+  p.rows = real_rows;
+  p.cols = part.cols;
+  p.parts.push_back(std::move(part));
+  return p;
+}
+
+// Rows of `s` that hold values: the real vocabulary of a padded embedding or head, else all.
+int64_t RealRows(const ParamSpec& s) {
+  return s.zero_rows_from >= 0 ? s.zero_rows_from : s.global_shape.dims()[0];
+}
+
+absl::StatusOr<std::unique_ptr<ModelFileReader>> OpenLlmc(const std::string& path, const int32_t* h,
+                                                          MappedFile file) {
+  const size_t size = file.size();
   const int version = h[1];
   if (version != 3 && version != 5) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": llm.c model version ", version, " is not supported (expected 3 = fp32 or 5 = bf16)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": llm.c model version ", version,
+                     " is not supported (expected 3 = fp32 or 5 = bf16)"));
   }
-  LoadedWeights w;
-  GptConfig& c = w.config;
+  GptConfig c;
   c.family = ModelFamily::kGpt2;
   c.max_seq = h[2];
   c.vocab = h[3];
@@ -102,43 +129,37 @@ absl::StatusOr<LoadedWeights> ReadLlmc(const std::string& path, const int32_t* h
   ParamTable layout = GptParamLayout(c);
   const size_t need = kHeaderInts * 4 + static_cast<size_t>(layout.total()) * elem;
   if (size < need) {
-    return absl::DataLossError(absl::StrCat(path, ": file is ", size, " bytes, but its header (L=",
-                                            c.layers, ", C=", c.hidden, ", Vp=", c.padded_vocab,
-                                            ") needs ", need));
+    return absl::DataLossError(
+        absl::StrCat(path, ": file is ", size, " bytes, but its header (L=", c.layers,
+                     ", C=", c.hidden, ", Vp=", c.padded_vocab, ") needs ", need));
   }
-  w.params.resize(layout.total());
-  size_t pos = 0;  // elements read so far
-  const char* body = data + kHeaderInts * 4;
+  auto reader = std::make_unique<ModelFileReader>(
+      path, version == 3 ? "llm.c GPT-2 (fp32)" : "llm.c GPT-2 (bf16)", c);
+  const uint8_t* body = reader->Keep(std::move(file)).data() + kHeaderInts * 4;
+  size_t pos = 0;  // elements before the tensor in llm.c's order
   LOOM_RETURN_IF_ERROR(ForEachLlmcChunk(layout, c.layers, [&](const ParamSpec& s) {
-    float* dst = w.params.data() + s.offset;
-    for (int64_t i = 0; i < s.numel(); ++i, ++pos) {
-      if (version == 3) {
-        std::memcpy(&dst[i], body + pos * 4, 4);
-      } else {
-        uint16_t b;
-        std::memcpy(&b, body + pos * 2, 2);
-        dst[i] = Bf16BitsToFloat(b);
-      }
-    }
+    reader->Add(s.name, WholeParam(path, s, body + pos * elem,
+                                   version == 3 ? DType::kF32 : DType::kBF16, RealRows(s)));
+    pos += s.numel();
   }));
-  return w;
+  return reader;
 }
 
-absl::StatusOr<LoadedWeights> ReadLoom(const std::string& path, const int32_t* h, const char* data,
-                                       size_t size) {
+absl::StatusOr<std::unique_ptr<ModelFileReader>> OpenLoom(const std::string& path, const int32_t* h,
+                                                          MappedFile file) {
+  const size_t size = file.size();
   if (h[1] != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": loom model file version ", h[1], " is not supported (expected 1)"));
   }
-  LoadedWeights w;
-  GptConfig& c = w.config;
+  GptConfig c;
   if (h[2] != 0 && h[2] != 1) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": unknown model family ", h[2]));
   }
   c.family = h[2] == 1 ? ModelFamily::kLlama : ModelFamily::kGpt2;
   if (h[12] != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": parameter dtype code ", h[12], " is not supported (expected 0 = f32)"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": parameter dtype code ", h[12],
+                                                   " is not supported (expected 0 = f32)"));
   }
   c.layers = h[3];
   c.heads = h[4];
@@ -155,57 +176,151 @@ absl::StatusOr<LoadedWeights> ReadLoom(const std::string& path, const int32_t* h
   ParamTable layout = GptParamLayout(c);
   const size_t need = kHeaderInts * 4 + static_cast<size_t>(layout.total()) * 4;
   if (size != need) {
-    return absl::DataLossError(absl::StrCat(path, ": file is ", size,
-                                            " bytes, but its header describes ", need));
+    return absl::DataLossError(
+        absl::StrCat(path, ": file is ", size, " bytes, but its header describes ", need));
   }
-  w.params.resize(layout.total());
-  std::memcpy(w.params.data(), data + kHeaderInts * 4, layout.total() * 4);
-  return w;
+  auto reader = std::make_unique<ModelFileReader>(path, "loom model file", c);
+  const uint8_t* body = reader->Keep(std::move(file)).data() + kHeaderInts * 4;
+  for (const ParamSpec& s : layout.specs()) {
+    reader->Add(s.name, WholeParam(path, s, body + s.offset * 4, DType::kF32, RealRows(s)));
+  }
+  return reader;
+}
+
+float StoredValue(const StoredPart& p, int64_t index) {
+  switch (p.dtype) {
+    case DType::kBF16: {
+      uint16_t b;
+      std::memcpy(&b, p.data + index * 2, 2);
+      return Bf16BitsToFloat(b);
+    }
+    case DType::kF16: {
+      uint16_t b;
+      std::memcpy(&b, p.data + index * 2, 2);
+      return F16BitsToFloat(b);
+    }
+    default: {
+      float f;
+      std::memcpy(&f, p.data + index * 4, 4);
+      return f;
+    }
+  }
+}
+
+// Columns [c0, c0 + n) of row `row` of part `p` (loom's orientation) into dst.
+void ReadPartRow(const StoredPart& p, int64_t row, int64_t c0, int64_t n, float* dst) {
+  if (p.transposed) {
+    for (int64_t c = 0; c < n; ++c) dst[c] = StoredValue(p, (c0 + c) * p.rows + row);
+  } else if (p.dtype == DType::kF32) {
+    std::memcpy(dst, p.data + (row * p.cols + c0) * 4, static_cast<size_t>(n) * 4);
+  } else {
+    for (int64_t c = 0; c < n; ++c) dst[c] = StoredValue(p, row * p.cols + c0 + c);
+  }
 }
 
 }  // namespace
 
-// Non-finite weights would make the first step's loss NaN, and the divergence message would
-// then blame the learning rate: refused here, naming the file and the tensor.
-absl::Status CheckFiniteWeights(const std::string& path, const LoadedWeights& w) {
-  const ParamTable layout = GptParamLayout(w.config);
-  for (const ParamSpec& s : layout.specs()) {
-    int64_t bad = 0, first = -1;
-    for (int64_t i = 0; i < s.numel(); ++i) {
-      if (!std::isfinite(w.params[s.offset + i])) {
-        if (bad++ == 0) first = i;
-      }
+const MappedFile& ModelFileReader::Keep(MappedFile file) {
+  files_.push_back(std::make_unique<MappedFile>(std::move(file)));
+  return *files_.back();
+}
+
+absl::Status ModelFileReader::ReadBox(const std::string& name, const TensorBox& box,
+                                      float* dst) const {
+  auto it = params_.find(name);
+  if (it == params_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat(path_, " (", format_, ") holds no tensor for loom's ", name));
+  }
+  const StoredParam& p = it->second;
+  const bool two_d = box.offset.size() == 2;
+  const int64_t r0 = box.offset[0], nr = box.extent[0];
+  const int64_t c0 = two_d ? box.offset[1] : 0, nc = two_d ? box.extent[1] : 1;
+  if (box.offset.size() > 2 || c0 < 0 || c0 + nc > p.cols || r0 < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": box ", BoxString(box), " of ", name,
+                                                   " lies outside its stored columns (", p.cols,
+                                                   ")"));
+  }
+  for (int64_t r = 0; r < nr; ++r) {
+    float* out = dst + r * nc;
+    int64_t row = r0 + r;
+    if (row >= p.rows) {  // padding: zero, whatever the file holds there
+      std::fill(out, out + nc, 0.0f);
+      continue;
     }
-    if (bad > 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": tensor ", s.name, " holds ", bad, " non-finite value(s) (NaN or Inf; the first, ",
-          w.params[s.offset + first], ", at element ", first, " of ", s.numel(),
-          "); these weights cannot be trained from"));
+    for (const StoredPart& part : p.parts) {
+      if (row < part.rows) {
+        ReadPartRow(part, row, c0, nc, out);
+        break;
+      }
+      row -= part.rows;
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<LoadedWeights> ReadModelFile(const std::string& path) {
-  auto w = ReadModelFileUnchecked(path);
-  if (w.ok()) LOOM_RETURN_IF_ERROR(CheckFiniteWeights(path, *w));
-  return w;
-}
-
-absl::StatusOr<LoadedWeights> ReadModelFileUnchecked(const std::string& path) {
+absl::StatusOr<std::unique_ptr<ModelFileReader>> ModelFileReader::Open(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return OpenHfModelDir(path);
   LOOM_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
   if (file.size() < kHeaderInts * 4) {
-    return absl::DataLossError(absl::StrCat(path, ": file is ", file.size(),
-                                            " bytes, shorter than the 1024-byte header"));
+    return absl::DataLossError(
+        absl::StrCat(path, ": file is ", file.size(), " bytes, shorter than the 1024-byte header"));
   }
-  const char* data = reinterpret_cast<const char*>(file.data());
   int32_t h[kHeaderInts];
-  std::memcpy(h, data, sizeof(h));
-  if (h[0] == kLlmcModelMagic) return ReadLlmc(path, h, data, file.size());
-  if (h[0] == kLoomModelMagic) return ReadLoom(path, h, data, file.size());
-  return absl::InvalidArgumentError(absl::StrCat(path, ": bad magic ", h[0], " (expected ",
-                                                 kLlmcModelMagic, " for an llm.c GPT-2 file or ",
-                                                 kLoomModelMagic, " for a loom model file)"));
+  std::memcpy(h, file.data(), sizeof(h));
+  if (h[0] == kLlmcModelMagic) return OpenLlmc(path, h, std::move(file));
+  if (h[0] == kLoomModelMagic) return OpenLoom(path, h, std::move(file));
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ": bad magic ", h[0], " (expected ", kLlmcModelMagic, " for an llm.c GPT-2 file or ",
+      kLoomModelMagic,
+      " for a loom model file; a Hugging Face model is a directory with config.json)"));
+}
+
+absl::StatusOr<std::vector<float>> ReadModelSlices(const ModelFileReader& reader,
+                                                   const GptConfig& job, const ParamTable& table) {
+  LOOM_RETURN_IF_ERROR(CheckSameShape(job, reader.config(), reader.path()));
+  std::vector<float> out(table.total(), 0.0f);
+  // The boxes a checkpoint load fills (checkpoint/slices.h), weights only: every piece of every
+  // parameter this rank holds, at its place in the flat buffer.
+  LOOM_ASSIGN_OR_RETURN(std::vector<Region> regions,
+                        NeededRegions(table, OptimizerView{}, /*with_optimizer=*/false));
+  for (const Region& r : regions) {
+    float* dst = out.data() + r.at;
+    LOOM_RETURN_IF_ERROR(reader.ReadBox(r.spec->name, r.box, dst));
+    // Non-finite weights would make the first step's loss NaN, and the divergence message would
+    // then blame the learning rate: refused here, naming the file and the tensor.
+    const int64_t n = r.box.numel();
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      if (!std::isfinite(dst[i]) && bad++ == 0) first = i;
+    }
+    if (bad > 0) {
+      auto part = reader.params().find(r.spec->name);
+      std::string stored;
+      if (part != reader.params().end()) {
+        for (const StoredPart& p : part->second.parts) {
+          if (p.tensor == r.spec->name) continue;
+          absl::StrAppend(&stored, stored.empty() ? " (stored as " : ", ", p.tensor);
+        }
+        if (!stored.empty()) stored += ")";
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          reader.path(), ": tensor ", r.spec->name, stored, " holds ", bad,
+          " non-finite value(s) in ", BoxString(r.box), " (NaN or Inf; the first, ", dst[first],
+          ", at element ", first, " of that box); these weights cannot be trained from"));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<LoadedWeights> ReadModelFile(const std::string& path) {
+  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<ModelFileReader> reader, ModelFileReader::Open(path));
+  LoadedWeights w;
+  w.config = reader->config();
+  const ParamTable layout = GptParamLayout(w.config);
+  LOOM_ASSIGN_OR_RETURN(w.params, ReadModelSlices(*reader, w.config, layout));
+  return w;
 }
 
 absl::Status WriteLlmcModelFile(const std::string& path, const GptConfig& c,
@@ -216,8 +331,8 @@ absl::Status WriteLlmcModelFile(const std::string& path, const GptConfig& c,
   }
   ParamTable layout = GptParamLayout(c);
   if (static_cast<int64_t>(params.size()) != layout.total()) {
-    return absl::InvalidArgumentError(absl::StrCat("expected ", layout.total(), " parameters, got ",
-                                                   params.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected ", layout.total(), " parameters, got ", params.size()));
   }
   int32_t h[kHeaderInts] = {};
   h[0] = kLlmcModelMagic;
@@ -248,8 +363,8 @@ absl::Status WriteLoomModelFile(const std::string& path, const GptConfig& c,
                                 const std::vector<float>& params) {
   ParamTable layout = GptParamLayout(c);
   if (static_cast<int64_t>(params.size()) != layout.total()) {
-    return absl::InvalidArgumentError(absl::StrCat("expected ", layout.total(), " parameters, got ",
-                                                   params.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected ", layout.total(), " parameters, got ", params.size()));
   }
   int32_t h[kHeaderInts] = {};
   h[0] = kLoomModelMagic;
@@ -273,12 +388,15 @@ absl::Status WriteLoomModelFile(const std::string& path, const GptConfig& c,
 }
 
 absl::Status CheckSameShape(const GptConfig& job, const GptConfig& file, const std::string& path) {
+  // A shorter context than the file's uses the first rows of its position embedding (GPT-2), or
+  // nothing at all (RoPE): only a longer one lacks weights.
+  GptConfig stored = file;
+  if (job.max_seq <= file.max_seq) stored.max_seq = job.max_seq;
   const std::vector<std::string> diffs = GptConfigDifferences(
-      job, file, "job has", "file has", /*with_padding=*/true, /*with_numerics=*/false);
+      job, stored, "job has", "file has", /*with_padding=*/false, /*with_numerics=*/false);
   if (diffs.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("model.init_from ", path,
-                                                 " does not fit the job's model: ",
-                                                 absl::StrJoin(diffs, "; ")));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "model.init_from ", path, " does not fit the job's model: ", absl::StrJoin(diffs, "; ")));
 }
 
 }  // namespace loom

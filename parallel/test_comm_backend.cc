@@ -5,6 +5,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -81,6 +82,16 @@ Registry& TheRegistry() {
   return *r;
 }
 
+// Device seconds per group name, not yet taken (TakeTestCommDeviceSeconds).
+struct DeviceTimes {
+  std::mutex mu;
+  std::map<std::string, double> seconds;
+};
+DeviceTimes& Times() {
+  static auto* times = new DeviceTimes();  // never destroyed: stream workers may still add
+  return *times;
+}
+
 class TestWork : public CommWork {
  public:
   TestWork(std::shared_ptr<InFlight> op, std::vector<Tensor> keep, Device* device)
@@ -140,11 +151,12 @@ using MpiOp = std::function<absl::StatusOr<std::unique_ptr<CommWork>>(CommBacken
 
 class TestCommBackend : public CommBackend {
  public:
-  TestCommBackend(std::shared_ptr<CommState> state, Device* device,
+  TestCommBackend(std::shared_ptr<CommState> state, Device* device, std::string name,
                   std::unique_ptr<CommBackend> host, std::unique_ptr<CommBackend> device_mpi,
                   std::shared_ptr<MpiCommHandle> dup)
       : state_(std::move(state)),
         device_(device),
+        name_(std::move(name)),
         host_(std::move(host)),
         device_mpi_(std::move(device_mpi)),
         dup_(std::move(dup)),
@@ -222,13 +234,20 @@ class TestCommBackend : public CommBackend {
     LOOM_RETURN_IF_ERROR(
         test_device::StreamWaitMark(stream_, test_device::MarkNow(test_device::OpStream(device_))));
     CommBackend* mpi = device_mpi_.get();
-    LOOM_RETURN_IF_ERROR(test_device::Enqueue(stream_, [op, mpi, run = std::move(run)] {
-      absl::StatusOr<std::unique_ptr<CommWork>> work = run(mpi);
-      absl::Status s = work.ok() ? (*work)->Wait() : work.status();
-      std::lock_guard<std::mutex> lock(op->mu);
-      op->result = s;
-      return s;
-    }));
+    LOOM_RETURN_IF_ERROR(
+        test_device::Enqueue(stream_, [op, mpi, name = name_, run = std::move(run)] {
+          // Timed on the stream, as the NCCL backend's events time an operation on its stream.
+          const absl::Time start = absl::Now();
+          absl::StatusOr<std::unique_ptr<CommWork>> work = run(mpi);
+          absl::Status s = work.ok() ? (*work)->Wait() : work.status();
+          {
+            std::lock_guard<std::mutex> lock(Times().mu);
+            Times().seconds[name] += absl::ToDoubleSeconds(absl::Now() - start);
+          }
+          std::lock_guard<std::mutex> lock(op->mu);
+          op->result = s;
+          return s;
+        }));
     op->done = test_device::MarkNow(stream_);
     op->deadline = absl::Now() + op->timeout;
     TheRegistry().Add(op);
@@ -237,6 +256,7 @@ class TestCommBackend : public CommBackend {
 
   std::shared_ptr<CommState> state_;
   Device* device_;
+  std::string name_;
   std::unique_ptr<CommBackend> host_;        // host scalars, on the group's MPI communicator
   std::unique_ptr<CommBackend> device_mpi_;  // device tensors, on the duplicate
   std::shared_ptr<MpiCommHandle> dup_;
@@ -251,8 +271,14 @@ std::string DescribeForHostWaits() { return OldestTestCollective(); }
 absl::Status CheckTestCollectives() { return TheRegistry().Check(); }
 std::string OldestTestCollective() { return TheRegistry().Oldest(); }
 
+std::map<std::string, double> TakeTestCommDeviceSeconds() {
+  std::lock_guard<std::mutex> lock(Times().mu);
+  return std::exchange(Times().seconds, {});
+}
+
 absl::StatusOr<std::unique_ptr<CommBackend>> MakeTestCommBackend(
-    std::shared_ptr<MpiCommHandle> group, std::shared_ptr<CommState> state, Device* device) {
+    std::shared_ptr<MpiCommHandle> group, std::shared_ptr<CommState> state, Device* device,
+    const std::string& name) {
   if (device == nullptr || !device->is_test()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the test device's collective backend needs a test device, got ",
@@ -274,7 +300,7 @@ absl::StatusOr<std::unique_ptr<CommBackend>> MakeTestCommBackend(
   std::unique_ptr<CommBackend> host = MakeMpiBackend(group, state);
   std::unique_ptr<CommBackend> device_mpi = MakeMpiBackend(dup, state);
   return std::unique_ptr<CommBackend>(std::make_unique<TestCommBackend>(
-      std::move(state), device, std::move(host), std::move(device_mpi), std::move(dup)));
+      std::move(state), device, name, std::move(host), std::move(device_mpi), std::move(dup)));
 }
 
 }  // namespace loom

@@ -19,7 +19,9 @@
 //   the operation may still touch them.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "parallel/communicator.h"
@@ -30,13 +32,19 @@ namespace loom {
 
 // The backend for the ranks of `group->comm` on test device `device`. Collective over `group`
 // (it duplicates the MPI communicator): every member calls it at the same point.
+// `name` (the group's: "tp", "dp", ...) keys its device times.
 absl::StatusOr<std::unique_ptr<CommBackend>> MakeTestCommBackend(
-    std::shared_ptr<MpiCommHandle> group, std::shared_ptr<CommState> state, Device* device);
+    std::shared_ptr<MpiCommHandle> group, std::shared_ptr<CommState> state, Device* device,
+    const std::string& name = "");
 
 // The first error among the test device's collectives in flight (failed, or past its deadline);
 // OK when none. Forgets those that completed.
 absl::Status CheckTestCollectives();
 // "all_reduce(sum) of ... on dp [0,1]": the oldest collective still in flight, or "".
 std::string OldestTestCollective();
+// Seconds the collectives completed since the last call spent on their communication streams
+// (from the moment the stream started the operation, after its wait for the ops' stream, to its
+// end, waiting for peers included: what the NCCL backend's CUDA events measure), per group name.
+std::map<std::string, double> TakeTestCommDeviceSeconds();
 
 }  // namespace loom

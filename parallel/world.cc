@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "parallel/mpi_backend.h"
 #include "parallel/nccl_backend.h"
-#include "runtime/host_wait.h"
 #include "parallel/test_comm_backend.h"
+#include "runtime/host_wait.h"
 #include "runtime/status.h"
 
 namespace loom {
@@ -53,10 +53,11 @@ absl::Status EnsureMpi() {
 absl::StatusOr<std::unique_ptr<CommBackend>> MakeDeviceBackend(
     std::shared_ptr<MpiCommHandle> handle, std::shared_ptr<CommState> state, Device* device,
     const std::string& name = "") {
-  if (device->is_test()) return MakeTestCommBackend(std::move(handle), std::move(state), device);
+  if (device->is_test()) {
+    return MakeTestCommBackend(std::move(handle), std::move(state), device, name);
+  }
   return MakeNcclBackend(std::move(handle), std::move(state), device, name);
 }
-
 
 }  // namespace
 
@@ -185,6 +186,12 @@ void World::Abort(int code) const {
   AbortNcclCommunicators(absl::Seconds(5));
   if (size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
   std::exit(code);
+}
+
+std::map<std::string, double> TakeDeviceCommSeconds() {
+  std::map<std::string, double> seconds = TakeNcclDeviceSeconds();
+  for (const auto& [group, s] : TakeTestCommDeviceSeconds()) seconds[group] += s;
+  return seconds;
 }
 
 }  // namespace loom

@@ -12,6 +12,7 @@
 // (parallel/test_comm_backend.h). Groups of one rank get none: they need none.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -82,7 +83,7 @@ class World {
   World() = default;
   static absl::StatusOr<World*> Create();  // the MPI_COMM_WORLD world, without NCCL
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
-  std::shared_ptr<MpiCommHandle> mpi_;  // MPI_COMM_WORLD or MPI_COMM_SELF
+  std::shared_ptr<MpiCommHandle> mpi_;    // MPI_COMM_WORLD or MPI_COMM_SELF
   std::shared_ptr<MpiCommHandle> watch_;  // the roll call's duplicate of MPI_COMM_WORLD
   // Answers pending roll calls (called from long waits and from TakeRollCall).
   void AnswerRollCalls(const std::string& what) const;
@@ -90,5 +91,10 @@ class World {
   std::unique_ptr<Communicator> comm_;
   Device* cuda_ = nullptr;
 };
+
+// Seconds the device collectives completed since the last call spent on their streams (NCCL's
+// CUDA events on a GPU, the stream times of the test device's backend), per group name ("tp",
+// "dp", ...); empty on the CPU, whose collectives block the host and are timed there.
+std::map<std::string, double> TakeDeviceCommSeconds();
 
 }  // namespace loom

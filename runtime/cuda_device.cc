@@ -65,6 +65,7 @@ class CudaDeviceImpl final : public Device {
     LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
     LOOM_RETURN_IF_ERROR(WaitForLegacyStream(
         index_, absl::StrCat("copy of ", bytes, " bytes from cuda:", index_, " to the host")));
+    CountBytesToHost(bytes);
     LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
     return absl::OkStatus();
   }
@@ -74,6 +75,7 @@ class CudaDeviceImpl final : public Device {
     LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
     LOOM_RETURN_IF_ERROR(WaitForLegacyStream(
         index_, absl::StrCat("copy of ", bytes, " bytes from the host to cuda:", index_)));
+    CountBytesFromHost(bytes);
     LOOM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
     return absl::OkStatus();
   }
@@ -82,8 +84,23 @@ class CudaDeviceImpl final : public Device {
   absl::Status CopyFromHostAsync(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();
     LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    CountBytesFromHost(bytes);
     LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cudaStreamLegacy));
     return absl::OkStatus();
+  }
+  // The same stream the other way: into page-locked memory the host does not wait; the bytes
+  // are there once WaitForCopies has returned.
+  absl::Status CopyToHostAsync(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return absl::OkStatus();
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    CountBytesToHost(bytes);
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cudaStreamLegacy));
+    return absl::OkStatus();
+  }
+  absl::Status WaitForCopies(const std::string& what) override {
+    CountHostSync();
+    LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
+    return WaitForLegacyStream(index_, absl::StrCat(what, " on cuda:", index_));
   }
   absl::StatusOr<void*> AllocateHostStaging(size_t bytes) override {
     LOOM_RETURN_IF_ERROR(UseCudaDevice(index_));
@@ -91,7 +108,13 @@ class CudaDeviceImpl final : public Device {
     LOOM_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocPortable));
     return p;
   }
-  void FreeHostStaging(void* ptr) override { cudaFreeHost(ptr); }
+  // On this device's context (a thread that never chose one, such as a checkpoint writer, would
+  // otherwise make a context on GPU 0). cudaFreeHost may wait for the device: callers free
+  // staging off the training thread or where the device is idle anyway.
+  void FreeHostStaging(void* ptr) override {
+    (void)UseCudaDevice(index_);
+    cudaFreeHost(ptr);
+  }
   // Device to device and memsets never block the host: queued on the legacy default stream.
   absl::Status CopyWithin(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();

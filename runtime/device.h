@@ -95,8 +95,8 @@ class CachingAllocator {
  private:
   Device* device_;
   mutable std::mutex mu_;
-  std::multimap<size_t, void*> cache_;     // size -> free block
-  std::map<void*, size_t> live_;           // ptr -> size
+  std::multimap<size_t, void*> cache_;  // size -> free block
+  std::map<void*, size_t> live_;        // ptr -> size
   AllocatorStats stats_;
 };
 
@@ -129,6 +129,21 @@ class Device {
   // memory makes the host wait), plain aligned memory elsewhere.
   virtual absl::StatusOr<void*> AllocateHostStaging(size_t bytes);
   virtual void FreeHostStaging(void* ptr);
+  // Device to host without waiting, into staging memory (AllocateHostStaging): queued behind
+  // the work already queued on the device's op stream, so it sees what that work wrote and not
+  // what later work writes. `host_dst` holds the bytes only once WaitForCopies has returned OK;
+  // until then it must stay alive (even when a wait failed: the copy may still land). Devices
+  // that cannot queue copies copy at once.
+  virtual absl::Status CopyToHostAsync(void* host_dst, const void* src, size_t bytes) {
+    return CopyToHost(host_dst, src, bytes);
+  }
+  // The host waits, with the job's deadline (runtime/host_wait.h), for every copy queued so far
+  // (CopyToHostAsync, CopyFromHostAsync) and the work before it: one counted host
+  // synchronisation. Nothing to wait for on the CPU.
+  virtual absl::Status WaitForCopies(const std::string& what) {
+    (void)what;
+    return absl::OkStatus();
+  }
 
   bool is_cpu() const { return kind() == DeviceKind::kCpu; }
   bool is_cuda() const { return kind() == DeviceKind::kCuda; }
@@ -142,14 +157,26 @@ class Device {
   // copies from pageable memory, stream / event / device synchronisations), since the process
   // began. The trainer's budget test reads it per step.
   int64_t host_syncs() const { return host_syncs_.load(std::memory_order_relaxed); }
+  // Bytes copied from this device's memory to the host, and from the host to it, since the
+  // process began (CUDA and the test device; 0 on the CPU, whose memory is the host's). Tests
+  // read them to see what a save or a step moved.
+  int64_t bytes_to_host() const { return bytes_to_host_.load(std::memory_order_relaxed); }
+  int64_t bytes_from_host() const { return bytes_from_host_.load(std::memory_order_relaxed); }
 
  protected:
   Device() : allocator_(this) {}
   void CountHostSync() { host_syncs_.fetch_add(1, std::memory_order_relaxed); }
+  void CountBytesToHost(size_t n) {
+    bytes_to_host_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+  }
+  void CountBytesFromHost(size_t n) {
+    bytes_from_host_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+  }
 
  private:
   CachingAllocator allocator_;
   std::atomic<int64_t> host_syncs_{0};
+  std::atomic<int64_t> bytes_to_host_{0}, bytes_from_host_{0};
 };
 
 Device* CpuDevice();

@@ -86,6 +86,14 @@ absl::Status WaitForDevice(const std::function<absl::StatusOr<bool>()>& done,
     }
     const absl::Time now = absl::Now();
     if (now - start > timeout) {
+      // The checks run only every 64th poll, and a collective issued before this wait began
+      // has the earlier deadline: ask them once more, so the wait reports the collective it is
+      // stuck behind (operation, group, step) rather than itself. Under load 64 polls could
+      // outlast the gap between the two deadlines (gpu_path_stall failed so now and then).
+      for (const auto& check : checks) {
+        absl::Status s = check();
+        if (!s.ok()) return s;
+      }
       return HostWaitDeadlineError(what, timeout, policy.step ? policy.step() : -1);
     }
     if (now - start > absl::Milliseconds(100) && now - last_report > absl::Milliseconds(5)) {

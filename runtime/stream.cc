@@ -5,6 +5,7 @@
 #endif
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "runtime/host_wait.h"
 #include "runtime/status.h"
 #include "runtime/test_device.h"
@@ -130,7 +131,16 @@ Event::~Event() {
 
 absl::Status Event::Record(const Stream& stream) {
   if (device_->is_test()) {
-    *static_cast<test_device::Mark*>(handle_) = test_device::MarkNow(Worker(stream));
+    // A timing event, as CUDA's: the stream stamps the time it reaches the record.
+    test_device::StreamWorker* worker = Worker(stream);
+    auto reached = std::make_shared<std::atomic<int64_t>>(-1);
+    LOOM_RETURN_IF_ERROR(test_device::Enqueue(worker, [reached] {
+      reached->store(absl::ToUnixNanos(absl::Now()));
+      return absl::OkStatus();
+    }));
+    test_device::Mark mark = test_device::MarkNow(worker);
+    mark.reached_ns = std::move(reached);
+    *static_cast<test_device::Mark*>(handle_) = std::move(mark);
     return absl::OkStatus();
   }
 #ifdef LOOM_WITH_CUDA
@@ -174,6 +184,17 @@ absl::StatusOr<bool> Event::Query() const {
 }
 
 absl::StatusOr<float> Event::ElapsedMs(const Event& start) const {
+  if (device_->is_test()) {
+    const auto* a = static_cast<const test_device::Mark*>(start.handle_);
+    const auto* b = static_cast<const test_device::Mark*>(handle_);
+    const int64_t t0 = a->reached_ns ? a->reached_ns->load() : -1;
+    const int64_t t1 = b->reached_ns ? b->reached_ns->load() : -1;
+    if (t0 < 0 || t1 < 0) {
+      return absl::FailedPreconditionError(
+          "Event::ElapsedMs: an event was not recorded or its stream has not reached it yet");
+    }
+    return static_cast<float>(static_cast<double>(t1 - t0) / 1e6);
+  }
   float ms = 0.0f;
 #ifdef LOOM_WITH_CUDA
   if (handle_ && start.handle_) {

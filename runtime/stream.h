@@ -56,7 +56,8 @@ class Event {
   absl::Status Synchronize();
   // Whether the work before the last Record has finished (true if never recorded).
   absl::StatusOr<bool> Query() const;
-  // Milliseconds between two recorded events (CUDA); 0 on the CPU.
+  // Milliseconds between two recorded events, once the stream has passed both (CUDA and the
+  // test device: the times its stream reached them); 0 on the CPU.
   absl::StatusOr<float> ElapsedMs(const Event& start) const;
   void* handle() const { return handle_; }
 

@@ -182,6 +182,7 @@ class TestDeviceImpl final : public Device {
       return absl::OkStatus();
     }
     // As cudaMemcpy: queued behind the ops, and the host waits for it.
+    CountBytesToHost(bytes);
     return BlockingCopy(dst, src, bytes, /*to_host=*/true);
   }
   absl::Status CopyFromHost(void* dst, const void* src, size_t bytes) override {
@@ -191,15 +192,32 @@ class TestDeviceImpl final : public Device {
       return absl::OkStatus();
     }
     // From pageable memory, as cudaMemcpy: the host waits until the copy has run.
+    CountBytesFromHost(bytes);
     return BlockingCopy(dst, src, bytes, /*to_host=*/false);
   }
   absl::Status CopyFromHostAsync(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();
     if (OnWorker()) return CopyFromHost(dst, src, bytes);
+    CountBytesFromHost(bytes);
     return Enqueue([dst, src, bytes] {
       std::memcpy(Real(dst), src, bytes);
       return absl::OkStatus();
     });
+  }
+  // As cudaMemcpyAsync into page-locked memory: queued behind the ops; the host does not wait
+  // (WaitForCopies does, once for all of them).
+  absl::Status CopyToHostAsync(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return absl::OkStatus();
+    if (OnWorker()) return CopyToHost(dst, src, bytes);
+    CountBytesToHost(bytes);
+    return Enqueue([dst, src, bytes] {
+      std::memcpy(dst, Real(src), bytes);
+      return absl::OkStatus();
+    });
+  }
+  absl::Status WaitForCopies(const std::string& what) override {
+    if (OnWorker()) return absl::OkStatus();
+    return HostWaitStream(op_stream(), what);
   }
   absl::Status CopyWithin(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();

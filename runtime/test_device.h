@@ -26,7 +26,9 @@
 //   EXCLUSIVE_PROCESS mode): a second process opening it gets FailedPrecondition.
 #pragma once
 
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -69,6 +71,9 @@ absl::Status Enqueue(StreamWorker* stream, DeviceWork work);
 struct Mark {
   StreamWorker* stream = nullptr;  // nullptr: never recorded (complete)
   uint64_t seq = 0;
+  // An event's record only (Event::Record): the steady-clock time in ns at which the stream
+  // reached the mark, -1 until then (Event::ElapsedMs reads it, as CUDA's timing events).
+  std::shared_ptr<std::atomic<int64_t>> reached_ns;
 };
 Mark MarkNow(StreamWorker* stream);
 bool Reached(const Mark& mark);

@@ -56,6 +56,22 @@ if command -v python3 >/dev/null; then
   fi
 fi
 
+# The Hugging Face export test reads `loom export --format hf` back with the real `transformers`
+# (PyPI), on the python3 that has PyTorch (Debian's python3-torch 1.13 pairs with
+# transformers < 4.45). Without one, that test is skipped.
+for py in python3 /usr/bin/python3; do
+  command -v "$py" >/dev/null && "$py" -c "import torch" 2>/dev/null || continue
+  if "$py" -c "import transformers" 2>/dev/null; then
+    echo "setup: $py has transformers"
+  elif "$py" -m pip install --quiet --disable-pip-version-check "transformers<4.45" >/dev/null 2>&1 ||
+       "$py" -m pip install --quiet --disable-pip-version-check --break-system-packages "transformers<4.45" >/dev/null 2>&1; then
+    echo "setup: installed transformers for $py"
+  else
+    echo "setup: could not pip-install transformers: the Hugging Face export test will be skipped"
+  fi
+  break
+done
+
 cuda_home="${CUDA_HOME:-/usr/local/cuda}"
 if [[ -x "$cuda_home/bin/nvcc" ]]; then
   echo "setup: CUDA toolkit found at $cuda_home ($("$cuda_home/bin/nvcc" --version | grep -o 'release [0-9.]*')): the CUDA backend will be built (sm_90 by default)"

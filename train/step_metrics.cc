@@ -1,6 +1,7 @@
 #include "train/step_metrics.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 
@@ -32,6 +33,17 @@ void StepProgress::AddStep(double seconds, const CommSeconds& comm) {
   interval_comm_ += comm;
 }
 
+void StepProgress::AddDeviceComm(const std::map<std::string, double>& group_seconds,
+                                 double dp_exposed_s) {
+  device_times_ = true;
+  for (const auto& [group, seconds] : group_seconds) interval_device_[group] += seconds;
+  interval_device_["dp exposed"] += dp_exposed_s;
+  interval_device_exposed_ += dp_exposed_s;
+  for (const auto& [group, seconds] : group_seconds) {
+    if (group != "dp" && group != "pp" && group != "embedding") interval_device_exposed_ += seconds;
+  }
+}
+
 StepProgress::Report StepProgress::Flush(int64_t step, int64_t total_steps, double loss, double lr,
                                          double grad_norm, int64_t peak_bytes,
                                          int64_t skipped_steps, std::optional<float> val_loss) {
@@ -47,8 +59,10 @@ StepProgress::Report StepProgress::Flush(int64_t step, int64_t total_steps, doub
   m.skipped_steps = skipped_steps;
   if (val_loss) m.val_loss = *val_loss;
   const CommSeconds& c = interval_comm_;
-  if (show_comm_share_ && interval_s_ > 0)
-    m.comm_share = (c.tp + c.sp + c.dp_exposed) / interval_s_;
+  if (show_comm_share_ && interval_s_ > 0) {
+    m.comm_share = device_times_ ? std::min(1.0, interval_device_exposed_ / interval_s_)
+                                 : (c.tp + c.sp + c.dp_exposed) / interval_s_;
+  }
   const double eta = elapsed_s_ / std::max<int64_t>(1, step) * (total_steps - step);
   r.lines.push_back(FormatConsoleLine(m, total_steps, elapsed_s_, eta));
   if (parallel_) {
@@ -65,6 +79,8 @@ StepProgress::Report StepProgress::Flush(int64_t step, int64_t total_steps, doub
   interval_steps_ = 0;
   interval_tokens_ = 0;
   interval_comm_ = CommSeconds{};
+  r.device_seconds = std::exchange(interval_device_, {});
+  interval_device_exposed_ = 0;
   return r;
 }
 

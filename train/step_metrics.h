@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +36,15 @@ class StepProgress {
   void AddStep(double seconds, const CommSeconds& comm);
   // Communication measured outside a step's AddStep (the gradient reduction's wait).
   void AddComm(const CommSeconds& comm) { interval_comm_ += comm; }
+  // On a device whose collectives run on streams the host's times read ~0 (it never waits for
+  // a collective): what the device measured instead, per step. `group_seconds`: each group's
+  // collectives on their streams (TakeDeviceCommSeconds); `dp_exposed_s`: the time the ops'
+  // stream stood waiting for the data-parallel reduction (timing events around its wait).
+  // Once called, comm_share comes from these: the groups whose collectives the ops wait for at
+  // once (all but dp, pp and embedding, e.g. tp with sequence parallelism) count whole, the
+  // data-parallel reduction by its exposed part, the pipeline's exchanges not at all (as on
+  // the host); capped at 1 (streams of two groups may overlap).
+  void AddDeviceComm(const std::map<std::string, double>& group_seconds, double dp_exposed_s);
 
   // The record of the interval ending at `step` (loss, lr, ... filled by the caller's values),
   // and the console lines to print (the progress line, and the communication line of a
@@ -42,6 +52,9 @@ class StepProgress {
   struct Report {
     StepMetrics metrics;
     std::vector<std::string> lines;
+    // The interval's device times (AddDeviceComm), per group, and the exposed data-parallel
+    // part ("dp exposed"); empty when none were added.
+    std::map<std::string, double> device_seconds;
   };
   Report Flush(int64_t step, int64_t total_steps, double loss, double lr, double grad_norm,
                int64_t peak_bytes, int64_t skipped_steps, std::optional<float> val_loss);
@@ -62,6 +75,9 @@ class StepProgress {
   double interval_s_ = 0;
   int64_t interval_steps_ = 0, interval_tokens_ = 0;
   CommSeconds interval_comm_;
+  bool device_times_ = false;  // AddDeviceComm was called: comm_share from the device's times
+  std::map<std::string, double> interval_device_;
+  double interval_device_exposed_ = 0;
 };
 
 }  // namespace loom

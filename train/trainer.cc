@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -115,7 +116,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   LOOM_RETURN_IF_ERROR(t->BuildData());
 
   const GptConfig& gpt = n.model;
-  std::optional<LoadedWeights> init;
+  std::optional<std::vector<float>> init;
   bool init_from_checkpoint = false;
   LOOM_RETURN_IF_ERROR(t->BuildModel(&init, &init_from_checkpoint));
   LOOM_RETURN_IF_ERROR(t->BuildOptimizer());
@@ -125,7 +126,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
   {
     std::vector<float> weights;
     if (init) {
-      LOOM_ASSIGN_OR_RETURN(weights, SliceGlobalParams(table, init->params));
+      weights = std::move(*init);  // this rank's slices, read by BuildModel
     } else {
       weights.resize(table.total());
       LOOM_RETURN_IF_ERROR(
@@ -179,24 +180,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     LOOM_ASSIGN_OR_RETURN(t->loss_rows_,
                           t->readback_.FlatView(0, accum * rows).Reshape(Shape{accum, rows}));
     t->norm_acc_ = t->readback_.FlatView(accum * rows, 1);
-    Device* dev = t->device_;
-    LOOM_ASSIGN_OR_RETURN(void* staging,
-                          dev->AllocateHostStaging(2 * accum * rows * sizeof(int32_t)));
-    t->staging_ = std::shared_ptr<int32_t>(static_cast<int32_t*>(staging),
-                                           [dev](int32_t* p) { dev->FreeHostStaging(p); });
-    for (int64_t k = 0; k < accum; ++k) {
-      int32_t* in = t->staging_.get() + 2 * k * rows;
-      if (dev->host_memory()) {
-        t->step_inputs_.push_back(Tensor::View(in, Shape{micro, T}, DType::kI32, CpuDevice()));
-        t->step_targets_.push_back(
-            Tensor::View(in + rows, Shape{micro, T}, DType::kI32, CpuDevice()));
-      } else {
-        LOOM_ASSIGN_OR_RETURN(Tensor din, Tensor::Empty(Shape{micro, T}, DType::kI32, dev));
-        LOOM_ASSIGN_OR_RETURN(Tensor dtg, Tensor::Empty(Shape{micro, T}, DType::kI32, dev));
-        t->step_inputs_.push_back(din);
-        t->step_targets_.push_back(dtg);
-      }
+    // Timing events for comm_share on a device (AccountDeviceComm).
+    if (!t->device_->host_memory()) {
+      LOOM_ASSIGN_OR_RETURN(t->reduce_begin_, Event::Create(t->device_));
+      LOOM_ASSIGN_OR_RETURN(t->reduce_end_, Event::Create(t->device_));
     }
+    // After the resume: the batches start from the restored data position.
+    LOOM_ASSIGN_OR_RETURN(t->batches_,
+                          StepBatches::Create(t->device_, t->train_data_.get(), accum, micro, T));
   }
   // The gradient norm counts each parameter once, on the rank that owns it (OwnsParam, the
   // same rule checkpoints save by).
@@ -242,11 +233,30 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
 
 absl::Status Trainer::FinishGradReduction() {
   Timer timer;
+  if (reduce_begin_) LOOM_RETURN_IF_ERROR(reduce_begin_->Record(op_stream_->stream()));
   LOOM_RETURN_IF_ERROR(reducer_->Finish());
+  if (reduce_end_) LOOM_RETURN_IF_ERROR(reduce_end_->Record(op_stream_->stream()));
   CommSeconds comm;
   comm.dp_exposed = timer.Seconds();  // the part of the reduction backward did not hide
   comm.dp_total = reducer_->stats().comm_s;
   progress_->AddComm(comm);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::AccountDeviceComm() {
+  if (!reduce_begin_) return absl::OkStatus();
+  // Both events are behind the read-back the host has just waited for. A metric never ends a
+  // run: without the events' time the exposed part counts as 0 (said once).
+  absl::StatusOr<float> exposed_ms = reduce_end_->ElapsedMs(*reduce_begin_);
+  if (!exposed_ms.ok()) {
+    static std::once_flag said;
+    std::call_once(said, [&] {
+      LOOM_LOG(WARNING) << "comm_share: no time for the gradient reduction's exposed part ("
+                        << exposed_ms.status().message() << "); counted as 0";
+    });
+  }
+  progress_->AddDeviceComm(TakeDeviceCommSeconds(),
+                           exposed_ms.ok() ? std::max(0.0f, *exposed_ms) / 1e3 : 0.0);
   return absl::OkStatus();
 }
 
@@ -274,29 +284,15 @@ absl::StatusOr<double> Trainer::GradNormFrom(double local_squares) {
   return std::sqrt(sq[0]);
 }
 
-absl::Status Trainer::StageBatches(int64_t accum) {
-  const int64_t rows = loss_rows_.dim(1);
-  const int micro = static_cast<int>(numbers_.micro_batch_size);
-  for (int64_t k = 0; k < accum; ++k) {
-    int32_t* in = staging_.get() + 2 * k * rows;
-    // The previous step's copies out of these buffers finished before its read-back returned.
-    LOOM_RETURN_IF_ERROR(
-        train_data_->NextBatch(micro, absl::MakeSpan(in, rows), absl::MakeSpan(in + rows, rows)));
-    if (device_->host_memory()) continue;  // step_inputs_ are views of the staging
-    LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_inputs_[k].data(), in, rows * 4));
-    LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(step_targets_[k].data(), in + rows, rows * 4));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<float> Trainer::Step() {
   const int64_t accum = numbers_.grad_accum_steps;
   world_->state()->step = step_ + 1;  // named by a collective that times out
   fault_.BeforeStep(step_ + 1);
   LOOM_RETURN_IF_ERROR(model_->ZeroGrads());
-  // Every micro-batch of the step is staged and its copy queued before any compute: the host
-  // never waits for a copy, and on a GPU the copies run ahead of the micro-batches using them.
-  LOOM_RETURN_IF_ERROR(StageBatches(accum));
+  // Every micro-batch of the step is staged and its copy queued before any compute (by the
+  // previous step's prefetch, or now): the host never waits for a copy, and on a GPU the copies
+  // run ahead of the micro-batches using them.
+  LOOM_RETURN_IF_ERROR(batches_->Next());
   // The losses stay on the device until the one read-back below.
   model_->DeferLosses(loss_rows_);
   const absl::Status ran = PipelineStep(accum);
@@ -307,9 +303,13 @@ absl::StatusOr<float> Trainer::Step() {
   LOOM_RETURN_IF_ERROR(
       fault_.AtGradients(step_ + 1, model_->grads(), optimizer_->owned_ranges(), norm_runs_));
   LOOM_RETURN_IF_ERROR(QueueGradNormSquares());
+  // The step's work is queued: while the device runs it, the host reads the next step's batches
+  // and queues their copies (after this step's ops in stream order). Not past the run's end.
+  if (step_ + 1 < numbers_.steps_this_run) LOOM_RETURN_IF_ERROR(batches_->Prefetch());
   // The step's one host wait on the device: its losses and its gradient norm's squares.
   const int64_t rows = loss_rows_.dim(1);
   LOOM_ASSIGN_OR_RETURN(const std::vector<float> back, readback_.ToFloatVector());
+  LOOM_RETURN_IF_ERROR(AccountDeviceComm());
   double loss_sum = 0;
   for (int64_t k = 0; k < heads; ++k) loss_sum += GptModel::MeanLoss(&back[k * rows], rows);
   double loss_mean[1] = {loss_sum / static_cast<double>(accum)};
@@ -334,8 +334,8 @@ absl::StatusOr<float> Trainer::Step() {
 absl::Status Trainer::PipelineStep(int64_t accum) {
   // Every stage has the step's batches (the data position stays the same on all of them); the
   // first stage uses the tokens, the last the targets.
-  std::vector<Tensor> in(step_inputs_.begin(), step_inputs_.begin() + accum);
-  std::vector<Tensor> tg(step_targets_.begin(), step_targets_.begin() + accum);
+  std::vector<Tensor> in(batches_->inputs().begin(), batches_->inputs().begin() + accum);
+  std::vector<Tensor> tg(batches_->targets().begin(), batches_->targets().begin() + accum);
   LOOM_RETURN_IF_ERROR(reducer_->BeginBackward());
   LOOM_RETURN_IF_ERROR(pipeline_->TrainStep(in, tg, 1.0f / static_cast<float>(accum)).status());
   return ReduceTiedEmbedding();
@@ -423,18 +423,20 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss) {
       step_, total, loss, LearningRate(config_, step_ - 1), last_grad_norm_,
       static_cast<int64_t>(device_->allocator().stats().peak_bytes), skipped_steps_, val_loss);
   for (const std::string& line : r.lines) LOOM_LOG(INFO) << line;
-  if (device_->is_cuda()) {
-    // The progress line's communication times are host issue times on a GPU (~0): the
-    // collectives' own time on their streams, from CUDA events (parallel/nccl_backend.h).
-    const std::map<std::string, double> gpu = TakeNcclDeviceSeconds();
+  if (!r.device_seconds.empty()) {
+    // The progress line's communication times are host issue times on a device (~0): the
+    // collectives' own time on their streams (CUDA events, parallel/nccl_backend.h; the test
+    // device's stream times), which comm_share is made of.
     std::string line;
-    for (const auto& [group, seconds] : gpu) {
+    for (const auto& [group, seconds] : r.device_seconds) {
       absl::StrAppend(&line, line.empty() ? "" : ", ", group,
                       absl::StrFormat(" %.1f ms", seconds * 1e3));
     }
-    if (!line.empty()) {
-      LOOM_LOG(INFO) << "communication on the GPU since the last line (CUDA events): " << line;
-    }
+    LOOM_LOG(INFO) << "communication on " << device_->Name()
+                   << " since the last line (stream events): " << line
+                   << (r.metrics.comm_share
+                           ? absl::StrFormat("; comm_share %.6f", *r.metrics.comm_share)
+                           : std::string());
   }
   if (sinks_) sinks_->Log(r.metrics);  // a failing sink is switched off, never the run
   return absl::OkStatus();
@@ -448,11 +450,11 @@ absl::StatusOr<bool> Trainer::AnyRankAskedToStop() {
   if (flag[0] > 0) {
     stop_reason_ = StopSignalReceived() != 0 ? StopSignalName() : "a peer rank's signal";
   } else if (flag[1] > 0) {
-    stop_reason_ = !TimeIsUp() ? std::string("a peer rank's time limit")
-                               : absl::StrCat("time limit: runtime.max_duration_s = ",
-                                              config_.runtime().max_duration_s(),
-                                              " less a margin of ",
-                                              config_.runtime().stop_margin_s(), " s");
+    stop_reason_ = !TimeIsUp()
+                       ? std::string("a peer rank's time limit")
+                       : absl::StrCat("time limit: runtime.max_duration_s = ",
+                                      config_.runtime().max_duration_s(), " less a margin of ",
+                                      config_.runtime().stop_margin_s(), " s");
   }
   return flag[0] > 0 || flag[1] > 0;
 }

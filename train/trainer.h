@@ -37,6 +37,7 @@
 #include "parallel/world.h"
 #include "proto/job.pb.h"
 #include "train/fault_injection.h"
+#include "train/step_batches.h"
 #include "train/step_metrics.h"
 
 namespace loom {
@@ -65,6 +66,9 @@ class Trainer {
   const std::string& resumed_from() const { return resumed_from_; }
   ModelOptimizer& optimizer() { return *optimizer_; }
   DataLoader& train_data() { return *train_data_; }
+  // The training data's position after the batches steps have used (a checkpoint saves it); the
+  // loader itself may stand one step further, at a prefetched step.
+  DataLoaderState data_position() const { return batches_->consumed_position(); }
 
   GptModel& model() { return *model_; }
   // This rank's pipeline stage runner (a one-stage pipeline when pp == 1).
@@ -82,17 +86,17 @@ class Trainer {
  private:
   Trainer() = default;
   // The pieces Create assembles, in its order (train/trainer_build.cc): the train and validation
-  // loaders and the tokenizer; the model (with model.init_from's weights read into `init`, or
-  // `init_from_checkpoint` for a step directory) and its pipeline runner; the gradient reducer
-  // and the optimizer; the metrics sinks (rank 0 with a run_dir).
+  // loaders and the tokenizer; the model (with this rank's slices of model.init_from's weights read
+  // into `init`, or `init_from_checkpoint` for a step directory) and its pipeline runner; the
+  // gradient reducer and the optimizer; the metrics sinks (rank 0 with a run_dir).
   absl::Status BuildData();
-  absl::Status BuildModel(std::optional<LoadedWeights>* init, bool* init_from_checkpoint);
+  absl::Status BuildModel(std::optional<std::vector<float>>* init, bool* init_from_checkpoint);
   absl::Status BuildOptimizer();
   absl::Status OpenSinks();
   absl::Status FinishGradReduction();
-  // The step's batches: read into the host staging buffers and copied to the device without
-  // waiting (on the CPU the staging buffers are the batches).
-  absl::Status StageBatches(int64_t accum);
+  // On a device, after the step's read-back: its collectives' stream times and the reduction's
+  // exposed part go to the progress counters (comm_share; StepProgress::AddDeviceComm).
+  absl::Status AccountDeviceComm();
   // The gradient norm's local sum of squares, queued on the device into readback_'s last
   // element; GradNormFrom reduces the host value over the groups and takes the root.
   absl::Status QueueGradNormSquares();
@@ -149,10 +153,13 @@ class Trainer {
   // The step's per-row losses (one row of micro x T per micro-batch, DeferLosses) and then the
   // squared gradient norm, on the device: the host reads them once per step.
   Tensor readback_, loss_rows_;
-  // The step's token ids (inputs then targets, per micro-batch) in host memory the device
-  // copies from asynchronously (Device::AllocateHostStaging), and their device copies.
-  std::shared_ptr<int32_t> staging_;
-  std::vector<Tensor> step_inputs_, step_targets_;
+  // The step's token ids, staged in host memory the device copies from asynchronously
+  // (Device::AllocateHostStaging), the next step's prefetched during compute; it knows the data
+  // position of the batches used, which checkpoints save (train/step_batches.h).
+  std::unique_ptr<StepBatches> batches_;
+  // On a device: timing events on the ops' stream around its wait for the data-parallel
+  // reduction (the reduction's exposed part as the device saw it, for comm_share).
+  std::unique_ptr<Event> reduce_begin_, reduce_end_;
   std::vector<int32_t> inputs_, targets_;  // evaluation
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the

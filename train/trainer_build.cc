@@ -3,8 +3,10 @@
 // runner, the gradient reducer and the optimizer, the metrics sinks.
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "model/hf_format.h"
 #include "model/model_file.h"
 #include "ops/optimizer.h"
 #include "parallel/distributed_optimizer.h"
@@ -71,25 +73,41 @@ absl::Status Trainer::BuildData() {
   return absl::OkStatus();
 }
 
-absl::Status Trainer::BuildModel(std::optional<LoadedWeights>* init, bool* init_from_checkpoint) {
+absl::Status Trainer::BuildModel(std::optional<std::vector<float>>* init,
+                                 bool* init_from_checkpoint) {
   Trainer* t = this;
   const JobConfig& config = config_;
   const JobLayout& n = numbers_;
   const GridCoord& coord = groups_->coord();
   const GptConfig& gpt = n.model;
   const bool bf16 = n.bf16;
-  // A step directory (a checkpoint) gives weights only, loaded once the optimizer exists.
+  // A step directory (a checkpoint) gives weights only, loaded once the optimizer exists. A
+  // model file or a Hugging Face directory is opened (headers only) and checked against the
+  // job's model here; this rank's slices are read once its table exists.
+  const std::string& init_from = config.model().init_from();
   std::error_code dir_ec;
-  *init_from_checkpoint = !config.model().init_from().empty() &&
-                          std::filesystem::is_directory(config.model().init_from(), dir_ec);
-  if (!config.model().init_from().empty() && !*init_from_checkpoint) {
-    auto w = ReadModelFile(config.model().init_from());
-    if (!w.ok()) {
-      return absl::Status(w.status().code(),
-                          absl::StrCat("model.init_from: ", w.status().message()));
+  *init_from_checkpoint = !init_from.empty() && std::filesystem::is_directory(init_from, dir_ec) &&
+                          !IsHfModelDir(init_from);
+  std::unique_ptr<ModelFileReader> reader;
+  if (!init_from.empty() && !*init_from_checkpoint) {
+    auto opened = ModelFileReader::Open(init_from);
+    if (!opened.ok()) {
+      return absl::Status(opened.status().code(),
+                          absl::StrCat("model.init_from: ", opened.status().message()));
     }
-    LOOM_RETURN_IF_ERROR(CheckSameShape(gpt, w->config, config.model().init_from()));
-    *init = std::move(*w);
+    LOOM_RETURN_IF_ERROR(CheckSameShape(gpt, (*opened)->config(), init_from));
+    // The numerics are no shape: the job's values are used, but a file that says otherwise
+    // (a HF config.json's rope_theta, rms_norm_eps) was trained with another model.
+    const GptConfig& file = (*opened)->config();
+    for (const std::string& d :
+         GptConfigDifferences(gpt, file, "job has", "file has",
+                              /*with_padding=*/false, /*with_numerics=*/true)) {
+      if (absl::StartsWith(d, "model.norm_eps") || absl::StartsWith(d, "model.rope_theta")) {
+        LOOM_LOG(WARNING) << "model.init_from " << init_from << ": " << d
+                          << " (the job's value is used: set it as the file says)";
+      }
+    }
+    reader = std::move(*opened);
   }
   TensorParallelism tpar;
   tpar.tp = &t->groups_->tp();
@@ -102,6 +120,18 @@ absl::Status Trainer::BuildModel(std::optional<LoadedWeights>* init, bool* init_
       t->model_,
       GptModel::Create(gpt, t->device_, bf16 ? DType::kBF16 : DType::kF32, tpar, stage, recompute));
   const ParamTable& table = t->model_->layout();
+  if (reader != nullptr) {
+    auto slices = ReadModelSlices(*reader, gpt, table);
+    if (!slices.ok()) {
+      return absl::Status(slices.status().code(),
+                          absl::StrCat("model.init_from: ", slices.status().message()));
+    }
+    *init = std::move(*slices);
+    LOOM_LOG(INFO) << "model.init_from: " << reader->format() << " " << init_from << " (vocab "
+                   << gpt.vocab << ": " << reader->config().padded_vocab << " rows stored, "
+                   << gpt.padded_vocab << " in the job); " << table.total()
+                   << " values read for this rank";
+  }
   // One step path: without pipeline stages the model is a one-stage pipeline, whose 1F1B
   // schedule is forward then backward of each micro-batch in turn.
   LOOM_ASSIGN_OR_RETURN(t->pipeline_, PipelineRunner::Create(t->model_.get(), &t->groups_->pp(),

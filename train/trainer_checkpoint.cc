@@ -5,10 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "job/checkpoint_job.h"
-#include "train/trainer.h"
 #include "model/gpt_params.h"
 #include "runtime/logging.h"
 #include "runtime/status.h"
+#include "train/trainer.h"
 
 namespace loom {
 
@@ -45,7 +45,8 @@ absl::Status Trainer::SaveCheckpoint() {
   l.set_virtual_stages(numbers_.virtual_stages);
   l.set_distributed_optimizer(optimizer_->sharded());
   l.set_weights_dtype(std::string(DTypeName(model_->params().dtype())));
-  info.data = DataPositionOf(train_data_->GetState(), numbers_.dp);
+  // The position of the batches used, not of a step prefetched (train/step_batches.h).
+  info.data = DataPositionOf(batches_->consumed_position(), numbers_.dp);
   info.run_id = run_id_;
   LOOM_ASSIGN_OR_RETURN(auto stats, saver_->Save(src, info, config_.checkpoint().async()));
   (void)stats;  // logged by the saver

@@ -10,16 +10,17 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "data/token_shard.h"
 #include "gtest/gtest.h"
 #include "launcher/command.h"
-#include "train/model_export.h"
-#include "data/token_shard.h"
-#include "train/trainer.h"
+#include "model/gpt_params.h"
 #include "model/model_file.h"
 #include "parallel/world.h"
 #include "runtime/dtype.h"
 #include "runtime/files.h"
 #include "tests/train/job_testing.h"
+#include "train/model_export.h"
+#include "train/trainer.h"
 
 namespace loom {
 namespace {
@@ -168,6 +169,72 @@ TEST_F(ExportTest, FromConvertsLosslessly) {
   EXPECT_TRUE(*ReadFile(llama) == *ReadFile(P("l.loom")));
 }
 
+// A Hugging Face directory converts to a loom file and back without a change in any weight;
+// a job whose model.init_from is that directory exports it through the job's padding.
+TEST_F(ExportTest, HuggingFaceInAndOut) {
+  const std::string hf = testing::SourceDir() + "/tests/fixtures/hf/llama_f32";
+  ASSERT_TRUE(Export({"--format", "loom", "--from", hf, "--out", P("l.loom")}).ok());
+  ASSERT_TRUE(Export({"--format", "hf", "--from", P("l.loom"), "--out", P("hf")}).ok());
+  auto want = ReadModelFile(hf);
+  auto got = ReadModelFile(P("hf"));
+  ASSERT_TRUE(want.ok() && got.ok()) << got.status();
+  EXPECT_TRUE(SameBits(got->params, want->params));
+  const std::string job = absl::StrCat(
+      "model { family: LLAMA layers: 2 heads: 4 kv_heads: 2 hidden: 32 ",
+      "ffn_hidden: 48 vocab: 64 max_seq: 16 tied_embeddings: false init_from: \"", hf, "\" }\n");
+  ASSERT_TRUE(AtomicWriteFile(P("hf.textproto"), job).ok());
+  ASSERT_TRUE(Export({"--format", "hf", "--dtype", "bf16", "--config", P("hf.textproto"), "--out",
+                      P("hf_bf16")})
+                  .ok());
+  auto bf16 = ReadModelFile(P("hf_bf16"));
+  auto want_bf16 = ReadModelFile(testing::SourceDir() + "/tests/fixtures/hf/llama_bf16");
+  ASSERT_TRUE(bf16.ok() && want_bf16.ok()) << bf16.status();
+  EXPECT_TRUE(SameBits(bf16->params, want_bf16->params));
+}
+
+// What `loom generate` loads (train/model_export.h): the model and weights at a checkpoint, and
+// at its Hugging Face export, whole or as one tensor rank's slices, agree with the trainer's.
+TEST_F(ExportTest, WeightsAtAnyPath) {
+  auto text = ReadFile(P("llama.textproto"));
+  ASSERT_TRUE(text.ok());
+  auto job = testing::JobFromText(*text, dir_, {"checkpoint.dir=" + P("ckpt")});
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto world = World::Get();
+  ASSERT_TRUE(world.ok());
+  std::vector<float> trained;
+  GptConfig model;
+  {
+    auto t = Trainer::Create(*job, *world);
+    ASSERT_TRUE(t.ok()) << t.status();
+    ASSERT_TRUE((*t)->Step().ok());
+    ASSERT_TRUE((*t)->SaveCheckpoint().ok());
+    ASSERT_TRUE((*t)->FinishCheckpoint().ok());
+    trained = *(*t)->model().params().ToFloatVector();
+    model = (*t)->model().config();
+  }
+  ASSERT_TRUE(Export({"--format", "hf", "--from", P("ckpt"), "--out", P("hf")}).ok());
+  for (const std::string& path : {P("ckpt"), P("hf")}) {
+    auto c = ReadModelConfigAt(path);
+    ASSERT_TRUE(c.ok()) << path << ": " << c.status();
+    EXPECT_TRUE(GptConfigDifferences(*c, model, "a", "b", false, true).empty()) << path;
+    auto whole = ReadWholeModel(path);
+    ASSERT_TRUE(whole.ok()) << path << ": " << whole.status();
+    auto again = ReadWeightSlicesAt(path, model, GptParamLayout(model));
+    ASSERT_TRUE(again.ok()) << path << ": " << again.status();
+    EXPECT_TRUE(SameBits(*again, trained)) << path;
+    // Tensor rank 1 of 2, with the padding tp 2 gives (256 rows).
+    GptConfig tp2 = model;
+    tp2.padded_vocab = 256;
+    auto table = GptParamTable(tp2, 2, 1);
+    ASSERT_TRUE(table.ok());
+    auto slices = ReadWeightSlicesAt(path, tp2, *table);
+    ASSERT_TRUE(slices.ok()) << path << ": " << slices.status();
+    auto want = ReadWeightSlicesAt(P("ckpt"), tp2, *table);
+    ASSERT_TRUE(want.ok()) << want.status();
+    EXPECT_TRUE(SameBits(*slices, *want)) << path;
+  }
+}
+
 TEST_F(ExportTest, RefusesBadRequests) {
   struct Case {
     std::vector<std::string> args;
@@ -189,6 +256,15 @@ TEST_F(ExportTest, RefusesBadRequests) {
        "model.init_from"},
       {{"--format", "loom", "--config", cfg, "--set", "model.heads=3", "--out", P("x")},
        "model.heads"},
+      {{"--format", "hf", "--bf16", "--config", cfg, "--out", P("x")}, "--dtype bf16"},
+      {{"--format", "llmc", "--dtype", "bf16", "--config", cfg, "--out", P("x")},
+       "--dtype applies to --format hf only"},
+      {{"--format", "loom", "--max-shard-mb", "1", "--config", cfg, "--out", P("x")},
+       "--max-shard-mb applies to --format hf only"},
+      {{"--format", "hf", "--dtype", "f64", "--config", cfg, "--out", P("x")}, "--dtype"},
+      {{"--format", "hf", "--config", cfg, "--set",
+        "model.init_from=" + testing::SourceDir() + "/tests/fixtures/hf/gpt2_f32", "--out", P("x")},
+       "model.hidden: job has"},
   };
   for (const Case& c : cases) {
     absl::Status s = Export(c.args);

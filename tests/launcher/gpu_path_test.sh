@@ -19,7 +19,8 @@
 #           step's read-back of device work: the job ends within the timeout (5 s) + 10 s,
 #           naming the device collective, the group, the step and rank 1, as the CPU path does
 # Also (every case): the host synchronisations per step stay within the budget the trainer
-# states (it fails the run otherwise: runtime/test_device.h counts them).
+# states (it fails the run otherwise: runtime/test_device.h counts them); dp2 and tp2sp: the
+# comm_share metric is the one made of the device's stream times.
 set -uo pipefail
 case_name=$1 loom=$2 mpiexec=$3 src=$4 out=$5/$1
 source "$src/tests/cli_testing.sh"
@@ -72,6 +73,21 @@ on_test_device() {
     || fail "$1: a step made the host wait on the device more than once ($(grep -E 'at most ([2-9]|[0-9]{2,}) in one' "$out/$1.log" | head -1))"
 }
 
+# comm_share on the device comes from its stream times (StepProgress::AddDeviceComm): rank 0
+# logs the device's communication per group each step with the comm_share made of it, and the
+# metrics record carries that same value, within 0..1. GROUP must appear in the device line.
+device_comm_share() {
+  local name=$1 group=$2 log=$out/$1.log jsonl=$out/$1/metrics.jsonl
+  grep '^\[r0 ' "$log" | grep -E "stream events\): .*$group [0-9.]+ ms.*; comm_share " \
+    | sed -E 's/.*comm_share ([0-9.e+-]+).*/\1/' >"$out/$name.share_log"
+  grep -o '"comm_share":[^,}]*' "$jsonl" | cut -d: -f2 >"$out/$name.share_metrics"
+  (( $(wc -l <"$out/$name.share_log") == 6 )) \
+    || fail "$name: no device communication line naming $group with comm_share for each step"
+  paste "$out/$name.share_log" "$out/$name.share_metrics" | awk '
+    NF != 2 || $1 < 0 || $1 > 1 || ($1 - $2 > 1e-6 || $2 - $1 > 1e-6) { bad = 1 }
+    END { exit bad }' || fail "$name: comm_share is not the device's ($(paste -d' ' "$out/$name.share_log" "$out/$name.share_metrics" | tr '\n' ';'))"
+}
+
 case $case_name in
   one)
     run cpu CPU 1
@@ -92,6 +108,7 @@ case $case_name in
     grep -q "test:0 (test device 1)" "$log" || fail "rank 0 did not use the one device it sees (physical 1)"
     on_test_device dev
     same_losses cpu dev
+    device_comm_share dev "dp exposed"
     # Both ranks on one exclusive device (every rank seeing only device 0) is refused, by name.
     log=$out/clash.log
     rm -rf "$out/locks" && mkdir -p "$out/locks"
@@ -105,6 +122,7 @@ case $case_name in
     run dev TEST 2 --set parallel.tp=2 --set parallel.sequence_parallel=true
     on_test_device dev
     same_losses cpu dev
+    device_comm_share dev tp
     ;;
   pp2)
     run cpu CPU 2 --set parallel.pp=2

@@ -3,6 +3,7 @@
 // impossible model, a model that does not fit the job) is an error naming the file and field.
 #include "model/model_file.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -59,6 +60,13 @@ std::vector<float> RandomParams(const GptConfig& c, uint64_t seed) {
   // Norm weights and biases are 1 and 0 after init; make them distinct so a misplaced tensor
   // cannot go unnoticed.
   for (size_t i = 0; i < p.size(); ++i) p[i] += 1e-3f * static_cast<float>(i % 97);
+  // Padding rows stay zero: readers return zeros there whatever a file holds.
+  for (const ParamSpec& s : l.specs()) {
+    if (s.zero_rows_from < 0) continue;
+    const int64_t cols = s.global_shape.dims()[1];
+    std::fill(p.begin() + s.offset + s.zero_rows_from * cols, p.begin() + s.offset + s.numel(),
+              0.0f);
+  }
   return p;
 }
 
@@ -277,13 +285,28 @@ TEST(CheckSameShape, NamesEveryDifferentField) {
   GptConfig job = Gpt2(), file = Gpt2();
   EXPECT_TRUE(CheckSameShape(job, file, "w.bin").ok());
   file.layers = 3;
-  file.padded_vocab = 128;
+  file.hidden = 32;
   absl::Status s = CheckSameShape(job, file, "w.bin");
   EXPECT_FALSE(s.ok());
   EXPECT_TRUE(absl::StrContains(s.message(), "w.bin")) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "model.layers: job has 2, file has 3")) << s;
-  EXPECT_TRUE(absl::StrContains(s.message(), "padded vocab: job has 64, file has 128")) << s;
-  EXPECT_FALSE(absl::StrContains(s.message(), "model.hidden")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "model.hidden: job has 16, file has 32")) << s;
+  EXPECT_FALSE(absl::StrContains(s.message(), "model.heads")) << s;
+}
+
+// What ReadModelSlices adapts is no difference: the padded vocabulary either way, and a context
+// shorter than the file's; a longer one lacks position rows.
+TEST(CheckSameShape, PaddingAndAShorterContextFit) {
+  GptConfig job = Gpt2(), file = Gpt2();
+  file.padded_vocab = 128;
+  EXPECT_TRUE(CheckSameShape(job, file, "w.bin").ok()) << CheckSameShape(job, file, "w.bin");
+  file.padded_vocab = file.vocab;
+  EXPECT_TRUE(CheckSameShape(job, file, "w.bin").ok());
+  file.max_seq = 2 * job.max_seq;
+  EXPECT_TRUE(CheckSameShape(job, file, "w.bin").ok());
+  file.max_seq = job.max_seq - 1;
+  absl::Status s = CheckSameShape(job, file, "w.bin");
+  EXPECT_TRUE(absl::StrContains(s.message(), "model.max_seq: job has 12, file has 11")) << s;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace loom {
@@ -57,6 +58,33 @@ TEST_F(HostWaitTest, AnErrorOfTheWorkOrOfACheckEndsTheWait) {
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(s.message(), "all_reduce on dp [0,1] stalled");
   fail = false;
+}
+
+// A collective issued before the wait began passes its deadline first: the wait must name it,
+// however rarely its polls reach the checks (every 64th poll; here a poll takes 20 ms, so only
+// the first would). The cause of gpu_path_stall's rare failure under load, where the wait named
+// itself ("a copy of 260 bytes to the host ... did not complete") instead of the all-reduce.
+TEST_F(HostWaitTest, ACollectiveOlderThanTheWaitIsNamedAtTheDeadlineHoweverSlowThePolls) {
+  SetHostWaitPolicy(HostWaitPolicy{[] { return absl::Milliseconds(300); }, nullptr, nullptr});
+  static std::atomic<bool> armed{false};
+  static absl::Time collective_deadline;
+  collective_deadline = absl::Now() + absl::Milliseconds(250);  // issued 50 ms before the wait
+  armed = true;
+  AddHostWaitCheck([]() -> absl::Status {
+    if (armed.load() && absl::Now() > collective_deadline) {
+      return absl::DeadlineExceededError("all_reduce(avg) on dp [0,1,2] did not complete");
+    }
+    return absl::OkStatus();
+  });
+  absl::Status s = WaitForDevice(
+      []() -> absl::StatusOr<bool> {
+        absl::SleepFor(absl::Milliseconds(20));
+        return false;
+      },
+      "a copy of 260 bytes to the host");
+  armed = false;
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(s.message(), "all_reduce(avg) on dp [0,1,2] did not complete");
 }
 
 }  // namespace

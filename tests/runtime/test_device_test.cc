@@ -85,6 +85,61 @@ TEST(TestDevice, WorkRunsLaterInStreamOrder) {
   EXPECT_EQ(d->host_syncs(), syncs + 1);
 }
 
+// Copies to staging memory (a checkpoint snapshot): queued behind the work before them, the
+// host does not wait for each, and one WaitForCopies (one counted host wait) covers them all;
+// the bytes are counted.
+TEST(TestDevice, CopiesToTheHostQueueAndOneWaitCoversThem) {
+  Device* d = Dev();
+  Tensor v = *Tensor::Zeros(Shape{2}, DType::kF32, d);
+  ASSERT_TRUE(EnqueueOnTestDevice(d, [v] {
+                Sleep(100);
+                v.data_as<float>()[0] = 5.0f;
+                v.data_as<float>()[1] = 6.0f;
+                return absl::OkStatus();
+              }).ok());
+  auto staging = d->AllocateHostStaging(8);
+  ASSERT_TRUE(staging.ok());
+  float* host = static_cast<float*>(*staging);
+  host[0] = host[1] = -1.0f;
+  const int64_t syncs = d->host_syncs(), bytes = d->bytes_to_host();
+  ASSERT_TRUE(d->CopyToHostAsync(host, v.data(), 4).ok());
+  ASSERT_TRUE(d->CopyToHostAsync(host + 1, v.data_as<float>() + 1, 4).ok());
+  EXPECT_EQ(host[0], -1.0f);  // not yet: the slow kernel runs first
+  EXPECT_EQ(d->host_syncs(), syncs);
+  ASSERT_TRUE(d->WaitForCopies("the test's copies").ok());
+  EXPECT_EQ(host[0], 5.0f);
+  EXPECT_EQ(host[1], 6.0f);
+  EXPECT_EQ(d->host_syncs(), syncs + 1);
+  EXPECT_EQ(d->bytes_to_host(), bytes + 8);
+  d->FreeHostStaging(host);
+}
+
+// Timing events, as CUDA's: the time between the stream reaching two records (a sleep of at
+// least 50 ms between them here), and an error before the stream has reached them.
+TEST(TestDevice, EventsTimeTheirStream) {
+  Device* d = Dev();
+  auto begin = Event::Create(d), end = Event::Create(d);
+  ASSERT_TRUE(begin.ok() && end.ok());
+  const Stream ops = Stream::Default(d);
+  std::atomic<bool> go{false};
+  ASSERT_TRUE(EnqueueOnTestDevice(d, [&go] {
+                while (!go.load()) Sleep(1);
+                return absl::OkStatus();
+              }).ok());
+  ASSERT_TRUE((*begin)->Record(ops).ok());
+  ASSERT_TRUE(EnqueueOnTestDevice(d, [] {
+                Sleep(50);
+                return absl::OkStatus();
+              }).ok());
+  ASSERT_TRUE((*end)->Record(ops).ok());
+  EXPECT_FALSE((*end)->ElapsedMs(**begin).ok());  // not reached yet
+  go = true;
+  ASSERT_TRUE((*end)->Synchronize().ok());
+  auto ms = (*end)->ElapsedMs(**begin);
+  ASSERT_TRUE(ms.ok()) << ms.status();
+  EXPECT_GE(*ms, 49.0f);
+}
+
 TEST(TestDevice, EventsOrderStreamsAndWithoutThemNothingDoes) {
   Device* d = Dev();
   auto side = Stream::Create(d);

@@ -39,6 +39,31 @@ TEST(StepProgressTest, ThroughputMfuAndCommunicationOverTheInterval) {
   ASSERT_TRUE(r.metrics.val_loss.has_value());
 }
 
+// On a device (collectives on streams) comm_share comes from the device's times, not from the
+// host's, which read ~0 there: tensor-parallel collectives whole, the data-parallel reduction by
+// the part the ops' stream waited for, the pipeline's exchanges not at all.
+TEST(StepProgressTest, OnADeviceCommShareComesFromTheStreamTimes) {
+  StepProgress p(1000, 6.0, 0.0, /*parallel=*/true, /*show_comm_share=*/true);
+  CommSeconds host;  // what the host saw: next to nothing
+  host.tp = 1e-6;
+  host.dp_exposed = 1e-6;
+  for (int i = 0; i < 2; ++i) {
+    p.AddStep(1.0, host);
+    p.AddDeviceComm({{"tp", 0.2}, {"dp", 0.5}, {"pp", 0.3}, {"embedding", 0.1}}, 0.05);
+  }
+  StepProgress::Report r = p.Flush(2, 10, 3.5, 1e-3, 0.5, 0, 0, std::nullopt);
+  ASSERT_TRUE(r.metrics.comm_share.has_value());
+  EXPECT_DOUBLE_EQ(*r.metrics.comm_share, 0.25);  // (2 x 0.2 tp + 2 x 0.05 dp exposed) / 2 s
+  EXPECT_DOUBLE_EQ(r.device_seconds["dp"], 1.0);
+  EXPECT_DOUBLE_EQ(r.device_seconds["dp exposed"], 0.1);
+  // The next interval starts empty; streams of two groups overlapping cap the share at 1.
+  p.AddStep(0.1, CommSeconds{});
+  p.AddDeviceComm({{"tp", 0.2}}, 0.05);
+  r = p.Flush(3, 10, 3.4, 1e-3, 0.5, 0, 0, std::nullopt);
+  EXPECT_DOUBLE_EQ(*r.metrics.comm_share, 1.0);
+  EXPECT_DOUBLE_EQ(r.device_seconds["tp"], 0.2);
+}
+
 TEST(StepProgressTest, OneRankHasNoCommunicationLineAndNoMfuWithoutAPeak) {
   StepProgress p(100, 6.0, 0.0, false, false);
   p.AddStep(0.5, CommSeconds{});

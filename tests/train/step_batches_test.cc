@@ -1,0 +1,124 @@
+// StepBatches (train/step_batches.h) on the test device: a step's batches reach the device
+// without a host wait; a prefetch reads the next step's while the loader's saved position stays
+// at the batches used, and the batches a resume from that position reads are the prefetched
+// ones.
+#include "train/step_batches.h"
+
+#include <vector>
+
+#include "data/token_shard.h"
+#include "gtest/gtest.h"
+#include "runtime/files.h"
+#include "runtime/test_device.h"
+#include "tests/temp_dir.h"
+
+namespace loom {
+namespace {
+
+constexpr int kAccum = 2, kMicro = 2, kT = 8;
+
+class StepBatchesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::vector<uint16_t> ids;
+    for (int i = 0; i < 2000; ++i) ids.push_back(static_cast<uint16_t>((i * 37) % 251));
+    shard_ = tmp_.path() + "/train_000.bin";
+    ASSERT_TRUE(WriteShard(shard_, ids, ShardFormat::kLlmc).ok());
+  }
+  std::unique_ptr<DataLoader> Loader() {
+    DataLoaderOptions o;
+    o.patterns = {shard_};
+    o.vocab_size = 257;
+    o.seq_len = kT;
+    o.seed = 7;
+    auto l = DataLoader::Open(o);
+    EXPECT_TRUE(l.ok()) << l.status();
+    return std::move(*l);
+  }
+  // The step's token ids as the device holds them: inputs then targets, per micro-batch.
+  static std::vector<int32_t> OnDevice(const StepBatches& b) {
+    std::vector<int32_t> out;
+    for (int k = 0; k < kAccum; ++k) {
+      for (const Tensor* t : {&b.inputs()[k], &b.targets()[k]}) {
+        std::vector<int32_t> ids(t->numel());
+        EXPECT_TRUE(CopyBytes(CpuDevice(), ids.data(), t->device(), t->data(), t->nbytes()).ok());
+        out.insert(out.end(), ids.begin(), ids.end());
+      }
+    }
+    return out;
+  }
+  // What a loader reads for one step from `position`.
+  std::vector<int32_t> StepFrom(const DataLoaderState& position) {
+    auto l = Loader();
+    EXPECT_TRUE(l->SetState(position).ok());
+    std::vector<int32_t> out;
+    for (int k = 0; k < kAccum; ++k) {
+      std::vector<int32_t> in(kMicro * kT), tg(kMicro * kT);
+      EXPECT_TRUE(l->NextBatch(kMicro, absl::MakeSpan(in), absl::MakeSpan(tg)).ok());
+      out.insert(out.end(), in.begin(), in.end());
+      out.insert(out.end(), tg.begin(), tg.end());
+    }
+    return out;
+  }
+
+  testing::ScopedTempDir tmp_{"step_batches"};
+  std::string shard_;
+};
+
+TEST_F(StepBatchesTest, APrefetchReadsAheadWithoutMovingTheSavedPosition) {
+  auto dev = TestDevice(0);
+  ASSERT_TRUE(dev.ok());
+  Device* d = *dev;
+  auto loader = Loader();
+  auto b = StepBatches::Create(d, loader.get(), kAccum, kMicro, kT);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const DataLoaderState start = (*b)->consumed_position();
+  const int64_t syncs = d->host_syncs(), bytes = d->bytes_from_host();
+  ASSERT_TRUE((*b)->Next().ok());
+  const DataLoaderState one = (*b)->consumed_position();
+  const int64_t step_syncs = d->host_syncs();
+  ASSERT_TRUE((*b)->Prefetch().ok());
+  EXPECT_TRUE((*b)->prefetched());
+  // The loader has read step 2; the position a checkpoint saves is still after step 1.
+  EXPECT_EQ((*b)->consumed_position(), one);
+  EXPECT_NE(loader->GetState(), one);
+  // Staged and queued, never waited for: two steps of inputs and targets went to the device.
+  EXPECT_EQ(step_syncs, syncs);
+  EXPECT_EQ(d->host_syncs(), syncs);
+  EXPECT_EQ(d->bytes_from_host() - bytes, 2 * 2 * kAccum * kMicro * kT * 4);
+  ASSERT_TRUE((*b)->Next().ok());
+  EXPECT_FALSE((*b)->prefetched());
+  // Step 2 (the prefetched one) is what a loader resumed at the saved position reads.
+  EXPECT_EQ(OnDevice(**b), StepFrom(one));
+  EXPECT_EQ((*b)->consumed_position(), loader->GetState());
+  EXPECT_NE(StepFrom(one), StepFrom(start));
+}
+
+TEST_F(StepBatchesTest, WithoutAPrefetchNextReadsTheStepThenAndTheDeviceHasIt) {
+  auto dev = TestDevice(0);
+  ASSERT_TRUE(dev.ok());
+  auto loader = Loader();
+  auto b = StepBatches::Create(*dev, loader.get(), kAccum, kMicro, kT);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE((*b)->Next().ok());
+  EXPECT_EQ(OnDevice(**b), StepFrom(DataLoaderState{}));
+  EXPECT_EQ((*b)->consumed_position(), loader->GetState());
+}
+
+TEST_F(StepBatchesTest, OnTheCpuTheStepsTensorsAreTheStagingAndAlternate) {
+  auto loader = Loader();
+  auto b = StepBatches::Create(CpuDevice(), loader.get(), kAccum, kMicro, kT);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE((*b)->Next().ok());
+  const DataLoaderState one = (*b)->consumed_position();
+  const std::vector<int32_t> first = OnDevice(**b);
+  EXPECT_EQ(first, StepFrom(DataLoaderState{}));
+  ASSERT_TRUE((*b)->Prefetch().ok());
+  // The prefetch wrote the other buffer: the current step's tensors are untouched.
+  EXPECT_EQ(OnDevice(**b), first);
+  ASSERT_TRUE((*b)->Next().ok());
+  EXPECT_EQ(OnDevice(**b), StepFrom(one));
+}
+
+}  // namespace
+}  // namespace loom

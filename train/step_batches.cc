@@ -1,0 +1,86 @@
+#include "train/step_batches.h"
+
+#include "runtime/status.h"
+
+namespace loom {
+
+absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device, DataLoader* loader,
+                                                                 int64_t accum, int64_t micro,
+                                                                 int64_t seq_len) {
+  std::unique_ptr<StepBatches> b(new StepBatches());
+  b->device_ = device;
+  b->loader_ = loader;
+  b->accum_ = accum;
+  b->micro_ = micro;
+  b->rows_ = micro * seq_len;
+  LOOM_ASSIGN_OR_RETURN(void* staging,
+                        device->AllocateHostStaging(2 * 2 * accum * b->rows_ * sizeof(int32_t)));
+  b->staging_ = std::shared_ptr<int32_t>(static_cast<int32_t*>(staging),
+                                         [device](int32_t* p) { device->FreeHostStaging(p); });
+  for (int buffer = 0; buffer < 2; ++buffer) {
+    for (int64_t k = 0; k < accum; ++k) {
+      if (device->host_memory()) {
+        int32_t* in = b->Staging(buffer, k);
+        b->inputs_[buffer].push_back(
+            Tensor::View(in, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
+        b->targets_[buffer].push_back(
+            Tensor::View(in + b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
+      } else if (buffer == 0) {
+        LOOM_ASSIGN_OR_RETURN(Tensor in, Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
+        LOOM_ASSIGN_OR_RETURN(Tensor tg, Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
+        b->inputs_[0].push_back(in);
+        b->targets_[0].push_back(tg);
+      } else {
+        // One set of device tensors: stream order keeps a prefetch's copies after the ops that
+        // read the current step's.
+        b->inputs_[1] = b->inputs_[0];
+        b->targets_[1] = b->targets_[0];
+      }
+    }
+  }
+  b->consumed_ = loader->GetState();
+  return b;
+}
+
+int32_t* StepBatches::Staging(int buffer, int64_t k) const {
+  return staging_.get() + (static_cast<int64_t>(buffer) * accum_ + k) * 2 * rows_;
+}
+
+absl::Status StepBatches::Read(int buffer) {
+  const int micro = static_cast<int>(micro_);
+  for (int64_t k = 0; k < accum_; ++k) {
+    int32_t* in = Staging(buffer, k);
+    // The copies out of this buffer two steps ago finished before the last read-back returned.
+    LOOM_RETURN_IF_ERROR(
+        loader_->NextBatch(micro, absl::MakeSpan(in, rows_), absl::MakeSpan(in + rows_, rows_)));
+    if (device_->host_memory()) continue;  // the step's tensors are views of the staging
+    const size_t bytes = static_cast<size_t>(rows_) * sizeof(int32_t);
+    LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(inputs_[buffer][k].data(), in, bytes));
+    LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(targets_[buffer][k].data(), in + rows_, bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepBatches::Next() {
+  if (prefetched_ >= 0) {
+    current_ = prefetched_;
+    prefetched_ = -1;
+  } else {
+    current_ = 1 - current_;
+    LOOM_RETURN_IF_ERROR(Read(current_));
+  }
+  consumed_ = loader_->GetState();
+  return absl::OkStatus();
+}
+
+absl::Status StepBatches::Prefetch() {
+  if (prefetched_ >= 0) return absl::OkStatus();  // already ahead by one step
+  const int buffer = 1 - current_;
+  LOOM_RETURN_IF_ERROR(Read(buffer));
+  prefetched_ = buffer;
+  return absl::OkStatus();
+}
+
+DataLoaderState StepBatches::consumed_position() const { return consumed_; }
+
+}  // namespace loom

@@ -1,0 +1,69 @@
+// StepBatches: a training step's micro-batches of token ids, read from the data loader into the
+// device's host staging memory (page-locked on CUDA) and copied to the device without the host
+// waiting (Device::CopyFromHostAsync). The next step's batches are read while this step's work
+// runs on the device (Prefetch, called once the step's compute is queued), so on a GPU the
+// host's data reading and the copies hide behind compute instead of standing before it.
+//
+// Two staging buffers alternate: a prefetch writes the one the current step did not use, whose
+// copies finished before the current step's read-back returned (stream order: the copies come
+// before the compute the read-back waits for). The device tensors are shared by both buffers:
+// the prefetch's copies are queued after every op of the current step that reads them, and a
+// stream runs in order. On the CPU the step's tensors are views of the staging buffer.
+//
+// The data position: after a prefetch the loader stands one step ahead of the batches used.
+// consumed_position() is the position after the batches Next() has handed out, the one a
+// checkpoint saves: a resume reads the prefetched batches again, so it is exact. A prefetch
+// nobody used is simply dropped with the StepBatches.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/data_loader.h"
+#include "runtime/tensor.h"
+
+namespace loom {
+
+class StepBatches {
+ public:
+  // `accum` micro-batches of `micro` x `seq_len` per step, read from `loader` (not owned;
+  // it must outlive this) onto `device`.
+  static absl::StatusOr<std::unique_ptr<StepBatches>> Create(Device* device, DataLoader* loader,
+                                                             int64_t accum, int64_t micro,
+                                                             int64_t seq_len);
+
+  // The next step's micro-batches: the prefetched ones if Prefetch ran since the last Next,
+  // else read and queued now. inputs()/targets() then hold them (device tensors, or views
+  // of the staging on the CPU) until the next call of Next.
+  absl::Status Next();
+  const std::vector<Tensor>& inputs() const { return inputs_[current_]; }
+  const std::vector<Tensor>& targets() const { return targets_[current_]; }
+
+  // Reads the following step's micro-batches into the other staging buffer and queues
+  // their copies to the device. Call once the current step's work that reads inputs()/targets()
+  // is queued.
+  absl::Status Prefetch();
+  bool prefetched() const { return prefetched_ >= 0; }
+
+  // The loader's position after the batches Next() has handed out (not after a prefetch).
+  DataLoaderState consumed_position() const;
+
+ private:
+  StepBatches() = default;
+  // Reads a step's micro-batches into staging buffer `buffer` and queues their copies.
+  absl::Status Read(int buffer);
+  int32_t* Staging(int buffer, int64_t k) const;
+
+  Device* device_ = nullptr;
+  DataLoader* loader_ = nullptr;
+  int64_t accum_ = 0, micro_ = 0, rows_ = 0;  // rows_: micro x seq_len ids per micro-batch
+  std::shared_ptr<int32_t> staging_;          // 2 buffers of accum x (inputs, targets)
+  std::vector<Tensor> inputs_[2], targets_[2];
+  int current_ = 0;
+  int prefetched_ = -1;       // the buffer a prefetch filled; -1: none
+  DataLoaderState consumed_;  // the loader's position before the prefetch
+};
+
+}  // namespace loom
