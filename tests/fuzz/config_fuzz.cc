@@ -65,7 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     at = end + 1;
   }
-  const std::string path = loom::fuzz::WriteScratch("job.textproto", reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  const std::string path = loom::fuzz::WriteScratch(
+      "job.textproto", reinterpret_cast<const uint8_t*>(text.data()), text.size());
   auto config = loom::LoadJobConfig(path, overrides);
   if (!config.ok()) return 0;
 

@@ -97,9 +97,9 @@ void LimitAddressSpace() {
 std::string Mutate(const std::string& seed, const std::vector<std::string>& corpus,
                    std::mt19937_64& rng) {
   static const uint8_t kBytes[] = {0x00, 0x01, 0x7f, 0x80, 0xff, '"', '{', '}', ':', '\n'};
-  static const int32_t kInts[] = {0,      1,         -1,         2,       255,        256,
-                                  1024,   65535,     65536,      1 << 24, 0x7fffffff, INT32_MIN,
-                                  -65536, 20240326,  20241128,   20240520};
+  static const int32_t kInts[] = {0,      1,        -1,       2,       255,        256,
+                                  1024,   65535,    65536,    1 << 24, 0x7fffffff, INT32_MIN,
+                                  -65536, 20240326, 20241128, 20240520};
   std::string in = seed;
   const int edits = 1 + static_cast<int>(rng() % 4);
   for (int e = 0; e < edits; ++e) {

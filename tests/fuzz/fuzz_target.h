@@ -52,8 +52,7 @@ inline const std::string& ScratchDir() {
 inline std::string WriteScratch(const std::string& name, const uint8_t* data, size_t size) {
   std::string path = ScratchDir() + "/" + name;
   std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr || (size > 0 && std::fwrite(data, 1, size, f) != size) ||
-      std::fclose(f) != 0) {
+  if (f == nullptr || (size > 0 && std::fwrite(data, 1, size, f) != size) || std::fclose(f) != 0) {
     std::abort();
   }
   return path;

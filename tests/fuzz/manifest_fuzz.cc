@@ -19,8 +19,8 @@
 namespace {
 
 struct Saved {
-  std::string root;      // the checkpoint dir (holds `latest`)
-  std::string step_dir;  // its step_00000001
+  std::string root;                               // the checkpoint dir (holds `latest`)
+  std::string step_dir;                           // its step_00000001
   std::string manifest, data_name, data, latest;  // the files as saved
 };
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "model/model_file.h"
 #include "model/gpt_params.h"
+#include "model/model_file.h"
 #include "tests/fuzz/fuzz_target.h"
 
 namespace {

@@ -23,13 +23,13 @@ absl::Status WriteSeeds(const std::string& dir) {
   std::vector<uint16_t> tokens;
   for (int i = 0; i < 40; ++i) tokens.push_back(static_cast<uint16_t>((i * 37) % 257));
   // Byte 0: bit 0 = raw uint16, bits 1-2 = vocabulary (kVocabs).
-  if (absl::Status s =
-          AtomicWriteFile(dir + "/llmc.bin", std::string(1, '\0') + EncodeShard(tokens, ShardFormat::kLlmc));
+  if (absl::Status s = AtomicWriteFile(
+          dir + "/llmc.bin", std::string(1, '\0') + EncodeShard(tokens, ShardFormat::kLlmc));
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = AtomicWriteFile(dir + "/raw_u16.bin", std::string(1, '\1') +
-                                                                 EncodeShard(tokens, ShardFormat::kRawU16));
+  if (absl::Status s = AtomicWriteFile(
+          dir + "/raw_u16.bin", std::string(1, '\1') + EncodeShard(tokens, ShardFormat::kRawU16));
       !s.ok()) {
     return s;
   }
