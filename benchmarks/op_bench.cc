@@ -409,13 +409,15 @@ absl::StatusOr<std::vector<OpTiming>> RunOpBenchmarks(
         {"cross_entropy", [&] { return BenchCrossEntropy(r, s); }},
         {"optimizer adamw sum_of_squares", [&] { return BenchOptimizer(r, s); }},
     };
-    for (const auto& [name, family] : families) {
+    for (const auto& entry : families) {
+      // Not a structured binding: clang 14 (the sanitizer builds) cannot capture one.
+      const std::string& name = entry.first;
       const bool wanted =
           options.ops.empty() ||
           std::any_of(options.ops.begin(), options.ops.end(),
                       [&](const std::string& w) { return name.find(w) != std::string::npos; });
       if (!wanted) continue;
-      LOOM_RETURN_IF_ERROR(family());
+      LOOM_RETURN_IF_ERROR(entry.second());
       options.device->allocator().EmptyCache();
     }
   }

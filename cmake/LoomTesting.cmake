@@ -9,8 +9,19 @@
 #     the same binary run under `mpirun -np N --oversubscribe`, one OpenMP thread per rank so
 #     that ranks on a 2-core machine do not thrash.
 #   loom_add_mpi_run(NAME TARGET t RANKS N ...): see below.
+# Tests run one OpenMP thread (above), except in a ThreadSanitizer build (LOOM_SANITIZE=thread,
+# scripts/sanitize.sh tsan): there every test runs two, so the threaded CPU paths run threaded
+# and a race between their threads is seen.
+set(LOOM_TEST_THREADS 1)
+if(LOOM_SANITIZE MATCHES "thread")
+  set(LOOM_TEST_THREADS 2)
+endif()
+
 function(loom_add_test name)
   cmake_parse_arguments(T "GPU" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(T_GPU AND LOOM_SANITIZE)
+    return()  # sanitizer builds are CPU-only: a GPU test would only compile and skip
+  endif()
   if(T_GPU)
     # Exits 77 (ctest: Skipped) with the reason when no CUDA device answers.
     add_executable(${name} ${T_SOURCES} ${PROJECT_SOURCE_DIR}/tests/gpu_test_main.cc)
@@ -29,7 +40,7 @@ function(loom_add_test name)
     set(T_TIMEOUT 300)
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT}
-      ENVIRONMENT "OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=1;LOOM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+      ENVIRONMENT "OMP_NUM_THREADS=${LOOM_TEST_THREADS};OPENBLAS_NUM_THREADS=1;LOOM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
   if(labels)
     set_tests_properties(${name} PROPERTIES LABELS "${labels}")
   endif()
@@ -73,7 +84,7 @@ function(loom_add_mpi_run name)
   cmake_parse_arguments(T "GPU" "TARGET;RANKS;TIMEOUT" "LABELS" ${ARGN})
   add_test(NAME ${name}
            COMMAND ${MPIEXEC_EXECUTABLE} -np ${T_RANKS} --oversubscribe --bind-to none
-                   -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 -x LOOM_SOURCE_DIR
+                   -x OMP_NUM_THREADS=${LOOM_TEST_THREADS} -x OPENBLAS_NUM_THREADS=1 -x LOOM_SOURCE_DIR
                    $<TARGET_FILE:${T_TARGET}>)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)

@@ -371,8 +371,11 @@ absl::StatusOr<float> GptModel::ChunkForward(int chunk, int mb, const Tensor* to
   LOOM_RETURN_IF_ERROR(RunChunkLayers(chunk, *slot));
   float loss = 0.0f;
   if (head) {
-    LOOM_ASSIGN_OR_RETURN(loss,
-                          HeadForward(chunk_output_, *targets, loss_weight, mode, slot->d_out));
+    // kLogits passes no targets and HeadForward reads none; *nullptr would still be undefined
+    // behaviour (UBSan, scripts/sanitize.sh).
+    const Tensor no_targets;
+    LOOM_ASSIGN_OR_RETURN(loss, HeadForward(chunk_output_, targets ? *targets : no_targets,
+                                            loss_weight, mode, slot->d_out));
   }
   if (mode != HeadMode::kTrain) slot->mb = -1;  // no backward follows
   return loss;

@@ -1,6 +1,7 @@
 #include "model/model_file.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -119,7 +120,9 @@ absl::StatusOr<std::unique_ptr<ModelFileReader>> OpenLlmc(const std::string& pat
   c.kv_heads = h[5];
   c.hidden = h[6];
   c.padded_vocab = h[7];
-  c.ffn_hidden = 4 * c.hidden;
+  // In int64 and saturated: the header's hidden is any int32 until CheckHeaderModel refuses it
+  // (4 * hidden overflowed int for hidden >= 2^29: found by tests/fuzz/model_file_fuzz).
+  c.ffn_hidden = static_cast<int>(std::min<int64_t>(int64_t{4} * c.hidden, INT32_MAX));
   c.tied_embeddings = true;
   const size_t elem = version == 3 ? 4 : 2;
   LOOM_RETURN_IF_ERROR(CheckHeaderModel(path, c, size, elem));

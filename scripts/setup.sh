@@ -6,7 +6,10 @@ set -euo pipefail
 
 PKGS=(cmake g++ make pkg-config git libopenmpi-dev openmpi-bin libprotobuf-dev protobuf-compiler
       libabsl-dev libopenblas-openmp-dev libgtest-dev libgmock-dev python3
-      libsentencepiece-dev)  # SentencePiece .model tokenizers (optional in CMake)
+      libsentencepiece-dev clang libomp-dev libclang-rt-dev)
+# libsentencepiece: SentencePiece .model tokenizers (optional in CMake). clang, its OpenMP
+# runtime (libomp, with the Archer tool for TSan) and its sanitizer and libFuzzer runtimes: the
+# sanitizer stages of scripts/test.sh (scripts/sanitize.sh).
 # Optional: PyTorch (fixture generators, side-by-side benchmark) with LOOM_SETUP_TORCH=1.
 if [[ "${LOOM_SETUP_TORCH:-0}" == "1" ]]; then PKGS+=(python3-torch python3-numpy); fi
 

@@ -16,7 +16,11 @@ namespace loom::ops::cpu {
 inline __attribute__((always_inline)) float ExpF(float x) {
   x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   // Round to nearest by adding and removing 1.5 * 2^23 (no SSE4.1 round instruction needed).
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  // The integer is read from the sum's low mantissa bits, not converted from the float: a NaN x
+  // (a diverged step, which the trainer's guards then catch) passes the clamp, and converting
+  // NaN to int is undefined behaviour (UBSan, scripts/sanitize.sh).
+  const float shifted = x * 1.44269504088896341f + 12582912.0f;
+  const float n = shifted - 12582912.0f;
   const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -25,7 +29,9 @@ inline __attribute__((always_inline)) float ExpF(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  uint32_t shifted_bits;  // unsigned: a NaN's bits wrap instead of overflowing
+  std::memcpy(&shifted_bits, &shifted, sizeof(shifted_bits));
+  const uint32_t bits = (shifted_bits - 0x4B400000u + 127u) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
   return y * scale;

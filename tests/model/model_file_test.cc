@@ -269,6 +269,18 @@ TEST_F(ModelFileTest, ImpossibleHeaderNamesFileAndField) {
   EXPECT_TRUE(absl::StrContains(s.message(), "dtype code 1")) << s;
 }
 
+// An llm.c header's hidden size of 2^30 (tests/fuzz/model_file_fuzz found it): refused naming
+// model.hidden, with no signed overflow on the way (4 * hidden overflowed int; the sanitizer
+// stage's UBSan fails this test if it comes back).
+TEST_F(ModelFileTest, LlmcHugeHiddenIsRefusedWithoutOverflow) {
+  ASSERT_TRUE(WriteLlmcModelFile(Path("m.bin"), Gpt2(), RandomParams(Gpt2(), 1)).ok());
+  std::string bytes = FileBytes("m.bin");
+  SetHeader(&bytes, 6, 1 << 30);  // C
+  absl::Status s = ReadError("huge_hidden.bin", bytes);
+  EXPECT_TRUE(absl::StrContains(s.message(), Path("huge_hidden.bin"))) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "model.hidden")) << s;
+}
+
 TEST(CheckSameShape, NamesEveryDifferentField) {
   GptConfig job = Gpt2(), file = Gpt2();
   EXPECT_TRUE(CheckSameShape(job, file, "w.bin").ok());

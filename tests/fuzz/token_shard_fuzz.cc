@@ -1,0 +1,55 @@
+// Fuzz target: token shards (data/token_shard.h), as the data loader and `loom data` open them.
+// The first byte of an input picks the format (llm.c or raw uint16) and the vocabulary; the
+// rest is the file. Any bytes either open, every token inside the vocabulary, or are refused
+// with a Status naming the file.
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "data/token_shard.h"
+#include "runtime/files.h"
+#include "tests/fuzz/fuzz_target.h"
+
+namespace {
+
+constexpr int kVocabs[] = {257, 50257, 65536, 1};
+
+}  // namespace
+
+namespace loom::fuzz {
+
+absl::Status WriteSeeds(const std::string& dir) {
+  std::vector<uint16_t> tokens;
+  for (int i = 0; i < 40; ++i) tokens.push_back(static_cast<uint16_t>((i * 37) % 257));
+  // Byte 0: bit 0 = raw uint16, bits 1-2 = vocabulary (kVocabs).
+  if (absl::Status s = AtomicWriteFile(
+          dir + "/llmc.bin", std::string(1, '\0') + EncodeShard(tokens, ShardFormat::kLlmc));
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = AtomicWriteFile(
+          dir + "/raw_u16.bin", std::string(1, '\1') + EncodeShard(tokens, ShardFormat::kRawU16));
+      !s.ok()) {
+    return s;
+  }
+  return AtomicWriteFile(dir + "/llmc_empty.bin",
+                         std::string(1, '\2') + EncodeShard({}, ShardFormat::kLlmc));
+}
+
+}  // namespace loom::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const loom::ShardFormat format =
+      (data[0] & 1) ? loom::ShardFormat::kRawU16 : loom::ShardFormat::kLlmc;
+  const int vocab = kVocabs[(data[0] >> 1) & 3];
+  const std::string path = loom::fuzz::WriteScratch("shard.bin", data + 1, size - 1);
+  auto shard = loom::TokenShard::Open(path, format, vocab);
+  if (!shard.ok()) return 0;
+  // The promise the data loader relies on: every id inside the vocabulary.
+  for (uint16_t t : (*shard)->tokens()) {
+    if (t >= vocab) std::abort();
+  }
+  return 0;
+}
