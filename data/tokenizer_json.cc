@@ -89,7 +89,7 @@ class Parser {
       SkipSpace();
       if (pos_ >= text_.size() || text_[pos_] != ':') return Fail("expected ':'");
       ++pos_;
-      v->object.emplace_back(std::move(key), Value());
+      v->object.push_back(Member{std::move(key), Value()});
       if (!ParseValue(&v->object.back().second, depth + 1)) return false;
       SkipSpace();
       if (pos_ < text_.size() && text_[pos_] == ',') {

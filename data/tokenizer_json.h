@@ -14,6 +14,8 @@
 
 namespace loom::json {
 
+struct Member;
+
 struct Value {
   enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };
   Kind kind = Kind::kNull;
@@ -21,7 +23,9 @@ struct Value {
   double number = 0;
   std::string string;
   std::vector<Value> array;
-  std::vector<std::pair<std::string, Value>> object;  // in file order
+  // In file order. Member, not std::pair<std::string, Value>: a pair of the incomplete Value is
+  // refused by clang with libstdc++ (the sanitizer builds), a vector of a declared struct is not.
+  std::vector<Member> object;
 
   bool is_null() const { return kind == Kind::kNull; }
   bool is_string() const { return kind == Kind::kString; }
@@ -32,6 +36,12 @@ struct Value {
   // The member `key` of an object (the last one if repeated); nullptr when absent or not an
   // object.
   const Value* Find(std::string_view key) const;
+};
+
+// An object's member: the key and its value (named as std::pair's, which it replaces).
+struct Member {
+  std::string first;
+  Value second;
 };
 
 // "null", "true", "a number", ...: for messages.
