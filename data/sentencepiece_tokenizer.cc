@@ -30,7 +30,10 @@ struct Shim {
 const Shim& GetShim() {
   static const Shim* shim = [] {
     auto* s = new Shim();
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(LOOM_SANITIZER_BUILD) || defined(__SANITIZE_ADDRESS__) || \
+    defined(__SANITIZE_THREAD__)
+    // (clang defines no __SANITIZE_*__ macro: cmake/LoomSanitize.cmake defines
+    // LOOM_SANITIZER_BUILD for every sanitizer build.)
     s->error =
         "SentencePiece is off in sanitizer builds (its shim is opened with RTLD_DEEPBIND, which "
         "the sanitizer runtimes refuse)";
