@@ -425,7 +425,8 @@ TEST_F(HfRefusalTest, BareModelNamesAndAShorterContext) {
   auto p = ReadModelSlices(**reader, job, layout);
   ASSERT_TRUE(p.ok()) << p.status();
   const ParamSpec* wpe = *layout.Find("wpe.weight");
-  const ParamSpec* whole_wpe = *GptParamLayout(want->config).Find("wpe.weight");
+  const ParamTable whole = GptParamLayout(want->config);  // outlives the pointer into it
+  const ParamSpec* whole_wpe = *whole.Find("wpe.weight");
   EXPECT_TRUE(std::equal(p->begin() + wpe->offset, p->begin() + wpe->offset + wpe->numel(),
                          want->params.begin() + whole_wpe->offset));
   job.max_seq = 32;
