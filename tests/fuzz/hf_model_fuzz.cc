@@ -17,36 +17,13 @@
 #include "model/model_file.h"
 #include "runtime/files.h"
 #include "tests/fuzz/fuzz_target.h"
+#include "tests/fuzz/tiny_models.h"
 
 namespace {
 
-loom::GptConfig TinyGpt2() {
-  loom::GptConfig c;
-  c.layers = 1;
-  c.heads = 2;
-  c.kv_heads = 2;
-  c.hidden = 8;
-  c.ffn_hidden = 32;
-  c.vocab = 11;
-  c.padded_vocab = 11;
-  c.max_seq = 4;
-  return c;
-}
-
-loom::GptConfig TinyLlama() {
-  loom::GptConfig c = TinyGpt2();
-  c.family = loom::ModelFamily::kLlama;
-  c.kv_heads = 1;
-  c.ffn_hidden = 24;
-  c.tied_embeddings = false;
-  return c;
-}
-
-std::vector<float> Weights(const loom::GptConfig& c) {
-  std::vector<float> w(loom::GptParamLayout(c).total());
-  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 13) * 0.125f - 0.75f;
-  return w;
-}
+loom::GptConfig Gpt2() { return loom::fuzz::TinyGpt2(11); }
+loom::GptConfig Llama() { return loom::fuzz::TinyLlama(11); }
+std::vector<float> Weights(const loom::GptConfig& c) { return loom::fuzz::TinyWeights(c); }
 
 // Writes the tiny model `c` as an HF directory under `dir` and returns {config.json, tensors}.
 std::pair<std::string, std::string> TinyDir(const std::string& dir, const loom::GptConfig& c,
@@ -67,8 +44,8 @@ struct Valid {
 const Valid& ValidFiles() {
   static const Valid v = [] {
     const std::string root = loom::fuzz::ScratchDir();
-    return Valid{TinyDir(root + "/valid_gpt2", TinyGpt2(), loom::DType::kF32),
-                 TinyDir(root + "/valid_llama", TinyLlama(), loom::DType::kBF16)};
+    return Valid{TinyDir(root + "/valid_gpt2", Gpt2(), loom::DType::kF32),
+                 TinyDir(root + "/valid_llama", Llama(), loom::DType::kBF16)};
   }();
   return v;
 }

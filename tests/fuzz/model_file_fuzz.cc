@@ -9,43 +9,20 @@
 #include "model/gpt_params.h"
 #include "model/model_file.h"
 #include "tests/fuzz/fuzz_target.h"
+#include "tests/fuzz/tiny_models.h"
 
 namespace {
 
-loom::GptConfig TinyGpt2() {
-  loom::GptConfig c;
-  c.layers = 1;
-  c.heads = 2;
-  c.kv_heads = 2;
-  c.hidden = 8;
-  c.ffn_hidden = 32;
-  c.vocab = 11;
-  c.padded_vocab = 16;
-  c.max_seq = 4;
-  return c;
-}
-
-loom::GptConfig TinyLlama() {
-  loom::GptConfig c = TinyGpt2();
-  c.family = loom::ModelFamily::kLlama;
-  c.kv_heads = 1;
-  c.ffn_hidden = 24;
-  c.tied_embeddings = false;
-  return c;
-}
-
-std::vector<float> Weights(const loom::GptConfig& c) {
-  std::vector<float> w(loom::GptParamLayout(c).total());
-  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 13) * 0.125f - 0.75f;
-  return w;
-}
+loom::GptConfig Gpt2() { return loom::fuzz::TinyGpt2(16); }
+loom::GptConfig Llama() { return loom::fuzz::TinyLlama(16); }
+std::vector<float> Weights(const loom::GptConfig& c) { return loom::fuzz::TinyWeights(c); }
 
 }  // namespace
 
 namespace loom::fuzz {
 
 absl::Status WriteSeeds(const std::string& dir) {
-  const GptConfig gpt2 = TinyGpt2(), llama = TinyLlama();
+  const GptConfig gpt2 = Gpt2(), llama = Llama();
   if (absl::Status s = WriteLlmcModelFile(dir + "/llmc_fp32.bin", gpt2, Weights(gpt2)); !s.ok()) {
     return s;
   }
@@ -63,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto w = loom::ReadModelFile(path);
   if (!w.ok()) return 0;
   // What a caller does next: compare with the job's model, and use every weight.
-  (void)loom::CheckSameShape(TinyGpt2(), w->config, path);
+  (void)loom::CheckSameShape(Gpt2(), w->config, path);
   // A loaded file holds exactly its model's parameters (the promise of LoadedWeights).
   if (static_cast<int64_t>(w->params.size()) != loom::GptParamLayout(w->config).total()) {
     std::abort();
