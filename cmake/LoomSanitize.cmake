@@ -1,9 +1,10 @@
 # Sanitizer builds: LOOM_SANITIZE=address,undefined (ASan + UBSan) or thread (TSan), for the
 # CPU suite (LOOM_CUDA=OFF); every target is built with it. scripts/sanitize.sh is the way in
 # (clang, -O0 with line tables; see docs/testing.md). What it changes besides the flags:
-#   - loom_ops (the CPU kernels' loops, where the suite spends its compute) is built at -O1
-#     even when the rest is -O0: the sanitized suite then runs in about twice the plain time
-#     while the other ~190 files compile in half the time -O1 takes;
+#   - loom_ops (the CPU kernels' loops, where the suite spends its compute), loom_parallel and
+#     loom_plan (the pipeline simulator and the planner's search) are built at -O1 even when
+#     the rest is -O0: the sanitized suite then runs in about twice the plain time while the
+#     other ~170 files compile in half the time -O1 takes;
 #   - GPU tests are neither built nor registered (cmake/LoomTesting.cmake);
 #   - TSan: tests run 2 OpenMP threads (cmake/LoomTesting.cmake);
 #   - LOOM_LIBFUZZER (clang): the libraries the fuzz targets read with are compiled with
@@ -24,6 +25,11 @@ endif()
 function(loom_sanitize_targets)
   if(LOOM_SANITIZE)
     target_compile_options(loom_ops PRIVATE -O1)
+    # The pipeline simulator and the planner's search: at -O0 every std::map / tuple compare
+    # is a call (plan_model_test's searches took 55 s sanitized against 2 s plain, nearly all
+    # of it in SimulatePipeline's map lookups); -O1 inlines them for ~20 more files' compile.
+    target_compile_options(loom_parallel PRIVATE -O1)
+    target_compile_options(loom_plan PRIVATE -O1)
   endif()
   if(LOOM_LIBFUZZER)
     foreach(lib ${LOOM_FUZZ_INSTRUMENTED})

@@ -15,4 +15,6 @@ if command -v ccache >/dev/null && [[ "${LOOM_CCACHE:-1}" != "0" ]]; then
   args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S . -B "$BUILD_DIR" "${args[@]}" >/dev/null
-cmake --build "$BUILD_DIR" -j "${JOBS:-$(nproc)}" "$@"
+# One job more than cores: a link or an archive step (one thread, waiting on the disk) then
+# leaves no core idle; GCC -O3 and nvcc (~0.4 GiB each) fit three at a time in memory.
+cmake --build "$BUILD_DIR" -j "${JOBS:-$(( $(nproc) + 1 ))}" "$@"
