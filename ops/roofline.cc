@@ -136,6 +136,47 @@ std::string GemmPeakCachePath() {
   return "";
 }
 
+namespace {
+
+// The cache's key for this process: CPU model and thread counts.
+std::string CpuPeakKey() {
+  // Tabs and newlines would break the file's lines; a CPU name has none, but be safe.
+  std::string key = absl::StrCat(CpuModel(), " | omp ", omp_get_max_threads(), " | openblas ",
+                                 openblas_get_num_threads());
+  for (char& ch : key) {
+    if (ch == '\t' || ch == '\n') ch = ' ';
+  }
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> RaiseCachedGemmPeak(Device* device, double flops) {
+  const std::string path = GemmPeakCachePath();
+  if (!device->is_cpu() || path.empty() || !(flops > 0)) return false;
+  const std::string key = CpuPeakKey();
+  std::string cached;
+  if (auto text = ReadFile(path); text.ok()) cached = *text;
+  std::string updated;
+  bool found = false;
+  for (absl::string_view line : absl::StrSplit(cached, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> fields = absl::StrSplit(line, '\t');
+    double old = 0;
+    if (fields.size() == 2 && fields[0] == key && absl::SimpleAtod(fields[1], &old)) {
+      if (old >= flops) return false;
+      if (found) continue;  // one entry per key
+      found = true;
+      absl::StrAppend(&updated, key, "\t", absl::StrFormat("%.6g", flops), "\n");
+      continue;
+    }
+    absl::StrAppend(&updated, line, "\n");
+  }
+  if (!found) absl::StrAppend(&updated, key, "\t", absl::StrFormat("%.6g", flops), "\n");
+  LOOM_RETURN_IF_ERROR(MakeDirs(path.substr(0, path.rfind('/'))));
+  LOOM_RETURN_IF_ERROR(AtomicWriteFile(path, updated));
+  return true;
+}
+
 absl::StatusOr<GemmPeakFlops> GemmPeak(Device* device) {
   GemmPeakFlops peak;
   if (!device->is_cpu()) {
@@ -145,12 +186,7 @@ absl::StatusOr<GemmPeakFlops> GemmPeak(Device* device) {
                                        peak.flops / 1e12, part.name, device->Name());
     return peak;
   }
-  // Tabs and newlines would break the file's lines; a CPU name has none, but be safe.
-  std::string key = absl::StrCat(CpuModel(), " | omp ", omp_get_max_threads(), " | openblas ",
-                                 openblas_get_num_threads());
-  for (char& ch : key) {
-    if (ch == '\t' || ch == '\n') ch = ' ';
-  }
+  const std::string key = CpuPeakKey();
   const std::string path = GemmPeakCachePath();
   std::string cached;
   if (!path.empty()) {

@@ -52,6 +52,12 @@ struct GemmPeakFlops {
 };
 absl::StatusOr<GemmPeakFlops> GemmPeak(Device* device);
 
+// A cached CPU peak can be an underestimate (measured while the machine was busy): a step that
+// then runs faster than it would report an MFU above 100%. The trainer raises this process's
+// entry to `flops` when a step achieved more (an entry already at or above it stays); true when
+// the cache was rewritten, false when nothing was to do (a GPU, no cache path, a higher entry).
+absl::StatusOr<bool> RaiseCachedGemmPeak(Device* device, double flops);
+
 // $XDG_CACHE_HOME/loom/gemm_peak.tsv, else $HOME/.cache/loom/gemm_peak.tsv; empty when neither
 // variable is set (then nothing is cached).
 std::string GemmPeakCachePath();

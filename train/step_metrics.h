@@ -55,6 +55,9 @@ class StepProgress {
     // The interval's device times (AddDeviceComm), per group, and the exposed data-parallel
     // part ("dp exposed"); empty when none were added.
     std::map<std::string, double> device_seconds;
+    // > 0: the interval's FLOP rate beat the world's GEMM peak, which was raised to it (a line
+    // in `lines` says so; the trainer raises the cached CPU peak, ops/roofline.h).
+    double raised_peak_flops = 0;
   };
   Report Flush(int64_t step, int64_t total_steps, double loss, double lr, double grad_norm,
                int64_t peak_bytes, int64_t skipped_steps, std::optional<float> val_loss);

@@ -522,6 +522,13 @@ absl::Status Trainer::LogStep(float loss, std::optional<float> val_loss) {
       step_, total, loss, LearningRate(config_, step_ - 1), last_grad_norm_,
       static_cast<int64_t>(device_->allocator().stats().peak_bytes), skipped_steps_, val_loss);
   for (const std::string& line : r.lines) LOOM_LOG(INFO) << line;
+  if (r.raised_peak_flops > 0 && world_->rank() == 0) {
+    // The cached CPU peak was measured under load: raise it (per process) for the next run.
+    auto raised = bench::RaiseCachedGemmPeak(device_, r.raised_peak_flops / world_->size());
+    if (raised.ok() && *raised) {
+      LOOM_LOG(INFO) << "MFU: raised the cached GEMM peak in " << bench::GemmPeakCachePath();
+    }
+  }
   if (!r.device_seconds.empty()) {
     // The progress line's communication times are host issue times on a device (~0): the
     // collectives' own time on their streams (CUDA events, parallel/nccl_backend.h; the test

@@ -527,6 +527,37 @@ TEST(GemmPeakTest, MeasuredOnceThenReadFromTheCache) {
   EXPECT_TRUE(absl::StrContains(second->description, "cached in " + path));
 }
 
+// A peak cached while the machine was busy is raised by a run that beat it (the trainer does,
+// train/step_metrics.h), never lowered; other machines' entries stay.
+TEST(GemmPeakTest, ACachedPeakIsRaisedNeverLowered) {
+  const testing::ScopedTempDir tmp("gemm_peak_raise");
+  ScopedEnv xdg("XDG_CACHE_HOME", tmp.path());
+  const std::string path = bench::GemmPeakCachePath();
+  auto none = bench::RaiseCachedGemmPeak(CpuDevice(), 2e6);  // no cache yet: one entry
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(*none);
+  auto first = bench::GemmPeak(CpuDevice());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->flops, 2e6);
+  auto text = ReadFile(path);
+  ASSERT_TRUE(text.ok()) << text.status();
+  ASSERT_TRUE(AtomicWriteFile(path, "other cpu | omp 9 | openblas 9\t5e9\n" + *text).ok());
+  auto higher = bench::RaiseCachedGemmPeak(CpuDevice(), 3e6);
+  ASSERT_TRUE(higher.ok()) << higher.status();
+  EXPECT_TRUE(*higher);
+  auto lower = bench::RaiseCachedGemmPeak(CpuDevice(), 1e6);
+  ASSERT_TRUE(lower.ok()) << lower.status();
+  EXPECT_FALSE(*lower);
+  auto second = bench::GemmPeak(CpuDevice());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->flops, 3e6);
+  text = ReadFile(path);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_TRUE(absl::StartsWith(*text, "other cpu | omp 9 | openblas 9\t5e9\n")) << *text;
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(*text, '\n', absl::SkipEmpty())).size(), 2u)
+      << *text;
+}
+
 }  // namespace
 }  // namespace loom
 

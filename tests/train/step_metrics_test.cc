@@ -64,6 +64,26 @@ TEST(StepProgressTest, OnADeviceCommShareComesFromTheStreamTimes) {
   EXPECT_DOUBLE_EQ(r.device_seconds["tp"], 0.2);
 }
 
+// A peak measured while the machine was busy can be below what a step achieves: MFU is then
+// counted against the achieved rate (100%, said in a line) from then on, never above 100%.
+TEST(StepProgressTest, AStepFasterThanThePeakRaisesItAndSaysSo) {
+  StepProgress p(1000, 6.0, /*peak_flops=*/3000.0, false, false);
+  p.AddStep(1.0, CommSeconds{});  // 6000 FLOP/s: twice the peak
+  StepProgress::Report r = p.Flush(1, 10, 3.5, 1e-3, 0.5, 0, 0, std::nullopt);
+  ASSERT_TRUE(r.metrics.mfu.has_value());
+  EXPECT_DOUBLE_EQ(*r.metrics.mfu, 1.0);
+  EXPECT_DOUBLE_EQ(r.raised_peak_flops, 6000.0);
+  ASSERT_EQ(r.lines.size(), 2u);
+  EXPECT_TRUE(absl::StrContains(r.lines[1], "above the GEMM peak")) << r.lines[1];
+  EXPECT_TRUE(absl::StrContains(r.lines[0], "mfu 100.0%")) << r.lines[0];
+  // The next interval is counted against the raised peak, without a second note.
+  p.AddStep(2.0, CommSeconds{});
+  r = p.Flush(2, 10, 3.4, 1e-3, 0.5, 0, 0, std::nullopt);
+  EXPECT_DOUBLE_EQ(*r.metrics.mfu, 0.5);
+  EXPECT_EQ(r.raised_peak_flops, 0.0);
+  EXPECT_EQ(r.lines.size(), 1u);
+}
+
 TEST(StepProgressTest, OneRankHasNoCommunicationLineAndNoMfuWithoutAPeak) {
   StepProgress p(100, 6.0, 0.0, false, false);
   p.AddStep(0.5, CommSeconds{});
