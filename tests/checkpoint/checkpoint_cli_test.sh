@@ -14,26 +14,7 @@
 set -uo pipefail
 loom=$1 src=$2 work=$3 mpiexec=$4
 source "$src/tests/cli_testing.sh"
-rm -rf "$work"
-mkdir -p "$work"
-
-"$loom" data prepare --input "$src/launcher" --out "$work/data" --val-fraction 0 >/dev/null \
-  || fail "data prepare"
-job() {  # job NAME TOTAL_STEPS EXTRA...
-  local name=$1 total=$2
-  shift 2
-  cat > "$work/$name.textproto" <<JOB
-model { family: GPT2 layers: 2 heads: 2 hidden: 32 vocab: 257 max_seq: 32 }
-parallel { micro_batch_size: 2 global_batch_size: 4 }
-optimizer { lr: 0.001 }
-lr_schedule { total_steps: $total }
-data { train: "$work/data/train_*.bin" seq_len: 32 }
-logging { run_dir: "$work/$name.run" }
-runtime { backend: CPU seed: 1 }
-checkpoint { dir: "$work/$name.ck" $* }
-JOB
-  echo "$work/$name.textproto"
-}
+source "$src/tests/checkpoint/checkpoint_cli_testing.sh"
 
 # --- planned stop, resume, metrics continue, keep_last ----------------------------------------
 cfg=$(job a 6 "interval: 2 keep_last: 2 async: true")

@@ -15,25 +15,8 @@
 set -uo pipefail
 loom=$1 src=$2 work=$3 mpiexec=$4
 source "$src/tests/cli_testing.sh"
-rm -rf "$work"
-mkdir -p "$work"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 LOOM_CKPT_TEST_ASYNC_DELAY_MS=3000
-
-"$loom" data prepare --input "$src/launcher" --out "$work/data" --val-fraction 0 >/dev/null \
-  || fail "data prepare"
-job() {
-  cat > "$work/$1.textproto" <<JOB
-model { family: GPT2 layers: 2 heads: 2 hidden: 32 vocab: 257 max_seq: 32 }
-parallel { micro_batch_size: 2 global_batch_size: 4 }
-optimizer { lr: 0.001 }
-lr_schedule { total_steps: 1000000 }
-data { train: "$work/data/train_*.bin" seq_len: 32 }
-logging { run_dir: "$work/$1.run" tensorboard: false }
-runtime { backend: CPU seed: 1 }
-checkpoint { dir: "$work/$1.ck" async: true }
-JOB
-  echo "$work/$1.textproto"
-}
+source "$src/tests/checkpoint/checkpoint_cli_testing.sh"
 mpi_args=(-np 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS
           -x LOOM_CKPT_TEST_ASYNC_DELAY_MS)
 # wait_steps NAME PID: until NAME's metrics hold 3 steps.
@@ -60,7 +43,7 @@ stopped() {
 }
 
 # --- SIGUSR1 to mpirun ------------------------------------------------------------------------
-cfg=$(job usr1)
+cfg=$(job usr1 1000000 "async: true")
 "$mpiexec" "${mpi_args[@]}" "$loom" train --config "$cfg" > "$work/usr1.log" 2>&1 &
 pid=$!
 wait_steps usr1 $pid
@@ -69,7 +52,7 @@ wait $pid
 stopped usr1 $?
 
 # --- the Slurm batch script, signalled as --signal=B:USR1@N does ------------------------------
-cfg=$(job sbatch)
+cfg=$(job sbatch 1000000 "async: true")
 MPIRUN="$mpiexec" MPIRUN_ARGS="${mpi_args[*]}" LOOM="$loom" \
   bash "$src/scripts/train.sbatch" "$cfg" > "$work/sbatch.log" 2>&1 &
 pid=$!
@@ -80,7 +63,7 @@ stopped sbatch $?
 grep -q "train.sbatch: SIGUSR1: asking loom" "$work/sbatch.log" || fail "sbatch: the trap did not run"
 
 # --- the advice printed when a rank gets SIGTERM ------------------------------------------------
-cfg=$(job term)
+cfg=$(job term 1000000 "async: true")
 "$mpiexec" "${mpi_args[@]}" "$loom" train --config "$cfg" > "$work/term.log" 2>&1 &
 pid=$!
 wait_steps term $pid
@@ -95,7 +78,7 @@ grep -q "Under mpirun send SIGUSR1 to mpirun instead of SIGTERM" "$work/term.log
 echo "term: a SIGTERM to a rank stops the job (exit 0) and prints the advice"
 
 # --- a slow save is not a stall -----------------------------------------------------------------
-cfg=$(job slow)
+cfg=$(job slow 1000000 "async: true")
 LOOM_CKPT_TEST_WRITE_DELAY_MS=0:2500 "$mpiexec" "${mpi_args[@]}" -x LOOM_CKPT_TEST_WRITE_DELAY_MS \
   "$loom" train --config "$cfg" --set lr_schedule.total_steps=4 --set checkpoint.interval=2 \
   --set checkpoint.async=false --set runtime.collective_timeout_s=1 > "$work/slow.log" 2>&1
