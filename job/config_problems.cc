@@ -278,6 +278,8 @@ class Checker {
       add("data.train is empty; it must name the training shards (a glob such as "
           "data/demo/train_*.bin)");
     }
+    // data.reset_position_ids has no invalid value: it applies to data whose token flags mark
+    // document starts (known only once the shards are open) and is a no-op for other data.
     at_least("checkpoint.interval", k.interval(), 0);
     at_least("checkpoint.keep_last", k.keep_last(), 0);
     if (k.interval() > 0 && k.dir().empty()) {

@@ -173,16 +173,14 @@ absl::Status GptModel::EmbeddingForward(const Tensor& tokens, const Tensor& out)
   const GptConfig& c = config_;
   Tensor wpe;
   if (!c.is_llama()) wpe = P(refs_.wpe);
-  // Position embeddings are added once, by tensor rank 0, before the reduction.
-  if (!c.is_llama() && tp_rank_ == 0 && cp_ != nullptr) {
-    LOOM_ASSIGN_OR_RETURN(wpe, LocalWpe());  // the rows of this rank's global positions
-  }
+  // Position embeddings are added once, by tensor rank 0, before the reduction (at the tokens'
+  // positions: CurPositions, selected by the caller).
   const Tensor* wpe_here = (!c.is_llama() && tp_rank_ == 0) ? &wpe : nullptr;
   // With SP the embedding of all rows goes to proj_ and is reduce-scattered into this rank's.
   const Tensor& emb_full = sp_ ? proj_ : out;
   LOOM_ASSIGN_OR_RETURN(Tensor emb3, emb_full.Reshape(Shape{B_, T_, c.hidden}));
-  LOOM_TIMED_OP("embedding",
-                ops::EmbeddingForward(tokens, P(refs_.wte), wpe_here, emb3, vocab_start_));
+  LOOM_TIMED_OP("embedding", ops::EmbeddingForward(tokens, P(refs_.wte), wpe_here, emb3,
+                                                   vocab_start_, CurPositions()));
   if (tp_ != nullptr) LOOM_TIMED_OP(sp_ ? "sp_comm" : "tp_comm", ReduceRowParallel(emb_full, out));
   return absl::OkStatus();
 }
@@ -260,6 +258,7 @@ absl::Status GptModel::SelectSegments(int mb) {
 
 absl::Status GptModel::RunChunkLayers(int chunk, Slot& slot) {
   LOOM_RETURN_IF_ERROR(SelectSegments(slot.mb));
+  LOOM_RETURN_IF_ERROR(SelectPositions(slot.mb));
   const GptStage::Chunk& ch = stage_.chunks[chunk];
   const bool full = recompute_ == Recompute::kFull;
   Tensor x = slot.x_in;
@@ -365,6 +364,7 @@ absl::StatusOr<float> GptModel::ChunkForward(int chunk, int mb, const Tensor* to
   }
   LOOM_ASSIGN_OR_RETURN(Slot * slot, TakeSlot(chunk, mb));
   if (embed) {
+    LOOM_RETURN_IF_ERROR(SelectPositions(mb));
     LOOM_RETURN_IF_ERROR(slot->tokens.CopyFrom(*tokens));
     LOOM_RETURN_IF_ERROR(EmbeddingForward(slot->tokens, slot->x_in));
   }
@@ -468,6 +468,7 @@ absl::Status GptModel::ChunkBackward(int chunk, int mb) {
 absl::Status GptModel::BackwardBody(int chunk, Slot& slot) {
   // Block-diagonal attention (packed fine-tuning data) needs this micro-batch's segment ids.
   LOOM_RETURN_IF_ERROR(SelectSegments(slot.mb));
+  LOOM_RETURN_IF_ERROR(SelectPositions(slot.mb));  // RoPE's inverse, the position gradient
   const GptStage::Chunk& ch = stage_.chunks[chunk];
   const bool full = recompute_ == Recompute::kFull;
   LOOM_RETURN_IF_ERROR(d_res_.CopyFrom(slot.d_out));

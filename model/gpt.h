@@ -36,6 +36,12 @@
 // attention is per token and runs on them as is; the learned position embedding and RoPE use
 // the tokens' global positions; attention is ring attention over the cp group. The gradients
 // are this rank's share: the trainer averages them over dp x cp.
+//
+// Positions: the learned position embedding and RoPE read one position per token. By default
+// token t of a sequence is at t (with cp: the global position of this rank's chunk, from a
+// per-token array the model builds once per shape); SetPositions gives per-token positions per
+// micro-batch instead (packed fine-tuning samples, positions reset at each document start, cut
+// for cp like the tokens). One path: the ops take the per-token array, or nothing for 0..T-1.
 #pragma once
 
 #include <memory>
@@ -176,6 +182,15 @@ class GptModel {
   // (block-diagonal causal, ops/attention.h). Empty (the default): plain causal attention. The
   // caller keeps the tensors unchanged until the micro-batches' backward passes have run.
   void SetSegments(std::vector<Tensor> per_micro_batch) { segments_ = std::move(per_micro_batch); }
+  // Per-token positions i32 [B, T] per micro-batch (same device and indexing as SetSegments),
+  // read by the position embedding (GPT-2) and RoPE (LLaMA), forward and backward: position
+  // ids reset at each packed example's start, so an example sees the positions it would see
+  // alone (and at generation time). Under cp each holds this rank's chunks of the sequences'
+  // positions (SelectContextChunks). Empty (the default): 0..T-1, or this rank's chunks'
+  // global positions. Kept unchanged by the caller until the backward passes have run.
+  void SetPositions(std::vector<Tensor> per_micro_batch) {
+    positions_ = std::move(per_micro_batch);
+  }
 
   // ---- Chunk API (pipeline stages). Chunks are numbered 0 .. stage().chunks.size() - 1. ----
   int num_chunks() const { return static_cast<int>(stage_.chunks.size()); }
@@ -238,6 +253,7 @@ class GptModel {
   struct WeightTask {
     enum Kind { kLinear, kNorm, kEmbedding, kReady } kind;
     Tensor dout, in, mean, rstd;  // in: the GEMM's input, the norm's input, or the tokens
+    Tensor positions;             // kEmbedding: per-token positions (undefined: 0..T-1)
     ParamRef w, b;                // b unheld: no bias gradient (or no position embedding)
     std::vector<ParamRef> ready;  // kReady: their gradients are final
   };
@@ -305,15 +321,20 @@ class GptModel {
   // The step's gradient of these parameters is complete (final backward only); unheld ones
   // (another family's) are passed over.
   absl::Status GradsReady(const std::vector<ParamRef>& refs);
-  // Context parallelism (model/gpt_context.cc): global positions, attention over the ring.
-  ops::ChunkedPositions LocalPositions() const;
+  // Context parallelism and positions (model/gpt_context.cc): per-token positions, attention
+  // over the ring.
   absl::Status Rope(const Tensor& qkv3, bool inverse);
   absl::Status Attention(const Tensor& qkv3, const Tensor& atty3, const Tensor& lse);
   absl::Status AttentionGrad(const Tensor& datty3, const Tensor& qkv3, const Tensor& atty3,
                              const Tensor& lse, const Tensor& dqkv3);
-  // The wpe rows of this rank's positions (GPT-2 with cp), and their gradient added back.
-  absl::StatusOr<Tensor> LocalWpe();
-  absl::Status AddLocalWpeGrad();
+  // The running micro-batch's positions: SetPositions' entry for micro-batch `mb`, else the
+  // cp chunks' (cp_positions_), else none (0..T-1).
+  absl::Status SelectPositions(int mb);
+  const Tensor* CurPositions() const {
+    return cur_positions_.defined() ? &cur_positions_ : nullptr;
+  }
+  // Fills cp_positions_ with this cp rank's global positions (SetShape, cp > 1).
+  absl::Status FillContextPositions();
 
   GptConfig config_;
   GptStage stage_;
@@ -336,7 +357,9 @@ class GptModel {
   std::unique_ptr<RingAttention> ring_;
   // [B, T, qkv]: blocks in flight around the ring; dK/dV accumulators in flight and a partial.
   Tensor ring_kv_[2], ring_dkv_[3];
-  Tensor wpe_local_, g_wpe_local_;   // [T, C]: wpe rows at this rank's positions (GPT-2)
+  Tensor cp_positions_;            // i32 [B, T]: this cp rank's global positions (cp > 1)
+  std::vector<Tensor> positions_;  // SetPositions
+  Tensor cur_positions_;           // the running micro-batch's (undefined: 0..T-1)
   int heads_ = 0, kv_heads_ = 0;  // local heads
   int64_t vocab_start_ = 0, local_vocab_ = 0, valid_local_vocab_ = 0;
   GradReadyHook grad_ready_;

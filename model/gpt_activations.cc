@@ -139,10 +139,9 @@ absl::Status GptModel::SetShape(int64_t B, int64_t T) {
     for (Tensor& t : ring_dkv_) {
       LOOM_ASSIGN_OR_RETURN(t, Alloc(Shape{B, T, qkv}, dt, sb));
     }
-    if (!config_.is_llama() && stage_.embedding) {
-      LOOM_ASSIGN_OR_RETURN(wpe_local_, Alloc(Shape{T, C}, dt, sb));
-      LOOM_ASSIGN_OR_RETURN(g_wpe_local_, Alloc(Shape{T, C}, f32, sb));
-    }
+    // This rank's global positions, per token (the embedding's and RoPE's default).
+    LOOM_ASSIGN_OR_RETURN(cp_positions_, Alloc(Shape{B, T}, DType::kI32, sb));
+    if (!dry_run_) LOOM_RETURN_IF_ERROR(FillContextPositions());
   }
   // The split backward's B sends a norm's gamma/beta gradients here (fp32, as the gradients).
   LOOM_ASSIGN_OR_RETURN(norm_dw_, Alloc(Shape{C}, f32, sb));

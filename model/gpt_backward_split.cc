@@ -165,6 +165,7 @@ absl::Status GptModel::EmbeddingGrads(const Tensor& tokens, const Tensor& dout,
   task.in = tokens;  // the slot's
   task.w = refs_.wte;
   task.b = with_positions ? refs_.wpe : ParamRef{};
+  task.positions = cur_positions_;  // the micro-batch's, still valid when W runs
   if (deferring_ == nullptr) {
     task.dout = dout;
     return RunWeightTask(task);
@@ -204,13 +205,11 @@ absl::Status GptModel::RunWeightTask(const WeightTask& t) {
       Tensor g_wpe;
       if (t.b.held()) g_wpe = G(t.b);
       LOOM_ASSIGN_OR_RETURN(Tensor dout3, t.dout.Reshape(Shape{B_, T_, config_.hidden}));
-      // With cp the position gradient is for this rank's positions: collected in g_wpe_local_,
-      // then added to its rows of wpe's gradient.
-      const bool local_wpe = t.b.held() && cp_ != nullptr;
-      if (local_wpe) LOOM_RETURN_IF_ERROR(g_wpe_local_.Fill0());
-      Tensor* g_pos = !t.b.held() ? nullptr : (local_wpe ? &g_wpe_local_ : &g_wpe);
-      LOOM_TIMED_OP("embedding", ops::EmbeddingBackward(t.in, dout3, G(t.w), g_pos, vocab_start_));
-      if (local_wpe) LOOM_RETURN_IF_ERROR(AddLocalWpeGrad());
+      // The position gradient scatters by the tokens' positions (reset ones, or with cp this
+      // rank's global ones).
+      LOOM_TIMED_OP("embedding", ops::EmbeddingBackward(
+                                     t.in, dout3, G(t.w), t.b.held() ? &g_wpe : nullptr,
+                                     vocab_start_, t.positions.defined() ? &t.positions : nullptr));
       return absl::OkStatus();
     }
     case WeightTask::kReady:

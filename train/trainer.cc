@@ -190,13 +190,16 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     }
     // After the resume: the batches start from the restored data position. With context
     // parallelism each holds this rank's chunks of the loader's whole sequences.
-    LOOM_ASSIGN_OR_RETURN(t->batches_,
-                          StepBatches::Create(t->device_, t->train_data_.get(), accum, micro,
-                                              n.seq_len, n.cp, coord.cp));
+    LOOM_ASSIGN_OR_RETURN(
+        t->batches_, StepBatches::Create(t->device_, t->train_data_.get(), accum, micro, n.seq_len,
+                                         n.cp, coord.cp, config.data().reset_position_ids()));
     t->masked_ = t->batches_->masked();
     if (t->masked_) {
       LOOM_LOG(INFO) << "data: loss masks and document boundaries from the shards' token flags "
-                        "(the loss is the mean over the counted targets of the global batch)";
+                        "(the loss is the mean over the counted targets of the global batch); "
+                     << (config.data().reset_position_ids()
+                             ? "positions restart at each document (data.reset_position_ids)"
+                             : "positions run across documents (data.reset_position_ids false)");
     }
   }
   // The gradient norm counts each parameter once, on the rank that owns it (OwnsParam, the
@@ -332,6 +335,10 @@ absl::StatusOr<float> Trainer::Step() {
         counted > 0 ? static_cast<float>(static_cast<double>(rows_per_batch) * dp / counted) : 0;
     model_->SetSegments(
         std::vector<Tensor>(batches_->segments().begin(), batches_->segments().begin() + accum));
+    if (!batches_->positions().empty()) {
+      model_->SetPositions(std::vector<Tensor>(batches_->positions().begin(),
+                                               batches_->positions().begin() + accum));
+    }
   }
   // The losses stay on the device until the one read-back below.
   model_->DeferLosses(loss_rows_);
@@ -339,6 +346,7 @@ absl::StatusOr<float> Trainer::Step() {
   const int64_t heads = model_->deferred_losses();
   model_->DeferLosses(Tensor());
   model_->SetSegments({});
+  model_->SetPositions({});
   LOOM_RETURN_IF_ERROR(ran);
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
   LOOM_RETURN_IF_ERROR(
@@ -452,6 +460,12 @@ absl::StatusOr<float> Trainer::EvaluateMasked() {
   if (!eval_segments_.defined()) {
     LOOM_ASSIGN_OR_RETURN(eval_segments_, Tensor::Empty(Shape{micro, T}, DType::kI32, device_));
   }
+  // Validation examples at the positions training used (data.reset_position_ids).
+  const bool reset = config_.data().reset_position_ids();
+  if (reset && !eval_positions_.defined()) {
+    eval_positions_host_.resize(rows);
+    LOOM_ASSIGN_OR_RETURN(eval_positions_, Tensor::Empty(Shape{micro, T}, DType::kI32, device_));
+  }
   double sum[2] = {0, 0};  // loss summed over counted targets, their count
   const int batches = config_.logging().eval_batches();
   for (int k = 0; k < batches; ++k) {
@@ -461,10 +475,18 @@ absl::StatusOr<float> Trainer::EvaluateMasked() {
     LOOM_RETURN_IF_ERROR(eval_segments_.CopyFrom(
         Tensor::View(eval_segments_host_.data(), Shape{micro, T}, DType::kI32, CpuDevice())));
     model_->SetSegments({eval_segments_});
+    if (reset) {
+      LOOM_RETURN_IF_ERROR(
+          ResetPositions(eval_segments_host_.data(), micro, T, 1, 0, eval_positions_host_.data()));
+      LOOM_RETURN_IF_ERROR(eval_positions_.CopyFrom(
+          Tensor::View(eval_positions_host_.data(), Shape{micro, T}, DType::kI32, CpuDevice())));
+      model_->SetPositions({eval_positions_});
+    }
     Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     auto loss = pipeline_->ForwardOnly(in, tg, GptModel::HeadMode::kEval);
     model_->SetSegments({});
+    model_->SetPositions({});
     LOOM_RETURN_IF_ERROR(loss.status());
     sum[0] += static_cast<double>(*loss) * static_cast<double>(rows);  // ignored rows are 0
     for (int32_t target : targets_) sum[1] += target >= 0 ? 1 : 0;

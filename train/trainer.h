@@ -172,6 +172,8 @@ class Trainer {
   bool masked_ = false;
   std::vector<int32_t> eval_segments_host_;
   Tensor eval_segments_;
+  std::vector<int32_t> eval_positions_host_;  // data.reset_position_ids: reset at documents
+  Tensor eval_positions_;
   // Context parallelism: whole sequences from the loader before this rank's chunks are cut.
   std::vector<int32_t> cp_full_in_, cp_full_tg_;
   // Reads one micro-batch into in/targets (micro x seq_len / cp each): this rank's chunks.
