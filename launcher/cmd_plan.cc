@@ -148,14 +148,6 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
       << " fit in memory; ms per step, communication as exposed beside compute "
          "(docs/planner.md); stages = layers per model chunk\n"
       << FormatPlanTable(*plan, top);
-  bool issue21 = false;
-  for (int i = 0; i < std::min<int>(top, plan->size()); ++i) {
-    issue21 |= (*plan)[i].cp > 1 || (*plan)[i].schedule == PlanSchedule::kZeroBubble;
-  }
-  if (issue21) {
-    std::cout << "# cp > 1 and zb rows need parallel.cp and schedule ZERO_BUBBLE (issue 21); "
-                 "--max-cp 1 --zero-bubble=false leaves them out\n";
-  }
   if (!csv.empty()) {
     LOOM_RETURN_IF_ERROR(AtomicWriteFile(csv, FormatPlanCsv(*plan)));
     std::cout << "# every layout: " << csv << "\n";
