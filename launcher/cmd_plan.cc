@@ -81,6 +81,10 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
              "also try pp * virtual stages that do not divide the layers; on, =false to leave out");
   flags.Int("--top", &top, "K", "rows to print").AtLeast(0);
   flags.String("--csv", &csv, "FILE", "also write every layout, exact bytes and seconds, as CSV");
+  std::string job_out;
+  flags.String("--job-out", &job_out, "FILE",
+               "also write the job of the top layout that fits (its parallel fields, cp and "
+               "schedule included), ready for `loom train` on its world size");
   LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
   if (!run) return absl::OkStatus();
 
@@ -151,6 +155,17 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
   if (!csv.empty()) {
     LOOM_RETURN_IF_ERROR(AtomicWriteFile(csv, FormatPlanCsv(*plan)));
     std::cout << "# every layout: " << csv << "\n";
+  }
+  if (!job_out.empty()) {
+    if (!plan->front().fits) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--job-out ", job_out, ": no layout fits in ", machine.memory_gib,
+          " GiB per GPU, so there is no job to write (the table above lists the smallest)"));
+    }
+    LOOM_RETURN_IF_ERROR(
+        AtomicWriteFile(job_out, FormatPlannedJob(config, plan->front(), machine)));
+    std::cout << "# the job of rank 1 (" << plan->front().Name() << ", " << plan->front().world()
+              << " ranks): " << job_out << "\n";
   }
   return absl::OkStatus();
 }

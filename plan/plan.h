@@ -110,6 +110,11 @@ std::string FormatPlanTable(const std::vector<PlannedLayout>& layouts, int rows)
 // The first 20 columns keep their order (tools/plan_vs_measured.sh reads them by position).
 std::string FormatPlanCsv(const std::vector<PlannedLayout>& layouts);
 
+// The job file of one layout (`loom plan --job-out`): WithLayout(config, l) in text format,
+// after comment lines naming the layout, the machine and the world size (dp*tp*cp*pp ranks) to
+// run it on. It parses back (LoadJobConfig) to the same parallel fields, cp and schedule too.
+std::string FormatPlannedJob(const JobConfig& config, const PlannedLayout& l, const PlanMachine& m);
+
 // Per-step times of one layout (plan_time.cc). `job` is WithLayout(config, l) (data.seq_len the
 // whole sequence); `l` carries the memory already estimated.
 PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const PlannedLayout& l,

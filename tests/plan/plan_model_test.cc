@@ -9,9 +9,12 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "job/config.h"
 #include "job/config_problems.h"
+#include "job/config_text.h"
+#include "job/memory_estimate.h"
 #include "launcher/command.h"
 #include "model/gpt_config.h"
 #include "parallel/pipeline_simulator.h"
@@ -384,6 +387,147 @@ TEST(PlanModelTest, OneBillionOnSixteenGpusPrefersDataParallelismToPipelining) {
       << best_dp->Name() << " vs " << best_pp2->Name();
   EXPECT_EQ(plan->front().degrees.dp, 16) << plan->front().Name();
   EXPECT_GT(best_dp->time.dp_hidden, 0.05) << "most of the reduction is hidden";
+}
+
+// Every layout the planner proposes, cp and ZERO_BUBBLE among them, is one the config check
+// takes on its world of dp x tp x cp x pp ranks (and refuses on dp x tp x pp: cp multiplies
+// the world); a cp the sequence does not allow is never proposed; the memory is the trainer's
+// estimate of exactly that job.
+TEST(PlanModelTest, EveryLayoutPassesTheConfigCheckOnItsWorldWithCp) {
+  // 20 tokens: cp 2 cuts them into 4 chunks of 5; cp 4 would need 8 chunks, which 20 does not
+  // divide into.
+  auto job = testing::JobFromText(kJob, "", {"data.seq_len=20"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto plan = PlanLayouts(*job, Machine(4, 4));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  int cp2 = 0, zb = 0;
+  for (const PlannedLayout& l : *plan) {
+    EXPECT_EQ(l.degrees.dp * l.degrees.tp * l.cp * l.degrees.pp, 4) << l.Name();
+    EXPECT_EQ(l.world(), 4) << l.Name();
+    EXPECT_NE(l.cp, 4) << l.Name() << ": 20 tokens are not 8 chunks";
+    const JobConfig with = WithLayout(*job, l);
+    EXPECT_EQ(with.parallel().cp(), l.cp) << l.Name();
+    EXPECT_EQ(with.parallel().schedule() == ParallelConfig::ZERO_BUBBLE,
+              l.schedule == PlanSchedule::kZeroBubble)
+        << l.Name();
+    const std::vector<std::string> problems = LayoutProblems(with, l.world());
+    EXPECT_TRUE(problems.empty()) << l.Name() << ": " << problems.front();
+    if (l.cp > 1) {
+      EXPECT_FALSE(LayoutProblems(with, l.degrees.dp * l.degrees.tp * l.degrees.pp).empty())
+          << l.Name() << " runs on " << l.world() << " ranks, not dp*tp*pp";
+    }
+    cp2 += l.cp == 2;
+    zb += l.schedule == PlanSchedule::kZeroBubble;
+  }
+  EXPECT_GT(cp2, 0);
+  EXPECT_GT(zb, 0);
+  // The memory is EstimateMemoryPerRank of the layout's own job (ring blocks, W-pass buffers
+  // and all), for a cp 2 x pp 2 ZERO_BUBBLE layout as for any.
+  const PlannedLayout* both = Find(*plan, "dp1 tp1 cp2 pp2 v1 mb1 none zb");
+  ASSERT_NE(both, nullptr);
+  auto layout = JobLayout::Create(WithLayout(*job, *both), both->world());
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->seq_len_per_cp_rank, 10);
+  auto e = EstimateMemoryPerRank(*layout);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(both->memory.total, e->total);
+  EXPECT_GT(both->memory.weight_grad_buffers, 0);
+}
+
+// The Llama 3 8B shape (32 layers, width 4,096, 32 heads over 8 KV heads, FFN 14,336,
+// vocabulary 128,256) at 32,768 tokens per sequence, 16 per step, on two 8-GPU H100 nodes. At
+// cp 1 and tp 1 a micro-batch's activations alone exceed the GPU without recomputation; cp
+// splits them. The best layout splits the sequence 8 ways over a node, pipelines 2 stages over
+// the nodes and fills the pipeline's bubble with ZERO_BUBBLE's W passes; `loom plan --job-out`
+// writes it as a job carrying cp and the schedule.
+constexpr char kLlama8b32k[] = R"(
+model { family: LLAMA layers: 32 heads: 32 kv_heads: 8 hidden: 4096 ffn_hidden: 14336
+        vocab: 128256 max_seq: 32768 }
+parallel { micro_batch_size: 1 global_batch_size: 16 }
+optimizer { lr: 0.0003 }
+lr_schedule { total_steps: 1000 }
+data { seq_len: 32768 }
+precision: BF16
+runtime { backend: CUDA }
+)";
+
+TEST(PlanModelTest, LongSequencesPlanContextParallelismAndZeroBubble) {
+  auto job = testing::JobFromText(kLlama8b32k, "");
+  ASSERT_TRUE(job.ok()) << job.status();
+  const PlanMachine m = MachineFromPreset(*FindGpuPreset("h100-sxm"), 16);
+  PlanSearch search;
+  search.max_micro_batch = 2;  // one sequence per micro-batch is what fits; keeps the test quick
+  auto plan = PlanLayouts(*job, m, search);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const double gpu = 79.6 * 1073741824.0;
+  for (const PlannedLayout& l : *plan) {
+    if (l.cp == 1 && l.degrees.tp == 1 && l.degrees.recompute == Recompute::kNone) {
+      EXPECT_FALSE(l.fits) << l.Name();
+    }
+  }
+  const PlannedLayout* plain = Find(*plan, "dp16 tp1 pp1 v1 mb1 none");
+  ASSERT_NE(plain, nullptr);
+  EXPECT_GT(static_cast<double>(plain->memory.activations), gpu) << "activations alone";
+  const PlannedLayout& best = plan->front();
+  EXPECT_TRUE(best.fits) << best.Name();
+  EXPECT_LE(best.memory.total + best.reserve, gpu);
+  EXPECT_GT(best.cp, 1) << best.Name();
+  EXPECT_EQ(best.schedule, PlanSchedule::kZeroBubble) << best.Name();
+  EXPECT_EQ(best.degrees.recompute, Recompute::kNone) << best.Name();
+  EXPECT_LT(static_cast<double>(best.memory.activations), plain->memory.activations / 4.0)
+      << "cp " << best.cp << " holds 1/" << best.cp << " of each sequence";
+  for (const PlannedLayout& l : *plan) {
+    if (l.cp == 1 && l.fits) {
+      EXPECT_GT(l.time.total(), best.time.total()) << l.Name();
+      break;  // the fastest cp 1 layout that fits
+    }
+  }
+  // Its 1F1B twin fits in the same GPU too, and ranks below it: the simulator's bubble of ZB-H1
+  // is a third of 1F1B's.
+  std::string twin_name = best.Name();
+  twin_name.resize(twin_name.size() - 3);  // less " zb"
+  const PlannedLayout* twin = Find(*plan, twin_name);
+  ASSERT_NE(twin, nullptr) << twin_name;
+  EXPECT_TRUE(twin->fits);
+  EXPECT_EQ(twin->schedule, PlanSchedule::kOneFOneB);
+  EXPECT_LT(best.time.total(), twin->time.total());
+  EXPECT_NEAR(best.time.bubble, twin->time.bubble / 3, 1e-9 * twin->time.bubble);
+  EXPECT_GE(best.memory.total, twin->memory.total) << "W passes hold their buffers";
+
+  // The command: the table shows cp and the schedule; --job-out writes the top layout's job,
+  // which parses back with cp, the schedule and the rest of the layout, valid on its world.
+  const testing::ScopedTempDir tmp("plan_long");
+  const std::string file = tmp.path() + "/job.textproto", out = tmp.path() + "/planned.textproto";
+  ASSERT_TRUE(AtomicWriteFile(file, kLlama8b32k).ok());
+  auto printed = RunCommand("plan", {"--config", file, "--gpus", "16", "--max-micro-batch", "2",
+                                     "--top", "1", "--job-out", out});
+  ASSERT_TRUE(printed.ok()) << printed.status();
+  const std::vector<std::string> lines = absl::StrSplit(*printed, '\n');
+  size_t header = 0;
+  while (header < lines.size() && !absl::StartsWith(lines[header], "rank")) ++header;
+  ASSERT_LT(header + 1, lines.size()) << *printed;
+  const std::vector<std::string> head = absl::StrSplit(lines[header], ' ', absl::SkipEmpty());
+  const std::vector<std::string> row = absl::StrSplit(lines[header + 1], ' ', absl::SkipEmpty());
+  ASSERT_GT(row.size(), 8u) << lines[header + 1];
+  EXPECT_EQ(head[3], "cp");
+  EXPECT_EQ(head[7], "sched");
+  EXPECT_EQ(row[3], absl::StrCat(best.cp)) << lines[header + 1];
+  EXPECT_EQ(row[7], "zb") << lines[header + 1];
+  auto planned = LoadJobConfig(out, {});
+  ASSERT_TRUE(planned.ok()) << planned.status();
+  const ParallelConfig& p = planned->parallel();
+  EXPECT_EQ(p.cp(), best.cp);
+  EXPECT_EQ(p.schedule(), ParallelConfig::ZERO_BUBBLE);
+  EXPECT_EQ(p.dp(), best.degrees.dp);
+  EXPECT_EQ(p.tp(), best.degrees.tp);
+  EXPECT_EQ(p.pp(), best.degrees.pp);
+  EXPECT_EQ(p.micro_batch_size(), best.micro_batch);
+  EXPECT_EQ(p.distributed_optimizer(), best.distributed_optimizer);
+  EXPECT_TRUE(LayoutProblems(*planned, best.world()).empty())
+      << LayoutProblems(*planned, best.world()).front();
+  auto text = ReadFile(out);
+  ASSERT_TRUE(text.ok());
+  EXPECT_TRUE(absl::StrContains(*text, absl::StrCat("# run on ", best.world(), " ranks"))) << *text;
 }
 
 }  // namespace
