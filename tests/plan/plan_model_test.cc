@@ -191,6 +191,33 @@ TEST(PlanModelTest, PipelineExchangesAndTheRingAreWhatIsNotHidden) {
   EXPECT_GT(ring(0.01), 0.99 * 4 * 8 * 4 * (16.0 * 3 * 64 * 4 / (0.01e9 / 8)));
 }
 
+// The ring takes the link its group spans: ranks are numbered tp fastest, then cp, so a cp
+// group lies within tp x cp consecutive ranks; when those cross a node boundary the hops use
+// the inter-node link.
+TEST(PlanModelTest, TheRingCrossesNodesWhenItsGroupDoes) {
+  auto job = testing::JobFromText(kJob, "", {"data.seq_len=24"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto ring = [&](int gpus, int per_node, double inter_gbps, const std::string& name) {
+    PlanMachine m = Machine(gpus, per_node);
+    m.inter_node_gbps = inter_gbps;
+    auto plan = PlanLayouts(*job, m);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    const PlannedLayout* l = plan.ok() ? Find(*plan, name) : nullptr;
+    EXPECT_NE(l, nullptr) << name;
+    return l ? l->time.cp_comm : -1.0;
+  };
+  // 2 GPUs a node: cp 2 at tp 1 stays inside one; cp 2 at tp 2 and cp 4 do not.
+  EXPECT_EQ(ring(4, 2, 10, "dp2 tp1 cp2 pp1 v1 mb1 none"),
+            ring(4, 2, 1e6, "dp2 tp1 cp2 pp1 v1 mb1 none"));
+  EXPECT_GT(ring(4, 2, 10, "dp1 tp2 cp2 pp1 v1 mb1 none"),
+            ring(4, 2, 1e6, "dp1 tp2 cp2 pp1 v1 mb1 none"));
+  EXPECT_GT(ring(4, 2, 10, "dp1 tp1 cp4 pp1 v1 mb1 none"),
+            ring(4, 2, 1e6, "dp1 tp1 cp4 pp1 v1 mb1 none"));
+  // 6 GPUs in nodes of 4: the second cp 3 group (ranks 3, 4, 5) crosses from one to the next.
+  EXPECT_GT(ring(6, 4, 10, "dp2 tp1 cp3 pp1 v1 mb1 none"),
+            ring(6, 4, 1e6, "dp2 tp1 cp3 pp1 v1 mb1 none"));
+}
+
 TEST(PlanModelTest, ZeroBubbleHasAThirdOfTheBubbleAndHoldsTheWPassBuffers) {
   auto job = testing::JobFromText(kJob, "");
   ASSERT_TRUE(job.ok()) << job.status();
