@@ -355,7 +355,7 @@ TEST(PlanModelTest, Llama405bFitsOn16384H100sWithThePublishedLayoutAmongThem) {
   auto job = testing::JobFromText(kLlama405b, "");
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_FALSE(ConfigProblems(*job, 16384).empty()) << "not trainable as is: no data, vocab";
-  PlanSearch search;  // the layouts the trainer runs today, to keep the test quick
+  PlanSearch search;  // no cp, no ZERO_BUBBLE: the published layout, and a quick test
   search.max_cp = 1;
   search.zero_bubble = false;
   const PlanMachine m = MachineFromPreset(*FindGpuPreset("h100-sxm"), 16384);

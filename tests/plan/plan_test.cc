@@ -49,7 +49,8 @@ const PlannedLayout* Find(const std::vector<PlannedLayout>& plan, const std::str
   return nullptr;
 }
 
-// The layouts the trainer runs today (no cp, no ZERO_BUBBLE: plan_model_test covers those).
+// Without cp and ZERO_BUBBLE, so the layouts and figures here stay few (plan_model_test covers
+// those).
 PlanSearch TrainerSearch() {
   PlanSearch s;
   s.max_cp = 1;
