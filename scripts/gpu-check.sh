@@ -27,11 +27,12 @@
 #               `generate` reads), GPU fp32 (every step's loss within 1e-3 relative of the CPU's,
 #               step 1 within 1e-5: the segment-masked attention and the masked cross-entropy
 #               kernels in f32) and GPU bf16 (step 1 within 1%, the mean of the last 10 losses
-#               within 10%: a wrong mask moves them far more)
+#               within 10%: a coarse check of bf16 training with masks; the fp32 run is the
+#               exact one). The bounds are stated, not yet measured on a GPU
 #   generate    `loom generate` greedy (temperature 0, 90 tokens, --no-stop, template qa) from
 #               the sft step's CPU checkpoint, two prompts, --backend cuda beside --backend cpu:
 #               generation runs in f32 on both, so the text must be equal; else the first
-#               differing token (byte) is reported. Proves DecodeAttention and the KV-cached
+#               differing new token is reported. Proves DecodeAttention and the KV-cached
 #               decode on CUDA, at cache lengths from the prompt's ~30 to ~120 keys
 #   b  comm     communicator_gpu_test at world size 1 (NCCL on one GPU), without mpirun
 #   c  train    `loom train`, bf16, demo data, one GPU, 300 steps, beside the CPU fp32 run of the
