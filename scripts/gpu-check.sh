@@ -10,8 +10,8 @@
 #                                CUDA's own libraries (cudart, cuBLAS/cuBLASLt, NCCL, the driver)
 #                                are never packed: the GPU machine has its own.
 #   scripts/gpu-check.sh run     (there; nothing compiles) unpacks the bundle and runs the steps
-#                                below, going on past a failing step, within a 12-minute budget
-#                                on one H100 or H200. Prints a one-screen summary and writes one
+#                                below, going on past a failing step, within a 9-minute budget
+#                                on one H100 or H200 (a device command may run 10 minutes). Prints a one-screen summary and writes one
 #                                report, report.md and report.json, under $OUT (the device tool
 #                                brings $OUT back), else .device/logs/, with every step's log.
 #
@@ -55,7 +55,8 @@
 # Environment: BUILD_DIR (default build-gpu; scripts/test.sh passes its own CUDA build dir so
 # nothing is compiled twice), LOOM_CUDA_ARCHS (default 90), JOBS (default 2), GPU_CHECK_BUNDLE
 # (default .device/bundle; tests/gpu_check_test.sh packs into a temporary one), BUDGET_S (default
-# 720: steps that would start later are reported SKIPPED (budget)), BENCH_SHAPES (default all),
+# 540: steps that would start later are reported SKIPPED (budget), and no command runs past it,
+# so the run ends inside a 600 s device command with its report written), BENCH_SHAPES (default all),
 # SFT_STEPS_OVERRIDE (the sft step's steps; default 60, the dry run's 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -219,7 +220,7 @@ build() {
   cat <<EOF
 
 Device call (from the repo root; the working tree travels, the bundle is carried):
-  run(command="scripts/gpu-check.sh run", carry=[".device/bundle"], timeout_s=780)
+  run(command="scripts/gpu-check.sh run", carry=[".device/bundle"], timeout_s=600)
 Then read the summary at the end of output_tail; report.md, report.json and every step's log
 come back as files under \$OUT.
 EOF
@@ -255,9 +256,18 @@ record() {
   printf '%-8s %-9s %4ss  %s\n' "$1" "$2" "$3" "$4"
 }
 
-# Runs `$@` with a timeout, output to $LOGS/$name.log; sets RC.
+# A command's time limit: $1 seconds, but none ends later than 10 s before the budget does (at
+# least 5 s), so a step begun late cannot carry the run past the device command's limit.
+capped() {
+  local left=$(( $(budget_left) - 10 ))
+  if (( left < 5 )); then left=5; fi
+  echo $(( $1 < left ? $1 : left ))
+}
+
+# Runs `$@` with a timeout (capped by the budget), output to $LOGS/$name.log; sets RC.
 logged() {
-  local name=$1 limit=$2
+  local name=$1 limit
+  limit=$(capped "$2")
   shift 2
   set +e
   timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
@@ -529,7 +539,7 @@ GEN_PROMPTS=("When was GPL-3 published?" "Who publishes Apache-2.0?")
 # gen NAME BACKEND PROMPT_INDEX TOKENS: greedy text to $LOGS/NAME.txt, stderr to NAME.log.
 gen() {
   set +e
-  timeout 60 "$LOOM" generate --from "$SFT_CKPT" --template qa --prompt "${GEN_PROMPTS[$3]}" \
+  timeout "$(capped 60)" "$LOOM" generate --from "$SFT_CKPT" --template qa --prompt "${GEN_PROMPTS[$3]}" \
     --temperature 0 --max-new-tokens "$4" --no-stop --backend "$2" >"$LOGS/$1.txt" 2>"$LOGS/$1.log"
   RC=$?
   set -e
@@ -683,7 +693,7 @@ run() {
   : >"$RESULTS"
   : >"$TMP/failures"
   RUN_START=$(date +%s)
-  BUDGET="${BUDGET_S:-720}"
+  BUDGET="${BUDGET_S:-540}"
   WORK="$TMP/bundle"
   mkdir -p "$WORK"
   tar -C "$WORK" -xzf "$BUNDLE_DIR/bundle.tar.gz"
@@ -747,6 +757,7 @@ $(grep -E '^(loom |cuda:|mpi:)' <<<"$version")"
       continue
     fi
     "step_$s"
+    write_report "$header"  # after every step: a run cut short still leaves its report
   done
   write_report "$header"
   echo
