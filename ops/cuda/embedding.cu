@@ -192,8 +192,8 @@ absl::Status LaunchBackward(DeviceContext* ctx, const Tensor& tokens, const Tens
         dout_ptr, static_cast<D*>(dwpe->data()), b, t, c);
     LOOM_RETURN_IF_ERROR(CheckLaunch("PositionGradKernel"));
   }
-  if (n == 0 || c == 0 || v == 0) return absl::OkStatus();
   const bool position_sort = dwpe != nullptr && positions != nullptr;
+  if (n == 0 || c == 0 || (v == 0 && !position_sort)) return absl::OkStatus();
   const int64_t max_t = position_sort ? dwpe->dim(0) : 0;
   if (n > INT32_MAX || v >= UINT32_MAX || max_t >= UINT32_MAX) {
     return absl::InvalidArgumentError(absl::StrCat("EmbeddingBackward: B*T = ", n, ", V = ", v,
@@ -235,6 +235,7 @@ absl::Status LaunchBackward(DeviceContext* ctx, const Tensor& tokens, const Tens
     LOOM_RETURN_IF_ERROR(CheckLaunch("TokenGradKernel (positions)"));
   }
 
+  if (v == 0) return absl::OkStatus();  // no vocabulary rows here (dwpe done above)
   SortKeysKernel<<<CeilDiv(n, kThreads), kThreads, 0, ctx->stream>>>(
       tokens.data_as<int32_t>(), n, v, vocab_start, keys_in, pos_in);
   LOOM_RETURN_IF_ERROR(CheckLaunch("SortKeysKernel"));
