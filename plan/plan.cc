@@ -36,13 +36,11 @@ double BubbleOverhead(const JobLayout& layout) {
 }
 
 // What a GPU keeps back beside the estimate: the ops' workspaces and one NCCL communicator per
-// device group of more than one rank (job/job_check.h GpuMemoryReserve for tp, dp, pp and the
-// embedding pair), plus, with cp > 1, the two groups context parallelism adds that carry device
-// tensors (parallel/process_groups.h): the cp ring and dp x cp, over which gradients are
-// reduced. (GpuMemoryReserve does not count those two yet; the planner is the stricter.)
+// device group of more than one rank (job/job_check.h GpuMemoryReserve: tp, dp, pp, the
+// embedding pair and, with cp > 1, the cp ring and dp x cp), the same figure `loom train`'s
+// check keeps back.
 int64_t PlanGpuReserve(const PlannedLayout& l) {
-  return GpuMemoryReserve(l.degrees.tp, l.degrees.dp, l.degrees.pp) +
-         (l.cp > 1 ? 2 * kNcclCommReserve : 0);
+  return GpuMemoryReserve(l.degrees.tp, l.degrees.dp, l.degrees.pp, l.cp);
 }
 
 }  // namespace
