@@ -107,7 +107,9 @@ TEST(ContextParallelTrainTest, EveryCpLayoutMatchesOneRank) {
 // must match one rank to 1e-5, the masked validation loss too (where the replicas evaluate the
 // reference's batches), and sampling (what logging.sample_interval runs) by the cp group must
 // give the 1-rank run's tokens exactly, with the window's positions on several ranks' chunks.
-//   2 ranks: cp 2 on the CPU and on the test device; 4 ranks: cp 2 x dp 2 (ZeRO-1), cp 4.
+//   2 ranks: cp 2 on the CPU and on the test device;
+//   4 ranks: cp 2 x dp 2 (ZeRO-1), cp 4, cp 2 x tp 2 (SP; the vocab-parallel cross-entropy and
+//            sampling over vocab slices), cp 2 x pp 2 (1F1B).
 TEST(ContextParallelTrainTest, FineTuningDataMatchesOneRankAndSamplesTheSameText) {
   World* world = *World::Get();
   world->state()->timeout = absl::Seconds(60);
@@ -118,7 +120,12 @@ TEST(ContextParallelTrainTest, FineTuningDataMatchesOneRankAndSamplesTheSameText
   testing::WriteSftShard(dir + "/val_000.bin", 60, /*short_lines=*/true);
   std::vector<Layout> layouts;
   if (n == 2) layouts = {{2, 1, 1, 1, false, false}, {2, 1, 1, 1, false, false, true}};
-  if (n == 4) layouts = {{2, 1, 1, 2, false, true}, {4, 1, 1, 1, false, false}};
+  if (n == 4) {
+    layouts = {{2, 1, 1, 2, false, true},
+               {4, 1, 1, 1, false, false},
+               {2, 2, 1, 1, true, false},
+               {2, 1, 2, 1, false, false}};
+  }
   ASSERT_FALSE(layouts.empty()) << "run this test at 2 or 4 ranks, not " << n;
   const std::vector<std::string> val = {absl::StrCat("data.val=", dir, "/val_*.bin"),
                                         "logging.eval_batches=2"};
@@ -126,18 +133,20 @@ TEST(ContextParallelTrainTest, FineTuningDataMatchesOneRankAndSamplesTheSameText
   constexpr int kSampleLength = 20;  // positions 0..21 of 32: on every rank, cp 2 and cp 4
   constexpr int kPad = 8;
   for (bool llama : {false, true}) {
-    auto ref_job = testing::JobFromText(Job(llama, {1, 1, 1, 1, false, false}, kPad), dir, val);
-    ASSERT_TRUE(ref_job.ok()) << ref_job.status();
-    std::unique_ptr<Trainer> ref_trainer;
-    const testing::TrainRun ref =
-        testing::TrainSteps(*ref_job, World::Self(), kSteps, &ref_trainer);
-    ASSERT_TRUE(ref_trainer != nullptr);
-    auto ref_val = ref_trainer->Evaluate();
-    ASSERT_TRUE(ref_val.ok()) << ref_val.status();
-    auto ref_sample = ref_trainer->Sample(prompt, kSampleLength);
-    ASSERT_TRUE(ref_sample.ok()) << ref_sample.status();
-    ASSERT_EQ(ref_sample->size(), static_cast<size_t>(kSampleLength));
     for (const Layout& l : layouts) {
+      // The 1-rank reference pads the vocabulary as the tp run does (to kPad * tp).
+      auto ref_job =
+          testing::JobFromText(Job(llama, {1, 1, 1, 1, false, false}, kPad * l.tp), dir, val);
+      ASSERT_TRUE(ref_job.ok()) << ref_job.status();
+      std::unique_ptr<Trainer> ref_trainer;
+      const testing::TrainRun ref =
+          testing::TrainSteps(*ref_job, World::Self(), kSteps, &ref_trainer);
+      ASSERT_TRUE(ref_trainer != nullptr);
+      auto ref_val = ref_trainer->Evaluate();
+      ASSERT_TRUE(ref_val.ok()) << ref_val.status();
+      auto ref_sample = ref_trainer->Sample(prompt, kSampleLength);
+      ASSERT_TRUE(ref_sample.ok()) << ref_sample.status();
+      ASSERT_EQ(ref_sample->size(), static_cast<size_t>(kSampleLength));
       const std::string what =
           absl::StrCat(llama ? "LLaMA (GQA)" : "GPT-2", " fine-tuning data, ", l.Name());
       auto job = testing::JobFromText(Job(llama, l, kPad), dir, val);
