@@ -1,7 +1,8 @@
 // StepBatches (train/step_batches.h) on the test device: a step's batches reach the device
 // without a host wait; a prefetch reads the next step's while the loader's saved position stays
 // at the batches used, and the batches a resume from that position reads are the prefetched
-// ones.
+// ones. With context parallelism and fine-tuning data a rank gets its chunks of the tokens and
+// the whole sequences' segment ids.
 #include "train/step_batches.h"
 
 #include <vector>
