@@ -338,10 +338,6 @@ class Checker {
           T / cp * p.micro_batch_size(), ") over parallel.tp (", tp,
           "), which does not divide them");
     }
-    if (l.sample_interval() > 0) {
-      add("logging.sample_interval (", l.sample_interval(), ") samples text with the whole "
-          "sequence on one rank; it cannot be combined with parallel.cp (", cp, ") > 1");
-    }
   }
 
   // False for LayoutProblems: the data, checkpoint and logging fields (and what the token shard

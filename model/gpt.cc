@@ -249,10 +249,12 @@ absl::Status GptModel::SelectSegments(int mb) {
     return absl::InvalidArgumentError(absl::StrCat("micro-batch ", mb, " has no segment ids (",
                                                    segments_.size(), " set by SetSegments)"));
   }
-  if (segments_[mb].shape() != Shape{B_, T_}) {
+  // With context parallelism every rank holds the whole sequence's ids (ring attention).
+  const int64_t seq_len = T_ * cp_size_;
+  if (segments_[mb].shape() != Shape{B_, seq_len}) {
     return absl::InvalidArgumentError(absl::StrCat("segment ids of micro-batch ", mb, " are ",
                                                    segments_[mb].shape().ToString(), ", expected [",
-                                                   B_, ", ", T_, "]"));
+                                                   B_, ", ", seq_len, "]"));
   }
   cur_segments_ = segments_[mb];
   return absl::OkStatus();

@@ -170,7 +170,8 @@ class GptModel {
   // the next call).
   absl::StatusOr<Tensor> Forward(const Tensor& tokens);
 
-  // Packed examples (fine-tuning data): segment ids i32 [B, T] per micro-batch, on the model's
+  // Packed examples (fine-tuning data): segment ids i32 [B, T] per micro-batch (with context
+  // parallelism the whole sequence's, [B, T * cp], as ring attention reads them), on the model's
   // device (or the host for a host-memory device), indexed by the micro-batch number of the
   // chunk calls (ForwardBackward and Forward use 0). Attention then stays inside each segment
   // (block-diagonal causal, ops/attention.h). Empty (the default): plain causal attention. The

@@ -22,20 +22,15 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
   const int64_t seq_len = full_seq_len / cp;  // this rank's tokens of each sequence
   b->rows_ = micro * seq_len;
   b->masked_ = loader->has_loss_mask();
-  if (b->masked_ && cp > 1) {
-    // The ring's attention blocks take no segment ids, and the counted targets would need
-    // reducing over dp x cp: not built yet, so refused rather than trained wrong.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fine-tuning data with loss masks (token flags beside the shards) cannot be combined "
-        "with parallel.cp (",
-        cp, ") > 1 yet: use parallel.cp 1 for fine-tuning"));
-  }
+  // Segment ids stay whole: ring attention on every cp rank reads the whole sequence's.
+  b->seg_rows_ = micro * full_seq_len;
+  b->stride_ = 2 * b->rows_ + b->seg_rows_;
   if (cp > 1) {
     b->full_in_.resize(micro * full_seq_len);
     b->full_tg_.resize(micro * full_seq_len);
   }
   LOOM_ASSIGN_OR_RETURN(void* staging,
-                        device->AllocateHostStaging(2 * 3 * accum * b->rows_ * sizeof(int32_t)));
+                        device->AllocateHostStaging(2 * accum * b->stride_ * sizeof(int32_t)));
   b->staging_ = std::shared_ptr<int32_t>(static_cast<int32_t*>(staging),
                                          [device](int32_t* p) { device->FreeHostStaging(p); });
   for (int buffer = 0; buffer < 2; ++buffer) {
@@ -47,8 +42,8 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
         b->targets_[buffer].push_back(
             Tensor::View(in + b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
         if (b->masked_) {
-          b->segments_[buffer].push_back(
-              Tensor::View(in + 2 * b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
+          b->segments_[buffer].push_back(Tensor::View(in + 2 * b->rows_, Shape{micro, full_seq_len},
+                                                      DType::kI32, CpuDevice()));
         }
       } else if (buffer == 0) {
         LOOM_ASSIGN_OR_RETURN(Tensor in, Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
@@ -57,7 +52,7 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
         b->targets_[0].push_back(tg);
         if (b->masked_) {
           LOOM_ASSIGN_OR_RETURN(Tensor sg,
-                                Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
+                                Tensor::Empty(Shape{micro, full_seq_len}, DType::kI32, device));
           b->segments_[0].push_back(sg);
         }
       } else {
@@ -74,7 +69,7 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
 }
 
 int32_t* StepBatches::Staging(int buffer, int64_t k) const {
-  return staging_.get() + (static_cast<int64_t>(buffer) * accum_ + k) * 3 * rows_;
+  return staging_.get() + (static_cast<int64_t>(buffer) * accum_ + k) * stride_;
 }
 
 absl::Status StepBatches::Read(int buffer) {
@@ -88,8 +83,9 @@ absl::Status StepBatches::Read(int buffer) {
           masked_ ? absl::MakeSpan(in + 2 * rows_, rows_) : absl::Span<int32_t>()));
     } else {
       // Every rank of the cp group reads the same sequences and keeps its two chunks of each.
-      LOOM_RETURN_IF_ERROR(
-          loader_->NextBatch(micro, absl::MakeSpan(full_in_), absl::MakeSpan(full_tg_)));
+      LOOM_RETURN_IF_ERROR(loader_->NextBatch(
+          micro, absl::MakeSpan(full_in_), absl::MakeSpan(full_tg_),
+          masked_ ? absl::MakeSpan(in + 2 * rows_, seg_rows_) : absl::Span<int32_t>()));
       LOOM_RETURN_IF_ERROR(
           SelectContextChunks(full_in_.data(), micro_, seq_len_, cp_, cp_rank_, in));
       LOOM_RETURN_IF_ERROR(
@@ -100,8 +96,8 @@ absl::Status StepBatches::Read(int buffer) {
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(inputs_[buffer][k].data(), in, bytes));
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(targets_[buffer][k].data(), in + rows_, bytes));
     if (masked_) {
-      LOOM_RETURN_IF_ERROR(
-          device_->CopyFromHostAsync(segments_[buffer][k].data(), in + 2 * rows_, bytes));
+      LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(segments_[buffer][k].data(), in + 2 * rows_,
+                                                      seg_rows_ * sizeof(int32_t)));
     }
   }
   return absl::OkStatus();

@@ -38,6 +38,7 @@
 #include "runtime/files.h"
 #include "runtime/memory_info.h"
 #include "tests/train/job_testing.h"
+#include "tests/train/train_testing.h"
 
 namespace loom {
 namespace {
@@ -120,6 +121,20 @@ class JobTest : public ::testing::Test {
   std::string job_file_;
 };
 
+// Fine-tuning data (shards with token flags: loss masks, packed documents) on a context-parallel
+// layout, sampling text as it trains: `config check` accepts the job (training it is compared
+// with one rank under mpirun: tests/parallel/context_parallel_train_test.cc).
+TEST_F(JobTest, ConfigCheckAcceptsFineTuningDataAndSamplingWithContextParallelism) {
+  testing::WriteSftShard(dir_ + "/data/sft_train_000.bin", 200, /*short_lines=*/true);
+  testing::WriteSftShard(dir_ + "/data/sft_val_000.bin", 60, /*short_lines=*/true);
+  const absl::Status s =
+      Run("config check", {"--config", job_file_, "--world-size", "2", "--set", "parallel.cp=2",
+                           "--set", "data.train=" + dir_ + "/data/sft_train_*.bin", "--set",
+                           "data.val=" + dir_ + "/data/sft_val_*.bin", "--set",
+                           "logging.sample_interval=5", "--set", "logging.sample_length=16"});
+  EXPECT_TRUE(s.ok()) << s;
+}
+
 // ---- one verdict -------------------------------------------------------------------------
 
 struct BadJob {
@@ -168,9 +183,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadJob{"ResumePathNeverIgnored",
                {"checkpoint.resume=$DIR/ckpt/step_00000005"},
                "checkpoint.resume: checkpoint path"},
-        BadJob{"InitFromDirWithoutCheckpoint",
-               {"model.init_from=$DIR/data"},
-               "model.init_from: '"},
+        BadJob{"InitFromDirWithoutCheckpoint", {"model.init_from=$DIR/data"}, "model.init_from: '"},
         BadJob{"CollectiveTimeoutBelowOneSecond",
                {"runtime.collective_timeout_s=0"},
                "runtime.collective_timeout_s"},
@@ -451,8 +464,9 @@ TEST_F(JobTest, TimeLimitMarginMustFitTheLimit) {
   ASSERT_TRUE(job.ok()) << job.status();
   const std::vector<std::string> problems = ConfigProblems(*job, 1);
   ASSERT_EQ(problems.size(), 1u);
-  EXPECT_TRUE(absl::StrContains(problems[0], "runtime.stop_margin_s (30) must be less than "
-                                             "runtime.max_duration_s (30)"))
+  EXPECT_TRUE(absl::StrContains(problems[0],
+                                "runtime.stop_margin_s (30) must be less than "
+                                "runtime.max_duration_s (30)"))
       << problems[0];
   auto dflt = Job({"runtime.max_duration_s=300"});
   ASSERT_TRUE(dflt.ok());
