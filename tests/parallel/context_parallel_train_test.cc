@@ -4,8 +4,9 @@
 // of the same job to 1e-5 relative (losses and gradient norms step by step, the final weights):
 //   2 ranks: cp 2, on the CPU and on the test device (device tensors, the ring's transfers on
 //            the communication stream ordered by events: the GPU's control path);
-//   4 ranks: cp 4, cp 2 x tp 2 with sequence parallelism, cp 2 x pp 2 (1F1B), cp 2 x dp 2 with
-//            the distributed optimizer (ZeRO-1 sharded over dp x cp).
+//   4 ranks: cp 4, cp 2 x tp 2 with sequence parallelism, cp 2 x pp 2 (1F1B, and ZERO_BUBBLE:
+//            the ring's backward split into B and deferred W), cp 2 x dp 2 with the
+//            distributed optimizer (ZeRO-1 sharded over dp x cp).
 // Each rank holds chunks r and 2cp-1-r of every sequence at their global positions, attention
 // merges every rank's K/V block by log-sum-exp, dK/dV travel back around the ring, and the
 // gradients are averaged over dp x cp: a wrong chunk, position, merge or reduction moves the
@@ -38,10 +39,11 @@ struct Layout {
   int cp, tp, pp, dp;
   bool sp, zero;
   bool test_device = false;  // runtime.backend TEST: the GPU's path (device tensors, streams)
+  bool zero_bubble = false;  // parallel.schedule ZERO_BUBBLE (B and W split) instead of 1F1B
   std::string Name() const {
     return absl::StrCat(test_device ? "test device: " : "", "cp ", cp,
                         tp > 1 ? absl::StrCat(" x tp ", tp, sp ? " (SP)" : "") : "",
-                        pp > 1 ? absl::StrCat(" x pp ", pp) : "",
+                        pp > 1 ? absl::StrCat(" x pp ", pp, zero_bubble ? " (ZB)" : "") : "",
                         dp > 1 ? absl::StrCat(" x dp ", dp, zero ? " (ZeRO-1)" : "") : "");
   }
 };
@@ -54,7 +56,8 @@ std::string Job(bool llama, const Layout& l, int pad_multiple, const std::string
                       "parallel { micro_batch_size: 2 global_batch_size: 8 tp: ", l.tp,
                       " cp: ", l.cp, " pp: ", l.pp, " sequence_parallel: ", l.sp ? "true" : "false",
                       " distributed_optimizer: ", l.zero ? "true" : "false",
-                      " grad_bucket_mb: 0.01 }\n",
+                      " grad_bucket_mb: 0.01",
+                      l.zero_bubble ? " schedule: ZERO_BUBBLE" : "", " }\n",
                       R"(optimizer { lr: 0.01 weight_decay: 0.1 grad_clip: 1.0 }
 lr_schedule { warmup_steps: 1 decay_style: COSINE min_lr: 0.001 total_steps: 4 }
 data { train: "$DIR/train_*.bin" seq_len: 32 }
@@ -79,6 +82,7 @@ TEST(ContextParallelTrainTest, EveryCpLayoutMatchesOneRank) {
     layouts = {{4, 1, 1, 1, false, false},
                {2, 2, 1, 1, true, false},
                {2, 1, 2, 1, false, false},
+               {2, 1, 2, 1, false, false, false, /*zero_bubble=*/true},
                {2, 1, 1, 2, false, true}};
   }
   ASSERT_FALSE(layouts.empty()) << "run this test at 2 or 4 ranks, not " << n;
