@@ -170,10 +170,15 @@ TEST(GenerateTest, CacheRecomputeAndTestDeviceAgree) {
     o.seed = 5;
     o.stop_at_eot = false;
     std::string streamed;
-    auto cached = Generate(o, world, [&](int32_t, const std::string& t) { streamed += t; });
+    int calls = 0;
+    auto cached = Generate(o, world, [&](int32_t id, const std::string& t) {
+      calls += id >= 0;
+      streamed += t;
+    });
     ASSERT_TRUE(cached.ok()) << cached.status();
     EXPECT_EQ(cached->new_ids.size(), 20u);
-    EXPECT_EQ(streamed.size(), 20u);  // one byte per token
+    EXPECT_EQ(calls, 20);  // one call per token (and one more for an unfinished character)
+    EXPECT_EQ(streamed, cached->text);
     o.full_recompute = true;
     auto full = Generate(o, world);
     ASSERT_TRUE(full.ok()) << full.status();
