@@ -71,8 +71,8 @@ absl::Status RunDataSft(const std::vector<std::string>& args) {
     LOOM_ASSIGN_OR_RETURN(JobConfig job, LoadJobConfig(config_path, overrides));
     const SftDataConfig& sft = job.data().sft();
     // The job's settings are checked as training checks them, naming the field.
-    for (const std::string& problem : SftDataProblems(job)) {
-      return absl::InvalidArgumentError(absl::StrCat(config_path, ": ", problem));
+    if (const std::vector<std::string> problems = SftDataProblems(job); !problems.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(config_path, ": ", problems[0]));
     }
     if (o.template_name.empty()) o.template_name = sft.chat_template();
     if (o.system_prompt.empty()) o.system_prompt = sft.system_prompt();
