@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "checkpoint/checkpoint.h"
+#include "data/token_shard.h"
 #include "data/sft_prepare.h"
 #include "data/text_stream.h"
 #include "data/tokenizer.h"
@@ -38,6 +40,30 @@ absl::StatusOr<Device*> GenerationDevice(const std::string& backend, const World
       absl::StrCat("--backend must be cpu, cuda or test, got \"", backend, "\""));
 }
 
+// The tokenizer a checkpoint's training used: the one beside the job's training shards (what
+// the trainer checked against model.vocab), else the job's data.sft.tokenizer; "" when `from`
+// is no checkpoint or neither is found (the data may have moved).
+std::string CheckpointTokenizer(const std::string& from) {
+  auto step = ResolveCheckpoint(from);
+  if (!step.ok()) return "";
+  auto reader = CheckpointReader::Open(*step);
+  if (!reader.ok()) return "";
+  const JobConfig& job = (*reader)->manifest().job();
+  std::error_code ec;
+  if (!job.data().train().empty()) {
+    auto shards = ExpandShardGlobs({job.data().train()});
+    if (shards.ok() && !shards->empty()) {
+      const std::filesystem::path dir = std::filesystem::path((*shards)[0]).parent_path();
+      for (const char* name : {"tokenizer.json", "tokenizer.model"}) {
+        if (std::filesystem::exists(dir / name, ec)) return (dir / name).string();
+      }
+    }
+  }
+  const std::string& sft = job.data().sft().tokenizer();
+  if (!sft.empty() && std::filesystem::exists(sft, ec)) return sft;
+  return "";
+}
+
 // The tokenizer the options name (see GenerateOptions::tokenizer); *from_file says which file.
 absl::StatusOr<std::unique_ptr<Tokenizer>> GenerationTokenizer(const GenerateOptions& o,
                                                                const GptConfig& config,
@@ -69,6 +95,19 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> GenerationTokenizer(const GenerateOpt
     if (!tok && !why.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--from ", o.from, ": its tokenizer does not load (", why, "); give --tokenizer"));
+    }
+  }
+  std::error_code dir_ec;
+  if (!tok && std::filesystem::is_directory(o.from, dir_ec) && !IsHfModelDir(o.from)) {
+    if (const std::string path = CheckpointTokenizer(o.from); !path.empty()) {
+      auto t = LoadTokenizer(path);
+      if (!t.ok()) {
+        return absl::Status(t.status().code(),
+                            absl::StrCat("--from ", o.from, ": the tokenizer of its training data (",
+                                         t.status().message(), "); give --tokenizer"));
+      }
+      tok = std::move(*t);
+      *from_file = path;
     }
   }
   if (!tok) {

@@ -27,7 +27,9 @@ struct GenerateOptions {
   std::string prompt;         // text
   std::string template_name;  // "" = the prompt as is; else an SFT template (qa, chatml, FILE)
   // A tokenizer file or directory (data/tokenizer.h). Empty: the tokenizer.json (else
-  // tokenizer.model) inside `from` when it is a Hugging Face directory, else the byte tokenizer.
+  // tokenizer.model) inside `from` when it is a Hugging Face directory; for a checkpoint, the
+  // tokenizer beside its job's training shards (else the job's data.sft.tokenizer) when it is
+  // still there; else the byte tokenizer.
   // Its vocabulary must fit the model's (the byte tokenizer's must equal it).
   std::string tokenizer;
   int max_new_tokens = 64;

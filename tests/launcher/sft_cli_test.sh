@@ -81,6 +81,17 @@ two=$("$mpiexec" -np 2 "$loom" generate --from ckpt --template qa --prompt "Is i
 base=$(gen --from base.bin 2> "$log") || fail "generate from a model file"
 [[ "$base" != "$one" ]] || echo "note: fine-tuning did not change the greedy answer"
 
+# The checkpoint's tokenizer is the one beside its job's training shards: a 1004-id BPE put
+# there does not fit the 257-id model, and generate says so, naming the file it found.
+cp sft/tokenizer.json sft/tokenizer.json.byte
+cp "$src/tests/fixtures/tokenizer/gpt2.tokenizer.json" sft/tokenizer.json
+gen --from ckpt > "$log" 2>&1
+rc=$?
+mv sft/tokenizer.json.byte sft/tokenizer.json
+[[ $rc == 2 ]] || fail "a checkpoint's BPE tokenizer beside its data: exit $rc, expected 2"
+grep -q "tokenizer $work/sft/tokenizer.json (bpe) has 1004 ids but the model" "$log" ||
+  fail "generate did not find the tokenizer beside the checkpoint's training data"
+
 "$loom" generate --from base.bin --prompt "$(printf 'x%.0s' {1..60})" --max-new-tokens 10 > "$log" 2>&1
 rc=$?
 [[ $rc == 2 ]] || fail "prompt past max_seq: exit $rc, expected 2"
