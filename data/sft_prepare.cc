@@ -267,8 +267,8 @@ absl::StatusOr<SftPrepareResult> PrepareSftData(const SftPrepareOptions& o) {
                                                         absl::UnknownError("not rendered"));
   {
     const int threads = static_cast<int>(std::min<size_t>(
-        lines.size(), o.threads > 0 ? o.threads
-                                    : std::max(1u, std::thread::hardware_concurrency())));
+        lines.size(),
+        o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency())));
     std::atomic<size_t> next{0};
     auto work = [&] {
       for (size_t i; (i = next.fetch_add(1)) < lines.size();) {

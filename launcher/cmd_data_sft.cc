@@ -89,9 +89,9 @@ absl::Status RunDataSft(const std::vector<std::string>& args) {
         absl::StrCat("give --input (or data.sft.input in the --config job)\n", flags.Usage()));
   }
   if (o.out_dir.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "give --out (or a --config job whose data.train glob has a plain directory)\n",
-        flags.Usage()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("give --out (or a --config job whose data.train glob has a plain directory)\n",
+                     flags.Usage()));
   }
   LOOM_ASSIGN_OR_RETURN(SftPrepareResult r, PrepareSftData(o));
   std::cout << "examples: " << r.examples << " (train " << r.train_examples << ", val "

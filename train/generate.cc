@@ -4,13 +4,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "checkpoint/checkpoint.h"
-#include "data/token_shard.h"
 #include "data/sft_prepare.h"
 #include "data/text_stream.h"
+#include "data/token_shard.h"
 #include "data/tokenizer.h"
-#include "model/hf_format.h"
 #include "model/generator.h"
 #include "model/gpt.h"
+#include "model/hf_format.h"
 #include "model/model_file.h"
 #include "ops/op_stream.h"
 #include "parallel/param_table.h"
@@ -102,9 +102,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> GenerationTokenizer(const GenerateOpt
     if (const std::string path = CheckpointTokenizer(o.from); !path.empty()) {
       auto t = LoadTokenizer(path);
       if (!t.ok()) {
-        return absl::Status(t.status().code(),
-                            absl::StrCat("--from ", o.from, ": the tokenizer of its training data (",
-                                         t.status().message(), "); give --tokenizer"));
+        return absl::Status(
+            t.status().code(),
+            absl::StrCat("--from ", o.from, ": the tokenizer of its training data (",
+                         t.status().message(), "); give --tokenizer"));
       }
       tok = std::move(*t);
       *from_file = path;

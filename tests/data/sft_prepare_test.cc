@@ -23,8 +23,7 @@
 namespace loom {
 namespace {
 
-std::string Text(const std::vector<int32_t>& ids, const std::vector<uint8_t>& flags,
-                 uint8_t want) {
+std::string Text(const std::vector<int32_t>& ids, const std::vector<uint8_t>& flags, uint8_t want) {
   std::string s;
   for (size_t i = 0; i < ids.size(); ++i) {
     if ((flags[i] & want) == 0) continue;
@@ -176,9 +175,7 @@ TEST(SftPrepareTest, MalformedLinesAreNamed) {
   }
 }
 
-std::vector<int32_t> Ids(const Tokenizer& tok, const std::string& text) {
-  return tok.Encode(text);
-}
+std::vector<int32_t> Ids(const Tokenizer& tok, const std::string& text) { return tok.Encode(text); }
 
 // Prompt and response are encoded on their own: with "A: " before "the world", one encoding of
 // the whole text would merge the space into " the" (GPT-2's pre-tokenizer), leaving no token

@@ -27,9 +27,9 @@ std::vector<std::string> Stream(const Tokenizer& tok, const std::vector<int32_t>
 TEST(TextStreamTest, HoldsSplitCharactersAndReplacesBrokenOnes) {
   const ByteTokenizer bytes;
   // "é" (C3 A9) and "👍" (F0 9F 91 8D) one byte per id.
-  EXPECT_EQ(Stream(bytes, {'a'}, {'x', 0xC3, 0xA9, 0xF0, 0x9F, 0x91, 0x8D, 'y'}),
-            (std::vector<std::string>{"x", "", "\xC3\xA9", "", "", "", "\xF0\x9F\x91\x8D", "y",
-                                      ""}));
+  EXPECT_EQ(
+      Stream(bytes, {'a'}, {'x', 0xC3, 0xA9, 0xF0, 0x9F, 0x91, 0x8D, 'y'}),
+      (std::vector<std::string>{"x", "", "\xC3\xA9", "", "", "", "\xF0\x9F\x91\x8D", "y", ""}));
   const std::string fffd = "\xEF\xBF\xBD";
   // FF begins nothing: replaced at once. E4 BD then 'z': the maximal subpart E4 BD is one U+FFFD.
   EXPECT_EQ(Stream(bytes, {}, {0xFF, 0xE4, 0xBD, 'z'}),

@@ -233,8 +233,9 @@ INSTANTIATE_TEST_SUITE_P(
         RuleCase{"SftTemplateUnknown",
                  {"data.sft.chat_template=chatmlx"},
                  1,
-                 {"data.sft.chat_template", "\"chatmlx\" is neither a built-in template (qa, "
-                                            "chatml, plain) nor an existing file"}},
+                 {"data.sft.chat_template",
+                  "\"chatmlx\" is neither a built-in template (qa, "
+                  "chatml, plain) nor an existing file"}},
         RuleCase{"SftTemplateFileMissing",
                  {"data.sft.chat_template=/no/such/template.textproto"},
                  1,

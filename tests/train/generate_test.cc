@@ -16,16 +16,16 @@
 #include "train/generate.h"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
 
-#include <filesystem>
-#include <fstream>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "data/sentencepiece_tokenizer.h"
+#include "data/text_stream.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
 #include "model/generator.h"
@@ -35,7 +35,6 @@
 #include "parallel/param_table.h"
 #include "parallel/world.h"
 #include "runtime/test_device.h"
-#include "data/text_stream.h"
 #include "tests/model/model_testing.h"
 #include "tests/temp_dir.h"
 
@@ -238,8 +237,8 @@ std::vector<TokCase> ReadTokCases() {
   while (std::getline(in, line)) {
     std::vector<std::string> c = absl::StrSplit(line, '\t');
     if (c.size() != 7) continue;
-    cases.push_back({c[0], fixtures + c[1], fixtures + c[2], Unhex(c[3]), Unhex(c[6]),
-                     IdList(c[4]), IdList(c[5])});
+    cases.push_back({c[0], fixtures + c[1], fixtures + c[2], Unhex(c[3]), Unhex(c[6]), IdList(c[4]),
+                     IdList(c[5])});
   }
   EXPECT_EQ(cases.size(), 2u);
   return cases;
