@@ -54,9 +54,11 @@ absl::Status RunDataSft(const std::vector<std::string>& args) {
   flags.Int("--threads", &o.threads, "N", "encoding threads (0: one per hardware thread)");
   flags.Double("--val-fraction", &o.val_fraction, "F",
                "fraction of examples for validation, spread evenly (0 for none)");
-  flags.Int("--seq-len", &seq_len, "T",
-            "the training job's data.seq_len: examples are packed so that no training sample "
-            "cuts one (0: one stream; default: data.seq_len with --config, else 0)");
+  flags
+      .Int("--seq-len", &seq_len, "T",
+           "the training job's data.seq_len: examples are packed so that no training sample "
+           "cuts one (0: one stream)")
+      .DefaultText("data.seq_len with --config, else 0");
   bool no_pack = false;
   flags.Bool("--no-pack", &no_pack,
              "with --seq-len: one example per sample, starting at position 0 as a prompt does "
