@@ -1,12 +1,14 @@
 #include "job/config_problems.h"
 
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "data/sft_prepare.h"
 #include "job/config_defaults.h"
 #include "job/job_layout.h"
 #include "parallel/pipeline_schedule.h"
@@ -300,6 +302,7 @@ class Checker {
             ")");
       }
     }
+    for (std::string& problem : SftDataProblems(c_)) problems.push_back(std::move(problem));
   }
 
   // Runtime.
@@ -371,6 +374,22 @@ std::vector<std::string> LayoutProblems(const JobConfig& config_in, int world_si
   JobConfig c = config_in;
   ApplyDefaults(&c);
   return Checker(c, world_size, /*check_data=*/false).Run();
+}
+
+std::vector<std::string> SftDataProblems(const JobConfig& config) {
+  std::vector<std::string> out;
+  const SftDataConfig& sft = config.data().sft();
+  if (!sft.chat_template().empty()) {
+    auto t = LoadSftTemplate(sft.chat_template());
+    if (!t.ok()) out.push_back(absl::StrCat("data.sft.chat_template: ", t.status().message()));
+  }
+  std::error_code ec;
+  if (!sft.tokenizer().empty() && !std::filesystem::exists(sft.tokenizer(), ec)) {
+    out.push_back(absl::StrCat("data.sft.tokenizer \"", sft.tokenizer(),
+                               "\" does not exist (a tokenizer.json, a SentencePiece .model or a "
+                               "directory holding either)"));
+  }
+  return out;
 }
 
 absl::Status ValidateJobConfig(const JobConfig& config, int world_size) {
