@@ -5,8 +5,8 @@
 // per key block (in any order) gives the attention over all of them.
 //
 // Both blocks use the packed qkv layout of ops/attention.h ([B, T, (NH + 2*NKV) * HD], grouped
-// query heads): the query side reads its Q columns, the key side its K and V columns. CPU only
-// for now (and the test device, which runs the CPU kernels); a CUDA tensor is refused.
+// query heads): the query side reads its Q columns, the key side its K and V columns. CPU (and
+// the test device, which runs the CPU kernels) and CUDA (ops/cuda/attention_block.h).
 #pragma once
 
 #include <cstdint>
@@ -36,7 +36,8 @@ struct ChunkedPositions {
 // otherwise this block's softmax is merged into them by log-sum-exp.
 absl::Status AttentionBlockForward(const Tensor& q_qkv, const Tensor& kv_qkv, int n_head,
                                    int n_kv_head, ChunkedPositions q_pos, ChunkedPositions kv_pos,
-                                   bool first, const Tensor& out, const Tensor& lse);
+                                   bool first, const Tensor& out, const Tensor& lse,
+                                   const Tensor* segments = nullptr);
 
 // Backward of the same block pair, given the final out and lse over all key blocks: ADDS
 // dL/dQ into the Q columns of dq_qkv and dL/dK, dL/dV into the K and V columns of dkv_qkv (the
@@ -44,6 +45,7 @@ absl::Status AttentionBlockForward(const Tensor& q_qkv, const Tensor& kv_qkv, in
 absl::Status AttentionBlockBackward(const Tensor& dout, const Tensor& q_qkv, const Tensor& kv_qkv,
                                     const Tensor& out, const Tensor& lse, int n_head, int n_kv_head,
                                     ChunkedPositions q_pos, ChunkedPositions kv_pos,
-                                    const Tensor& dq_qkv, const Tensor& dkv_qkv);
+                                    const Tensor& dq_qkv, const Tensor& dkv_qkv,
+                                    const Tensor* segments = nullptr);
 
 }  // namespace loom::ops
