@@ -68,20 +68,18 @@ absl::StatusOr<Dims> CheckBlocks(const char* op, const Tensor& q, const Tensor& 
   return d;
 }
 
-// segments: i32 [B, seq_len] beside q_qkv, over the whole sequence, so every global position
-// of both blocks indexes it.
-absl::Status CheckBlockSegments(const char* op, const Tensor* segments, const Tensor& q,
-                                const Dims& d, const ChunkedPositions& qp,
-                                const ChunkedPositions& kp) {
+// Segment ids: i32 [B, S] beside q_qkv, S covering every global position either block holds.
+absl::Status CheckSegments(const char* op, const Tensor* segments, const Tensor& q, int64_t b,
+                           const ChunkedPositions& qp, const ChunkedPositions& kp) {
   if (segments == nullptr) return absl::OkStatus();
   LOOM_RETURN_IF_ERROR(CheckDefinedArg(*segments, op, "segments"));
   LOOM_RETURN_IF_ERROR(CheckSameDeviceArg(q, *segments, op, "segments"));
   LOOM_RETURN_IF_ERROR(CheckDTypeArg(*segments, DType::kI32, op, "segments"));
-  const int64_t last = std::max(qp.At(d.t - 1), kp.At(d.t - 1));
-  if (segments->rank() != 2 || segments->dim(0) != d.b || segments->dim(1) <= last) {
+  const int64_t needed = std::max(qp.start1, kp.start1) + qp.chunk;
+  if (segments->rank() != 2 || segments->dim(0) != b || segments->dim(1) < needed) {
     return absl::InvalidArgumentError(absl::StrCat(
-        op, ": segments: expected [B, seq_len] = [", d.b, ", > ", last,
-        "] (ids of the whole sequence by global position), got ", TensorDesc(*segments)));
+        op, ": segments: expected the whole sequence's ids [B = ", b, ", seq_len >= ", needed,
+        "] (indexed by global position), got ", TensorDesc(*segments)));
   }
   return absl::OkStatus();
 }
@@ -98,7 +96,7 @@ absl::Status AttentionBlockForward(const Tensor& q_qkv, const Tensor& kv_qkv, in
       Expect(out, q_qkv, Shape({d.b, d.t, int64_t{n_head} * d.hd}), q_qkv.dtype(), op, "out"));
   LOOM_RETURN_IF_ERROR(
       Expect(lse, q_qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, op, "lse"));
-  LOOM_RETURN_IF_ERROR(CheckBlockSegments(op, segments, q_qkv, d, q_pos, kv_pos));
+  LOOM_RETURN_IF_ERROR(CheckSegments(op, segments, q_qkv, d.b, q_pos, kv_pos));
   if (!RunsCpuKernels(q_qkv)) {
 #ifdef LOOM_WITH_CUDA
     return cuda::AttentionBlockForward(q_qkv, kv_qkv, d.b, d.t, n_head, n_kv_head, d.hd, q_pos,
@@ -133,7 +131,7 @@ absl::Status AttentionBlockBackward(const Tensor& dout, const Tensor& q_qkv, con
       Expect(lse, q_qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, op, "lse"));
   LOOM_RETURN_IF_ERROR(Expect(dq_qkv, q_qkv, q_qkv.shape(), q_qkv.dtype(), op, "dq_qkv"));
   LOOM_RETURN_IF_ERROR(Expect(dkv_qkv, q_qkv, q_qkv.shape(), q_qkv.dtype(), op, "dkv_qkv"));
-  LOOM_RETURN_IF_ERROR(CheckBlockSegments(op, segments, q_qkv, d, q_pos, kv_pos));
+  LOOM_RETURN_IF_ERROR(CheckSegments(op, segments, q_qkv, d.b, q_pos, kv_pos));
   if (!RunsCpuKernels(q_qkv)) {
 #ifdef LOOM_WITH_CUDA
     return cuda::AttentionBlockBackward(dout, q_qkv, kv_qkv, out, lse, d.b, d.t, n_head, n_kv_head,

@@ -18,7 +18,7 @@
 // lse 1e-5/1e-4, gradients 1e-4/1e-4; bf16 2e-2 (3e-2 where the ring keeps bf16 state between
 // blocks: the running out and the dK/dV accumulators are rounded after every block).
 //
-// LOOM_BLOCK_TEST_ON_TEST_DEVICE=1 runs the f32 cases on the test device (which runs the CPU
+// LOOM_GPU_TESTS_ON_TEST_DEVICE=1 runs the f32 cases on the test device (which runs the CPU
 // kernels) instead of a GPU: a check of this harness on a machine without one.
 #include <cmath>
 #include <cstdlib>
@@ -42,7 +42,7 @@ using ::loom::testing::RandomFloats;
 using ::loom::testing::RoundTo;
 
 bool OnTestDevice() {
-  const char* env = std::getenv("LOOM_BLOCK_TEST_ON_TEST_DEVICE");
+  const char* env = std::getenv("LOOM_GPU_TESTS_ON_TEST_DEVICE");
   return env != nullptr && std::string(env) == "1";
 }
 

@@ -11,7 +11,7 @@
 // accumulators travel over NCCL send/recv on the communication stream: that is the run that
 // proves the ring on CUDA. Without a GPU it exits 77 (Skipped) on every rank.
 //
-// LOOM_RING_TEST_ON_TEST_DEVICE=1 runs the f32 cases on test devices (CPU kernels, the stream
+// LOOM_GPU_TESTS_ON_TEST_DEVICE=1 runs the f32 cases on test devices (CPU kernels, the stream
 // communicator backend) instead: a check of this harness on a machine without a GPU.
 #include <mpi.h>
 
@@ -41,7 +41,7 @@ using ::loom::testing::RandomFloats;
 using ::loom::testing::RoundTo;
 
 bool OnTestDevice() {
-  const char* env = std::getenv("LOOM_RING_TEST_ON_TEST_DEVICE");
+  const char* env = std::getenv("LOOM_GPU_TESTS_ON_TEST_DEVICE");
   return env != nullptr && std::string(env) == "1";
 }
 
