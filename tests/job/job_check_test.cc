@@ -540,6 +540,8 @@ TEST(CudaJobCheckTest, NcclCommunicatorsOnlyForGroupsThatMoveDeviceTensors) {
   EXPECT_EQ(NcclCommunicatorCount(1, 8, 1), 1);  // dp
   EXPECT_EQ(NcclCommunicatorCount(8, 1, 1), 1);  // tp
   EXPECT_EQ(NcclCommunicatorCount(2, 2, 2), 4);  // tp, dp, pp and the embedding pair
+  EXPECT_EQ(NcclCommunicatorCount(1, 1, 1, 2), 2);  // the cp ring and dp x cp
+  EXPECT_EQ(NcclCommunicatorCount(2, 2, 2, 2), 6);
   EXPECT_EQ(GpuMemoryReserve(1, 1, 1), kGpuOpsReserve);
   EXPECT_EQ(GpuMemoryReserve(1, 8, 1), kGpuOpsReserve + kNcclCommReserve);
   // The old fixed reserve was 512 MiB whatever the layout; one GPU now keeps back 64 MiB.
