@@ -411,15 +411,8 @@ std::vector<std::string> NotYetSupported(const JobConfig& c) {
     add("precision BF16 needs a CUDA GPU, but ", CudaUnavailableReason(),
         " (the CPU backend computes in FP32 only)");
   }
-  // Ring attention runs its block kernels on the CPU (and the test device, which runs them);
-  // the CUDA block kernels are not written yet (docs/parallel.md).
-  const bool cuda = c.runtime().backend() == RuntimeConfig::CUDA ||
-                    (c.runtime().backend() == RuntimeConfig::AUTO && CudaDeviceCount() > 0);
-  if (c.parallel().cp() > 1 && cuda) {
-    add("parallel.cp (", c.parallel().cp(), ") > 1 needs ring attention's CUDA block kernels, "
-        "which this build does not have yet: context parallelism runs on runtime.backend CPU "
-        "(or TEST) only");
-  }
+  // Ring attention (parallel.cp) runs on every backend: CPU and test-device block kernels, and
+  // CUDA ones (ops/cuda/attention_block.h), so nothing about cp is refused here.
   return out;
 }
 

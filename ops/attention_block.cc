@@ -10,6 +10,9 @@
 #include "ops/cpu/attention_block.h"
 #include "ops/host_kernel.h"
 #include "runtime/status.h"
+#ifdef LOOM_WITH_CUDA
+#include "ops/cuda/attention_block.h"
+#endif
 
 namespace loom::ops {
 namespace {
@@ -52,13 +55,17 @@ absl::StatusOr<Dims> CheckBlocks(const char* op, const Tensor& q, const Tensor& 
           ") must describe two ascending chunks covering the block's ", q.dim(1), " rows"));
     }
   }
-  if (!RunsCpuKernels(q)) {
-    return absl::UnimplementedError(absl::StrCat(
-        op, ": ring attention's block kernels run on the CPU (and the test device) only; ",
-        TensorDesc(q), " is on ", q.device()->Name()));
+  const Dims d{q.dim(0), q.dim(1), static_cast<int>(q.dim(2) / heads)};
+  if (RunsCpuKernels(q)) {
+    LOOM_RETURN_IF_ERROR(CheckDTypeArg(q, DType::kF32, op, "q_qkv (CPU backend)"));
+  } else if (q.dtype() != DType::kF32 && q.dtype() != DType::kBF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": q_qkv: expected dtype f32 or bf16, got ", TensorDesc(q)));
+  } else if (d.hd > 128) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": head dim HD = ", d.hd, " is not supported by the CUDA block kernels (at most 128)"));
   }
-  LOOM_RETURN_IF_ERROR(CheckDTypeArg(q, DType::kF32, op, "q_qkv (CPU backend)"));
-  return Dims{q.dim(0), q.dim(1), static_cast<int>(q.dim(2) / heads)};
+  return d;
 }
 
 // Segment ids: i32 [B, S] beside q_qkv, S covering every global position either block holds.
@@ -108,6 +115,14 @@ absl::Status AttentionBlockForward(const Tensor& q_qkv, const Tensor& kv_qkv, in
   LOOM_RETURN_IF_ERROR(
       Expect(lse, q_qkv, Shape({d.b, int64_t{n_head}, d.t}), DType::kF32, op, "lse"));
   LOOM_RETURN_IF_ERROR(CheckSegments(op, segments, q_qkv, d.b, q_pos, kv_pos));
+  if (!RunsCpuKernels(q_qkv)) {
+#ifdef LOOM_WITH_CUDA
+    return cuda::AttentionBlockForward(q_qkv, kv_qkv, d.b, d.t, n_head, n_kv_head, d.hd, q_pos,
+                                       kv_pos, first, out, lse, segments);
+#else
+    return absl::UnimplementedError(absl::StrCat(op, ": CUDA tensor in a build without CUDA"));
+#endif
+  }
   return RunCpuKernel(q_qkv, [=, segments = OptionalTensor(segments)]() -> absl::Status {
     if (segments)
       LOOM_RETURN_IF_ERROR(CheckSegmentOrder(op, SegPtr(segments), d.b, SegLen(segments)));
@@ -134,6 +149,14 @@ absl::Status AttentionBlockBackward(const Tensor& dout, const Tensor& q_qkv, con
   LOOM_RETURN_IF_ERROR(Expect(dq_qkv, q_qkv, q_qkv.shape(), q_qkv.dtype(), op, "dq_qkv"));
   LOOM_RETURN_IF_ERROR(Expect(dkv_qkv, q_qkv, q_qkv.shape(), q_qkv.dtype(), op, "dkv_qkv"));
   LOOM_RETURN_IF_ERROR(CheckSegments(op, segments, q_qkv, d.b, q_pos, kv_pos));
+  if (!RunsCpuKernels(q_qkv)) {
+#ifdef LOOM_WITH_CUDA
+    return cuda::AttentionBlockBackward(dout, q_qkv, kv_qkv, out, lse, d.b, d.t, n_head, n_kv_head,
+                                        d.hd, q_pos, kv_pos, dq_qkv, dkv_qkv, segments);
+#else
+    return absl::UnimplementedError(absl::StrCat(op, ": CUDA tensor in a build without CUDA"));
+#endif
+  }
   return RunCpuKernel(q_qkv, [=, segments = OptionalTensor(segments)]() -> absl::Status {
     if (segments)
       LOOM_RETURN_IF_ERROR(CheckSegmentOrder(op, SegPtr(segments), d.b, SegLen(segments)));

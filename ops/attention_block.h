@@ -6,8 +6,8 @@
 // any order) gives the attention over all of them.
 //
 // Both blocks use the packed qkv layout of ops/attention.h ([B, T, (NH + 2*NKV) * HD], grouped
-// query heads): the query side reads its Q columns, the key side its K and V columns. CPU only
-// for now (and the test device, which runs the CPU kernels); a CUDA tensor is refused.
+// query heads): the query side reads its Q columns, the key side its K and V columns. CPU (and
+// the test device, which runs the CPU kernels) and CUDA (ops/cuda/attention_block.h).
 #pragma once
 
 #include <cstdint>
