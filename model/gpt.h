@@ -176,7 +176,8 @@ class GptModel {
   // the next call).
   absl::StatusOr<Tensor> Forward(const Tensor& tokens);
 
-  // Packed examples (fine-tuning data): segment ids i32 [B, T] per micro-batch, on the model's
+  // Packed examples (fine-tuning data): segment ids i32 [B, T] per micro-batch (with context
+  // parallelism the whole sequence's, [B, T * cp], as ring attention reads them), on the model's
   // device (or the host for a host-memory device), indexed by the micro-batch number of the
   // chunk calls (ForwardBackward and Forward use 0). Attention then stays inside each segment
   // (block-diagonal causal, ops/attention.h). Empty (the default): plain causal attention. The
@@ -228,15 +229,19 @@ class GptModel {
 
   // ---- The backward split (schedules with deferred weight gradients: ZERO_BUBBLE). ----
   // ChunkBackwardInput is ChunkBackward's B half: ChunkInputGrad() (what the previous stage
-  // waits for) and none of the parameters' gradients. What those need stays alive: the slot
-  // stays taken, and the shared buffers the weight GEMMs and norms read (output gradients,
-  // gathered rows, recomputed activations) are copied into the slot's weight-gradient buffers
-  // (the qkv and fc GEMMs' output gradients into the slot's own qkv and fc, dead after B).
-  // ChunkBackwardWeight is the W half: it accumulates the parameters' gradients (linear dW and
-  // db, norm gamma and beta, the embedding), fires the gradient-ready hooks of a final pass and
-  // gives the slot back. B then W gives ChunkBackward's gradients bit for bit. The head keeps
-  // running its whole backward inside its forward: deferring its W would hold the logits'
-  // gradient [B*T, V/tp] per micro-batch. Needs set_split_backward(true) first.
+  // waits for), the norms' gradients (their fused kernel gives them with dx) and none of the
+  // weight GEMMs' or the embedding's. What those need stays alive, and nothing else beyond the
+  // plain backward's slot: the slot stays taken; each GEMM's output gradient goes into a slot
+  // tensor B has finished with (qkv's into the slot's qkv, fc's into its fc, the MLP output's
+  // into the layer's output, the attention projection's into res2, the embedding's into the
+  // chunk's input); with sequence parallelism W gathers the rows again instead of keeping
+  // gathered copies. Only recomputation leaves tensors W reads outside the slot (the rebuilt
+  // activations), which go into the slot's weight-gradient buffers (WeightStashPlan).
+  // ChunkBackwardWeight is the W half: it accumulates the weight GEMMs' dW and db and the
+  // embedding's gradient, fires the gradient-ready hooks of a final pass and gives the slot
+  // back. B then W gives ChunkBackward's gradients bit for bit. The head keeps running its
+  // whole backward inside its forward: deferring its W would hold the logits' gradient
+  // [B*T, V/tp] per micro-batch. Needs set_split_backward(true) first.
   absl::Status ChunkBackwardInput(int chunk, int mb);
   absl::Status ChunkBackwardWeight(int chunk, int mb);
   // Makes every slot hold the weight-gradient buffers the split needs (counted in
@@ -251,19 +256,30 @@ class GptModel {
   };
   // One deferred piece of weight-gradient work, over views into the slot or its stash.
   struct WeightTask {
-    enum Kind { kLinear, kNorm, kEmbedding, kReady } kind;
-    Tensor dout, in, mean, rstd;  // in: the GEMM's input, the norm's input, or the tokens
+    enum Kind { kLinear, kEmbedding, kReady } kind;
+    Tensor dout, in;              // in: the GEMM's input, or the tokens
+    bool gather_dout = false;     // sequence parallelism: dout / in are this rank's rows,
+    bool gather_in = false;       // gathered again over the tensor group before the GEMM
     Tensor positions;             // kEmbedding: per-token positions (undefined: 0..T-1)
     ParamRef w, b;                // b unheld: no bias gradient (or no position embedding)
     std::vector<ParamRef> ready;  // kReady: their gradients are final
   };
+  // What a deferred weight GEMM reads, as B names it for W: `t` (with sequence parallelism, the
+  // rows of this rank it was gathered from, `gathered`), kept as it is when `in_slot`, else
+  // copied into `dead` (a slot tensor B has finished with) or the slot's next stash buffer.
+  struct WeightOperand {
+    Tensor t;
+    bool gathered = false;
+    bool in_slot = false;
+    const Tensor* dead = nullptr;
+  };
   // One micro-batch in flight through one chunk.
   struct Slot {
-    int mb = -1;  // -1: free
-    Tensor tokens;  // i32 [B, T] (embedding chunk)
-    Tensor x_in;    // [Ns, C] the chunk's input
-    Tensor d_out;   // [Ns, C] dL/d(chunk output)
-    std::vector<LayerActs> acts;  // one per layer of the chunk (none under full recompute)
+    int mb = -1;                    // -1: free
+    Tensor tokens;                  // i32 [B, T] (embedding chunk)
+    Tensor x_in;                    // [Ns, C] the chunk's input
+    Tensor d_out;                   // [Ns, C] dL/d(chunk output)
+    std::vector<LayerActs> acts;    // one per layer of the chunk (none under full recompute)
     std::vector<Tensor> layer_out;  // full recompute: each layer's output [Ns, C], its checkpoint
     // Split backward: the weight-gradient buffers (WeightStashPlan), the deferred work B
     // recorded for W, and whether B ran.
@@ -277,28 +293,33 @@ class GptModel {
   absl::Status AllocLayerActs(LayerActs& a, bool keep_act, int64_t* bytes);
   absl::StatusOr<Tensor> Alloc(const Shape& shape, DType dtype, int64_t* bytes);
   absl::Status EmbeddingForward(const Tensor& tokens, const Tensor& out);
-  absl::Status EmbeddingBackward(const Tensor& tokens);
+  // `dead`: a slot tensor of [rows, C] B has finished with, to keep the embedding's output
+  // gradient in until W (the split backward).
+  absl::Status EmbeddingBackward(const Tensor& tokens, const Tensor* dead);
   absl::Status LayerForward(int layer, const Tensor& x, LayerActs& a);
   absl::Status LayerBackward(int layer, const Tensor& x_in, LayerActs& a);
   absl::Status RunChunkLayers(int chunk, Slot& slot);
   absl::Status BackwardBody(int chunk, Slot& slot);  // ChunkBackward's work on a slot
   // The backward's parameter-gradient points (gpt_backward_split.cc): run at once, or, during
   // ChunkBackwardInput, only their input-gradient half with the rest recorded for W.
-  // dinp = dout @ W^T-side; dW (+ db when `b` is held) += from dout and inp.
-  // `dead`: a slot tensor of dout's shape that B no longer needs, to keep dout in rather than
-  // in a stash buffer (the qkv and fc activations, once attention and the activation function
-  // have run backward).
-  absl::Status LinearGrads(const Tensor& dout, const Tensor& inp, bool inp_in_slot, ParamRef w,
-                           ParamRef b, const Tensor* dinp, const Tensor* dead = nullptr);
-  // LayerNorm (b held) or RMSNorm backward: dx, and dgamma (dbeta).
-  absl::Status NormGrads(const Tensor& dout, const Tensor& x, bool x_in_slot, ParamRef w,
-                         ParamRef b, const Tensor& mean, const Tensor& rstd, bool stats_in_slot,
-                         const Tensor& dx);
-  absl::Status EmbeddingGrads(const Tensor& tokens, const Tensor& dout, bool with_positions);
+  // dinp = dout @ W^T-side; dW (+ db when `b` is held) += from dout and inp; what W will read
+  // of dout and inp is `keep_dout` and `keep_in` (the same tensors, or the rows they were
+  // gathered from, and where they stay alive until W).
+  absl::Status LinearGrads(const Tensor& dout, const Tensor& inp, ParamRef w, ParamRef b,
+                           const Tensor* dinp, const WeightOperand& keep_dout,
+                           const WeightOperand& keep_in);
+  // LayerNorm (b held) or RMSNorm backward: dx, and dgamma (dbeta). Never deferred: the
+  // norm's own fused kernel (one pass over [rows, C]) also gives gamma's and beta's gradients,
+  // and deferring them would keep the norm's input and output gradient alive until W.
+  absl::Status NormGrads(const Tensor& dout, const Tensor& x, ParamRef w, ParamRef b,
+                         const Tensor& mean, const Tensor& rstd, const Tensor& dx);
+  absl::Status EmbeddingGrads(const Tensor& tokens, const Tensor& dout, bool with_positions,
+                              const WeightOperand& keep_dout);
   absl::Status ParamsReady(const std::vector<ParamRef>& refs);
-  // During ChunkBackwardInput: `t` itself when it lives in the slot, else a copy in the slot's
-  // next stash buffer (whose shape must be t's: the plan and the code go in step).
-  absl::StatusOr<Tensor> Keep(const Tensor& t, bool in_slot, const Tensor* dead = nullptr);
+  // During ChunkBackwardInput: what W reads of `op`: op.t itself when it lives in the slot, else
+  // a copy in op.dead or in the slot's next stash buffer (whose shape must be op.t's: the plan
+  // and the code go in step).
+  absl::StatusOr<Tensor> Keep(const WeightOperand& op);
   absl::Status RunWeightTask(const WeightTask& t);
   // The stash buffers one slot of `chunk` needs, in the order Keep takes them.
   std::vector<std::pair<Shape, DType>> WeightStashPlan(int chunk) const;
@@ -388,7 +409,6 @@ class GptModel {
   Tensor d_norm_s_;  // this rank's rows of d_norm_ after its reduction (SP; otherwise d_norm_)
   bool split_backward_ = false;
   Slot* deferring_ = nullptr;  // during ChunkBackwardInput: the slot W's work is recorded in
-  Tensor norm_dw_, norm_db_;   // B's norm backward writes gamma/beta gradients here, unread
 };
 
 }  // namespace loom

@@ -143,13 +143,6 @@ absl::Status GptModel::SetShape(int64_t B, int64_t T) {
     LOOM_ASSIGN_OR_RETURN(cp_positions_, Alloc(Shape{B, T}, DType::kI32, sb));
     if (!dry_run_) LOOM_RETURN_IF_ERROR(FillContextPositions());
   }
-  // The split backward's B sends a norm's gamma/beta gradients here (fp32, as the gradients).
-  LOOM_ASSIGN_OR_RETURN(norm_dw_, Alloc(Shape{C}, f32, sb));
-  LOOM_ASSIGN_OR_RETURN(norm_db_, Alloc(Shape{C}, f32, sb));
-  if (!dry_run_) {
-    LOOM_RETURN_IF_ERROR(norm_dw_.Fill0());
-    LOOM_RETURN_IF_ERROR(norm_db_.Fill0());
-  }
   return absl::OkStatus();
 }
 
@@ -253,6 +246,5 @@ absl::StatusOr<Tensor> GptModel::ChunkOutputGrad(int chunk, int mb) {
   LOOM_ASSIGN_OR_RETURN(Slot * s, FindSlot(chunk, mb, "the output gradient"));
   return s->d_out;
 }
-
 
 }  // namespace loom

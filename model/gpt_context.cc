@@ -54,16 +54,20 @@ absl::Status GptModel::Rope(const Tensor& qkv3, bool inverse) {
 }
 
 absl::Status GptModel::Attention(const Tensor& qkv3, const Tensor& atty3, const Tensor& lse) {
-  if (ring_ == nullptr) return ops::AttentionForward(qkv3, heads_, kv_heads_, atty3, lse, CurSegments());
-  return ring_->Forward(qkv3, heads_, kv_heads_, atty3, lse, ring_kv_);
+  if (ring_ == nullptr) {
+    return ops::AttentionForward(qkv3, heads_, kv_heads_, atty3, lse, CurSegments());
+  }
+  return ring_->Forward(qkv3, heads_, kv_heads_, atty3, lse, ring_kv_, CurSegments());
 }
 
 absl::Status GptModel::AttentionGrad(const Tensor& datty3, const Tensor& qkv3, const Tensor& atty3,
                                      const Tensor& lse, const Tensor& dqkv3) {
   if (ring_ == nullptr) {
-    return ops::AttentionBackward(datty3, qkv3, atty3, lse, heads_, kv_heads_, dqkv3, CurSegments());
+    return ops::AttentionBackward(datty3, qkv3, atty3, lse, heads_, kv_heads_, dqkv3,
+                                  CurSegments());
   }
-  return ring_->Backward(datty3, qkv3, atty3, lse, heads_, kv_heads_, dqkv3, ring_kv_, ring_dkv_);
+  return ring_->Backward(datty3, qkv3, atty3, lse, heads_, kv_heads_, dqkv3, ring_kv_, ring_dkv_,
+                         CurSegments());
 }
 
 }  // namespace loom

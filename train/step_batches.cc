@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+
 #include "parallel/ring_attention.h"
 #include "runtime/status.h"
 
@@ -45,20 +46,14 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
   const int64_t seq_len = full_seq_len / cp;  // this rank's tokens of each sequence
   b->rows_ = micro * seq_len;
   b->masked_ = loader->has_loss_mask();
+  // Segment ids stay whole: ring attention on every cp rank reads the whole sequence's.
+  b->seg_rows_ = micro * full_seq_len;
   b->reset_positions_ = b->masked_ && reset_positions;
-  b->stride_ = (b->reset_positions_ ? 4 : 3) * b->rows_;
-  if (b->masked_ && cp > 1) {
-    // The ring's attention blocks take no segment ids, and the counted targets would need
-    // reducing over dp x cp: not built yet, so refused rather than trained wrong.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fine-tuning data with loss masks (token flags beside the shards) cannot be combined "
-        "with parallel.cp (",
-        cp, ") > 1 yet: use parallel.cp 1 for fine-tuning"));
-  }
+  // Positions (this rank's tokens') after the segment ids.
+  b->stride_ = 2 * b->rows_ + b->seg_rows_ + (b->reset_positions_ ? b->rows_ : 0);
   if (cp > 1) {
     b->full_in_.resize(micro * full_seq_len);
     b->full_tg_.resize(micro * full_seq_len);
-    if (b->reset_positions_) b->full_sg_.resize(micro * full_seq_len);
   }
   LOOM_ASSIGN_OR_RETURN(void* staging,
                         device->AllocateHostStaging(2 * accum * b->stride_ * sizeof(int32_t)));
@@ -73,12 +68,13 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
         b->targets_[buffer].push_back(
             Tensor::View(in + b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
         if (b->masked_) {
-          b->segments_[buffer].push_back(
-              Tensor::View(in + 2 * b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
+          b->segments_[buffer].push_back(Tensor::View(in + 2 * b->rows_, Shape{micro, full_seq_len},
+                                                      DType::kI32, CpuDevice()));
         }
         if (b->reset_positions_) {
-          b->positions_[buffer].push_back(
-              Tensor::View(in + 3 * b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
+          b->positions_[buffer].push_back(Tensor::View(in + 2 * b->rows_ + b->seg_rows_,
+                                                       Shape{micro, seq_len}, DType::kI32,
+                                                       CpuDevice()));
         }
       } else if (buffer == 0) {
         LOOM_ASSIGN_OR_RETURN(Tensor in, Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
@@ -87,7 +83,7 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
         b->targets_[0].push_back(tg);
         if (b->masked_) {
           LOOM_ASSIGN_OR_RETURN(Tensor sg,
-                                Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
+                                Tensor::Empty(Shape{micro, full_seq_len}, DType::kI32, device));
           b->segments_[0].push_back(sg);
         }
         if (b->reset_positions_) {
@@ -122,37 +118,32 @@ absl::Status StepBatches::Read(int buffer) {
       LOOM_RETURN_IF_ERROR(loader_->NextBatch(
           micro, absl::MakeSpan(in, rows_), absl::MakeSpan(in + rows_, rows_),
           masked_ ? absl::MakeSpan(in + 2 * rows_, rows_) : absl::Span<int32_t>()));
-      if (reset_positions_) {
-        LOOM_RETURN_IF_ERROR(
-            ResetPositions(in + 2 * rows_, micro_, seq_len_, 1, 0, in + 3 * rows_));
-      }
     } else {
       // Every rank of the cp group reads the same sequences and keeps its two chunks of each.
-      LOOM_RETURN_IF_ERROR(
-          loader_->NextBatch(micro, absl::MakeSpan(full_in_), absl::MakeSpan(full_tg_),
-                             reset_positions_ ? absl::MakeSpan(full_sg_) : absl::Span<int32_t>()));
+      LOOM_RETURN_IF_ERROR(loader_->NextBatch(
+          micro, absl::MakeSpan(full_in_), absl::MakeSpan(full_tg_),
+          masked_ ? absl::MakeSpan(in + 2 * rows_, seg_rows_) : absl::Span<int32_t>()));
       LOOM_RETURN_IF_ERROR(
           SelectContextChunks(full_in_.data(), micro_, seq_len_, cp_, cp_rank_, in));
       LOOM_RETURN_IF_ERROR(
           SelectContextChunks(full_tg_.data(), micro_, seq_len_, cp_, cp_rank_, in + rows_));
-      if (reset_positions_) {
-        // Positions from the whole rows' documents, cut like the tokens. (Create refuses masked
-        // data with cp until the ring attention takes segment ids.)
-        LOOM_RETURN_IF_ERROR(
-            ResetPositions(full_sg_.data(), micro_, seq_len_, cp_, cp_rank_, in + 3 * rows_));
-      }
+    }
+    if (reset_positions_) {
+      // From the whole rows' segment ids (every rank holds them), cut like the tokens.
+      LOOM_RETURN_IF_ERROR(ResetPositions(in + 2 * rows_, micro_, seq_len_, cp_, cp_rank_,
+                                          in + 2 * rows_ + seg_rows_));
     }
     if (device_->host_memory()) continue;  // the step's tensors are views of the staging
     const size_t bytes = static_cast<size_t>(rows_) * sizeof(int32_t);
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(inputs_[buffer][k].data(), in, bytes));
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(targets_[buffer][k].data(), in + rows_, bytes));
     if (masked_) {
-      LOOM_RETURN_IF_ERROR(
-          device_->CopyFromHostAsync(segments_[buffer][k].data(), in + 2 * rows_, bytes));
+      LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(segments_[buffer][k].data(), in + 2 * rows_,
+                                                      seg_rows_ * sizeof(int32_t)));
     }
     if (reset_positions_) {
-      LOOM_RETURN_IF_ERROR(
-          device_->CopyFromHostAsync(positions_[buffer][k].data(), in + 3 * rows_, bytes));
+      LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(positions_[buffer][k].data(),
+                                                      in + 2 * rows_ + seg_rows_, bytes));
     }
   }
   return absl::OkStatus();

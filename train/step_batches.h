@@ -56,10 +56,12 @@ class StepBatches {
   const std::vector<Tensor>& inputs() const { return inputs_[current_]; }
   const std::vector<Tensor>& targets() const { return targets_[current_]; }
   // With fine-tuning data (the loader's shards carry token flags): each micro-batch's segment
-  // ids for block-diagonal attention, else empty.
+  // ids for block-diagonal attention, else empty. With cp > 1 these are NOT cut: every cp rank
+  // gets the whole sequences' ids, micro x seq_len, which ring attention reads by global position.
   const std::vector<Tensor>& segments() const { return segments_[current_]; }
   // With fine-tuning data and reset_positions: each micro-batch's per-token positions, reset at
-  // each document start (GptModel::SetPositions), else empty.
+  // each document start (GptModel::SetPositions), else empty. With cp > 1 they are cut to this
+  // rank's tokens (micro x seq_len / cp), from the whole sequences' documents.
   const std::vector<Tensor>& positions() const { return positions_[current_]; }
   bool masked() const { return masked_; }
   // The host copy of micro-batch k's targets of the current step (-1: not counted in the loss).
@@ -86,12 +88,12 @@ class StepBatches {
   DataLoader* loader_ = nullptr;
   int64_t accum_ = 0, micro_ = 0, rows_ = 0;  // rows_: micro x seq_len ids per micro-batch
   int64_t seq_len_ = 0;  // the loader's (whole) sequence length
+  int64_t seg_rows_ = 0;  // micro x seq_len: segment ids per micro-batch (whole sequences)
+  int64_t stride_ = 0;    // staging ids per micro-batch: inputs, targets (rows_ each), segments
   int cp_ = 1, cp_rank_ = 0;
   std::vector<int32_t> full_in_, full_tg_;  // cp > 1: whole sequences before the cut
-  std::vector<int32_t> full_sg_;            // cp > 1 with positions: whole rows' segment ids
-  // 2 buffers of accum x (inputs, targets, segments[, positions]), stride_ ids each.
+  // 2 buffers of accum x stride_ (inputs, targets, segments[, positions: rows_ ids]).
   std::shared_ptr<int32_t> staging_;
-  int64_t stride_ = 0;
   std::vector<Tensor> inputs_[2], targets_[2], segments_[2], positions_[2];
   bool masked_ = false;
   bool reset_positions_ = false;  // masked data with data.reset_position_ids

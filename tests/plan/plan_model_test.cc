@@ -218,7 +218,7 @@ TEST(PlanModelTest, TheRingCrossesNodesWhenItsGroupDoes) {
             ring(6, 4, 1e6, "dp2 tp1 cp3 pp1 v1 mb1 none"));
 }
 
-TEST(PlanModelTest, ZeroBubbleHasAThirdOfTheBubbleAndHoldsTheWPassBuffers) {
+TEST(PlanModelTest, ZeroBubbleHasAThirdOfTheBubbleAndHoldsSlotsUntilW) {
   auto job = testing::JobFromText(kJob, "");
   ASSERT_TRUE(job.ok()) << job.status();
   auto plan = PlanLayouts(*job, Machine(4, 4));
@@ -239,14 +239,16 @@ TEST(PlanModelTest, ZeroBubbleHasAThirdOfTheBubbleAndHoldsTheWPassBuffers) {
   EXPECT_GT(f1b->time.bubble, 0);
   EXPECT_NEAR(zb->time.bubble, f1b->time.bubble / 3, 1e-9 * f1b->time.bubble);
   EXPECT_LT(zb->time.total(), f1b->time.total());
-  // Memory is the trainer's estimate for the ZERO_BUBBLE job: 1F1B's micro-batches in flight,
-  // each also holding what its deferred W pass reads until it runs.
+  // Memory is the trainer's estimate for the ZERO_BUBBLE job: 1F1B's first stage's micro-batches
+  // in flight on every stage, each slot held until its W pass, which reads only what the slot
+  // holds (no W buffers without recomputation): at least 1F1B's peak, more only where the
+  // head's stage now holds p slots beside the head.
   auto e = EstimateMemoryPerRank(*layout);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(zb->memory.total, e->total);
-  EXPECT_GT(zb->memory.weight_grad_buffers, 0);
+  EXPECT_EQ(zb->memory.weight_grad_buffers, 0);
   EXPECT_EQ(zb->memory.micro_batches_in_flight, f1b->memory.micro_batches_in_flight);
-  EXPECT_EQ(zb->memory.activations - f1b->memory.activations, zb->memory.weight_grad_buffers);
+  EXPECT_GE(zb->memory.activations, f1b->memory.activations);
 }
 
 TEST(PlanModelTest, MfuIsAgainstThePeakAndEfficiencyIsTheAssumption) {
@@ -448,8 +450,8 @@ TEST(PlanModelTest, EveryLayoutPassesTheConfigCheckOnItsWorldWithCp) {
   }
   EXPECT_GT(cp2, 0);
   EXPECT_GT(zb, 0);
-  // The memory is EstimateMemoryPerRank of the layout's own job (ring blocks, W-pass buffers
-  // and all), for a cp 2 x pp 2 ZERO_BUBBLE layout as for any.
+  // The memory is EstimateMemoryPerRank of the layout's own job (ring blocks, slots held until
+  // W and all), for a cp 2 x pp 2 ZERO_BUBBLE layout as for any.
   const PlannedLayout* both = Find(*plan, "dp1 tp1 cp2 pp2 v1 mb1 none zb");
   ASSERT_NE(both, nullptr);
   auto layout = JobLayout::Create(WithLayout(*job, *both), both->world());
@@ -458,7 +460,7 @@ TEST(PlanModelTest, EveryLayoutPassesTheConfigCheckOnItsWorldWithCp) {
   auto e = EstimateMemoryPerRank(*layout);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(both->memory.total, e->total);
-  EXPECT_GT(both->memory.weight_grad_buffers, 0);
+  EXPECT_EQ(both->memory.weight_grad_buffers, 0);  // W reads what the slots hold
 }
 
 // The Llama 3 8B shape (32 layers, width 4,096, 32 heads over 8 KV heads, FFN 14,336,
