@@ -126,7 +126,8 @@ TEST_F(StepBatchesTest, OnTheCpuTheStepsTensorsAreTheStagingAndAlternate) {
 // Context parallelism with fine-tuning data: each cp rank's inputs and targets are its two
 // chunks of the loader's sequences (and host_targets, which the trainer counts, the same), but
 // the segment ids stay whole (micro x seq_len), as ring attention reads them by global position;
-// on the test device (copies) and the CPU (views of the staging), for both staging buffers.
+// on the test device (copies) and the CPU (views of the staging), for both staging buffers. The
+// positions (data.reset_position_ids) restart at each document of the whole rows and are cut.
 TEST_F(StepBatchesTest, WithCpTheSegmentIdsStayWholeAndTheTokensAreTheRanksChunks) {
   std::vector<uint16_t> ids;
   std::vector<uint8_t> flags;
@@ -162,7 +163,8 @@ TEST_F(StepBatchesTest, WithCpTheSegmentIdsStayWholeAndTheTokensAreTheRanksChunk
       auto loader = open();
       ASSERT_TRUE(loader->has_loss_mask());
       auto reference = open();  // reads the same sequences whole
-      auto b = StepBatches::Create(d, loader.get(), kAccum, kMicro, kT, kCp, rank);
+      auto b = StepBatches::Create(d, loader.get(), kAccum, kMicro, kT, kCp, rank,
+                                   /*reset_positions=*/true);
       ASSERT_TRUE(b.ok()) << b.status();
       ASSERT_TRUE((*b)->masked());
       for (int step = 0; step < 2; ++step) {
@@ -182,6 +184,11 @@ TEST_F(StepBatchesTest, WithCpTheSegmentIdsStayWholeAndTheTokensAreTheRanksChunk
           EXPECT_EQ(host((*b)->targets()[k]), tg_r);
           const absl::Span<const int32_t> counted = (*b)->host_targets(k);
           EXPECT_EQ(std::vector<int32_t>(counted.begin(), counted.end()), tg_r);
+          // Positions restart at each document of the whole rows, then are cut like the tokens.
+          std::vector<int32_t> pos(kMicro * kT), pos_r(kMicro * kT / kCp);
+          ASSERT_TRUE(ResetPositions(seg.data(), kMicro, kT, 1, 0, pos.data()).ok());
+          ASSERT_TRUE(SelectContextChunks(pos.data(), kMicro, kT, kCp, rank, pos_r.data()).ok());
+          EXPECT_EQ(host((*b)->positions()[k]), pos_r);
         }
         // The next step into the other staging buffer (on a device its copies land in the same
         // device tensors, after the reads above).
