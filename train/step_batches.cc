@@ -72,9 +72,8 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
                                                       DType::kI32, CpuDevice()));
         }
         if (b->reset_positions_) {
-          b->positions_[buffer].push_back(Tensor::View(in + 2 * b->rows_ + b->seg_rows_,
-                                                       Shape{micro, seq_len}, DType::kI32,
-                                                       CpuDevice()));
+          b->positions_[buffer].push_back(Tensor::View(
+              in + 2 * b->rows_ + b->seg_rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
         }
       } else if (buffer == 0) {
         LOOM_ASSIGN_OR_RETURN(Tensor in, Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
