@@ -123,13 +123,7 @@ class ShardSink {
     if (buffer_.empty()) return absl::OkStatus();
     const std::string path =
         (fs::path(dir_) / absl::StrFormat("%s_%06d.bin", split_, shards_.size())).string();
-    if (id_bytes_ == 2) {
-      std::vector<uint16_t> ids(buffer_.begin(), buffer_.end());
-      LOOM_RETURN_IF_ERROR(WriteShard(path, ids, ShardFormat::kLlmc));
-    } else {
-      std::vector<uint32_t> ids(buffer_.begin(), buffer_.end());
-      LOOM_RETURN_IF_ERROR(WriteShard32(path, ids));
-    }
+    LOOM_RETURN_IF_ERROR(WriteShardIds(path, buffer_, id_bytes_));
     tokens_ += static_cast<int64_t>(buffer_.size());
     shards_.push_back(path);
     buffer_.clear();
@@ -278,6 +272,31 @@ std::vector<int64_t> ValidationDocuments(int64_t documents, double val_fraction)
   return val;
 }
 
+absl::StatusOr<std::string> WriteTokenizerBeside(const std::string& out_dir,
+                                                 const Tokenizer& tokenizer,
+                                                 const std::string& source_in) {
+  // Under the name the trainer looks for; the other name is removed so an earlier run's
+  // tokenizer cannot be found first.
+  const bool model_file = tokenizer.type() == "sentencepiece";
+  const std::string path =
+      (fs::path(out_dir) / (model_file ? "tokenizer.model" : "tokenizer.json")).string();
+  std::string bytes;
+  if (source_in.empty()) {
+    bytes = ByteTokenizer().DescriptionJson();
+  } else {
+    std::string source = source_in;
+    std::error_code ec;
+    if (fs::is_directory(source, ec)) {
+      source = (fs::path(source) / (model_file ? "tokenizer.model" : "tokenizer.json")).string();
+    }
+    LOOM_ASSIGN_OR_RETURN(bytes, ReadFile(source));
+  }
+  LOOM_RETURN_IF_ERROR(AtomicWriteFile(path, bytes));
+  std::error_code ec;
+  fs::remove(fs::path(out_dir) / (model_file ? "tokenizer.json" : "tokenizer.model"), ec);
+  return path;
+}
+
 namespace {
 // Encodes `documents` into out_dir (which exists).
 absl::StatusOr<DataPrepareResult> PrepareInto(const DataPrepareOptions& options,
@@ -374,7 +393,7 @@ absl::StatusOr<DataPrepareResult> PrepareInto(const DataPrepareOptions& options,
   result.documents = static_cast<int64_t>(documents.size());
   result.tokenizer_type = std::string(tokenizer.type());
   result.vocab_size = tokenizer.vocab_size();
-  result.id_bytes = tokenizer.vocab_size() <= 65536 ? 2 : 4;
+  result.id_bytes = ShardIdBytes(tokenizer.vocab_size());
   result.threads = options.threads > 0
                        ? options.threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -396,24 +415,8 @@ absl::StatusOr<DataPrepareResult> PrepareInto(const DataPrepareOptions& options,
   result.input_bytes = encoder.input_bytes();
   result.encode_seconds = encoder.encode_seconds();
 
-  // The tokenizer beside the shards, under the name the trainer looks for; the other name is
-  // removed so an earlier run's tokenizer cannot be found first.
-  const bool model_file = tokenizer.type() == "sentencepiece";
-  result.tokenizer_path = (out_dir / (model_file ? "tokenizer.model" : "tokenizer.json")).string();
-  std::string bytes;
-  if (options.tokenizer.empty()) {
-    bytes = ByteTokenizer().DescriptionJson();
-  } else {
-    std::string source = options.tokenizer;
-    std::error_code ec;
-    if (fs::is_directory(source, ec)) {
-      source = (fs::path(source) / (model_file ? "tokenizer.model" : "tokenizer.json")).string();
-    }
-    LOOM_ASSIGN_OR_RETURN(bytes, ReadFile(source));
-  }
-  LOOM_RETURN_IF_ERROR(AtomicWriteFile(result.tokenizer_path, bytes));
-  std::error_code ec;
-  fs::remove(out_dir / (model_file ? "tokenizer.json" : "tokenizer.model"), ec);
+  LOOM_ASSIGN_OR_RETURN(result.tokenizer_path,
+                        WriteTokenizerBeside(out_dir.string(), tokenizer, options.tokenizer));
   result.val_documents = static_cast<int64_t>(val.size());
   result.train_documents = result.documents - result.val_documents;
   result.train_tokens = train.tokens();

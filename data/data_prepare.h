@@ -62,6 +62,15 @@ struct DataPrepareResult {
 // file).
 absl::StatusOr<DataPrepareResult> PrepareData(const DataPrepareOptions& options);
 
+class Tokenizer;
+// Writes the tokenizer beside shards in `out_dir` for the trainer: DIR/tokenizer.json (the byte
+// tokenizer's description when `source` is empty, else a copy of the tokenizer.json `source`
+// names) or DIR/tokenizer.model (a copy of the SentencePiece model), removing the other name.
+// `source` may be a directory holding either (LoadTokenizer's rule). Returns the path written.
+absl::StatusOr<std::string> WriteTokenizerBeside(const std::string& out_dir,
+                                                 const Tokenizer& tokenizer,
+                                                 const std::string& source);
+
 // The documents (0-based, of `documents`) that go to validation, ascending.
 std::vector<int64_t> ValidationDocuments(int64_t documents, double val_fraction);
 

@@ -1,7 +1,10 @@
 #include "data/sft_prepare.h"
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -32,13 +35,15 @@ data::SftTemplate Template(const char* sp, const char* ss, const char* up, const
   return t;
 }
 
-// Appends `text` encoded, each token with `flags`.
-void Append(const ByteTokenizer& tok, const std::string& text, uint8_t flags,
-            RenderedExample* out) {
-  const size_t before = out->tokens.size();
+// Appends `text` encoded on its own (a segment), each token with `flags`.
+void Append(const Tokenizer& tok, const std::string& text, uint8_t flags, RenderedExample* out) {
+  if (text.empty()) return;
   tok.Encode(text, &out->tokens);
   out->flags.resize(out->tokens.size(), flags);
-  (void)before;
+}
+
+std::string SystemTurn(const data::SftTemplate& t, const std::string& content) {
+  return t.system_prefix() + content + t.system_suffix();
 }
 
 // Refuses an out_dir that already holds this command's outputs, unless overwriting.
@@ -59,7 +64,8 @@ absl::Status CheckOutDir(const SftPrepareOptions& o) {
 struct Packer {
   int64_t seq_len = 0;
   bool pack = true;
-  std::vector<uint16_t> tokens;
+  int32_t pad_id = 0;  // the tokenizer's end-of-text
+  std::vector<int32_t> tokens;
   std::vector<uint8_t> flags;
   int64_t pad = 0, truncated = 0;
 
@@ -68,7 +74,7 @@ struct Packer {
     pad += static_cast<int64_t>(n - tokens.size());
     flags.push_back(kDocStartFlag);
     flags.resize(n, 0);
-    tokens.resize(n, ByteTokenizer::kEot);
+    tokens.resize(n, pad_id);
   }
   void Add(RenderedExample e) {
     if (seq_len > 0) {
@@ -122,7 +128,8 @@ absl::StatusOr<data::SftTemplate> LoadSftTemplate(const std::string& name_or_pat
 
 absl::StatusOr<RenderedExample> RenderSftExample(const data::SftExample& example,
                                                  const data::SftTemplate& tmpl,
-                                                 const std::string& where) {
+                                                 const std::string& where,
+                                                 const Tokenizer* tokenizer) {
   const bool pair = !example.prompt().empty() || !example.response().empty();
   if (pair && example.messages_size() > 0) {
     return absl::InvalidArgumentError(
@@ -147,17 +154,30 @@ absl::StatusOr<RenderedExample> RenderSftExample(const data::SftExample& example
   } else {
     chat = example;
   }
-  ByteTokenizer tok;
+  const ByteTokenizer bytes;
+  const Tokenizer& tok = tokenizer != nullptr ? *tokenizer : static_cast<const Tokenizer&>(bytes);
   RenderedExample out;
+  if (tok.bos() >= 0) {
+    out.tokens.push_back(tok.bos());
+    out.flags.push_back(0);
+  }
+  // Text is gathered into one context segment until an assistant's content; that content and
+  // the assistant suffix are the next (counted) segment.
+  std::string context;
+  if (!tmpl.system_prompt().empty() && chat.messages(0).role() != "system") {
+    context = SystemTurn(tmpl, tmpl.system_prompt());
+  }
   bool learned = false;
   for (int i = 0; i < chat.messages_size(); ++i) {
     const data::SftMessage& m = chat.messages(i);
     if (m.role() == "system") {
-      Append(tok, tmpl.system_prefix() + m.content() + tmpl.system_suffix(), 0, &out);
+      context += SystemTurn(tmpl, m.content());
     } else if (m.role() == "user") {
-      Append(tok, tmpl.user_prefix() + m.content() + tmpl.user_suffix(), 0, &out);
+      context += tmpl.user_prefix() + m.content() + tmpl.user_suffix();
     } else if (m.role() == "assistant") {
-      Append(tok, tmpl.assistant_prefix(), 0, &out);
+      context += tmpl.assistant_prefix();
+      Append(tok, context, 0, &out);
+      context.clear();
       Append(tok, m.content() + tmpl.assistant_suffix(), kLossFlag, &out);
       learned = learned || !(m.content() + tmpl.assistant_suffix()).empty();
     } else {
@@ -166,20 +186,22 @@ absl::StatusOr<RenderedExample> RenderSftExample(const data::SftExample& example
                                                      "\"; expected system, user or assistant"));
     }
   }
+  Append(tok, context, 0, &out);
   if (!learned) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": no assistant message with content: nothing to learn from"));
   }
   // End of text: counted after an assistant turn (the model learns to stop), context otherwise.
   const bool last_assistant = chat.messages(chat.messages_size() - 1).role() == "assistant";
-  out.tokens.push_back(static_cast<uint16_t>(tok.eot()));
+  out.tokens.push_back(tok.eot());
   out.flags.push_back(last_assistant ? kLossFlag : 0);
   out.flags[0] |= kDocStartFlag;
   return out;
 }
 
 std::string RenderSftPrompt(const std::string& prompt, const data::SftTemplate& tmpl) {
-  return tmpl.user_prefix() + prompt + tmpl.user_suffix() + tmpl.assistant_prefix();
+  return (tmpl.system_prompt().empty() ? "" : SystemTurn(tmpl, tmpl.system_prompt())) +
+         tmpl.user_prefix() + prompt + tmpl.user_suffix() + tmpl.assistant_prefix();
 }
 
 absl::StatusOr<SftPrepareResult> PrepareSftData(const SftPrepareOptions& o) {
@@ -195,9 +217,25 @@ absl::StatusOr<SftPrepareResult> PrepareSftData(const SftPrepareOptions& o) {
   if (!o.pack && o.seq_len == 0) {
     return absl::InvalidArgumentError("data sft: --no-pack needs --seq-len (the sample length)");
   }
-  LOOM_ASSIGN_OR_RETURN(const data::SftTemplate tmpl, LoadSftTemplate(o.template_name));
+  LOOM_ASSIGN_OR_RETURN(data::SftTemplate tmpl, LoadSftTemplate(o.template_name));
+  if (!o.system_prompt.empty()) tmpl.set_system_prompt(o.system_prompt);
+  std::unique_ptr<Tokenizer> loaded;
+  if (!o.tokenizer.empty()) {
+    auto t = LoadTokenizer(o.tokenizer);
+    if (!t.ok()) {
+      return absl::Status(t.status().code(),
+                          absl::StrCat("data sft: --tokenizer: ", t.status().message()));
+    }
+    loaded = std::move(*t);
+  }
+  const ByteTokenizer bytes;
+  const Tokenizer& tok = loaded ? *loaded : static_cast<const Tokenizer&>(bytes);
   // Every line first, so a malformed line anywhere fails before anything is written.
-  std::vector<RenderedExample> examples;
+  struct Line {
+    data::SftExample example;
+    std::string where;
+  };
+  std::vector<Line> lines;
   google::protobuf::util::JsonParseOptions json;
   json.ignore_unknown_fields = false;
   for (const std::string& input : o.inputs) {
@@ -218,19 +256,45 @@ absl::StatusOr<SftPrepareResult> PrepareSftData(const SftPrepareOptions& o) {
             "\"content\"}]}): ",
             why));
       }
-      LOOM_ASSIGN_OR_RETURN(RenderedExample r, RenderSftExample(ex, tmpl, where));
-      examples.push_back(std::move(r));
+      lines.push_back({std::move(ex), where});
     }
   }
-  if (examples.empty()) {
+  if (lines.empty()) {
     return absl::InvalidArgumentError("data sft: the inputs hold no example (only blank lines)");
+  }
+  // Rendering and encoding on several threads; the first error in input order is reported.
+  std::vector<absl::StatusOr<RenderedExample>> rendered(lines.size(),
+                                                        absl::UnknownError("not rendered"));
+  {
+    const int threads = static_cast<int>(std::min<size_t>(
+        lines.size(),
+        o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency())));
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i; (i = next.fetch_add(1)) < lines.size();) {
+        rendered[i] = RenderSftExample(lines[i].example, tmpl, lines[i].where, &tok);
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (std::thread& t : pool) t.join();
+  }
+  std::vector<RenderedExample> examples;
+  examples.reserve(rendered.size());
+  for (auto& r : rendered) {
+    LOOM_RETURN_IF_ERROR(r.status());
+    examples.push_back(std::move(*r));
   }
   LOOM_RETURN_IF_ERROR(CheckOutDir(o));
   LOOM_RETURN_IF_ERROR(MakeDirs(o.out_dir));
   SftPrepareResult result;
   result.examples = static_cast<int64_t>(examples.size());
+  result.tokenizer_type = std::string(tok.type());
+  result.vocab_size = tok.vocab_size();
+  result.id_bytes = ShardIdBytes(tok.vocab_size());
   const std::vector<int64_t> val = ValidationDocuments(result.examples, o.val_fraction);
-  Packer train{o.seq_len, o.pack}, valid{o.seq_len, o.pack};
+  Packer train{o.seq_len, o.pack, tok.eot()}, valid{o.seq_len, o.pack, tok.eot()};
   size_t next_val = 0;
   for (int64_t i = 0; i < result.examples; ++i) {
     const bool is_val = next_val < val.size() && val[next_val] == i;
@@ -248,15 +312,14 @@ absl::StatusOr<SftPrepareResult> PrepareSftData(const SftPrepareOptions& o) {
   result.truncated = train.truncated + valid.truncated;
   auto write = [&](const Packer& p, const char* name, std::string* path) -> absl::Status {
     *path = (fs::path(o.out_dir) / name).string();
-    LOOM_RETURN_IF_ERROR(WriteShard(*path, p.tokens, ShardFormat::kLlmc));
+    LOOM_RETURN_IF_ERROR(WriteShardIds(*path, p.tokens, result.id_bytes));
     return WriteTokenFlags(TokenFlagsPath(*path), p.flags);
   };
   LOOM_RETURN_IF_ERROR(write(train, "train_000000.bin", &result.train_shard));
   if (!valid.tokens.empty()) {
     LOOM_RETURN_IF_ERROR(write(valid, "val_000000.bin", &result.val_shard));
   }
-  result.tokenizer_path = (fs::path(o.out_dir) / "tokenizer.json").string();
-  LOOM_RETURN_IF_ERROR(AtomicWriteFile(result.tokenizer_path, ByteTokenizer().DescriptionJson()));
+  LOOM_ASSIGN_OR_RETURN(result.tokenizer_path, WriteTokenizerBeside(o.out_dir, tok, o.tokenizer));
   result.template_path = (fs::path(o.out_dir) / "sft_template.textproto").string();
   std::string text;
   google::protobuf::TextFormat::PrintToString(tmpl, &text);

@@ -179,6 +179,17 @@ absl::Status WriteShard32(const std::string& path, absl::Span<const uint32_t> to
   return AtomicWriteFile(path, EncodeShard32(tokens));
 }
 
+int ShardIdBytes(int vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
+
+absl::Status WriteShardIds(const std::string& path, absl::Span<const int32_t> ids, int id_bytes) {
+  if (id_bytes == 2) {
+    std::vector<uint16_t> narrow(ids.begin(), ids.end());
+    return WriteShard(path, narrow, ShardFormat::kLlmc);
+  }
+  std::vector<uint32_t> wide(ids.begin(), ids.end());
+  return WriteShard32(path, wide);
+}
+
 absl::StatusOr<std::vector<std::string>> ExpandShardGlobs(absl::Span<const std::string> patterns) {
   if (patterns.empty()) return absl::InvalidArgumentError("no token shard pattern given");
   std::vector<std::string> paths;

@@ -83,6 +83,12 @@ absl::Status WriteShard(const std::string& path, absl::Span<const uint16_t> toke
 std::string EncodeShard32(absl::Span<const uint32_t> tokens);
 absl::Status WriteShard32(const std::string& path, absl::Span<const uint32_t> tokens);
 
+// The width of ids an llm.c shard needs for a vocabulary: 2 (uint16) up to 65,536 ids, else 4.
+int ShardIdBytes(int vocab_size);
+// Writes ids (each in 0..vocab-1) as an llm.c shard with `id_bytes` (2 or 4, ShardIdBytes) ids:
+// WriteShard or WriteShard32. The one writer `data prepare` and `data sft` share.
+absl::Status WriteShardIds(const std::string& path, absl::Span<const int32_t> ids, int id_bytes);
+
 // Expands glob(3) patterns: each pattern's matches sorted, patterns in the order given. A pattern
 // that matches nothing, and a file matched twice, are errors naming the pattern / file.
 absl::StatusOr<std::vector<std::string>> ExpandShardGlobs(absl::Span<const std::string> patterns);

@@ -59,6 +59,7 @@ void ApplyDefaults(JobConfig* c) {
   if (!d->has_format()) d->set_format(DataConfig::LLMC);
   if (d->seq_len() == 0) d->set_seq_len(m->max_seq());
   if (!d->has_shuffle()) d->set_shuffle(true);
+  if (!d->has_reset_position_ids()) d->set_reset_position_ids(true);
   if (!d->has_seed()) d->set_seed(rt->seed());
 
   CheckpointConfig* k = c->mutable_checkpoint();

@@ -28,6 +28,12 @@ std::vector<std::string> LayoutProblems(const JobConfig& config, int world_size)
 // check` and `loom train` refuse a job with any entry (see job/job_check.h).
 std::vector<std::string> NotYetSupported(const JobConfig& config);
 
+// The problems of data.sft (the fine-tuning data settings `loom data sft --config` uses), part
+// of ConfigProblems: a chat_template that is neither a built-in name (qa, chatml, plain) nor a
+// readable SftTemplate file, a tokenizer path that does not exist. One sentence each, naming
+// the field.
+std::vector<std::string> SftDataProblems(const JobConfig& config);
+
 // ConfigProblems as one InvalidArgument status ("N problem(s) in the job config:" followed by one
 // "  - ..." line per problem), or OK.
 absl::Status ValidateJobConfig(const JobConfig& config, int world_size);

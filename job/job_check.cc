@@ -84,12 +84,12 @@ std::vector<std::string> CudaKernelShapeProblems(const JobConfig& config) {
   return out;
 }
 
-int NcclCommunicatorCount(int tp, int dp, int pp) {
-  return (tp > 1) + (dp > 1) + (pp > 1) + (pp > 1 ? 1 : 0);
+int NcclCommunicatorCount(int tp, int dp, int pp, int cp) {
+  return (tp > 1) + (dp > 1) + (pp > 1) + (pp > 1 ? 1 : 0) + (cp > 1 ? 2 : 0);
 }
 
-int64_t GpuMemoryReserve(int tp, int dp, int pp) {
-  return kGpuOpsReserve + NcclCommunicatorCount(tp, dp, pp) * kNcclCommReserve;
+int64_t GpuMemoryReserve(int tp, int dp, int pp, int cp) {
+  return kGpuOpsReserve + NcclCommunicatorCount(tp, dp, pp, cp) * kNcclCommReserve;
 }
 
 JobCheck CheckJob(const JobConfig& config_in, int world_size, const LocalPlacement& where,
@@ -227,7 +227,7 @@ JobCheck CheckJob(const JobConfig& config_in, int world_size, const LocalPlaceme
       check.memory = *estimate;
       check.on_gpu = JobRunsOnGpu(config);
       const JobLayout& n = *check.numbers;
-      check.reserve = check.on_gpu ? GpuMemoryReserve(n.tp, n.dp, n.pp) : kCpuMemoryReserve;
+      check.reserve = check.on_gpu ? GpuMemoryReserve(n.tp, n.dp, n.pp, n.cp) : kCpuMemoryReserve;
       check.ranks_per_host = check.on_gpu         ? 1
                              : ranks_per_host > 0 ? ranks_per_host
                                                   : RanksPerHost();

@@ -47,12 +47,13 @@ inline constexpr int64_t kNcclCommReserve = int64_t{384} << 20;
 // measures it instead, see above).
 inline constexpr int64_t kCudaContextReserve = int64_t{512} << 20;
 
-// The NCCL communicators a rank of a (tp, dp, pp) layout creates: tp, dp and pp groups and the
-// embedding group (first and last stage, when pp > 1), each only when it has more than one
-// rank. World and model groups carry host scalars only and get none.
-int NcclCommunicatorCount(int tp, int dp, int pp);
+// The NCCL communicators a rank of a (tp, dp, pp, cp) layout creates: tp, dp and pp groups and
+// the embedding group (first and last stage, when pp > 1), and with cp > 1 the cp ring and the
+// dp x cp group gradients are reduced over (parallel/process_groups.h), each only when it has
+// more than one rank. World and model groups carry host scalars only and get none.
+int NcclCommunicatorCount(int tp, int dp, int pp, int cp = 1);
 // kGpuOpsReserve + NcclCommunicatorCount * kNcclCommReserve.
-int64_t GpuMemoryReserve(int tp, int dp, int pp);
+int64_t GpuMemoryReserve(int tp, int dp, int pp, int cp = 1);
 
 // Shapes the CUDA kernels cannot run, each naming the fields and the limit: attention's head
 // dimension (hidden / heads), and the grid's micro-batch x local heads.

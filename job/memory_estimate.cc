@@ -32,7 +32,7 @@ std::string Bytes(int64_t b) {
 
 }  // namespace
 
-absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& l) {
+absl::StatusOr<std::vector<MemoryEstimate>> EstimateMemoryPerStage(const JobLayout& l) {
   const int64_t dt = l.bf16 ? 2 : 4;
   const DType dtype = l.bf16 ? DType::kBF16 : DType::kF32;
   // Micro-batch chunks each stage holds at once under the job's schedule (the simulator's count;
@@ -41,14 +41,16 @@ absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& l) {
                         SchedulePipelineBubble(l.schedule, l.pipeline_shape()));
   // ZeRO-1 shards over every replica of the parameters: dp x cp.
   const double shard = l.distributed_optimizer ? 1.0 / (l.dp * l.cp) : 1.0;
-  MemoryEstimate best;
+  std::vector<MemoryEstimate> stages;
   for (int s = 0; s < l.pp; ++s) {
     const GptStage stage = l.pp > 1 ? PipelineStageOf(l.pp, s, l.chunk_layers) : GptStage{};
     // Parameters: the table the model builds for this stage (tensor rank 0: every rank of a
     // stage holds the same count).
     LOOM_ASSIGN_OR_RETURN(ParamTable table, GptParamTable(l.model, l.tp, 0, stage));
     // Activations: the model's own allocation code, run without allocating.
-    // ZERO_BUBBLE: each slot also holds the buffers its deferred weight gradients read.
+    // ZERO_BUBBLE: a slot stays taken until its W pass; what W reads lives in the slot itself
+    // (GptModel::ChunkBackwardInput), except the tensors recomputation rebuilt, which the slot's
+    // weight-gradient buffers hold (none without recomputation).
     const bool split = l.schedule == PipelineScheduleKind::kZeroBubble;
     LOOM_ASSIGN_OR_RETURN(
         GptModel::ActivationFootprint acts,
@@ -59,11 +61,10 @@ absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& l) {
     slot /= std::max<size_t>(1, acts.slot.size());  // a chunk's slot (chunks split layers evenly)
     double w_slot = 0;  // the part of a slot that is weight-gradient buffers
     if (split) {
-      LOOM_ASSIGN_OR_RETURN(
-          GptModel::ActivationFootprint plain,
-          GptModel::MeasureActivations(l.model, l.tp, l.sequence_parallel, stage, dtype,
-                                       l.recompute, l.micro_batch_size, l.seq_len_per_cp_rank,
-                                       l.cp));
+      LOOM_ASSIGN_OR_RETURN(GptModel::ActivationFootprint plain,
+                            GptModel::MeasureActivations(l.model, l.tp, l.sequence_parallel, stage,
+                                                         dtype, l.recompute, l.micro_batch_size,
+                                                         l.seq_len_per_cp_rank, l.cp));
       double plain_slot = 0;
       for (int64_t b : plain.slot) plain_slot += static_cast<double>(b);
       w_slot = slot - plain_slot / std::max<size_t>(1, plain.slot.size());
@@ -82,7 +83,16 @@ absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& l) {
     m.weight_grad_buffers = Saturate(in_flight * w_slot);
     m.total = Saturate(static_cast<double>(m.weights) + m.gradients + m.master_weights +
                        m.optimizer_moments + m.activations);
-    if (s == 0 || m.total > best.total) best = m;
+    stages.push_back(m);
+  }
+  return stages;
+}
+
+absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& l) {
+  LOOM_ASSIGN_OR_RETURN(std::vector<MemoryEstimate> stages, EstimateMemoryPerStage(l));
+  MemoryEstimate best = stages[0];
+  for (const MemoryEstimate& m : stages) {
+    if (m.total > best.total) best = m;
   }
   return best;
 }

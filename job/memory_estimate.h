@@ -9,9 +9,11 @@
 // - activations: the model's own allocation code run without allocating
 //   (GptModel::MeasureActivations): the buffers held once, plus one slot per micro-batch chunk
 //   in flight, the count the pipeline simulator finds for the job's schedule
-//   (parallel/pipeline_simulator.h), recomputation included; under ZERO_BUBBLE each slot also
-//   holds the buffers of its deferred weight gradients, until its W pass. With context
-//   parallelism a rank holds seq_len / cp tokens of each sequence (about 1/cp of the
+//   (parallel/pipeline_simulator.h), recomputation included; under ZERO_BUBBLE a slot is held
+//   until its W pass (every stage holds min(p, m), 1F1B's first stage's count) and, with
+//   recomputation, also holds the rebuilt tensors its W pass reads (without recomputation a
+//   ZERO_BUBBLE slot is exactly a 1F1B slot: W reads only what the slot already holds). With
+//   context parallelism a rank holds seq_len / cp tokens of each sequence (about 1/cp of the
 //   activations) plus ring attention's blocks in flight.
 // The figure is that of the pipeline stage needing the most.
 // Not counted: allocator rounding (512 bytes a tensor), communication buffers, the CUDA context
@@ -21,6 +23,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "job/job_layout.h"
@@ -52,11 +55,15 @@ struct MemoryEstimate {
   int64_t total = 0;
   int stage = 0;  // the pipeline stage the figures are for (the largest)
   int64_t micro_batches_in_flight = 1;
-  // ZERO_BUBBLE: the part of `activations` that holds what the deferred weight-gradient passes
-  // read (output gradients, gathered or recomputed inputs) until they run; 0 otherwise.
+  // ZERO_BUBBLE: the part of `activations` beyond the plain slots, the tensors recomputation
+  // rebuilt that the deferred weight-gradient passes read, kept until they run; 0 without
+  // recomputation and for the other schedules.
   int64_t weight_grad_buffers = 0;
 };
 
+// The estimate for each pipeline stage (index = stage; one entry without pipeline stages), as a
+// rank of that stage allocates it.
+absl::StatusOr<std::vector<MemoryEstimate>> EstimateMemoryPerStage(const JobLayout& layout);
 // The estimate for the rank that needs the most. `config` has its defaults applied and is valid
 // for the layout (job/config.h ValidateJobConfig); sizes beyond int64 saturate.
 absl::StatusOr<MemoryEstimate> EstimateMemoryPerRank(const JobLayout& layout);

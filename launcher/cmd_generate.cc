@@ -20,7 +20,9 @@ constexpr char kDescription[] =
     "logits are divided by the temperature, cut to the --top-k largest and then to the\n"
     "--top-p nucleus, and sampled with --seed. --template renders TEXT as the user turn of an\n"
     "SFT chat template (qa, chatml, plain, or the sft_template.textproto `loom data sft` wrote)\n"
-    "followed by the assistant's cue. Under mpirun -np N the N ranks split the model N ways\n"
+    "followed by the assistant's cue. --tokenizer (or the tokenizer.json / tokenizer.model\n"
+    "of a Hugging Face --from directory) encodes the prompt and decodes the output; only\n"
+    "whole UTF-8 characters are printed. Under mpirun -np N the N ranks split the model N ways\n"
     "(tensor parallel) and generate together.";
 
 absl::Status RunGenerate(const std::vector<std::string>& args) {
@@ -38,6 +40,9 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   flags.Double("--top-p", &top_p, "P", "then among the most likely whose probability reaches P");
   flags.Int64("--seed", &seed, "S", "the sampling seed");
   flags.String("--template", &o.template_name, "NAME|FILE", "render TEXT as an SFT chat turn");
+  flags.String("--tokenizer", &o.tokenizer, "PATH",
+               "the model's tokenizer.json, SentencePiece .model, or a directory holding either "
+               "(default: the one inside a Hugging Face --from directory, else bytes)");
   flags.Choice("--backend", &o.backend, {"cpu", "cuda", "test"}, "where the model runs");
   flags.Bool("--no-stop", &no_stop, "keep going past the end-of-text token");
   flags.Bool("--quiet", &quiet, "print only the generated text (no prompt, no timing line)");

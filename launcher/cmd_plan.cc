@@ -81,6 +81,10 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
              "also try pp * virtual stages that do not divide the layers; on, =false to leave out");
   flags.Int("--top", &top, "K", "rows to print").AtLeast(0);
   flags.String("--csv", &csv, "FILE", "also write every layout, exact bytes and seconds, as CSV");
+  std::string job_out;
+  flags.String("--job-out", &job_out, "FILE",
+               "also write the job of the top layout that fits (its parallel fields, cp and "
+               "schedule included), ready for `loom train` on its world size");
   LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
   if (!run) return absl::OkStatus();
 
@@ -148,17 +152,20 @@ absl::Status RunPlan(const std::vector<std::string>& args) {
       << " fit in memory; ms per step, communication as exposed beside compute "
          "(docs/planner.md); stages = layers per model chunk\n"
       << FormatPlanTable(*plan, top);
-  bool issue21 = false;
-  for (int i = 0; i < std::min<int>(top, plan->size()); ++i) {
-    issue21 |= (*plan)[i].cp > 1 || (*plan)[i].schedule == PlanSchedule::kZeroBubble;
-  }
-  if (issue21) {
-    std::cout << "# cp > 1 and zb rows need parallel.cp and schedule ZERO_BUBBLE (issue 21); "
-                 "--max-cp 1 --zero-bubble=false leaves them out\n";
-  }
   if (!csv.empty()) {
     LOOM_RETURN_IF_ERROR(AtomicWriteFile(csv, FormatPlanCsv(*plan)));
     std::cout << "# every layout: " << csv << "\n";
+  }
+  if (!job_out.empty()) {
+    if (!plan->front().fits) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--job-out ", job_out, ": no layout fits in ", machine.memory_gib,
+          " GiB per GPU, so there is no job to write (the table above lists the smallest)"));
+    }
+    LOOM_RETURN_IF_ERROR(
+        AtomicWriteFile(job_out, FormatPlannedJob(config, plan->front(), machine)));
+    std::cout << "# the job of rank 1 (" << plan->front().Name() << ", " << plan->front().world()
+              << " ranks): " << job_out << "\n";
   }
   return absl::OkStatus();
 }

@@ -173,16 +173,14 @@ absl::Status GptModel::EmbeddingForward(const Tensor& tokens, const Tensor& out)
   const GptConfig& c = config_;
   Tensor wpe;
   if (!c.is_llama()) wpe = P(refs_.wpe);
-  // Position embeddings are added once, by tensor rank 0, before the reduction.
-  if (!c.is_llama() && tp_rank_ == 0 && cp_ != nullptr) {
-    LOOM_ASSIGN_OR_RETURN(wpe, LocalWpe());  // the rows of this rank's global positions
-  }
+  // Position embeddings are added once, by tensor rank 0, before the reduction (at the tokens'
+  // positions: CurPositions, selected by the caller).
   const Tensor* wpe_here = (!c.is_llama() && tp_rank_ == 0) ? &wpe : nullptr;
   // With SP the embedding of all rows goes to proj_ and is reduce-scattered into this rank's.
   const Tensor& emb_full = sp_ ? proj_ : out;
   LOOM_ASSIGN_OR_RETURN(Tensor emb3, emb_full.Reshape(Shape{B_, T_, c.hidden}));
-  LOOM_TIMED_OP("embedding",
-                ops::EmbeddingForward(tokens, P(refs_.wte), wpe_here, emb3, vocab_start_));
+  LOOM_TIMED_OP("embedding", ops::EmbeddingForward(tokens, P(refs_.wte), wpe_here, emb3,
+                                                   vocab_start_, CurPositions()));
   if (tp_ != nullptr) LOOM_TIMED_OP(sp_ ? "sp_comm" : "tp_comm", ReduceRowParallel(emb_full, out));
   return absl::OkStatus();
 }
@@ -249,10 +247,12 @@ absl::Status GptModel::SelectSegments(int mb) {
     return absl::InvalidArgumentError(absl::StrCat("micro-batch ", mb, " has no segment ids (",
                                                    segments_.size(), " set by SetSegments)"));
   }
-  if (segments_[mb].shape() != Shape{B_, T_}) {
+  // With context parallelism every rank holds the whole sequence's ids (ring attention).
+  const int64_t seq_len = T_ * cp_size_;
+  if (segments_[mb].shape() != Shape{B_, seq_len}) {
     return absl::InvalidArgumentError(absl::StrCat("segment ids of micro-batch ", mb, " are ",
                                                    segments_[mb].shape().ToString(), ", expected [",
-                                                   B_, ", ", T_, "]"));
+                                                   B_, ", ", seq_len, "]"));
   }
   cur_segments_ = segments_[mb];
   return absl::OkStatus();
@@ -260,6 +260,7 @@ absl::Status GptModel::SelectSegments(int mb) {
 
 absl::Status GptModel::RunChunkLayers(int chunk, Slot& slot) {
   LOOM_RETURN_IF_ERROR(SelectSegments(slot.mb));
+  LOOM_RETURN_IF_ERROR(SelectPositions(slot.mb));
   const GptStage::Chunk& ch = stage_.chunks[chunk];
   const bool full = recompute_ == Recompute::kFull;
   Tensor x = slot.x_in;
@@ -365,6 +366,7 @@ absl::StatusOr<float> GptModel::ChunkForward(int chunk, int mb, const Tensor* to
   }
   LOOM_ASSIGN_OR_RETURN(Slot * slot, TakeSlot(chunk, mb));
   if (embed) {
+    LOOM_RETURN_IF_ERROR(SelectPositions(mb));
     LOOM_RETURN_IF_ERROR(slot->tokens.CopyFrom(*tokens));
     LOOM_RETURN_IF_ERROR(EmbeddingForward(slot->tokens, slot->x_in));
   }
@@ -390,11 +392,11 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   // Replicated parameters whose gradient needs all rows (row-parallel biases, positions): every
   // rank computes it from the full gradient without SP; rank 0 alone with SP (then summed).
   const bool full_row_grads_here = !sp_ || rank0;
-  // Which of the tensors the weight gradients read live in the slot (the rest are shared
-  // buffers, copied aside when the weight gradients are deferred: gpt_backward_split.cc).
+  // What the weight GEMMs read, for when they are deferred (gpt_backward_split.cc): slot
+  // tensors as they are, output gradients in slot tensors this backward has finished with,
+  // rebuilt (recomputed) tensors copied aside; with SP the rows that were gathered.
   const bool full = recompute_ == Recompute::kFull;
   const bool act_in_slot = recompute_ == Recompute::kNone;
-  const bool gemm_in_in_slot = !sp_ && !full;  // the column-parallel GEMMs' input (norm output)
   const GptParamRefs::Layer& L = refs_.layers[l];
   // d_res_ holds dL/d(block output) for this rank's rows; the MLP branch first.
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
@@ -406,8 +408,10 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
       LOOM_TIMED_OP("activation", ops::GeluForward(a.fc, a.act));
     }
   }
-  LOOM_RETURN_IF_ERROR(LinearGrads(d_full_, a.act, act_in_slot, L.out_w,
-                                   full_row_grads_here ? L.out_b : ParamRef{}, &d_act_));
+  // The layer's output res3 is the next layer's input, whose backward ran: it keeps d_res_.
+  LOOM_RETURN_IF_ERROR(LinearGrads(d_full_, a.act, L.out_w,
+                                   full_row_grads_here ? L.out_b : ParamRef{}, &d_act_,
+                                   {d_res_, sp_, false, &a.res3}, {a.act, false, act_in_slot}));
   if (llama) {
     LOOM_TIMED_OP("activation", ops::SwiGLUBackward(d_act_, a.fc, d_fc_));
   } else {
@@ -415,16 +419,20 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   }
   LOOM_FULL_ROWS(in2, a.norm2);
   // After the activation's backward the slot's fc is dead: it keeps fc's output gradient.
-  LOOM_RETURN_IF_ERROR(
-      LinearGrads(d_fc_, in2, gemm_in_in_slot, L.fc_w, L.fc_b, &d_norm_, full ? nullptr : &a.fc));
+  LOOM_RETURN_IF_ERROR(LinearGrads(d_fc_, in2, L.fc_w, L.fc_b, &d_norm_,
+                                   {d_fc_, false, false, full ? nullptr : &a.fc},
+                                   {a.norm2, sp_, !full}));
   if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
   LOOM_RETURN_IF_ERROR(
-      NormGrads(d_norm_s_, a.res2, !full, L.norm2_w, L.norm2_b, a.mean2, a.rstd2, !full, d_tmp_));
+      NormGrads(d_norm_s_, a.res2, L.norm2_w, L.norm2_b, a.mean2, a.rstd2, d_tmp_));
   LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d res2
   // Attention branch.
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
-  LOOM_RETURN_IF_ERROR(LinearGrads(d_full_, a.atty, !full, L.proj_w,
-                                   full_row_grads_here ? L.proj_b : ParamRef{}, &d_atty_));
+  // Norm 2 has run backward: res2 is dead and keeps d_res_ (not under full recomputation,
+  // where res2 is the shared layer buffers').
+  LOOM_RETURN_IF_ERROR(
+      LinearGrads(d_full_, a.atty, L.proj_w, full_row_grads_here ? L.proj_b : ParamRef{}, &d_atty_,
+                  {d_res_, sp_, false, full ? nullptr : &a.res2}, {a.atty, false, !full}));
   const int64_t qkv_dim = a.qkv.dim(1), attn_dim = a.atty.dim(1);
   LOOM_ASSIGN_OR_RETURN(Tensor qkv3, a.qkv.Reshape(Shape{B, T, qkv_dim}));
   LOOM_ASSIGN_OR_RETURN(Tensor atty3, a.atty.Reshape(Shape{B, T, attn_dim}));
@@ -434,22 +442,23 @@ absl::Status GptModel::LayerBackward(int l, const Tensor& x_in, LayerActs& a) {
   LOOM_FULL_ROWS(in1, a.norm1);
   if (llama) LOOM_TIMED_OP("rope", Rope(dqkv3, /*inverse=*/true));
   // After attention's backward the slot's qkv is dead: it keeps qkv's output gradient.
-  LOOM_RETURN_IF_ERROR(LinearGrads(d_qkv_, in1, gemm_in_in_slot, L.qkv_w, L.qkv_b, &d_norm_,
-                                   full ? nullptr : &a.qkv));
+  LOOM_RETURN_IF_ERROR(LinearGrads(d_qkv_, in1, L.qkv_w, L.qkv_b, &d_norm_,
+                                   {d_qkv_, false, false, full ? nullptr : &a.qkv},
+                                   {a.norm1, sp_, !full}));
   if (tp_ != nullptr) LOOM_TIMED_OP(row_comm, ReduceInputGrad(d_norm_, d_norm_s_));
-  LOOM_RETURN_IF_ERROR(
-      NormGrads(d_norm_s_, x_in, true, L.norm1_w, L.norm1_b, a.mean1, a.rstd1, !full, d_tmp_));
+  LOOM_RETURN_IF_ERROR(NormGrads(d_norm_s_, x_in, L.norm1_w, L.norm1_b, a.mean1, a.rstd1, d_tmp_));
   LOOM_TIMED_OP("residual", ops::Add(d_res_, d_tmp_, d_res_));  // now dL/d x_in
   // In table order (LLaMA's unheld biases are passed over).
   return ParamsReady({L.norm1_w, L.norm1_b, L.qkv_w, L.qkv_b, L.proj_w, L.proj_b, L.norm2_w,
                       L.norm2_b, L.fc_w, L.fc_b, L.out_w, L.out_b});
 }
 
-absl::Status GptModel::EmbeddingBackward(const Tensor& tokens) {
+absl::Status GptModel::EmbeddingBackward(const Tensor& tokens, const Tensor* dead) {
   const bool full_row_grads_here = !sp_ || tp_rank_ == 0;
   if (sp_) LOOM_TIMED_OP("sp_comm", GatherRows(d_res_, d_full_));
   // The embedding has no input gradient: its whole backward is weight gradients.
-  LOOM_RETURN_IF_ERROR(EmbeddingGrads(tokens, d_full_, !config_.is_llama() && full_row_grads_here));
+  LOOM_RETURN_IF_ERROR(EmbeddingGrads(tokens, d_full_, !config_.is_llama() && full_row_grads_here,
+                                      {d_res_, sp_, false, dead}));
   return ParamsReady({refs_.wte, refs_.wpe});  // wpe: GPT-2 only
 }
 
@@ -468,6 +477,7 @@ absl::Status GptModel::ChunkBackward(int chunk, int mb) {
 absl::Status GptModel::BackwardBody(int chunk, Slot& slot) {
   // Block-diagonal attention (packed fine-tuning data) needs this micro-batch's segment ids.
   LOOM_RETURN_IF_ERROR(SelectSegments(slot.mb));
+  LOOM_RETURN_IF_ERROR(SelectPositions(slot.mb));  // RoPE's inverse, the position gradient
   const GptStage::Chunk& ch = stage_.chunks[chunk];
   const bool full = recompute_ == Recompute::kFull;
   LOOM_RETURN_IF_ERROR(d_res_.CopyFrom(slot.d_out));
@@ -486,7 +496,9 @@ absl::Status GptModel::BackwardBody(int chunk, Slot& slot) {
       LOOM_RETURN_IF_ERROR(LayerBackward(l, x_in, slot.acts[j]));
     }
   }
-  if (ChunkHasEmbedding(chunk)) LOOM_RETURN_IF_ERROR(EmbeddingBackward(slot.tokens));
+  // The chunk's input (the embedding's output) has served layer 0's backward: it keeps the
+  // embedding's output gradient until W.
+  if (ChunkHasEmbedding(chunk)) LOOM_RETURN_IF_ERROR(EmbeddingBackward(slot.tokens, &slot.x_in));
   return absl::OkStatus();
 }
 

@@ -36,6 +36,12 @@
 // attention is per token and runs on them as is; the learned position embedding and RoPE use
 // the tokens' global positions; attention is ring attention over the cp group. The gradients
 // are this rank's share: the trainer averages them over dp x cp.
+//
+// Positions: the learned position embedding and RoPE read one position per token. By default
+// token t of a sequence is at t (with cp: the global position of this rank's chunk, from a
+// per-token array the model builds once per shape); SetPositions gives per-token positions per
+// micro-batch instead (packed fine-tuning samples, positions reset at each document start, cut
+// for cp like the tokens). One path: the ops take the per-token array, or nothing for 0..T-1.
 #pragma once
 
 #include <memory>
@@ -170,12 +176,22 @@ class GptModel {
   // the next call).
   absl::StatusOr<Tensor> Forward(const Tensor& tokens);
 
-  // Packed examples (fine-tuning data): segment ids i32 [B, T] per micro-batch, on the model's
+  // Packed examples (fine-tuning data): segment ids i32 [B, T] per micro-batch (with context
+  // parallelism the whole sequence's, [B, T * cp], as ring attention reads them), on the model's
   // device (or the host for a host-memory device), indexed by the micro-batch number of the
   // chunk calls (ForwardBackward and Forward use 0). Attention then stays inside each segment
   // (block-diagonal causal, ops/attention.h). Empty (the default): plain causal attention. The
   // caller keeps the tensors unchanged until the micro-batches' backward passes have run.
   void SetSegments(std::vector<Tensor> per_micro_batch) { segments_ = std::move(per_micro_batch); }
+  // Per-token positions i32 [B, T] per micro-batch (same device and indexing as SetSegments),
+  // read by the position embedding (GPT-2) and RoPE (LLaMA), forward and backward: position
+  // ids reset at each packed example's start, so an example sees the positions it would see
+  // alone (and at generation time). Under cp each holds this rank's chunks of the sequences'
+  // positions (SelectContextChunks). Empty (the default): 0..T-1, or this rank's chunks'
+  // global positions. Kept unchanged by the caller until the backward passes have run.
+  void SetPositions(std::vector<Tensor> per_micro_batch) {
+    positions_ = std::move(per_micro_batch);
+  }
 
   // ---- Chunk API (pipeline stages). Chunks are numbered 0 .. stage().chunks.size() - 1. ----
   int num_chunks() const { return static_cast<int>(stage_.chunks.size()); }
@@ -213,15 +229,19 @@ class GptModel {
 
   // ---- The backward split (schedules with deferred weight gradients: ZERO_BUBBLE). ----
   // ChunkBackwardInput is ChunkBackward's B half: ChunkInputGrad() (what the previous stage
-  // waits for) and none of the parameters' gradients. What those need stays alive: the slot
-  // stays taken, and the shared buffers the weight GEMMs and norms read (output gradients,
-  // gathered rows, recomputed activations) are copied into the slot's weight-gradient buffers
-  // (the qkv and fc GEMMs' output gradients into the slot's own qkv and fc, dead after B).
-  // ChunkBackwardWeight is the W half: it accumulates the parameters' gradients (linear dW and
-  // db, norm gamma and beta, the embedding), fires the gradient-ready hooks of a final pass and
-  // gives the slot back. B then W gives ChunkBackward's gradients bit for bit. The head keeps
-  // running its whole backward inside its forward: deferring its W would hold the logits'
-  // gradient [B*T, V/tp] per micro-batch. Needs set_split_backward(true) first.
+  // waits for), the norms' gradients (their fused kernel gives them with dx) and none of the
+  // weight GEMMs' or the embedding's. What those need stays alive, and nothing else beyond the
+  // plain backward's slot: the slot stays taken; each GEMM's output gradient goes into a slot
+  // tensor B has finished with (qkv's into the slot's qkv, fc's into its fc, the MLP output's
+  // into the layer's output, the attention projection's into res2, the embedding's into the
+  // chunk's input); with sequence parallelism W gathers the rows again instead of keeping
+  // gathered copies. Only recomputation leaves tensors W reads outside the slot (the rebuilt
+  // activations), which go into the slot's weight-gradient buffers (WeightStashPlan).
+  // ChunkBackwardWeight is the W half: it accumulates the weight GEMMs' dW and db and the
+  // embedding's gradient, fires the gradient-ready hooks of a final pass and gives the slot
+  // back. B then W gives ChunkBackward's gradients bit for bit. The head keeps running its
+  // whole backward inside its forward: deferring its W would hold the logits' gradient
+  // [B*T, V/tp] per micro-batch. Needs set_split_backward(true) first.
   absl::Status ChunkBackwardInput(int chunk, int mb);
   absl::Status ChunkBackwardWeight(int chunk, int mb);
   // Makes every slot hold the weight-gradient buffers the split needs (counted in
@@ -236,18 +256,30 @@ class GptModel {
   };
   // One deferred piece of weight-gradient work, over views into the slot or its stash.
   struct WeightTask {
-    enum Kind { kLinear, kNorm, kEmbedding, kReady } kind;
-    Tensor dout, in, mean, rstd;  // in: the GEMM's input, the norm's input, or the tokens
+    enum Kind { kLinear, kEmbedding, kReady } kind;
+    Tensor dout, in;              // in: the GEMM's input, or the tokens
+    bool gather_dout = false;     // sequence parallelism: dout / in are this rank's rows,
+    bool gather_in = false;       // gathered again over the tensor group before the GEMM
+    Tensor positions;             // kEmbedding: per-token positions (undefined: 0..T-1)
     ParamRef w, b;                // b unheld: no bias gradient (or no position embedding)
     std::vector<ParamRef> ready;  // kReady: their gradients are final
   };
+  // What a deferred weight GEMM reads, as B names it for W: `t` (with sequence parallelism, the
+  // rows of this rank it was gathered from, `gathered`), kept as it is when `in_slot`, else
+  // copied into `dead` (a slot tensor B has finished with) or the slot's next stash buffer.
+  struct WeightOperand {
+    Tensor t;
+    bool gathered = false;
+    bool in_slot = false;
+    const Tensor* dead = nullptr;
+  };
   // One micro-batch in flight through one chunk.
   struct Slot {
-    int mb = -1;  // -1: free
-    Tensor tokens;  // i32 [B, T] (embedding chunk)
-    Tensor x_in;    // [Ns, C] the chunk's input
-    Tensor d_out;   // [Ns, C] dL/d(chunk output)
-    std::vector<LayerActs> acts;  // one per layer of the chunk (none under full recompute)
+    int mb = -1;                    // -1: free
+    Tensor tokens;                  // i32 [B, T] (embedding chunk)
+    Tensor x_in;                    // [Ns, C] the chunk's input
+    Tensor d_out;                   // [Ns, C] dL/d(chunk output)
+    std::vector<LayerActs> acts;    // one per layer of the chunk (none under full recompute)
     std::vector<Tensor> layer_out;  // full recompute: each layer's output [Ns, C], its checkpoint
     // Split backward: the weight-gradient buffers (WeightStashPlan), the deferred work B
     // recorded for W, and whether B ran.
@@ -261,28 +293,33 @@ class GptModel {
   absl::Status AllocLayerActs(LayerActs& a, bool keep_act, int64_t* bytes);
   absl::StatusOr<Tensor> Alloc(const Shape& shape, DType dtype, int64_t* bytes);
   absl::Status EmbeddingForward(const Tensor& tokens, const Tensor& out);
-  absl::Status EmbeddingBackward(const Tensor& tokens);
+  // `dead`: a slot tensor of [rows, C] B has finished with, to keep the embedding's output
+  // gradient in until W (the split backward).
+  absl::Status EmbeddingBackward(const Tensor& tokens, const Tensor* dead);
   absl::Status LayerForward(int layer, const Tensor& x, LayerActs& a);
   absl::Status LayerBackward(int layer, const Tensor& x_in, LayerActs& a);
   absl::Status RunChunkLayers(int chunk, Slot& slot);
   absl::Status BackwardBody(int chunk, Slot& slot);  // ChunkBackward's work on a slot
   // The backward's parameter-gradient points (gpt_backward_split.cc): run at once, or, during
   // ChunkBackwardInput, only their input-gradient half with the rest recorded for W.
-  // dinp = dout @ W^T-side; dW (+ db when `b` is held) += from dout and inp.
-  // `dead`: a slot tensor of dout's shape that B no longer needs, to keep dout in rather than
-  // in a stash buffer (the qkv and fc activations, once attention and the activation function
-  // have run backward).
-  absl::Status LinearGrads(const Tensor& dout, const Tensor& inp, bool inp_in_slot, ParamRef w,
-                           ParamRef b, const Tensor* dinp, const Tensor* dead = nullptr);
-  // LayerNorm (b held) or RMSNorm backward: dx, and dgamma (dbeta).
-  absl::Status NormGrads(const Tensor& dout, const Tensor& x, bool x_in_slot, ParamRef w,
-                         ParamRef b, const Tensor& mean, const Tensor& rstd, bool stats_in_slot,
-                         const Tensor& dx);
-  absl::Status EmbeddingGrads(const Tensor& tokens, const Tensor& dout, bool with_positions);
+  // dinp = dout @ W^T-side; dW (+ db when `b` is held) += from dout and inp; what W will read
+  // of dout and inp is `keep_dout` and `keep_in` (the same tensors, or the rows they were
+  // gathered from, and where they stay alive until W).
+  absl::Status LinearGrads(const Tensor& dout, const Tensor& inp, ParamRef w, ParamRef b,
+                           const Tensor* dinp, const WeightOperand& keep_dout,
+                           const WeightOperand& keep_in);
+  // LayerNorm (b held) or RMSNorm backward: dx, and dgamma (dbeta). Never deferred: the
+  // norm's own fused kernel (one pass over [rows, C]) also gives gamma's and beta's gradients,
+  // and deferring them would keep the norm's input and output gradient alive until W.
+  absl::Status NormGrads(const Tensor& dout, const Tensor& x, ParamRef w, ParamRef b,
+                         const Tensor& mean, const Tensor& rstd, const Tensor& dx);
+  absl::Status EmbeddingGrads(const Tensor& tokens, const Tensor& dout, bool with_positions,
+                              const WeightOperand& keep_dout);
   absl::Status ParamsReady(const std::vector<ParamRef>& refs);
-  // During ChunkBackwardInput: `t` itself when it lives in the slot, else a copy in the slot's
-  // next stash buffer (whose shape must be t's: the plan and the code go in step).
-  absl::StatusOr<Tensor> Keep(const Tensor& t, bool in_slot, const Tensor* dead = nullptr);
+  // During ChunkBackwardInput: what W reads of `op`: op.t itself when it lives in the slot, else
+  // a copy in op.dead or in the slot's next stash buffer (whose shape must be op.t's: the plan
+  // and the code go in step).
+  absl::StatusOr<Tensor> Keep(const WeightOperand& op);
   absl::Status RunWeightTask(const WeightTask& t);
   // The stash buffers one slot of `chunk` needs, in the order Keep takes them.
   std::vector<std::pair<Shape, DType>> WeightStashPlan(int chunk) const;
@@ -305,15 +342,20 @@ class GptModel {
   // The step's gradient of these parameters is complete (final backward only); unheld ones
   // (another family's) are passed over.
   absl::Status GradsReady(const std::vector<ParamRef>& refs);
-  // Context parallelism (model/gpt_context.cc): global positions, attention over the ring.
-  ops::ChunkedPositions LocalPositions() const;
+  // Context parallelism and positions (model/gpt_context.cc): per-token positions, attention
+  // over the ring.
   absl::Status Rope(const Tensor& qkv3, bool inverse);
   absl::Status Attention(const Tensor& qkv3, const Tensor& atty3, const Tensor& lse);
   absl::Status AttentionGrad(const Tensor& datty3, const Tensor& qkv3, const Tensor& atty3,
                              const Tensor& lse, const Tensor& dqkv3);
-  // The wpe rows of this rank's positions (GPT-2 with cp), and their gradient added back.
-  absl::StatusOr<Tensor> LocalWpe();
-  absl::Status AddLocalWpeGrad();
+  // The running micro-batch's positions: SetPositions' entry for micro-batch `mb`, else the
+  // cp chunks' (cp_positions_), else none (0..T-1).
+  absl::Status SelectPositions(int mb);
+  const Tensor* CurPositions() const {
+    return cur_positions_.defined() ? &cur_positions_ : nullptr;
+  }
+  // Fills cp_positions_ with this cp rank's global positions (SetShape, cp > 1).
+  absl::Status FillContextPositions();
 
   GptConfig config_;
   GptStage stage_;
@@ -336,7 +378,9 @@ class GptModel {
   std::unique_ptr<RingAttention> ring_;
   // [B, T, qkv]: blocks in flight around the ring; dK/dV accumulators in flight and a partial.
   Tensor ring_kv_[2], ring_dkv_[3];
-  Tensor wpe_local_, g_wpe_local_;   // [T, C]: wpe rows at this rank's positions (GPT-2)
+  Tensor cp_positions_;            // i32 [B, T]: this cp rank's global positions (cp > 1)
+  std::vector<Tensor> positions_;  // SetPositions
+  Tensor cur_positions_;           // the running micro-batch's (undefined: 0..T-1)
   int heads_ = 0, kv_heads_ = 0;  // local heads
   int64_t vocab_start_ = 0, local_vocab_ = 0, valid_local_vocab_ = 0;
   GradReadyHook grad_ready_;
@@ -365,7 +409,6 @@ class GptModel {
   Tensor d_norm_s_;  // this rank's rows of d_norm_ after its reduction (SP; otherwise d_norm_)
   bool split_backward_ = false;
   Slot* deferring_ = nullptr;  // during ChunkBackwardInput: the slot W's work is recorded in
-  Tensor norm_dw_, norm_db_;   // B's norm backward writes gamma/beta gradients here, unread
 };
 
 }  // namespace loom

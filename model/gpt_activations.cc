@@ -139,17 +139,9 @@ absl::Status GptModel::SetShape(int64_t B, int64_t T) {
     for (Tensor& t : ring_dkv_) {
       LOOM_ASSIGN_OR_RETURN(t, Alloc(Shape{B, T, qkv}, dt, sb));
     }
-    if (!config_.is_llama() && stage_.embedding) {
-      LOOM_ASSIGN_OR_RETURN(wpe_local_, Alloc(Shape{T, C}, dt, sb));
-      LOOM_ASSIGN_OR_RETURN(g_wpe_local_, Alloc(Shape{T, C}, f32, sb));
-    }
-  }
-  // The split backward's B sends a norm's gamma/beta gradients here (fp32, as the gradients).
-  LOOM_ASSIGN_OR_RETURN(norm_dw_, Alloc(Shape{C}, f32, sb));
-  LOOM_ASSIGN_OR_RETURN(norm_db_, Alloc(Shape{C}, f32, sb));
-  if (!dry_run_) {
-    LOOM_RETURN_IF_ERROR(norm_dw_.Fill0());
-    LOOM_RETURN_IF_ERROR(norm_db_.Fill0());
+    // This rank's global positions, per token (the embedding's and RoPE's default).
+    LOOM_ASSIGN_OR_RETURN(cp_positions_, Alloc(Shape{B, T}, DType::kI32, sb));
+    if (!dry_run_) LOOM_RETURN_IF_ERROR(FillContextPositions());
   }
   return absl::OkStatus();
 }
@@ -254,6 +246,5 @@ absl::StatusOr<Tensor> GptModel::ChunkOutputGrad(int chunk, int mb) {
   LOOM_ASSIGN_OR_RETURN(Slot * s, FindSlot(chunk, mb, "the output gradient"));
   return s->d_out;
 }
-
 
 }  // namespace loom

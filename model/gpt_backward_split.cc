@@ -2,19 +2,26 @@
 // backward pass that produces a parameter gradient goes through LinearGrads, NormGrads,
 // EmbeddingGrads or ParamsReady. Outside ChunkBackwardInput they run the fused op at once (the
 // plain backward). Inside it they run only the input-gradient half (B) and record the rest as
-// a WeightTask in the slot, with views of what it reads: slot tensors as they are (the slot
-// stays taken until W), shared buffers copied into the slot's stash, except that the output
-// gradients of the qkv and fc GEMMs go into the slot's own qkv and fc activations, which B has
-// finished with by then (without full recomputation): the stash holds about a third less.
+// a WeightTask in the slot, with views of what it reads.
+//
+// Memory: W keeps alive only what the weight GEMMs read (each one's input and output gradient)
+// and holds it in the plain backward's own slot, in tensors B has finished with: the output
+// gradients of the qkv and fc GEMMs in the slot's qkv and fc (dead once attention and the
+// activation function have run backward), the MLP output's in the layer's output res3 (the next
+// layer's input, whose backward ran before), the attention projection's in res2 (dead once
+// norm 2 has run backward), the embedding's in the chunk's input. With sequence parallelism
+// these are the rank's rows, which W gathers again (as B did) rather than keeping gathered
+// copies; the GEMMs' inputs are slot tensors already. So without recomputation a ZERO_BUBBLE
+// slot is exactly a 1F1B slot. Recomputation rebuilds tensors outside the slot; those W reads
+// are copied into the slot's stash (WeightStashPlan). The norms are not split: their fused
+// kernel gives gamma's and beta's gradients with dx in one pass over [rows, C], and deferring
+// them would keep each norm's input and output gradient until W.
 // ChunkBackwardWeight (W) replays the tasks in the order recorded, so gradients accumulate in the
 // same order, with the same kernels, as the fused backward's.
 //
 // Per op: a linear's B is its dX GEMM and its W the dW GEMM and bias sums
-// (ops::LinearBackwardInput / LinearBackwardWeight, both backends); attention, RoPE and the
-// activations have no weights (B only); a norm's B is its fused backward with the gamma/beta
-// gradients sent to scratch, its W the same kernel again with dx sent to scratch (a norm is one
-// pass over [rows, C], cheap beside the GEMMs, and this keeps one kernel per backend); the
-// embedding is W only (it has no input gradient).
+// (ops::LinearBackwardInput / LinearBackwardWeight, both backends); attention, RoPE, the
+// activations and the norms run wholly in B; the embedding is W only (it has no input gradient).
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -54,40 +61,34 @@ std::vector<std::pair<Shape, DType>> GptModel::WeightStashPlan(int chunk) const 
   const int64_t F = config_.ffn_hidden / tp_size_;
   const int64_t fc_width = config_.is_llama() ? 2 * F : F;
   const int64_t qkv = (heads_ + 2 * kv_heads_) * hd, attn = heads_ * hd;
-  const DType dt = dtype_, f32 = DType::kF32;
-  const bool full = recompute_ == Recompute::kFull, layer_norm = !config_.is_llama();
+  const DType dt = dtype_;
+  const bool full = recompute_ == Recompute::kFull;
   std::vector<std::pair<Shape, DType>> plan;
   auto add = [&plan](Shape s, DType d) { plan.emplace_back(std::move(s), d); };
-  auto norm_stats = [&]() {
-    if (layer_norm) add(Shape{Ns}, f32);
-    add(Shape{Ns}, f32);
-  };
-  // In LayerBackward's order: each GEMM's output gradient, then its input when not in the slot;
-  // each norm's output gradient, then its input and statistics when not in the slot.
+  // In LayerBackward's order, what W reads that lives outside the slot: under recomputation
+  // the rebuilt tensors (full: every GEMM input and the output gradients the shared layer
+  // buffers held). Without recomputation nothing: the slot holds it all.
   for (int j = 0; j < stage_.chunks[chunk].layers; ++j) {
-    add(Shape{N, C}, dt);                                      // MLP out: dL/d(block output)
-    if (recompute_ != Recompute::kNone) add(Shape{N, F}, dt);  // the recomputed activation
-    if (full) add(Shape{N, fc_width}, dt);  // MLP fc: dL/d(fc output); else in the slot's fc
-    if (sp_ || full) add(Shape{N, C}, dt);  // its input, gathered or rebuilt
-    add(Shape{Ns, C}, dt);                  // norm 2: dL/d(norm output)
+    // MLP out: its output gradient goes into the layer's output (res3); its input is the
+    // activation, rebuilt under recomputation.
+    if (recompute_ != Recompute::kNone) add(Shape{N, F}, dt);
     if (full) {
-      add(Shape{Ns, C}, dt);  // its input (res2)
-      norm_stats();
+      add(Shape{N, fc_width}, dt);  // MLP fc: dL/d(fc output); else in the slot's fc
+      add(Shape{Ns, C}, dt);        // its input (norm 2's output rows)
+      add(Shape{Ns, C}, dt);        // attention out projection: dL/d(res2) rows; else in res2
+      add(Shape{N, attn}, dt);      // its input (attention output)
+      add(Shape{N, qkv}, dt);       // qkv: dL/d(qkv); else in the slot's qkv
+      add(Shape{Ns, C}, dt);        // its input (norm 1's output rows)
     }
-    add(Shape{N, C}, dt);                   // attention out projection: dL/d(res2)
-    if (full) add(Shape{N, attn}, dt);      // its input (attention output)
-    if (full) add(Shape{N, qkv}, dt);       // qkv: dL/d(qkv); else in the slot's qkv
-    if (sp_ || full) add(Shape{N, C}, dt);  // its input
-    add(Shape{Ns, C}, dt);                  // norm 1: dL/d(norm output); its input is in the slot
-    if (full) norm_stats();
   }
-  if (ChunkHasEmbedding(chunk)) add(Shape{N, C}, dt);  // dL/d(embedding output)
   return plan;
 }
 
-absl::StatusOr<Tensor> GptModel::Keep(const Tensor& t, bool in_slot, const Tensor* dead) {
-  if (in_slot) return t;
-  if (dead != nullptr) {
+absl::StatusOr<Tensor> GptModel::Keep(const WeightOperand& op) {
+  const Tensor& t = op.t;
+  if (op.in_slot) return t;
+  if (op.dead != nullptr) {
+    const Tensor* dead = op.dead;
     if (dead->shape() != t.shape() || dead->dtype() != t.dtype()) {
       return absl::InternalError(absl::StrCat("split backward: the freed slot tensor ",
                                               dead->DebugString(), " cannot keep ",
@@ -113,8 +114,9 @@ absl::StatusOr<Tensor> GptModel::Keep(const Tensor& t, bool in_slot, const Tenso
   return dst;
 }
 
-absl::Status GptModel::LinearGrads(const Tensor& dout, const Tensor& inp, bool inp_in_slot,
-                                   ParamRef w, ParamRef b, const Tensor* dinp, const Tensor* dead) {
+absl::Status GptModel::LinearGrads(const Tensor& dout, const Tensor& inp, ParamRef w, ParamRef b,
+                                   const Tensor* dinp, const WeightOperand& keep_dout,
+                                   const WeightOperand& keep_in) {
   Tensor db;
   if (b.held()) db = G(b);
   if (deferring_ == nullptr) {
@@ -124,52 +126,39 @@ absl::Status GptModel::LinearGrads(const Tensor& dout, const Tensor& inp, bool i
   }
   if (dinp != nullptr) LOOM_TIMED_OP("linear", ops::LinearBackwardInput(dout, P(w), *dinp));
   WeightTask task{WeightTask::kLinear};
-  LOOM_ASSIGN_OR_RETURN(task.dout, Keep(dout, false, dead));
-  LOOM_ASSIGN_OR_RETURN(task.in, Keep(inp, inp_in_slot));
+  LOOM_ASSIGN_OR_RETURN(task.dout, Keep(keep_dout));
+  LOOM_ASSIGN_OR_RETURN(task.in, Keep(keep_in));
+  task.gather_dout = keep_dout.gathered;
+  task.gather_in = keep_in.gathered;
   task.w = w;
   task.b = b;
   deferring_->w_tasks.push_back(std::move(task));
   return absl::OkStatus();
 }
 
-absl::Status GptModel::NormGrads(const Tensor& dout, const Tensor& x, bool x_in_slot, ParamRef w,
-                                 ParamRef b, const Tensor& mean, const Tensor& rstd,
-                                 bool stats_in_slot, const Tensor& dx) {
-  const bool layer_norm = !config_.is_llama();
-  const bool defer = deferring_ != nullptr;
-  // B: the gamma/beta gradients go to scratch (never read); W below writes the real ones.
-  const Tensor dw = defer ? norm_dw_ : G(w);
-  const Tensor db = defer ? norm_db_ : (layer_norm ? G(b) : Tensor());
-  if (layer_norm) {
-    LOOM_TIMED_OP("norm", ops::LayerNormBackward(dout, x, P(w), mean, rstd, dx, dw, db));
+absl::Status GptModel::NormGrads(const Tensor& dout, const Tensor& x, ParamRef w, ParamRef b,
+                                 const Tensor& mean, const Tensor& rstd, const Tensor& dx) {
+  if (!config_.is_llama()) {
+    LOOM_TIMED_OP("norm", ops::LayerNormBackward(dout, x, P(w), mean, rstd, dx, G(w), G(b)));
   } else {
-    LOOM_TIMED_OP("norm", ops::RMSNormBackward(dout, x, P(w), rstd, dx, dw));
+    LOOM_TIMED_OP("norm", ops::RMSNormBackward(dout, x, P(w), rstd, dx, G(w)));
   }
-  if (!defer) return absl::OkStatus();
-  WeightTask task{WeightTask::kNorm};
-  LOOM_ASSIGN_OR_RETURN(task.dout, Keep(dout, false));
-  LOOM_ASSIGN_OR_RETURN(task.in, Keep(x, x_in_slot));
-  if (layer_norm) {
-    LOOM_ASSIGN_OR_RETURN(task.mean, Keep(mean, stats_in_slot));
-  }
-  LOOM_ASSIGN_OR_RETURN(task.rstd, Keep(rstd, stats_in_slot));
-  task.w = w;
-  task.b = layer_norm ? b : ParamRef{};
-  deferring_->w_tasks.push_back(std::move(task));
   return absl::OkStatus();
 }
 
-absl::Status GptModel::EmbeddingGrads(const Tensor& tokens, const Tensor& dout,
-                                      bool with_positions) {
+absl::Status GptModel::EmbeddingGrads(const Tensor& tokens, const Tensor& dout, bool with_positions,
+                                      const WeightOperand& keep_dout) {
   WeightTask task{WeightTask::kEmbedding};
   task.in = tokens;  // the slot's
   task.w = refs_.wte;
   task.b = with_positions ? refs_.wpe : ParamRef{};
+  task.positions = cur_positions_;  // the micro-batch's, still valid when W runs
   if (deferring_ == nullptr) {
     task.dout = dout;
     return RunWeightTask(task);
   }
-  LOOM_ASSIGN_OR_RETURN(task.dout, Keep(dout, false));
+  LOOM_ASSIGN_OR_RETURN(task.dout, Keep(keep_dout));
+  task.gather_dout = keep_dout.gathered;
   deferring_->w_tasks.push_back(std::move(task));
   return absl::OkStatus();
 }
@@ -183,34 +172,34 @@ absl::Status GptModel::ParamsReady(const std::vector<ParamRef>& refs) {
 }
 
 absl::Status GptModel::RunWeightTask(const WeightTask& t) {
+  // Sequence parallelism: B kept this rank's rows; gather them again as B did (the same
+  // collective, so the same values) into the backward's full-row scratch, free during W.
+  Tensor dout = t.dout, in = t.in;
+  if (t.gather_dout) {
+    LOOM_TIMED_OP("sp_comm", GatherRows(t.dout, d_full_));
+    dout = d_full_;
+  }
+  if (t.gather_in) {
+    LOOM_TIMED_OP("sp_comm", GatherRows(t.in, gathered_));
+    in = gathered_;
+  }
   switch (t.kind) {
     case WeightTask::kLinear: {
       Tensor db;
       if (t.b.held()) db = G(t.b);
-      LOOM_TIMED_OP("linear", ops::LinearBackwardWeight(t.dout, t.in, P(t.w), G(t.w),
+      LOOM_TIMED_OP("linear", ops::LinearBackwardWeight(dout, in, P(t.w), G(t.w),
                                                         t.b.held() ? &db : nullptr));
       return absl::OkStatus();
     }
-    case WeightTask::kNorm:
-      // dx goes to d_tmp_, backward scratch that W may overwrite (ChunkInputGrad is d_res_).
-      if (t.b.held()) {
-        LOOM_TIMED_OP("norm", ops::LayerNormBackward(t.dout, t.in, P(t.w), t.mean, t.rstd, d_tmp_,
-                                                     G(t.w), G(t.b)));
-      } else {
-        LOOM_TIMED_OP("norm", ops::RMSNormBackward(t.dout, t.in, P(t.w), t.rstd, d_tmp_, G(t.w)));
-      }
-      return absl::OkStatus();
     case WeightTask::kEmbedding: {
       Tensor g_wpe;
       if (t.b.held()) g_wpe = G(t.b);
-      LOOM_ASSIGN_OR_RETURN(Tensor dout3, t.dout.Reshape(Shape{B_, T_, config_.hidden}));
-      // With cp the position gradient is for this rank's positions: collected in g_wpe_local_,
-      // then added to its rows of wpe's gradient.
-      const bool local_wpe = t.b.held() && cp_ != nullptr;
-      if (local_wpe) LOOM_RETURN_IF_ERROR(g_wpe_local_.Fill0());
-      Tensor* g_pos = !t.b.held() ? nullptr : (local_wpe ? &g_wpe_local_ : &g_wpe);
-      LOOM_TIMED_OP("embedding", ops::EmbeddingBackward(t.in, dout3, G(t.w), g_pos, vocab_start_));
-      if (local_wpe) LOOM_RETURN_IF_ERROR(AddLocalWpeGrad());
+      LOOM_ASSIGN_OR_RETURN(Tensor dout3, dout.Reshape(Shape{B_, T_, config_.hidden}));
+      // The position gradient scatters by the tokens' positions (reset ones, or with cp this
+      // rank's global ones).
+      LOOM_TIMED_OP("embedding", ops::EmbeddingBackward(
+                                     t.in, dout3, G(t.w), t.b.held() ? &g_wpe : nullptr,
+                                     vocab_start_, t.positions.defined() ? &t.positions : nullptr));
       return absl::OkStatus();
     }
     case WeightTask::kReady:

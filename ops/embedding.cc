@@ -61,13 +61,43 @@ absl::Status CheckPositions(const Tensor& t, const EmbeddingDims& d, const char*
   return absl::OkStatus();
 }
 
+// positions (optional): i32 [B, T] beside the tokens.
+absl::Status CheckPositionIds(const Tensor* positions, const Tensor& tokens, const char* op) {
+  if (positions == nullptr) return absl::OkStatus();
+  LOOM_RETURN_IF_ERROR(CheckDefinedArg(*positions, op, "positions"));
+  LOOM_RETURN_IF_ERROR(CheckDTypeArg(*positions, DType::kI32, op, "positions"));
+  if (positions->shape() != tokens.shape()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": positions has shape ", positions->shape().ToString(),
+                     "; expected the tokens' ", tokens.shape().ToString()));
+  }
+  return CheckSameDeviceArg(tokens, *positions, op, "positions");
+}
+
+// On the CPU (inside the kernel's task, where the memory is readable): every position id is a
+// row of the table, so a bad one is an error rather than a read or write out of bounds.
+absl::Status CheckPositionRange(const int32_t* positions, int64_t n, int64_t rows, const char* op,
+                                const char* table) {
+  if (positions == nullptr) return absl::OkStatus();
+  for (int64_t i = 0; i < n; ++i) {
+    if (positions[i] < 0 || positions[i] >= rows) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": positions[", i, "] = ", positions[i],
+                                                     " is outside [0, ", rows, "), the rows of ",
+                                                     table));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status EmbeddingForward(const Tensor& tokens, const Tensor& wte, const Tensor* wpe,
-                              const Tensor& out, int64_t vocab_start) {
+                              const Tensor& out, int64_t vocab_start, const Tensor* positions) {
   constexpr const char* kOp = "EmbeddingForward";
   EmbeddingDims d;
   LOOM_RETURN_IF_ERROR(CheckTokens(tokens, kOp, vocab_start, &d));
+  LOOM_RETURN_IF_ERROR(CheckPositionIds(positions, tokens, kOp));
+  if (wpe == nullptr) positions = nullptr;  // no position rows to pick
   LOOM_RETURN_IF_ERROR(CheckTable(wte, tokens, kOp, "wte", "V"));
   d.v = wte.dim(0);
   d.c = wte.dim(1);
@@ -85,26 +115,35 @@ absl::Status EmbeddingForward(const Tensor& tokens, const Tensor& wte, const Ten
   LOOM_RETURN_IF_ERROR(CheckSameDeviceArg(tokens, out, kOp, "out"));
   LOOM_RETURN_IF_ERROR(CheckDTypeArg(out, wte.dtype(), kOp, "out (dtype of wte)"));
   if (RunsCpuKernels(tokens)) {
-    return RunCpuKernel(tokens, [=, wpe = OptionalTensor(wpe)]() -> absl::Status {
-      cpu::EmbeddingForward<float>(tokens.data_as<int32_t>(), wte.data_as<float>(),
-                                   wpe != nullptr ? wpe->data_as<float>() : nullptr,
-                                   out.data_as<float>(), d.b, d.t, d.c, d.v, vocab_start);
-      return absl::OkStatus();
-    });
+    return RunCpuKernel(
+        tokens, [=, wpe = OptionalTensor(wpe), pos = OptionalTensor(positions)]() -> absl::Status {
+          const int32_t* pos_ids = pos != nullptr ? pos->data_as<int32_t>() : nullptr;
+          if (wpe != nullptr) {
+            LOOM_RETURN_IF_ERROR(CheckPositionRange(pos_ids, d.b * d.t, wpe->dim(0), kOp, "wpe"));
+          }
+          cpu::EmbeddingForward<float>(tokens.data_as<int32_t>(), wte.data_as<float>(),
+                                       wpe != nullptr ? wpe->data_as<float>() : nullptr,
+                                       out.data_as<float>(), d.b, d.t, d.c, d.v, vocab_start,
+                                       pos_ids);
+          return absl::OkStatus();
+        });
   }
 #ifdef LOOM_WITH_CUDA
   if (tokens.is_cuda()) {
-    return cuda::EmbeddingForward(tokens, wte, wpe, out, d.b, d.t, d.c, d.v, vocab_start);
+    return cuda::EmbeddingForward(tokens, wte, wpe, out, d.b, d.t, d.c, d.v, vocab_start,
+                                  positions);
   }
 #endif
   return NoBackendError(kOp, tokens);
 }
 
 absl::Status EmbeddingBackward(const Tensor& tokens, const Tensor& dout, const Tensor& dwte,
-                               const Tensor* dwpe, int64_t vocab_start) {
+                               const Tensor* dwpe, int64_t vocab_start, const Tensor* positions) {
   constexpr const char* kOp = "EmbeddingBackward";
   EmbeddingDims d;
   LOOM_RETURN_IF_ERROR(CheckTokens(tokens, kOp, vocab_start, &d));
+  LOOM_RETURN_IF_ERROR(CheckPositionIds(positions, tokens, kOp));
+  if (dwpe == nullptr) positions = nullptr;
   LOOM_RETURN_IF_ERROR(CheckTable(dwte, tokens, kOp, "dwte", "V"));
   d.v = dwte.dim(0);
   d.c = dwte.dim(1);
@@ -126,16 +165,24 @@ absl::Status EmbeddingBackward(const Tensor& tokens, const Tensor& dout, const T
     LOOM_RETURN_IF_ERROR(CheckDTypeArg(*dwpe, dwte.dtype(), kOp, "dwpe (dtype of dwte)"));
   }
   if (RunsCpuKernels(tokens)) {
-    return RunCpuKernel(tokens, [=, dwpe = OptionalTensor(dwpe)]() -> absl::Status {
-      cpu::EmbeddingBackward<float>(
-          tokens.data_as<int32_t>(), dout.data_as<float>(), dwte.data_as<float>(),
-          dwpe != nullptr ? dwpe->data_as<float>() : nullptr, d.b, d.t, d.c, d.v, vocab_start);
-      return absl::OkStatus();
-    });
+    return RunCpuKernel(
+        tokens,
+        [=, dwpe = OptionalTensor(dwpe), pos = OptionalTensor(positions)]() -> absl::Status {
+          const int32_t* pos_ids = pos != nullptr ? pos->data_as<int32_t>() : nullptr;
+          if (dwpe != nullptr) {
+            LOOM_RETURN_IF_ERROR(CheckPositionRange(pos_ids, d.b * d.t, dwpe->dim(0), kOp, "dwpe"));
+          }
+          cpu::EmbeddingBackward<float>(tokens.data_as<int32_t>(), dout.data_as<float>(),
+                                        dwte.data_as<float>(),
+                                        dwpe != nullptr ? dwpe->data_as<float>() : nullptr, d.b,
+                                        d.t, d.c, d.v, vocab_start, pos_ids);
+          return absl::OkStatus();
+        });
   }
 #ifdef LOOM_WITH_CUDA
   if (tokens.is_cuda()) {
-    return cuda::EmbeddingBackward(tokens, dout, dwte, dwpe, d.b, d.t, d.c, d.v, vocab_start);
+    return cuda::EmbeddingBackward(tokens, dout, dwte, dwpe, d.b, d.t, d.c, d.v, vocab_start,
+                                   positions);
   }
 #endif
   return NoBackendError(kOp, tokens);

@@ -51,18 +51,44 @@ absl::StatusOr<int> CheckRope(const char* op, const Tensor& qkv, int n_head, int
   return static_cast<int>(hd);
 }
 
+absl::Status CheckPositionIds(const char* op, const Tensor& qkv, const Tensor* positions) {
+  if (positions == nullptr) return absl::OkStatus();
+  if (!positions->defined() || positions->dtype() != DType::kI32 || positions->rank() != 2 ||
+      positions->dim(0) != qkv.dim(0) || positions->dim(1) != qkv.dim(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": positions: expected i32 [B, T] = [", qkv.dim(0), ", ", qkv.dim(1),
+                     "] (qkv's ", qkv.shape().ToString(), "), got ",
+                     positions->defined() ? positions->DebugString() : std::string("undefined")));
+  }
+  if (positions->device() != qkv.device()) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": positions live on ",
+                                                   positions->device()->Name(), ", qkv on ",
+                                                   qkv.device()->Name()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Apply(const char* op, const Tensor& qkv, int n_head, int n_kv_head, float theta,
-                   int64_t pos_offset, bool inverse) {
+                   int64_t pos_offset, bool inverse, const Tensor* positions) {
   LOOM_ASSIGN_OR_RETURN(int hd, CheckRope(op, qkv, n_head, n_kv_head, theta, pos_offset));
+  LOOM_RETURN_IF_ERROR(CheckPositionIds(op, qkv, positions));
   if (RunsCpuKernels(qkv)) {
-    return RunCpuKernel(qkv, [=]() -> absl::Status {
+    return RunCpuKernel(qkv, [=, pos = OptionalTensor(positions)]() -> absl::Status {
+      const int32_t* ids = pos != nullptr ? pos->data_as<int32_t>() : nullptr;
+      const int64_t n = qkv.dim(0) * qkv.dim(1);
+      for (int64_t i = 0; ids != nullptr && i < n; ++i) {
+        if (ids[i] < 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(op, ": positions[", i, "] = ", ids[i], "; expected >= 0"));
+        }
+      }
       cpu::RopeApply<float>(qkv.data_as<float>(), qkv.dim(0), qkv.dim(1), n_head, n_kv_head, hd,
-                            theta, pos_offset, inverse);
+                            theta, pos_offset, inverse, ids);
       return absl::OkStatus();
     });
   }
 #ifdef LOOM_WITH_CUDA
-  return cuda::RopeApply(qkv, n_head, n_kv_head, hd, theta, pos_offset, inverse);
+  return cuda::RopeApply(qkv, n_head, n_kv_head, hd, theta, pos_offset, inverse, positions);
 #else
   return absl::UnimplementedError(absl::StrCat(op, ": CUDA tensor in a build without CUDA"));
 #endif
@@ -71,13 +97,15 @@ absl::Status Apply(const char* op, const Tensor& qkv, int n_head, int n_kv_head,
 }  // namespace
 
 absl::Status RopeForward(const Tensor& qkv, int n_head, int n_kv_head, float theta,
-                         int64_t pos_offset) {
-  return Apply("RopeForward", qkv, n_head, n_kv_head, theta, pos_offset, /*inverse=*/false);
+                         int64_t pos_offset, const Tensor* positions) {
+  return Apply("RopeForward", qkv, n_head, n_kv_head, theta, pos_offset, /*inverse=*/false,
+               positions);
 }
 
 absl::Status RopeBackward(const Tensor& dqkv, int n_head, int n_kv_head, float theta,
-                          int64_t pos_offset) {
-  return Apply("RopeBackward", dqkv, n_head, n_kv_head, theta, pos_offset, /*inverse=*/true);
+                          int64_t pos_offset, const Tensor* positions) {
+  return Apply("RopeBackward", dqkv, n_head, n_kv_head, theta, pos_offset, /*inverse=*/true,
+               positions);
 }
 
 }  // namespace loom::ops

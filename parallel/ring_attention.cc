@@ -73,7 +73,8 @@ absl::StatusOr<std::unique_ptr<CommWork>> RingAttention::Shift(const Tensor& sen
 }
 
 absl::Status RingAttention::Forward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& out,
-                                    const Tensor& lse, const Tensor kv_buf[2]) {
+                                    const Tensor& lse, const Tensor kv_buf[2],
+                                    const Tensor* segments) {
   const int n = cp_->size(), r = cp_->rank();
   const int64_t seq_len = qkv.dim(1) * n;
   const ops::ChunkedPositions mine = ContextChunks(seq_len, n, r);
@@ -89,8 +90,9 @@ absl::Status RingAttention::Forward(const Tensor& qkv, int n_head, int n_kv_head
     Timer compute;
     {
       ProgressWhileComputing progress(*cp_, hop.get(), qkv);
-      LOOM_RETURN_IF_ERROR(ops::AttentionBlockForward(
-          qkv, cur, n_head, n_kv_head, mine, ContextChunks(seq_len, n, origin), s == 0, out, lse));
+      LOOM_RETURN_IF_ERROR(ops::AttentionBlockForward(qkv, cur, n_head, n_kv_head, mine,
+                                                      ContextChunks(seq_len, n, origin), s == 0,
+                                                      out, lse, segments));
     }
     times_.compute_seconds += compute.Seconds();
     if (hop) {
@@ -106,7 +108,7 @@ absl::Status RingAttention::Forward(const Tensor& qkv, int n_head, int n_kv_head
 absl::Status RingAttention::Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out,
                                      const Tensor& lse, int n_head, int n_kv_head,
                                      const Tensor& dqkv, const Tensor kv_buf[2],
-                                     const Tensor dkv_buf[3]) {
+                                     const Tensor dkv_buf[3], const Tensor* segments) {
   const int n = cp_->size(), r = cp_->rank();
   const int64_t seq_len = qkv.dim(1) * n;
   const ops::ChunkedPositions mine = ContextChunks(seq_len, n, r);
@@ -133,7 +135,7 @@ absl::Status RingAttention::Backward(const Tensor& dout, const Tensor& qkv, cons
       ProgressWhileComputing progress(*cp_, hop ? hop.get() : dhop.get(), qkv);
       LOOM_RETURN_IF_ERROR(ops::AttentionBlockBackward(dout, qkv, cur, out, lse, n_head, n_kv_head,
                                                        mine, ContextChunks(seq_len, n, origin),
-                                                       dqkv, part));
+                                                       dqkv, part, segments));
     }
     times_.compute_seconds += compute.Seconds();
     Timer wait;

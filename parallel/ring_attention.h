@@ -57,14 +57,17 @@ class RingAttention {
 
   // qkv: [B, T, (NH + 2*NKV) * HD], this rank's T = seq_len / cp rows; out: [B, T, NH * HD];
   // lse: f32 [B, NH, T], both for the whole sequence's keys. kv_buf: two tensors shaped like
-  // qkv (the blocks in flight).
+  // qkv (the blocks in flight). segments (packed examples; null = none): i32 [B, seq_len], the
+  // WHOLE sequence's segment ids on every rank (ops/attention_block.h): attention then stays
+  // inside each segment, whichever ranks its tokens lie on. They do not travel.
   absl::Status Forward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& out,
-                       const Tensor& lse, const Tensor kv_buf[2]);
+                       const Tensor& lse, const Tensor kv_buf[2], const Tensor* segments = nullptr);
   // dqkv (overwritten) from dout, with out and lse from Forward. kv_buf: two tensors, dkv_buf:
-  // three (two accumulators in flight and this rank's partial), each shaped like qkv.
+  // three (two accumulators in flight and this rank's partial), each shaped like qkv. segments
+  // as in Forward.
   absl::Status Backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
                         int n_head, int n_kv_head, const Tensor& dqkv, const Tensor kv_buf[2],
-                        const Tensor dkv_buf[3]);
+                        const Tensor dkv_buf[3], const Tensor* segments = nullptr);
 
   RingTimes TakeTimes() { return std::exchange(times_, RingTimes{}); }
 

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
-#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -29,49 +27,20 @@ std::vector<int> Divisors(int64_t n) {
   return out;
 }
 
-// The schedule's bubble as time added to a stage's busy time, from the pipeline simulator (one
-// home for that figure; it keeps what it simulated).
-double BubbleOverhead(const JobLayout& layout, PlanSchedule schedule) {
+// The schedule's bubble as time added to a stage's busy time, from the pipeline simulator (the
+// one home of that figure for every schedule, ZERO_BUBBLE's W actions included: with B = W it
+// finds (p-1)(F+B-W) of idle per stage against 1F1B's (p-1)(F+B+W), a third).
+double BubbleOverhead(const JobLayout& layout) {
   auto bubble = SchedulePipelineBubble(layout.schedule, layout.pipeline_shape());
-  double overhead = bubble.ok() ? bubble->overhead : 0;
-  // ZB-H1 (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024): splitting backward into
-  // B and W and filling 1F1B's idle slots with deferred W passes leaves (p-1)(F+B-W) of 1F1B's
-  // (p-1)(F+B+W): a third with F = B = W. ISSUE-21 MERGE: once the simulator knows
-  // ZERO_BUBBLE, take its overhead from SchedulePipelineBubble like the others.
-  if (schedule == PlanSchedule::kZeroBubble) overhead /= 3;
-  return overhead;
+  return bubble.ok() ? bubble->overhead : 0;
 }
 
-// The per-rank job the memory estimate and the time model price: the layout's parallel fields,
-// and with context parallelism the sequence each rank holds (data.seq_len / cp), which is what
-// cp does to every activation (issue 21: activations per rank fall about 1/cp).
-JobConfig PerRankJob(const JobConfig& config, const PlannedLayout& l) {
-  JobConfig job = WithLayout(config, l);
-  if (l.cp > 1) job.mutable_data()->set_seq_len(config.data().seq_len() / l.cp);
-  return job;
-}
-
-// Bytes the planner adds to the estimate for what the trainer does not hold yet (issue 21):
-// the ring's K/V (and dK/dV) double buffers with cp, and ZERO_BUBBLE's W-pass buffers: the
-// output gradients of each linear layer of the micro-batches whose W pass is deferred (at most
-// min(p - 1, m) on the first stage; the inputs W needs are activations 1F1B holds anyway).
-// ISSUE-21 MERGE: drop each term once EstimateMemoryPerRank counts it.
-int64_t Issue21Bytes(const JobLayout& job, const PlannedLayout& l) {
-  const GptConfig& g = job.model;
-  const double dt = job.bf16 ? 2 : 4;
-  const double rows = static_cast<double>(job.micro_batch_size) * job.seq_len;  // per rank
-  double bytes = 0;
-  if (l.cp > 1) {
-    const double kv = 2.0 * rows * g.kv_heads * g.head_dim() / job.tp * dt;
-    bytes += 4 * kv;  // K/V in hand and in transit, dK/dV in hand and in transit
-  }
-  if (l.schedule == PlanSchedule::kZeroBubble) {
-    const double mlp = g.is_llama() ? 2.0 * g.ffn_hidden : g.ffn_hidden;
-    const double per_layer = rows * (g.qkv_dim() + g.hidden + mlp + g.hidden) / job.tp * dt;
-    const double deferred = std::min<double>(job.pp - 1, job.grad_accum_steps);
-    bytes += deferred * l.chunk_layers.front() * per_layer;
-  }
-  return static_cast<int64_t>(bytes);
+// What a GPU keeps back beside the estimate: the ops' workspaces and one NCCL communicator per
+// device group of more than one rank (job/job_check.h GpuMemoryReserve: tp, dp, pp, the
+// embedding pair and, with cp > 1, the cp ring and dp x cp), the same figure `loom train`'s
+// check keeps back.
+int64_t PlanGpuReserve(const PlannedLayout& l) {
+  return GpuMemoryReserve(l.degrees.tp, l.degrees.dp, l.degrees.pp, l.cp);
 }
 
 }  // namespace
@@ -126,13 +95,12 @@ JobConfig WithLayout(const JobConfig& config, const PlannedLayout& l) {
   p->set_recompute(l.degrees.recompute == Recompute::kFull        ? ParallelConfig::FULL
                    : l.degrees.recompute == Recompute::kSelective ? ParallelConfig::SELECTIVE
                                                                   : ParallelConfig::NONE);
-  // ISSUE-21 MERGE, the one place cp and the schedule are written: when parallel.cp and
-  // ParallelConfig::ZERO_BUBBLE exist, add `p->set_cp(l.cp);` and map kZeroBubble to
-  // ZERO_BUBBLE here (and give PerRankJob's caller world = dp*tp*pp*cp). Until then the job
-  // written for a cp > 1 or zb layout runs as cp 1 with 1F1B; the planner prices those layouts
-  // itself (PerRankJob, Issue21Bytes, BubbleOverhead).
-  p->set_schedule(l.schedule == PlanSchedule::kInterleaved ? ParallelConfig::INTERLEAVED
-                                                           : ParallelConfig::ONE_F_ONE_B);
+  // The one place cp and the schedule are written: the trainer runs every schedule the planner
+  // proposes (1F1B, INTERLEAVED with v > 1, ZERO_BUBBLE) and parallel.cp.
+  p->set_cp(l.cp);
+  p->set_schedule(l.schedule == PlanSchedule::kInterleaved  ? ParallelConfig::INTERLEAVED
+                  : l.schedule == PlanSchedule::kZeroBubble ? ParallelConfig::ZERO_BUBBLE
+                                                            : ParallelConfig::ONE_F_ONE_B);
   return job;
 }
 
@@ -169,16 +137,13 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
   const double fpt =
       TrainingFlopsPerToken(GptConfigFromJob(config), ParameterCount(config.model()), seq_len);
 
-  struct Priced {
-    std::optional<JobLayout> layout;  // absent: the layout is not valid
-    MemoryEstimate memory;
-  };
-  std::map<std::string, Priced> estimates;
   std::vector<PlannedLayout> out;
   for (int tp : Divisors(m.gpus)) {
     if (tp > m.gpus_per_node) continue;  // tensor parallelism needs the intra-node links
     for (int cp : Divisors(m.gpus / tp)) {
-      if (cp > search.max_cp || (cp > 1 && seq_len % (2 * cp) != 0)) continue;
+      // Which cp the sequence allows (2 * cp chunks; sequence parallelism's rows) is
+      // LayoutProblems' to say, like every other rule.
+      if (cp > search.max_cp) continue;
       for (int pp : Divisors(m.gpus / (tp * cp))) {
         if (pp > layers) break;
         if (layers % pp != 0 && !search.uneven_stages) continue;
@@ -199,7 +164,6 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
           const std::vector<int> split = PlannerStageLayers(layers, pp, vs);
           if (split.empty()) continue;
           const bool uneven = layers % (pp * vs) != 0;
-          estimates.clear();  // only the schedules of one (tp, cp, pp, v) share estimates
           for (PlanSchedule schedule : schedules) {
             for (int micro : Divisors(global)) {
               if (micro > search.max_micro_batch) break;
@@ -215,29 +179,17 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
                   l.micro_batch = micro;
                   l.distributed_optimizer = zero;
                   l.sequence_parallel = tp > 1;
-                  const JobConfig job = PerRankJob(config, l);
-                  const int world = dp * tp * pp;  // the grid loom sees until parallel.cp
-                  // ZERO_BUBBLE shares its per-rank job (and so its estimate) with 1F1B.
-                  auto [cached, fresh] = estimates.try_emplace(job.SerializeAsString());
-                  if (fresh) {
-                    if (LayoutProblems(job, world).empty()) {
-                      cached->second.layout = JobLayout::FromValid(job, world);
-                      auto memory = EstimateMemoryPerRank(*cached->second.layout);
-                      if (!memory.ok()) return memory.status();
-                      cached->second.memory = *memory;
-                    }
-                  }
-                  if (!cached->second.layout) continue;
-                  const JobLayout& layout = *cached->second.layout;
+                  const JobConfig job = WithLayout(config, l);
+                  const int world = l.world();  // dp * tp * pp * cp: RankGrid's rule
+                  if (!LayoutProblems(job, world).empty()) continue;
+                  const JobLayout layout = JobLayout::FromValid(job, world);
+                  auto memory = EstimateMemoryPerRank(layout);
+                  if (!memory.ok()) return memory.status();
                   l.micro_batches = layout.grad_accum_steps;
-                  l.memory = cached->second.memory;
-                  const int64_t extra = Issue21Bytes(layout, l);
-                  l.memory.activations += extra;
-                  l.memory.total += extra;
-                  l.reserve =
-                      cpu ? kCpuMemoryReserve : kCudaContextReserve + GpuMemoryReserve(tp, dp, pp);
+                  l.memory = *memory;
+                  l.reserve = cpu ? kCpuMemoryReserve : kCudaContextReserve + PlanGpuReserve(l);
                   l.fits = static_cast<double>(l.memory.total + l.reserve) <= capacity;
-                  l.time = PredictTimes(job, m, l, pp > 1 ? BubbleOverhead(layout, schedule) : 0);
+                  l.time = PredictTimes(job, m, l, pp > 1 ? BubbleOverhead(layout) : 0);
                   const double tokens = static_cast<double>(global) * seq_len;
                   l.tokens_per_s = tokens / l.time.total();
                   l.mfu = l.tokens_per_s * fpt / (m.gpus * m.peak_tflops * 1e12);
@@ -254,6 +206,7 @@ absl::StatusOr<std::vector<PlannedLayout>> PlanLayouts(const JobConfig& config_i
     JobConfig plain = config;
     plain.mutable_parallel()->set_tp(1);
     plain.mutable_parallel()->set_pp(1);
+    plain.mutable_parallel()->set_cp(1);
     plain.mutable_parallel()->set_dp(0);
     return absl::InvalidArgumentError(absl::StrCat(
         "no valid layout for ", m.gpus, " GPUs; the data-parallel layout's problems:\n  - ",

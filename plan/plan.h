@@ -17,21 +17,14 @@
 //              calibration file);
 //   tp comm  = on the critical path: per layer and micro-batch 4 all-reduces of B*T/cp*C
 //              activations (6 with full recomputation; sequence parallelism moves the same bytes);
-//   cp comm  = the ring: K/V blocks passed cp-1 times per layer forward (and K/V plus dK/dV
-//              backward) beside the attention blocks; only what the attention does not cover;
-//   dp comm  = the gradient reduction (fp32, over dp * cp ranks) runs in buckets beside the last
-//              micro-batch's backward: exposed is max(last bucket, reduction - that backward);
-//              with the distributed optimizer the reduction is a reduce-scatter and the weights'
-//              all-gather after the optimizer step is exposed whole;
-//   pp comm  = each exchange (batched send/recv) is waited for: 2 per micro-batch and chunk;
-//   bubble   = the stage's busy time x the schedule's overhead from the simulator ((p-1)/(v m)
-//              for 1F1B and interleaved), a third of 1F1B's for ZERO_BUBBLE (ZB-H1).
+//   cp comm  = the ring (parallel/ring_attention.h): per layer, this rank's qkv block (whole
+//              qkv rows, (NH + 2*NKV) / (2*NKV) times the bytes of K and V) makes cp - 1 hops
+//              forward, each beside one block's attention (1/cp of the layer's); backward sends
+//              the blocks again and a dK/dV accumulator cp hops behind them, beside twice that
+//              compute, the last hop home exposed; only what the blocks do not cover counts;
 // Ranks are numbered as RankGrid does (tp innermost, then cp, dp, pp), so tp stays inside a
-// node (tp <= gpus per node) and the cp, dp and pp groups span nodes when they must.
-//
-// Context parallelism (parallel.cp) and the ZERO_BUBBLE schedule are planned here ahead of the
-// trainer (issue 21): a layout carries them as planner fields; WithLayout is the one place that
-// writes them into a job config.
+// node (tp <= gpus per node); a cp, dp or pp group uses the inter-node link when its span of
+// consecutive ranks (tp*cp, tp*cp*dp, the world) crosses a node boundary.
 #pragma once
 
 #include <string>
@@ -80,7 +73,7 @@ struct PlanTimes {
 
 struct PlannedLayout {
   LayoutDegrees degrees;  // dp, tp, pp, virtual stages, recomputation
-  int cp = 1;             // context-parallel ranks (a planner field until parallel.cp lands)
+  int cp = 1;             // context-parallel ranks (parallel.cp)
   PlanSchedule schedule = PlanSchedule::kOneFOneB;
   std::vector<int> chunk_layers;  // layers of each model chunk, model order (pp * v entries)
   bool uneven = false;            // chunk_layers is not the even split (written as stage_layers)
@@ -88,7 +81,7 @@ struct PlannedLayout {
   int64_t micro_batches = 1;  // per step on each data-parallel rank (accumulation)
   bool distributed_optimizer = false;
   bool sequence_parallel = false;
-  MemoryEstimate memory;  // per GPU; cp and ZERO_BUBBLE's own terms included
+  MemoryEstimate memory;  // per GPU: EstimateMemoryPerRank of the layout's job
   int64_t reserve = 0;    // bytes the machine keeps back (CUDA context, workspaces)
   bool fits = false;      // memory.total + reserve <= the GPU's memory
   PlanTimes time;
@@ -98,9 +91,9 @@ struct PlannedLayout {
   int world() const { return degrees.dp * degrees.tp * degrees.pp * cp; }
 };
 
-// `config` with this layout's parallel fields (tp, pp, dp, virtual stages, stage_layers when
-// uneven, schedule, micro-batch size, sequence parallelism, distributed optimizer): the job to
-// run. cp and ZERO_BUBBLE are written in one place (see plan.cc) once the trainer has them.
+// `config` with this layout's parallel fields (tp, cp, pp, dp, virtual stages, stage_layers when
+// uneven, schedule, micro-batch size, sequence parallelism, distributed optimizer, recompute):
+// the job to run on world() ranks.
 JobConfig WithLayout(const JobConfig& config, const PlannedLayout& layout);
 
 // Every valid layout of `config` (defaults applied) on `machine`, those that fit first, by
@@ -117,8 +110,13 @@ std::string FormatPlanTable(const std::vector<PlannedLayout>& layouts, int rows)
 // The first 20 columns keep their order (tools/plan_vs_measured.sh reads them by position).
 std::string FormatPlanCsv(const std::vector<PlannedLayout>& layouts);
 
-// Per-step times of one layout (plan_time.cc). `job` is the per-rank view of the layout (its
-// JobLayout, with data.seq_len / cp); `l` carries the memory already estimated.
+// The job file of one layout (`loom plan --job-out`): WithLayout(config, l) in text format,
+// after comment lines naming the layout, the machine and the world size (dp*tp*cp*pp ranks) to
+// run it on. It parses back (LoadJobConfig) to the same parallel fields, cp and schedule too.
+std::string FormatPlannedJob(const JobConfig& config, const PlannedLayout& l, const PlanMachine& m);
+
+// Per-step times of one layout (plan_time.cc). `job` is WithLayout(config, l) (data.seq_len the
+// whole sequence); `l` carries the memory already estimated.
 PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const PlannedLayout& l,
                        double bubble_overhead);
 

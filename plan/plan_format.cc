@@ -1,6 +1,7 @@
 // `loom plan`'s table and CSV (plan/plan.h).
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "job/config_text.h"
 #include "plan/plan.h"
 #include "plan/stage_split.h"
 
@@ -59,6 +60,18 @@ std::string FormatPlanCsv(const std::vector<PlannedLayout>& layouts) {
         l.time.cp_comm, l.time.dp_hidden);
   }
   return out;
+}
+
+std::string FormatPlannedJob(const JobConfig& config, const PlannedLayout& l,
+                             const PlanMachine& m) {
+  return absl::StrFormat(
+      "# loom plan: %s on %d %s GPU(s), %d per node\n"
+      "# predicted: %.4g GiB per GPU (reserve included), %.1f ms per step, %.1f%% MFU\n"
+      "# run on %d ranks (dp %d x tp %d x cp %d x pp %d)\n%s",
+      l.Name(), m.gpus, m.gpu, m.gpus_per_node,
+      static_cast<double>(l.memory.total + l.reserve) / 1073741824.0, l.time.total() * 1e3,
+      l.mfu * 100, l.world(), l.degrees.dp, l.degrees.tp, l.cp, l.degrees.pp,
+      JobConfigToText(WithLayout(config, l)));
 }
 
 }  // namespace loom

@@ -30,6 +30,14 @@ double LayerFlopsPerToken(const ModelConfig& model, int seq_len) {
   return 6.0 * per_layer + 6.0 * model.hidden() * static_cast<double>(seq_len);
 }
 
+// Whether a group of `span` consecutive ranks (ranks are numbered tp fastest, then cp, dp, pp:
+// a cp group lies within tp*cp consecutive ranks, a dp x cp group within tp*cp*dp) crosses a
+// node boundary for some group of a world of `gpus` in nodes of `per_node`.
+bool SpansNodes(int span, int gpus, int per_node) {
+  if (gpus <= per_node) return false;  // one node
+  return span > per_node || per_node % span != 0;
+}
+
 }  // namespace
 
 PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const PlannedLayout& l,
@@ -39,7 +47,7 @@ PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const Planned
   const int cp = l.cp;
   const double dt = job.precision() == JobConfig::BF16 ? 2 : 4;
   const double C = g.hidden;
-  const double T = static_cast<double>(job.data().seq_len()) * cp;         // the whole sequence
+  const double T = static_cast<double>(job.data().seq_len());              // the whole sequence
   const double rank_tokens = static_cast<double>(l.micro_batch) * T / cp;  // per micro-batch
   const double achievable = m.achievable_tflops() * 1e12;
   const double intra = BytesPerSecond(m.intra_node_gbps), inter = BytesPerSecond(m.inter_node_gbps);
@@ -62,18 +70,27 @@ PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const Planned
   const double tp_per_layer = tp_collectives * AllReduceSeconds(act_bytes, d.tp, intra);
   double cp_per_layer = 0;
   if (cp > 1) {
-    // K and V of this rank's T/cp tokens (its kv heads), passed cp - 1 times around the ring;
-    // each hop runs beside the attention of the block in hand (1/cp of the layer's attention).
-    const double kv_dim = static_cast<double>(g.kv_heads) * g.head_dim() / d.tp;
-    const double block_bytes = 2 * rank_tokens * kv_dim * dt;
-    const double ring_bw = d.tp * cp > m.gpus_per_node ? inter : intra;
-    const double hop = block_bytes / ring_bw;
-    // Forward attention flops of this rank's tokens against the whole sequence, per hop.
-    const double attn_fwd_hop = 2.0 * C * T * rank_tokens / d.tp / achievable / cp;
-    // Forward: K/V hops; backward: K/V again and dK/dV back, beside twice the compute.
-    const double passes = d.recompute == Recompute::kFull ? 2 : 1;  // forwards run
-    cp_per_layer = (cp - 1) * (passes * std::max(0.0, hop - attn_fwd_hop) +
-                               std::max(0.0, 2 * hop - 2 * attn_fwd_hop));
+    // Ring attention (parallel/ring_attention.h): this rank's block of B x T/cp tokens travels as
+    // whole qkv rows of its local heads, Q included ((NH + 2*NKV) / (2*NKV) times K and V alone).
+    const double qkv_dim = static_cast<double>(g.qkv_dim()) / d.tp;
+    const double hop = rank_tokens * qkv_dim * dt /
+                       (SpansNodes(d.tp * cp, m.gpus, m.gpus_per_node) ? inter : intra);
+    // Each hop is posted before the block in hand is computed and waited for after it; a block
+    // is this rank's queries against 1/cp of the keys (the causal load is balanced over the
+    // blocks), forward 2*C*T flops per token in all.
+    const double block = 2.0 * C * T * rank_tokens / d.tp / achievable / cp;
+    auto exposed = [](double transfer, double compute) {
+      return std::max(0.0, transfer - compute);
+    };
+    // Forward: cp - 1 hops of K/V (twice with full recomputation: the forward runs again).
+    const double forward = (cp - 1) * exposed(hop, block);
+    // Backward, blocks of twice the compute: at step 0 the next K/V hop alone; at steps
+    // 1 .. cp-2 a K/V hop and the previous block's dK/dV accumulator on the same link; at step
+    // cp-1 the accumulator alone; then the accumulator's last hop home, with nothing beside it.
+    const double backward =
+        2 * exposed(hop, 2 * block) + (cp - 2) * exposed(2 * hop, 2 * block) + hop;
+    const double passes = d.recompute == Recompute::kFull ? 2 : 1;
+    cp_per_layer = passes * forward + backward;
   }
   const int chunks = static_cast<int>(l.chunk_layers.size());
   double worst = -1, stage_compute = 0, stage_tp = 0, stage_cp = 0;
@@ -102,8 +119,7 @@ PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const Planned
   // the last micro-batch's backward (GradReducer); the last bucket starts when backward ends.
   const int reducers = d.dp * cp;
   if (reducers > 1) {
-    const bool spans_nodes = d.tp * cp * d.dp > m.gpus_per_node;
-    const double bw = spans_nodes ? inter : intra;
+    const double bw = SpansNodes(d.tp * cp * d.dp, m.gpus, m.gpus_per_node) ? inter : intra;
     const double params = static_cast<double>(l.memory.parameters);
     const double grad_bytes = params * 4;  // fp32 gradients
     const double bucket = std::min(grad_bytes, job.parallel().grad_bucket_mb() * 1048576.0);
@@ -123,7 +139,7 @@ PlanTimes PredictTimes(const JobConfig& job, const PlanMachine& m, const Planned
     // Each exchange is a batched send/recv the stage waits for (PipelineRunner): the transfer
     // of one micro-batch's boundary activation (or its gradient), this rank's rows with
     // sequence parallelism.
-    const bool pp_spans_nodes = d.tp * cp * d.dp * d.pp > m.gpus_per_node;
+    const bool pp_spans_nodes = SpansNodes(d.tp * cp * d.dp * d.pp, m.gpus, m.gpus_per_node);
     const double p2p =
         (l.sequence_parallel ? act_bytes / d.tp : act_bytes) / (pp_spans_nodes ? inter : intra);
     t.pp_comm = 2 * mb * d.virtual_stages * p2p;

@@ -10,8 +10,8 @@
 #                                CUDA's own libraries (cudart, cuBLAS/cuBLASLt, NCCL, the driver)
 #                                are never packed: the GPU machine has its own.
 #   scripts/gpu-check.sh run     (there; nothing compiles) unpacks the bundle and runs the steps
-#                                below, going on past a failing step, within a 12-minute budget
-#                                on one H100 or H200. Prints a one-screen summary and writes one
+#                                below, going on past a failing step, within a 9-minute budget
+#                                on one H100 or H200 (a device command may run 10 minutes). Prints a one-screen summary and writes one
 #                                report, report.md and report.json, under $OUT (the device tool
 #                                brings $OUT back), else .device/logs/, with every step's log.
 #
@@ -20,6 +20,20 @@
 #               Open MPI daemon on PATH, libraries from the bundle only)
 #   a  ops      every CUDA op against the CPU in f32 and bf16 (the single-process gpu test
 #               binaries: ops, runtime, golden)
+#   sft         issue 20's fine-tuning path on the GPU: `loom train` of configs/sft_tiny.textproto
+#               (random init instead of the quickstart checkpoint, SFT_STEPS = 60 steps, on the
+#               shipped Q/A pairs that `build` packs into data/sft with loss masks and segment
+#               ids) three times: CPU fp32 (the reference; it also saves the checkpoint step
+#               `generate` reads), GPU fp32 (every step's loss within 1e-3 relative of the CPU's,
+#               step 1 within 1e-5: the segment-masked attention and the masked cross-entropy
+#               kernels in f32) and GPU bf16 (step 1 within 1%, the mean of the last 10 losses
+#               within 10%: a coarse check of bf16 training with masks; the fp32 run is the
+#               exact one). The bounds are stated, not yet measured on a GPU
+#   generate    `loom generate` greedy (temperature 0, 90 tokens, --no-stop, template qa) from
+#               the sft step's CPU checkpoint, two prompts, --backend cuda beside --backend cpu:
+#               generation runs in f32 on both, so the text must be equal; else the first
+#               differing new token is reported. Proves DecodeAttention and the KV-cached
+#               decode on CUDA, at cache lengths from the prompt's ~30 to ~120 keys
 #   b  comm     communicator_gpu_test at world size 1 (NCCL on one GPU), without mpirun
 #   c  train    `loom train`, bf16, demo data, one GPU, 300 steps, beside the CPU fp32 run of the
 #               same job: validation losses within 2% at the end
@@ -31,20 +45,26 @@
 #               chip's datasheet peak, the per-op breakdown, the allocator's peak vs loom's estimate
 #   g  opsbench `loom bench ops --device cuda`
 #
+# Steps run in the order above: the ops (a) and issue 20's paths (sft, generate: CUDA code no
+# GPU has run yet) first, so a short budget still proves them.
+#
 # Exit status of run: 0 every step passed; 1 a step failed; 3 no GPU answered (the binaries
-# started and reported themselves skipped; steps c-g checked their job files and skipped).
+# started and reported themselves skipped; steps c-g checked their job files and skipped; sft
+# trained 2 CPU steps of its job from the bundle and generate ran its CPU half from them).
 #
 # Environment: BUILD_DIR (default build-gpu; scripts/test.sh passes its own CUDA build dir so
 # nothing is compiled twice), LOOM_CUDA_ARCHS (default 90), JOBS (default 2), GPU_CHECK_BUNDLE
 # (default .device/bundle; tests/gpu_check_test.sh packs into a temporary one), BUDGET_S (default
-# 720: steps that would start later are reported SKIPPED (budget)), BENCH_SHAPES (default all).
+# 540: steps that would start later are reported SKIPPED (budget), and no command runs past it,
+# so the run ends inside a 600 s device command with its report written), BENCH_SHAPES (default all),
+# SFT_STEPS_OVERRIDE (the sft step's steps; default 60, the dry run's 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUNDLE_DIR="${GPU_CHECK_BUNDLE:-$ROOT/.device/bundle}"
 BUILD_DIR="${BUILD_DIR:-build-gpu}"
 MAX_BUNDLE_MIB=60
-STEPS="0 a b c d e f g"
+STEPS="0 a sft generate b c d e f g"
 
 # Libraries never packed: the C runtime (the GPU machine has its own, newer one), and CUDA's
 # libraries and driver (large, and they must match the machine's driver).
@@ -175,6 +195,11 @@ build() {
   done
   "$BUILD_DIR/bin/loom" data prepare --input /usr/share/common-licenses --out "$stage/data/demo" \
     --val-fraction 0.05 >"$TMP/prepare.log" 2>&1 || { cat "$TMP/prepare.log"; die "data prepare failed"; }
+  # The sft step's data: the shipped Q/A pairs, packed (so samples hold several examples and
+  # the attention's segment ids matter), with loss masks and the qa template.
+  cp configs/sft_tiny.textproto "$stage/configs/" || die "configs/sft_tiny.textproto is missing"
+  "$BUILD_DIR/bin/loom" data sft --input data/demo/sft_qa.jsonl --out "$stage/data/sft" --seq-len 128 \
+    --val-fraction 0 --template qa >"$TMP/sft.log" 2>&1 || { cat "$TMP/sft.log"; die "data sft failed"; }
   echo "$STEPS" >"$stage/steps.txt"
 
   echo "packed: $(sort -u "$TMP/packed.txt" | tr '\n' ' ')"
@@ -195,7 +220,7 @@ build() {
   cat <<EOF
 
 Device call (from the repo root; the working tree travels, the bundle is carried):
-  run(command="scripts/gpu-check.sh run", carry=[".device/bundle"], timeout_s=780)
+  run(command="scripts/gpu-check.sh run", carry=[".device/bundle"], timeout_s=600)
 Then read the summary at the end of output_tail; report.md, report.json and every step's log
 come back as files under \$OUT.
 EOF
@@ -228,12 +253,21 @@ find_cuda_libs() {
 # record STEP STATUS SECONDS DETAIL: one line of the report (tab-separated).
 record() {
   printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"
-  printf '%-2s %-9s %4ss  %s\n' "$1" "$2" "$3" "$4"
+  printf '%-8s %-9s %4ss  %s\n' "$1" "$2" "$3" "$4"
 }
 
-# Runs `$@` with a timeout, output to $LOGS/$name.log; sets RC.
+# A command's time limit: $1 seconds, but none ends later than 10 s before the budget does (at
+# least 5 s), so a step begun late cannot carry the run past the device command's limit.
+capped() {
+  local left=$(( $(budget_left) - 10 ))
+  if (( left < 5 )); then left=5; fi
+  echo $(( $1 < left ? $1 : left ))
+}
+
+# Runs `$@` with a timeout (capped by the budget), output to $LOGS/$name.log; sets RC.
 logged() {
-  local name=$1 limit=$2
+  local name=$1 limit
+  limit=$(capped "$2")
   shift 2
   set +e
   timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
@@ -353,9 +387,7 @@ step_c() {
   local t0=$SECONDS
   train c-gpu-bf16 "runtime.backend=$BACKEND" "precision=$PRECISION"
   local rc_gpu=$RC
-  # (At most 8 threads: the 1.8M-parameter model's ops are too small for more.)
-  train c-cpu-fp32 runtime.backend=CPU precision=FP32 \
-    "runtime.threads_per_rank=$(( $(nproc) < 8 ? $(nproc) : 8 ))"
+  train c-cpu-fp32 runtime.backend=CPU precision=FP32 "runtime.threads_per_rank=$CPU_THREADS"
   local rc_cpu=$RC
   if (( rc_gpu || rc_cpu )); then
     record c FAIL $((SECONDS - t0)) "loom train exited GPU $rc_gpu, CPU $rc_cpu (logs c-gpu-bf16.log, c-cpu-fp32.log)"
@@ -407,6 +439,162 @@ step_e() {
     record e PASS $((SECONDS - t0)) "saved at $HALF, resumed: steps $((HALF + 1))-$TRAIN_STEPS bitwise equal to the uninterrupted run"
   elif [[ -z "$diff" ]]; then record e FAIL $((SECONDS - t0)) "only $n losses after the resume"
   else record e FAIL $((SECONDS - t0)) "the resumed run parts at $diff"; fi
+}
+
+# loom train of the sft step's job (configs/sft_tiny.textproto from random weights on the
+# bundle's data/sft): sft_train NAME EXTRA_SETS...
+sft_train() {
+  local name=$1
+  shift
+  local sets=(--set model.init_from= --set "data.train=data/sft/train_*.bin"
+              --set "logging.run_dir=$OUTDIR/runs/$name" --set logging.overwrite=true
+              --set logging.interval=1 --set "lr_schedule.total_steps=$SFT_STEPS"
+              --set "lr_schedule.warmup_steps=$(( SFT_STEPS / 3 < 10 ? SFT_STEPS / 3 : 10 ))")
+  local s
+  for s in "$@"; do sets+=(--set "$s"); done
+  logged "$name" 150 "$LOOM" train --config configs/sft_tiny.textproto "${sets[@]}"
+}
+
+# The CPU fp32 run of the sft job, which also saves the checkpoint `generate` reads.
+sft_cpu_run() {
+  rm -rf "$SFT_CKPT"
+  sft_train sft-cpu-fp32 runtime.backend=CPU precision=FP32 "checkpoint.dir=$SFT_CKPT" \
+    "checkpoint.interval=$SFT_STEPS" "runtime.threads_per_rank=$CPU_THREADS"
+}
+
+# Verdict on the sft runs' losses: CPU fp32 against GPU fp32 (every step) and GPU bf16.
+sft_verdict() { python3 - "$@" <<'PYEOF'
+import json, sys
+def losses(path):
+    out = {}
+    for line in open(path):
+        m = json.loads(line)
+        if m.get("loss") is not None:
+            out[m["step"]] = m["loss"]
+    return out
+cpu, g32, g16 = (losses(p) for p in sys.argv[1:4])
+steps = int(sys.argv[4])
+rel = lambda a, b: abs(a - b) / max(abs(b), 1e-12)
+ok, notes = True, []
+for name, run in (("CPU fp32", cpu), ("GPU fp32", g32), ("GPU bf16", g16)):
+    if len(run) < steps:
+        ok = False
+        notes.append(f"{name} logged {len(run)} of {steps} losses")
+if ok:
+    worst = max(range(1, steps + 1), key=lambda s: rel(g32[s], cpu[s]))
+    d1, dw = rel(g32[1], cpu[1]), rel(g32[worst], cpu[worst])
+    ok32 = d1 <= 1e-5 and dw <= 1e-3
+    notes.append(f"fp32 GPU vs CPU: step 1 {g32[1]:.6f} vs {cpu[1]:.6f} ({d1:.1e}, limit 1e-5), "
+                 f"worst step {worst} {g32[worst]:.6f} vs {cpu[worst]:.6f} ({dw:.1e}, limit 1e-3)")
+    last = range(max(1, steps - 9), steps + 1)
+    m16 = sum(g16[s] for s in last) / len(last)
+    mc = sum(cpu[s] for s in last) / len(last)
+    b1, bl = rel(g16[1], cpu[1]), rel(m16, mc)
+    ok16 = b1 <= 1e-2 and bl <= 0.1
+    notes.append(f"bf16 GPU vs fp32 CPU: step 1 {g16[1]:.4f} vs {cpu[1]:.4f} ({100*b1:.2f}%, limit 1%), "
+                 f"mean of the last {len(last)} {m16:.4f} vs {mc:.4f} ({100*bl:.1f}%, limit 10%)")
+    ok = ok32 and ok16
+print(("PASS" if ok else "FAIL"), "; ".join(notes))
+PYEOF
+}
+
+step_sft() {
+  local t0=$SECONDS
+  if (( NO_GPU && !DRY_RUN )); then
+    # The job file and the packed data: config check, then 2 CPU steps saving the checkpoint
+    # the generate step's offline check reads.
+    logged sft-config-check 60 "$LOOM" config check --config configs/sft_tiny.textproto \
+      --world-size 1 --set runtime.backend=CPU --set precision=FP32 --set logging.run_dir= \
+      --set model.init_from= --set "data.train=data/sft/train_*.bin"
+    if (( RC )); then
+      record sft FAIL $((SECONDS - t0)) "configs/sft_tiny.textproto does not check out: $(tail -2 "$LOGS/sft-config-check.log" | tr '\n' ' ')"
+      return
+    fi
+    SFT_STEPS=2 sft_cpu_run
+    if (( RC )); then
+      record sft FAIL $((SECONDS - t0)) "the sft job does not train on the CPU from the bundle: $(tail -1 "$LOGS/sft-cpu-fp32.log")"
+    else
+      record sft SKIPPED $((SECONDS - t0)) "no GPU answers; configs/sft_tiny.textproto checks out and trains 2 CPU steps on data/sft"
+    fi
+    return
+  fi
+  sft_cpu_run
+  local rc_cpu=$RC
+  sft_train sft-gpu-fp32 "runtime.backend=$BACKEND" precision=FP32 checkpoint.dir=
+  local rc_32=$RC
+  sft_train sft-gpu-bf16 "runtime.backend=$BACKEND" "precision=$PRECISION" checkpoint.dir=
+  local rc_16=$RC
+  if (( rc_cpu || rc_32 || rc_16 )); then
+    record sft FAIL $((SECONDS - t0)) "loom train exited CPU fp32 $rc_cpu, GPU fp32 $rc_32, GPU bf16 $rc_16 (logs sft-*.log)"
+    return
+  fi
+  local verdict
+  verdict=$(sft_verdict "$OUTDIR"/runs/sft-{cpu-fp32,gpu-fp32,gpu-bf16}/metrics.jsonl "$SFT_STEPS")
+  record sft "${verdict%% *}" $((SECONDS - t0)) "$SFT_STEPS steps; ${verdict#* }"
+}
+
+# The prompts of the generate step (questions of data/demo/sft_qa.jsonl).
+GEN_PROMPTS=("When was GPL-3 published?" "Who publishes Apache-2.0?")
+
+# gen NAME BACKEND PROMPT_INDEX TOKENS: greedy text to $LOGS/NAME.txt, stderr to NAME.log.
+gen() {
+  set +e
+  timeout "$(capped 60)" "$LOOM" generate --from "$SFT_CKPT" --template qa --prompt "${GEN_PROMPTS[$3]}" \
+    --temperature 0 --max-new-tokens "$4" --no-stop --backend "$2" >"$LOGS/$1.txt" 2>"$LOGS/$1.log"
+  RC=$?
+  set -e
+}
+
+step_generate() {
+  local t0=$SECONDS
+  if [[ ! -e "$SFT_CKPT/latest" ]]; then
+    record generate FAIL 0 "no checkpoint to generate from (the sft step's CPU run saves it)"
+    return
+  fi
+  if (( NO_GPU && !DRY_RUN )); then
+    gen generate-cpu-0 cpu 0 4
+    if (( RC )); then
+      record generate FAIL $((SECONDS - t0)) "loom generate --backend cpu exited $RC: $(tail -1 "$LOGS/generate-cpu-0.log")"
+    else
+      record generate SKIPPED $((SECONDS - t0)) "no GPU answers (--backend cuda needs one); the CPU half generates from the sft checkpoint"
+    fi
+    return
+  fi
+  local gen_backend=cuda i diffs=() rate=""
+  if (( DRY_RUN )); then gen_backend=cpu; fi
+  for i in "${!GEN_PROMPTS[@]}"; do
+    gen "generate-cpu-$i" cpu "$i" "$GEN_TOKENS"
+    local rc_cpu=$RC
+    gen "generate-gpu-$i" "$gen_backend" "$i" "$GEN_TOKENS"
+    local rc_gpu=$RC
+    if (( rc_cpu || rc_gpu )); then
+      record generate FAIL $((SECONDS - t0)) "prompt $i: loom generate exited CPU $rc_cpu, GPU $rc_gpu: $(tail -1 "$LOGS/generate-gpu-$i.log")"
+      return
+    fi
+    if [[ -z "$rate" ]]; then
+      rate=$(grep -oE '[0-9.]+ tokens/s' "$LOGS/generate-gpu-$i.log" | head -1 || true)
+    fi
+    # The byte tokenizer: one byte per token, but the end-of-text token (--no-stop goes on
+    # past it) prints as "<|endoftext|>". The text follows the prompt, which is printed first.
+    diffs+=("$(python3 -c '
+import sys
+eot = b"<|endoftext|>"
+a, b = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+skip = len(sys.argv[4].encode())
+n = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), None)
+if n is None and len(a) != len(b): n = min(len(a), len(b))
+if n is not None:
+    tok = len(a[skip:n].replace(eot, b"\x00"))
+    print(f"prompt {sys.argv[3]}: the texts part at new token {tok}: GPU {b[n:n+16]!r} vs CPU {a[n:n+16]!r}")
+' "$LOGS/generate-cpu-$i.txt" "$LOGS/generate-gpu-$i.txt" "$i" "${GEN_PROMPTS[$i]}")")
+  done
+  local joined
+  joined=$(printf '%s' "${diffs[@]}")
+  if [[ -z "$joined" ]]; then
+    record generate PASS $((SECONDS - t0)) "${#GEN_PROMPTS[@]} prompts x $GEN_TOKENS greedy tokens (KV cache, f32): GPU text equal to the CPU's${rate:+; GPU $rate}"
+  else
+    record generate FAIL $((SECONDS - t0)) "$(printf '%s ' "${diffs[@]}")(f32 on both; a flip at a near-tie of two logits is possible but unlikely: logs generate-*.txt)"
+  fi
 }
 
 step_f() {
@@ -472,7 +660,9 @@ results, outdir, header = sys.argv[1], sys.argv[2], sys.argv[3]
 titles = {"0": "bundle starts without Open MPI", "a": "CUDA ops vs CPU (f32, bf16)",
           "b": "communicator_gpu_test at world size 1", "c": "train bf16 GPU vs fp32 CPU, 300 steps",
           "d": "two identical bf16 runs", "e": "checkpoint save and exact resume on the GPU",
-          "f": "bench step GPT-2 124M / 350M bf16 T=1024", "g": "bench ops --device cuda"}
+          "f": "bench step GPT-2 124M / 350M bf16 T=1024", "g": "bench ops --device cuda",
+          "sft": "SFT job (segments, loss masks): GPU fp32 / bf16 vs CPU fp32",
+          "generate": "greedy generate, KV cache, GPU vs CPU (f32)"}
 steps = []
 for line in open(results):
     step, status, secs, detail = line.rstrip("\n").split("\t", 3)
@@ -503,7 +693,7 @@ run() {
   : >"$RESULTS"
   : >"$TMP/failures"
   RUN_START=$(date +%s)
-  BUDGET="${BUDGET_S:-720}"
+  BUDGET="${BUDGET_S:-540}"
   WORK="$TMP/bundle"
   mkdir -p "$WORK"
   tar -C "$WORK" -xzf "$BUNDLE_DIR/bundle.tar.gz"
@@ -548,7 +738,18 @@ $(grep -E '^(loom |cuda:|mpi:)' <<<"$version")"
     DRY_RUN=1 BACKEND=CPU PRECISION=FP32 TRAIN_STEPS=30
   fi
   TRAIN_STEPS="${TRAIN_STEPS_OVERRIDE:-$TRAIN_STEPS}"
+  # Threads of the CPU reference runs (c, sft): at most 8, the 1.8M-parameter model's ops are
+  # too small for more. Without a GPU (the dry run, on a shared test machine) one: OpenMP
+  # threads spinning on a loaded machine made each step several times slower.
+  CPU_THREADS=$(( $(nproc) < 8 ? $(nproc) : 8 ))
+  if (( NO_GPU )); then CPU_THREADS=1; fi
   HALF=$((TRAIN_STEPS / 2))
+  # The sft and generate steps: steps of the sft job, tokens generated per prompt (the prompt
+  # and 90 tokens stay within the model's 128 positions), the CPU run's checkpoint.
+  SFT_STEPS=60 GEN_TOKENS=90
+  if (( DRY_RUN )); then SFT_STEPS=4 GEN_TOKENS=6; fi
+  SFT_STEPS="${SFT_STEPS_OVERRIDE:-$SFT_STEPS}"
+  SFT_CKPT="$OUTDIR/sft-ckpt"
   local s
   for s in $(cat "$WORK/steps.txt"); do
     if (( $(budget_left) < 30 )); then
@@ -556,6 +757,7 @@ $(grep -E '^(loom |cuda:|mpi:)' <<<"$version")"
       continue
     fi
     "step_$s"
+    write_report "$header"  # after every step: a run cut short still leaves its report
   done
   write_report "$header"
   echo

@@ -23,9 +23,9 @@ if [[ ! -e checkpoints/quickstart/latest ]]; then
     ${PRETRAIN_STEPS:+--set lr_schedule.total_steps=$PRETRAIN_STEPS}
 fi
 echo "== loom data sft"
-# --no-pack: each example starts its own sample, at the positions a prompt has when generating
-# (positions are not reset at document starts inside a packed sample).
-"$LOOM" data sft --input data/demo/sft_qa.jsonl --out data/demo/sft --seq-len 128 --no-pack \
+# Examples packed back to back: each restarts the positions at 0 (data.reset_position_ids), so it
+# trains at the positions a prompt has when generating.
+"$LOOM" data sft --input data/demo/sft_qa.jsonl --out data/demo/sft --seq-len 128 \
   --val-fraction 0 --template qa --overwrite
 QUESTIONS=("When was GPL-3 published?" "Who publishes Apache-2.0?" "What is LGPL-2.1?"
            "Who publishes MPL-2.0?")

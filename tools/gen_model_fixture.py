@@ -156,13 +156,21 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
+# Per-token positions [B, T] (None: 0..T-1 in every row). gen_sft_fixture.py sets them for packed
+# samples whose positions restart at each document (data.reset_position_ids).
+POSITIONS = None
+
+
 def rope(x, theta):
     """x: [B, H, T, HD]; rotates pairs (i, i + HD/2) by pos * theta^(-2i/HD)."""
     hd = x.shape[-1]
     half = hd // 2
     i = torch.arange(half, dtype=torch.float64)
     inv_freq = theta ** (-2.0 * i / hd)
-    ang = torch.arange(x.shape[2], dtype=torch.float64)[:, None] * inv_freq[None, :]  # [T, half]
+    if POSITIONS is not None:
+        ang = POSITIONS.to(torch.float64)[:, None, :, None] * inv_freq  # [B, 1, T, half]
+    else:
+        ang = torch.arange(x.shape[2], dtype=torch.float64)[:, None] * inv_freq[None, :]  # [T, half]
     cos, sin = torch.cos(ang), torch.sin(ang)
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
@@ -188,7 +196,7 @@ def forward(cfg, p, tokens):
     bsz, t = tokens.shape
     x = p["wte.weight"][tokens]
     if not llama:
-        x = x + p["wpe.weight"][:t][None]
+        x = x + (p["wpe.weight"][POSITIONS] if POSITIONS is not None else p["wpe.weight"][:t][None])
     for l in range(cfg["layers"]):
         pre = "blocks.%d." % l
         if llama:

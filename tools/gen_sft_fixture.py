@@ -6,13 +6,16 @@ The models are gen_model_fixture.py's tiny GPT-2 and LLaMA with the same weights
 tests/fixtures/model/gpt2.llmc.bin and llama.loom.bin hold them). The data is a token stream
 of B*T+1 tokens (B = 4 sequences of T = 8, cut as loom's data loader cuts samples) with one
 flags byte per token (data/token_flags.h): bit 0 = the token is a counted target, bit 1 = it
-starts a packed example. Two variants per family:
-  masked  flags with loss bits only: plain causal attention; the loss is the mean over the
-          counted targets of all B sequences (targets without the bit are PyTorch's
-          ignore_index, so F.cross_entropy's mean is exactly that);
-  packed  loss bits and document starts: attention is also block-diagonal (a query sees keys
-          of its own example only); positions are not reset at a document start (loom keeps
-          each sample's positions 0..T-1).
+starts a packed example. Three variants per family:
+  masked          flags with loss bits only: plain causal attention; the loss is the mean over
+                  the counted targets of all B sequences (targets without the bit are PyTorch's
+                  ignore_index, so F.cross_entropy's mean is exactly that);
+  packed          loss bits and document starts: attention is also block-diagonal (a query sees
+                  keys of its own example only) and positions restart at 0 at each document
+                  start (loom's default, data.reset_position_ids: GPT-2's wpe rows and LLaMA's
+                  RoPE angles are those of the example alone);
+  packed_noreset  the same, but positions run 0..T-1 across the sample's examples
+                  (data.reset_position_ids false); no gradients stored (loss and steps only).
 The counts differ between sequences (one sequence has none), so a mean taken per sequence,
 per micro-batch or per data-parallel rank differs from the global one.
 
@@ -96,6 +99,18 @@ def batch(stream, flags):
     return tokens, targets, segs
 
 
+def reset_positions(segs):
+    """position = index - the index where its segment begins (train/step_batches.h)."""
+    pos = torch.zeros_like(segs)
+    for b in range(segs.shape[0]):
+        start = 0
+        for i in range(segs.shape[1]):
+            if i > 0 and segs[b, i] != segs[b, i - 1]:
+                start = i
+            pos[b, i] = i - start
+    return pos
+
+
 def build(name, cfg, seed):
     global SEGMENTS
     gen = torch.Generator().manual_seed(seed)
@@ -107,10 +122,12 @@ def build(name, cfg, seed):
     fx.i32("stream", stream)
     fx.i32("B", B)
     fx.i32("T", T)
-    for variant in ("masked", "packed"):
-        flags = make_flags(variant == "packed")
+    for variant in ("masked", "packed", "packed_noreset"):
+        packed = variant != "masked"
+        flags = make_flags(packed)
         tokens, targets, segs = batch(stream, flags)
-        SEGMENTS = segs if variant == "packed" else None
+        SEGMENTS = segs if packed else None
+        g.POSITIONS = reset_positions(segs) if variant == "packed" else None
         p = {n: t.to(torch.float64).requires_grad_(True) for n, t in params32.items()}
         loss = g.loss_of(cfg, g.forward(cfg, p, tokens), targets)
         loss.backward()
@@ -118,8 +135,11 @@ def build(name, cfg, seed):
         fx.i32(variant + "/targets", targets.clamp(min=-1))
         fx.i32(variant + "/segments", segs)
         fx.f32(variant + "/loss", loss.item())
+        if variant == "packed":
+            fx.i32(variant + "/positions", g.POSITIONS)
         for pname, _, _ in g.param_specs(cfg):
-            fx.f32(variant + "/grad/" + pname, p[pname].grad)
+            if variant != "packed_noreset":
+                fx.f32(variant + "/grad/" + pname, p[pname].grad)
         p = {n: t.to(torch.float64).requires_grad_(True) for n, t in params32.items()}
         saved, g.STEPS = g.STEPS, STEPS
         losses, norms, _ = g.train(cfg, p, tokens, targets)
@@ -131,6 +151,7 @@ def build(name, cfg, seed):
               (name, variant, counted, B * T, loss.item(),
                " ".join("%.4f" % v for v in losses)))
     SEGMENTS = None
+    g.POSITIONS = None
     return {"sft_%s.bin" % name: fx.encode()}
 
 

@@ -7,9 +7,8 @@
 # --gpu-tflops is calibrated on the first layout (1 rank): the rate that makes its predicted
 # compute time its measured step time, so the times compare the model's communication and
 # layout terms, not the sgemm peak against a tiny model's GEMMs (it is given as the peak too:
-# efficiency 1). Only the layouts the trainer runs are planned (no cp, no zero-bubble, even
-# stages), so each row of the CSV is one trained layout. Every rank runs one thread;
-# the times mean little with more ranks than free cores.
+# efficiency 1). Even stages only, so each row of the CSV is one trained layout. Every rank runs
+# one thread; the times mean little with more ranks than free cores.
 set -euo pipefail
 build=${1:-build}
 out=${2:-/tmp/loom_plan_check}
@@ -28,17 +27,22 @@ data { train: "$out/data/train_*.bin" seq_len: 64 }
 logging { tensorboard: false }
 runtime { backend: CPU seed: 1 threads_per_rank: 1 }
 JOB
-# ranks | dp tp micro zero1 (sequence parallelism on with tp > 1, as the planner assumes)
+# ranks | dp tp micro zero1 cp pp schedule (sequence parallelism on with tp > 1, as the planner
+# assumes; the last three default to 1 1 1f1b)
 layouts=(
   "1 1 1 4 0" "1 1 1 16 0" "2 2 1 4 0" "2 2 1 8 1" "2 1 2 4 0" "2 1 2 16 0" "4 2 2 4 0" "4 4 1 2 1"
+  "2 1 1 4 0 2" "4 1 2 4 0 2" "4 2 1 4 1 2" "2 1 1 4 0 1 2 1f1b" "2 1 1 4 0 1 2 zb"
 )
 printf "%-24s %12s %12s %7s | %10s %10s\n" layout "plan MiB" "peak MiB" "error" "plan ms" "measured ms"
 for l in "${layouts[@]}"; do
-  read -r n dp tp micro zero <<<"$l"
-  sets=(--set "parallel.tp=$tp" --set "parallel.micro_batch_size=$micro"
+  read -r n dp tp micro zero cp pp sched <<<"$l"
+  cp=${cp:-1} pp=${pp:-1} sched=${sched:-1f1b}
+  sets=(--set "parallel.tp=$tp" --set "parallel.micro_batch_size=$micro" --set "parallel.cp=$cp"
+        --set "parallel.pp=$pp"
+        --set "parallel.schedule=$([[ $sched == zb ]] && echo ZERO_BUBBLE || echo ONE_F_ONE_B)"
         --set "parallel.sequence_parallel=$([[ $tp -gt 1 ]] && echo true || echo false)"
         --set "parallel.distributed_optimizer=$([[ $zero == 1 ]] && echo true || echo false)")
-  run=$out/run_${n}_${dp}_${tp}_${micro}_${zero}
+  run=$out/run_${n}_${dp}_${tp}_${micro}_${zero}_${cp}_${pp}_${sched}
   mpirun -np "$n" --oversubscribe --bind-to none -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS \
     "$loom" train --config "$out/job.textproto" "${sets[@]}" --set "logging.run_dir=$run" \
     >"$run.log" 2>&1 || { echo "train failed: $run.log"; tail -5 "$run.log"; exit 1; }
@@ -52,14 +56,17 @@ for l in "${layouts[@]}"; do
   fi
   "$loom" plan --config "$out/job.textproto" "${sets[@]}" --gpus "$n" --gpus-per-node "$n" \
     --gpu-tflops "$tflops" --peak-tflops "$tflops" --gpu-memory-gib 64 --intra-node-gbps 40 \
-    --inter-node-gbps 40 --max-cp 1 --zero-bubble=false --uneven-stages=false \
-    --csv "$run.plan.csv" >/dev/null
-  row=$(awk -F, -v dp="$dp" -v tp="$tp" -v mb="$micro" -v z="$zero" \
-    '$2==dp && $3==tp && $4==1 && $5==1 && $6==mb && $7=="none" && $8==z' "$run.plan.csv")
+    --inter-node-gbps 40 --uneven-stages=false --csv "$run.plan.csv" >/dev/null
+  row=$(awk -F, -v dp="$dp" -v tp="$tp" -v mb="$micro" -v z="$zero" -v cp="$cp" -v pp="$pp" \
+    -v s="$sched" '$2==dp && $3==tp && $4==pp && $5==1 && $6==mb && $7=="none" && $8==z &&
+                   $21==cp && $22==s' "$run.plan.csv")
   [[ -n $row ]] || { echo "no plan row for $l"; exit 1; }
   mem=$(cut -d, -f10 <<<"$row")
   step=$(cut -d, -f13 <<<"$row")
-  awk -v name="np$n dp$dp tp$tp mb$micro$([[ $zero == 1 ]] && echo ' zero1')" -v m="$mem" -v p="$peak" \
+  name="np$n dp$dp tp$tp"
+  if [[ $cp -gt 1 ]]; then name+=" cp$cp"; fi
+  if [[ $pp -gt 1 ]]; then name+=" pp$pp $sched"; fi
+  awk -v name="$name mb$micro$([[ $zero == 1 ]] && echo ' zero1')" -v m="$mem" -v p="$peak" \
       -v s="$step" -v t="$tps" 'BEGIN {
     printf "%-24s %12.2f %12.2f %+6.1f%% | %10.1f %10.1f\n", name, m / 1048576, p / 1048576,
            100 * (m - p) / p, s * 1e3, 16 * 64 / t * 1e3 }'

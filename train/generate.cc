@@ -3,10 +3,14 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "checkpoint/checkpoint.h"
 #include "data/sft_prepare.h"
+#include "data/text_stream.h"
+#include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "model/generator.h"
 #include "model/gpt.h"
+#include "model/hf_format.h"
 #include "model/model_file.h"
 #include "ops/op_stream.h"
 #include "parallel/param_table.h"
@@ -36,6 +40,98 @@ absl::StatusOr<Device*> GenerationDevice(const std::string& backend, const World
       absl::StrCat("--backend must be cpu, cuda or test, got \"", backend, "\""));
 }
 
+// The tokenizer a checkpoint's training used: the one beside the job's training shards (what
+// the trainer checked against model.vocab), else the job's data.sft.tokenizer; "" when `from`
+// is no checkpoint or neither is found (the data may have moved).
+std::string CheckpointTokenizer(const std::string& from) {
+  auto step = ResolveCheckpoint(from);
+  if (!step.ok()) return "";
+  auto reader = CheckpointReader::Open(*step);
+  if (!reader.ok()) return "";
+  const JobConfig& job = (*reader)->manifest().job();
+  std::error_code ec;
+  if (!job.data().train().empty()) {
+    auto shards = ExpandShardGlobs({job.data().train()});
+    if (shards.ok() && !shards->empty()) {
+      const std::filesystem::path dir = std::filesystem::path((*shards)[0]).parent_path();
+      for (const char* name : {"tokenizer.json", "tokenizer.model"}) {
+        if (std::filesystem::exists(dir / name, ec)) return (dir / name).string();
+      }
+    }
+  }
+  const std::string& sft = job.data().sft().tokenizer();
+  if (!sft.empty() && std::filesystem::exists(sft, ec)) return sft;
+  return "";
+}
+
+// The tokenizer the options name (see GenerateOptions::tokenizer); *from_file says which file.
+absl::StatusOr<std::unique_ptr<Tokenizer>> GenerationTokenizer(const GenerateOptions& o,
+                                                               const GptConfig& config,
+                                                               std::string* from_file) {
+  std::unique_ptr<Tokenizer> tok;
+  if (!o.tokenizer.empty()) {
+    auto t = LoadTokenizer(o.tokenizer);
+    if (!t.ok()) {
+      return absl::Status(t.status().code(), absl::StrCat("--tokenizer: ", t.status().message()));
+    }
+    tok = std::move(*t);
+    *from_file = o.tokenizer;
+  } else if (IsHfModelDir(o.from)) {
+    // A Hugging Face directory's own tokenizer; tokenizer.model when its tokenizer.json is of a
+    // kind loom does not read (LLaMA-2 repositories ship both).
+    std::string why;
+    for (const char* name : {"tokenizer.json", "tokenizer.model"}) {
+      const std::string path = (std::filesystem::path(o.from) / name).string();
+      std::error_code ec;
+      if (!std::filesystem::exists(path, ec)) continue;
+      auto t = LoadTokenizer(path);
+      if (t.ok()) {
+        tok = std::move(*t);
+        *from_file = path;
+        break;
+      }
+      absl::StrAppend(&why, why.empty() ? "" : "; ", t.status().message());
+    }
+    if (!tok && !why.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--from ", o.from, ": its tokenizer does not load (", why, "); give --tokenizer"));
+    }
+  }
+  std::error_code dir_ec;
+  if (!tok && std::filesystem::is_directory(o.from, dir_ec) && !IsHfModelDir(o.from)) {
+    if (const std::string path = CheckpointTokenizer(o.from); !path.empty()) {
+      auto t = LoadTokenizer(path);
+      if (!t.ok()) {
+        return absl::Status(
+            t.status().code(),
+            absl::StrCat("--from ", o.from, ": the tokenizer of its training data (",
+                         t.status().message(), "); give --tokenizer"));
+      }
+      tok = std::move(*t);
+      *from_file = path;
+    }
+  }
+  if (!tok) {
+    if (config.vocab != ByteTokenizer::kVocabSize) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--from ", o.from, ": the model's vocabulary has ", config.vocab,
+          " ids, the byte tokenizer ", ByteTokenizer::kVocabSize,
+          ": give the model's tokenizer with --tokenizer (a tokenizer.json or .model)"));
+    }
+    *from_file = "byte";
+    return std::unique_ptr<Tokenizer>(std::make_unique<ByteTokenizer>());
+  }
+  // Every id the tokenizer gives needs an embedding row; a model with more rows than the
+  // tokenizer has ids (padding, reserved ids) is fine.
+  if (tok->vocab_size() > config.vocab) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer ", *from_file, " (", std::string(tok->type()), ") has ",
+                     tok->vocab_size(), " ids but the model (--from ", o.from,
+                     ") has a vocabulary of ", config.vocab, ": not the model's tokenizer"));
+  }
+  return tok;
+}
+
 }  // namespace
 
 absl::StatusOr<GenerateResult> Generate(
@@ -60,19 +156,18 @@ absl::StatusOr<GenerateResult> Generate(
   // (none in a Hugging Face model) need not divide by it.
   const int tp = world->size();
   config.padded_vocab = (config.padded_vocab + tp - 1) / tp * tp;
-  ByteTokenizer tok;
-  if (config.vocab != tok.vocab_size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--from ", o.from, ": the model's vocabulary has ", config.vocab,
-        " ids, the byte tokenizer ", tok.vocab_size(), " (other tokenizers: not yet)"));
-  }
+  GenerateResult result;
+  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                        GenerationTokenizer(o, config, &result.tokenizer));
+  const Tokenizer& tok = *tokenizer;
   std::string text = o.prompt;
   if (!o.template_name.empty()) {
     LOOM_ASSIGN_OR_RETURN(data::SftTemplate tmpl, LoadSftTemplate(o.template_name));
     text = RenderSftPrompt(o.prompt, tmpl);
   }
-  GenerateResult result;
-  for (uint16_t id : tok.Encode(text)) result.prompt_ids.push_back(id);
+  // As `data prepare` and `data sft` begin a document (and transformers' tokenizer(prompt)).
+  if (tok.bos() >= 0) result.prompt_ids.push_back(tok.bos());
+  tok.Encode(text, &result.prompt_ids);
   if (result.prompt_ids.empty()) result.prompt_ids.push_back(tok.eot());  // unconditional
   const int64_t total = static_cast<int64_t>(result.prompt_ids.size()) + o.max_new_tokens;
   if (total > config.max_seq) {
@@ -114,6 +209,7 @@ absl::StatusOr<GenerateResult> Generate(
     LOOM_ASSIGN_OR_RETURN(gen, Generator::Create(model.get(), tp_comm, total));
   }
   std::vector<int32_t> seq = result.prompt_ids;
+  TextStream stream(tok, result.prompt_ids);
   // The logits the next token is picked from: row `row` of `logits`.
   auto next_logits =
       [&](absl::Span<const int32_t> fresh) -> absl::StatusOr<std::pair<Tensor, int64_t>> {
@@ -143,12 +239,18 @@ absl::StatusOr<GenerateResult> Generate(
     if (o.stop_at_eot && id == tok.eot()) break;
     result.new_ids.push_back(id);
     seq.push_back(id);
-    if (on_token) on_token(id, tok.DecodeForDisplay({id}));
+    std::string piece = stream.Push(id);
+    result.text += piece;
+    if (on_token) on_token(id, piece);
     if (i + 1 < o.max_new_tokens) {
       LOOM_ASSIGN_OR_RETURN(next, next_logits(absl::MakeConstSpan(&seq.back(), 1)));
     }
   }
   result.seconds = timer.Seconds();
+  if (std::string rest = stream.Finish(); !rest.empty()) {
+    result.text += rest;
+    if (on_token) on_token(-1, rest);
+  }
   return result;
 }
 

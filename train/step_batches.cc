@@ -1,5 +1,7 @@
 #include "train/step_batches.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 
 #include "parallel/ring_attention.h"
@@ -7,10 +9,32 @@
 
 namespace loom {
 
+absl::Status ResetPositions(const int32_t* segments, int64_t B, int64_t seq_len, int cp,
+                            int cp_rank, int32_t* positions) {
+  std::vector<int32_t> full;
+  int32_t* out = positions;
+  if (cp > 1) {
+    full.resize(B * seq_len);
+    out = full.data();
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t* seg = segments + b * seq_len;
+    int32_t* pos = out + b * seq_len;
+    int64_t start = 0;
+    for (int64_t i = 0; i < seq_len; ++i) {
+      if (i > 0 && seg[i] != seg[i - 1]) start = i;
+      pos[i] = static_cast<int32_t>(i - start);
+    }
+  }
+  if (cp == 1) return absl::OkStatus();
+  return SelectContextChunks(full.data(), B, seq_len, cp, cp_rank, positions);
+}
+
 absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device, DataLoader* loader,
                                                                  int64_t accum, int64_t micro,
                                                                  int64_t full_seq_len, int cp,
-                                                                 int cp_rank) {
+                                                                 int cp_rank,
+                                                                 bool reset_positions) {
   std::unique_ptr<StepBatches> b(new StepBatches());
   b->device_ = device;
   b->loader_ = loader;
@@ -22,20 +46,17 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
   const int64_t seq_len = full_seq_len / cp;  // this rank's tokens of each sequence
   b->rows_ = micro * seq_len;
   b->masked_ = loader->has_loss_mask();
-  if (b->masked_ && cp > 1) {
-    // The ring's attention blocks take no segment ids, and the counted targets would need
-    // reducing over dp x cp: not built yet, so refused rather than trained wrong.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fine-tuning data with loss masks (token flags beside the shards) cannot be combined "
-        "with parallel.cp (",
-        cp, ") > 1 yet: use parallel.cp 1 for fine-tuning"));
-  }
+  // Segment ids stay whole: ring attention on every cp rank reads the whole sequence's.
+  b->seg_rows_ = micro * full_seq_len;
+  b->reset_positions_ = b->masked_ && reset_positions;
+  // Positions (this rank's tokens') after the segment ids.
+  b->stride_ = 2 * b->rows_ + b->seg_rows_ + (b->reset_positions_ ? b->rows_ : 0);
   if (cp > 1) {
     b->full_in_.resize(micro * full_seq_len);
     b->full_tg_.resize(micro * full_seq_len);
   }
   LOOM_ASSIGN_OR_RETURN(void* staging,
-                        device->AllocateHostStaging(2 * 3 * accum * b->rows_ * sizeof(int32_t)));
+                        device->AllocateHostStaging(2 * accum * b->stride_ * sizeof(int32_t)));
   b->staging_ = std::shared_ptr<int32_t>(static_cast<int32_t*>(staging),
                                          [device](int32_t* p) { device->FreeHostStaging(p); });
   for (int buffer = 0; buffer < 2; ++buffer) {
@@ -47,8 +68,12 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
         b->targets_[buffer].push_back(
             Tensor::View(in + b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
         if (b->masked_) {
-          b->segments_[buffer].push_back(
-              Tensor::View(in + 2 * b->rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
+          b->segments_[buffer].push_back(Tensor::View(in + 2 * b->rows_, Shape{micro, full_seq_len},
+                                                      DType::kI32, CpuDevice()));
+        }
+        if (b->reset_positions_) {
+          b->positions_[buffer].push_back(Tensor::View(
+              in + 2 * b->rows_ + b->seg_rows_, Shape{micro, seq_len}, DType::kI32, CpuDevice()));
         }
       } else if (buffer == 0) {
         LOOM_ASSIGN_OR_RETURN(Tensor in, Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
@@ -57,8 +82,13 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
         b->targets_[0].push_back(tg);
         if (b->masked_) {
           LOOM_ASSIGN_OR_RETURN(Tensor sg,
-                                Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
+                                Tensor::Empty(Shape{micro, full_seq_len}, DType::kI32, device));
           b->segments_[0].push_back(sg);
+        }
+        if (b->reset_positions_) {
+          LOOM_ASSIGN_OR_RETURN(Tensor pos,
+                                Tensor::Empty(Shape{micro, seq_len}, DType::kI32, device));
+          b->positions_[0].push_back(pos);
         }
       } else {
         // One set of device tensors: stream order keeps a prefetch's copies after the ops that
@@ -66,6 +96,7 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
         b->inputs_[1] = b->inputs_[0];
         b->targets_[1] = b->targets_[0];
         b->segments_[1] = b->segments_[0];
+        b->positions_[1] = b->positions_[0];
       }
     }
   }
@@ -74,7 +105,7 @@ absl::StatusOr<std::unique_ptr<StepBatches>> StepBatches::Create(Device* device,
 }
 
 int32_t* StepBatches::Staging(int buffer, int64_t k) const {
-  return staging_.get() + (static_cast<int64_t>(buffer) * accum_ + k) * 3 * rows_;
+  return staging_.get() + (static_cast<int64_t>(buffer) * accum_ + k) * stride_;
 }
 
 absl::Status StepBatches::Read(int buffer) {
@@ -88,20 +119,30 @@ absl::Status StepBatches::Read(int buffer) {
           masked_ ? absl::MakeSpan(in + 2 * rows_, rows_) : absl::Span<int32_t>()));
     } else {
       // Every rank of the cp group reads the same sequences and keeps its two chunks of each.
-      LOOM_RETURN_IF_ERROR(
-          loader_->NextBatch(micro, absl::MakeSpan(full_in_), absl::MakeSpan(full_tg_)));
+      LOOM_RETURN_IF_ERROR(loader_->NextBatch(
+          micro, absl::MakeSpan(full_in_), absl::MakeSpan(full_tg_),
+          masked_ ? absl::MakeSpan(in + 2 * rows_, seg_rows_) : absl::Span<int32_t>()));
       LOOM_RETURN_IF_ERROR(
           SelectContextChunks(full_in_.data(), micro_, seq_len_, cp_, cp_rank_, in));
       LOOM_RETURN_IF_ERROR(
           SelectContextChunks(full_tg_.data(), micro_, seq_len_, cp_, cp_rank_, in + rows_));
+    }
+    if (reset_positions_) {
+      // From the whole rows' segment ids (every rank holds them), cut like the tokens.
+      LOOM_RETURN_IF_ERROR(ResetPositions(in + 2 * rows_, micro_, seq_len_, cp_, cp_rank_,
+                                          in + 2 * rows_ + seg_rows_));
     }
     if (device_->host_memory()) continue;  // the step's tensors are views of the staging
     const size_t bytes = static_cast<size_t>(rows_) * sizeof(int32_t);
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(inputs_[buffer][k].data(), in, bytes));
     LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(targets_[buffer][k].data(), in + rows_, bytes));
     if (masked_) {
-      LOOM_RETURN_IF_ERROR(
-          device_->CopyFromHostAsync(segments_[buffer][k].data(), in + 2 * rows_, bytes));
+      LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(segments_[buffer][k].data(), in + 2 * rows_,
+                                                      seg_rows_ * sizeof(int32_t)));
+    }
+    if (reset_positions_) {
+      LOOM_RETURN_IF_ERROR(device_->CopyFromHostAsync(positions_[buffer][k].data(),
+                                                      in + 2 * rows_ + seg_rows_, bytes));
     }
   }
   return absl::OkStatus();

@@ -26,16 +26,28 @@
 
 namespace loom {
 
+// The per-token positions of packed samples, reset at each document start: for each of the B
+// rows of `seq_len` segment ids (nondecreasing, as the data loader makes them), position =
+// index - the index where its segment begins. With cp > 1 the rows are then cut to cp rank
+// `cp_rank`'s two chunks as its tokens are (SelectContextChunks): `positions` holds
+// B x seq_len / cp ids. Positions are global within the sequence, so a chunk whose document
+// began in another rank's chunk still continues that document's count.
+absl::Status ResetPositions(const int32_t* segments, int64_t B, int64_t seq_len, int cp,
+                            int cp_rank, int32_t* positions);
+
 class StepBatches {
  public:
   // `accum` micro-batches of `micro` x `seq_len` per step, read from `loader` (not owned;
   // it must outlive this) onto `device`. With context parallelism (cp > 1) the loader's whole
   // sequences are cut to cp rank `cp_rank`'s two chunks (parallel/ring_attention.h
-  // SelectContextChunks): the batches are then micro x seq_len / cp.
+  // SelectContextChunks): the batches are then micro x seq_len / cp. With reset_positions and
+  // fine-tuning data (token flags with document starts) each micro-batch also gets per-token
+  // positions that restart at every document (ResetPositions; data.reset_position_ids).
   static absl::StatusOr<std::unique_ptr<StepBatches>> Create(Device* device, DataLoader* loader,
                                                              int64_t accum, int64_t micro,
                                                              int64_t seq_len, int cp = 1,
-                                                             int cp_rank = 0);
+                                                             int cp_rank = 0,
+                                                             bool reset_positions = false);
 
   // The next step's micro-batches: the prefetched ones if Prefetch ran since the last Next,
   // else read and queued now. inputs()/targets() then hold them (device tensors, or views
@@ -44,8 +56,13 @@ class StepBatches {
   const std::vector<Tensor>& inputs() const { return inputs_[current_]; }
   const std::vector<Tensor>& targets() const { return targets_[current_]; }
   // With fine-tuning data (the loader's shards carry token flags): each micro-batch's segment
-  // ids for block-diagonal attention, else empty.
+  // ids for block-diagonal attention, else empty. With cp > 1 these are NOT cut: every cp rank
+  // gets the whole sequences' ids, micro x seq_len, which ring attention reads by global position.
   const std::vector<Tensor>& segments() const { return segments_[current_]; }
+  // With fine-tuning data and reset_positions: each micro-batch's per-token positions, reset at
+  // each document start (GptModel::SetPositions), else empty. With cp > 1 they are cut to this
+  // rank's tokens (micro x seq_len / cp), from the whole sequences' documents.
+  const std::vector<Tensor>& positions() const { return positions_[current_]; }
   bool masked() const { return masked_; }
   // The host copy of micro-batch k's targets of the current step (-1: not counted in the loss).
   absl::Span<const int32_t> host_targets(int64_t k) const {
@@ -71,11 +88,15 @@ class StepBatches {
   DataLoader* loader_ = nullptr;
   int64_t accum_ = 0, micro_ = 0, rows_ = 0;  // rows_: micro x seq_len ids per micro-batch
   int64_t seq_len_ = 0;  // the loader's (whole) sequence length
+  int64_t seg_rows_ = 0;  // micro x seq_len: segment ids per micro-batch (whole sequences)
+  int64_t stride_ = 0;    // staging ids per micro-batch: inputs, targets (rows_ each), segments
   int cp_ = 1, cp_rank_ = 0;
   std::vector<int32_t> full_in_, full_tg_;  // cp > 1: whole sequences before the cut
-  std::shared_ptr<int32_t> staging_;  // 2 buffers of accum x (inputs, targets, segments)
-  std::vector<Tensor> inputs_[2], targets_[2], segments_[2];
+  // 2 buffers of accum x stride_ (inputs, targets, segments[, positions: rows_ ids]).
+  std::shared_ptr<int32_t> staging_;
+  std::vector<Tensor> inputs_[2], targets_[2], segments_[2], positions_[2];
   bool masked_ = false;
+  bool reset_positions_ = false;  // masked data with data.reset_position_ids
   int current_ = 0;
   int prefetched_ = -1;       // the buffer a prefetch filled; -1: none
   DataLoaderState consumed_;  // the loader's position before the prefetch

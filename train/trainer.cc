@@ -190,13 +190,16 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const JobConfig& config
     }
     // After the resume: the batches start from the restored data position. With context
     // parallelism each holds this rank's chunks of the loader's whole sequences.
-    LOOM_ASSIGN_OR_RETURN(t->batches_,
-                          StepBatches::Create(t->device_, t->train_data_.get(), accum, micro,
-                                              n.seq_len, n.cp, coord.cp));
+    LOOM_ASSIGN_OR_RETURN(
+        t->batches_, StepBatches::Create(t->device_, t->train_data_.get(), accum, micro, n.seq_len,
+                                         n.cp, coord.cp, config.data().reset_position_ids()));
     t->masked_ = t->batches_->masked();
     if (t->masked_) {
       LOOM_LOG(INFO) << "data: loss masks and document boundaries from the shards' token flags "
-                        "(the loss is the mean over the counted targets of the global batch)";
+                        "(the loss is the mean over the counted targets of the global batch); "
+                     << (config.data().reset_position_ids()
+                             ? "positions restart at each document (data.reset_position_ids)"
+                             : "positions run across documents (data.reset_position_ids false)");
     }
   }
   // The gradient norm counts each parameter once, on the rank that owns it (OwnsParam, the
@@ -296,13 +299,13 @@ absl::StatusOr<double> Trainer::GradNormFrom(double local_squares) {
 }
 
 absl::Status Trainer::NextContextBatch(DataLoader& data, int micro, absl::Span<int32_t> in,
-                                       absl::Span<int32_t> targets) {
+                                       absl::Span<int32_t> targets, absl::Span<int32_t> segments) {
   const JobLayout& n = numbers_;
-  if (n.cp == 1) return data.NextBatch(micro, in, targets);
+  if (n.cp == 1) return data.NextBatch(micro, in, targets, segments);
   // Every rank of the cp group reads the same sequences (the loader's position moves the same
   // on all of them) and keeps its two chunks of each, inputs and targets alike.
-  LOOM_RETURN_IF_ERROR(data.NextBatch(micro, absl::MakeSpan(cp_full_in_),
-                                      absl::MakeSpan(cp_full_tg_)));
+  LOOM_RETURN_IF_ERROR(
+      data.NextBatch(micro, absl::MakeSpan(cp_full_in_), absl::MakeSpan(cp_full_tg_), segments));
   const int r = groups_->coord().cp;
   LOOM_RETURN_IF_ERROR(
       SelectContextChunks(cp_full_in_.data(), micro, n.seq_len, n.cp, r, in.data()));
@@ -321,8 +324,10 @@ absl::StatusOr<float> Trainer::Step() {
   // Each micro-batch's loss is the mean of its B x T rows: weighted 1 / accum, the gradient is
   // that of the step's mean (the data-parallel reduction then averages the replicas). With loss
   // masks the objective is the mean over the counted targets of the whole global batch: each
-  // row's weight is dp / (the global count), so that the replicas' average is right too.
-  const double dp = static_cast<double>(numbers_.dp);
+  // row's weight is dp x cp / (the global count), so that the average of the gradients over
+  // dp x cp is right too (each cp rank counts the targets of its chunks; the count is summed
+  // over dp x cp).
+  const double dp = static_cast<double>(groups_->dpcp().size());
   const int64_t rows_per_batch = loss_rows_.dim(1);
   float loss_weight = 1.0f / static_cast<float>(accum);
   double counted = 0;
@@ -332,6 +337,10 @@ absl::StatusOr<float> Trainer::Step() {
         counted > 0 ? static_cast<float>(static_cast<double>(rows_per_batch) * dp / counted) : 0;
     model_->SetSegments(
         std::vector<Tensor>(batches_->segments().begin(), batches_->segments().begin() + accum));
+    if (!batches_->positions().empty()) {
+      model_->SetPositions(std::vector<Tensor>(batches_->positions().begin(),
+                                               batches_->positions().begin() + accum));
+    }
   }
   // The losses stay on the device until the one read-back below.
   model_->DeferLosses(loss_rows_);
@@ -339,6 +348,7 @@ absl::StatusOr<float> Trainer::Step() {
   const int64_t heads = model_->deferred_losses();
   model_->DeferLosses(Tensor());
   model_->SetSegments({});
+  model_->SetPositions({});
   LOOM_RETURN_IF_ERROR(ran);
   LOOM_RETURN_IF_ERROR(FinishGradReduction());
   LOOM_RETURN_IF_ERROR(
@@ -389,7 +399,8 @@ absl::StatusOr<double> Trainer::CountStepTargets(int64_t accum) {
     const absl::Span<const int32_t> targets = batches_->host_targets(k);
     for (int64_t i = 0; i < rows; ++i) count[0] += targets[i] >= 0 ? 1 : 0;
   }
-  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(count, 1), ReduceOp::kSum));
+  // Over dp x cp: with context parallelism each rank holds its chunks' targets.
+  LOOM_RETURN_IF_ERROR(groups_->dpcp().AllReduceHost(absl::MakeSpan(count, 1), ReduceOp::kSum));
   return count[0];
 }
 
@@ -445,35 +456,53 @@ absl::StatusOr<float> Trainer::Evaluate() {
 
 absl::StatusOr<float> Trainer::EvaluateMasked() {
   const int micro = config_.parallel().micro_batch_size();
-  const int T = config_.data().seq_len();
+  // This rank's tokens of each sequence (its chunks with cp > 1); segment ids stay whole.
+  const int64_t T = numbers_.seq_len_per_cp_rank, S = numbers_.seq_len;
   const int64_t rows = int64_t{micro} * T;
   val_data_->Rewind();
-  eval_segments_host_.resize(rows);
+  eval_segments_host_.resize(micro * S);
   if (!eval_segments_.defined()) {
-    LOOM_ASSIGN_OR_RETURN(eval_segments_, Tensor::Empty(Shape{micro, T}, DType::kI32, device_));
+    LOOM_ASSIGN_OR_RETURN(eval_segments_, Tensor::Empty(Shape{micro, S}, DType::kI32, device_));
+  }
+  // Validation examples at the positions training used (data.reset_position_ids).
+  const bool reset = config_.data().reset_position_ids();
+  if (reset && !eval_positions_.defined()) {
+    eval_positions_host_.resize(rows);
+    LOOM_ASSIGN_OR_RETURN(eval_positions_, Tensor::Empty(Shape{micro, T}, DType::kI32, device_));
   }
   double sum[2] = {0, 0};  // loss summed over counted targets, their count
   const int batches = config_.logging().eval_batches();
   for (int k = 0; k < batches; ++k) {
-    LOOM_RETURN_IF_ERROR(val_data_->NextBatch(micro, absl::MakeSpan(inputs_),
-                                              absl::MakeSpan(targets_),
-                                              absl::MakeSpan(eval_segments_host_)));
+    LOOM_RETURN_IF_ERROR(NextContextBatch(*val_data_, micro, absl::MakeSpan(inputs_.data(), rows),
+                                          absl::MakeSpan(targets_.data(), rows),
+                                          absl::MakeSpan(eval_segments_host_)));
     LOOM_RETURN_IF_ERROR(eval_segments_.CopyFrom(
-        Tensor::View(eval_segments_host_.data(), Shape{micro, T}, DType::kI32, CpuDevice())));
+        Tensor::View(eval_segments_host_.data(), Shape{micro, S}, DType::kI32, CpuDevice())));
     model_->SetSegments({eval_segments_});
+    if (reset) {
+      // From the whole sequences' documents, cut to this rank's chunks with cp.
+      LOOM_RETURN_IF_ERROR(ResetPositions(eval_segments_host_.data(), micro, S,
+                                          static_cast<int>(numbers_.cp), groups_->coord().cp,
+                                          eval_positions_host_.data()));
+      LOOM_RETURN_IF_ERROR(eval_positions_.CopyFrom(
+          Tensor::View(eval_positions_host_.data(), Shape{micro, T}, DType::kI32, CpuDevice())));
+      model_->SetPositions({eval_positions_});
+    }
     Tensor in = Tensor::View(inputs_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     Tensor tg = Tensor::View(targets_.data(), Shape{micro, T}, DType::kI32, CpuDevice());
     auto loss = pipeline_->ForwardOnly(in, tg, GptModel::HeadMode::kEval);
     model_->SetSegments({});
+    model_->SetPositions({});
     LOOM_RETURN_IF_ERROR(loss.status());
     sum[0] += static_cast<double>(*loss) * static_cast<double>(rows);  // ignored rows are 0
-    for (int32_t target : targets_) sum[1] += target >= 0 ? 1 : 0;
+    for (int64_t i = 0; i < rows; ++i) sum[1] += targets_[i] >= 0 ? 1 : 0;
   }
   // The loss sum lives on the last stage; every stage counted the same targets.
   if (numbers_.pp > 1) {
     LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(sum, 1), ReduceOp::kSum));
   }
-  LOOM_RETURN_IF_ERROR(groups_->dp().AllReduceHost(absl::MakeSpan(sum, 2), ReduceOp::kSum));
+  // Replicas and cp ranks each hold their share of the counted targets.
+  LOOM_RETURN_IF_ERROR(groups_->dpcp().AllReduceHost(absl::MakeSpan(sum, 2), ReduceOp::kSum));
   return static_cast<float>(sum[1] > 0 ? sum[0] / sum[1] : 0.0);
 }
 
@@ -483,31 +512,49 @@ absl::StatusOr<std::vector<int32_t>> Trainer::Sample(const std::vector<int32_t>&
   std::vector<int32_t> seq = prompt;
   if (seq.empty()) return absl::InvalidArgumentError("sampling needs a non-empty prompt");
   const uint64_t seed = static_cast<uint64_t>(config_.runtime().seed()) * 1000003ull + step_;
-  std::vector<int32_t> window(T, 0);
+  // With context parallelism the cp group runs the window together (ring attention), each rank
+  // on its two chunks; the rank holding the last filled position picks the token.
+  const int cp = static_cast<int>(numbers_.cp), cp_rank = groups_->coord().cp;
+  const ops::ChunkedPositions mine = ContextChunks(T, cp, cp_rank);
+  std::vector<int32_t> window(T, 0), local(T / cp, 0);
   for (int i = 0; i < length && static_cast<int>(seq.size()) < T + 1; ++i) {
     const int len = std::min<int>(static_cast<int>(seq.size()), T);
     std::copy(seq.end() - len, seq.end(), window.begin());
-    Tensor in = Tensor::View(window.data(), Shape{1, T}, DType::kI32, CpuDevice());
+    if (cp > 1) {
+      LOOM_RETURN_IF_ERROR(SelectContextChunks(window.data(), 1, T, cp, cp_rank, local.data()));
+    }
+    Tensor in = Tensor::View(cp > 1 ? local.data() : window.data(), Shape{1, T / cp}, DType::kI32,
+                             CpuDevice());
+    const int64_t p = len - 1, c = mine.chunk;  // the row of position p here, or -1
+    const int64_t row = cp == 1                                   ? p
+                        : p >= mine.start0 && p < mine.start0 + c ? p - mine.start0
+                        : p >= mine.start1 && p < mine.start1 + c ? c + p - mine.start1
+                                                                  : -1;
     if (pipeline_) {
-      // Through every stage; the last one picks the token and the stages take it from there.
+      // Through every stage; the last one picks the token and the stages (and cp ranks) take it
+      // from there.
       LOOM_RETURN_IF_ERROR(pipeline_->ForwardOnly(in, in, GptModel::HeadMode::kLogits).status());
       double token[1] = {0};
-      if (model_->stage().head) {
-        LOOM_ASSIGN_OR_RETURN(token[0], PickToken(model_->logits(), len, seed, i));
+      if (model_->stage().head && row >= 0) {
+        LOOM_ASSIGN_OR_RETURN(token[0], PickToken(model_->logits(), row, seed, i));
       }
       LOOM_RETURN_IF_ERROR(groups_->pp().AllReduceHost(absl::MakeSpan(token, 1), ReduceOp::kSum));
+      if (cp > 1) {
+        LOOM_RETURN_IF_ERROR(groups_->cp().AllReduceHost(absl::MakeSpan(token, 1), ReduceOp::kSum));
+      }
       seq.push_back(static_cast<int32_t>(token[0]));
       continue;
     }
     LOOM_ASSIGN_OR_RETURN(Tensor logits, model_->Forward(in));
-    LOOM_ASSIGN_OR_RETURN(const int32_t next, PickToken(logits, len, seed, i));
+    LOOM_ASSIGN_OR_RETURN(const int32_t next, PickToken(logits, p, seed, i));
     seq.push_back(next);
   }
   return std::vector<int32_t>(seq.begin() + prompt.size(), seq.end());
 }
 
-absl::StatusOr<int32_t> Trainer::PickToken(const Tensor& logits, int len, uint64_t seed, int i) {
-  return SampleTopK(logits, len - 1, model_->config().vocab, model_->config().padded_vocab,
+absl::StatusOr<int32_t> Trainer::PickToken(const Tensor& logits, int64_t row, uint64_t seed,
+                                           int i) {
+  return SampleTopK(logits, row, model_->config().vocab, model_->config().padded_vocab,
                     &groups_->tp(), seed, static_cast<uint64_t>(i));
 }
 

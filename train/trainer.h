@@ -126,9 +126,9 @@ class Trainer {
   // The tied embedding's gradient summed over the embedding group (first and last pipeline
   // stage), then handed to the data-parallel reduction.
   absl::Status ReduceTiedEmbedding();
-  // Top-k sampling (k = 40) from row `len - 1` of this rank's vocab slice of the logits (the
+  // Top-k sampling (k = 40) from row `row` of this rank's vocab slice of the logits (the
   // tensor group gathers the rest), draw `i` of the Philox stream `seed`.
-  absl::StatusOr<int32_t> PickToken(const Tensor& logits, int len, uint64_t seed, int i);
+  absl::StatusOr<int32_t> PickToken(const Tensor& logits, int64_t row, uint64_t seed, int i);
   // train/trainer_guards.cc: whether the next step would end past runtime.max_duration_s
   // minus runtime.stop_margin_s, by the mean step time so far (this rank's view).
   bool TimeIsUp() const;
@@ -172,11 +172,14 @@ class Trainer {
   bool masked_ = false;
   std::vector<int32_t> eval_segments_host_;
   Tensor eval_segments_;
+  std::vector<int32_t> eval_positions_host_;  // data.reset_position_ids: reset at documents
+  Tensor eval_positions_;
   // Context parallelism: whole sequences from the loader before this rank's chunks are cut.
   std::vector<int32_t> cp_full_in_, cp_full_tg_;
-  // Reads one micro-batch into in/targets (micro x seq_len / cp each): this rank's chunks.
+  // Reads one micro-batch into in/targets (micro x seq_len / cp each): this rank's chunks; and,
+  // when given (fine-tuning data), the whole sequences' segment ids (micro x seq_len).
   absl::Status NextContextBatch(DataLoader& data, int micro, absl::Span<int32_t> in,
-                                absl::Span<int32_t> targets);
+                                absl::Span<int32_t> targets, absl::Span<int32_t> segments = {});
   std::unique_ptr<PipelineRunner> pipeline_;
   // Index in the table of a parameter shared with another pipeline stage ("wte.weight" on the
   // first and last stage of a tied model), whose readiness waits for the embedding group; -1: none.

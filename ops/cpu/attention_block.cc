@@ -50,12 +50,38 @@ Layout MakeLayout(int64_t t, int nh, int nkv, int hd) {
       nh / nkv};
 }
 
+// For each of the b * seg_len global positions, the first position of its segment (empty
+// without segments).
+std::vector<int64_t> SegmentStarts(const int32_t* segments, int64_t b, int64_t seg_len) {
+  std::vector<int64_t> start(static_cast<size_t>(segments ? b * seg_len : 0));
+  for (int64_t bi = 0; segments && bi < b; ++bi) {
+    for (int64_t i = 0; i < seg_len; ++i) {
+      const int64_t n = bi * seg_len + i;
+      start[n] = (i > 0 && segments[n] == segments[n - 1]) ? start[n - 1] : i;
+    }
+  }
+  return start;
+}
+
+// The key rows query row `row` of sequence bi sees: [Lo, Hi) of the key block. Without segments
+// Lo is 0 (a prefix); with them the keys before the query's segment start are cut off. Both
+// grow with the row, so a task's rows together see [Lo(first row), Hi(last row)).
+struct Visible {
+  ChunkedPositions qp, kp;
+  const int64_t* starts;  // this sequence's segment starts by global position, or null
+  int64_t Hi(int64_t row) const { return kp.CountThrough(qp.At(row)); }
+  int64_t Lo(int64_t row) const {
+    return starts == nullptr ? 0 : kp.CountThrough(starts[qp.At(row)] - 1);
+  }
+};
+
 }  // namespace
 
 void AttentionBlockForward(const float* q_qkv, const float* kv_qkv, int64_t b, int64_t t, int nh,
                            int nkv, int hd, ChunkedPositions qp, ChunkedPositions kp, bool first,
-                           float* out, float* lse) {
+                           float* out, float* lse, const int32_t* segments, int64_t seg_len) {
   const Layout L = MakeLayout(t, nh, nkv, hd);
+  const std::vector<int64_t> starts = SegmentStarts(segments, b, seg_len);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nh * nblocks;
@@ -76,11 +102,14 @@ void AttentionBlockForward(const float* q_qkv, const float* kv_qkv, int64_t b, i
       const int64_t r0 = qb * kBlock;
       const int64_t r1 = std::min(t, r0 + kBlock);
       const int64_t m = r1 - r0;
-      // Positions grow with the row: the block's last query sees the longest key prefix.
-      const int64_t kn = kp.CountThrough(qp.At(r1 - 1));
+      // Positions grow with the row: the block's last query sees the furthest key, its first
+      // query's segment start is the earliest (k0; 0 without segments).
+      const Visible vis{qp, kp, segments ? starts.data() + bi * seg_len : nullptr};
+      const int64_t k0 = vis.Lo(r0);
+      const int64_t kn = vis.Hi(r1 - 1) - k0;
       float* o = out + L.O(bi, h) + r0 * L.out_row;
       float* lse_row = lse + bh * t + r0;
-      if (kn == 0) {
+      if (kn <= 0) {
         if (first) {
           for (int64_t i = 0; i < m; ++i) {
             std::fill(o + i * L.out_row, o + i * L.out_row + hd, 0.0f);
@@ -90,20 +119,21 @@ void AttentionBlockForward(const float* q_qkv, const float* kv_qkv, int64_t b, i
         continue;
       }
       const float* q = q_qkv + L.Q(bi, h) + r0 * L.row;
-      const float* k = kv_qkv + L.K(bi, g);
-      const float* v = kv_qkv + L.V(bi, g);
+      const float* k = kv_qkv + L.K(bi, g) + k0 * L.row;
+      const float* v = kv_qkv + L.V(bi, g) + k0 * L.row;
       Gemm(false, true, m, kn, hd, scale, q, L.row, k, L.row, 0.0f, s, kn);
       for (int64_t i = 0; i < m; ++i) {
         float* srow = s + i * kn;
-        const int64_t valid = kp.CountThrough(qp.At(r0 + i));
-        if (valid == 0) {
+        const int64_t lo = vis.Lo(r0 + i) - k0, valid = vis.Hi(r0 + i) - k0;
+        if (valid <= lo) {
           std::fill(srow, srow + kn, 0.0f);
           blse[i] = kNegInf;
           inv_sum[i] = 0.0f;
           continue;
         }
-        const float mx = RowMax(srow, valid);
-        const double sum = ExpShiftedAndSum(srow, srow, valid, mx);
+        const float mx = RowMax(srow + lo, valid - lo);
+        const double sum = ExpShiftedAndSum(srow + lo, srow + lo, valid - lo, mx);
+        std::fill(srow, srow + lo, 0.0f);
         std::fill(srow + valid, srow + kn, 0.0f);
         blse[i] = static_cast<float>(mx + std::log(sum));
         inv_sum[i] = static_cast<float>(1.0 / sum);
@@ -142,8 +172,10 @@ void AttentionBlockForward(const float* q_qkv, const float* kv_qkv, int64_t b, i
 void AttentionBlockBackward(const float* dout, const float* q_qkv, const float* kv_qkv,
                             const float* out, const float* lse, int64_t b, int64_t t, int nh,
                             int nkv, int hd, ChunkedPositions qp, ChunkedPositions kp,
-                            float* dq_qkv, float* dkv_qkv) {
+                            float* dq_qkv, float* dkv_qkv, const int32_t* segments,
+                            int64_t seg_len) {
   const Layout L = MakeLayout(t, nh, nkv, hd);
+  const std::vector<int64_t> starts = SegmentStarts(segments, b, seg_len);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t nblocks = (t + kBlock - 1) / kBlock;
   const int64_t tasks = b * nkv;
@@ -157,30 +189,34 @@ void AttentionBlockBackward(const float* dout, const float* q_qkv, const float* 
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t bi = task / nkv;
       const int g = static_cast<int>(task % nkv);
-      const float* k = kv_qkv + L.K(bi, g);
-      const float* v = kv_qkv + L.V(bi, g);
-      float* dk = dkv_qkv + L.K(bi, g);
-      float* dv = dkv_qkv + L.V(bi, g);
+      const Visible vis{qp, kp, segments ? starts.data() + bi * seg_len : nullptr};
       for (int h = g * L.group; h < (g + 1) * L.group; ++h) {
         const int64_t bh = bi * nh + h;
         for (int64_t qb = 0; qb < nblocks; ++qb) {
           const int64_t r0 = qb * kBlock;
           const int64_t r1 = std::min(t, r0 + kBlock);
           const int64_t m = r1 - r0;
-          const int64_t kn = kp.CountThrough(qp.At(r1 - 1));
-          if (kn == 0) continue;
+          const int64_t k0 = vis.Lo(r0);  // the key rows [k0, k0 + kn) as in the forward
+          const int64_t kn = vis.Hi(r1 - 1) - k0;
+          if (kn <= 0) continue;
+          const float* k = kv_qkv + L.K(bi, g) + k0 * L.row;
+          const float* v = kv_qkv + L.V(bi, g) + k0 * L.row;
+          float* dk = dkv_qkv + L.K(bi, g) + k0 * L.row;
+          float* dv = dkv_qkv + L.V(bi, g) + k0 * L.row;
           const float* q = q_qkv + L.Q(bi, h) + r0 * L.row;
           const float* o = out + L.O(bi, h) + r0 * L.out_row;
           const float* dob = dout + L.O(bi, h) + r0 * L.out_row;
           float* dq = dq_qkv + L.Q(bi, h) + r0 * L.row;
           const float* lse_row = lse + bh * t + r0;
           // P = exp(scale * q k^T - lse) with the whole sequence's lse: this block's share of
-          // the final softmax; 0 past each row's visible prefix.
+          // the final softmax; 0 outside each row's visible run.
           Gemm(false, true, m, kn, hd, scale, q, L.row, k, L.row, 0.0f, p, kn);
           for (int64_t i = 0; i < m; ++i) {
             float* prow = p + i * kn;
-            const int64_t valid = kp.CountThrough(qp.At(r0 + i));
-            if (valid > 0) ExpShiftedAndSum(prow, prow, valid, lse_row[i]);
+            const int64_t lo = vis.Lo(r0 + i) - k0;
+            const int64_t valid = std::max(lo, vis.Hi(r0 + i) - k0);
+            if (valid > lo) ExpShiftedAndSum(prow + lo, prow + lo, valid - lo, lse_row[i]);
+            std::fill(prow, prow + lo, 0.0f);
             std::fill(prow + valid, prow + kn, 0.0f);
             double acc = 0.0;  // D_i = dO_i . O_i (the final output's)
             for (int d = 0; d < hd; ++d) {

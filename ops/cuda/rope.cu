@@ -17,11 +17,11 @@ constexpr int kThreads = 128;
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     RopeKernel(T* qkv, int64_t t, int nh, int nkv, int hd, float theta, int64_t pos_offset,
-               bool inverse) {
+               bool inverse, const int32_t* positions) {
   extern __shared__ float trig[];
   const int half = hd / 2;
   const int64_t token = blockIdx.x;
-  const int64_t pos = pos_offset + token % t;
+  const int64_t pos = pos_offset + (positions != nullptr ? positions[token] : token % t);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     // Same recipe as cpu::RopeAngle: inv_freq rounded to float, angle = float(pos) * inv_freq
     // in float, then cos/sin of that float in double.
@@ -51,25 +51,26 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T>
 absl::Status Launch(const Tensor& qkv, int nh, int nkv, int hd, float theta, int64_t pos_offset,
-                    bool inverse, cudaStream_t stream) {
+                    bool inverse, const Tensor* positions, cudaStream_t stream) {
   const int64_t tokens = qkv.dim(0) * qkv.dim(1);
   if (tokens == 0) return absl::OkStatus();
   const size_t smem = sizeof(float) * hd;
   RopeKernel<T><<<static_cast<unsigned>(tokens), kThreads, smem, stream>>>(
-      qkv.data_as<T>(), qkv.dim(1), nh, nkv, hd, theta, pos_offset, inverse);
+      qkv.data_as<T>(), qkv.dim(1), nh, nkv, hd, theta, pos_offset, inverse,
+      positions != nullptr ? positions->data_as<int32_t>() : nullptr);
   return CheckLaunch("RopeKernel");
 }
 
 }  // namespace
 
 absl::Status RopeApply(const Tensor& qkv, int nh, int nkv, int hd, float theta, int64_t pos_offset,
-                       bool inverse) {
+                       bool inverse, const Tensor* positions) {
   LOOM_ASSIGN_OR_RETURN(DeviceContext * ctx, ContextFor(qkv));
   switch (qkv.dtype()) {
     case DType::kF32:
-      return Launch<float>(qkv, nh, nkv, hd, theta, pos_offset, inverse, ctx->stream);
+      return Launch<float>(qkv, nh, nkv, hd, theta, pos_offset, inverse, positions, ctx->stream);
     case DType::kBF16:
-      return Launch<bf16_t>(qkv, nh, nkv, hd, theta, pos_offset, inverse, ctx->stream);
+      return Launch<bf16_t>(qkv, nh, nkv, hd, theta, pos_offset, inverse, positions, ctx->stream);
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("RopeApply: unsupported dtype ", std::string(DTypeName(qkv.dtype()))));

@@ -38,6 +38,7 @@
 #include "runtime/files.h"
 #include "runtime/memory_info.h"
 #include "tests/train/job_testing.h"
+#include "tests/train/train_testing.h"
 
 namespace loom {
 namespace {
@@ -120,6 +121,20 @@ class JobTest : public ::testing::Test {
   std::string job_file_;
 };
 
+// Fine-tuning data (shards with token flags: loss masks, packed documents) on a context-parallel
+// layout, sampling text as it trains: `config check` accepts the job (training it is compared
+// with one rank under mpirun: tests/parallel/context_parallel_train_test.cc).
+TEST_F(JobTest, ConfigCheckAcceptsFineTuningDataAndSamplingWithContextParallelism) {
+  testing::WriteSftShard(dir_ + "/data/sft_train_000.bin", 200, /*short_lines=*/true);
+  testing::WriteSftShard(dir_ + "/data/sft_val_000.bin", 60, /*short_lines=*/true);
+  const absl::Status s =
+      Run("config check", {"--config", job_file_, "--world-size", "2", "--set", "parallel.cp=2",
+                           "--set", "data.train=" + dir_ + "/data/sft_train_*.bin", "--set",
+                           "data.val=" + dir_ + "/data/sft_val_*.bin", "--set",
+                           "logging.sample_interval=5", "--set", "logging.sample_length=16"});
+  EXPECT_TRUE(s.ok()) << s;
+}
+
 // ---- one verdict -------------------------------------------------------------------------
 
 struct BadJob {
@@ -168,9 +183,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadJob{"ResumePathNeverIgnored",
                {"checkpoint.resume=$DIR/ckpt/step_00000005"},
                "checkpoint.resume: checkpoint path"},
-        BadJob{"InitFromDirWithoutCheckpoint",
-               {"model.init_from=$DIR/data"},
-               "model.init_from: '"},
+        BadJob{"InitFromDirWithoutCheckpoint", {"model.init_from=$DIR/data"}, "model.init_from: '"},
         BadJob{"CollectiveTimeoutBelowOneSecond",
                {"runtime.collective_timeout_s=0"},
                "runtime.collective_timeout_s"},
@@ -259,41 +272,50 @@ TEST_F(JobTest, CheckPricesTheJobsRecomputation) {
   EXPECT_LT(activations["FULL"], activations["SELECTIVE"]);
 }
 
-// ZERO_BUBBLE keeps what the deferred weight gradients read until their W pass: the estimate
-// counts those buffers (from the model's own plan, as the allocation does) and still matches
-// the allocator's peak of a training step (one stage: F B W per micro-batch).
+// ZERO_BUBBLE keeps what the deferred weight gradients read until their W pass. Without
+// recomputation that is all in the plain slot (a ZERO_BUBBLE slot is a 1F1B slot); with
+// selective recomputation the rebuilt MLP activation is kept aside, and the estimate counts it
+// (from the model's own plan, as the allocation does). Both match the allocator's peak of a
+// training step (one stage: F B W per micro-batch).
 TEST_F(JobTest, EstimateCountsZeroBubblesWeightGradientBuffers) {
   const std::vector<std::string> base = {"model.layers=4", "model.heads=4", "model.hidden=64",
                                          "logging.run_dir="};
   std::map<std::string, MemoryEstimate> est;
-  for (const char* schedule : {"ONE_F_ONE_B", "ZERO_BUBBLE"}) {
-    std::vector<std::string> sets = base;
-    sets.push_back(absl::StrCat("parallel.schedule=", schedule));
-    auto job = Job(sets);
-    ASSERT_TRUE(job.ok()) << job.status();
-    const JobCheck check = CheckJob(*job, 1);
-    ASSERT_TRUE(check.memory.has_value()) << absl::StrJoin(check.problems, "\n");
-    est[schedule] = *check.memory;
-    CachingAllocator& alloc = CpuDevice()->allocator();
-    alloc.EmptyCache();
-    alloc.ResetPeak();
-    const int64_t before = static_cast<int64_t>(alloc.stats().live_bytes);
-    {
-      auto t = Trainer::Create(*job, TestWorld());
-      ASSERT_TRUE(t.ok()) << t.status();
-      ASSERT_TRUE((*t)->Step().ok());
+  for (const char* recompute : {"NONE", "SELECTIVE"}) {
+    for (const char* schedule : {"ONE_F_ONE_B", "ZERO_BUBBLE"}) {
+      const std::string key = absl::StrCat(schedule, " ", recompute);
+      std::vector<std::string> sets = base;
+      sets.push_back(absl::StrCat("parallel.schedule=", schedule));
+      sets.push_back(absl::StrCat("parallel.recompute=", recompute));
+      auto job = Job(sets);
+      ASSERT_TRUE(job.ok()) << job.status();
+      const JobCheck check = CheckJob(*job, 1);
+      ASSERT_TRUE(check.memory.has_value()) << absl::StrJoin(check.problems, "\n");
+      est[key] = *check.memory;
+      CachingAllocator& alloc = CpuDevice()->allocator();
+      alloc.EmptyCache();
+      alloc.ResetPeak();
+      const int64_t before = static_cast<int64_t>(alloc.stats().live_bytes);
+      {
+        auto t = Trainer::Create(*job, TestWorld());
+        ASSERT_TRUE(t.ok()) << t.status();
+        ASSERT_TRUE((*t)->Step().ok());
+        EXPECT_EQ((*t)->model().activation_bytes(), check.memory->activations) << key;
+      }
+      const int64_t peak = static_cast<int64_t>(alloc.stats().peak_bytes) - before;
+      EXPECT_NEAR(static_cast<double>(check.memory->total), static_cast<double>(peak), 0.15 * peak)
+          << key << ": estimate " << check.memory->total << " bytes, allocator peak " << peak
+          << "\n"
+          << FormatMemoryEstimate(*check.memory, "  ");
     }
-    const int64_t peak = static_cast<int64_t>(alloc.stats().peak_bytes) - before;
-    EXPECT_NEAR(static_cast<double>(check.memory->total), static_cast<double>(peak), 0.15 * peak)
-        << schedule << ": estimate " << check.memory->total << " bytes, allocator peak " << peak
-        << "\n"
-        << FormatMemoryEstimate(*check.memory, "  ");
   }
-  EXPECT_EQ(est["ONE_F_ONE_B"].weight_grad_buffers, 0);
-  EXPECT_GT(est["ZERO_BUBBLE"].weight_grad_buffers, 0);
-  EXPECT_EQ(est["ZERO_BUBBLE"].activations - est["ONE_F_ONE_B"].activations,
-            est["ZERO_BUBBLE"].weight_grad_buffers);
-  EXPECT_NE(FormatMemoryEstimate(est["ZERO_BUBBLE"], "").find("of which W buffers"),
+  EXPECT_EQ(est["ONE_F_ONE_B NONE"].weight_grad_buffers, 0);
+  EXPECT_EQ(est["ZERO_BUBBLE NONE"].weight_grad_buffers, 0);
+  EXPECT_EQ(est["ZERO_BUBBLE NONE"].activations, est["ONE_F_ONE_B NONE"].activations);
+  EXPECT_GT(est["ZERO_BUBBLE SELECTIVE"].weight_grad_buffers, 0);
+  EXPECT_EQ(est["ZERO_BUBBLE SELECTIVE"].activations - est["ONE_F_ONE_B SELECTIVE"].activations,
+            est["ZERO_BUBBLE SELECTIVE"].weight_grad_buffers);
+  EXPECT_NE(FormatMemoryEstimate(est["ZERO_BUBBLE SELECTIVE"], "").find("of which W buffers"),
             std::string::npos);
 }
 
@@ -442,8 +464,9 @@ TEST_F(JobTest, TimeLimitMarginMustFitTheLimit) {
   ASSERT_TRUE(job.ok()) << job.status();
   const std::vector<std::string> problems = ConfigProblems(*job, 1);
   ASSERT_EQ(problems.size(), 1u);
-  EXPECT_TRUE(absl::StrContains(problems[0], "runtime.stop_margin_s (30) must be less than "
-                                             "runtime.max_duration_s (30)"))
+  EXPECT_TRUE(absl::StrContains(problems[0],
+                                "runtime.stop_margin_s (30) must be less than "
+                                "runtime.max_duration_s (30)"))
       << problems[0];
   auto dflt = Job({"runtime.max_duration_s=300"});
   ASSERT_TRUE(dflt.ok());
@@ -571,6 +594,8 @@ TEST(CudaJobCheckTest, NcclCommunicatorsOnlyForGroupsThatMoveDeviceTensors) {
   EXPECT_EQ(NcclCommunicatorCount(1, 8, 1), 1);  // dp
   EXPECT_EQ(NcclCommunicatorCount(8, 1, 1), 1);  // tp
   EXPECT_EQ(NcclCommunicatorCount(2, 2, 2), 4);  // tp, dp, pp and the embedding pair
+  EXPECT_EQ(NcclCommunicatorCount(1, 1, 1, 2), 2);  // the cp ring and dp x cp
+  EXPECT_EQ(NcclCommunicatorCount(2, 2, 2, 2), 6);
   EXPECT_EQ(GpuMemoryReserve(1, 1, 1), kGpuOpsReserve);
   EXPECT_EQ(GpuMemoryReserve(1, 8, 1), kGpuOpsReserve + kNcclCommReserve);
   // The old fixed reserve was 512 MiB whatever the layout; one GPU now keeps back 64 MiB.

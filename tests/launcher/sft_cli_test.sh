@@ -30,6 +30,33 @@ rc=$?
 grep -q "bad.jsonl:2: not a JSON example" "$log" || fail "malformed line not named"
 [[ ! -e bad/train_000000.bin ]] || fail "a shard was written for bad input"
 
+# The job's data.sft: template, system prompt, tokenizer and inputs from the config, the output
+# directory from data.train, seq_len from data.seq_len; a flag overrides; a bad template is
+# refused naming the field.
+cat > sftjob.textproto <<JOB
+model { layers: 2 heads: 2 hidden: 32 vocab: 1004 max_seq: 64 }
+data {
+  train: "$work/sftcfg/train_*.bin" seq_len: 32
+  sft { chat_template: "chatml" system_prompt: "Be brief." input: "qa.jsonl"
+        tokenizer: "$src/tests/fixtures/tokenizer/gpt2.tokenizer.json" }
+}
+JOB
+"$loom" data sft --config sftjob.textproto --val-fraction 0 > "$log" 2>&1 || fail "data sft --config"
+grep -q "tokenizer: bpe, vocab 1004 (16-bit ids" "$log" || fail "data sft --config: tokenizer"
+grep -q "packing for seq_len 32" "$log" || fail "data sft --config: seq_len from data.seq_len"
+cmp -s sftcfg/tokenizer.json "$src/tests/fixtures/tokenizer/gpt2.tokenizer.json" ||
+  fail "data sft --config: tokenizer.json not beside the shards"
+grep -q 'system_prompt: "Be brief."' sftcfg/sft_template.textproto &&
+  grep -q 'im_start' sftcfg/sft_template.textproto || fail "data sft --config: template"
+"$loom" data sft --config sftjob.textproto --template qa --overwrite > "$log" 2>&1 ||
+  fail "data sft --config --template"
+grep -q 'user_prefix: "Q: "' sftcfg/sft_template.textproto || fail "--template did not override"
+"$loom" data sft --config sftjob.textproto --set data.sft.chat_template=qaa > "$log" 2>&1
+rc=$?
+[[ $rc == 2 ]] || fail "bad data.sft.chat_template: exit $rc, expected 2"
+grep -q 'data.sft.chat_template: SFT template "qaa" is neither' "$log" ||
+  fail "bad data.sft.chat_template not named"
+
 cat > job.textproto <<JOB
 model { family: GPT2 layers: 2 heads: 2 hidden: 32 vocab: 257 max_seq: 64 init_from: "$work/base.bin" }
 parallel { micro_batch_size: 2 global_batch_size: 4 tp: 2 }
@@ -53,6 +80,17 @@ two=$("$mpiexec" -np 2 "$loom" generate --from ckpt --template qa --prompt "Is i
 [[ "$one" == "$two" ]] || fail "tp 2 generated '$two', one process '$one'"
 base=$(gen --from base.bin 2> "$log") || fail "generate from a model file"
 [[ "$base" != "$one" ]] || echo "note: fine-tuning did not change the greedy answer"
+
+# The checkpoint's tokenizer is the one beside its job's training shards: a 1004-id BPE put
+# there does not fit the 257-id model, and generate says so, naming the file it found.
+cp sft/tokenizer.json sft/tokenizer.json.byte
+cp "$src/tests/fixtures/tokenizer/gpt2.tokenizer.json" sft/tokenizer.json
+gen --from ckpt > "$log" 2>&1
+rc=$?
+mv sft/tokenizer.json.byte sft/tokenizer.json
+[[ $rc == 2 ]] || fail "a checkpoint's BPE tokenizer beside its data: exit $rc, expected 2"
+grep -q "tokenizer $work/sft/tokenizer.json (bpe) has 1004 ids but the model" "$log" ||
+  fail "generate did not find the tokenizer beside the checkpoint's training data"
 
 "$loom" generate --from base.bin --prompt "$(printf 'x%.0s' {1..60})" --max-new-tokens 10 > "$log" 2>&1
 rc=$?

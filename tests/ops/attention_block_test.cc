@@ -6,7 +6,9 @@
 // and grouped-query heads, for cp 1..3 and with the key blocks met in ring order.
 #include "ops/attention_block.h"
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -56,11 +58,20 @@ struct Case {
   int nh, nkv, cp;
 };
 
-TEST(AttentionBlockTest, BlocksMergedAroundTheRingEqualWholeSequenceAttention) {
+// Every rank's blocks around the ring against the whole sequence on one rank; `segments` (i32
+// [B, T] by global position, empty = none) go to both.
+void ExpectRingEqualsWhole(const std::vector<int32_t>& segments) {
   const int64_t B = 2, T = 24;
   const int hd = 8;
+  Tensor seg;
+  if (!segments.empty()) {
+    seg = *Tensor::Zeros(Shape{B, T}, DType::kI32, CpuDevice());
+    std::copy(segments.begin(), segments.end(), seg.data_as<int32_t>());
+  }
+  const Tensor* sp = segments.empty() ? nullptr : &seg;
   for (const Case k : {Case{4, 4, 2}, Case{4, 2, 2}, Case{4, 1, 3}, Case{2, 2, 1}}) {
-    SCOPED_TRACE(::testing::Message() << "nh " << k.nh << " nkv " << k.nkv << " cp " << k.cp);
+    SCOPED_TRACE(::testing::Message() << "nh " << k.nh << " nkv " << k.nkv << " cp " << k.cp
+                                      << (sp ? " with segments" : ""));
     const int64_t W = (k.nh + 2 * k.nkv) * hd, O = k.nh * hd, Tl = T / k.cp;
     const std::vector<float> qkv = RandomFloats(B * T * W, 11, -1.5f, 1.5f);
     const std::vector<float> dout = RandomFloats(B * T * O, 12);
@@ -68,10 +79,10 @@ TEST(AttentionBlockTest, BlocksMergedAroundTheRingEqualWholeSequenceAttention) {
     Tensor full_qkv = F32(Shape{B, T, W}, qkv);
     Tensor full_out = F32(Shape{B, T, O}, std::vector<float>(B * T * O));
     Tensor full_lse = F32(Shape{B, k.nh, T}, std::vector<float>(B * k.nh * T));
-    ASSERT_TRUE(AttentionForward(full_qkv, k.nh, k.nkv, full_out, full_lse).ok());
+    ASSERT_TRUE(AttentionForward(full_qkv, k.nh, k.nkv, full_out, full_lse, sp).ok());
     Tensor full_dqkv = F32(Shape{B, T, W}, std::vector<float>(B * T * W));
     ASSERT_TRUE(AttentionBackward(F32(Shape{B, T, O}, dout), full_qkv, full_out, full_lse, k.nh,
-                                  k.nkv, full_dqkv)
+                                  k.nkv, full_dqkv, sp)
                     .ok());
     // lse as [B * NH, T, 1] rows, so LocalRows picks a rank's positions of every (b, h).
     const std::vector<float> want_lse_all = Floats(full_lse);
@@ -89,7 +100,7 @@ TEST(AttentionBlockTest, BlocksMergedAroundTheRingEqualWholeSequenceAttention) {
       for (int s = 0; s < k.cp; ++s) {
         const int o = (r - s + k.cp) % k.cp;
         ASSERT_TRUE(AttentionBlockForward(q[r], q[o], k.nh, k.nkv, PositionsOf(T, k.cp, r),
-                                          PositionsOf(T, k.cp, o), s == 0, out[r], lse[r])
+                                          PositionsOf(T, k.cp, o), s == 0, out[r], lse[r], sp)
                         .ok());
       }
       ExpectNear(Floats(out[r]), LocalRows(Floats(full_out), B, T, O, k.cp, r), 1e-5f, "out");
@@ -101,7 +112,7 @@ TEST(AttentionBlockTest, BlocksMergedAroundTheRingEqualWholeSequenceAttention) {
         const int o = (r - s + k.cp) % k.cp;
         ASSERT_TRUE(AttentionBlockBackward(dout_r, q[r], q[o], out[r], lse[r], k.nh, k.nkv,
                                            PositionsOf(T, k.cp, r), PositionsOf(T, k.cp, o), dq[r],
-                                           dkv[o])
+                                           dkv[o], sp)
                         .ok());
       }
     }
@@ -112,6 +123,40 @@ TEST(AttentionBlockTest, BlocksMergedAroundTheRingEqualWholeSequenceAttention) {
       ExpectNear(got, LocalRows(Floats(full_dqkv), B, T, W, k.cp, r), 1e-4f, "dqkv");
     }
   }
+}
+
+TEST(AttentionBlockTest, BlocksMergedAroundTheRingEqualWholeSequenceAttention) {
+  ExpectRingEqualsWhole({});
+}
+
+// Packed documents (segment ids by global position): documents that start and end inside a
+// chunk, that cross chunk boundaries (so a query's segment starts on another rank's chunk), a
+// one-token document, and a second row laid out differently. The blocks must give the
+// whole-sequence block-diagonal attention of ops/attention.h for every cp.
+TEST(AttentionBlockTest, SegmentsAcrossChunksEqualWholeSequenceBlockDiagonalAttention) {
+  std::vector<int32_t> seg;
+  for (int i = 0; i < 24; ++i) seg.push_back(i < 5 ? 0 : i < 6 ? 1 : i < 15 ? 2 : i < 21 ? 3 : 4);
+  for (int i = 0; i < 24; ++i) seg.push_back(i < 11 ? 7 : i < 13 ? 8 : 9);
+  ExpectRingEqualsWhole(seg);
+}
+
+TEST(AttentionBlockTest, RefusesSegmentsThatAreNotTheWholeSequenceOrDecrease) {
+  Tensor qkv = F32(Shape{1, 8, 24}, std::vector<float>(8 * 24));
+  Tensor out = F32(Shape{1, 8, 8}, std::vector<float>(64));
+  Tensor lse = F32(Shape{1, 1, 8}, std::vector<float>(8));
+  // cp 2 rank 0 holds positions 0-3 and 12-15 of 16: ids of 8 positions cannot cover them.
+  const ChunkedPositions r0{4, 0, 12};
+  Tensor short_seg = *Tensor::Zeros(Shape{1, 8}, DType::kI32, CpuDevice());
+  const absl::Status s = AttentionBlockForward(qkv, qkv, 1, 1, r0, r0, true, out, lse, &short_seg);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("segments: expected the whole sequence's ids"), std::string::npos)
+      << s;
+  Tensor seg = *Tensor::Zeros(Shape{1, 16}, DType::kI32, CpuDevice());
+  seg.data_as<int32_t>()[5] = 3;  // 0 0 0 0 0 3 0 ...: decreases at 6
+  const absl::Status t = AttentionBlockForward(qkv, qkv, 1, 1, r0, r0, true, out, lse, &seg);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.message().find("segments[0, 6] = 0 is below segments[0, 5] = 3"), std::string::npos)
+      << t;
 }
 
 TEST(AttentionBlockTest, RefusesPositionsThatDoNotCoverTheBlock) {

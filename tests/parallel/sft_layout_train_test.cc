@@ -25,27 +25,6 @@ namespace {
 
 constexpr int kSteps = 4;
 
-// Lines "q<i>: <text> a: <answer>" packed back to back: each line a document; the tokens after
-// "a:" count, except on every third line, which counts nothing.
-void WriteSftShard(const std::string& path, int lines) {
-  ByteTokenizer tok;
-  std::vector<uint16_t> ids;
-  std::vector<uint8_t> flags;
-  for (int i = 0; i < lines; ++i) {
-    const std::string prompt = absl::StrCat("q", i, ": what follows ", i % 7, "? a:");
-    const std::string answer = absl::StrCat(" ", (i % 7) + 1, i % 2 ? " then more" : "", "\n");
-    std::vector<uint16_t> p, a;
-    tok.Encode(prompt, &p);
-    tok.Encode(answer, &a);
-    for (size_t k = 0; k < p.size(); ++k) flags.push_back(k == 0 ? kDocStartFlag : 0);
-    for (size_t k = 0; k < a.size(); ++k) flags.push_back(i % 3 == 2 ? 0 : kLossFlag);
-    ids.insert(ids.end(), p.begin(), p.end());
-    ids.insert(ids.end(), a.begin(), a.end());
-  }
-  ASSERT_TRUE(WriteShard(path, ids, ShardFormat::kLlmc).ok());
-  ASSERT_TRUE(WriteTokenFlags(TokenFlagsPath(path), flags).ok());
-}
-
 struct Layout {
   int dp = 1, tp = 1, pp = 1;
   bool sp = false, zero = false;
@@ -74,8 +53,8 @@ TEST(SftLayoutTrainTest, EveryLayoutMatchesOneRank) {
   ASSERT_EQ(world->size(), 2) << "this test runs on 2 ranks";
   const testing::ScopedTempDir tmp(absl::StrCat("sft_layout_rank", world->rank()));
   const std::string dir = tmp.path();
-  WriteSftShard(dir + "/train_000.bin", 60);
-  WriteSftShard(dir + "/val_000.bin", 20);
+  testing::WriteSftShard(dir + "/train_000.bin", 60);
+  testing::WriteSftShard(dir + "/val_000.bin", 20);
   for (bool llama : {false, true}) {
     auto ref_job = testing::JobFromText(Job(llama, {}), dir);
     ASSERT_TRUE(ref_job.ok()) << ref_job.status();

@@ -49,7 +49,8 @@ const PlannedLayout* Find(const std::vector<PlannedLayout>& plan, const std::str
   return nullptr;
 }
 
-// The layouts the trainer runs today (no cp, no ZERO_BUBBLE: plan_model_test covers those).
+// Without cp and ZERO_BUBBLE, so the layouts and figures here stay few (plan_model_test covers
+// those).
 PlanSearch TrainerSearch() {
   PlanSearch s;
   s.max_cp = 1;
@@ -215,6 +216,13 @@ TEST(PlanTest, CommandRefusesBadFlagsNamingThem) {
   // nothing is valid, and the data-parallel layout's problem is named.
   EXPECT_TRUE(absl::StrContains(s.message(), "no valid layout for 3 GPUs")) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "global_batch_size")) << s;
+  // --job-out writes only a layout that fits.
+  s = RunPlan({"--config", file, "--gpus", "4", "--gpu-memory-gib", "0.001", "--job-out",
+               dir + "/job_out.textproto"});
+  EXPECT_TRUE(absl::StrContains(s.message(), "--job-out " + dir +
+                                                 "/job_out.textproto: no layout "
+                                                 "fits in 0.001 GiB"))
+      << s;
 }
 
 }  // namespace

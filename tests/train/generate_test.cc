@@ -6,15 +6,27 @@
 //     and a prompt appended in pieces), on the CPU and on the test device (the GPU's path);
 //   - Generate end to end on a byte-vocabulary model file: cache and full recompute give the
 //     same sampled tokens; the test device the CPU's; the stream hands out every token;
+//   - with real tokenizers (tests/fixtures/hf/generate_tok.tsv, tools/gen_generate_tok_fixture.py):
+//     models written by transformers, prompts encoded by `tokenizers` / sentencepiece, greedy
+//     ids of transformers' generate and the decoded text; the tokenizer given by --tokenizer or
+//     found inside the Hugging Face directory; a vocabulary that does not fit refused naming
+//     both; generation stops at the tokenizer's end-of-text;
 //   - SampleToken: temperature 0 and top-k 1 are greedy, top-p cuts to the nucleus, top-k keeps
 //     exactly k candidates, the same seed the same draw.
 #include "train/generate.h"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "data/sentencepiece_tokenizer.h"
+#include "data/text_stream.h"
+#include "data/tokenizer.h"
 #include "gtest/gtest.h"
 #include "model/generator.h"
 #include "model/gpt_params.h"
@@ -24,6 +36,7 @@
 #include "parallel/world.h"
 #include "runtime/test_device.h"
 #include "tests/model/model_testing.h"
+#include "tests/temp_dir.h"
 
 namespace loom {
 namespace {
@@ -156,10 +169,15 @@ TEST(GenerateTest, CacheRecomputeAndTestDeviceAgree) {
     o.seed = 5;
     o.stop_at_eot = false;
     std::string streamed;
-    auto cached = Generate(o, world, [&](int32_t, const std::string& t) { streamed += t; });
+    int calls = 0;
+    auto cached = Generate(o, world, [&](int32_t id, const std::string& t) {
+      calls += id >= 0;
+      streamed += t;
+    });
     ASSERT_TRUE(cached.ok()) << cached.status();
     EXPECT_EQ(cached->new_ids.size(), 20u);
-    EXPECT_EQ(streamed.size(), 20u);  // one byte per token
+    EXPECT_EQ(calls, 20);  // one call per token (and one more for an unfinished character)
+    EXPECT_EQ(streamed, cached->text);
     o.full_recompute = true;
     auto full = Generate(o, world);
     ASSERT_TRUE(full.ok()) << full.status();
@@ -185,6 +203,166 @@ TEST(GenerateTest, CacheRecomputeAndTestDeviceAgree) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("exceed the model's max_seq of 48"), std::string::npos)
       << r.status();
+}
+
+// One line of tests/fixtures/hf/generate_tok.tsv.
+struct TokCase {
+  std::string name, model_dir, tokenizer, prompt, text;
+  std::vector<int32_t> prompt_ids, new_ids;
+};
+
+std::string Unhex(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+std::vector<int32_t> IdList(const std::string& s) {
+  std::vector<int32_t> ids;
+  for (const auto& w : absl::StrSplit(s, ' ', absl::SkipEmpty())) {
+    int32_t v = -1;
+    EXPECT_TRUE(absl::SimpleAtoi(w, &v));
+    ids.push_back(v);
+  }
+  return ids;
+}
+
+std::vector<TokCase> ReadTokCases() {
+  const std::string fixtures = testing::SourceDir() + "/tests/fixtures/";
+  std::ifstream in(fixtures + "hf/generate_tok.tsv");
+  std::vector<TokCase> cases;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> c = absl::StrSplit(line, '\t');
+    if (c.size() != 7) continue;
+    cases.push_back({c[0], fixtures + c[1], fixtures + c[2], Unhex(c[3]), Unhex(c[6]), IdList(c[4]),
+                     IdList(c[5])});
+  }
+  EXPECT_EQ(cases.size(), 2u);
+  return cases;
+}
+
+TEST(GenerateTokenizerTest, GreedyMatchesTransformersWithItsTokenizer) {
+  const testing::ScopedTempDir tmp("generate_tok");
+  namespace fs = std::filesystem;
+  for (const TokCase& c : ReadTokCases()) {
+    if (c.tokenizer.size() > 6 && c.tokenizer.substr(c.tokenizer.size() - 6) == ".model" &&
+        !SentencePieceAvailable()) {
+      std::cerr << "skipping " << c.name << ": no SentencePiece in this build\n";
+      continue;
+    }
+    GenerateOptions o;
+    o.from = c.model_dir;
+    o.tokenizer = c.tokenizer;
+    o.prompt = c.prompt;
+    o.max_new_tokens = static_cast<int>(c.new_ids.size()) + 1;
+    o.sampling = {0.0f, 0, 1.0f};
+    std::string streamed;
+    auto r = Generate(o, World::Self(), [&](int32_t, const std::string& t) {
+      // Only whole characters are handed out (a lossy UTF-8 round trip changes nothing).
+      size_t used;
+      EXPECT_EQ(LossyUtf8(t, false, &used), t) << c.name;
+      streamed += t;
+    });
+    ASSERT_TRUE(r.ok()) << c.name << ": " << r.status();
+    EXPECT_EQ(r->prompt_ids, c.prompt_ids) << c.name;
+    // max_new_tokens is one more than transformers made: it stopped at end-of-text or its limit.
+    std::vector<int32_t> got = r->new_ids;
+    if (got.size() > c.new_ids.size()) got.resize(c.new_ids.size());
+    EXPECT_EQ(got, c.new_ids) << c.name;
+    if (r->new_ids.size() == c.new_ids.size()) {
+      EXPECT_EQ(r->text, c.text) << c.name;
+      EXPECT_EQ(streamed, c.text) << c.name;
+    }
+
+    // The tokenizer found inside the Hugging Face directory, under its usual name.
+    const std::string dir = tmp.path() + "/" + c.name;
+    fs::create_directories(dir);
+    for (const char* f : {"config.json", "model.safetensors"}) {
+      fs::copy_file(c.model_dir + "/" + f, dir + "/" + f, fs::copy_options::overwrite_existing);
+    }
+    const bool sp = c.tokenizer.substr(c.tokenizer.size() - 6) == ".model";
+    fs::copy_file(c.tokenizer, dir + (sp ? "/tokenizer.model" : "/tokenizer.json"),
+                  fs::copy_options::overwrite_existing);
+    o.from = dir;
+    o.tokenizer.clear();
+    auto found = Generate(o, World::Self());
+    ASSERT_TRUE(found.ok()) << c.name << ": " << found.status();
+    EXPECT_EQ(found->tokenizer, dir + (sp ? "/tokenizer.model" : "/tokenizer.json"));
+    EXPECT_EQ(found->new_ids, r->new_ids) << c.name;
+  }
+}
+
+TEST(GenerateTokenizerTest, VocabularyMismatchIsRefused) {
+  const std::string fixtures = testing::SourceDir() + "/tests/fixtures/";
+  GenerateOptions o;
+  o.prompt = "hi";
+  // A model of 1004 ids with the byte tokenizer (none inside the directory).
+  o.from = fixtures + "hf/gpt2_tok";
+  auto r = Generate(o, World::Self());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("has 1004 ids, the byte tokenizer 257"), std::string::npos)
+      << r.status();
+  // A model of 64 ids with a tokenizer of 1004.
+  o.from = fixtures + "hf/gpt2_f32";
+  o.tokenizer = fixtures + "tokenizer/gpt2.tokenizer.json";
+  r = Generate(o, World::Self());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("has 1004 ids but the model"), std::string::npos)
+      << r.status();
+  EXPECT_NE(r.status().message().find("vocabulary of 64"), std::string::npos) << r.status();
+}
+
+// A model whose every next token is the BPE tokenizer's <|endoftext|> (1003, not the byte
+// tokenizer's 256): the final norm's output is a constant vector v, and the tied head's row
+// 1003 is 10 v. Generation stops at once; with stop_at_eot off it goes on.
+TEST(GenerateTokenizerTest, StopsAtTheTokenizersEndOfText) {
+  const testing::ScopedTempDir tmp("generate_eot");
+  auto tok = LoadTokenizer(testing::SourceDir() + "/tests/fixtures/tokenizer/gpt2.tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  ASSERT_EQ((*tok)->eot(), 1003);
+  GptConfig c;
+  c.layers = 1;
+  c.heads = 2;
+  c.kv_heads = 2;
+  c.hidden = 16;
+  c.ffn_hidden = 32;
+  c.vocab = 1004;
+  c.padded_vocab = 1008;
+  c.max_seq = 32;
+  ASSERT_TRUE(c.Validate().ok());
+  const ParamTable table = GptParamLayout(c);
+  Tensor p = *Tensor::Zeros(Shape{table.total()}, DType::kF32, CpuDevice());
+  ASSERT_TRUE(InitParams(table, 3, p).ok());
+  std::vector<float> w = *p.ToFloatVector();
+  const ParamSpec* lnw = *table.Find("ln_f.weight");
+  const ParamSpec* lnb = *table.Find("ln_f.bias");
+  const ParamSpec* wte = *table.Find("wte.weight");
+  for (int64_t i = 0; i < c.hidden; ++i) {
+    const float v = (i % 2 == 0 ? 1.0f : -1.0f);
+    w[lnw->offset + i] = 0;
+    w[lnb->offset + i] = v;
+    w[wte->offset + 1003 * c.hidden + i] = 10 * v;
+  }
+  const std::string path = tmp.path() + "/eot.bin";
+  ASSERT_TRUE(WriteLoomModelFile(path, c, w).ok());
+  GenerateOptions o;
+  o.from = path;
+  o.tokenizer = testing::SourceDir() + "/tests/fixtures/tokenizer/gpt2.tokenizer.json";
+  o.prompt = "Hello";
+  o.max_new_tokens = 5;
+  o.sampling = {0.0f, 0, 1.0f};
+  auto r = Generate(o, World::Self());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->new_ids.empty());
+  EXPECT_EQ(r->prompt_ids, (*tok)->Encode("Hello"));
+  o.stop_at_eot = false;
+  r = Generate(o, World::Self());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->new_ids, std::vector<int32_t>(5, 1003));
+  EXPECT_EQ(r->text, "<|endoftext|><|endoftext|><|endoftext|><|endoftext|><|endoftext|>");
 }
 
 TEST(SampleTokenTest, GreedyTopKTopP) {

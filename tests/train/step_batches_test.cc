@@ -1,13 +1,16 @@
 // StepBatches (train/step_batches.h) on the test device: a step's batches reach the device
 // without a host wait; a prefetch reads the next step's while the loader's saved position stays
 // at the batches used, and the batches a resume from that position reads are the prefetched
-// ones.
+// ones. With context parallelism and fine-tuning data a rank gets its chunks of the tokens and
+// the whole sequences' segment ids.
 #include "train/step_batches.h"
 
 #include <vector>
 
+#include "data/token_flags.h"
 #include "data/token_shard.h"
 #include "gtest/gtest.h"
+#include "parallel/ring_attention.h"
 #include "runtime/files.h"
 #include "runtime/test_device.h"
 #include "tests/temp_dir.h"
@@ -118,6 +121,81 @@ TEST_F(StepBatchesTest, OnTheCpuTheStepsTensorsAreTheStagingAndAlternate) {
   EXPECT_EQ(OnDevice(**b), first);
   ASSERT_TRUE((*b)->Next().ok());
   EXPECT_EQ(OnDevice(**b), StepFrom(one));
+}
+
+// Context parallelism with fine-tuning data: each cp rank's inputs and targets are its two
+// chunks of the loader's sequences (and host_targets, which the trainer counts, the same), but
+// the segment ids stay whole (micro x seq_len), as ring attention reads them by global position;
+// on the test device (copies) and the CPU (views of the staging), for both staging buffers. The
+// positions (data.reset_position_ids) restart at each document of the whole rows and are cut.
+TEST_F(StepBatchesTest, WithCpTheSegmentIdsStayWholeAndTheTokensAreTheRanksChunks) {
+  std::vector<uint16_t> ids;
+  std::vector<uint8_t> flags;
+  for (int i = 0; i < 2000; ++i) {
+    ids.push_back(static_cast<uint16_t>((i * 37) % 251));
+    flags.push_back(
+        static_cast<uint8_t>((i % 5 == 0 ? kDocStartFlag : 0) | (i % 3 ? kLossFlag : 0)));
+  }
+  const std::string sft = tmp_.path() + "/sft_000.bin";
+  ASSERT_TRUE(WriteShard(sft, ids, ShardFormat::kLlmc).ok());
+  ASSERT_TRUE(WriteTokenFlags(TokenFlagsPath(sft), flags).ok());
+  auto open = [&] {
+    DataLoaderOptions o;
+    o.patterns = {sft};
+    o.vocab_size = 257;
+    o.seq_len = kT;
+    o.seed = 7;
+    auto l = DataLoader::Open(o);
+    EXPECT_TRUE(l.ok()) << l.status();
+    return std::move(*l);
+  };
+  auto host = [](const Tensor& t) {
+    std::vector<int32_t> v(t.numel());
+    EXPECT_TRUE(CopyBytes(CpuDevice(), v.data(), t.device(), t.data(), t.nbytes()).ok());
+    return v;
+  };
+  constexpr int kCp = 2;
+  auto dev = TestDevice(0);
+  ASSERT_TRUE(dev.ok());
+  for (Device* d : {*dev, CpuDevice()}) {
+    for (int rank = 0; rank < kCp; ++rank) {
+      SCOPED_TRACE(::testing::Message() << d->Name() << ", cp rank " << rank);
+      auto loader = open();
+      ASSERT_TRUE(loader->has_loss_mask());
+      auto reference = open();  // reads the same sequences whole
+      auto b = StepBatches::Create(d, loader.get(), kAccum, kMicro, kT, kCp, rank,
+                                   /*reset_positions=*/true);
+      ASSERT_TRUE(b.ok()) << b.status();
+      ASSERT_TRUE((*b)->masked());
+      for (int step = 0; step < 2; ++step) {
+        ASSERT_TRUE((*b)->Next().ok());
+        for (int k = 0; k < kAccum; ++k) {
+          std::vector<int32_t> in(kMicro * kT), tg(kMicro * kT), seg(kMicro * kT);
+          ASSERT_TRUE(
+              reference
+                  ->NextBatch(kMicro, absl::MakeSpan(in), absl::MakeSpan(tg), absl::MakeSpan(seg))
+                  .ok());
+          std::vector<int32_t> in_r(kMicro * kT / kCp), tg_r(kMicro * kT / kCp);
+          ASSERT_TRUE(SelectContextChunks(in.data(), kMicro, kT, kCp, rank, in_r.data()).ok());
+          ASSERT_TRUE(SelectContextChunks(tg.data(), kMicro, kT, kCp, rank, tg_r.data()).ok());
+          EXPECT_EQ((*b)->segments()[k].shape(), (Shape{kMicro, kT}));
+          EXPECT_EQ(host((*b)->segments()[k]), seg) << "step " << step << " micro-batch " << k;
+          EXPECT_EQ(host((*b)->inputs()[k]), in_r);
+          EXPECT_EQ(host((*b)->targets()[k]), tg_r);
+          const absl::Span<const int32_t> counted = (*b)->host_targets(k);
+          EXPECT_EQ(std::vector<int32_t>(counted.begin(), counted.end()), tg_r);
+          // Positions restart at each document of the whole rows, then are cut like the tokens.
+          std::vector<int32_t> pos(kMicro * kT), pos_r(kMicro * kT / kCp);
+          ASSERT_TRUE(ResetPositions(seg.data(), kMicro, kT, 1, 0, pos.data()).ok());
+          ASSERT_TRUE(SelectContextChunks(pos.data(), kMicro, kT, kCp, rank, pos_r.data()).ok());
+          EXPECT_EQ(host((*b)->positions()[k]), pos_r);
+        }
+        // The next step into the other staging buffer (on a device its copies land in the same
+        // device tensors, after the reads above).
+        ASSERT_TRUE((*b)->Prefetch().ok());
+      }
+    }
+  }
 }
 
 }  // namespace

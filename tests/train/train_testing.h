@@ -4,7 +4,8 @@
 // stepped k times, its losses and gradient norms step by step, and the whole model's weights
 // gathered over the tensor and pipeline groups in the global layout. Every failure on the way
 // fails the calling test; what was recorded up to it is returned. Also a text shard for those
-// tests to train on. Header-only: the test folders glob only *_test.cc files.
+// tests to train on, and packed fine-tuning data with token flags. Header-only: the test folders
+// glob only *_test.cc files.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "data/token_flags.h"
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "gtest/gtest.h"
@@ -32,6 +34,34 @@ inline void WriteTextShard(const std::string& path, const std::string& text, int
   std::vector<uint16_t> ids;
   for (int i = 0; i < lines; ++i) tok.Encode(absl::StrCat(label, " ", i, ": ", text, " "), &ids);
   absl::Status s = WriteShard(path, ids, ShardFormat::kLlmc);
+  EXPECT_TRUE(s.ok()) << path << ": " << s;
+}
+
+// Fine-tuning data: lines "q<i>: <text> a: <answer>" (`short_lines`: "<n>? <answer>", a handful
+// of tokens each, so a row packs several) packed back to back into one llm.c shard with its
+// token flags: each line a document; the tokens of the answer count, except on every third
+// line, which counts nothing.
+inline void WriteSftShard(const std::string& path, int lines, bool short_lines = false) {
+  ByteTokenizer tok;
+  std::vector<uint16_t> ids;
+  std::vector<uint8_t> flags;
+  for (int i = 0; i < lines; ++i) {
+    const std::string prompt = short_lines ? absl::StrCat(i % 13, "?")
+                                           : absl::StrCat("q", i, ": what follows ", i % 7, "? a:");
+    const std::string answer =
+        short_lines ? absl::StrCat(" ", i % 13 + 1, i % 2 ? "!" : "", "\n")
+                    : absl::StrCat(" ", (i % 7) + 1, i % 2 ? " then more" : "", "\n");
+    std::vector<uint16_t> p, a;
+    tok.Encode(prompt, &p);
+    tok.Encode(answer, &a);
+    for (size_t k = 0; k < p.size(); ++k) flags.push_back(k == 0 ? kDocStartFlag : 0);
+    for (size_t k = 0; k < a.size(); ++k) flags.push_back(i % 3 == 2 ? 0 : kLossFlag);
+    ids.insert(ids.end(), p.begin(), p.end());
+    ids.insert(ids.end(), a.begin(), a.end());
+  }
+  absl::Status s = WriteShard(path, ids, ShardFormat::kLlmc);
+  EXPECT_TRUE(s.ok()) << path << ": " << s;
+  s = WriteTokenFlags(TokenFlagsPath(path), flags);
   EXPECT_TRUE(s.ok()) << path << ": " << s;
 }
 
