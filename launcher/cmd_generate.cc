@@ -20,7 +20,9 @@ constexpr char kDescription[] =
     "logits are divided by the temperature, cut to the --top-k largest and then to the\n"
     "--top-p nucleus, and sampled with --seed. --template renders TEXT as the user turn of an\n"
     "SFT chat template (qa, chatml, plain, or the sft_template.textproto `loom data sft` wrote)\n"
-    "followed by the assistant's cue. --tokenizer (or the tokenizer.json / tokenizer.model\n"
+    "followed by the assistant's cue, and generation also stops at the template's end of turn\n"
+    "(its assistant suffix less trailing whitespace, e.g. <|im_end|>). --tokenizer (or the "
+    "tokenizer.json / tokenizer.model\n"
     "of a Hugging Face --from directory) encodes the prompt and decodes the output; only\n"
     "whole UTF-8 characters are printed. Under mpirun -np N the N ranks split the model N ways\n"
     "(tensor parallel) and generate together.";
@@ -44,7 +46,8 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
                "the model's tokenizer.json, SentencePiece .model, or a directory holding either "
                "(default: the one inside a Hugging Face --from directory, else bytes)");
   flags.Choice("--backend", &o.backend, {"cpu", "cuda", "test"}, "where the model runs");
-  flags.Bool("--no-stop", &no_stop, "keep going past the end-of-text token");
+  flags.Bool("--no-stop", &no_stop,
+             "keep going past the end-of-text token (and the template's end of turn)");
   flags.Bool("--quiet", &quiet, "print only the generated text (no prompt, no timing line)");
   LOOM_ASSIGN_OR_RETURN(bool run, flags.Parse(args));
   if (!run) return absl::OkStatus();

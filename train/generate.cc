@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "checkpoint/checkpoint.h"
 #include "data/sft_prepare.h"
@@ -161,9 +163,15 @@ absl::StatusOr<GenerateResult> Generate(
                         GenerationTokenizer(o, config, &result.tokenizer));
   const Tokenizer& tok = *tokenizer;
   std::string text = o.prompt;
+  // A chat template's end of turn: the assistant suffix without its trailing whitespace
+  // ("<|im_end|>" for chatml; nothing for qa and plain, whose suffix is a newline). A released
+  // chat model may end its turn with it and never emit the end-of-text token, so generation
+  // stops there too (as transformers' stop strings do); the marker is part of the output.
+  std::string end_of_turn;
   if (!o.template_name.empty()) {
     LOOM_ASSIGN_OR_RETURN(data::SftTemplate tmpl, LoadSftTemplate(o.template_name));
     text = RenderSftPrompt(o.prompt, tmpl);
+    end_of_turn = std::string(absl::StripTrailingAsciiWhitespace(tmpl.assistant_suffix()));
   }
   // As `data prepare` and `data sft` begin a document (and transformers' tokenizer(prompt)).
   if (tok.bos() >= 0) result.prompt_ids.push_back(tok.bos());
@@ -229,7 +237,16 @@ absl::StatusOr<GenerateResult> Generate(
     LOOM_ASSIGN_OR_RETURN(const int32_t id,
                           SampleToken(next.first, next.second, config.vocab, config.padded_vocab,
                                       tp_comm, o.sampling, o.seed, static_cast<uint64_t>(i)));
-    if (i + 1 == o.max_new_tokens || (o.stop_at_eot && id == tok.eot())) {
+    // The turn ends with this token when the text it completes ends with the end-of-turn
+    // marker (decoded text, so a marker split over several tokens is found too).
+    std::string piece;
+    bool ends_turn = false;
+    if (!(o.stop_at_eot && id == tok.eot())) {
+      piece = stream.Push(id);
+      ends_turn =
+          o.stop_at_eot && !end_of_turn.empty() && absl::EndsWith(result.text + piece, end_of_turn);
+    }
+    if (i + 1 == o.max_new_tokens || (o.stop_at_eot && id == tok.eot()) || ends_turn) {
       LOOM_ASSIGN_OR_RETURN(
           Tensor row,
           next.first.Slice(next.second, next.second + 1).Reshape(Shape{next.first.dim(1)}));
@@ -239,9 +256,9 @@ absl::StatusOr<GenerateResult> Generate(
     if (o.stop_at_eot && id == tok.eot()) break;
     result.new_ids.push_back(id);
     seq.push_back(id);
-    std::string piece = stream.Push(id);
     result.text += piece;
     if (on_token) on_token(id, piece);
+    if (ends_turn) break;
     if (i + 1 < o.max_new_tokens) {
       LOOM_ASSIGN_OR_RETURN(next, next_logits(absl::MakeConstSpan(&seq.back(), 1)));
     }

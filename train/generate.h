@@ -36,7 +36,9 @@ struct GenerateOptions {
   SamplingOptions sampling{/*temperature=*/1.0f, /*top_k=*/0, /*top_p=*/1.0f};
   uint64_t seed = 1;
   std::string backend = "cpu";  // cpu, cuda or test (runtime.backend's meanings)
-  bool stop_at_eot = true;      // end at the end-of-text token (not printed)
+  // End at the end-of-text token (not printed), or, with a template, once the text ends with
+  // the template's end-of-turn marker (its assistant suffix less trailing whitespace, printed).
+  bool stop_at_eot = true;
   // The KV cache off: every step runs the full forward pass over the whole sequence (the
   // reference generate_test compares the cache against).
   bool full_recompute = false;

@@ -10,7 +10,8 @@
 //     models written by transformers, prompts encoded by `tokenizers` / sentencepiece, greedy
 //     ids of transformers' generate and the decoded text; the tokenizer given by --tokenizer or
 //     found inside the Hugging Face directory; a vocabulary that does not fit refused naming
-//     both; generation stops at the tokenizer's end-of-text;
+//     both; generation stops at the tokenizer's end-of-text, and with a template at its
+//     end-of-turn marker;
 //   - SampleToken: temperature 0 and top-k 1 are greedy, top-p cuts to the nucleus, top-k keeps
 //     exactly k candidates, the same seed the same draw.
 #include "train/generate.h"
@@ -363,6 +364,59 @@ TEST(GenerateTokenizerTest, StopsAtTheTokenizersEndOfText) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->new_ids, std::vector<int32_t>(5, 1003));
   EXPECT_EQ(r->text, "<|endoftext|><|endoftext|><|endoftext|><|endoftext|><|endoftext|>");
+}
+
+// A chat template's end-of-turn marker (the assistant suffix less trailing whitespace) ends the
+// turn, marker printed, even where the model never emits end-of-text; --no-stop goes on.
+TEST(GenerateTest, StopsAtTheTemplatesEndOfTurn) {
+  const testing::ScopedTempDir tmp("generate_end_of_turn");
+  GptConfig c;
+  c.layers = 1;
+  c.heads = 2;
+  c.kv_heads = 2;
+  c.hidden = 16;
+  c.ffn_hidden = 32;
+  c.vocab = 257;  // the byte tokenizer's
+  c.padded_vocab = 264;
+  c.max_seq = 64;
+  ASSERT_TRUE(c.Validate().ok());
+  const ParamTable table = GptParamLayout(c);
+  Tensor p = *Tensor::Zeros(Shape{table.total()}, DType::kF32, CpuDevice());
+  ASSERT_TRUE(InitParams(table, 3, p).ok());
+  std::vector<float> w = *p.ToFloatVector();
+  const ParamSpec* lnw = *table.Find("ln_f.weight");
+  const ParamSpec* lnb = *table.Find("ln_f.bias");
+  const ParamSpec* wte = *table.Find("wte.weight");
+  for (int64_t i = 0; i < c.hidden; ++i) {  // every next token is 'x'
+    const float v = (i % 2 == 0 ? 1.0f : -1.0f);
+    w[lnw->offset + i] = 0;
+    w[lnb->offset + i] = v;
+    w[wte->offset + 'x' * c.hidden + i] = 10 * v;
+  }
+  const std::string path = tmp.path() + "/x.bin";
+  ASSERT_TRUE(WriteLoomModelFile(path, c, w).ok());
+  const std::string tmpl = tmp.path() + "/sft_template.textproto";
+  std::ofstream(tmpl) << "user_prefix: \"Q: \" user_suffix: \"\\n\" assistant_prefix: \"A: \" "
+                         "assistant_suffix: \"xxx\\n\"\n";
+  GenerateOptions o;
+  o.from = path;
+  o.template_name = tmpl;
+  o.prompt = "Why?";
+  o.max_new_tokens = 8;
+  o.sampling = {0.0f, 0, 1.0f};
+  auto r = Generate(o, World::Self());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->text, "xxx");
+  EXPECT_EQ(r->new_ids.size(), 3u);
+  o.stop_at_eot = false;
+  r = Generate(o, World::Self());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->text, std::string(8, 'x'));
+  o.stop_at_eot = true;
+  o.template_name = "qa";  // suffix "\n": no marker, so only end-of-text ends the turn
+  r = Generate(o, World::Self());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->text, std::string(8, 'x'));
 }
 
 TEST(SampleTokenTest, GreedyTopKTopP) {
