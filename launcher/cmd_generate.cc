@@ -21,11 +21,10 @@ constexpr char kDescription[] =
     "--top-p nucleus, and sampled with --seed. --template renders TEXT as the user turn of an\n"
     "SFT chat template (qa, chatml, plain, or the sft_template.textproto `loom data sft` wrote)\n"
     "followed by the assistant's cue, and generation also stops at the template's end of turn\n"
-    "(its assistant suffix less trailing whitespace, e.g. <|im_end|>). --tokenizer (or the "
-    "tokenizer.json / tokenizer.model\n"
-    "of a Hugging Face --from directory) encodes the prompt and decodes the output; only\n"
-    "whole UTF-8 characters are printed. Under mpirun -np N the N ranks split the model N ways\n"
-    "(tensor parallel) and generate together.";
+    "(its assistant suffix less trailing whitespace, e.g. <|im_end|>). --tokenizer (or the\n"
+    "tokenizer.json / tokenizer.model of a Hugging Face --from directory) encodes the prompt\n"
+    "and decodes the output; only whole UTF-8 characters are printed. Under mpirun -np N the N\n"
+    "ranks split the model N ways (tensor parallel) and generate together.";
 
 absl::Status RunGenerate(const std::vector<std::string>& args) {
   GenerateOptions o;
